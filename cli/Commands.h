@@ -1,0 +1,11 @@
+// Sub-commands of the `jko` command-line tool.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace jko::cli {
+
+void addEvalCommand(CLI::App& app);
+void addRolloutCommand(CLI::App& app);
+
+}  // namespace jko::cli

@@ -1,0 +1,101 @@
+// jko eval: runs a reference case of DESIGN.md §5 with a solver and measures
+// it against the exact answer.
+#include <iomanip>
+#include <iostream>
+#include <memory>
+#include <thread>
+
+#include "Commands.h"
+#include "evaluation/ReferenceCases.h"
+#include "numerics/JkoObjective.h"
+#include "numerics/ReferenceSolver.h"
+#include "runtime/Runtime.h"
+
+namespace jko::cli {
+namespace {
+
+struct EvalOptions {
+  std::string caseName;
+  std::string solver = "reference";
+  int64_t grid = 64;
+  int dim = 2;
+  double tau = 0;
+  int steps = -1;
+  bool json = false;
+  int threads = 0;
+  ReferenceSolverOptions reference;
+};
+
+Stepper referenceStepper(const ReferenceCase& c, const ReferenceSolverOptions& options) {
+  auto energy = std::make_shared<const Energy>(c.energy, c.grid);
+  auto objective = std::make_shared<const JkoObjective>(energy, c.tau);
+  auto solver = std::make_shared<ReferenceSolver>(objective, options);
+  return [solver](const at::Tensor& rho, const StepOutput& previous) {
+    const ReferenceStep step = solver->step(rho, previous.displacement);
+    StepOutput out;
+    out.next = step.next;
+    out.displacement = step.displacement;
+    out.objective = step.objective;
+    out.energy = step.energy;
+    out.transport = step.transport;
+    out.iterations = step.iterations;
+    out.converged = step.converged;
+    return out;
+  };
+}
+
+void printSummary(const nlohmann::json& r) {
+  std::cout << r["case"].get<std::string>() << " with the " << r["solver"].get<std::string>() << " solver, "
+            << r["grid"] << "^" << r["dim"] << " grid, tau " << r["tau"] << ", " << r["steps"] << " steps\n";
+  std::cout << std::setprecision(4);
+  std::cout << "  rel L1 error at the end: " << 100 * r["rel_l1_final"].get<double>() << "%";
+  if (r["case"] == "barenblatt-flow")
+    std::cout << " against the PDE, " << 100 * r["rel_l1_jko_final"].get<double>() << "% against the exact JKO chain";
+  std::cout << "\n";
+  if (r.contains("step_error_final"))
+    std::cout << "  share of the step that is wrong: " << 100 * r["step_error_final"].get<double>() << "%\n";
+  if (r.contains("variance_error"))
+    std::cout << "  steady-state variance error: " << 100 * r["variance_error"].get<double>() << "%\n";
+  std::cout << "  median " << r["ms_per_step_median"].get<double>() << " ms per step, mass drift "
+            << r["mass_drift_max"].get<double>() << ", min density " << r["min_density"].get<double>() << "\n";
+}
+
+}  // namespace
+
+void addEvalCommand(CLI::App& app) {
+  auto options = std::make_shared<EvalOptions>();
+  CLI::App* eval = app.add_subcommand("eval", "Run a reference case and measure it against its exact answer");
+  eval->add_option("--case", options->caseName, "Reference case")
+      ->required()
+      ->check(CLI::IsMember(referenceCaseNames()));
+  eval->add_option("--solver", options->solver, "Solver: reference")->check(CLI::IsMember({"reference"}));
+  eval->add_option("--grid", options->grid, "Nodes per axis")->capture_default_str();
+  eval->add_option("--dim", options->dim, "Dimension, 2 or 3")->check(CLI::IsMember({2, 3}))->capture_default_str();
+  eval->add_option("--tau", options->tau, "Time step (default: the case's own)");
+  eval->add_option("--steps", options->steps, "Number of JKO steps (default: the case's own)");
+  eval->add_flag("--json", options->json, "Print one JSON object");
+  eval->add_option("--threads", options->threads, "LibTorch threads (default: all cores)");
+  eval->add_option("--objective-tol", options->reference.objectiveTolerance,
+                   "Reference solver: relative objective decrease over the last iterations")
+      ->capture_default_str();
+  eval->add_option("--gradient-tol", options->reference.gradientTolerance,
+                   "Reference solver: squared metric gradient norm relative to the step's decrease")
+      ->capture_default_str();
+  eval->add_option("--max-iterations", options->reference.maxIterations, "Reference solver: L-BFGS iterations cap")
+      ->capture_default_str();
+  eval->callback([options] {
+    configureRuntime(options->threads > 0 ? options->threads : static_cast<int>(std::thread::hardware_concurrency()));
+    const ReferenceCase c = makeReferenceCase(options->caseName, options->grid, options->dim, options->tau, options->steps);
+    nlohmann::json result = evaluateCase(c, referenceStepper(c, options->reference), options->solver);
+    result["solver_tolerance"] = {{"objective", options->reference.objectiveTolerance},
+                                  {"gradient", options->reference.gradientTolerance},
+                                  {"max_iterations", options->reference.maxIterations}};
+    result["runtime"] = describeRuntime();
+    if (options->json)
+      std::cout << result.dump() << std::endl;
+    else
+      printSummary(result);
+  });
+}
+
+}  // namespace jko::cli

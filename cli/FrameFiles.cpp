@@ -1,0 +1,269 @@
+#include "FrameFiles.h"
+
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <regex>
+#include <sstream>
+
+#include "numerics/Errors.h"
+
+namespace jko::cli {
+namespace fs = std::filesystem;
+namespace {
+
+// VTK orders points with x fastest: (n2, n1, n0) in C order.
+at::Tensor toVtkOrder(const at::Tensor& field, int dim) {
+  std::vector<int64_t> permutation;
+  for (int a = dim - 1; a >= 0; --a) permutation.push_back(a);
+  return field.to(at::kCPU, at::kDouble).permute(permutation).contiguous();
+}
+
+void appendBlock(std::string& blob, const at::Tensor& values) {
+  const uint64_t bytes = static_cast<uint64_t>(values.numel()) * sizeof(double);
+  blob.append(reinterpret_cast<const char*>(&bytes), sizeof(bytes));
+  blob.append(reinterpret_cast<const char*>(values.data_ptr<double>()), bytes);
+}
+
+std::string attribute(const std::string& tag, const std::string& name) {
+  const std::regex pattern(name + "=\"([^\"]*)\"");
+  std::smatch match;
+  return std::regex_search(tag, match, pattern) ? match[1].str() : "";
+}
+
+std::vector<double> numbers(const std::string& text) {
+  std::istringstream in(text);
+  std::vector<double> out;
+  double v;
+  while (in >> v) out.push_back(v);
+  return out;
+}
+
+at::Tensor readNpy(const std::string& path, const std::string& bytes, Grid& grid) {
+  // Format: magic, version (2 bytes), header length, a Python dict header.
+  if (bytes.size() < 10 || bytes.compare(0, 6, "\x93NUMPY") != 0)
+    throw InvalidDensity(path + " is not a .npy file (bad magic bytes)");
+  const int major = static_cast<unsigned char>(bytes[6]);
+  size_t headerLength, offset;
+  if (major == 1) {
+    headerLength = static_cast<unsigned char>(bytes[8]) | (static_cast<unsigned char>(bytes[9]) << 8);
+    offset = 10;
+  } else {
+    uint32_t length;
+    std::memcpy(&length, bytes.data() + 8, 4);
+    headerLength = length;
+    offset = 12;
+  }
+  if (bytes.size() < offset + headerLength) throw InvalidDensity(path + " is truncated (header)");
+  const std::string header = bytes.substr(offset, headerLength);
+  const bool fortran = header.find("'fortran_order': True") != std::string::npos;
+  if (fortran) throw InvalidDensity(path + ": Fortran-ordered arrays are not supported; save with C order");
+  at::ScalarType type;
+  if (header.find("'<f8'") != std::string::npos) type = at::kDouble;
+  else if (header.find("'<f4'") != std::string::npos) type = at::kFloat;
+  else throw InvalidDensity(path + ": only little-endian float32 or float64 arrays are supported");
+  std::smatch match;
+  if (!std::regex_search(header, match, std::regex("'shape': \\(([^)]*)\\)")))
+    throw InvalidDensity(path + ": no shape in the .npy header");
+  std::vector<int64_t> shape;
+  for (double v : numbers(std::regex_replace(match[1].str(), std::regex(","), " "))) shape.push_back(static_cast<int64_t>(v));
+  if (shape.size() != 2 && shape.size() != 3)
+    throw InvalidDensity(path + ": a density must be a 2D or 3D array, got " + std::to_string(shape.size()) + "D");
+  int64_t count = 1;
+  for (int64_t s : shape) count *= s;
+  const size_t dataBytes = count * (type == at::kDouble ? 8 : 4);
+  if (bytes.size() < offset + headerLength + dataBytes) throw InvalidDensity(path + " is truncated (data)");
+  at::Tensor values = at::empty(shape, type);
+  std::memcpy(values.data_ptr(), bytes.data() + offset + headerLength, dataBytes);
+  std::array<int64_t, 3> cells{1, 1, 1};
+  for (size_t a = 0; a < shape.size(); ++a) cells[a] = shape[a];
+  grid = Grid::box(static_cast<int>(shape.size()), cells, {0, 0, 0}, {1, 1, 1});
+  return values.to(at::kDouble);
+}
+
+}  // namespace
+
+void writeFileAtomically(const std::string& path, const std::string& contents) {
+  const std::string temporary = path + ".partial";
+  {
+    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
+    if (!out) throw Error("cannot write " + temporary + ": check that the folder exists and is writable");
+    out.write(contents.data(), static_cast<std::streamsize>(contents.size()));
+    if (!out) throw Error("writing " + temporary + " failed (disk full?)");
+  }
+  std::error_code error;
+  fs::rename(temporary, path, error);
+  if (error) throw Error("cannot rename " + temporary + " to " + path + ": " + error.message());
+}
+
+void writeImageFile(const std::string& path, const Grid& grid, const Frame& frame) {
+  const int d = grid.dim;
+  std::ostringstream xml;
+  xml << std::setprecision(17);
+  std::ostringstream extent, origin, spacing;
+  extent << std::setprecision(17);
+  origin << std::setprecision(17);
+  spacing << std::setprecision(17);
+  for (int a = 0; a < 3; ++a) {
+    extent << (a ? " " : "") << 0 << " " << (a < d ? grid.n[a] - 1 : 0);
+    origin << (a ? " " : "") << (a < d ? grid.origin[a] : 0.0);
+    spacing << (a ? " " : "") << (a < d ? grid.spacing[a] : 1.0);
+  }
+  std::string blob;
+  appendBlock(blob, toVtkOrder(frame.density, d));
+  const uint64_t velocityOffset = blob.size();
+  const bool hasVelocity = frame.velocity.defined();
+  if (hasVelocity) {
+    // Three components per point, zero beyond the grid's dimension.
+    std::vector<at::Tensor> components;
+    for (int a = 0; a < 3; ++a)
+      components.push_back(a < d ? frame.velocity[a].to(at::kDouble) : at::zeros(grid.shape(), at::kDouble));
+    std::vector<int64_t> permutation;
+    for (int a = d - 1; a >= 0; --a) permutation.push_back(a);
+    permutation.push_back(d);
+    appendBlock(blob, at::stack(components, -1).permute(permutation).contiguous());
+  }
+  const uint64_t timeOffset = blob.size();
+  appendBlock(blob, at::full({1}, frame.time, at::kDouble));
+
+  xml << "<?xml version=\"1.0\"?>\n"
+      << "<VTKFile type=\"ImageData\" version=\"1.0\" byte_order=\"LittleEndian\" header_type=\"UInt64\">\n"
+      << "  <ImageData WholeExtent=\"" << extent.str() << "\" Origin=\"" << origin.str() << "\" Spacing=\""
+      << spacing.str() << "\" Direction=\"1 0 0 0 1 0 0 0 1\">\n"
+      << "    <FieldData>\n"
+      << "      <DataArray type=\"Float64\" Name=\"TimeValue\" NumberOfTuples=\"1\" format=\"appended\" offset=\""
+      << timeOffset << "\"/>\n"
+      << "    </FieldData>\n"
+      << "    <Piece Extent=\"" << extent.str() << "\">\n"
+      << "      <PointData Scalars=\"density\"" << (hasVelocity ? " Vectors=\"velocity\"" : "") << ">\n"
+      << "        <DataArray type=\"Float64\" Name=\"density\" format=\"appended\" offset=\"0\"/>\n";
+  if (hasVelocity)
+    xml << "        <DataArray type=\"Float64\" Name=\"velocity\" NumberOfComponents=\"3\" format=\"appended\" offset=\""
+        << velocityOffset << "\"/>\n";
+  xml << "      </PointData>\n      <CellData/>\n    </Piece>\n  </ImageData>\n"
+      << "  <AppendedData encoding=\"raw\">\n   _";
+  std::string contents = xml.str();
+  contents += blob;
+  contents += "\n  </AppendedData>\n</VTKFile>\n";
+  writeFileAtomically(path, contents);
+}
+
+std::string writeFrames(const std::string& directory, const std::string& prefix, const Grid& grid,
+                        const std::vector<Frame>& frames) {
+  std::error_code error;
+  fs::create_directories(directory, error);
+  if (error) throw Error("cannot create the output folder " + directory + ": " + error.message());
+  std::ostringstream pvd;
+  pvd << std::setprecision(17) << "<?xml version=\"1.0\"?>\n<VTKFile type=\"Collection\" version=\"0.1\">\n  <Collection>\n";
+  for (size_t k = 0; k < frames.size(); ++k) {
+    char name[64];
+    std::snprintf(name, sizeof(name), "_%04zu.vti", k);
+    const std::string file = prefix + name;
+    writeImageFile((fs::path(directory) / file).string(), grid, frames[k]);
+    pvd << "    <DataSet timestep=\"" << frames[k].time << "\" file=\"" << file << "\"/>\n";
+  }
+  pvd << "  </Collection>\n</VTKFile>\n";
+  const std::string path = (fs::path(directory) / (prefix + ".pvd")).string();
+  writeFileAtomically(path, pvd.str());
+  return path;
+}
+
+at::Tensor readDensity(const std::string& path, const std::string& arrayName, Grid& grid) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw InvalidDensity("cannot open " + path + ": check the path");
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (path.size() > 4 && path.compare(path.size() - 4, 4, ".npy") == 0) return readNpy(path, bytes, grid);
+
+  const size_t imageTag = bytes.find("<ImageData");
+  if (bytes.find("type=\"ImageData\"") == std::string::npos || imageTag == std::string::npos)
+    throw InvalidDensity(path + " is not a VTK XML image file (.vti) or a .npy array");
+  if (bytes.find("compressor=") != std::string::npos)
+    throw InvalidDensity(path + " is compressed; the jko CLI reads uncompressed .vti files (save with "
+                                "compression 'None' in ParaView) or .npy arrays; the ParaView plugin reads any .vti");
+  const std::string image = bytes.substr(imageTag, bytes.find('>', imageTag) - imageTag);
+  const std::vector<double> extent = numbers(attribute(image, "WholeExtent"));
+  const std::vector<double> origin = numbers(attribute(image, "Origin"));
+  const std::vector<double> spacing = numbers(attribute(image, "Spacing"));
+  const std::string direction = attribute(image, "Direction");
+  if (!direction.empty() && numbers(direction) != std::vector<double>{1, 0, 0, 0, 1, 0, 0, 0, 1})
+    throw InvalidDensity(path + " has a rotated image (direction matrix " + direction +
+                         "); resample it onto an axis-aligned grid first");
+  if (extent.size() != 6 || origin.size() != 3 || spacing.size() != 3)
+    throw InvalidDensity(path + ": cannot read the image extent, origin and spacing");
+  std::array<int64_t, 3> n;
+  for (int a = 0; a < 3; ++a) n[a] = static_cast<int64_t>(extent[2 * a + 1] - extent[2 * a]) + 1;
+  const int dim = n[2] > 1 ? 3 : 2;
+  if (dim == 2 && (n[0] < 2 || n[1] < 2))
+    throw InvalidDensity(path + ": a 2D image must span the x-y plane (the CLI reads x-y images; the plugin any plane)");
+  grid.dim = dim;
+  for (int a = 0; a < 3; ++a) {
+    grid.n[a] = a < dim ? n[a] : 1;
+    grid.origin[a] = a < dim ? origin[a] + extent[2 * a] * spacing[a] : 0;
+    grid.spacing[a] = a < dim ? spacing[a] : 1;
+  }
+  grid.validate();
+
+  // Find the point-data array.
+  const size_t pointData = bytes.find("<PointData");
+  const size_t pointDataEnd = bytes.find("</PointData>");
+  if (pointData == std::string::npos || pointDataEnd == std::string::npos)
+    throw InvalidDensity(path + " has no point data; the density must be a point-data scalar");
+  const std::string pointTag = bytes.substr(pointData, bytes.find('>', pointData) - pointData);
+  const std::string wanted = !arrayName.empty() ? arrayName : attribute(pointTag, "Scalars");
+  size_t cursor = pointData;
+  std::string tag;
+  std::vector<std::string> names;
+  while (true) {
+    const size_t start = bytes.find("<DataArray", cursor);
+    if (start == std::string::npos || start > pointDataEnd) break;
+    const size_t end = bytes.find('>', start);
+    const std::string candidate = bytes.substr(start, end - start + 1);
+    names.push_back(attribute(candidate, "Name"));
+    if (tag.empty() && (wanted.empty() || names.back() == wanted) &&
+        (attribute(candidate, "NumberOfComponents").empty() || attribute(candidate, "NumberOfComponents") == "1"))
+      tag = candidate;
+    cursor = end;
+  }
+  if (tag.empty()) {
+    std::string list;
+    for (const auto& name : names) list += (list.empty() ? "" : ", ") + name;
+    throw InvalidDensity(path + ": no point-data scalar named '" + wanted + "' (arrays: " + list + ")");
+  }
+  const std::string type = attribute(tag, "type");
+  if (type != "Float64" && type != "Float32")
+    throw InvalidDensity(path + ": the density array must be Float32 or Float64, got " + type);
+  const at::ScalarType scalar = type == "Float64" ? at::kDouble : at::kFloat;
+  const int64_t count = grid.numNodes();
+  at::Tensor values;
+  const std::string format = attribute(tag, "format");
+  if (format == "ascii") {
+    const size_t begin = bytes.find('>', bytes.find(tag)) + 1;
+    const std::vector<double> parsed = numbers(bytes.substr(begin, bytes.find("</DataArray>", begin) - begin));
+    if (static_cast<int64_t>(parsed.size()) != count) throw InvalidDensity(path + ": wrong number of values");
+    values = at::tensor(parsed, at::kDouble);
+  } else if (format == "appended") {
+    const size_t appended = bytes.find("<AppendedData");
+    if (appended == std::string::npos || bytes.find("encoding=\"raw\"", appended) == std::string::npos)
+      throw InvalidDensity(path + ": only raw appended data is supported (not base64)");
+    const size_t base = bytes.find('_', appended) + 1;
+    const bool header64 = bytes.find("header_type=\"UInt64\"") != std::string::npos;
+    const size_t offset = base + std::stoull(attribute(tag, "offset"));
+    const size_t headerBytes = header64 ? 8 : 4;
+    const size_t dataBytes = count * (scalar == at::kDouble ? 8 : 4);
+    if (offset + headerBytes + dataBytes > bytes.size()) throw InvalidDensity(path + " is truncated");
+    values = at::empty({count}, scalar);
+    std::memcpy(values.data_ptr(), bytes.data() + offset + headerBytes, dataBytes);
+    values = values.to(at::kDouble);
+  } else {
+    throw InvalidDensity(path + ": unsupported data format '" + format + "' (use raw appended or ascii)");
+  }
+  std::vector<int64_t> vtkShape;
+  for (int a = dim - 1; a >= 0; --a) vtkShape.push_back(grid.n[a]);
+  std::vector<int64_t> permutation;
+  for (int a = dim - 1; a >= 0; --a) permutation.push_back(a);
+  return values.view(vtkShape).permute(permutation).contiguous();
+}
+
+}  // namespace jko::cli

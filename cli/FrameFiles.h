@@ -1,0 +1,39 @@
+// Gradient-flow frames on disk, readable by ParaView without this project:
+// one VTK XML image file (.vti, raw appended float64) per frame and a .pvd
+// collection carrying the frame times. Every file is written to a temporary
+// name and renamed, so an interrupted run never leaves half a file.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <string>
+#include <vector>
+
+#include "numerics/Grid.h"
+
+namespace jko::cli {
+
+struct Frame {
+  double time = 0;
+  at::Tensor density;   ///< shape of the grid
+  at::Tensor velocity;  ///< (dim, n...) or undefined
+};
+
+/// Writes `prefix`_0000.vti ... and `prefix`.pvd into `directory` (created
+/// when missing). Returns the path of the .pvd file.
+std::string writeFrames(const std::string& directory, const std::string& prefix, const Grid& grid,
+                        const std::vector<Frame>& frames);
+
+/// Writes one frame as a .vti file.
+void writeImageFile(const std::string& path, const Grid& grid, const Frame& frame);
+
+/// Reads a density from a .vti (uncompressed: ascii, or raw appended as
+/// written by writeImageFile) or a .npy file (float32/float64, C order, axes
+/// x, y[, z]). `arrayName` picks a point-data array (empty: the active
+/// scalars or the first array). Fills `grid` from the file (.npy: unit box).
+at::Tensor readDensity(const std::string& path, const std::string& arrayName, Grid& grid);
+
+/// Writes `contents` to `path` through a temporary file and a rename.
+void writeFileAtomically(const std::string& path, const std::string& contents);
+
+}  // namespace jko::cli

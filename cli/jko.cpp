@@ -1,0 +1,31 @@
+// jko: the command-line face of the engine (evaluation against exact
+// solutions, training, rollouts, benchmarks), usable without ParaView.
+#include <c10/util/Exception.h>
+
+#include <CLI/CLI.hpp>
+#include <iostream>
+
+#include "Commands.h"
+#include "numerics/Errors.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"Neural JKO Flow: Wasserstein gradient flows with a learned JKO operator"};
+  app.require_subcommand(1);
+  jko::cli::addEvalCommand(app);
+  jko::cli::addRolloutCommand(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const jko::Error& e) {
+    std::cerr << "jko: error: " << e.what() << "\n";
+    return 2;
+  } catch (const c10::Error& e) {
+    std::cerr << "jko: LibTorch error: " << e.what_without_backtrace() << "\n";
+    return 3;
+  } catch (const std::exception& e) {
+    std::cerr << "jko: error: " << e.what() << "\n";
+    return 3;
+  }
+  return 0;
+}

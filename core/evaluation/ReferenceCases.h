@@ -1,0 +1,71 @@
+// The reference cases of DESIGN.md §5 as runnable set-ups (grid, energy, tau,
+// initial density, exact frames), and their evaluation for any JKO stepper:
+// the reference solver, the learned operator, or both (refine).
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "numerics/Energy.h"
+#include "numerics/Grid.h"
+#include "numerics/Progress.h"
+
+namespace jko {
+
+struct ReferenceCase {
+  std::string name;
+  Grid grid;
+  EnergySpec energy;
+  double tau = 0.005;
+  int steps = 1;
+  bool oneStep = false;  ///< reports step_error (the part of the step that is wrong)
+  at::Tensor initial;    ///< rho_0, float64, shape of the grid
+  /// Exact JKO chain rho_1..rho_K (Gaussian cases: the Gaussian chain;
+  /// Barenblatt: the chain of exact dilations).
+  std::vector<at::Tensor> jkoChain;
+  /// Exact PDE solution at t_k (barenblatt-flow only; else empty).
+  std::vector<at::Tensor> pde;
+  /// The exact first step's displacement (dim, n...), for the objective check.
+  at::Tensor firstDisplacement;
+  /// Steady-state variance per axis (ou-steady: D / a).
+  std::vector<double> steadyVariance;
+};
+
+/// Names accepted by makeReferenceCase.
+const std::vector<std::string>& referenceCaseNames();
+
+/// Builds a case on an n^dim grid (ou-aniso-step: n x 2n/3 with unequal
+/// spacing). tau <= 0 or steps < 0 select the case's defaults.
+ReferenceCase makeReferenceCase(const std::string& name, int64_t n, int dim, double tau = 0, int steps = -1);
+
+/// What a JKO stepper returns for one step.
+struct StepOutput {
+  at::Tensor next;          ///< rho_{k+1}, float64
+  at::Tensor displacement;  ///< u (dim, n...), float64 (optional)
+  double objective = std::numeric_limits<double>::quiet_NaN();
+  double energy = std::numeric_limits<double>::quiet_NaN();
+  double transport = std::numeric_limits<double>::quiet_NaN();
+  int iterations = 0;
+  bool converged = true;
+};
+
+/// One JKO step from rho_k; `previous` is the last step's output (undefined
+/// tensors on the first step), usable as a warm start.
+using Stepper = std::function<StepOutput(const at::Tensor& rho, const StepOutput& previous)>;
+
+/// Runs the stepper through the case and measures it against the exact
+/// answers. Returns the JSON object of `jko eval --json`.
+nlohmann::json evaluateCase(const ReferenceCase& referenceCase, const Stepper& stepper, const std::string& solver,
+                            const ProgressCallback& progress = {});
+
+/// sum |a - b| / sum |b|.
+double relativeL1(const at::Tensor& a, const at::Tensor& b);
+
+/// Variance of rho along each axis about its own mean.
+std::vector<double> axisVariances(const at::Tensor& rho, const Grid& grid);
+
+}  // namespace jko

@@ -1,0 +1,483 @@
+#include "numerics/Energy.h"
+
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <vector>
+
+#include "numerics/Errors.h"
+
+namespace jko {
+namespace {
+
+constexpr double kPi = 3.14159265358979323846;
+
+at::Tensor sumOverGrid(const at::Tensor& values) { return values.flatten(1).sum(1); }
+
+bool sameNumber(double a, double b) {
+  if (std::isnan(a) && std::isnan(b)) return true;
+  return std::abs(a - b) <= 1e-12 * std::max({1.0, std::abs(a), std::abs(b)});
+}
+
+nlohmann::json numberOrNull(double value) {
+  return std::isnan(value) ? nlohmann::json(nullptr) : nlohmann::json(value);
+}
+
+double numberFromJson(const nlohmann::json& json) {
+  return json.is_null() ? std::numeric_limits<double>::quiet_NaN() : json.get<double>();
+}
+
+// 8-point Gauss-Legendre nodes and weights on [-1, 1].
+constexpr std::array<double, 8> kGaussNodes{-0.9602898564975363, -0.7966664774136267, -0.5255324099163290,
+                                            -0.1834346424956498, 0.1834346424956498,  0.5255324099163290,
+                                            0.7966664774136267,  0.9602898564975363};
+constexpr std::array<double, 8> kGaussWeights{0.1012285362903763, 0.2223810344533745, 0.3137066458778873,
+                                              0.3626837833783620, 0.3626837833783620, 0.3137066458778873,
+                                              0.2223810344533745, 0.1012285362903763};
+
+// Integral of f(|z|) over the box prod_a [lower_a, lower_a + size_a] by tensor Gauss-Legendre.
+double gaussBox(const std::function<double(double)>& f, int dim, const std::array<double, 3>& lower,
+                const std::array<double, 3>& size) {
+  double total = 0;
+  const int count = dim == 2 ? 64 : 512;
+  for (int q = 0; q < count; ++q) {
+    int rest = q;
+    double weight = 1, r2 = 0;
+    for (int a = 0; a < dim; ++a) {
+      const int k = rest % 8;
+      rest /= 8;
+      const double x = lower[a] + 0.5 * size[a] * (kGaussNodes[k] + 1);
+      weight *= 0.5 * size[a] * kGaussWeights[k];
+      r2 += x * x;
+    }
+    total += weight * f(std::sqrt(r2));
+  }
+  return total;
+}
+
+// Integral of f(|z|) over prod_a [0, size_a] with f integrably singular at the
+// corner z = 0: the corner sub-box is refined dyadically, the others are
+// smooth enough for Gauss-Legendre.
+double cornerSingularIntegral(const std::function<double(double)>& f, int dim, std::array<double, 3> size,
+                              int depth) {
+  double total = 0;
+  for (int level = 0; level < depth; ++level) {
+    std::array<double, 3> half{0.5 * size[0], 0.5 * size[1], 0.5 * size[2]};
+    for (int corner = 1; corner < (1 << dim); ++corner) {
+      std::array<double, 3> lower{0, 0, 0};
+      for (int a = 0; a < dim; ++a)
+        if (corner & (1 << a)) lower[a] = half[a];
+      total += gaussBox(f, dim, lower, half);
+    }
+    size = half;
+  }
+  return total;
+}
+
+}  // namespace
+
+std::string toString(InternalKind kind) {
+  switch (kind) {
+    case InternalKind::Entropy: return "entropy";
+    case InternalKind::PorousMedium: return "porous-medium";
+    default: return "none";
+  }
+}
+
+std::string toString(PotentialKind kind) {
+  switch (kind) {
+    case PotentialKind::Quadratic: return "quadratic";
+    case PotentialKind::DoubleWell: return "double-well";
+    case PotentialKind::Values: return "values";
+    default: return "none";
+  }
+}
+
+std::string toString(KernelKind kind) {
+  switch (kind) {
+    case KernelKind::Quadratic: return "quadratic";
+    case KernelKind::AttractiveRepulsive: return "attractive-repulsive";
+    case KernelKind::KellerSegel: return "keller-segel";
+    default: return "none";
+  }
+}
+
+PotentialKind potentialKindFromString(const std::string& name) {
+  for (auto kind : {PotentialKind::None, PotentialKind::Quadratic, PotentialKind::DoubleWell, PotentialKind::Values})
+    if (toString(kind) == name) return kind;
+  throw InvalidParameter("potential", name, "allowed: none, quadratic, double-well, values");
+}
+
+KernelKind kernelKindFromString(const std::string& name) {
+  for (auto kind : {KernelKind::None, KernelKind::Quadratic, KernelKind::AttractiveRepulsive, KernelKind::KellerSegel})
+    if (toString(kind) == name) return kind;
+  throw InvalidParameter("kernel", name, "allowed: none, quadratic, attractive-repulsive, keller-segel");
+}
+
+EnergySpec EnergySpec::fokkerPlanck(double D, double a) {
+  EnergySpec spec;
+  spec.preset = "fokker-planck";
+  spec.internal = InternalKind::Entropy;
+  spec.diffusion = D;
+  spec.potential = PotentialKind::Quadratic;
+  spec.potentialStrength = {a, a, a};
+  return spec;
+}
+
+EnergySpec EnergySpec::heat(double D) {
+  EnergySpec spec;
+  spec.preset = "fokker-planck";
+  spec.internal = InternalKind::Entropy;
+  spec.diffusion = D;
+  return spec;
+}
+
+EnergySpec EnergySpec::porousMedium(double m, double D) {
+  EnergySpec spec;
+  spec.preset = "porous-medium";
+  spec.internal = InternalKind::PorousMedium;
+  spec.diffusion = D;
+  spec.exponent = m;
+  return spec;
+}
+
+EnergySpec EnergySpec::aggregation(double attraction, double repulsion) {
+  EnergySpec spec;
+  spec.preset = "aggregation";
+  spec.kernel = KernelKind::AttractiveRepulsive;
+  spec.attraction = attraction;
+  spec.repulsion = repulsion;
+  spec.attractivePower = 2;
+  spec.repulsivePower = 0;
+  return spec;
+}
+
+EnergySpec EnergySpec::aggregationDiffusion(double D, double attraction) {
+  EnergySpec spec;
+  spec.preset = "aggregation-diffusion";
+  spec.internal = InternalKind::Entropy;
+  spec.diffusion = D;
+  spec.kernel = KernelKind::Quadratic;
+  spec.attraction = attraction;
+  return spec;
+}
+
+EnergySpec EnergySpec::fromPreset(const std::string& name) {
+  if (name == "fokker-planck") return fokkerPlanck();
+  if (name == "porous-medium") return porousMedium();
+  if (name == "aggregation") return aggregation();
+  if (name == "aggregation-diffusion") return aggregationDiffusion();
+  throw InvalidParameter("energy", name,
+                         "allowed presets: fokker-planck, porous-medium, aggregation, aggregation-diffusion");
+}
+
+void EnergySpec::validate(int dim) const {
+  auto finite = [](const std::string& name, double value) {
+    if (!std::isfinite(value)) throw InvalidParameter(name, formatValue(value), "must be a finite number");
+  };
+  finite("D", diffusion);
+  if (internal != InternalKind::None && diffusion < 0)
+    throw InvalidParameter("D", formatValue(diffusion), "the diffusion coefficient must be >= 0");
+  if (internal == InternalKind::PorousMedium && !(exponent > 1))
+    throw InvalidParameter("m", formatValue(exponent), "the porous-medium exponent must be > 1");
+  if (internal == InternalKind::Entropy && !(logFloor > 0))
+    throw InvalidParameter("log floor", formatValue(logFloor), "must be > 0");
+  if (potential == PotentialKind::Quadratic || potential == PotentialKind::DoubleWell) {
+    for (int a = 0; a < dim; ++a) {
+      finite("potential strength", potentialStrength[a]);
+      if (!std::isnan(potentialCentre[a])) finite("potential centre", potentialCentre[a]);
+    }
+  }
+  if (potential == PotentialKind::DoubleWell) {
+    finite("well depth", wellDepth);
+    if (!(wellHalfWidth > 0))
+      throw InvalidParameter("well half-width", formatValue(wellHalfWidth), "must be > 0");
+  }
+  if (potential == PotentialKind::Values && !potentialValues.defined())
+    throw InvalidParameter("potential values", "none", "a potential of kind 'values' needs an array on the grid");
+  if (kernel != KernelKind::None) {
+    finite("attraction", attraction);
+    finite("repulsion", repulsion);
+    if (attraction < 0) throw InvalidParameter("attraction", formatValue(attraction), "must be >= 0");
+  }
+  if (kernel == KernelKind::AttractiveRepulsive) {
+    if (repulsion < 0) throw InvalidParameter("repulsion", formatValue(repulsion), "must be >= 0");
+    if (!(attractivePower > repulsivePower))
+      throw InvalidParameter("attractive power", formatValue(attractivePower),
+                             "must exceed the repulsive power " + formatValue(repulsivePower));
+    if (!(repulsivePower > -dim))
+      throw InvalidParameter("repulsive power", formatValue(repulsivePower),
+                             "must be > -" + std::to_string(dim) + " so that the kernel is integrable");
+    if (!(attractivePower > -dim))
+      throw InvalidParameter("attractive power", formatValue(attractivePower),
+                             "must be > -" + std::to_string(dim));
+  }
+  if (kernel == KernelKind::KellerSegel && dim != 2)
+    throw InvalidParameter("kernel", "keller-segel", "the Keller-Segel log kernel is defined in 2D only");
+}
+
+nlohmann::json EnergySpec::toJson() const {
+  nlohmann::json json;
+  json["preset"] = preset;
+  json["internal"] = {{"kind", toString(internal)}, {"D", diffusion}, {"m", exponent}, {"log_floor", logFloor}};
+  json["potential"] = {{"kind", toString(potential)},
+                       {"strength", std::vector<double>(potentialStrength.begin(), potentialStrength.end())},
+                       {"centre",
+                        {numberOrNull(potentialCentre[0]), numberOrNull(potentialCentre[1]),
+                         numberOrNull(potentialCentre[2])}},
+                       {"well_depth", wellDepth},
+                       {"well_half_width", wellHalfWidth},
+                       {"values_hash", potentialHash()}};
+  json["kernel"] = {{"kind", toString(kernel)},
+                    {"attraction", attraction},
+                    {"repulsion", repulsion},
+                    {"attractive_power", attractivePower},
+                    {"repulsive_power", repulsivePower}};
+  return json;
+}
+
+EnergySpec EnergySpec::fromJson(const nlohmann::json& json) {
+  EnergySpec spec;
+  spec.preset = json.at("preset").get<std::string>();
+  const auto& internal = json.at("internal");
+  const std::string internalKind = internal.at("kind").get<std::string>();
+  spec.internal = internalKind == "entropy"         ? InternalKind::Entropy
+                  : internalKind == "porous-medium" ? InternalKind::PorousMedium
+                                                    : InternalKind::None;
+  spec.diffusion = internal.at("D").get<double>();
+  spec.exponent = internal.at("m").get<double>();
+  spec.logFloor = internal.value("log_floor", spec.logFloor);
+  const auto& potential = json.at("potential");
+  spec.potential = potentialKindFromString(potential.at("kind").get<std::string>());
+  for (int a = 0; a < 3; ++a) {
+    spec.potentialStrength[a] = potential.at("strength").at(a).get<double>();
+    spec.potentialCentre[a] = numberFromJson(potential.at("centre").at(a));
+  }
+  spec.wellDepth = potential.at("well_depth").get<double>();
+  spec.wellHalfWidth = potential.at("well_half_width").get<double>();
+  const auto& kernel = json.at("kernel");
+  spec.kernel = kernelKindFromString(kernel.at("kind").get<std::string>());
+  spec.attraction = kernel.at("attraction").get<double>();
+  spec.repulsion = kernel.at("repulsion").get<double>();
+  spec.attractivePower = kernel.at("attractive_power").get<double>();
+  spec.repulsivePower = kernel.at("repulsive_power").get<double>();
+  return spec;
+}
+
+std::string EnergySpec::describe() const {
+  std::ostringstream out;
+  out << preset << " (";
+  std::string sep;
+  if (internal == InternalKind::Entropy) out << sep << "D rho log rho, D=" << diffusion, sep = "; ";
+  if (internal == InternalKind::PorousMedium)
+    out << sep << "D rho^m/(m-1), m=" << exponent << ", D=" << diffusion, sep = "; ";
+  if (potential == PotentialKind::Quadratic)
+    out << sep << "quadratic potential a=" << potentialStrength[0], sep = "; ";
+  if (potential == PotentialKind::DoubleWell) out << sep << "double-well potential", sep = "; ";
+  if (potential == PotentialKind::Values) out << sep << "potential from an array", sep = "; ";
+  if (kernel == KernelKind::Quadratic) out << sep << "quadratic interaction c=" << attraction, sep = "; ";
+  if (kernel == KernelKind::AttractiveRepulsive)
+    out << sep << "interaction " << attraction << "|z|^" << attractivePower << "/" << attractivePower << " - "
+        << repulsion << (repulsivePower == 0 ? " log|z|" : " |z|^q/q, q=" + formatValue(repulsivePower)),
+        sep = "; ";
+  if (kernel == KernelKind::KellerSegel) out << sep << "Keller-Segel kernel c=" << attraction, sep = "; ";
+  out << ")";
+  return out.str();
+}
+
+std::string EnergySpec::potentialHash() const {
+  if (potential != PotentialKind::Values || !potentialValues.defined()) return "";
+  const at::Tensor values = potentialValues.to(at::kCPU, at::kDouble).contiguous();
+  uint64_t hash = 1469598103934665603ull;  // FNV-1a, 64 bit
+  const auto* bytes = reinterpret_cast<const unsigned char*>(values.data_ptr<double>());
+  for (size_t i = 0; i < static_cast<size_t>(values.numel()) * sizeof(double); ++i) {
+    hash ^= bytes[i];
+    hash *= 1099511628211ull;
+  }
+  char text[17];
+  std::snprintf(text, sizeof(text), "%016llx", static_cast<unsigned long long>(hash));
+  return text;
+}
+
+bool EnergySpec::sameAs(const EnergySpec& other, std::string* difference) const {
+  auto differ = [&](const std::string& what, const std::string& mine, const std::string& theirs) {
+    if (difference) *difference = what + ": " + mine + " vs " + theirs;
+    return false;
+  };
+  if (internal != other.internal) return differ("internal energy", toString(internal), toString(other.internal));
+  if (internal != InternalKind::None && !sameNumber(diffusion, other.diffusion))
+    return differ("D", formatValue(diffusion), formatValue(other.diffusion));
+  if (internal == InternalKind::PorousMedium && !sameNumber(exponent, other.exponent))
+    return differ("m", formatValue(exponent), formatValue(other.exponent));
+  if (potential != other.potential) return differ("potential", toString(potential), toString(other.potential));
+  if (potential == PotentialKind::Quadratic || potential == PotentialKind::DoubleWell) {
+    for (int a = 0; a < 3; ++a) {
+      if (!sameNumber(potentialStrength[a], other.potentialStrength[a]))
+        return differ("potential strength", formatValue(potentialStrength[a]), formatValue(other.potentialStrength[a]));
+      if (!sameNumber(potentialCentre[a], other.potentialCentre[a]))
+        return differ("potential centre", formatValue(potentialCentre[a]), formatValue(other.potentialCentre[a]));
+    }
+  }
+  if (potential == PotentialKind::DoubleWell &&
+      (!sameNumber(wellDepth, other.wellDepth) || !sameNumber(wellHalfWidth, other.wellHalfWidth)))
+    return differ("double well", formatValue(wellDepth) + "/" + formatValue(wellHalfWidth),
+                  formatValue(other.wellDepth) + "/" + formatValue(other.wellHalfWidth));
+  if (potential == PotentialKind::Values && potentialHash() != other.potentialHash())
+    return differ("potential values (hash)", potentialHash(), other.potentialHash());
+  if (kernel != other.kernel) return differ("interaction kernel", toString(kernel), toString(other.kernel));
+  if (kernel != KernelKind::None && !sameNumber(attraction, other.attraction))
+    return differ("attraction", formatValue(attraction), formatValue(other.attraction));
+  if (kernel == KernelKind::AttractiveRepulsive &&
+      (!sameNumber(repulsion, other.repulsion) || !sameNumber(attractivePower, other.attractivePower) ||
+       !sameNumber(repulsivePower, other.repulsivePower)))
+    return differ("attractive-repulsive kernel", describe(), other.describe());
+  return true;
+}
+
+Energy::Energy(EnergySpec spec, Grid grid) : spec_(std::move(spec)), grid_(grid) {
+  grid_.validate();
+  spec_.validate(grid_.dim);
+  const int d = grid_.dim;
+
+  if (spec_.potential == PotentialKind::Values) {
+    at::Tensor values = spec_.potentialValues.to(at::kCPU, at::kDouble).contiguous();
+    if (values.sizes() != at::IntArrayRef(grid_.shape())) {
+      std::ostringstream shape;
+      shape << values.sizes();
+      throw InvalidParameter("potential array shape", shape.str(),
+                             "it must have the shape of the density grid (" + grid_.describe() + ")");
+    }
+    if (!at::isfinite(values).all().item<bool>())
+      throw InvalidParameter("potential array", "non-finite values", "every potential value must be finite");
+    potential_ = values;
+  } else if (spec_.potential != PotentialKind::None) {
+    potential_ = at::zeros(grid_.shape(), at::kDouble);
+    for (int a = 0; a < d; ++a) {
+      const double centre = std::isnan(spec_.potentialCentre[a])
+                                ? 0.5 * (grid_.boxLower(a) + grid_.boxUpper(a))
+                                : spec_.potentialCentre[a];
+      const at::Tensor offset = grid_.coordinate(a) - centre;
+      if (spec_.potential == PotentialKind::DoubleWell && a == 0) {
+        const at::Tensor s = offset * offset / (spec_.wellHalfWidth * spec_.wellHalfWidth) - 1.0;
+        potential_ = potential_ + spec_.wellDepth * s * s;
+      } else {
+        potential_ = potential_ + 0.5 * spec_.potentialStrength[a] * offset * offset;
+      }
+    }
+    potential_ = potential_.contiguous();
+  }
+
+  if (spec_.kernel != KernelKind::None) {
+    // Zero-padded kernel on (2 n_a) per axis, offsets o in (-n_a, n_a).
+    std::vector<int64_t> padded;
+    for (int a = 0; a < d; ++a) padded.push_back(2 * grid_.n[a]);
+    at::Tensor r2 = at::zeros(padded, at::kDouble);
+    for (int a = 0; a < d; ++a) {
+      const int64_t n = grid_.n[a];
+      at::Tensor offsets = at::arange(2 * n, at::kDouble);
+      offsets = at::where(offsets < n, offsets, offsets - 2.0 * n) * grid_.spacing[a];
+      std::vector<int64_t> view(d, 1);
+      view[a] = 2 * n;
+      r2 = r2 + (offsets * offsets).view(view);
+    }
+    at::Tensor distance = r2.sqrt().contiguous();
+    at::Tensor values = at::empty_like(distance);
+    const double* dist = distance.data_ptr<double>();
+    double* out = values.data_ptr<double>();
+    for (int64_t i = 0; i < distance.numel(); ++i) out[i] = dist[i] > 0 ? kernel(dist[i]) : 0;
+    out[0] = kernelCellAverageAtZero();
+    // Offset n_a (never reached with zero padding) carries no weight.
+    for (int a = 0; a < d; ++a) values.select(a, grid_.n[a]).zero_();
+    std::vector<int64_t> dims;
+    for (int a = 0; a < d; ++a) dims.push_back(a);
+    kernelSpectrum_ = at::fft_rfftn(values, at::IntArrayRef(padded), at::IntArrayRef(dims)) * grid_.cellVolume();
+  }
+}
+
+double Energy::kernel(double r) const {
+  switch (spec_.kernel) {
+    case KernelKind::Quadratic: return spec_.attraction * 0.5 * r * r;
+    case KernelKind::AttractiveRepulsive: {
+      const double p = spec_.attractivePower, q = spec_.repulsivePower;
+      const double attractive = spec_.attraction * std::pow(r, p) / p;
+      const double repulsive = q == 0 ? std::log(r) : std::pow(r, q) / q;
+      return attractive - spec_.repulsion * repulsive;
+    }
+    case KernelKind::KellerSegel: return spec_.attraction * std::log(r) / (2 * kPi);
+    default: return 0;
+  }
+}
+
+double Energy::kernelCellAverageAtZero() const {
+  const bool singular = spec_.kernel == KernelKind::KellerSegel ||
+                        (spec_.kernel == KernelKind::AttractiveRepulsive &&
+                         (spec_.repulsivePower <= 0 || spec_.attractivePower <= 0));
+  if (!singular) return spec_.kernel == KernelKind::None ? 0.0 : kernel(0.0);
+  // W is radial, so its mean over [-h/2, h/2]^d equals its mean over [0, h/2]^d.
+  std::array<double, 3> half{0.5 * grid_.spacing[0], 0.5 * grid_.spacing[1], 0.5 * grid_.spacing[2]};
+  double volume = 1;
+  for (int a = 0; a < grid_.dim; ++a) volume *= half[a];
+  return cornerSingularIntegral([this](double r) { return kernel(r); }, grid_.dim, half, 40) / volume;
+}
+
+at::Tensor Energy::onDevice(const at::Tensor& cpu, const at::Device& device) const {
+  if (device.is_cpu()) return cpu;
+  std::lock_guard<std::mutex> lock(cacheMutex_);
+  at::Tensor& cached = &cpu == &potential_ ? potentialDevice_ : kernelSpectrumDevice_;
+  if (!cached.defined() || cached.device() != device) cached = cpu.to(device);
+  return cached;
+}
+
+at::Tensor Energy::potentialOnGrid(const at::Device& device) const {
+  if (!potential_.defined()) return {};
+  return onDevice(potential_, device);
+}
+
+at::Tensor Energy::convolve(const at::Tensor& rho) const {
+  const int d = grid_.dim;
+  std::vector<int64_t> pad, padded, dims;
+  for (int a = d - 1; a >= 0; --a) pad.insert(pad.end(), {0, grid_.n[a]});
+  for (int a = 0; a < d; ++a) {
+    padded.push_back(2 * grid_.n[a]);
+    dims.push_back(a + 1);
+  }
+  const at::Tensor spectrum = onDevice(kernelSpectrum_, rho.device());
+  const at::Tensor x = at::constant_pad_nd(rho.to(at::kDouble), pad, 0);
+  at::Tensor full = at::fft_irfftn(at::fft_rfftn(x, at::IntArrayRef(padded), at::IntArrayRef(dims)) * spectrum,
+                                   at::IntArrayRef(padded), at::IntArrayRef(dims));
+  for (int a = 0; a < d; ++a) full = full.narrow(a + 1, 0, grid_.n[a]);
+  return full.to(rho.scalar_type());
+}
+
+EnergyParts Energy::parts(const at::Tensor& rho) const {
+  const double volume = grid_.cellVolume();
+  const at::Tensor zero = at::zeros({rho.size(0)}, rho.options());
+  EnergyParts parts{zero, zero, zero};
+  if (spec_.internal == InternalKind::Entropy) {
+    // Clamped log (DESIGN.md §2.2): finite value and gradient in vacuum.
+    parts.internal = spec_.diffusion * volume * sumOverGrid(rho * at::log(rho.clamp_min(spec_.logFloor)));
+  } else if (spec_.internal == InternalKind::PorousMedium) {
+    const double m = spec_.exponent;
+    parts.internal = spec_.diffusion / (m - 1) * volume * sumOverGrid(rho.clamp_min(0).pow(m));
+  }
+  if (potential_.defined()) parts.potential = volume * sumOverGrid(rho * potentialOnGrid(rho.device()).to(rho.scalar_type()));
+  if (spec_.kernel != KernelKind::None) parts.interaction = 0.5 * volume * sumOverGrid(convolve(rho) * rho);
+  return parts;
+}
+
+at::Tensor Energy::firstVariation(const at::Tensor& rho) const {
+  at::Tensor variation = at::zeros_like(rho);
+  if (spec_.internal == InternalKind::Entropy) {
+    variation = variation + spec_.diffusion * (at::log(rho.clamp_min(spec_.logFloor)) + 1.0);
+  } else if (spec_.internal == InternalKind::PorousMedium) {
+    const double m = spec_.exponent;
+    variation = variation + spec_.diffusion * m / (m - 1) * rho.clamp_min(0).pow(m - 1);
+  }
+  if (potential_.defined()) variation = variation + potentialOnGrid(rho.device()).to(rho.scalar_type());
+  if (spec_.kernel != KernelKind::None) variation = variation + convolve(rho);
+  return variation;
+}
+
+}  // namespace jko

@@ -1,0 +1,124 @@
+// Energies of Wasserstein gradient flows (DESIGN.md §2.1):
+//   E(rho) = int U(rho) + int V rho + 1/2 int int W(x - y) rho(x) rho(y),
+// discretised on the nodes of a Grid as sums times the cell volume |h|.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <array>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json_fwd.hpp>
+#include <string>
+
+#include "numerics/Grid.h"
+
+namespace jko {
+
+enum class InternalKind { None, Entropy, PorousMedium };
+enum class PotentialKind { None, Quadratic, DoubleWell, Values };
+enum class KernelKind { None, Quadratic, AttractiveRepulsive, KellerSegel };
+
+/// What an energy is made of. Presets fill it; every field can be set.
+struct EnergySpec {
+  std::string preset = "custom";
+
+  /// Internal energy: U(r) = D r log r (Entropy) or U(r) = D r^m / (m - 1).
+  InternalKind internal = InternalKind::None;
+  double diffusion = 0;  ///< D
+  double exponent = 2;   ///< m (porous medium)
+
+  /// Potential V. Quadratic: sum_k a_k (x_k - b_k)^2 / 2. DoubleWell:
+  /// depth ((x_0 - b_0)^2 / w^2 - 1)^2 + sum_{k>0} a_k (x_k - b_k)^2 / 2.
+  /// Values: given on the grid nodes (potentialValues). A NaN centre means
+  /// the centre of the box.
+  PotentialKind potential = PotentialKind::None;
+  std::array<double, 3> potentialStrength{1, 1, 1};  ///< a_k
+  std::array<double, 3> potentialCentre{std::numeric_limits<double>::quiet_NaN(),
+                                        std::numeric_limits<double>::quiet_NaN(),
+                                        std::numeric_limits<double>::quiet_NaN()};  ///< b_k
+  double wellDepth = 1;
+  double wellHalfWidth = 0.25;
+  at::Tensor potentialValues;  ///< shape of the grid, float64 (PotentialKind::Values)
+
+  /// Interaction kernel W. Quadratic: c |z|^2 / 2. AttractiveRepulsive:
+  /// c_a |z|^p / p - c_r |z|^q / q, with q = 0 meaning log|z|.
+  /// KellerSegel (2D): c log|z| / (2 pi).
+  KernelKind kernel = KernelKind::None;
+  double attraction = 1;       ///< c, c_a
+  double repulsion = 1;        ///< c_r
+  double attractivePower = 2;  ///< p
+  double repulsivePower = 0;   ///< q
+
+  /// Floor of the clamped log of the entropy (DESIGN.md §2.2: vacuum).
+  double logFloor = 1e-12;
+
+  static EnergySpec fokkerPlanck(double D = 0.05, double a = 10);
+  static EnergySpec heat(double D);
+  static EnergySpec porousMedium(double m = 2, double D = 1);
+  static EnergySpec aggregation(double attraction = 20, double repulsion = 1);
+  static EnergySpec aggregationDiffusion(double D = 0.05, double attraction = 10);
+  /// "fokker-planck", "porous-medium", "aggregation", "aggregation-diffusion".
+  static EnergySpec fromPreset(const std::string& name);
+
+  /// Throws InvalidParameter naming the offending parameter.
+  void validate(int dim) const;
+  /// Parameters that define the energy (not potentialValues, see potentialHash).
+  nlohmann::json toJson() const;
+  static EnergySpec fromJson(const nlohmann::json& json);
+  /// A one-line description, e.g. "porous medium (m=2, D=1)".
+  std::string describe() const;
+  /// FNV-1a hash of the potential values on the grid ("" when analytic).
+  std::string potentialHash() const;
+  /// Whether two specs define the same energy; `difference` says what differs.
+  bool sameAs(const EnergySpec& other, std::string* difference = nullptr) const;
+};
+
+std::string toString(InternalKind kind);
+std::string toString(PotentialKind kind);
+std::string toString(KernelKind kind);
+PotentialKind potentialKindFromString(const std::string& name);
+KernelKind kernelKindFromString(const std::string& name);
+
+/// Per-sample values of the three parts, each of shape (B,).
+struct EnergyParts {
+  at::Tensor internal, potential, interaction;
+  at::Tensor total() const { return internal + potential + interaction; }
+};
+
+/// An energy bound to a grid: evaluates E and its first variation on batched
+/// densities (B, n0, n1[, n2]), differentiably.
+class Energy {
+ public:
+  Energy(EnergySpec spec, Grid grid);
+
+  const EnergySpec& spec() const { return spec_; }
+  const Grid& grid() const { return grid_; }
+
+  at::Tensor operator()(const at::Tensor& rho) const { return parts(rho).total(); }
+  EnergyParts parts(const at::Tensor& rho) const;
+  /// delta E / delta rho = U'(rho) + V + W * rho on the nodes.
+  at::Tensor firstVariation(const at::Tensor& rho) const;
+
+  /// V on the nodes (float64, shape of the grid); undefined when there is none.
+  at::Tensor potentialOnGrid(const at::Device& device = at::kCPU) const;
+  /// (W * rho)_j = sum_k W(x_j - x_k) rho_k |h|, by zero-padded FFT.
+  at::Tensor convolve(const at::Tensor& rho) const;
+  /// W(z) for a distance |z| > 0 (exposed for tests).
+  double kernel(double distance) const;
+  /// Mean of W over the cell [-h/2, h/2]^d around z = 0.
+  double kernelCellAverageAtZero() const;
+
+ private:
+  at::Tensor onDevice(const at::Tensor& cpu, const at::Device& device) const;
+
+  EnergySpec spec_;
+  Grid grid_;
+  at::Tensor potential_;       ///< float64 CPU
+  at::Tensor kernelSpectrum_;  ///< rfftn of the padded kernel times |h|, CPU
+  mutable std::mutex cacheMutex_;
+  mutable at::Tensor potentialDevice_, kernelSpectrumDevice_;
+};
+
+}  // namespace jko

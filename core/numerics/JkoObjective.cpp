@@ -1,0 +1,64 @@
+#include "numerics/JkoObjective.h"
+
+#include <sstream>
+
+#include "numerics/Errors.h"
+
+namespace jko {
+
+void validateDensity(const at::Tensor& rho, const Grid& grid) {
+  std::ostringstream sizes;
+  sizes << rho.sizes();
+  if (rho.dim() != grid.dim + 1)
+    throw InvalidDensity("density of shape " + sizes.str() + " does not fit the " + std::to_string(grid.dim) +
+                         "D " + grid.describe() + "; give one value per grid node");
+  for (int a = 0; a < grid.dim; ++a)
+    if (rho.size(a + 1) != grid.n[a])
+      throw InvalidDensity("density of shape " + sizes.str() + " does not fit the " + grid.describe());
+  if (rho.numel() == 0) throw InvalidDensity("the density is empty");
+  if (!at::isfinite(rho).all().item<bool>())
+    throw InvalidDensity("the density has NaN or infinite values; every value must be a finite number >= 0");
+  const double minimum = rho.min().item<double>();
+  if (minimum < 0)
+    throw InvalidDensity("the density has negative values (minimum " + formatValue(minimum) +
+                         "); a density must be >= 0 everywhere");
+  const at::Tensor total = rho.to(at::kDouble).flatten(1).sum(1);
+  if (!(total > 0).all().item<bool>())
+    throw InvalidDensity("the density has zero mass; give a density with some positive values");
+}
+
+JkoObjective::JkoObjective(std::shared_ptr<const Energy> energy, double tau)
+    : energy_(std::move(energy)), pushForward_(energy_->grid()), tau_(tau) {
+  if (!(tau > 0) || !std::isfinite(tau))
+    throw InvalidParameter("tau", formatValue(tau), "the time step must be a positive finite number");
+}
+
+JkoState JkoObjective::prepare(const at::Tensor& rhoIn) const {
+  at::Tensor rho = rhoIn.dim() == grid().dim ? rhoIn.unsqueeze(0) : rhoIn;
+  validateDensity(rho, grid());
+  JkoState state;
+  state.density = rho.to(at::kDouble).contiguous();
+  state.masses = pushForward_.prefilter(state.density);
+  // max(rho, |m|): weighting by rho alone lets vacuum cells with slightly
+  // negative m move for free (DESIGN.md §2.2, pf step 3).
+  state.weights = at::maximum(state.density, state.masses.abs());
+  state.mass = pushForward_.mass(state.density);
+  return state;
+}
+
+JkoTerms JkoObjective::evaluate(const JkoState& state, const at::Tensor& displacement) const {
+  JkoTerms terms;
+  terms.deposited = pushForward_.deposit(state.masses, displacement);
+  terms.energy = (*energy_)(terms.deposited);
+  const at::Tensor u = displacement.to(at::kDouble);
+  terms.transport =
+      (0.5 / tau_) * grid().cellVolume() * (state.weights.unsqueeze(1) * u * u).flatten(1).sum(1);
+  terms.objective = terms.energy + terms.transport;
+  return terms;
+}
+
+at::Tensor JkoObjective::nextDensity(const JkoState& state, const at::Tensor& deposited) const {
+  return pushForward_.limit(deposited.detach(), state.mass);
+}
+
+}  // namespace jko

@@ -1,0 +1,182 @@
+#include "numerics/PushForward.h"
+
+#include <ATen/Parallel.h>
+
+#include <sstream>
+
+#include "numerics/Errors.h"
+
+namespace jko {
+namespace {
+
+// Coefficients of the Thomas algorithm for S = tridiag(1/8, 3/4, 1/8) with
+// S[0,0] = S[n-1,n-1] = 7/8: modified super-diagonal c'_i and 1/pivot_i.
+template <typename Factors>
+Factors factorFilter(int64_t n) {
+  Factors f;
+  f.upper.resize(n);
+  f.inversePivot.resize(n);
+  const double off = 1.0 / 8.0;
+  double previousUpper = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double diagonal = (i == 0 || i == n - 1) ? 7.0 / 8.0 : 3.0 / 4.0;
+    const double pivot = diagonal - (i > 0 ? off * previousUpper : 0.0);
+    f.inversePivot[i] = 1.0 / pivot;
+    f.upper[i] = off / pivot;
+    previousUpper = f.upper[i];
+  }
+  return f;
+}
+
+// Solves S x = b in place along the middle axis of a contiguous float64 block
+// viewed as (outer, n, inner).
+template <typename Factors>
+void solveFilterInPlace(double* data, int64_t outer, int64_t n, int64_t inner, const Factors& f) {
+  const double off = 1.0 / 8.0;
+  at::parallel_for(0, outer, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t o = begin; o < end; ++o) {
+      double* block = data + o * n * inner;
+      for (int64_t k = 0; k < inner; ++k) block[k] *= f.inversePivot[0];
+      for (int64_t i = 1; i < n; ++i) {
+        double* row = block + i * inner;
+        const double* previous = row - inner;
+        for (int64_t k = 0; k < inner; ++k) row[k] = (row[k] - off * previous[k]) * f.inversePivot[i];
+      }
+      for (int64_t i = n - 2; i >= 0; --i) {
+        double* row = block + i * inner;
+        const double* next = row + inner;
+        for (int64_t k = 0; k < inner; ++k) row[k] -= f.upper[i] * next[k];
+      }
+    }
+  });
+}
+
+at::Tensor filterMatrix(int64_t n) {
+  at::Tensor s = at::zeros({n, n}, at::kDouble);
+  auto a = s.accessor<double, 2>();
+  for (int64_t i = 0; i < n; ++i) {
+    a[i][i] = (i == 0 || i == n - 1) ? 7.0 / 8.0 : 3.0 / 4.0;
+    if (i > 0) a[i][i - 1] = 1.0 / 8.0;
+    if (i + 1 < n) a[i][i + 1] = 1.0 / 8.0;
+  }
+  return s;
+}
+
+at::Tensor box3Sum(const at::Tensor& x, int dim) {
+  // Sum over the 3^d neighbourhood with zeros outside the grid.
+  if (dim == 2) return at::avg_pool2d(x.unsqueeze(1), {3, 3}, {1, 1}, {1, 1}, false, true).squeeze(1) * 9.0;
+  return at::avg_pool3d(x.unsqueeze(1), {3, 3, 3}, {1, 1, 1}, {1, 1, 1}, false, true).squeeze(1) * 27.0;
+}
+
+}  // namespace
+
+PushForward::PushForward(const Grid& grid) : grid_(grid) {
+  grid_.validate();
+  for (int a = 0; a < grid_.dim; ++a) {
+    factors_.push_back(factorFilter<FilterFactors>(grid_.n[a]));
+    inverseFilters_.push_back(at::linalg_inv(filterMatrix(grid_.n[a])));
+  }
+}
+
+at::Tensor PushForward::inverseFilter(int axis, const at::Device& device) const {
+  if (device.is_cpu()) return inverseFilters_[axis];
+  std::lock_guard<std::mutex> lock(cacheMutex_);
+  auto key = std::make_pair(axis, device.str());
+  auto it = deviceFilters_.find(key);
+  if (it == deviceFilters_.end()) it = deviceFilters_.emplace(key, inverseFilters_[axis].to(device)).first;
+  return it->second;
+}
+
+at::Tensor PushForward::prefilter(const at::Tensor& rho) const {
+  const int d = grid_.dim;
+  if (rho.dim() != d + 1) {
+    std::ostringstream sizes;
+    sizes << rho.sizes();
+    throw InvalidDensity("prefilter expects a batch of " + std::to_string(d) + "D densities, got shape " + sizes.str());
+  }
+  if (rho.device().is_cpu() && !rho.requires_grad()) {
+    // Thomas algorithm per axis: O(N) instead of a dense S^-1 product.
+    at::Tensor m = rho.to(at::kDouble).clone(at::MemoryFormat::Contiguous);
+    const auto sizes = m.sizes();
+    for (int a = 0; a < d; ++a) {
+      int64_t outer = 1, inner = 1;
+      for (int k = 0; k <= a; ++k) outer *= sizes[k];
+      for (int k = a + 2; k < m.dim(); ++k) inner *= sizes[k];
+      solveFilterInPlace(m.data_ptr<double>(), outer, grid_.n[a], inner, factors_[a]);
+    }
+    return m;
+  }
+  at::Tensor m = rho.to(at::kDouble);
+  for (int a = 0; a < d; ++a)
+    m = m.movedim(a + 1, -1).matmul(inverseFilter(a, rho.device())).movedim(-1, a + 1);
+  return m.contiguous();
+}
+
+at::Tensor PushForward::deposit(const at::Tensor& masses, const at::Tensor& displacement) const {
+  const int d = grid_.dim;
+  const int64_t batch = masses.size(0), nodes = grid_.numNodes();
+  const auto options = masses.options();
+  const auto indexOptions = options.dtype(at::kLong);
+  const at::Tensor offsets = at::arange(-1, 2, indexOptions).view({1, 3, 1});
+
+  std::vector<at::Tensor> weights(d), indices(d);
+  for (int a = 0; a < d; ++a) {
+    const int64_t n = grid_.n[a];
+    std::vector<int64_t> view(d, 1);
+    view[a] = n;
+    const at::Tensor node = at::arange(n, options).view(view).expand(grid_.shape()).reshape({1, nodes});
+    // Position in index units, kept in the closed box [-1/2, n - 1/2].
+    at::Tensor p = node + displacement.select(1, a).to(masses.scalar_type()).reshape({batch, nodes}) / grid_.spacing[a];
+    p = p.clamp(-0.5, static_cast<double>(n) - 0.5);
+    const at::Tensor nearest = at::floor(p.detach() + 0.5);
+    const at::Tensor offset = p - nearest;
+    const at::Tensor left = 0.5 - offset, right = 0.5 + offset;
+    weights[a] = at::stack({0.5 * left * left, 0.75 - offset * offset, 0.5 * right * right}, 1);
+    // Weights beyond a wall fold onto the edge node.
+    indices[a] = (nearest.to(at::kLong).unsqueeze(1) + offsets).clamp(0, n - 1);
+  }
+
+  at::Tensor weight, index;
+  if (d == 2) {
+    weight = weights[0].unsqueeze(2) * weights[1].unsqueeze(1);
+    index = indices[0].unsqueeze(2) * grid_.n[1] + indices[1].unsqueeze(1);
+  } else {
+    weight = weights[0].view({batch, 3, 1, 1, nodes}) * weights[1].view({batch, 1, 3, 1, nodes}) *
+             weights[2].view({batch, 1, 1, 3, nodes});
+    index = (indices[0].view({batch, 3, 1, 1, nodes}) * grid_.n[1] + indices[1].view({batch, 1, 3, 1, nodes})) *
+                grid_.n[2] +
+            indices[2].view({batch, 1, 1, 3, nodes});
+  }
+  std::vector<int64_t> massView(weight.dim(), 1);
+  massView[0] = batch;
+  massView.back() = nodes;
+  const at::Tensor contribution = weight * masses.reshape(massView);
+  std::vector<int64_t> batchView(index.dim(), 1);
+  batchView[0] = batch;
+  index = index + (at::arange(batch, indexOptions) * nodes).view(batchView);
+  at::Tensor out = at::zeros({batch * nodes}, options).index_add(0, index.flatten(), contribution.flatten());
+  return out.view(grid_.batchShape(batch));
+}
+
+at::Tensor PushForward::mass(const at::Tensor& rho) const { return rho.flatten(1).sum(1) * grid_.cellVolume(); }
+
+at::Tensor PushForward::limit(const at::Tensor& raw, const at::Tensor& targetMass) const {
+  at::Tensor r = raw;
+  if (r.min().item<double>() < 0) {
+    const at::Tensor positive = r.clamp_min(0), negative = (-r).clamp_min(0);
+    const at::Tensor neighbourhood = box3Sum(positive, grid_.dim);
+    const at::Tensor share = at::where(negative > 0, negative / neighbourhood.clamp_min(1e-300), at::zeros_like(negative));
+    r = (positive - positive * box3Sum(share, grid_.dim)).clamp_min(0);
+  }
+  std::vector<int64_t> view(r.dim(), 1);
+  view[0] = r.size(0);
+  const at::Tensor current = mass(r);
+  return r * (targetMass.to(r.scalar_type()) / current.clamp_min(1e-300)).view(view);
+}
+
+at::Tensor PushForward::apply(const at::Tensor& rho, const at::Tensor& displacement) const {
+  const at::Tensor state = rho.to(at::kDouble);
+  return limit(deposit(prefilter(state), displacement), mass(state));
+}
+
+}  // namespace jko

@@ -1,0 +1,189 @@
+#include "numerics/ReferenceSolver.h"
+
+#include <torch/csrc/autograd/autograd.h>
+
+#include <cmath>
+#include <deque>
+
+#include "numerics/Errors.h"
+
+namespace jko {
+namespace {
+
+struct Evaluation {
+  double value = 0;
+  at::Tensor gradient;  ///< flat float64
+};
+
+double innerProduct(const at::Tensor& a, const at::Tensor& b) { return at::dot(a, b).item<double>(); }
+
+}  // namespace
+
+ReferenceSolver::ReferenceSolver(std::shared_ptr<const JkoObjective> objective, ReferenceSolverOptions options)
+    : objective_(std::move(objective)), options_(options) {
+  if (options_.maxIterations < 1)
+    throw InvalidParameter("max iterations", formatValue(options_.maxIterations), "must be >= 1");
+  if (options_.history < 1) throw InvalidParameter("L-BFGS history", formatValue(options_.history), "must be >= 1");
+  if (!(options_.objectiveTolerance >= 0) || !(options_.gradientTolerance >= 0))
+    throw InvalidParameter("solver tolerance", formatValue(options_.objectiveTolerance), "must be >= 0");
+}
+
+ReferenceStep ReferenceSolver::step(const at::Tensor& rho, const at::Tensor& initialDisplacement,
+                                    const ProgressCallback& progress) const {
+  const JkoObjective& J = *objective_;
+  const Grid& grid = J.grid();
+  const JkoState state = J.prepare(rho);
+  std::vector<int64_t> uShape{1, grid.dim};
+  for (int a = 0; a < grid.dim; ++a) uShape.push_back(grid.n[a]);
+
+  auto evaluate = [&](const at::Tensor& x) {
+    at::Tensor u = x.detach().view(uShape).requires_grad_(true);
+    const JkoTerms terms = J.evaluate(state, u);
+    const at::Tensor total = terms.objective.sum();
+    Evaluation e;
+    e.value = total.item<double>();
+    e.gradient = torch::autograd::grad({total}, {u})[0].reshape({-1});
+    return e;
+  };
+
+  // H0 = diag(tau / (w_i |h|)): the inverse Hessian of the transport term.
+  const at::Tensor w = state.weights.reshape({1, 1, -1}).expand({1, grid.dim, grid.numNodes()}).reshape({-1});
+  const double wFloor = 1e-12 * w.max().item<double>();
+  const at::Tensor H0 = J.tau() / (grid.cellVolume() * w.clamp_min(wFloor));
+
+  at::Tensor x = initialDisplacement.defined() ? initialDisplacement.to(at::kDouble).reshape({-1}).clone()
+                                               : at::zeros({grid.dim * grid.numNodes()}, at::kDouble);
+  ReferenceStep result;
+  {
+    at::NoGradGuard noGrad;
+    result.initialObjective = J.evaluate(state, at::zeros(uShape, at::kDouble)).objective.item<double>();
+  }
+  Evaluation current = evaluate(x);
+  result.evaluations = 1;
+  if (current.value > result.initialObjective) {  // a warm start worse than staying put
+    x.zero_();
+    current = evaluate(x);
+    ++result.evaluations;
+  }
+
+  std::deque<at::Tensor> S, Y;
+  std::deque<double> inverseCurvature;
+  std::deque<double> history{current.value};
+  double gamma = 1;
+  int iteration = 0;
+  auto measures = [&](double& objectiveChange, double& gradientMeasure) {
+    const double decrease = std::max(result.initialObjective - current.value, 1e-300);
+    const size_t back = std::min<size_t>(history.size() - 1, options_.window);
+    objectiveChange = history.size() > static_cast<size_t>(options_.window)
+                          ? (history[history.size() - 1 - back] - current.value) / decrease
+                          : std::numeric_limits<double>::infinity();
+    gradientMeasure = innerProduct(current.gradient, H0 * current.gradient) / decrease;
+  };
+
+  for (; iteration < options_.maxIterations; ++iteration) {
+    double objectiveChange, gradientMeasure;
+    measures(objectiveChange, gradientMeasure);
+    if (objectiveChange <= options_.objectiveTolerance && gradientMeasure <= options_.gradientTolerance) {
+      result.converged = true;
+      break;
+    }
+    if (progress && iteration % 25 == 0) {
+      ProgressEvent event;
+      event.stage = "reference iterations";
+      event.fraction = static_cast<double>(iteration) / options_.maxIterations;
+      event.loss = current.value;
+      event.message = "L-BFGS iteration " + std::to_string(iteration);
+      reportProgress(progress, event);
+    }
+
+    // Two-loop recursion with H0 scaled by gamma.
+    at::Tensor q = current.gradient.clone();
+    std::vector<double> alpha(S.size());
+    for (int i = static_cast<int>(S.size()) - 1; i >= 0; --i) {
+      alpha[i] = inverseCurvature[i] * innerProduct(S[i], q);
+      q.sub_(Y[i], alpha[i]);
+    }
+    at::Tensor direction = (gamma * H0) * q;
+    for (size_t i = 0; i < S.size(); ++i) {
+      const double beta = inverseCurvature[i] * innerProduct(Y[i], direction);
+      direction.add_(S[i], alpha[i] - beta);
+    }
+    direction.neg_();
+    double slope = innerProduct(current.gradient, direction);
+    if (!(slope < 0)) {  // not a descent direction: restart from the metric
+      S.clear(), Y.clear(), inverseCurvature.clear();
+      direction = -(gamma * H0) * current.gradient;
+      slope = innerProduct(current.gradient, direction);
+    }
+
+    // Backtracking Armijo line search; quasi-Newton steps are usually accepted at 1.
+    double step = 1;
+    Evaluation trial;
+    bool accepted = false;
+    for (int attempt = 0; attempt < 40; ++attempt) {
+      trial = evaluate(x + step * direction);
+      ++result.evaluations;
+      if (std::isfinite(trial.value) && trial.value <= current.value + 1e-4 * step * slope) {
+        accepted = true;
+        break;
+      }
+      // Minimiser of the quadratic through f(0), f'(0), f(step), kept in [0.1, 0.5] step.
+      const double curvature = trial.value - current.value - step * slope;
+      double next = std::isfinite(trial.value) && curvature > 0 ? -slope * step * step / (2 * curvature) : 0.5 * step;
+      step = std::min(std::max(next, 0.1 * step), 0.5 * step);
+    }
+    if (!accepted) break;  // no decrease left at machine precision
+
+    const at::Tensor s = step * direction;
+    const at::Tensor y = trial.gradient - current.gradient;
+    const double sy = innerProduct(s, y);
+    x.add_(s);
+    current = std::move(trial);
+    history.push_back(current.value);
+    if (history.size() > static_cast<size_t>(options_.window) + 1) history.pop_front();
+    if (sy > 1e-16 * std::sqrt(innerProduct(s, s) * innerProduct(y, y))) {
+      S.push_back(s);
+      Y.push_back(y);
+      inverseCurvature.push_back(1.0 / sy);
+      if (static_cast<int>(S.size()) > options_.history) S.pop_front(), Y.pop_front(), inverseCurvature.pop_front();
+      gamma = sy / innerProduct(y, H0 * y);
+    }
+  }
+  measures(result.objectiveChange, result.gradientMeasure);
+  if (!result.converged)
+    result.converged =
+        result.objectiveChange <= options_.objectiveTolerance && result.gradientMeasure <= options_.gradientTolerance;
+  result.iterations = iteration;
+
+  at::NoGradGuard noGrad;
+  const at::Tensor u = x.view(uShape);
+  const JkoTerms terms = J.evaluate(state, u);
+  result.objective = terms.objective.item<double>();
+  result.energy = terms.energy.item<double>();
+  result.transport = terms.transport.item<double>();
+  result.next = J.nextDensity(state, terms.deposited)[0];
+  result.displacement = u[0].clone();
+  return result;
+}
+
+std::vector<ReferenceStep> ReferenceSolver::rollout(const at::Tensor& rho0, int steps,
+                                                    const ProgressCallback& progress) const {
+  if (steps < 0) throw InvalidParameter("steps", formatValue(steps), "must be >= 0");
+  std::vector<ReferenceStep> trajectory;
+  at::Tensor rho = rho0, warmStart;
+  for (int k = 0; k < steps; ++k) {
+    trajectory.push_back(step(rho, warmStart));
+    rho = trajectory.back().next;
+    warmStart = trajectory.back().displacement;
+    ProgressEvent event;
+    event.stage = "reference rollout";
+    event.step = k + 1;
+    event.fraction = static_cast<double>(k + 1) / steps;
+    event.message = "reference step " + std::to_string(k + 1) + " of " + std::to_string(steps) + ", " +
+                    std::to_string(trajectory.back().iterations) + " L-BFGS iterations";
+    reportProgress(progress, event);
+  }
+  return trajectory;
+}
+
+}  // namespace jko

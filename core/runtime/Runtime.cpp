@@ -1,0 +1,61 @@
+#include "runtime/Runtime.h"
+
+#include <ATen/Context.h>
+#include <ATen/Parallel.h>
+#include <link.h>
+#include <malloc.h>
+#include <torch/version.h>
+
+#include <climits>
+#include <cstdlib>
+#include <mutex>
+#include <nlohmann/json.hpp>
+
+#include "numerics/Errors.h"
+
+namespace jko {
+
+void configureRuntime(int threads) {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    if (!std::getenv("MALLOC_MMAP_THRESHOLD_")) mallopt(M_MMAP_THRESHOLD, 1 << 30);
+    if (!std::getenv("MALLOC_TRIM_THRESHOLD_")) mallopt(M_TRIM_THRESHOLD, INT_MAX);
+    if (!std::getenv("MALLOC_TOP_PAD_")) mallopt(M_TOP_PAD, 256 << 20);
+    try {
+      at::set_num_interop_threads(1);  // throws when already set: only once per process
+    } catch (const std::exception&) {
+    }
+  });
+  if (threads < 0) throw InvalidParameter("threads", formatValue(threads), "must be >= 0 (0: LibTorch's default)");
+  if (threads > 0) at::set_num_threads(threads);
+}
+
+std::string loadedBlas() {
+  std::string found = "unknown";
+  dl_iterate_phdr(
+      [](struct dl_phdr_info* info, size_t, void* data) {
+        const std::string name = info->dlpi_name ? info->dlpi_name : "";
+        if (name.find("libblas.so") != std::string::npos || name.find("openblas") != std::string::npos ||
+            name.find("mkl") != std::string::npos) {
+          char resolved[PATH_MAX];
+          *static_cast<std::string*>(data) = realpath(name.c_str(), resolved) ? resolved : name;
+          return 1;
+        }
+        return 0;
+      },
+      &found);
+  return found;
+}
+
+std::string libtorchVersion() { return TORCH_VERSION; }
+
+bool cudaAvailable() { return at::hasCUDA(); }
+
+nlohmann::json describeRuntime() {
+  return {{"threads", at::get_num_threads()},
+          {"libtorch", libtorchVersion()},
+          {"blas", loadedBlas()},
+          {"cuda", cudaAvailable()}};
+}
+
+}  // namespace jko

@@ -1,0 +1,28 @@
+// Process-wide LibTorch settings measured to matter on these machines
+// (ENVIRONMENT.md): thread counts and glibc malloc thresholds.
+#pragma once
+
+#include <nlohmann/json_fwd.hpp>
+#include <string>
+
+namespace jko {
+
+/// Sets the intra-op thread count (0: leave LibTorch's choice) and, once per
+/// process, the inter-op thread count and malloc thresholds. Large malloc
+/// thresholds keep LibTorch's big temporaries out of mmap/munmap: training
+/// ran about 5x faster here with them.
+void configureRuntime(int threads);
+
+/// Threads, LibTorch version, the BLAS libblas.so.3 resolves to, CUDA.
+nlohmann::json describeRuntime();
+
+/// The BLAS the process loaded (resolved path of libblas.so.3, or "unknown").
+std::string loadedBlas();
+
+/// LibTorch version string, e.g. "1.13.1".
+std::string libtorchVersion();
+
+/// Whether LibTorch was built with CUDA and sees a device.
+bool cudaAvailable();
+
+}  // namespace jko

@@ -1,0 +1,10 @@
+# Runs JKO with ARGS; passes when it exits non-zero and stderr mentions EXPECT.
+execute_process(COMMAND "${JKO}" ${ARGS} OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
+if(rc EQUAL 0)
+  message(FATAL_ERROR "expected a failure, got exit code 0: ${out}")
+endif()
+string(FIND "${err}" "${EXPECT}" where)
+if(where EQUAL -1)
+  message(FATAL_ERROR "the error message does not mention '${EXPECT}': ${err}")
+endif()
+message(STATUS "failed as expected: ${err}")

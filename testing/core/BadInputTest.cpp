@@ -1,0 +1,81 @@
+// Invalid parameters and densities raise typed errors that name the problem.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "evaluation/ReferenceCases.h"
+#include "numerics/Errors.h"
+#include "numerics/JkoObjective.h"
+
+namespace jko {
+namespace {
+
+template <typename Error, typename Function>
+void expectErrorMentioning(Function&& f, const std::string& text) {
+  try {
+    f();
+    FAIL() << "expected an error mentioning '" << text << "'";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(text), std::string::npos) << e.what();
+  }
+}
+
+std::shared_ptr<const Energy> heatOn(const Grid& grid) {
+  return std::make_shared<const Energy>(EnergySpec::heat(0.1), grid);
+}
+
+TEST(BadInput, NonPositiveTau) {
+  const Grid grid = Grid::unitBox(2, 8);
+  expectErrorMentioning<InvalidParameter>([&] { JkoObjective(heatOn(grid), 0.0); }, "tau");
+  expectErrorMentioning<InvalidParameter>([&] { JkoObjective(heatOn(grid), -1.0); }, "tau = -1");
+  expectErrorMentioning<InvalidParameter>([&] { makeReferenceCase("gaussian-step", 16, 2, -0.1); }, "tau");
+}
+
+TEST(BadInput, PorousExponentAndDiffusion) {
+  const Grid grid = Grid::unitBox(2, 8);
+  expectErrorMentioning<InvalidParameter>([&] { Energy(EnergySpec::porousMedium(1.0), grid); }, "m = 1");
+  expectErrorMentioning<InvalidParameter>([&] { Energy(EnergySpec::porousMedium(0.5), grid); }, "> 1");
+  expectErrorMentioning<InvalidParameter>([&] { Energy(EnergySpec::heat(-0.2), grid); }, "D = -0.2");
+  expectErrorMentioning<InvalidParameter>([&] { Energy(EnergySpec::fokkerPlanck(NAN), grid); }, "D");
+}
+
+TEST(BadInput, Densities) {
+  const Grid grid = Grid::unitBox(2, 8);
+  const JkoObjective objective(heatOn(grid), 0.01);
+  at::Tensor rho = at::ones(grid.shape(), at::kDouble);
+  rho[2][3] = -1;
+  expectErrorMentioning<InvalidDensity>([&] { objective.prepare(rho); }, "negative");
+  rho[2][3] = NAN;
+  expectErrorMentioning<InvalidDensity>([&] { objective.prepare(rho); }, "NaN");
+  expectErrorMentioning<InvalidDensity>([&] { objective.prepare(at::zeros(grid.shape(), at::kDouble)); },
+                                        "zero mass");
+  expectErrorMentioning<InvalidDensity>([&] { objective.prepare(at::ones({8, 9}, at::kDouble)); }, "does not fit");
+  expectErrorMentioning<InvalidDensity>([&] { objective.prepare(at::ones({2, 8, 8, 8}, at::kDouble)); },
+                                        "does not fit");
+}
+
+TEST(BadInput, PotentialArrayOfTheWrongShape) {
+  const Grid grid = Grid::unitBox(2, 8);
+  EnergySpec spec;
+  spec.potential = PotentialKind::Values;
+  spec.potentialValues = at::zeros({8, 8, 8}, at::kDouble);
+  expectErrorMentioning<InvalidParameter>([&] { Energy(spec, grid); }, "potential array shape");
+  spec.potentialValues = at::zeros({8, 8}, at::kDouble);
+  spec.potentialValues[1][1] = INFINITY;
+  expectErrorMentioning<InvalidParameter>([&] { Energy(spec, grid); }, "finite");
+}
+
+TEST(BadInput, KernelsAndGrids) {
+  EnergySpec ks;
+  ks.kernel = KernelKind::KellerSegel;
+  expectErrorMentioning<InvalidParameter>([&] { Energy(ks, Grid::unitBox(3, 8)); }, "2D only");
+  EnergySpec ar = EnergySpec::aggregation();
+  ar.repulsivePower = -2.5;
+  expectErrorMentioning<InvalidParameter>([&] { Energy(ar, Grid::unitBox(2, 8)); }, "repulsive power");
+  expectErrorMentioning<InvalidParameter>([&] { Grid::unitBox(4, 8); }, "dimension");
+  expectErrorMentioning<InvalidParameter>([&] { Grid::unitBox(2, 1); }, "at least 2");
+  expectErrorMentioning<InvalidParameter>([&] { EnergySpec::fromPreset("heat-death"); }, "fokker-planck");
+}
+
+}  // namespace
+}  // namespace jko

@@ -1,0 +1,137 @@
+// Grid conventions and energy values against closed forms (DESIGN.md §2.1, §5).
+#include <gtest/gtest.h>
+#include <torch/csrc/autograd/autograd.h>
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "numerics/Energy.h"
+#include "numerics/ExactSolutions.h"
+#include "numerics/Grid.h"
+
+namespace jko {
+namespace {
+
+constexpr double kPi = 3.14159265358979323846;
+
+TEST(Grid, CellCentredNodesAndClosedBox) {
+  const Grid grid = Grid::box(2, {4, 5, 1}, {0, -1, 0}, {2, 1.5, 0});
+  EXPECT_DOUBLE_EQ(grid.spacing[0], 0.5);
+  EXPECT_DOUBLE_EQ(grid.spacing[1], 0.5);
+  EXPECT_DOUBLE_EQ(grid.origin[0], 0.25);
+  EXPECT_DOUBLE_EQ(grid.origin[1], -0.75);
+  EXPECT_DOUBLE_EQ(grid.boxLower(1), -1);
+  EXPECT_DOUBLE_EQ(grid.boxUpper(1), 1.5);
+  EXPECT_EQ(grid.numNodes(), 20);
+  const at::Tensor x = grid.coordinate(0), y = grid.coordinate(1);
+  ASSERT_EQ(x.sizes(), at::IntArrayRef({4, 5}));
+  // Tensor dimension a is spatial axis a.
+  EXPECT_DOUBLE_EQ(x[3][0].item<double>(), 1.75);
+  EXPECT_DOUBLE_EQ(y[0][4].item<double>(), 1.25);
+}
+
+TEST(Energy, EntropyOfAnisotropicGaussian) {
+  const Grid grid = Grid::unitBox(2, 128);
+  exact::Gaussian g;
+  g.mass = 0.7;
+  g.sigma = {0.07, 0.09, 0};
+  const double D = 0.3;
+  const Energy energy(EnergySpec::heat(D), grid);
+  const double value = energy(exact::density(grid, g).unsqueeze(0)).item<double>();
+  // int rho log rho = M log M - M (sum_k log(2 pi sigma_k^2) / 2 + d / 2).
+  const double expected = D * g.mass *
+                          (std::log(g.mass) - 0.5 * (std::log(2 * kPi * g.sigma[0] * g.sigma[0]) +
+                                                     std::log(2 * kPi * g.sigma[1] * g.sigma[1])) -
+                           1.0);
+  // The box cuts the tails at 5.6 sigma: about 1e-6 of the value.
+  EXPECT_NEAR(value, expected, 1e-5 * std::abs(expected));
+}
+
+TEST(Energy, QuadraticInteractionOfGaussian) {
+  const Grid grid = Grid::unitBox(2, 96);
+  exact::Gaussian g;
+  g.mass = 1.3;
+  g.mean = {0.45, 0.52, 0};
+  g.sigma = {0.08, 0.08, 0};
+  EnergySpec spec;
+  spec.kernel = KernelKind::Quadratic;
+  spec.attraction = 5;
+  const Energy energy(spec, grid);
+  const double value = energy(exact::density(grid, g).unsqueeze(0)).item<double>();
+  // 1/2 int int c |x-y|^2/2 rho rho = c M^2 d sigma^2 / 2.
+  const double expected = spec.attraction * g.mass * g.mass * 2 * 0.08 * 0.08 / 2;
+  EXPECT_NEAR(value, expected, 1e-5 * expected);  // tails cut at 5.6 sigma
+}
+
+TEST(Energy, PorousMediumOfBarenblattProfile) {
+  const Grid grid = Grid::unitBox(2, 128);
+  exact::BarenblattProfile p;
+  p.A = 0.4;
+  p.q = 10;
+  const Energy energy(EnergySpec::porousMedium(2, 1.5), grid);
+  const double value = energy(exact::density(grid, p).unsqueeze(0)).item<double>();
+  // D/(m-1) int (A - q r^2)_+^2 = D pi A^3 / (3 q) for m = 2 in 2D.
+  const double expected = 1.5 * kPi * std::pow(p.A, 3) / (3 * p.q);
+  EXPECT_NEAR(value, expected, 1e-3 * expected);
+  // And the profile's mass against its closed form.
+  const double discreteMass = exact::density(grid, p).sum().item<double>() * grid.cellVolume();
+  EXPECT_NEAR(discreteMass, exact::mass(p, 2), 1e-3 * discreteMass);
+}
+
+TEST(Energy, PotentialEnergyIsMeanOfV) {
+  const Grid grid = Grid::box(2, {64, 48, 1}, {0, 0, 0}, {1, 0.75, 0});
+  exact::Gaussian g;
+  g.mean = {0.4, 0.35, 0};
+  g.sigma = {0.06, 0.05, 0};
+  EnergySpec spec = EnergySpec::fokkerPlanck(0, 1);
+  spec.internal = InternalKind::None;
+  spec.potentialStrength = {3, 7, 0};
+  const Energy energy(spec, grid);
+  const double value = energy(exact::density(grid, g).unsqueeze(0)).item<double>();
+  // sum_k a_k ((mu_k - b_k)^2 + sigma_k^2) / 2 with b the box centre (0.5, 0.375).
+  const double expected = 0.5 * 3 * (0.01 + 0.0036) + 0.5 * 7 * (0.025 * 0.025 + 0.0025);
+  EXPECT_NEAR(value, expected, 1e-8);
+}
+
+TEST(Energy, LogKernelCellAverageMatchesClosedForm) {
+  const Grid grid = Grid::box(2, {16, 16, 1}, {0, 0, 0}, {1, 0.5, 0});
+  EnergySpec spec;
+  spec.kernel = KernelKind::KellerSegel;
+  spec.attraction = 1;
+  const Energy energy(spec, grid);
+  // int_0^a int_0^b ln(x^2 + y^2) = ab ln(a^2+b^2) - 3ab + a^2 atan(b/a) + b^2 atan(a/b).
+  const double a = grid.spacing[0] / 2, b = grid.spacing[1] / 2;
+  const double F = a * b * std::log(a * a + b * b) - 3 * a * b + a * a * std::atan(b / a) + b * b * std::atan(a / b);
+  const double meanLog = 0.5 * F / (a * b);
+  EXPECT_NEAR(energy.kernelCellAverageAtZero(), meanLog / (2 * kPi), 1e-9);
+}
+
+TEST(Energy, FirstVariationIsTheGradientOverCellVolume) {
+  const Grid grid = Grid::box(2, {20, 16, 1}, {0, 0, 0}, {1, 0.8, 0});
+  at::manual_seed(3);
+  const at::Tensor rho = (at::rand(grid.batchShape(1), at::kDouble) + 0.1).requires_grad_(true);
+  std::vector<EnergySpec> specs{EnergySpec::fokkerPlanck(0.2, 3), EnergySpec::porousMedium(2.5, 0.7),
+                                EnergySpec::aggregation(10, 1), EnergySpec::aggregationDiffusion(0.1, 4)};
+  for (const EnergySpec& spec : specs) {
+    const Energy energy(spec, grid);
+    const at::Tensor gradient = torch::autograd::grad({energy(rho).sum()}, {rho})[0];
+    const at::Tensor variation = energy.firstVariation(rho.detach());
+    EXPECT_TRUE(at::allclose(gradient / grid.cellVolume(), variation, 1e-9, 1e-9)) << spec.describe();
+  }
+}
+
+TEST(EnergySpec, JsonRoundTripAndDifferences) {
+  EnergySpec spec = EnergySpec::porousMedium(3, 0.5);
+  const EnergySpec copy = EnergySpec::fromJson(nlohmann::json::parse(spec.toJson().dump()));
+  EXPECT_TRUE(spec.sameAs(copy));
+  std::string difference;
+  EXPECT_FALSE(spec.sameAs(EnergySpec::porousMedium(2, 0.5), &difference));
+  EXPECT_NE(difference.find("m"), std::string::npos);
+  EXPECT_FALSE(spec.sameAs(EnergySpec::fokkerPlanck(), &difference));
+  EXPECT_NE(difference.find("internal energy"), std::string::npos);
+  const EnergySpec fp = EnergySpec::fokkerPlanck(0.1, 4);
+  EXPECT_TRUE(fp.sameAs(EnergySpec::fromJson(fp.toJson())));
+}
+
+}  // namespace
+}  // namespace jko
