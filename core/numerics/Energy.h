@@ -54,11 +54,11 @@ struct EnergySpec {
   /// Floor of the clamped log of the entropy (DESIGN.md §2.2: vacuum).
   double logFloor = 1e-12;
 
-  static EnergySpec fokkerPlanck(double D = 0.05, double a = 10);
+  static EnergySpec fokkerPlanck(double D = 0.1, double a = 20);
   static EnergySpec heat(double D);
   static EnergySpec porousMedium(double m = 2, double D = 1);
   static EnergySpec aggregation(double attraction = 20, double repulsion = 1);
-  static EnergySpec aggregationDiffusion(double D = 0.05, double attraction = 10);
+  static EnergySpec aggregationDiffusion(double D = 0.1, double attraction = 20);
   /// "fokker-planck", "porous-medium", "aggregation", "aggregation-diffusion".
   static EnergySpec fromPreset(const std::string& name);
 

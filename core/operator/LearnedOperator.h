@@ -1,0 +1,84 @@
+// The learned JKO operator (DESIGN.md §2.3):
+//   G_theta(rho) = deposit(S^-1 rho, tau v),  v = (1 + a) v0 + b v_ref,
+// where v0 = -grad(dE/drho)(rho) is the explicit (forward Euler) velocity,
+// capped in vacuum, and the network maps the features (rho, v0, the
+// normalised coordinates, V) to the gate a and the correction b. The
+// network runs in float32; the density state and the push-forward stay in
+// float64 so mass is exact.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "numerics/Energy.h"
+#include "numerics/JkoObjective.h"
+#include "numerics/Progress.h"
+#include "operator/OperatorMetadata.h"
+
+namespace jko {
+
+class VelocityNetwork;
+
+/// One step of the learned operator.
+struct LearnedStep {
+  at::Tensor next;      ///< rho_{k+1}, float64, same batching as the input
+  at::Tensor velocity;  ///< v = u / tau, (B, dim, n...) or (dim, n...), float64
+};
+
+class LearnedOperator {
+ public:
+  /// A fresh (untrained) operator.
+  LearnedOperator(OperatorMetadata metadata, std::shared_ptr<VelocityNetwork> network);
+  ~LearnedOperator();
+
+  /// Loads an operator file (.jko, this project's container) or a TorchScript
+  /// module (.pt) exported from PyTorch with its metadata in the extra file
+  /// "jko_metadata.json". Throws OperatorFileError with what is wrong.
+  static std::shared_ptr<LearnedOperator> load(const std::string& path, const at::Device& device = at::kCPU);
+  /// Saves to the .jko container through a temporary file and a rename.
+  void save(const std::string& path) const;
+
+  const OperatorMetadata& metadata() const { return metadata_; }
+  OperatorMetadata& metadata() { return metadata_; }
+  VelocityNetwork& network() { return *network_; }
+  const VelocityNetwork& network() const { return *network_; }
+  at::Device device() const { return device_; }
+  void to(const at::Device& device);
+
+  /// Refuses (OperatorFileError) what cannot work: another dimension, an
+  /// energy or tau other than the operator's when given. Returns warnings
+  /// for what may be inaccurate: a box, grid, mass or peak density outside
+  /// the training ranges.
+  std::vector<std::string> checkCompatible(const Grid& grid, const EnergySpec* energy = nullptr,
+                                           double tau = 0) const;
+
+  /// Network input features for densities (B, n...) on `grid`, float32.
+  at::Tensor features(const Energy& energy, const at::Tensor& rho) const;
+  /// The explicit velocity -grad(dE/drho), capped, (B, dim, n...), float64.
+  at::Tensor explicitVelocity(const Energy& energy, const at::Tensor& rho) const;
+  /// The velocity field the operator predicts, differentiable in the network
+  /// parameters when grad mode is on. (B, dim, n...), float64.
+  at::Tensor velocity(const Energy& energy, const at::Tensor& rho) const;
+
+  /// One step without gradients. rho: (n...) or (B, n...), on any device.
+  LearnedStep step(const at::Tensor& rho, const Grid& grid) const;
+  /// K steps from rho0 (n...): frames 1..K.
+  std::vector<LearnedStep> rollout(const at::Tensor& rho0, const Grid& grid, int steps,
+                                   const ProgressCallback& progress = {}) const;
+
+  /// The energy of the operator bound to `grid` (cached for the last grid).
+  std::shared_ptr<const Energy> energyOn(const Grid& grid) const;
+  /// The JKO objective of the operator's energy and tau on `grid`.
+  std::shared_ptr<const JkoObjective> objectiveOn(const Grid& grid) const;
+
+ private:
+  OperatorMetadata metadata_;
+  std::shared_ptr<VelocityNetwork> network_;
+  at::Device device_ = at::kCPU;
+  mutable std::shared_ptr<const JkoObjective> cachedObjective_;
+};
+
+}  // namespace jko

@@ -1,0 +1,73 @@
+// What an operator file says about the learned JKO operator it holds
+// (DESIGN.md §2.3): the energy and tau it was trained for, its network, the
+// fixed input scaling, and the ranges of boxes, grids, masses and peak
+// densities it was trained on.
+#pragma once
+
+#include <array>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "numerics/Energy.h"
+#include "numerics/Grid.h"
+
+namespace jko {
+
+struct NetworkConfig {
+  std::string kind = "fno";  ///< "fno", "unet" or "torchscript"
+  int width = 24;            ///< FNO channels
+  int modes = 12;            ///< FNO Fourier modes kept per axis
+  int layers = 4;            ///< FNO spectral layers
+  int hidden = 64;           ///< FNO projection width
+  double padFraction = 0.125;  ///< zero padding per axis, as a fraction of the grid (same physical frequencies at any resolution)
+  int unetBase = 16;         ///< U-Net channels at the finest level
+
+  nlohmann::json toJson() const;
+  static NetworkConfig fromJson(const nlohmann::json& json);
+  void validate() const;
+};
+
+/// Fixed input/output scaling: features are the density divided by
+/// `density`, the explicit velocity -grad(dE/drho) divided by `velocity`,
+/// and V divided by `potential` (never by a sample's own statistics: for
+/// nonlinear energies the speed depends on the absolute density).
+struct FeatureScales {
+  double density = 1;
+  double velocity = 1;
+  double potential = 1;
+  /// The explicit velocity is capped at this many cells per step (vacuum
+  /// fronts of the entropy make it unbounded).
+  double capCells = 4;
+
+  nlohmann::json toJson() const;
+  static FeatureScales fromJson(const nlohmann::json& json);
+};
+
+/// The ranges an operator was trained on; applying it outside them warns.
+struct TrainingRanges {
+  std::array<double, 3> boxLength{1, 1, 1};
+  int64_t gridMin = 0, gridMax = 0;  ///< nodes per axis
+  double massMin = 0, massMax = 0;
+  double peakMin = 0, peakMax = 0;
+
+  nlohmann::json toJson() const;
+  static TrainingRanges fromJson(const nlohmann::json& json);
+};
+
+struct OperatorMetadata {
+  int dim = 2;
+  EnergySpec energy;
+  double tau = 0.005;
+  NetworkConfig network;
+  FeatureScales scales;
+  TrainingRanges ranges;
+  nlohmann::json training = nlohmann::json::object();  ///< summary: rounds, losses, time, mode, seed ...
+  std::string libtorchVersion;
+
+  nlohmann::json toJson() const;
+  /// Throws OperatorFileError naming a missing or invalid field.
+  static OperatorMetadata fromJson(const nlohmann::json& json);
+};
+
+}  // namespace jko
