@@ -7,5 +7,6 @@ namespace jko::cli {
 
 void addEvalCommand(CLI::App& app);
 void addRolloutCommand(CLI::App& app);
+void addTrainCommand(CLI::App& app);
 
 }  // namespace jko::cli

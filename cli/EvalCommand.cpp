@@ -9,6 +9,8 @@
 #include "evaluation/ReferenceCases.h"
 #include "numerics/JkoObjective.h"
 #include "numerics/ReferenceSolver.h"
+#include "operator/LearnedOperator.h"
+#include "numerics/Errors.h"
 #include "runtime/Runtime.h"
 
 namespace jko::cli {
@@ -23,6 +25,8 @@ struct EvalOptions {
   int steps = -1;
   bool json = false;
   int threads = 0;
+  std::string operatorFile;
+  int refineIterations = 10;
   ReferenceSolverOptions reference;
 };
 
@@ -40,6 +44,42 @@ Stepper referenceStepper(const ReferenceCase& c, const ReferenceSolverOptions& o
     out.transport = step.transport;
     out.iterations = step.iterations;
     out.converged = step.converged;
+    return out;
+  };
+}
+
+// The learned operator, or (refine) the learned step followed by a few
+// reference-solver iterations started from it.
+Stepper learnedStepper(const ReferenceCase& c, const EvalOptions& options, bool refine) {
+  auto op = LearnedOperator::load(options.operatorFile);
+  for (const std::string& warning : op->checkCompatible(c.grid, &c.energy, c.tau))
+    std::cerr << "jko: warning: " << warning << "\n";
+  std::shared_ptr<ReferenceSolver> solver;
+  if (refine) {
+    ReferenceSolverOptions refineOptions = options.reference;
+    refineOptions.maxIterations = options.refineIterations;
+    solver = std::make_shared<ReferenceSolver>(op->objectiveOn(c.grid), refineOptions);
+  }
+  const Grid grid = c.grid;
+  return [op, solver, grid](const at::Tensor& rho, const StepOutput&) {
+    const LearnedStep step = op->step(rho, grid);
+    StepOutput out;
+    out.next = step.next;
+    out.displacement = step.velocity * op->metadata().tau;
+    if (solver) {
+      const ReferenceStep refined = solver->step(rho, out.displacement);
+      out.next = refined.next;
+      out.displacement = refined.displacement;
+      out.objective = refined.objective;
+      out.iterations = refined.iterations;
+    } else {
+      at::NoGradGuard noGrad;
+      const auto objective = op->objectiveOn(grid);
+      const JkoTerms terms = objective->evaluate(objective->prepare(rho), out.displacement.unsqueeze(0));
+      out.objective = terms.objective.item<double>();
+      out.energy = terms.energy.item<double>();
+      out.transport = terms.transport.item<double>();
+    }
     return out;
   };
 }
@@ -68,7 +108,11 @@ void addEvalCommand(CLI::App& app) {
   eval->add_option("--case", options->caseName, "Reference case")
       ->required()
       ->check(CLI::IsMember(referenceCaseNames()));
-  eval->add_option("--solver", options->solver, "Solver: reference")->check(CLI::IsMember({"reference"}));
+  eval->add_option("--solver", options->solver, "Solver: reference, learned, or refine (learned + a few reference iterations)")
+      ->check(CLI::IsMember({"reference", "learned", "refine"}));
+  eval->add_option("--operator", options->operatorFile, "Operator file (learned, refine)");
+  eval->add_option("--refine-iterations", options->refineIterations, "L-BFGS iterations after the learned step (refine)")
+      ->capture_default_str();
   eval->add_option("--grid", options->grid, "Nodes per axis")->capture_default_str();
   eval->add_option("--dim", options->dim, "Dimension, 2 or 3")->check(CLI::IsMember({2, 3}))->capture_default_str();
   eval->add_option("--tau", options->tau, "Time step (default: the case's own)");
@@ -86,7 +130,13 @@ void addEvalCommand(CLI::App& app) {
   eval->callback([options] {
     configureRuntime(options->threads > 0 ? options->threads : static_cast<int>(std::thread::hardware_concurrency()));
     const ReferenceCase c = makeReferenceCase(options->caseName, options->grid, options->dim, options->tau, options->steps);
-    nlohmann::json result = evaluateCase(c, referenceStepper(c, options->reference), options->solver);
+    if (options->solver != "reference" && options->operatorFile.empty())
+      throw InvalidParameter("--operator", "none", "the " + options->solver + " solver needs an operator file");
+    const Stepper stepper = options->solver == "reference"
+                                ? referenceStepper(c, options->reference)
+                                : learnedStepper(c, *options, options->solver == "refine");
+    nlohmann::json result = evaluateCase(c, stepper, options->solver);
+    if (!options->operatorFile.empty()) result["operator"] = options->operatorFile;
     result["solver_tolerance"] = {{"objective", options->reference.objectiveTolerance},
                                   {"gradient", options->reference.gradientTolerance},
                                   {"max_iterations", options->reference.maxIterations}};

@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   jko::cli::addEvalCommand(app);
   jko::cli::addRolloutCommand(app);
+  jko::cli::addTrainCommand(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,110 @@
+// jko train: self-supervised Learn-to-Evolve training of a learned JKO operator.
+#include <iomanip>
+#include <iostream>
+#include <memory>
+#include <thread>
+
+#include "Commands.h"
+#include "EnergyOptions.h"
+#include "FrameFiles.h"
+#include "operator/LearnToEvolveTrainer.h"
+#include "runtime/Runtime.h"
+
+namespace jko::cli {
+namespace {
+
+struct TrainCommandOptions {
+  EnergyOptions energy;
+  int dim = 2, threads = 0;
+  std::string out, network, mode, device = "cpu", checkpoint;
+  std::vector<std::string> initial;
+  TrainingOptions given;  // values of the options given; defaults come from the preset
+  bool resume = false, quiet = false;
+  std::map<std::string, CLI::Option*> options;
+};
+
+}  // namespace
+
+void addTrainCommand(CLI::App& app) {
+  auto o = std::make_shared<TrainCommandOptions>();
+  CLI::App* train = app.add_subcommand("train", "Train a learned JKO operator (self-supervised, Learn-to-Evolve)");
+  o->energy.addTo(*train, true);
+  auto& g = o->given;
+  auto add = [&](const std::string& name, auto& value, const std::string& help) {
+    o->options[name] = train->add_option(name, value, help);
+    return o->options[name];
+  };
+  train->add_option("--dim", o->dim, "Dimension, 2 or 3")->check(CLI::IsMember({2, 3}))->capture_default_str();
+  add("--grid", g.grid, "Nodes per axis of the training grid (default 64 in 2D, 32 in 3D)");
+  add("--tau", g.tau, "Time step of the operator (default 0.005)");
+  add("--horizon", g.horizon, "Rollout horizon K reached by the last round");
+  add("--rounds", g.rounds, "Learn-to-Evolve rounds");
+  add("--epochs", g.epochs, "Epochs per round (an epoch: initial densities / batch optimiser steps)");
+  add("--batch", g.batch, "Densities per optimiser step");
+  add("--lr", g.learningRate, "Adam learning rate (cosine decay to 5%)");
+  add("--seed", g.seed, "Seed of the generated densities, the network and the batches");
+  add("--generated", g.generated, "Random initial densities to generate");
+  add("--validation", g.validation, "Held-out random densities for checkpoint selection");
+  add("--max-seconds", g.maxSeconds, "Stop after this many seconds and keep the best so far (0: no cap)");
+  add("--width", g.network.width, "FNO width");
+  add("--modes", g.network.modes, "FNO Fourier modes per axis");
+  add("--layers", g.network.layers, "FNO layers");
+  add("--peak-min", g.densities.peakMin, "Smallest peak density generated (porous medium)");
+  add("--peak-max", g.densities.peakMax, "Largest peak density generated (porous medium)");
+  train->add_option("--network", o->network, "Network: fno or unet")->check(CLI::IsMember({"fno", "unet"}));
+  train->add_option("--mode", o->mode, "learn-to-evolve or initial-only (the ablation)")
+      ->check(CLI::IsMember({"learn-to-evolve", "initial-only"}));
+  train->add_option("--device", o->device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
+  train->add_option("--threads", o->threads, "LibTorch threads (default: all cores)");
+  train->add_option("--initial", o->initial, "Initial densities of your own (.vti or .npy on the training grid)");
+  train->add_option("--checkpoint", o->checkpoint, "Checkpoint file written after every round");
+  train->add_flag("--resume", o->resume, "Continue from --checkpoint");
+  train->add_option("--out", o->out, "Output operator file (.jko)")->required();
+  train->add_flag("--quiet", o->quiet, "No progress line");
+
+  train->callback([o] {
+    configureRuntime(o->threads > 0 ? o->threads : static_cast<int>(std::thread::hardware_concurrency()));
+    TrainingOptions options = TrainingOptions::defaultsFor(o->energy.spec(), o->dim);
+    const TrainingOptions& g = o->given;
+    auto given = [&](const char* name) { return o->options.at(name)->count() > 0; };
+    if (given("--grid")) options.grid = g.grid;
+    if (given("--tau")) options.tau = g.tau;
+    if (given("--horizon")) options.horizon = g.horizon;
+    if (given("--rounds")) options.rounds = g.rounds;
+    if (given("--epochs")) options.epochs = g.epochs;
+    if (given("--batch")) options.batch = g.batch;
+    if (given("--lr")) options.learningRate = g.learningRate;
+    if (given("--seed")) options.seed = g.seed;
+    if (given("--generated")) options.generated = g.generated;
+    if (given("--validation")) options.validation = g.validation;
+    if (given("--max-seconds")) options.maxSeconds = g.maxSeconds;
+    if (given("--width")) options.network.width = g.network.width;
+    if (given("--modes")) options.network.modes = g.network.modes;
+    if (given("--layers")) options.network.layers = g.network.layers;
+    if (given("--peak-min")) options.densities.peakMin = g.densities.peakMin;
+    if (given("--peak-max")) options.densities.peakMax = g.densities.peakMax;
+    if (!o->network.empty()) options.network.kind = o->network;
+    if (!o->mode.empty()) options.mode = o->mode;
+    options.device = o->device;
+    options.checkpoint = o->checkpoint;
+    options.resume = o->resume;
+    for (const std::string& path : o->initial) {
+      Grid fileGrid;
+      options.extraDensities.push_back(readDensity(path, "", fileGrid));
+    }
+    LearnToEvolveTrainer trainer(options);
+    const TrainingResult result = trainer.train([&](const ProgressEvent& e) {
+      if (!o->quiet) std::cerr << "\r" << std::left << std::setw(100) << e.message << std::flush;
+      return true;
+    });
+    if (!o->quiet) std::cerr << "\n";
+    result.op->save(o->out);
+    std::cout << "saved " << o->out << ": " << options.energy.describe() << ", tau " << options.tau << ", "
+              << result.summary["optimizer_steps"] << " optimiser steps in " << std::fixed << std::setprecision(1)
+              << result.summary["seconds"].get<double>() << " s, best validation gap "
+              << std::setprecision(4) << result.summary["best_validation_gap"].get<double>() << " (round "
+              << result.summary["best_round"] << ")\n";
+  });
+}
+
+}  // namespace jko::cli

@@ -1,0 +1,440 @@
+#include "operator/LearnToEvolveTrainer.h"
+
+#include <torch/optim/adam.h>
+#include <torch/nn/utils/clip_grad.h>
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <numeric>
+#include <random>
+#include <sstream>
+
+#include "numerics/Errors.h"
+#include "numerics/JkoObjective.h"
+#include "numerics/ReferenceSolver.h"
+#include "operator/OperatorFile.h"
+#include "operator/VelocityNetwork.h"
+#include "runtime/Runtime.h"
+
+namespace jko {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Densities with what the loss needs of them, stacked along dimension 0.
+struct Dataset {
+  at::Tensor density, masses, weights, mass;  // (N, n...), (N, n...), (N, n...), (N,)
+  at::Tensor initialObjective;                // J(0) = E(rho), (N,)
+  at::Tensor scale;                           // loss normaliser, (N,)
+  int64_t size() const { return density.defined() ? density.size(0) : 0; }
+};
+
+// Held-out densities with the reference solver's objective, for checkpoint
+// selection only (never in the loss).
+struct Validation {
+  JkoState state;
+  at::Tensor initialObjective, referenceObjective;  // (V,)
+};
+
+Dataset makeDataset(const LearnedOperator& op, const JkoObjective& objective, const at::Tensor& rho) {
+  at::NoGradGuard noGrad;
+  Dataset data;
+  const JkoState state = objective.prepare(rho);
+  data.density = state.density;
+  data.masses = state.masses;
+  data.weights = state.weights;
+  data.mass = state.mass;
+  data.initialObjective = objective.energy()(state.density);
+  // tau sum w |v0|^2 |h|: about twice the decrease of the explicit step,
+  // so every sample weighs alike whatever its speed.
+  const at::Tensor v0 = op.explicitVelocity(objective.energy(), state.density);
+  data.scale = objective.tau() * objective.grid().cellVolume() *
+               (state.weights.unsqueeze(1) * v0 * v0).flatten(1).sum(1);
+  return data;
+}
+
+Dataset concatenate(const Dataset& a, const Dataset& b) {
+  if (a.size() == 0) return b;
+  return {at::cat({a.density, b.density}), at::cat({a.masses, b.masses}),   at::cat({a.weights, b.weights}),
+          at::cat({a.mass, b.mass}),       at::cat({a.initialObjective, b.initialObjective}), at::cat({a.scale, b.scale})};
+}
+
+// Normalised JKO loss (J(u) - J(0)) / scale per sample, averaged.
+at::Tensor batchLoss(const LearnedOperator& op, const JkoObjective& objective, const Dataset& data,
+                     const at::Tensor& index, double scaleFloor) {
+  JkoState state;
+  state.density = data.density.index_select(0, index);
+  state.masses = data.masses.index_select(0, index);
+  state.weights = data.weights.index_select(0, index);
+  state.mass = data.mass.index_select(0, index);
+  const at::Tensor u = objective.tau() * op.velocity(objective.energy(), state.density);
+  const JkoTerms terms = objective.evaluate(state, u);
+  const at::Tensor scale = data.scale.index_select(0, index).clamp_min(scaleFloor);
+  return ((terms.objective - data.initialObjective.index_select(0, index)) / scale).mean();
+}
+
+// Mean over held-out densities of (J(G(rho)) - J_ref) / (J(0) - J_ref): the
+// share of the step's objective decrease the operator misses.
+double validationGap(const LearnedOperator& op, const JkoObjective& objective, const Validation& v) {
+  at::NoGradGuard noGrad;
+  const at::Tensor u = objective.tau() * op.velocity(objective.energy(), v.state.density);
+  const at::Tensor J = objective.evaluate(v.state, u).objective;
+  return ((J - v.referenceObjective) / (v.initialObjective - v.referenceObjective)).mean().item<double>();
+}
+
+std::vector<at::Tensor> cloneParameters(const VelocityNetwork& network) {
+  std::vector<at::Tensor> out;
+  for (const auto& entry : network.namedParameters()) out.push_back(entry.second.detach().clone());
+  return out;
+}
+
+void restoreParameters(VelocityNetwork& network, const std::vector<at::Tensor>& values) {
+  at::NoGradGuard noGrad;
+  const auto& parameters = network.namedParameters();
+  for (size_t i = 0; i < parameters.size(); ++i) parameters[i].second.copy_(values[i]);
+}
+
+std::string adamKey(const at::Tensor& parameter) {
+  std::ostringstream key;
+  key << parameter.unsafeGetTensorImpl();
+  return key.str();
+}
+
+}  // namespace
+
+TrainingOptions TrainingOptions::defaultsFor(const EnergySpec& energy, int dim) {
+  TrainingOptions o;
+  o.energy = energy;
+  o.dim = dim;
+  o.grid = dim == 2 ? 64 : 32;
+  if (energy.internal == InternalKind::PorousMedium) {
+    // Speed grows like rho^(m-1): cover the peaks users meet on a unit box.
+    o.densities.peakMin = 0.05;
+    o.densities.peakMax = 1.0;
+    o.densities.bumpExponent = energy.exponent;
+  } else if (energy.kernel != KernelKind::None) {
+    o.densities.massMin = 0.5;
+    o.densities.massMax = 1.5;
+  } else {
+    o.densities.massMin = 0.5;
+    o.densities.massMax = 2.0;
+  }
+  return o;
+}
+
+void TrainingOptions::validate() const {
+  energy.validate(dim);
+  network.validate();
+  if (dim != 2 && dim != 3) throw InvalidParameter("dim", formatValue(dim), "must be 2 or 3");
+  if (grid < 8 || grid > 1024) throw InvalidParameter("grid", formatValue(grid), "must be between 8 and 1024");
+  if (!(tau > 0)) throw InvalidParameter("tau", formatValue(tau), "the time step must be > 0");
+  if (mode != "learn-to-evolve" && mode != "initial-only")
+    throw InvalidParameter("mode", mode, "allowed: learn-to-evolve, initial-only");
+  if (rounds < 1) throw InvalidParameter("rounds", formatValue(rounds), "must be >= 1");
+  if (epochs < 1) throw InvalidParameter("epochs", formatValue(epochs), "must be >= 1");
+  if (batch < 1) throw InvalidParameter("batch", formatValue(batch), "must be >= 1");
+  if (!(learningRate > 0)) throw InvalidParameter("learning rate", formatValue(learningRate), "must be > 0");
+  if (horizon < 1) throw InvalidParameter("horizon", formatValue(horizon), "must be >= 1");
+  if (generated < 0) throw InvalidParameter("generated densities", formatValue(generated), "must be >= 0");
+  if (generated == 0 && extraDensities.empty())
+    throw InvalidParameter("generated densities", "0", "with no densities of your own, generate at least one");
+  if (validation < 1) throw InvalidParameter("validation densities", formatValue(validation), "must be >= 1");
+  if (maxSeconds < 0) throw InvalidParameter("maximum seconds", formatValue(maxSeconds), "must be >= 0 (0: no cap)");
+  if (device != "cpu" && device != "cuda") throw InvalidParameter("device", device, "allowed: cpu, cuda");
+  if (device == "cuda" && !cudaAvailable())
+    throw InvalidParameter("device", "cuda", "this LibTorch build has no CUDA device; use cpu");
+  for (int a = 0; a < dim; ++a)
+    if (!(boxUpper[a] > boxLower[a])) throw InvalidParameter("box", formatValue(boxUpper[a]), "upper must exceed lower");
+  if (resume && checkpoint.empty()) throw InvalidParameter("resume", "true", "resuming needs a checkpoint file");
+}
+
+LearnToEvolveTrainer::LearnToEvolveTrainer(TrainingOptions options) : options_(std::move(options)) {
+  options_.validate();
+}
+
+TrainingResult LearnToEvolveTrainer::train(const ProgressCallback& progress) {
+  const TrainingOptions& o = options_;
+  const auto start = Clock::now();
+  const at::Device device = o.device == "cuda" ? at::Device(at::kCUDA) : at::Device(at::kCPU);
+  const Grid grid = Grid::box(o.dim, {o.grid, o.grid, o.grid}, o.boxLower, o.boxUpper);
+  auto energy = std::make_shared<const Energy>(o.energy, grid);
+  const JkoObjective objective(energy, o.tau);
+  std::mt19937_64 random(o.seed);
+
+  // 1. Initial densities S0: the user's plus generated ones; held-out ones for validation.
+  std::vector<at::Tensor> initial;
+  for (const at::Tensor& rho : o.extraDensities) {
+    if (rho.sizes() != at::IntArrayRef(grid.shape()))
+      throw InvalidDensity("a training density has a shape other than the training grid's (" + grid.describe() + ")");
+    initial.push_back(rho.to(at::kCPU, at::kDouble));
+  }
+  DensityGenerator generator(grid, o.densities, o.seed);
+  for (const at::Tensor& rho : generator.sample(o.generated)) initial.push_back(rho);
+  const at::Tensor S0 = at::stack(initial).to(device);
+  validateDensity(S0, grid);
+  DensityGenerator heldOut(grid, o.densities, o.seed ^ 0x5eedull);
+  const std::vector<at::Tensor> validationInitial = heldOut.sample(o.validation);
+
+  // 2. Metadata: fixed feature scales and the ranges trained on.
+  OperatorMetadata metadata;
+  metadata.dim = o.dim;
+  metadata.energy = o.energy;
+  metadata.tau = o.tau;
+  metadata.network = o.network;
+  {
+    at::NoGradGuard noGrad;
+    const at::Tensor peaks = std::get<0>(S0.flatten(1).max(1));
+    const at::Tensor masses = S0.flatten(1).sum(1) * grid.cellVolume();
+    metadata.scales.density = peaks.mean().item<double>();
+    metadata.ranges.peakMin = peaks.min().item<double>();
+    metadata.ranges.peakMax = peaks.max().item<double>();
+    metadata.ranges.massMin = masses.min().item<double>();
+    metadata.ranges.massMax = masses.max().item<double>();
+    metadata.ranges.gridMin = metadata.ranges.gridMax = o.grid;
+    for (int a = 0; a < o.dim; ++a) metadata.ranges.boxLength[a] = grid.boxLength(a);
+    const at::Tensor potential = energy->potentialOnGrid(device);
+    if (potential.defined()) metadata.scales.potential = std::max((potential - potential.mean()).abs().max().item<double>(), 1e-12);
+  }
+  auto network = VelocityNetwork::create(o.network, o.dim, 1 + 2 * o.dim + (o.energy.potential != PotentialKind::None),
+                                         1 + o.dim, o.seed);
+  auto op = std::make_shared<LearnedOperator>(metadata, network);
+  op->to(device);
+  {
+    // Velocity scale: mass-weighted RMS of the explicit velocity over S0.
+    at::NoGradGuard noGrad;
+    const at::Tensor v0 = op->explicitVelocity(*energy, S0);
+    const double rms = ((S0.unsqueeze(1) * v0 * v0).sum() / (S0.sum() * o.dim)).sqrt().item<double>();
+    op->metadata().scales.velocity = rms > 0 ? rms : 1.0;
+  }
+
+  // 3. Validation: reference steps from held-out densities and from frames
+  //    along their reference trajectories (objective values only).
+  Validation validation;
+  {
+    ReferenceSolverOptions solverOptions;
+    solverOptions.objectiveTolerance = 1e-8;
+    solverOptions.gradientTolerance = 1e-5;
+    const ReferenceSolver solver(std::make_shared<const JkoObjective>(energy, o.tau), solverOptions);
+    std::vector<at::Tensor> states;
+    std::vector<double> reference;
+    const std::vector<int> checkpoints{0, o.horizon / 2, o.horizon - 1};
+    for (size_t i = 0; i < validationInitial.size(); ++i) {
+      at::Tensor rho = validationInitial[i];
+      at::Tensor warm;
+      for (int k = 0; k <= checkpoints.back(); ++k) {
+        const ReferenceStep step = solver.step(rho, warm);
+        if (std::find(checkpoints.begin(), checkpoints.end(), k) != checkpoints.end()) {
+          states.push_back(rho);
+          reference.push_back(step.objective);
+        }
+        rho = step.next;
+        warm = step.displacement;
+      }
+      ProgressEvent event;
+      event.stage = "validation";
+      event.fraction = 0;
+      event.message = "reference trajectory " + std::to_string(i + 1) + "/" + std::to_string(validationInitial.size()) +
+                      " for validation";
+      reportProgress(progress, event);
+    }
+    at::NoGradGuard noGrad;
+    validation.state = objective.prepare(at::stack(states).to(device));
+    validation.initialObjective = energy->operator()(validation.state.density);
+    validation.referenceObjective = at::tensor(reference, at::kDouble).to(device);
+  }
+
+  // 4. Optimiser and the training set B = S0.
+  torch::optim::Adam optimizer(op->network().parameters(), torch::optim::AdamOptions(o.learningRate));
+  const Dataset initialSet = makeDataset(*op, objective, S0);
+  Dataset data = initialSet;
+  const int64_t stepsPerEpoch = (S0.size(0) + o.batch - 1) / o.batch;
+  const int64_t stepsPerRound = o.epochs * stepsPerEpoch;
+  const int64_t totalSteps = stepsPerRound * o.rounds;
+
+  int firstRound = 1;
+  double bestGap = std::numeric_limits<double>::infinity();
+  int bestRound = 0;
+  std::vector<at::Tensor> best = cloneParameters(op->network());
+  nlohmann::json rounds = nlohmann::json::array();
+
+  auto saveCheckpoint = [&](int round) {
+    if (o.checkpoint.empty()) return;
+    OperatorArchive archive;
+    nlohmann::json meta = op->metadata().toJson();
+    std::ostringstream randomState;
+    randomState << random;
+    meta["checkpoint"] = {{"round", round},          {"best_gap", bestGap},    {"best_round", bestRound},
+                          {"random", randomState.str()}, {"rounds", rounds},   {"seed", o.seed},
+                          {"mode", o.mode}};
+    archive.metadata = meta;
+    const auto& parameters = op->network().namedParameters();
+    for (size_t i = 0; i < parameters.size(); ++i) {
+      archive.tensors.emplace_back(parameters[i].first, parameters[i].second);
+      archive.tensors.emplace_back("best." + parameters[i].first, best[i]);
+      auto it = optimizer.state().find(adamKey(parameters[i].second));
+      if (it != optimizer.state().end()) {
+        auto& state = static_cast<torch::optim::AdamParamState&>(*it->second);
+        archive.tensors.emplace_back("adam.exp_avg." + parameters[i].first, state.exp_avg());
+        archive.tensors.emplace_back("adam.exp_avg_sq." + parameters[i].first, state.exp_avg_sq());
+        archive.tensors.emplace_back("adam.step." + parameters[i].first,
+                                     at::full({1}, static_cast<int64_t>(state.step()), at::kLong));
+      }
+    }
+    archive.tensors.emplace_back("dataset.density", data.density);
+    writeOperatorArchive(o.checkpoint, archive);
+  };
+
+  if (o.resume) {
+    const OperatorArchive archive = readOperatorArchive(o.checkpoint);
+    const nlohmann::json& meta = archive.metadata;
+    if (!meta.contains("checkpoint")) throw OperatorFileError(o.checkpoint + " is an operator file, not a training checkpoint");
+    const OperatorMetadata saved = OperatorMetadata::fromJson(meta);
+    std::string difference;
+    if (!saved.energy.sameAs(o.energy, &difference) || saved.dim != o.dim || std::abs(saved.tau - o.tau) > 1e-12 ||
+        meta["checkpoint"]["seed"].get<uint64_t>() != o.seed || meta["checkpoint"]["mode"] != o.mode)
+      throw OperatorFileError(o.checkpoint + " was written by a different training (energy, dimension, tau, seed or "
+                              "mode differ" + (difference.empty() ? "" : ": " + difference) + ")");
+    op->metadata().scales = saved.scales;
+    op->network().loadParameters(archive.tensors);
+    std::vector<std::pair<std::string, at::Tensor>> bestValues;
+    const auto& parameters = op->network().namedParameters();
+    for (size_t i = 0; i < parameters.size(); ++i) {
+      for (const auto& [name, tensor] : archive.tensors) {
+        if (name == "best." + parameters[i].first) best[i] = tensor.to(device);
+      }
+      auto find = [&](const std::string& name) -> at::Tensor {
+        for (const auto& entry : archive.tensors)
+          if (entry.first == name) return entry.second;
+        return {};
+      };
+      const at::Tensor expAvg = find("adam.exp_avg." + parameters[i].first);
+      if (expAvg.defined()) {
+        auto state = std::make_unique<torch::optim::AdamParamState>();
+        state->exp_avg(expAvg.to(device));
+        state->exp_avg_sq(find("adam.exp_avg_sq." + parameters[i].first).to(device));
+        state->step(find("adam.step." + parameters[i].first).item<int64_t>());
+        optimizer.state()[adamKey(parameters[i].second)] = std::move(state);
+      }
+    }
+    for (const auto& [name, tensor] : archive.tensors)
+      if (name == "dataset.density") data = makeDataset(*op, objective, tensor.to(device));
+    std::istringstream randomState(meta["checkpoint"]["random"].get<std::string>());
+    randomState >> random;
+    firstRound = meta["checkpoint"]["round"].get<int>() + 1;
+    bestGap = meta["checkpoint"]["best_gap"].is_null() ? std::numeric_limits<double>::infinity()
+                                                       : meta["checkpoint"]["best_gap"].get<double>();
+    bestRound = meta["checkpoint"]["best_round"].get<int>();
+    rounds = meta["checkpoint"]["rounds"];
+  }
+
+  const double scaleFloor = 1e-3 * initialSet.scale.median().item<double>();
+  bool stopped = false;
+  int64_t step = (firstRound - 1) * stepsPerRound;
+  for (int round = firstRound; round <= o.rounds && !stopped; ++round) {
+    op->network().to(device);
+    double lossSum = 0;
+    int64_t lossCount = 0;
+    for (int64_t s = 0; s < stepsPerRound; ++s, ++step) {
+      // Cosine decay of the learning rate to 5% over the whole run.
+      const double lr = o.learningRate * (0.05 + 0.95 * 0.5 * (1 + std::cos(M_PI * step / double(totalSteps))));
+      for (auto& group : optimizer.param_groups()) static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
+      std::vector<int64_t> picks(std::min<int64_t>(o.batch, data.size()));
+      for (auto& p : picks) p = std::uniform_int_distribution<int64_t>(0, data.size() - 1)(random);
+      const at::Tensor index = at::tensor(picks, at::kLong).to(device);
+      optimizer.zero_grad();
+      const at::Tensor loss = batchLoss(*op, objective, data, index, scaleFloor);
+      loss.backward();
+      torch::nn::utils::clip_grad_norm_(op->network().parameters(), 10.0);
+      optimizer.step();
+      lossSum += loss.item<double>();
+      ++lossCount;
+      const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+      if (s % 10 == 0 || s + 1 == stepsPerRound) {
+        ProgressEvent event;
+        event.stage = "training";
+        event.round = round;
+        event.epoch = static_cast<int>(s / stepsPerEpoch) + 1;
+        event.loss = lossSum / lossCount;
+        event.fraction = static_cast<double>(step + 1) / totalSteps;
+        std::ostringstream message;
+        message << "round " << round << "/" << o.rounds << ", epoch " << event.epoch << "/" << o.epochs << ", loss "
+                << event.loss << ", " << data.size() << " densities, " << static_cast<int>(elapsed) << " s";
+        event.message = message.str();
+        reportProgress(progress, event);
+      }
+      if (o.maxSeconds > 0 && elapsed > o.maxSeconds) {
+        stopped = true;
+        break;
+      }
+    }
+
+    const double gap = validationGap(*op, objective, validation);
+    if (gap < bestGap) {
+      bestGap = gap;
+      bestRound = round;
+      best = cloneParameters(op->network());
+    }
+    nlohmann::json record = {{"round", round},
+                             {"loss", lossCount ? lossSum / lossCount : 0.0},
+                             {"validation_gap", gap},
+                             {"densities", data.size()},
+                             {"seconds", std::chrono::duration<double>(Clock::now() - start).count()}};
+
+    // Learn-to-Evolve: roll the current operator out from S0 (no gradient),
+    // horizon growing to K by the last round, and train on all frames.
+    if (o.mode == "learn-to-evolve" && round < o.rounds && !stopped) {
+      const int horizon = o.rounds > 1 ? std::min<int>(o.horizon, (o.horizon * round + o.rounds - 2) / (o.rounds - 1)) : o.horizon;
+      std::vector<at::Tensor> frames{S0};
+      at::Tensor rho = S0;
+      for (int k = 0; k < horizon; ++k) {
+        rho = op->step(rho, grid).next;
+        frames.push_back(rho);
+      }
+      data = concatenate(initialSet, makeDataset(*op, objective, at::cat(std::vector<at::Tensor>(frames.begin() + 1, frames.end()))));
+      record["horizon"] = horizon;
+    }
+    rounds.push_back(record);
+    ProgressEvent event;
+    event.stage = "training";
+    event.round = round;
+    event.fraction = static_cast<double>(step) / totalSteps;
+    event.loss = record["loss"].get<double>();
+    std::ostringstream message;
+    message << "round " << round << "/" << o.rounds << " done: validation gap " << gap << " (best " << bestGap
+            << " in round " << bestRound << ")";
+    event.message = message.str();
+    reportProgress(progress, event);
+    saveCheckpoint(round);
+  }
+
+  restoreParameters(op->network(), best);
+  const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  nlohmann::json summary = {{"mode", o.mode},
+                            {"seed", o.seed},
+                            {"rounds", o.rounds},
+                            {"epochs", o.epochs},
+                            {"batch", o.batch},
+                            {"learning_rate", o.learningRate},
+                            {"horizon", o.horizon},
+                            {"generated", o.generated},
+                            {"user_densities", o.extraDensities.size()},
+                            {"grid", o.grid},
+                            {"optimizer_steps", step},
+                            {"steps_per_round", stepsPerRound},
+                            {"seconds", seconds},
+                            {"stopped_at_time_cap", stopped},
+                            {"best_round", bestRound},
+                            {"best_validation_gap", bestGap},
+                            {"per_round", rounds},
+                            {"threads", at::get_num_threads()},
+                            {"device", o.device},
+                            {"parameters", op->network().parameterCount()}};
+  op->metadata().training = summary;
+  op->to(at::kCPU);
+  return {op, summary};
+}
+
+}  // namespace jko

@@ -1,0 +1,246 @@
+#include "operator/LearnedOperator.h"
+
+#include <cmath>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+
+#include "numerics/Errors.h"
+#include "operator/OperatorFile.h"
+#include "operator/VelocityNetwork.h"
+#include "runtime/Runtime.h"
+
+namespace jko {
+namespace {
+
+int inputChannelsOf(const OperatorMetadata& m) {
+  return 1 + 2 * m.dim + (m.energy.potential != PotentialKind::None ? 1 : 0);
+}
+
+// Our networks output a gate and a correction (1 + dim channels); a
+// TorchScript module outputs the velocity itself (dim channels).
+int outputChannelsOf(const OperatorMetadata& m) { return m.network.kind == "torchscript" ? m.dim : 1 + m.dim; }
+
+std::mutex& cacheMutex() {
+  static std::mutex mutex;
+  return mutex;
+}
+
+bool startsWithZipMagic(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  char magic[4] = {};
+  in.read(magic, 4);
+  return in && magic[0] == 'P' && magic[1] == 'K' && magic[2] == 3 && magic[3] == 4;
+}
+
+// d phi / d x_a by central differences, one-sided at the walls.
+at::Tensor partialDerivative(const at::Tensor& phi, int axis, double h) {
+  const int dim = axis + 1;
+  const int64_t n = phi.size(dim);
+  const at::Tensor interior = (phi.narrow(dim, 2, n - 2) - phi.narrow(dim, 0, n - 2)) / (2 * h);
+  const at::Tensor first = (phi.narrow(dim, 1, 1) - phi.narrow(dim, 0, 1)) / h;
+  const at::Tensor last = (phi.narrow(dim, n - 1, 1) - phi.narrow(dim, n - 2, 1)) / h;
+  return at::cat({first, interior, last}, dim);
+}
+
+}  // namespace
+
+LearnedOperator::LearnedOperator(OperatorMetadata metadata, std::shared_ptr<VelocityNetwork> network)
+    : metadata_(std::move(metadata)), network_(std::move(network)) {
+  if (!network_) throw OperatorFileError("an operator needs a network");
+  if (network_->inputChannels() != inputChannelsOf(metadata_) ||
+      network_->outputChannels() != outputChannelsOf(metadata_))
+    throw OperatorFileError("the network's channels (" + std::to_string(network_->inputChannels()) + " in, " +
+                            std::to_string(network_->outputChannels()) + " out) do not fit the operator metadata (" +
+                            std::to_string(inputChannelsOf(metadata_)) + " in, " +
+                            std::to_string(outputChannelsOf(metadata_)) + " out)");
+  if (metadata_.libtorchVersion.empty()) metadata_.libtorchVersion = libtorchVersion();
+}
+
+LearnedOperator::~LearnedOperator() = default;
+
+std::shared_ptr<LearnedOperator> LearnedOperator::load(const std::string& path, const at::Device& device) {
+  std::shared_ptr<LearnedOperator> op;
+  if (isOperatorArchive(path)) {
+    const OperatorArchive archive = readOperatorArchive(path);
+    OperatorMetadata metadata = OperatorMetadata::fromJson(archive.metadata);
+    if (metadata.network.kind == "torchscript")
+      throw OperatorFileError(path + " says it holds a TorchScript network; load the .pt file instead");
+    std::shared_ptr<VelocityNetwork> network;
+    try {
+      network = VelocityNetwork::create(metadata.network, metadata.dim, inputChannelsOf(metadata),
+                                        outputChannelsOf(metadata), 0);
+    } catch (const InvalidParameter& e) {
+      throw OperatorFileError(path + " describes an invalid network: " + e.what());
+    }
+    network->loadParameters(archive.tensors);
+    if (metadata.energy.potential == PotentialKind::Values) {
+      for (const auto& [name, tensor] : archive.tensors)
+        if (name == "potential.values") metadata.energy.potentialValues = tensor.to(at::kDouble);
+      if (!metadata.energy.potentialValues.defined())
+        throw OperatorFileError(path + " lacks the potential values its energy refers to");
+      if (metadata.energy.potentialHash() != archive.metadata.value("potential_hash", std::string()))
+        throw OperatorFileError(path + ": the stored potential does not match its hash (corrupted file)");
+    }
+    op = std::make_shared<LearnedOperator>(std::move(metadata), std::move(network));
+  } else if (startsWithZipMagic(path)) {
+    OperatorMetadata metadata;
+    auto network = loadTorchScriptNetwork(path, [&](const std::string& json) {
+      try {
+        metadata = OperatorMetadata::fromJson(nlohmann::json::parse(json));
+      } catch (const nlohmann::json::exception& e) {
+        throw OperatorFileError(path + ": jko_metadata.json is not valid JSON: " + e.what());
+      }
+      metadata.network.kind = "torchscript";
+      return std::make_tuple(metadata.dim, inputChannelsOf(metadata), outputChannelsOf(metadata));
+    });
+    op = std::make_shared<LearnedOperator>(std::move(metadata), std::move(network));
+  } else {
+    std::ifstream probe(path);
+    if (!probe) throw OperatorFileError("cannot open the operator file " + path + ": check the path");
+    throw OperatorFileError(path + " is neither a JKO operator file (.jko) nor a TorchScript module (.pt)");
+  }
+  op->to(device);
+  return op;
+}
+
+void LearnedOperator::save(const std::string& path) const {
+  if (metadata_.network.kind == "torchscript")
+    throw OperatorFileError("a TorchScript operator is saved from PyTorch, not from here");
+  OperatorArchive archive;
+  OperatorMetadata metadata = metadata_;
+  metadata.libtorchVersion = libtorchVersion();
+  archive.metadata = metadata.toJson();
+  for (const auto& [name, tensor] : network_->namedParameters()) archive.tensors.emplace_back(name, tensor.to(at::kCPU));
+  if (metadata_.energy.potential == PotentialKind::Values)
+    archive.tensors.emplace_back("potential.values", metadata_.energy.potentialValues.to(at::kCPU, at::kDouble));
+  writeOperatorArchive(path, archive);
+}
+
+void LearnedOperator::to(const at::Device& device) {
+  if (device.is_cuda() && !cudaAvailable())
+    throw InvalidParameter("device", device.str(), "this LibTorch has no CUDA device; use cpu");
+  network_->to(device);
+  device_ = device;
+}
+
+std::vector<std::string> LearnedOperator::checkCompatible(const Grid& grid, const EnergySpec* energy, double tau) const {
+  const OperatorMetadata& m = metadata_;
+  if (grid.dim != m.dim)
+    throw OperatorFileError("this operator was trained on " + std::to_string(m.dim) + "D densities; the data is " +
+                            std::to_string(grid.dim) + "D: train or load a " + std::to_string(grid.dim) + "D operator");
+  std::string difference;
+  if (energy && !m.energy.sameAs(*energy, &difference))
+    throw OperatorFileError("this operator was trained for " + m.energy.describe() + ", not for " + energy->describe() +
+                            " (" + difference + "): choose the operator's energy or train a new operator");
+  if (tau > 0 && std::abs(tau - m.tau) > 1e-9 * m.tau)
+    throw OperatorFileError("this operator was trained for tau = " + formatValue(m.tau) + ", not tau = " +
+                            formatValue(tau) + ": use its tau or train a new operator");
+  if (m.energy.potential == PotentialKind::Values && m.energy.potentialValues.defined() &&
+      m.energy.potentialValues.sizes() != at::IntArrayRef(grid.shape()))
+    throw OperatorFileError("this operator's potential is an array on another grid; it runs on that grid only");
+
+  std::vector<std::string> warnings;
+  const TrainingRanges& r = m.ranges;
+  for (int a = 0; a < grid.dim; ++a)
+    if (std::abs(grid.boxLength(a) - r.boxLength[a]) > 0.01 * r.boxLength[a])
+      warnings.push_back("box length " + formatValue(grid.boxLength(a)) + " along axis " + std::to_string(a) +
+                         " differs from the training box (" + formatValue(r.boxLength[a]) +
+                         "): porous-medium and interaction dynamics depend on it");
+  for (int a = 0; a < grid.dim; ++a)
+    if (r.gridMax > 0 && (grid.n[a] < r.gridMin / 2 || grid.n[a] > 4 * r.gridMax))
+      warnings.push_back("grid size " + std::to_string(grid.n[a]) + " is far from the training grids (" +
+                         std::to_string(r.gridMin) + "-" + std::to_string(r.gridMax) + ")");
+  return warnings;
+}
+
+std::shared_ptr<const JkoObjective> LearnedOperator::objectiveOn(const Grid& grid) const {
+  std::lock_guard<std::mutex> lock(cacheMutex());
+  if (!cachedObjective_ || !cachedObjective_->grid().sameAs(grid)) {
+    auto energy = std::make_shared<const Energy>(metadata_.energy, grid);
+    cachedObjective_ = std::make_shared<const JkoObjective>(energy, metadata_.tau);
+  }
+  return cachedObjective_;
+}
+
+std::shared_ptr<const Energy> LearnedOperator::energyOn(const Grid& grid) const {
+  return objectiveOn(grid)->energyPointer();
+}
+
+at::Tensor LearnedOperator::explicitVelocity(const Energy& energy, const at::Tensor& rho) const {
+  const Grid& grid = energy.grid();
+  const at::Tensor phi = energy.firstVariation(rho.to(at::kDouble));
+  std::vector<at::Tensor> components;
+  double hMin = 1e300;
+  for (int a = 0; a < grid.dim; ++a) {
+    components.push_back(-partialDerivative(phi, a, grid.spacing[a]));
+    hMin = std::min(hMin, grid.spacing[a]);
+  }
+  const at::Tensor v = at::stack(components, 1);
+  // Cap |tau v| at capCells cells: the entropy's clamped log makes v
+  // unbounded at vacuum fronts, where almost no mass moves anyway.
+  const double cap = metadata_.scales.capCells * hMin / metadata_.tau;
+  const at::Tensor speed = v.pow(2).sum(1, true).sqrt();
+  return v * (cap / speed.clamp_min(1e-300)).clamp_max(1.0);
+}
+
+at::Tensor LearnedOperator::features(const Energy& energy, const at::Tensor& rho) const {
+  const Grid& grid = energy.grid();
+  const FeatureScales& s = metadata_.scales;
+  const at::Tensor r = rho.to(at::kDouble);
+  std::vector<at::Tensor> channels{(r / s.density).unsqueeze(1), explicitVelocity(energy, r) / s.velocity};
+  const int64_t batch = r.size(0);
+  std::vector<int64_t> expanded = grid.batchShape(batch);
+  for (int a = 0; a < grid.dim; ++a) {
+    const at::Tensor x = (grid.coordinate(a, r.options()) - grid.boxLower(a)) / grid.boxLength(a);
+    channels.push_back(x.unsqueeze(0).expand(expanded).unsqueeze(1));
+  }
+  if (metadata_.energy.potential != PotentialKind::None)
+    channels.push_back((energy.potentialOnGrid(r.device()) / s.potential).unsqueeze(0).expand(expanded).unsqueeze(1));
+  return at::cat(channels, 1).to(at::kFloat);
+}
+
+at::Tensor LearnedOperator::velocity(const Energy& energy, const at::Tensor& rho) const {
+  const at::Tensor r = rho.to(device_, at::kDouble);
+  const at::Tensor out = network_->forward(features(energy, r)).to(at::kDouble);
+  const double scale = metadata_.scales.velocity;
+  if (metadata_.network.kind == "torchscript") return out * scale;
+  // v = (1 + a) v0 + b v_ref: the network gates and corrects the explicit step.
+  const at::Tensor gate = out.narrow(1, 0, 1), correction = out.narrow(1, 1, metadata_.dim);
+  return (1.0 + gate) * explicitVelocity(energy, r) + correction * scale;
+}
+
+LearnedStep LearnedOperator::step(const at::Tensor& rho, const Grid& grid) const {
+  at::NoGradGuard noGrad;
+  const bool batched = rho.dim() == grid.dim + 1;
+  const at::Tensor r = (batched ? rho : rho.unsqueeze(0)).to(device_, at::kDouble);
+  validateDensity(r, grid);
+  const auto objective = objectiveOn(grid);
+  const PushForward& push = objective->pushForward();
+  const at::Tensor v = velocity(objective->energy(), r);
+  const at::Tensor next = push.limit(push.deposit(push.prefilter(r), metadata_.tau * v), push.mass(r));
+  LearnedStep out;
+  out.next = (batched ? next : next[0]).to(rho.device());
+  out.velocity = (batched ? v : v[0]).to(rho.device());
+  return out;
+}
+
+std::vector<LearnedStep> LearnedOperator::rollout(const at::Tensor& rho0, const Grid& grid, int steps,
+                                                  const ProgressCallback& progress) const {
+  if (steps < 0) throw InvalidParameter("steps", formatValue(steps), "must be >= 0");
+  std::vector<LearnedStep> frames;
+  at::Tensor rho = rho0;
+  for (int k = 0; k < steps; ++k) {
+    frames.push_back(step(rho, grid));
+    rho = frames.back().next;
+    ProgressEvent event;
+    event.stage = "learned rollout";
+    event.step = k + 1;
+    event.fraction = static_cast<double>(k + 1) / steps;
+    event.message = "learned step " + std::to_string(k + 1) + " of " + std::to_string(steps);
+    reportProgress(progress, event);
+  }
+  return frames;
+}
+
+}  // namespace jko
