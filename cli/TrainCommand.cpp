@@ -49,6 +49,8 @@ void addTrainCommand(CLI::App& app) {
   add("--width", g.network.width, "FNO width");
   add("--modes", g.network.modes, "FNO Fourier modes per axis");
   add("--layers", g.network.layers, "FNO layers");
+  add("--network-grid", g.network.grid, "The network works on at most this many nodes per axis");
+  add("--hidden", g.network.hidden, "FNO projection width");
   add("--peak-min", g.densities.peakMin, "Smallest peak density generated (porous medium)");
   add("--peak-max", g.densities.peakMax, "Largest peak density generated (porous medium)");
   train->add_option("--network", o->network, "Network: fno or unet")->check(CLI::IsMember({"fno", "unet"}));
@@ -81,6 +83,8 @@ void addTrainCommand(CLI::App& app) {
     if (given("--width")) options.network.width = g.network.width;
     if (given("--modes")) options.network.modes = g.network.modes;
     if (given("--layers")) options.network.layers = g.network.layers;
+    if (given("--network-grid")) options.network.grid = g.network.grid;
+    if (given("--hidden")) options.network.hidden = g.network.hidden;
     if (given("--peak-min")) options.densities.peakMin = g.densities.peakMin;
     if (given("--peak-max")) options.densities.peakMax = g.densities.peakMax;
     if (!o->network.empty()) options.network.kind = o->network;

@@ -467,14 +467,17 @@ EnergyParts Energy::parts(const at::Tensor& rho) const {
   return parts;
 }
 
-at::Tensor Energy::firstVariation(const at::Tensor& rho) const {
-  at::Tensor variation = at::zeros_like(rho);
-  if (spec_.internal == InternalKind::Entropy) {
-    variation = variation + spec_.diffusion * (at::log(rho.clamp_min(spec_.logFloor)) + 1.0);
-  } else if (spec_.internal == InternalKind::PorousMedium) {
+at::Tensor Energy::internalVariation(const at::Tensor& rho) const {
+  if (spec_.internal == InternalKind::Entropy) return spec_.diffusion * (at::log(rho.clamp_min(spec_.logFloor)) + 1.0);
+  if (spec_.internal == InternalKind::PorousMedium) {
     const double m = spec_.exponent;
-    variation = variation + spec_.diffusion * m / (m - 1) * rho.clamp_min(0).pow(m - 1);
+    return spec_.diffusion * m / (m - 1) * rho.clamp_min(0).pow(m - 1);
   }
+  return at::zeros_like(rho);
+}
+
+at::Tensor Energy::firstVariation(const at::Tensor& rho) const {
+  at::Tensor variation = internalVariation(rho);
   if (potential_.defined()) variation = variation + potentialOnGrid(rho.device()).to(rho.scalar_type());
   if (spec_.kernel != KernelKind::None) variation = variation + convolve(rho);
   return variation;

@@ -100,6 +100,8 @@ class Energy {
   EnergyParts parts(const at::Tensor& rho) const;
   /// delta E / delta rho = U'(rho) + V + W * rho on the nodes.
   at::Tensor firstVariation(const at::Tensor& rho) const;
+  /// U'(rho), the internal energy's part of the first variation.
+  at::Tensor internalVariation(const at::Tensor& rho) const;
 
   /// V on the nodes (float64, shape of the grid); undefined when there is none.
   at::Tensor potentialOnGrid(const at::Device& device = at::kCPU) const;

@@ -30,6 +30,8 @@ ReferenceSolver::ReferenceSolver(std::shared_ptr<const JkoObjective> objective, 
 
 ReferenceStep ReferenceSolver::step(const at::Tensor& rho, const at::Tensor& initialDisplacement,
                                     const ProgressCallback& progress) const {
+  // The solver differentiates J, whatever the caller's grad mode.
+  at::AutoGradMode gradMode(true);
   const JkoObjective& J = *objective_;
   const Grid& grid = J.grid();
   const JkoState state = J.prepare(rho);

@@ -50,7 +50,7 @@ Dataset makeDataset(const LearnedOperator& op, const JkoObjective& objective, co
   data.initialObjective = objective.energy()(state.density);
   // tau sum w |v0|^2 |h|: about twice the decrease of the explicit step,
   // so every sample weighs alike whatever its speed.
-  const at::Tensor v0 = op.explicitVelocity(objective.energy(), state.density);
+  const at::Tensor v0 = op.baseVelocity(objective.energy(), state.density);
   data.scale = objective.tau() * objective.grid().cellVolume() *
                (state.weights.unsqueeze(1) * v0 * v0).flatten(1).sum(1);
   return data;
@@ -113,7 +113,7 @@ TrainingOptions TrainingOptions::defaultsFor(const EnergySpec& energy, int dim) 
   if (energy.internal == InternalKind::PorousMedium) {
     // Speed grows like rho^(m-1): cover the peaks users meet on a unit box.
     o.densities.peakMin = 0.05;
-    o.densities.peakMax = 1.0;
+    o.densities.peakMax = 0.6;
     o.densities.bumpExponent = energy.exponent;
   } else if (energy.kernel != KernelKind::None) {
     o.densities.massMin = 0.5;
@@ -198,14 +198,20 @@ TrainingResult LearnToEvolveTrainer::train(const ProgressCallback& progress) {
     const at::Tensor potential = energy->potentialOnGrid(device);
     if (potential.defined()) metadata.scales.potential = std::max((potential - potential.mean()).abs().max().item<double>(), 1e-12);
   }
-  auto network = VelocityNetwork::create(o.network, o.dim, 1 + 2 * o.dim + (o.energy.potential != PotentialKind::None),
-                                         1 + o.dim, o.seed);
+  // kappa of the resolvent: the diffusivity of the linearised internal energy
+  // at the largest peak trained on (the stiffest case).
+  if (o.energy.internal == InternalKind::Entropy) metadata.scales.diffusivity = o.energy.diffusion;
+  if (o.energy.internal == InternalKind::PorousMedium)
+    metadata.scales.diffusivity =
+        o.energy.diffusion * o.energy.exponent * std::pow(metadata.ranges.peakMax, o.energy.exponent - 1);
+  auto network = VelocityNetwork::create(o.network, o.dim, LearnedOperator::inputChannels(metadata),
+                                         LearnedOperator::outputChannels(metadata), o.seed);
   auto op = std::make_shared<LearnedOperator>(metadata, network);
   op->to(device);
   {
     // Velocity scale: mass-weighted RMS of the explicit velocity over S0.
     at::NoGradGuard noGrad;
-    const at::Tensor v0 = op->explicitVelocity(*energy, S0);
+    const at::Tensor v0 = op->baseVelocity(*energy, S0);
     const double rms = ((S0.unsqueeze(1) * v0 * v0).sum() / (S0.sum() * o.dim)).sqrt().item<double>();
     op->metadata().scales.velocity = rms > 0 ? rms : 1.0;
   }
@@ -220,7 +226,8 @@ TrainingResult LearnToEvolveTrainer::train(const ProgressCallback& progress) {
     const ReferenceSolver solver(std::make_shared<const JkoObjective>(energy, o.tau), solverOptions);
     std::vector<at::Tensor> states;
     std::vector<double> reference;
-    const std::vector<int> checkpoints{0, o.horizon / 2, o.horizon - 1};
+    // Frames 0, K/4 and K/2 of each reference trajectory (later frames move little).
+    const std::vector<int> checkpoints{0, std::max(1, o.horizon / 4), std::max(2, o.horizon / 2)};
     for (size_t i = 0; i < validationInitial.size(); ++i) {
       at::Tensor rho = validationInitial[i];
       at::Tensor warm;
@@ -334,7 +341,6 @@ TrainingResult LearnToEvolveTrainer::train(const ProgressCallback& progress) {
   bool stopped = false;
   int64_t step = (firstRound - 1) * stepsPerRound;
   for (int round = firstRound; round <= o.rounds && !stopped; ++round) {
-    op->network().to(device);
     double lossSum = 0;
     int64_t lossCount = 0;
     for (int64_t s = 0; s < stepsPerRound; ++s, ++step) {
@@ -406,8 +412,8 @@ TrainingResult LearnToEvolveTrainer::train(const ProgressCallback& progress) {
     message << "round " << round << "/" << o.rounds << " done: validation gap " << gap << " (best " << bestGap
             << " in round " << bestRound << ")";
     event.message = message.str();
-    reportProgress(progress, event);
     saveCheckpoint(round);
+    reportProgress(progress, event);
   }
 
   restoreParameters(op->network(), best);

@@ -13,13 +13,20 @@
 namespace jko {
 namespace {
 
-int inputChannelsOf(const OperatorMetadata& m) {
-  return 1 + 2 * m.dim + (m.energy.potential != PotentialKind::None ? 1 : 0);
+}  // namespace
+
+// Features: rho, vE, vR, coordinates (dim each) and V where there is one.
+int LearnedOperator::inputChannels(const OperatorMetadata& m) {
+  return 1 + 3 * m.dim + (m.energy.potential != PotentialKind::None ? 1 : 0);
 }
 
-// Our networks output a gate and a correction (1 + dim channels); a
+// Our networks output two gates and a correction (2 + dim channels); a
 // TorchScript module outputs the velocity itself (dim channels).
-int outputChannelsOf(const OperatorMetadata& m) { return m.network.kind == "torchscript" ? m.dim : 1 + m.dim; }
+int LearnedOperator::outputChannels(const OperatorMetadata& m) {
+  return m.network.kind == "torchscript" ? m.dim : 2 + m.dim;
+}
+
+namespace {
 
 std::mutex& cacheMutex() {
   static std::mutex mutex;
@@ -33,6 +40,58 @@ bool startsWithZipMagic(const std::string& path) {
   return in && magic[0] == 'P' && magic[1] == 'K' && magic[2] == 3 && magic[3] == 4;
 }
 
+// Cell averages of a batch of fields (B, C..., n...) onto a coarser grid over the same box.
+at::Tensor averageOnto(const at::Tensor& field, const Grid& coarse) {
+  const bool scalar = field.dim() == coarse.dim + 1;
+  const at::Tensor x = scalar ? field.unsqueeze(1) : field;
+  const at::Tensor y = coarse.dim == 2 ? at::adaptive_avg_pool2d(x, {coarse.n[0], coarse.n[1]})
+                                       : at::adaptive_avg_pool3d(x, {coarse.n[0], coarse.n[1], coarse.n[2]});
+  return scalar ? y.squeeze(1) : y;
+}
+
+// Linear interpolation of (B, C, n_c...) onto the nodes of `fine` (cell
+// centres to cell centres: align_corners = false).
+at::Tensor interpolateOnto(const at::Tensor& field, const Grid& fine) {
+  bool same = true;
+  for (int a = 0; a < fine.dim; ++a) same = same && field.size(2 + a) == fine.n[a];
+  if (same) return field;
+  const at::Tensor x = field.to(at::kFloat);
+  const at::Tensor y = fine.dim == 2 ? at::upsample_bilinear2d(x, {fine.n[0], fine.n[1]}, false)
+                                     : at::upsample_trilinear3d(x, {fine.n[0], fine.n[1], fine.n[2]}, false);
+  return y.to(field.scalar_type());
+}
+
+// (1 - c Lap)^-1 f with Neumann walls, by the FFT of the even extension
+// (cell-centred nodes): eigenvalues (2 - 2 cos(pi j / n)) / h^2 per axis.
+at::Tensor resolvent(const at::Tensor& f, const Grid& grid, double c) {
+  if (c <= 0) return f;
+  const int d = grid.dim;
+  at::Tensor x = f;
+  std::vector<int64_t> dims, sizes;
+  for (int a = 0; a < d; ++a) {
+    x = at::cat({x, x.flip(a + 1)}, a + 1);
+    dims.push_back(a + 1);
+    sizes.push_back(2 * grid.n[a]);
+  }
+  const at::Tensor spectrum = at::fft_rfftn(x, c10::nullopt, at::IntArrayRef(dims));
+  at::Tensor eigenvalue = at::zeros({1}, f.options());
+  for (int a = 0; a < d; ++a) {
+    const int64_t count = a + 1 < d ? 2 * grid.n[a] : grid.n[a] + 1;
+    const at::Tensor j = at::arange(count, f.options());
+    std::vector<int64_t> view(d + 1, 1);
+    view[a + 1] = count;
+    eigenvalue = eigenvalue + ((2.0 - 2.0 * at::cos(M_PI * j / grid.n[a])) / (grid.spacing[a] * grid.spacing[a])).view(view);
+  }
+  at::Tensor y = at::fft_irfftn(spectrum / (1.0 + c * eigenvalue), at::IntArrayRef(sizes), at::IntArrayRef(dims));
+  for (int a = 0; a < d; ++a) y = y.narrow(a + 1, 0, grid.n[a]);
+  return y;
+}
+
+at::Tensor cappedVelocity(const at::Tensor& v, double cap) {
+  const at::Tensor speed = v.pow(2).sum(1, true).sqrt();
+  return v * (cap / speed.clamp_min(1e-300)).clamp_max(1.0);
+}
+
 // d phi / d x_a by central differences, one-sided at the walls.
 at::Tensor partialDerivative(const at::Tensor& phi, int axis, double h) {
   const int dim = axis + 1;
@@ -43,17 +102,23 @@ at::Tensor partialDerivative(const at::Tensor& phi, int axis, double h) {
   return at::cat({first, interior, last}, dim);
 }
 
+at::Tensor gradient(const at::Tensor& phi, const Grid& grid) {
+  std::vector<at::Tensor> components;
+  for (int a = 0; a < grid.dim; ++a) components.push_back(partialDerivative(phi, a, grid.spacing[a]));
+  return at::stack(components, 1);
+}
+
 }  // namespace
 
 LearnedOperator::LearnedOperator(OperatorMetadata metadata, std::shared_ptr<VelocityNetwork> network)
     : metadata_(std::move(metadata)), network_(std::move(network)) {
   if (!network_) throw OperatorFileError("an operator needs a network");
-  if (network_->inputChannels() != inputChannelsOf(metadata_) ||
-      network_->outputChannels() != outputChannelsOf(metadata_))
+  if (network_->inputChannels() != inputChannels(metadata_) ||
+      network_->outputChannels() != outputChannels(metadata_))
     throw OperatorFileError("the network's channels (" + std::to_string(network_->inputChannels()) + " in, " +
                             std::to_string(network_->outputChannels()) + " out) do not fit the operator metadata (" +
-                            std::to_string(inputChannelsOf(metadata_)) + " in, " +
-                            std::to_string(outputChannelsOf(metadata_)) + " out)");
+                            std::to_string(inputChannels(metadata_)) + " in, " +
+                            std::to_string(outputChannels(metadata_)) + " out)");
   if (metadata_.libtorchVersion.empty()) metadata_.libtorchVersion = libtorchVersion();
 }
 
@@ -68,8 +133,8 @@ std::shared_ptr<LearnedOperator> LearnedOperator::load(const std::string& path, 
       throw OperatorFileError(path + " says it holds a TorchScript network; load the .pt file instead");
     std::shared_ptr<VelocityNetwork> network;
     try {
-      network = VelocityNetwork::create(metadata.network, metadata.dim, inputChannelsOf(metadata),
-                                        outputChannelsOf(metadata), 0);
+      network = VelocityNetwork::create(metadata.network, metadata.dim, inputChannels(metadata),
+                                        outputChannels(metadata), 0);
     } catch (const InvalidParameter& e) {
       throw OperatorFileError(path + " describes an invalid network: " + e.what());
     }
@@ -92,7 +157,7 @@ std::shared_ptr<LearnedOperator> LearnedOperator::load(const std::string& path, 
         throw OperatorFileError(path + ": jko_metadata.json is not valid JSON: " + e.what());
       }
       metadata.network.kind = "torchscript";
-      return std::make_tuple(metadata.dim, inputChannelsOf(metadata), outputChannelsOf(metadata));
+      return std::make_tuple(metadata.dim, inputChannels(metadata), outputChannels(metadata));
     });
     op = std::make_shared<LearnedOperator>(std::move(metadata), std::move(network));
   } else {
@@ -167,47 +232,82 @@ std::shared_ptr<const Energy> LearnedOperator::energyOn(const Grid& grid) const 
   return objectiveOn(grid)->energyPointer();
 }
 
-at::Tensor LearnedOperator::explicitVelocity(const Energy& energy, const at::Tensor& rho) const {
-  const Grid& grid = energy.grid();
-  const at::Tensor phi = energy.firstVariation(rho.to(at::kDouble));
-  std::vector<at::Tensor> components;
-  double hMin = 1e300;
+Grid LearnedOperator::networkGrid(const Grid& grid) const {
+  std::array<int64_t, 3> cells{1, 1, 1};
+  std::array<double, 3> lower{0, 0, 0}, upper{1, 1, 1};
   for (int a = 0; a < grid.dim; ++a) {
-    components.push_back(-partialDerivative(phi, a, grid.spacing[a]));
-    hMin = std::min(hMin, grid.spacing[a]);
+    cells[a] = std::min<int64_t>(grid.n[a], metadata_.network.grid);
+    lower[a] = grid.boxLower(a);
+    upper[a] = grid.boxUpper(a);
   }
-  const at::Tensor v = at::stack(components, 1);
-  // Cap |tau v| at capCells cells: the entropy's clamped log makes v
-  // unbounded at vacuum fronts, where almost no mass moves anyway.
-  const double cap = metadata_.scales.capCells * hMin / metadata_.tau;
-  const at::Tensor speed = v.pow(2).sum(1, true).sqrt();
-  return v * (cap / speed.clamp_min(1e-300)).clamp_max(1.0);
+  return Grid::box(grid.dim, cells, lower, upper);
 }
 
-at::Tensor LearnedOperator::features(const Energy& energy, const at::Tensor& rho) const {
-  const Grid& grid = energy.grid();
+std::shared_ptr<const Energy> LearnedOperator::networkEnergy(const Energy& energy) const {
+  const Grid coarse = networkGrid(energy.grid());
+  std::lock_guard<std::mutex> lock(cacheMutex());
+  if (!cachedNetworkEnergy_ || !cachedNetworkEnergy_->grid().sameAs(coarse)) {
+    EnergySpec spec = energy.spec();
+    if (spec.potential == PotentialKind::Values)
+      spec.potentialValues = averageOnto(energy.potentialOnGrid().unsqueeze(0), coarse)[0];
+    cachedNetworkEnergy_ = std::make_shared<const Energy>(spec, coarse);
+  }
+  return cachedNetworkEnergy_;
+}
+
+LearnedOperator::NetworkInputs LearnedOperator::networkInputs(const Energy& energy, const at::Tensor& rho) const {
   const FeatureScales& s = metadata_.scales;
+  NetworkInputs in;
+  const bool coarsen = !networkGrid(energy.grid()).sameAs(energy.grid());
+  const std::shared_ptr<const Energy> coarseEnergy = coarsen ? networkEnergy(energy) : nullptr;
+  const Energy& E = coarsen ? *coarseEnergy : energy;
+  in.grid = E.grid();
   const at::Tensor r = rho.to(at::kDouble);
-  std::vector<at::Tensor> channels{(r / s.density).unsqueeze(1), explicitVelocity(energy, r) / s.velocity};
-  const int64_t batch = r.size(0);
-  std::vector<int64_t> expanded = grid.batchShape(batch);
-  for (int a = 0; a < grid.dim; ++a) {
-    const at::Tensor x = (grid.coordinate(a, r.options()) - grid.boxLower(a)) / grid.boxLength(a);
+  in.density = coarsen ? averageOnto(r, in.grid) : r;
+
+  // vE = -grad(dE/drho); vR smooths the internal part with the resolvent of
+  // the linearised implicit step, (1 - tau kappa Lap)^-1, Neumann walls.
+  const at::Tensor variation = E.firstVariation(in.density);
+  const at::Tensor internal = E.internalVariation(in.density);
+  const at::Tensor smoothed = variation - internal + resolvent(internal, in.grid, metadata_.tau * s.diffusivity);
+  double hMin = 1e300;
+  for (int a = 0; a < in.grid.dim; ++a) hMin = std::min(hMin, in.grid.spacing[a]);
+  // Cap |tau v| at capCells cells: the entropy's clamped log makes v
+  // unbounded at vacuum fronts, where almost no mass moves anyway.
+  const double cap = s.capCells * hMin / metadata_.tau;
+  in.explicitVelocity = cappedVelocity(gradient(variation, in.grid).neg(), cap);
+  in.smoothedVelocity = cappedVelocity(gradient(smoothed, in.grid).neg(), cap);
+
+  std::vector<at::Tensor> channels{(in.density / s.density).unsqueeze(1), in.explicitVelocity / s.velocity,
+                                   in.smoothedVelocity / s.velocity};
+  std::vector<int64_t> expanded = in.grid.batchShape(r.size(0));
+  for (int a = 0; a < in.grid.dim; ++a) {
+    const at::Tensor x = (in.grid.coordinate(a, r.options()) - in.grid.boxLower(a)) / in.grid.boxLength(a);
     channels.push_back(x.unsqueeze(0).expand(expanded).unsqueeze(1));
   }
   if (metadata_.energy.potential != PotentialKind::None)
-    channels.push_back((energy.potentialOnGrid(r.device()) / s.potential).unsqueeze(0).expand(expanded).unsqueeze(1));
-  return at::cat(channels, 1).to(at::kFloat);
+    channels.push_back((E.potentialOnGrid(r.device()) / s.potential).unsqueeze(0).expand(expanded).unsqueeze(1));
+  in.features = at::cat(channels, 1).to(at::kFloat);
+  return in;
+}
+
+at::Tensor LearnedOperator::baseVelocity(const Energy& energy, const at::Tensor& rho) const {
+  return interpolateOnto(networkInputs(energy, rho).smoothedVelocity, energy.grid());
 }
 
 at::Tensor LearnedOperator::velocity(const Energy& energy, const at::Tensor& rho) const {
-  const at::Tensor r = rho.to(device_, at::kDouble);
-  const at::Tensor out = network_->forward(features(energy, r)).to(at::kDouble);
+  const NetworkInputs in = networkInputs(energy, rho.to(device_));
+  const at::Tensor out = network_->forward(in.features).to(at::kDouble);
   const double scale = metadata_.scales.velocity;
-  if (metadata_.network.kind == "torchscript") return out * scale;
-  // v = (1 + a) v0 + b v_ref: the network gates and corrects the explicit step.
-  const at::Tensor gate = out.narrow(1, 0, 1), correction = out.narrow(1, 1, metadata_.dim);
-  return (1.0 + gate) * explicitVelocity(energy, r) + correction * scale;
+  at::Tensor v;
+  if (metadata_.network.kind == "torchscript") {
+    v = out * scale;
+  } else {
+    // v = a1 vE + (1 + a2) vR + b v_ref: gates and a correction of the base velocities.
+    const at::Tensor a1 = out.narrow(1, 0, 1), a2 = out.narrow(1, 1, 1), b = out.narrow(1, 2, metadata_.dim);
+    v = a1 * in.explicitVelocity + (1.0 + a2) * in.smoothedVelocity + b * scale;
+  }
+  return interpolateOnto(v, energy.grid());
 }
 
 LearnedStep LearnedOperator::step(const at::Tensor& rho, const Grid& grid) const {

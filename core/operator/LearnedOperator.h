@@ -1,10 +1,16 @@
 // The learned JKO operator (DESIGN.md §2.3):
-//   G_theta(rho) = deposit(S^-1 rho, tau v),  v = (1 + a) v0 + b v_ref,
-// where v0 = -grad(dE/drho)(rho) is the explicit (forward Euler) velocity,
-// capped in vacuum, and the network maps the features (rho, v0, the
-// normalised coordinates, V) to the gate a and the correction b. The
-// network runs in float32; the density state and the push-forward stay in
-// float64 so mass is exact.
+//   G_theta(rho) = deposit(S^-1 rho, tau v),
+//   v = up( a1 vE + (1 + a2) vR + b v_ref ),
+// computed on a coarse "network grid" (at most NetworkConfig::grid nodes per
+// axis, the density averaged onto it) and interpolated back (up). vE is the
+// explicit (forward Euler) velocity -grad(dE/drho), vR the same with the
+// internal-energy part smoothed by the resolvent (1 - tau kappa Lap)^-1 of a
+// linearised implicit step (stable where vE is not); the network maps the
+// features (rho, vE, vR, coordinates, V) to the gates a1, a2 and the
+// correction b. Working on a fixed coarse grid makes the operator see the
+// same inputs at every resolution and keeps its cost nearly independent of
+// the grid. The network runs in float32; the density state and the
+// push-forward stay in float64 so mass is exact.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -55,12 +61,22 @@ class LearnedOperator {
   std::vector<std::string> checkCompatible(const Grid& grid, const EnergySpec* energy = nullptr,
                                            double tau = 0) const;
 
-  /// Network input features for densities (B, n...) on `grid`, float32.
-  at::Tensor features(const Energy& energy, const at::Tensor& rho) const;
-  /// The explicit velocity -grad(dE/drho), capped, (B, dim, n...), float64.
-  at::Tensor explicitVelocity(const Energy& energy, const at::Tensor& rho) const;
-  /// The velocity field the operator predicts, differentiable in the network
-  /// parameters when grad mode is on. (B, dim, n...), float64.
+  /// What the network works from, on the network grid.
+  struct NetworkInputs {
+    Grid grid;                    ///< the network grid
+    at::Tensor density;           ///< rho averaged onto it, (B, n_c...)
+    at::Tensor explicitVelocity;  ///< vE, capped, (B, dim, n_c...), float64
+    at::Tensor smoothedVelocity;  ///< vR, capped, (B, dim, n_c...), float64
+    at::Tensor features;          ///< (B, channels, n_c...), float32
+  };
+  /// The network grid for a density grid: at most NetworkConfig::grid nodes per axis.
+  Grid networkGrid(const Grid& grid) const;
+  NetworkInputs networkInputs(const Energy& energy, const at::Tensor& rho) const;
+  /// vR on the density grid: the velocity of the untrained operator (float64).
+  at::Tensor baseVelocity(const Energy& energy, const at::Tensor& rho) const;
+  /// The velocity field the operator predicts on `energy`'s grid,
+  /// differentiable in the network parameters when grad mode is on.
+  /// (B, dim, n...), float64.
   at::Tensor velocity(const Energy& energy, const at::Tensor& rho) const;
 
   /// One step without gradients. rho: (n...) or (B, n...), on any device.
@@ -68,6 +84,10 @@ class LearnedOperator {
   /// K steps from rho0 (n...): frames 1..K.
   std::vector<LearnedStep> rollout(const at::Tensor& rho0, const Grid& grid, int steps,
                                    const ProgressCallback& progress = {}) const;
+
+  /// Channels of the network for an operator's metadata.
+  static int inputChannels(const OperatorMetadata& metadata);
+  static int outputChannels(const OperatorMetadata& metadata);
 
   /// The energy of the operator bound to `grid` (cached for the last grid).
   std::shared_ptr<const Energy> energyOn(const Grid& grid) const;
@@ -78,7 +98,10 @@ class LearnedOperator {
   OperatorMetadata metadata_;
   std::shared_ptr<VelocityNetwork> network_;
   at::Device device_ = at::kCPU;
+  std::shared_ptr<const Energy> networkEnergy(const Energy& energy) const;
+
   mutable std::shared_ptr<const JkoObjective> cachedObjective_;
+  mutable std::shared_ptr<const Energy> cachedNetworkEnergy_;
 };
 
 }  // namespace jko

@@ -6,7 +6,7 @@ namespace jko {
 
 nlohmann::json NetworkConfig::toJson() const {
   return {{"kind", kind},     {"width", width},     {"modes", modes},          {"layers", layers},
-          {"hidden", hidden}, {"pad_fraction", padFraction}, {"unet_base", unetBase}};
+          {"hidden", hidden}, {"pad_fraction", padFraction}, {"unet_base", unetBase}, {"grid", grid}};
 }
 
 NetworkConfig NetworkConfig::fromJson(const nlohmann::json& json) {
@@ -18,6 +18,7 @@ NetworkConfig NetworkConfig::fromJson(const nlohmann::json& json) {
   c.hidden = json.value("hidden", c.hidden);
   c.padFraction = json.value("pad_fraction", c.padFraction);
   c.unetBase = json.value("unet_base", c.unetBase);
+  c.grid = json.value("grid", c.grid);
   return c;
 }
 
@@ -33,12 +34,13 @@ void NetworkConfig::validate() const {
   positive("network layers", layers, 32);
   positive("projection width", hidden, 1024);
   positive("U-Net base channels", unetBase, 256);
+  if (grid < 8 || grid > 1024) throw InvalidParameter("network grid", formatValue(grid), "must be between 8 and 1024");
   if (!(padFraction >= 0 && padFraction <= 1))
     throw InvalidParameter("pad fraction", formatValue(padFraction), "must be in [0, 1]");
 }
 
 nlohmann::json FeatureScales::toJson() const {
-  return {{"density", density}, {"velocity", velocity}, {"potential", potential}, {"cap_cells", capCells}};
+  return {{"density", density}, {"velocity", velocity}, {"potential", potential}, {"diffusivity", diffusivity}, {"cap_cells", capCells}};
 }
 
 FeatureScales FeatureScales::fromJson(const nlohmann::json& json) {
@@ -47,6 +49,7 @@ FeatureScales FeatureScales::fromJson(const nlohmann::json& json) {
   s.velocity = json.at("velocity").get<double>();
   s.potential = json.value("potential", 1.0);
   s.capCells = json.value("cap_cells", s.capCells);
+  s.diffusivity = json.value("diffusivity", 0.0);
   return s;
 }
 

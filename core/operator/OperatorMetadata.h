@@ -16,12 +16,13 @@ namespace jko {
 
 struct NetworkConfig {
   std::string kind = "fno";  ///< "fno", "unet" or "torchscript"
-  int width = 24;            ///< FNO channels
+  int width = 16;            ///< FNO channels
   int modes = 12;            ///< FNO Fourier modes kept per axis
   int layers = 4;            ///< FNO spectral layers
   int hidden = 64;           ///< FNO projection width
   double padFraction = 0.125;  ///< zero padding per axis, as a fraction of the grid (same physical frequencies at any resolution)
   int unetBase = 16;         ///< U-Net channels at the finest level
+  int grid = 32;             ///< network grid: at most this many nodes per axis
 
   nlohmann::json toJson() const;
   static NetworkConfig fromJson(const nlohmann::json& json);
@@ -36,6 +37,9 @@ struct FeatureScales {
   double density = 1;
   double velocity = 1;
   double potential = 1;
+  /// kappa of the resolvent (1 - tau kappa Lap)^-1 that smooths the internal
+  /// energy's velocity: D for the entropy, D m peak^(m-1) for the porous medium.
+  double diffusivity = 0;
   /// The explicit velocity is capped at this many cells per step (vacuum
   /// fronts of the entropy make it unbounded).
   double capCells = 4;

@@ -7,7 +7,9 @@
 namespace jko {
 
 void VelocityNetwork::to(const at::Device& device) {
+  // Tensors already in place are kept: an optimiser holding them stays valid.
   for (auto& [name, tensor] : parameters_) {
+    if (tensor.device() == device && tensor.scalar_type() == at::kFloat) continue;
     const bool grad = tensor.requires_grad();
     tensor = tensor.detach().to(device, at::kFloat).requires_grad_(grad);
   }

@@ -1,0 +1,35 @@
+# jko train -> jko eval --solver learned|refine -> jko rollout on a tiny
+# problem, and the refusal of an operator for another energy.
+file(MAKE_DIRECTORY "${WORK}")
+set(op "${WORK}/tiny.jko")
+execute_process(COMMAND "${JKO}" train --energy porous-medium --m 2 --grid 16 --rounds 2 --epochs 1 --generated 4
+                        --validation 1 --horizon 2 --width 4 --modes 4 --layers 1 --hidden 8 --threads 2 --quiet
+                        --out "${op}"
+                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(NOT rc EQUAL 0 OR NOT EXISTS "${op}")
+  message(FATAL_ERROR "jko train failed (${rc}): ${out} ${err}")
+endif()
+foreach(solver learned refine)
+  execute_process(COMMAND "${JKO}" eval --case barenblatt-step --solver ${solver} --operator "${op}" --grid 24 --json
+                          --threads 2
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "jko eval --solver ${solver} failed (${rc}): ${err}")
+  endif()
+  string(JSON drift GET "${out}" mass_drift_max)
+  string(JSON minimum GET "${out}" min_density)
+  if(drift GREATER 1e-10 OR minimum LESS 0)
+    message(FATAL_ERROR "${solver}: mass drift ${drift}, min density ${minimum}")
+  endif()
+endforeach()
+execute_process(COMMAND "${JKO}" eval --case gaussian-step --solver learned --operator "${op}" --grid 24
+                RESULT_VARIABLE rc ERROR_VARIABLE err)
+string(FIND "${err}" "trained for porous-medium" where)
+if(rc EQUAL 0 OR where EQUAL -1)
+  message(FATAL_ERROR "an operator for the porous medium ran the heat equation (${rc}): ${err}")
+endif()
+execute_process(COMMAND "${JKO}" rollout --operator "${op}" --generate bumps --grid 20 --steps 3 --out "${WORK}/frames"
+                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(NOT rc EQUAL 0 OR NOT EXISTS "${WORK}/frames/frame.pvd" OR NOT EXISTS "${WORK}/frames/frame_0003.vti")
+  message(FATAL_ERROR "jko rollout failed (${rc}): ${out} ${err}")
+endif()

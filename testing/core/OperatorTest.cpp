@@ -1,0 +1,228 @@
+// The learned operator, its files, and Learn-to-Evolve training on tiny problems.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "numerics/Errors.h"
+#include "numerics/ReferenceSolver.h"
+#include "operator/LearnToEvolveTrainer.h"
+#include "operator/LearnedOperator.h"
+#include "operator/OperatorFile.h"
+#include "operator/VelocityNetwork.h"
+#include "runtime/Runtime.h"
+
+namespace jko {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string temporaryPath(const std::string& name) {
+  return (fs::temp_directory_path() / ("jko_test_" + std::to_string(::getpid()) + "_" + name)).string();
+}
+
+TrainingOptions tinyTraining(uint64_t seed = 3) {
+  TrainingOptions o = TrainingOptions::defaultsFor(EnergySpec::porousMedium(2, 1), 2);
+  o.grid = 24;
+  o.rounds = 2;
+  o.epochs = 6;
+  o.batch = 8;
+  o.generated = 16;
+  o.validation = 3;
+  o.horizon = 4;
+  o.seed = seed;
+  o.network.width = 8;
+  o.network.modes = 6;
+  o.network.layers = 2;
+  o.network.hidden = 16;
+  return o;
+}
+
+// One trained tiny operator shared by the tests below.
+const TrainingResult& trainedTiny() {
+  static const TrainingResult result = [] {
+    configureRuntime(2);
+    return LearnToEvolveTrainer(tinyTraining()).train();
+  }();
+  return result;
+}
+
+at::Tensor heldOutDensities(const Grid& grid, int count) {
+  DensityRanges ranges = TrainingOptions::defaultsFor(EnergySpec::porousMedium(2, 1), 2).densities;
+  return at::stack(DensityGenerator(grid, ranges, 987654321).sample(count));
+}
+
+TEST(LearnedOperator, ClosesMostOfTheObjectiveGapOnHeldOutDensities) {
+  const auto& op = *trainedTiny().op;
+  const Grid grid = Grid::unitBox(2, 24);
+  const at::Tensor rho = heldOutDensities(grid, 6);
+  const auto objective = op.objectiveOn(grid);
+  const ReferenceSolver solver(objective);
+  at::NoGradGuard noGrad;
+  double closed = 0;
+  for (int64_t i = 0; i < rho.size(0); ++i) {
+    const JkoState state = objective->prepare(rho[i]);
+    const double stay = objective->energy()(state.density).item<double>();
+    const double reference = solver.step(rho[i]).objective;
+    const at::Tensor u = op.metadata().tau * op.velocity(objective->energy(), state.density);
+    const double learned = objective->evaluate(state, u).objective.item<double>();
+    // Share of the gap between staying put and the reference minimiser closed.
+    closed += (stay - learned) / (stay - reference) / rho.size(0);
+  }
+  // Beating a random network proves nothing: it must close at least half.
+  EXPECT_GE(closed, 0.5);
+}
+
+TEST(LearnedOperator, OutputMassExactAndPositive) {
+  const auto& op = *trainedTiny().op;
+  const Grid grid = Grid::unitBox(2, 24);
+  const at::Tensor rho = heldOutDensities(grid, 4);
+  const LearnedStep step = op.step(rho, grid);
+  const at::Tensor mass = rho.flatten(1).sum(1), massOut = step.next.flatten(1).sum(1);
+  EXPECT_LT(((massOut - mass).abs() / mass).max().item<double>(), 1e-13);
+  EXPECT_GE(step.next.min().item<double>(), 0.0);
+  EXPECT_EQ(step.next.scalar_type(), at::kDouble);
+  // And across resolutions: the same operator at 48^2.
+  const Grid fine = Grid::unitBox(2, 48);
+  const at::Tensor rhoFine = heldOutDensities(fine, 2);
+  const LearnedStep fineStep = op.step(rhoFine, fine);
+  EXPECT_LT(((fineStep.next.sum() - rhoFine.sum()).abs() / rhoFine.sum()).item<double>(), 1e-13);
+}
+
+TEST(LearnedOperator, SaveLoadRoundTripIsBitForBit) {
+  const auto& op = *trainedTiny().op;
+  const std::string path = temporaryPath("roundtrip.jko");
+  op.save(path);
+  const auto loaded = LearnedOperator::load(path);
+  const Grid grid = Grid::unitBox(2, 24);
+  const at::Tensor rho = heldOutDensities(grid, 2);
+  EXPECT_TRUE(at::equal(op.step(rho, grid).next, loaded->step(rho, grid).next));
+  EXPECT_TRUE(loaded->metadata().energy.sameAs(op.metadata().energy));
+  EXPECT_EQ(loaded->metadata().training["mode"], "learn-to-evolve");
+  fs::remove(path);
+}
+
+TEST(LearnedOperator, RefusesCorruptedTruncatedAndMismatchedFiles) {
+  const auto& op = *trainedTiny().op;
+  const std::string path = temporaryPath("corrupt.jko");
+  op.save(path);
+  std::string bytes;
+  {
+    std::ifstream in(path, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  auto writeBytes = [&](const std::string& contents) {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out.write(contents.data(), static_cast<std::streamsize>(contents.size()));
+  };
+  auto expectRefusal = [&](const std::string& mention) {
+    try {
+      LearnedOperator::load(path);
+      FAIL() << "expected a refusal mentioning " << mention;
+    } catch (const OperatorFileError& e) {
+      EXPECT_NE(std::string(e.what()).find(mention), std::string::npos) << e.what();
+    }
+  };
+  std::string flipped = bytes;
+  flipped[bytes.size() / 2] ^= 0x40;
+  writeBytes(flipped);
+  expectRefusal("checksum");
+  writeBytes(bytes.substr(0, bytes.size() / 3));
+  expectRefusal("corrupted or truncated");
+  writeBytes("not an operator at all");
+  expectRefusal("neither");
+  fs::remove(path);
+  expectRefusal("cannot open");
+
+  // An operator for porous medium m=2 asked to run Fokker-Planck, or 3D data.
+  try {
+    const EnergySpec fokkerPlanck = EnergySpec::fokkerPlanck();
+    op.checkCompatible(Grid::unitBox(2, 24), &fokkerPlanck);
+    FAIL();
+  } catch (const OperatorFileError& e) {
+    EXPECT_NE(std::string(e.what()).find("trained for porous-medium"), std::string::npos) << e.what();
+  }
+  const EnergySpec m3 = EnergySpec::porousMedium(3, 1);
+  EXPECT_THROW(op.checkCompatible(Grid::unitBox(2, 24), &m3), OperatorFileError);
+  try {
+    op.checkCompatible(Grid::unitBox(3, 16));
+    FAIL();
+  } catch (const OperatorFileError& e) {
+    EXPECT_NE(std::string(e.what()).find("2D densities; the data is 3D"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(op.checkCompatible(Grid::unitBox(2, 24), nullptr, 0.01), OperatorFileError);
+  EXPECT_FALSE(op.checkCompatible(Grid::box(2, {24, 24, 1}, {0, 0, 0}, {3, 3, 1})).empty());  // box warning
+}
+
+TEST(LearnToEvolve, SameSeedAndThreadsGiveTheSameOperator) {
+  configureRuntime(2);
+  TrainingOptions o = tinyTraining(11);
+  o.rounds = 2;
+  o.epochs = 2;
+  const auto a = LearnToEvolveTrainer(o).train().op;
+  const auto b = LearnToEvolveTrainer(o).train().op;
+  for (size_t i = 0; i < a->network().namedParameters().size(); ++i)
+    EXPECT_TRUE(at::equal(a->network().namedParameters()[i].second, b->network().namedParameters()[i].second));
+}
+
+TEST(LearnToEvolve, LossFallsAndRoundsAreRecorded) {
+  const nlohmann::json& summary = trainedTiny().summary;
+  const auto& rounds = summary["per_round"];
+  ASSERT_EQ(rounds.size(), 2u);
+  EXPECT_LT(rounds[1]["validation_gap"].get<double>(), rounds[0]["validation_gap"].get<double>() + 1e-12);
+  EXPECT_GT(rounds[1]["densities"].get<int>(), rounds[0]["densities"].get<int>());  // frames joined the set
+  EXPECT_EQ(summary["optimizer_steps"].get<int>(), 2 * 6 * 2);
+}
+
+TEST(LearnToEvolve, ResumeAfterAnInterruptionGivesTheUninterruptedResult) {
+  configureRuntime(2);
+  TrainingOptions o = tinyTraining(5);
+  o.rounds = 2;
+  o.epochs = 2;
+  const auto straight = LearnToEvolveTrainer(o).train().op;
+  o.checkpoint = temporaryPath("checkpoint.jko");
+  // Interrupt after the first round's checkpoint, then resume.
+  EXPECT_THROW(LearnToEvolveTrainer(o).train([](const ProgressEvent& e) {
+                 return e.message.find("round 1/2 done") == std::string::npos;
+               }),
+               Cancelled);
+  ASSERT_TRUE(fs::exists(o.checkpoint));
+  TrainingOptions resumed = o;
+  resumed.resume = true;
+  const TrainingResult result = LearnToEvolveTrainer(resumed).train();
+  EXPECT_EQ(result.summary["per_round"].size(), 2u);
+  for (size_t i = 0; i < straight->network().namedParameters().size(); ++i)
+    EXPECT_TRUE(at::equal(straight->network().namedParameters()[i].second,
+                          result.op->network().namedParameters()[i].second));
+  fs::remove(o.checkpoint);
+}
+
+TEST(LearnToEvolve, InitialOnlyKeepsTheSameStepBudget) {
+  configureRuntime(2);
+  TrainingOptions o = tinyTraining(7);
+  o.rounds = 2;
+  o.epochs = 2;
+  o.mode = "initial-only";
+  const TrainingResult r = LearnToEvolveTrainer(o).train();
+  EXPECT_EQ(r.summary["optimizer_steps"].get<int>(), 2 * 2 * 2);
+  for (const auto& round : r.summary["per_round"]) EXPECT_EQ(round["densities"].get<int>(), 16);
+}
+
+TEST(VelocityNetwork, UNetAndThreeDimensionalFnoRun) {
+  NetworkConfig unet;
+  unet.kind = "unet";
+  unet.unetBase = 4;
+  const auto u = VelocityNetwork::create(unet, 2, 7, 4, 1);
+  EXPECT_EQ(u->forward(at::randn({2, 7, 20, 18})).sizes(), at::IntArrayRef({2, 4, 20, 18}));
+  NetworkConfig fno;
+  fno.width = 4;
+  fno.modes = 4;
+  fno.layers = 2;
+  fno.hidden = 8;
+  const auto f = VelocityNetwork::create(fno, 3, 10, 5, 1);
+  EXPECT_EQ(f->forward(at::randn({1, 10, 12, 10, 14})).sizes(), at::IntArrayRef({1, 5, 12, 10, 14}));
+}
+
+}  // namespace
+}  // namespace jko

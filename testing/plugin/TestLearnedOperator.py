@@ -1,0 +1,161 @@
+"""Training from the panel, a traced training session replayed as a script,
+the learned and refined solvers, operator file loading, and operators that do
+not fit (another energy, tau or dimension; a corrupt file)."""
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+
+import numpy as np
+
+import jko_plugin_testing as T
+from paraview import simple, smtrace
+
+T.load_plugin()
+check = T.Check()
+scratch = tempfile.mkdtemp(prefix="jko-learned-")
+operator = os.path.join(scratch, "trained.jko")
+
+
+
+def apply_panel(proxy, **values):
+    """Sets properties the way the Properties panel's Apply does (on the
+    server-manager properties, then one UpdateVTKObjects) inside the
+    PropertiesModified trace scope the panel opens."""
+    item = smtrace.PropertiesModified(proxy)
+    for name, value in values.items():
+        prop = proxy.SMProxy.GetProperty(name)
+        for i, element in enumerate(value if isinstance(value, (list, tuple)) else [value]):
+            prop.SetElement(i, element)
+    proxy.SMProxy.UpdateVTKObjects()
+    item.finalize()
+
+
+# A training small enough for a test (seconds on two cores), traced the way
+# the GUI traces it: Apply on the source, the filter's panel edits, Train.
+trace_config = smtrace.start_trace()
+source = simple.JKOInitialDensity()
+apply_panel(source, GridSize=[16, 16, 16])
+source.UpdatePipeline()
+flow = simple.JKOGradientFlow(Input=source)
+apply_panel(flow, NumberOfSteps=3, NumberOfThreads=2, TrainingRounds=2, TrainingEpochs=2, TrainingBatchSize=4,
+            TrainingHorizon=2, GeneratedDensities=3, ValidationDensities=1, MaximumTrainingSeconds=120,
+            TrainedOperatorFile=operator)
+# What the Train button does: the click is traced as InvokeCommand('Train').
+smtrace.CallMethod(flow, "InvokeCommand", "Train")
+flow.InvokeCommand("Train")
+trace = smtrace.stop_trace()
+check("InvokeCommand('Train')" in trace and "TrainedOperatorFile" in trace, "the trace records the training")
+
+start = time.time()
+out = T.output(flow, 0.0)
+trained_seconds = time.time() - start
+check(os.path.exists(operator), "Train saved the operator (%.1f s with the first rollout)" % trained_seconds)
+check(T.field(out, "Solver") == "Reference solver", "training does not change the solver")
+flow.UpdatePropertyInformation()
+description = flow.GetProperty("OperatorDescription").GetData()
+check("porous-medium" in description and operator in description, "panel shows the operator: %s" % description)
+check(abs(flow.GetProperty("OperatorTimeStep").GetData() - 0.005) < 1e-15, "panel shows the operator's tau")
+stamp = os.path.getmtime(operator)
+
+# Learned frames from the trained operator.
+flow.Solver = "Learned operator"
+flow.UpdatePipelineInformation()
+times = list(flow.TimestepValues)
+frames = [T.output(flow, t) for t in times]
+check(len(times) == 4 and T.field(frames[-1], "RolloutCount") == 2, "learned rollout: %d frames" % len(times))
+mass0 = T.field(frames[0], "Mass")
+for k, data in enumerate(frames):
+    rho = T.point_array(data, "density", (16, 16, 1))
+    check(abs(rho.sum() / 256 - mass0) < 1e-12 * mass0 and rho.min() >= 0,
+          "learned frame %d keeps the mass and positivity" % k)
+check(T.field(frames[1], "OperatorFile") == operator, "field data names the operator file")
+check('"plugin_request"' in T.field(frames[1], "OperatorMetadata"), "field data holds the operator metadata")
+learned1 = T.point_array(frames[1], "density", (16, 16, 1)).copy()
+learned_objective = T.output(flow, 0.0, port=1).GetValueByName(1, "Objective").ToDouble()
+
+# Refinement lowers the step's objective J.
+flow.Solver = "Learned + refine"
+flow.RefineIterations = 20
+refined_objective = T.output(flow, 0.0, port=1).GetValueByName(1, "Objective").ToDouble()
+check(refined_objective <= learned_objective + 1e-15,
+      "refine lowers the objective of step 1: %.9g <= %.9g" % (refined_objective, learned_objective))
+
+# Loading the file in a new filter gives the same frames.
+loaded = simple.JKOGradientFlow(Input=source)
+loaded.Solver = "Learned operator"
+loaded.OperatorFile = operator
+loaded.NumberOfSteps = 3
+loaded.NumberOfThreads = 2
+data = T.output(loaded, 0.005)
+check(np.allclose(T.point_array(data, "density", (16, 16, 1)), learned1, rtol=0, atol=1e-12),
+      "an operator loaded from its file reproduces the frames")
+
+
+# Operators that do not fit are errors that say so.
+def expect_error(label, proxy, phrases, time_value=0.005):
+    messages = T.Messages(proxy)
+    T.output(proxy, time_value)
+    text = " | ".join(messages.errors)
+    check(len(messages.errors) == 1 and all(p.lower() in text.lower() for p in phrases),
+          "%s: %s" % (label, text.strip()))
+    messages.close()
+
+
+loaded.EnergyPreset = "Fokker-Planck"
+expect_error("another energy", loaded, ["trained for the energy", "porous-medium", "fokker-planck", "Train"])
+loaded.EnergyPreset = "Porous medium"
+loaded.Exponent = 3
+expect_error("another exponent", loaded, ["trained for the energy", "m: 2 vs 3"])
+loaded.Exponent = 2
+loaded.TimeStep = 0.01
+expect_error("another tau", loaded, ["trained for tau = 0.005", "Time Step is 0.01", "set Time Step to 0.005"], 0.01)
+loaded.TimeStep = 0.005
+cube = simple.JKOInitialDensity()
+cube.Dimension = "3D"
+cube.GridSize = [12, 12, 12]
+cube.UpdatePipeline()
+loaded.Input = cube
+expect_error("another dimension", loaded, ["is for 2D densities", "input is 3D"])
+loaded.Input = source
+truncated = os.path.join(scratch, "truncated.jko")
+with open(operator, "rb") as f:
+    content = f.read()
+with open(truncated, "wb") as f:
+    f.write(content[: len(content) // 2])
+loaded.OperatorFile = truncated
+expect_error("truncated operator file", loaded, ["cannot be read", "truncated.jko"])
+flipped = os.path.join(scratch, "flipped.jko")
+with open(flipped, "wb") as f:
+    f.write(content[:-100] + bytes(b ^ 0xFF for b in content[-100:]))
+loaded.OperatorFile = flipped
+expect_error("corrupted operator file", loaded, ["cannot be read", "flipped.jko"])
+
+# Replaying the traced session loads the saved operator instead of training.
+pvpython = os.environ.get("JKO_PVPYTHON") or shutil.which("pvpython")
+script = os.path.join(scratch, "replay.py")
+with open(script, "w") as f:
+    f.write("from paraview.simple import *\n")
+    f.write("LoadPlugin(%r, remote=False, ns=globals())\n" % T.PLUGIN)
+    f.write(trace)
+    f.write("\nflow = FindSource('JKOGradientFlow1')\n"
+            "flow.Solver = 'Learned operator'\n"
+            "flow.UpdatePipeline(0.015)\n"
+            "data = flow.GetClientSideObject().GetOutputDataObject(0)\n"
+            "print('REPLAY', data.GetFieldData().GetAbstractArray('OperatorFile').GetValue(0),"
+            " data.GetFieldData().GetArray('Time').GetTuple1(0))\n")
+start = time.time()
+result = subprocess.run([pvpython, script], capture_output=True, text=True, timeout=300)
+replay_seconds = time.time() - start
+check(result.returncode == 0 and ("REPLAY %s 0.015" % operator) in result.stdout,
+      "the traced script replays (%.1f s): %s" % (replay_seconds, result.stdout.strip()[-200:] + result.stderr[-500:]))
+check(os.path.getmtime(operator) == stamp, "the replay loaded the saved operator instead of training again")
+
+# Without reuse, Train trains again and overwrites the file.
+flow.ReuseTrainedOperator = 0
+flow.InvokeCommand("Train")
+T.output(flow, 0.0)
+check(os.path.getmtime(operator) > stamp, "Train with reuse off trains again")
+
+check.finish()
