@@ -6,7 +6,9 @@
 namespace jko::cli {
 
 void addEvalCommand(CLI::App& app);
+void addCompareCommand(CLI::App& app);
 void addRolloutCommand(CLI::App& app);
 void addTrainCommand(CLI::App& app);
+void addBenchCommand(CLI::App& app);
 
 }  // namespace jko::cli

@@ -16,8 +16,9 @@ void EnergyOptions::addTo(CLI::App& app, bool presetRequired) {
                         ->check(CLI::IsMember({"none", "quadratic", "double-well"}));
   strengthOption = app.add_option("--potential-strength", potentialStrength, "a in V = a |x - b|^2 / 2");
   centreOption = app.add_option("--potential-centre", potentialCentre, "b as x,y[,z] (default: the box centre)");
-  kernelOption = app.add_option("--kernel", kernel, "Interaction kernel: none, quadratic, attractive-repulsive, keller-segel")
-                     ->check(CLI::IsMember({"none", "quadratic", "attractive-repulsive", "keller-segel"}));
+  kernelOption =
+      app.add_option("--kernel", kernel, "Interaction kernel: none, quadratic, attractive-repulsive, keller-segel")
+          ->check(CLI::IsMember({"none", "quadratic", "attractive-repulsive", "keller-segel"}));
   attractionOption = app.add_option("--attraction", attraction, "Kernel attraction coefficient");
   repulsionOption = app.add_option("--repulsion", repulsion, "Kernel repulsion coefficient");
   attractivePowerOption = app.add_option("--attractive-power", attractivePower, "p in |z|^p/p");

@@ -14,8 +14,8 @@ struct EnergyOptions {
   double D = 0, m = 0, potentialStrength = 0, attraction = 0, repulsion = 0, attractivePower = 0, repulsivePower = 0;
   std::string potential, kernel, potentialCentre;
   CLI::Option *DOption = nullptr, *mOption = nullptr, *potentialOption = nullptr, *strengthOption = nullptr,
-              *centreOption = nullptr, *kernelOption = nullptr, *attractionOption = nullptr,
-              *repulsionOption = nullptr, *attractivePowerOption = nullptr, *repulsivePowerOption = nullptr;
+              *centreOption = nullptr, *kernelOption = nullptr, *attractionOption = nullptr, *repulsionOption = nullptr,
+              *attractivePowerOption = nullptr, *repulsivePowerOption = nullptr;
 
   /// Registers --energy, --D, --m, --potential, --potential-strength,
   /// --potential-centre, --kernel, --attraction, --repulsion,

@@ -6,11 +6,12 @@
 #include <thread>
 
 #include "Commands.h"
+#include "evaluation/HeldOutComparison.h"
 #include "evaluation/ReferenceCases.h"
+#include "numerics/Errors.h"
 #include "numerics/JkoObjective.h"
 #include "numerics/ReferenceSolver.h"
 #include "operator/LearnedOperator.h"
-#include "numerics/Errors.h"
 #include "runtime/Runtime.h"
 
 namespace jko::cli {
@@ -108,10 +109,12 @@ void addEvalCommand(CLI::App& app) {
   eval->add_option("--case", options->caseName, "Reference case")
       ->required()
       ->check(CLI::IsMember(referenceCaseNames()));
-  eval->add_option("--solver", options->solver, "Solver: reference, learned, or refine (learned + a few reference iterations)")
+  eval->add_option("--solver", options->solver,
+                   "Solver: reference, learned, or refine (learned + a few reference iterations)")
       ->check(CLI::IsMember({"reference", "learned", "refine"}));
   eval->add_option("--operator", options->operatorFile, "Operator file (learned, refine)");
-  eval->add_option("--refine-iterations", options->refineIterations, "L-BFGS iterations after the learned step (refine)")
+  eval->add_option("--refine-iterations", options->refineIterations,
+                   "L-BFGS iterations after the learned step (refine)")
       ->capture_default_str();
   eval->add_option("--grid", options->grid, "Nodes per axis")->capture_default_str();
   eval->add_option("--dim", options->dim, "Dimension, 2 or 3")->check(CLI::IsMember({2, 3}))->capture_default_str();
@@ -129,12 +132,12 @@ void addEvalCommand(CLI::App& app) {
       ->capture_default_str();
   eval->callback([options] {
     configureRuntime(options->threads > 0 ? options->threads : static_cast<int>(std::thread::hardware_concurrency()));
-    const ReferenceCase c = makeReferenceCase(options->caseName, options->grid, options->dim, options->tau, options->steps);
+    const ReferenceCase c =
+        makeReferenceCase(options->caseName, options->grid, options->dim, options->tau, options->steps);
     if (options->solver != "reference" && options->operatorFile.empty())
       throw InvalidParameter("--operator", "none", "the " + options->solver + " solver needs an operator file");
-    const Stepper stepper = options->solver == "reference"
-                                ? referenceStepper(c, options->reference)
-                                : learnedStepper(c, *options, options->solver == "refine");
+    const Stepper stepper = options->solver == "reference" ? referenceStepper(c, options->reference)
+                                                           : learnedStepper(c, *options, options->solver == "refine");
     nlohmann::json result = evaluateCase(c, stepper, options->solver);
     if (!options->operatorFile.empty()) result["operator"] = options->operatorFile;
     result["solver_tolerance"] = {{"objective", options->reference.objectiveTolerance},
@@ -145,6 +148,28 @@ void addEvalCommand(CLI::App& app) {
       std::cout << result.dump() << std::endl;
     else
       printSummary(result);
+  });
+}
+
+void addCompareCommand(CLI::App& app) {
+  auto options = std::make_shared<HeldOutOptions>();
+  auto operatorFile = std::make_shared<std::string>();
+  auto threads = std::make_shared<int>(0);
+  CLI::App* compare = app.add_subcommand(
+      "compare", "Compare a learned operator with the reference solver from held-out random densities");
+  compare->add_option("--operator", *operatorFile, "Operator file")->required();
+  compare->add_option("--densities", options->densities, "Held-out densities")->capture_default_str();
+  compare->add_option("--steps", options->steps, "Frames per trajectory")->capture_default_str();
+  compare->add_option("--grid", options->grid, "Nodes per axis")->capture_default_str();
+  compare->add_option("--seed", options->seed, "Seed of the held-out densities")->capture_default_str();
+  compare->add_option("--threads", *threads, "LibTorch threads (default: all cores)");
+  compare->callback([options, operatorFile, threads] {
+    configureRuntime(*threads > 0 ? *threads : static_cast<int>(std::thread::hardware_concurrency()));
+    const auto op = LearnedOperator::load(*operatorFile);
+    nlohmann::json result = compareWithReference(*op, *options);
+    result["operator"] = *operatorFile;
+    result["training"] = op->metadata().training;
+    std::cout << result.dump() << std::endl;
   });
 }
 

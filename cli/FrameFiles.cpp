@@ -61,14 +61,18 @@ at::Tensor readNpy(const std::string& path, const std::string& bytes, Grid& grid
   const bool fortran = header.find("'fortran_order': True") != std::string::npos;
   if (fortran) throw InvalidDensity(path + ": Fortran-ordered arrays are not supported; save with C order");
   at::ScalarType type;
-  if (header.find("'<f8'") != std::string::npos) type = at::kDouble;
-  else if (header.find("'<f4'") != std::string::npos) type = at::kFloat;
-  else throw InvalidDensity(path + ": only little-endian float32 or float64 arrays are supported");
+  if (header.find("'<f8'") != std::string::npos)
+    type = at::kDouble;
+  else if (header.find("'<f4'") != std::string::npos)
+    type = at::kFloat;
+  else
+    throw InvalidDensity(path + ": only little-endian float32 or float64 arrays are supported");
   std::smatch match;
   if (!std::regex_search(header, match, std::regex("'shape': \\(([^)]*)\\)")))
     throw InvalidDensity(path + ": no shape in the .npy header");
   std::vector<int64_t> shape;
-  for (double v : numbers(std::regex_replace(match[1].str(), std::regex(","), " "))) shape.push_back(static_cast<int64_t>(v));
+  for (double v : numbers(std::regex_replace(match[1].str(), std::regex(","), " ")))
+    shape.push_back(static_cast<int64_t>(v));
   if (shape.size() != 2 && shape.size() != 3)
     throw InvalidDensity(path + ": a density must be a 2D or 3D array, got " + std::to_string(shape.size()) + "D");
   int64_t count = 1;
@@ -140,7 +144,8 @@ void writeImageFile(const std::string& path, const Grid& grid, const Frame& fram
       << "      <PointData Scalars=\"density\"" << (hasVelocity ? " Vectors=\"velocity\"" : "") << ">\n"
       << "        <DataArray type=\"Float64\" Name=\"density\" format=\"appended\" offset=\"0\"/>\n";
   if (hasVelocity)
-    xml << "        <DataArray type=\"Float64\" Name=\"velocity\" NumberOfComponents=\"3\" format=\"appended\" offset=\""
+    xml << "        <DataArray type=\"Float64\" Name=\"velocity\" NumberOfComponents=\"3\" format=\"appended\" "
+           "offset=\""
         << velocityOffset << "\"/>\n";
   xml << "      </PointData>\n      <CellData/>\n    </Piece>\n  </ImageData>\n"
       << "  <AppendedData encoding=\"raw\">\n   _";
@@ -156,7 +161,8 @@ std::string writeFrames(const std::string& directory, const std::string& prefix,
   fs::create_directories(directory, error);
   if (error) throw Error("cannot create the output folder " + directory + ": " + error.message());
   std::ostringstream pvd;
-  pvd << std::setprecision(17) << "<?xml version=\"1.0\"?>\n<VTKFile type=\"Collection\" version=\"0.1\">\n  <Collection>\n";
+  pvd << std::setprecision(17)
+      << "<?xml version=\"1.0\"?>\n<VTKFile type=\"Collection\" version=\"0.1\">\n  <Collection>\n";
   for (size_t k = 0; k < frames.size(); ++k) {
     char name[64];
     std::snprintf(name, sizeof(name), "_%04zu.vti", k);
@@ -180,8 +186,9 @@ at::Tensor readDensity(const std::string& path, const std::string& arrayName, Gr
   if (bytes.find("type=\"ImageData\"") == std::string::npos || imageTag == std::string::npos)
     throw InvalidDensity(path + " is not a VTK XML image file (.vti) or a .npy array");
   if (bytes.find("compressor=") != std::string::npos)
-    throw InvalidDensity(path + " is compressed; the jko CLI reads uncompressed .vti files (save with "
-                                "compression 'None' in ParaView) or .npy arrays; the ParaView plugin reads any .vti");
+    throw InvalidDensity(path +
+                         " is compressed; the jko CLI reads uncompressed .vti files (save with "
+                         "compression 'None' in ParaView) or .npy arrays; the ParaView plugin reads any .vti");
   const std::string image = bytes.substr(imageTag, bytes.find('>', imageTag) - imageTag);
   const std::vector<double> extent = numbers(attribute(image, "WholeExtent"));
   const std::vector<double> origin = numbers(attribute(image, "Origin"));
@@ -196,7 +203,8 @@ at::Tensor readDensity(const std::string& path, const std::string& arrayName, Gr
   for (int a = 0; a < 3; ++a) n[a] = static_cast<int64_t>(extent[2 * a + 1] - extent[2 * a]) + 1;
   const int dim = n[2] > 1 ? 3 : 2;
   if (dim == 2 && (n[0] < 2 || n[1] < 2))
-    throw InvalidDensity(path + ": a 2D image must span the x-y plane (the CLI reads x-y images; the plugin any plane)");
+    throw InvalidDensity(path +
+                         ": a 2D image must span the x-y plane (the CLI reads x-y images; the plugin any plane)");
   grid.dim = dim;
   for (int a = 0; a < 3; ++a) {
     grid.n[a] = a < dim ? n[a] : 1;

@@ -38,8 +38,8 @@ void addRolloutCommand(CLI::App& app) {
   rollout->add_option("--seed", o->seed, "Seed of --generate")->capture_default_str();
   auto* caseOption = rollout->add_option("--case", o->caseName, "Start from a reference case's initial density")
                          ->check(CLI::IsMember(referenceCaseNames()));
-  auto* initialOption = rollout->add_option("--initial", o->initial, "Initial density file (.vti or .npy)")
-                            ->check(CLI::ExistingFile);
+  auto* initialOption =
+      rollout->add_option("--initial", o->initial, "Initial density file (.vti or .npy)")->check(CLI::ExistingFile);
   caseOption->excludes(initialOption);
   generateOption->excludes(caseOption)->excludes(initialOption);
   rollout->add_option("--array", o->array, "Point-data array of --initial (default: active scalars)");
@@ -86,8 +86,10 @@ void addRolloutCommand(CLI::App& app) {
     } else {
       throw InvalidParameter("initial density", "none", "give --case NAME, --initial FILE or --generate KIND");
     }
-    if (o->energy.given()) energySpec = o->energy.spec();
-    else if (op) energySpec = op->metadata().energy;
+    if (o->energy.given())
+      energySpec = o->energy.spec();
+    else if (op)
+      energySpec = op->metadata().energy;
     else if (o->caseName.empty())
       throw InvalidParameter("--energy", "none", "give an energy preset for a density read from a file");
     std::vector<Frame> frames{{0.0, rho0, {}}};
@@ -105,8 +107,8 @@ void addRolloutCommand(CLI::App& app) {
         frames.push_back({(k + 1) * tau, steps[k].next, steps[k].velocity});
       }
       const std::string pvd = writeFrames(o->out, o->prefix, grid, frames);
-      std::cout << "wrote " << frames.size() << " frames of the learned operator (" << energySpec.describe() << ") on a "
-                << grid.describe() << " to " << pvd << "\n";
+      std::cout << "wrote " << frames.size() << " frames of the learned operator (" << energySpec.describe()
+                << ") on a " << grid.describe() << " to " << pvd << "\n";
       return;
     }
 

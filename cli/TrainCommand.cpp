@@ -105,9 +105,9 @@ void addTrainCommand(CLI::App& app) {
     result.op->save(o->out);
     std::cout << "saved " << o->out << ": " << options.energy.describe() << ", tau " << options.tau << ", "
               << result.summary["optimizer_steps"] << " optimiser steps in " << std::fixed << std::setprecision(1)
-              << result.summary["seconds"].get<double>() << " s, best validation gap "
-              << std::setprecision(4) << result.summary["best_validation_gap"].get<double>() << " (round "
-              << result.summary["best_round"] << ")\n";
+              << result.summary["seconds"].get<double>() << " s, best validation gap " << std::setprecision(4)
+              << result.summary["best_validation_gap"].get<double>() << " (round " << result.summary["best_round"]
+              << ")\n";
   });
 }
 

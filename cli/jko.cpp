@@ -12,8 +12,12 @@ int main(int argc, char** argv) {
   CLI::App app{"Neural JKO Flow: Wasserstein gradient flows with a learned JKO operator"};
   app.require_subcommand(1);
   jko::cli::addEvalCommand(app);
+  jko::cli::addCompareCommand(app);
   jko::cli::addRolloutCommand(app);
   jko::cli::addTrainCommand(app);
+#ifdef JKO_WITH_BENCHMARKS
+  jko::cli::addBenchCommand(app);
+#endif
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -25,8 +25,8 @@ double median(std::vector<double> values) {
 }
 
 // Fokker-Planck (or interaction) Gaussian cases: the JKO chain stays Gaussian.
-void gaussianChain(ReferenceCase& c, exact::Gaussian g, const std::array<double, 3>& a,
-                   const std::array<double, 3>& b, double D, bool interaction, double attraction) {
+void gaussianChain(ReferenceCase& c, exact::Gaussian g, const std::array<double, 3>& a, const std::array<double, 3>& b,
+                   double D, bool interaction, double attraction) {
   c.initial = exact::density(c.grid, g);
   for (int k = 0; k < c.steps; ++k) {
     const exact::Gaussian next = interaction ? exact::quadraticInteractionStep(g, c.grid.dim, attraction, D, c.tau)
@@ -40,7 +40,7 @@ void gaussianChain(ReferenceCase& c, exact::Gaussian g, const std::array<double,
 }  // namespace
 
 const std::vector<std::string>& referenceCaseNames() {
-  static const std::vector<std::string> names{"gaussian-step",  "ou-step",         "ou-aniso-step", "interaction-step",
+  static const std::vector<std::string> names{"gaussian-step",   "ou-step",         "ou-aniso-step", "interaction-step",
                                               "barenblatt-step", "barenblatt-flow", "ou-steady"};
   return names;
 }
@@ -124,8 +124,8 @@ ReferenceCase makeReferenceCase(const std::string& name, int64_t n, int dim, dou
             exact::dilationDisplacement(c.grid, p.centre, exact::barenblattDilation(p, dim, 1, c.tau));
       p = exact::barenblattStep(p, dim, 1, c.tau);
       c.jkoChain.push_back(exact::density(c.grid, p));
-      c.pde.push_back(exact::density(c.grid, exact::barenblattSolution(t0 + (k + 1) * c.tau, mass, dim, m,
-                                                                        {0.5, 0.5, 0.5})));
+      c.pde.push_back(
+          exact::density(c.grid, exact::barenblattSolution(t0 + (k + 1) * c.tau, mass, dim, m, {0.5, 0.5, 0.5})));
     }
   } else if (name == "ou-steady") {
     // Gibbs state N(b, D/a) with sigma 0.08, from an off-centre narrower Gaussian.
@@ -206,8 +206,10 @@ nlohmann::json evaluateCase(const ReferenceCase& c, const Stepper& stepper, cons
       // "Found the minimiser": compare with the exact answer pushed through the same deposit.
       at::NoGradGuard noGrad;
       const JkoState state = objective.prepare(c.initial);
-      const double exactObjective = objective.evaluate(state, c.firstDisplacement.unsqueeze(0)).objective.item<double>();
-      const double stay = objective.evaluate(state, at::zeros_like(c.firstDisplacement).unsqueeze(0)).objective.item<double>();
+      const double exactObjective =
+          objective.evaluate(state, c.firstDisplacement.unsqueeze(0)).objective.item<double>();
+      const double stay =
+          objective.evaluate(state, at::zeros_like(c.firstDisplacement).unsqueeze(0)).objective.item<double>();
       out["objective_exact_map"] = exactObjective;
       out["objective_stay"] = stay;
       out["objective_gap_first"] = (step.objective - exactObjective) / std::abs(stay - exactObjective);

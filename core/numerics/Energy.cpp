@@ -60,8 +60,7 @@ double gaussBox(const std::function<double(double)>& f, int dim, const std::arra
 // Integral of f(|z|) over prod_a [0, size_a] with f integrably singular at the
 // corner z = 0: the corner sub-box is refined dyadically, the others are
 // smooth enough for Gauss-Legendre.
-double cornerSingularIntegral(const std::function<double(double)>& f, int dim, std::array<double, 3> size,
-                              int depth) {
+double cornerSingularIntegral(const std::function<double(double)>& f, int dim, std::array<double, 3> size, int depth) {
   double total = 0;
   for (int level = 0; level < depth; ++level) {
     std::array<double, 3> half{0.5 * size[0], 0.5 * size[1], 0.5 * size[2]};
@@ -80,27 +79,38 @@ double cornerSingularIntegral(const std::function<double(double)>& f, int dim, s
 
 std::string toString(InternalKind kind) {
   switch (kind) {
-    case InternalKind::Entropy: return "entropy";
-    case InternalKind::PorousMedium: return "porous-medium";
-    default: return "none";
+    case InternalKind::Entropy:
+      return "entropy";
+    case InternalKind::PorousMedium:
+      return "porous-medium";
+    default:
+      return "none";
   }
 }
 
 std::string toString(PotentialKind kind) {
   switch (kind) {
-    case PotentialKind::Quadratic: return "quadratic";
-    case PotentialKind::DoubleWell: return "double-well";
-    case PotentialKind::Values: return "values";
-    default: return "none";
+    case PotentialKind::Quadratic:
+      return "quadratic";
+    case PotentialKind::DoubleWell:
+      return "double-well";
+    case PotentialKind::Values:
+      return "values";
+    default:
+      return "none";
   }
 }
 
 std::string toString(KernelKind kind) {
   switch (kind) {
-    case KernelKind::Quadratic: return "quadratic";
-    case KernelKind::AttractiveRepulsive: return "attractive-repulsive";
-    case KernelKind::KellerSegel: return "keller-segel";
-    default: return "none";
+    case KernelKind::Quadratic:
+      return "quadratic";
+    case KernelKind::AttractiveRepulsive:
+      return "attractive-repulsive";
+    case KernelKind::KellerSegel:
+      return "keller-segel";
+    default:
+      return "none";
   }
 }
 
@@ -192,8 +202,7 @@ void EnergySpec::validate(int dim) const {
   }
   if (potential == PotentialKind::DoubleWell) {
     finite("well depth", wellDepth);
-    if (!(wellHalfWidth > 0))
-      throw InvalidParameter("well half-width", formatValue(wellHalfWidth), "must be > 0");
+    if (!(wellHalfWidth > 0)) throw InvalidParameter("well half-width", formatValue(wellHalfWidth), "must be > 0");
   }
   if (potential == PotentialKind::Values && !potentialValues.defined())
     throw InvalidParameter("potential values", "none", "a potential of kind 'values' needs an array on the grid");
@@ -211,8 +220,7 @@ void EnergySpec::validate(int dim) const {
       throw InvalidParameter("repulsive power", formatValue(repulsivePower),
                              "must be > -" + std::to_string(dim) + " so that the kernel is integrable");
     if (!(attractivePower > -dim))
-      throw InvalidParameter("attractive power", formatValue(attractivePower),
-                             "must be > -" + std::to_string(dim));
+      throw InvalidParameter("attractive power", formatValue(attractivePower), "must be > -" + std::to_string(dim));
   }
   if (kernel == KernelKind::KellerSegel && dim != 2)
     throw InvalidParameter("kernel", "keller-segel", "the Keller-Segel log kernel is defined in 2D only");
@@ -222,14 +230,14 @@ nlohmann::json EnergySpec::toJson() const {
   nlohmann::json json;
   json["preset"] = preset;
   json["internal"] = {{"kind", toString(internal)}, {"D", diffusion}, {"m", exponent}, {"log_floor", logFloor}};
-  json["potential"] = {{"kind", toString(potential)},
-                       {"strength", std::vector<double>(potentialStrength.begin(), potentialStrength.end())},
-                       {"centre",
-                        {numberOrNull(potentialCentre[0]), numberOrNull(potentialCentre[1]),
-                         numberOrNull(potentialCentre[2])}},
-                       {"well_depth", wellDepth},
-                       {"well_half_width", wellHalfWidth},
-                       {"values_hash", potentialHash()}};
+  json["potential"] = {
+      {"kind", toString(potential)},
+      {"strength", std::vector<double>(potentialStrength.begin(), potentialStrength.end())},
+      {"centre",
+       {numberOrNull(potentialCentre[0]), numberOrNull(potentialCentre[1]), numberOrNull(potentialCentre[2])}},
+      {"well_depth", wellDepth},
+      {"well_half_width", wellHalfWidth},
+      {"values_hash", potentialHash()}};
   json["kernel"] = {{"kind", toString(kernel)},
                     {"attraction", attraction},
                     {"repulsion", repulsion},
@@ -273,8 +281,7 @@ std::string EnergySpec::describe() const {
   if (internal == InternalKind::Entropy) out << sep << "D rho log rho, D=" << diffusion, sep = "; ";
   if (internal == InternalKind::PorousMedium)
     out << sep << "D rho^m/(m-1), m=" << exponent << ", D=" << diffusion, sep = "; ";
-  if (potential == PotentialKind::Quadratic)
-    out << sep << "quadratic potential a=" << potentialStrength[0], sep = "; ";
+  if (potential == PotentialKind::Quadratic) out << sep << "quadratic potential a=" << potentialStrength[0], sep = "; ";
   if (potential == PotentialKind::DoubleWell) out << sep << "double-well potential", sep = "; ";
   if (potential == PotentialKind::Values) out << sep << "potential from an array", sep = "; ";
   if (kernel == KernelKind::Quadratic) out << sep << "quadratic interaction c=" << attraction, sep = "; ";
@@ -355,9 +362,8 @@ Energy::Energy(EnergySpec spec, Grid grid) : spec_(std::move(spec)), grid_(grid)
   } else if (spec_.potential != PotentialKind::None) {
     potential_ = at::zeros(grid_.shape(), at::kDouble);
     for (int a = 0; a < d; ++a) {
-      const double centre = std::isnan(spec_.potentialCentre[a])
-                                ? 0.5 * (grid_.boxLower(a) + grid_.boxUpper(a))
-                                : spec_.potentialCentre[a];
+      const double centre = std::isnan(spec_.potentialCentre[a]) ? 0.5 * (grid_.boxLower(a) + grid_.boxUpper(a))
+                                                                 : spec_.potentialCentre[a];
       const at::Tensor offset = grid_.coordinate(a) - centre;
       if (spec_.potential == PotentialKind::DoubleWell && a == 0) {
         const at::Tensor s = offset * offset / (spec_.wellHalfWidth * spec_.wellHalfWidth) - 1.0;
@@ -398,22 +404,25 @@ Energy::Energy(EnergySpec spec, Grid grid) : spec_(std::move(spec)), grid_(grid)
 
 double Energy::kernel(double r) const {
   switch (spec_.kernel) {
-    case KernelKind::Quadratic: return spec_.attraction * 0.5 * r * r;
+    case KernelKind::Quadratic:
+      return spec_.attraction * 0.5 * r * r;
     case KernelKind::AttractiveRepulsive: {
       const double p = spec_.attractivePower, q = spec_.repulsivePower;
       const double attractive = spec_.attraction * std::pow(r, p) / p;
       const double repulsive = q == 0 ? std::log(r) : std::pow(r, q) / q;
       return attractive - spec_.repulsion * repulsive;
     }
-    case KernelKind::KellerSegel: return spec_.attraction * std::log(r) / (2 * kPi);
-    default: return 0;
+    case KernelKind::KellerSegel:
+      return spec_.attraction * std::log(r) / (2 * kPi);
+    default:
+      return 0;
   }
 }
 
 double Energy::kernelCellAverageAtZero() const {
-  const bool singular = spec_.kernel == KernelKind::KellerSegel ||
-                        (spec_.kernel == KernelKind::AttractiveRepulsive &&
-                         (spec_.repulsivePower <= 0 || spec_.attractivePower <= 0));
+  const bool singular =
+      spec_.kernel == KernelKind::KellerSegel ||
+      (spec_.kernel == KernelKind::AttractiveRepulsive && (spec_.repulsivePower <= 0 || spec_.attractivePower <= 0));
   if (!singular) return spec_.kernel == KernelKind::None ? 0.0 : kernel(0.0);
   // W is radial, so its mean over [-h/2, h/2]^d equals its mean over [0, h/2]^d.
   std::array<double, 3> half{0.5 * grid_.spacing[0], 0.5 * grid_.spacing[1], 0.5 * grid_.spacing[2]};
@@ -462,7 +471,8 @@ EnergyParts Energy::parts(const at::Tensor& rho) const {
     const double m = spec_.exponent;
     parts.internal = spec_.diffusion / (m - 1) * volume * sumOverGrid(rho.clamp_min(0).pow(m));
   }
-  if (potential_.defined()) parts.potential = volume * sumOverGrid(rho * potentialOnGrid(rho.device()).to(rho.scalar_type()));
+  if (potential_.defined())
+    parts.potential = volume * sumOverGrid(rho * potentialOnGrid(rho.device()).to(rho.scalar_type()));
   if (spec_.kernel != KernelKind::None) parts.interaction = 0.5 * volume * sumOverGrid(convolve(rho) * rho);
   return parts;
 }

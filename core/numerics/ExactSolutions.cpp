@@ -106,8 +106,8 @@ BarenblattProfile barenblattSolution(double t, double totalMass, int dim, double
   const double alpha = dim / (dim * (m - 1) + 2), beta = alpha / dim, k = (m - 1) * beta / (2 * m);
   const double exponent = 1.0 / (m - 1);
   // mass = C^(1/(m-1) + d/2) k^(-d/2) * int (1 - |z|^2)_+^(1/(m-1)) dz.
-  const double C = std::pow(totalMass * std::pow(k, 0.5 * dim) / unitProfileMass(dim, exponent),
-                            1.0 / (exponent + 0.5 * dim));
+  const double C =
+      std::pow(totalMass * std::pow(k, 0.5 * dim) / unitProfileMass(dim, exponent), 1.0 / (exponent + 0.5 * dim));
   BarenblattProfile p;
   p.m = m;
   p.centre = centre;

@@ -7,8 +7,7 @@
 
 namespace jko {
 
-Grid Grid::box(int dim, std::array<int64_t, 3> cells, std::array<double, 3> lower,
-               std::array<double, 3> upper) {
+Grid Grid::box(int dim, std::array<int64_t, 3> cells, std::array<double, 3> lower, std::array<double, 3> upper) {
   Grid grid;
   grid.dim = dim;
   for (int a = 0; a < 3; ++a) {
@@ -30,8 +29,7 @@ Grid Grid::box(int dim, std::array<int64_t, 3> cells, std::array<double, 3> lowe
 Grid Grid::unitBox(int dim, int64_t n) { return box(dim, {n, n, n}, {0, 0, 0}, {1, 1, 1}); }
 
 void Grid::validate() const {
-  if (dim != 2 && dim != 3)
-    throw InvalidParameter("dimension", formatValue(dim), "only 2D and 3D grids are supported");
+  if (dim != 2 && dim != 3) throw InvalidParameter("dimension", formatValue(dim), "only 2D and 3D grids are supported");
   for (int a = 0; a < dim; ++a) {
     if (n[a] < 2)
       throw InvalidParameter("grid size along axis " + std::to_string(a), formatValue(n[a]),
@@ -40,8 +38,7 @@ void Grid::validate() const {
       throw InvalidParameter("spacing along axis " + std::to_string(a), formatValue(spacing[a]),
                              "spacing must be a positive finite number");
     if (!std::isfinite(origin[a]))
-      throw InvalidParameter("origin along axis " + std::to_string(a), formatValue(origin[a]),
-                             "origin must be finite");
+      throw InvalidParameter("origin along axis " + std::to_string(a), formatValue(origin[a]), "origin must be finite");
   }
 }
 
@@ -84,8 +81,7 @@ bool Grid::sameAs(const Grid& other, double tol) const {
     if (n[a] != other.n[a]) return false;
     const double scale = std::max(std::abs(spacing[a]), std::abs(other.spacing[a]));
     if (std::abs(spacing[a] - other.spacing[a]) > tol * scale) return false;
-    if (std::abs(origin[a] - other.origin[a]) > tol * std::max(scale, std::abs(origin[a])))
-      return false;
+    if (std::abs(origin[a] - other.origin[a]) > tol * std::max(scale, std::abs(origin[a]))) return false;
   }
   return true;
 }

@@ -24,8 +24,7 @@ struct Grid {
   std::array<double, 3> spacing{1, 1, 1};
 
   /// The grid of `cells` cells per axis filling the box [lower, upper] per axis.
-  static Grid box(int dim, std::array<int64_t, 3> cells, std::array<double, 3> lower,
-                  std::array<double, 3> upper);
+  static Grid box(int dim, std::array<int64_t, 3> cells, std::array<double, 3> lower, std::array<double, 3> upper);
   /// n^dim cells filling the unit box [0, 1]^dim.
   static Grid unitBox(int dim, int64_t n);
 

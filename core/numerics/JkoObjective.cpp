@@ -10,8 +10,8 @@ void validateDensity(const at::Tensor& rho, const Grid& grid) {
   std::ostringstream sizes;
   sizes << rho.sizes();
   if (rho.dim() != grid.dim + 1)
-    throw InvalidDensity("density of shape " + sizes.str() + " does not fit the " + std::to_string(grid.dim) +
-                         "D " + grid.describe() + "; give one value per grid node");
+    throw InvalidDensity("density of shape " + sizes.str() + " does not fit the " + std::to_string(grid.dim) + "D " +
+                         grid.describe() + "; give one value per grid node");
   for (int a = 0; a < grid.dim; ++a)
     if (rho.size(a + 1) != grid.n[a])
       throw InvalidDensity("density of shape " + sizes.str() + " does not fit the " + grid.describe());
@@ -51,8 +51,7 @@ JkoTerms JkoObjective::evaluate(const JkoState& state, const at::Tensor& displac
   terms.deposited = pushForward_.deposit(state.masses, displacement);
   terms.energy = (*energy_)(terms.deposited);
   const at::Tensor u = displacement.to(at::kDouble);
-  terms.transport =
-      (0.5 / tau_) * grid().cellVolume() * (state.weights.unsqueeze(1) * u * u).flatten(1).sum(1);
+  terms.transport = (0.5 / tau_) * grid().cellVolume() * (state.weights.unsqueeze(1) * u * u).flatten(1).sum(1);
   terms.objective = terms.energy + terms.transport;
   return terms;
 }

@@ -11,13 +11,13 @@
 namespace jko {
 
 struct ProgressEvent {
-  std::string stage;     ///< "reference step", "training", "rollout", ...
-  double fraction = 0;   ///< overall completion in [0, 1]
-  int step = -1;         ///< JKO step (frame) index, when relevant
-  int round = -1;        ///< Learn-to-Evolve round, when relevant
-  int epoch = -1;        ///< epoch within the round, when relevant
+  std::string stage;    ///< "reference step", "training", "rollout", ...
+  double fraction = 0;  ///< overall completion in [0, 1]
+  int step = -1;        ///< JKO step (frame) index, when relevant
+  int round = -1;       ///< Learn-to-Evolve round, when relevant
+  int epoch = -1;       ///< epoch within the round, when relevant
   double loss = std::numeric_limits<double>::quiet_NaN();
-  std::string message;   ///< one human-readable line
+  std::string message;  ///< one human-readable line
 };
 
 /// Called with each progress event; returning false asks the routine to stop

@@ -4,6 +4,7 @@
 
 #include <sstream>
 
+#include "numerics/DepositKernel.h"
 #include "numerics/Errors.h"
 
 namespace jko {
@@ -107,12 +108,17 @@ at::Tensor PushForward::prefilter(const at::Tensor& rho) const {
     return m;
   }
   at::Tensor m = rho.to(at::kDouble);
-  for (int a = 0; a < d; ++a)
-    m = m.movedim(a + 1, -1).matmul(inverseFilter(a, rho.device())).movedim(-1, a + 1);
+  for (int a = 0; a < d; ++a) m = m.movedim(a + 1, -1).matmul(inverseFilter(a, rho.device())).movedim(-1, a + 1);
   return m.contiguous();
 }
 
 at::Tensor PushForward::deposit(const at::Tensor& masses, const at::Tensor& displacement) const {
+  const at::Tensor u = displacement.to(masses.scalar_type());
+  if (fusedDepositApplies(masses, u)) return fusedDeposit(masses, u, grid_);
+  return depositByTensorOperations(masses, u);
+}
+
+at::Tensor PushForward::depositByTensorOperations(const at::Tensor& masses, const at::Tensor& displacement) const {
   const int d = grid_.dim;
   const int64_t batch = masses.size(0), nodes = grid_.numNodes();
   const auto options = masses.options();
@@ -165,7 +171,8 @@ at::Tensor PushForward::limit(const at::Tensor& raw, const at::Tensor& targetMas
   if (r.min().item<double>() < 0) {
     const at::Tensor positive = r.clamp_min(0), negative = (-r).clamp_min(0);
     const at::Tensor neighbourhood = box3Sum(positive, grid_.dim);
-    const at::Tensor share = at::where(negative > 0, negative / neighbourhood.clamp_min(1e-300), at::zeros_like(negative));
+    const at::Tensor share =
+        at::where(negative > 0, negative / neighbourhood.clamp_min(1e-300), at::zeros_like(negative));
     r = (positive - positive * box3Sum(share, grid_.dim)).clamp_min(0);
   }
   std::vector<int64_t> view(r.dim(), 1);

@@ -33,6 +33,9 @@ class PushForward {
   /// by `displacement` (B, dim, n...), in physical units. Differentiable in
   /// both arguments. The output has the masses' dtype.
   at::Tensor deposit(const at::Tensor& masses, const at::Tensor& displacement) const;
+  /// The same with tensor operations only (any device); deposit() uses a
+  /// fused kernel on CPU float64.
+  at::Tensor depositByTensorOperations(const at::Tensor& masses, const at::Tensor& displacement) const;
 
   /// Output positivity limiter (DESIGN.md §2.2 step 5): moves negative mass
   /// onto positive neighbours within a 3^d box, clamps at zero, and rescales

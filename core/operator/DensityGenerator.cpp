@@ -11,11 +11,13 @@ constexpr double kPi = 3.14159265358979323846;
 }
 
 const std::vector<std::string>& DensityGenerator::kindNames() {
-  static const std::vector<std::string> names{"gaussian-mixture", "smooth-field", "ring", "bumps", "disk", "barenblatt"};
+  static const std::vector<std::string> names{"gaussian-mixture", "smooth-field", "ring", "bumps", "disk",
+                                              "barenblatt"};
   return names;
 }
 
-DensityGenerator::DensityGenerator(const Grid& grid, DensityRanges ranges, uint64_t seed, std::vector<std::string> kinds)
+DensityGenerator::DensityGenerator(const Grid& grid, DensityRanges ranges, uint64_t seed,
+                                   std::vector<std::string> kinds)
     : grid_(grid), ranges_(ranges), random_(seed), kinds_(std::move(kinds)) {
   grid_.validate();
   if (kinds_.empty()) kinds_ = {"gaussian-mixture", "bumps", "smooth-field", "ring"};
@@ -65,8 +67,7 @@ at::Tensor DensityGenerator::next(const std::string& kind) {
   for (int a = 0; a < d; ++a) length = std::min(length, grid_.boxLength(a));
   auto randomCentre = [&](double margin) {
     std::array<double, 3> c{0, 0, 0};
-    for (int a = 0; a < d; ++a)
-      c[a] = grid_.boxLower(a) + grid_.boxLength(a) * uniform(margin, 1 - margin);
+    for (int a = 0; a < d; ++a) c[a] = grid_.boxLower(a) + grid_.boxLength(a) * uniform(margin, 1 - margin);
     return c;
   };
   auto isotropic = [](double s) { return std::array<double, 3>{s, s, s}; };
@@ -77,7 +78,8 @@ at::Tensor DensityGenerator::next(const std::string& kind) {
     for (int j = 0; j < count; ++j) {
       std::array<double, 3> sigma;
       for (int a = 0; a < 3; ++a) sigma[a] = length * uniform(0.05, 0.12);
-      shape = shape + uniform(0.3, 1.0) * at::exp(-0.5 * centredSquaredDistance(randomCentre(ranges_.margin + 0.1), sigma));
+      shape =
+          shape + uniform(0.3, 1.0) * at::exp(-0.5 * centredSquaredDistance(randomCentre(ranges_.margin + 0.1), sigma));
     }
   } else if (kind == "bumps") {
     // (A - q|x - c|^2)_+^(1/(m-1)): compact support with a front, like Barenblatt.
@@ -88,7 +90,8 @@ at::Tensor DensityGenerator::next(const std::string& kind) {
       std::array<double, 3> radius;
       const double r = length * uniform(0.08, 0.22);
       for (int a = 0; a < 3; ++a) radius[a] = r * uniform(0.75, 1.33);
-      const at::Tensor profile = (1.0 - centredSquaredDistance(randomCentre(ranges_.margin + 0.12), radius)).clamp_min(0);
+      const at::Tensor profile =
+          (1.0 - centredSquaredDistance(randomCentre(ranges_.margin + 0.12), radius)).clamp_min(0);
       shape = shape + uniform(0.4, 1.0) * profile.pow(power);
     }
   } else if (kind == "smooth-field") {
@@ -115,7 +118,9 @@ at::Tensor DensityGenerator::next(const std::string& kind) {
     if (shape.sum().item<double>() == 0) shape = (r2 == r2.min()).to(at::kDouble);
   } else {  // barenblatt
     const double power = 1.0 / (ranges_.bumpExponent - 1);
-    shape = (1.0 - centredSquaredDistance(randomCentre(0.3), isotropic(length * uniform(0.12, 0.22)))).clamp_min(0).pow(power);
+    shape = (1.0 - centredSquaredDistance(randomCentre(0.3), isotropic(length * uniform(0.12, 0.22))))
+                .clamp_min(0)
+                .pow(power);
   }
   return scaled(shape).contiguous();
 }

@@ -30,7 +30,8 @@ class FourierNeuralOperator : public VelocityNetwork {
         addParameter("layer" + std::to_string(l) + ".spectral" + std::to_string(j),
                      at::rand(spectralShape, generator, at::kFloat) / (width * width));
       layer.pointwise = parameters_.size();
-      addParameter("layer" + std::to_string(l) + ".pointwise.weight", uniform({width, width}, 1 / std::sqrt(double(width))));
+      addParameter("layer" + std::to_string(l) + ".pointwise.weight",
+                   uniform({width, width}, 1 / std::sqrt(double(width))));
       addParameter("layer" + std::to_string(l) + ".pointwise.bias", uniform({width}, 1 / std::sqrt(double(width))));
       layers_.push_back(layer);
     }
@@ -39,7 +40,8 @@ class FourierNeuralOperator : public VelocityNetwork {
     addParameter("project.hidden.bias", uniform({config.hidden}, 1 / std::sqrt(double(width))));
     projectOut_ = parameters_.size();
     // Small output at start: the operator begins as the explicit step.
-    addParameter("project.out.weight", uniform({outputChannels, config.hidden}, 0.01 / std::sqrt(double(config.hidden))));
+    addParameter("project.out.weight",
+                 uniform({outputChannels, config.hidden}, 0.01 / std::sqrt(double(config.hidden))));
     addParameter("project.out.bias", at::zeros({outputChannels}));
   }
 
@@ -92,8 +94,7 @@ class FourierNeuralOperator : public VelocityNetwork {
     }
     const at::Tensor xf = at::fft_rfftn(x, c10::nullopt, at::IntArrayRef(dims));
     std::vector<int64_t> kept(d);
-    for (int a = 0; a < d; ++a)
-      kept[a] = std::min<int64_t>(config_.modes, a + 1 < d ? sizes[a] / 2 : xf.size(1 + a));
+    for (int a = 0; a < d; ++a) kept[a] = std::min<int64_t>(config_.modes, a + 1 < d ? sizes[a] / 2 : xf.size(1 + a));
     std::vector<int64_t> outShape(xf.sizes().begin(), xf.sizes().end());
     outShape.back() = config_.width;
     at::Tensor out = at::zeros(outShape, xf.options());

@@ -1,9 +1,8 @@
 #include "operator/LearnToEvolveTrainer.h"
 
-#include <torch/optim/adam.h>
-#include <torch/nn/utils/clip_grad.h>
-
 #include <ATen/Parallel.h>
+#include <torch/nn/utils/clip_grad.h>
+#include <torch/optim/adam.h>
 
 #include <algorithm>
 #include <chrono>
@@ -51,15 +50,19 @@ Dataset makeDataset(const LearnedOperator& op, const JkoObjective& objective, co
   // tau sum w |v0|^2 |h|: about twice the decrease of the explicit step,
   // so every sample weighs alike whatever its speed.
   const at::Tensor v0 = op.baseVelocity(objective.energy(), state.density);
-  data.scale = objective.tau() * objective.grid().cellVolume() *
-               (state.weights.unsqueeze(1) * v0 * v0).flatten(1).sum(1);
+  data.scale =
+      objective.tau() * objective.grid().cellVolume() * (state.weights.unsqueeze(1) * v0 * v0).flatten(1).sum(1);
   return data;
 }
 
 Dataset concatenate(const Dataset& a, const Dataset& b) {
   if (a.size() == 0) return b;
-  return {at::cat({a.density, b.density}), at::cat({a.masses, b.masses}),   at::cat({a.weights, b.weights}),
-          at::cat({a.mass, b.mass}),       at::cat({a.initialObjective, b.initialObjective}), at::cat({a.scale, b.scale})};
+  return {at::cat({a.density, b.density}),
+          at::cat({a.masses, b.masses}),
+          at::cat({a.weights, b.weights}),
+          at::cat({a.mass, b.mass}),
+          at::cat({a.initialObjective, b.initialObjective}),
+          at::cat({a.scale, b.scale})};
 }
 
 // Normalised JKO loss (J(u) - J(0)) / scale per sample, averaged.
@@ -147,7 +150,8 @@ void TrainingOptions::validate() const {
   if (device == "cuda" && !cudaAvailable())
     throw InvalidParameter("device", "cuda", "this LibTorch build has no CUDA device; use cpu");
   for (int a = 0; a < dim; ++a)
-    if (!(boxUpper[a] > boxLower[a])) throw InvalidParameter("box", formatValue(boxUpper[a]), "upper must exceed lower");
+    if (!(boxUpper[a] > boxLower[a]))
+      throw InvalidParameter("box", formatValue(boxUpper[a]), "upper must exceed lower");
   if (resume && checkpoint.empty()) throw InvalidParameter("resume", "true", "resuming needs a checkpoint file");
 }
 
@@ -196,7 +200,8 @@ TrainingResult LearnToEvolveTrainer::train(const ProgressCallback& progress) {
     metadata.ranges.gridMin = metadata.ranges.gridMax = o.grid;
     for (int a = 0; a < o.dim; ++a) metadata.ranges.boxLength[a] = grid.boxLength(a);
     const at::Tensor potential = energy->potentialOnGrid(device);
-    if (potential.defined()) metadata.scales.potential = std::max((potential - potential.mean()).abs().max().item<double>(), 1e-12);
+    if (potential.defined())
+      metadata.scales.potential = std::max((potential - potential.mean()).abs().max().item<double>(), 1e-12);
   }
   // kappa of the resolvent: the diffusivity of the linearised internal energy
   // at the largest peak trained on (the stiffest case).
@@ -273,9 +278,9 @@ TrainingResult LearnToEvolveTrainer::train(const ProgressCallback& progress) {
     nlohmann::json meta = op->metadata().toJson();
     std::ostringstream randomState;
     randomState << random;
-    meta["checkpoint"] = {{"round", round},          {"best_gap", bestGap},    {"best_round", bestRound},
-                          {"random", randomState.str()}, {"rounds", rounds},   {"seed", o.seed},
-                          {"mode", o.mode}};
+    meta["checkpoint"] = {
+        {"round", round},   {"best_gap", bestGap}, {"best_round", bestRound}, {"random", randomState.str()},
+        {"rounds", rounds}, {"seed", o.seed},      {"mode", o.mode}};
     archive.metadata = meta;
     const auto& parameters = op->network().namedParameters();
     for (size_t i = 0; i < parameters.size(); ++i) {
@@ -297,13 +302,16 @@ TrainingResult LearnToEvolveTrainer::train(const ProgressCallback& progress) {
   if (o.resume) {
     const OperatorArchive archive = readOperatorArchive(o.checkpoint);
     const nlohmann::json& meta = archive.metadata;
-    if (!meta.contains("checkpoint")) throw OperatorFileError(o.checkpoint + " is an operator file, not a training checkpoint");
+    if (!meta.contains("checkpoint"))
+      throw OperatorFileError(o.checkpoint + " is an operator file, not a training checkpoint");
     const OperatorMetadata saved = OperatorMetadata::fromJson(meta);
     std::string difference;
     if (!saved.energy.sameAs(o.energy, &difference) || saved.dim != o.dim || std::abs(saved.tau - o.tau) > 1e-12 ||
         meta["checkpoint"]["seed"].get<uint64_t>() != o.seed || meta["checkpoint"]["mode"] != o.mode)
-      throw OperatorFileError(o.checkpoint + " was written by a different training (energy, dimension, tau, seed or "
-                              "mode differ" + (difference.empty() ? "" : ": " + difference) + ")");
+      throw OperatorFileError(o.checkpoint +
+                              " was written by a different training (energy, dimension, tau, seed or "
+                              "mode differ" +
+                              (difference.empty() ? "" : ": " + difference) + ")");
     op->metadata().scales = saved.scales;
     op->network().loadParameters(archive.tensors);
     std::vector<std::pair<std::string, at::Tensor>> bestValues;
@@ -392,14 +400,16 @@ TrainingResult LearnToEvolveTrainer::train(const ProgressCallback& progress) {
     // Learn-to-Evolve: roll the current operator out from S0 (no gradient),
     // horizon growing to K by the last round, and train on all frames.
     if (o.mode == "learn-to-evolve" && round < o.rounds && !stopped) {
-      const int horizon = o.rounds > 1 ? std::min<int>(o.horizon, (o.horizon * round + o.rounds - 2) / (o.rounds - 1)) : o.horizon;
+      const int horizon =
+          o.rounds > 1 ? std::min<int>(o.horizon, (o.horizon * round + o.rounds - 2) / (o.rounds - 1)) : o.horizon;
       std::vector<at::Tensor> frames{S0};
       at::Tensor rho = S0;
       for (int k = 0; k < horizon; ++k) {
         rho = op->step(rho, grid).next;
         frames.push_back(rho);
       }
-      data = concatenate(initialSet, makeDataset(*op, objective, at::cat(std::vector<at::Tensor>(frames.begin() + 1, frames.end()))));
+      data = concatenate(
+          initialSet, makeDataset(*op, objective, at::cat(std::vector<at::Tensor>(frames.begin() + 1, frames.end()))));
       record["horizon"] = horizon;
     }
     rounds.push_back(record);

@@ -29,12 +29,12 @@ struct TrainingOptions {
   NetworkConfig network;
   std::string mode = "learn-to-evolve";  ///< or "initial-only" (the ablation: same optimiser steps)
   int rounds = 8;
-  int epochs = 40;   ///< per round; an epoch is ceil(initial densities / batch) optimiser steps
+  int epochs = 30;  ///< per round; an epoch is ceil(initial densities / batch) optimiser steps
   int batch = 16;
   double learningRate = 2e-3;
-  int horizon = 20;      ///< K: rollout length reached by the last round
-  int generated = 64;    ///< random initial densities added to the user's
-  int validation = 8;    ///< held-out random densities for checkpoint selection
+  int horizon = 20;    ///< K: rollout length reached by the last round
+  int generated = 64;  ///< random initial densities added to the user's
+  int validation = 8;  ///< held-out random densities for checkpoint selection
   uint64_t seed = 1;
   double maxSeconds = 0;  ///< stop (and keep the best so far) after this long; 0: no cap
   std::string device = "cpu";

@@ -11,9 +11,7 @@
 #include "runtime/Runtime.h"
 
 namespace jko {
-namespace {
-
-}  // namespace
+namespace {}  // namespace
 
 // Features: rho, vE, vR, coordinates (dim each) and V where there is one.
 int LearnedOperator::inputChannels(const OperatorMetadata& m) {
@@ -80,7 +78,8 @@ at::Tensor resolvent(const at::Tensor& f, const Grid& grid, double c) {
     const at::Tensor j = at::arange(count, f.options());
     std::vector<int64_t> view(d + 1, 1);
     view[a + 1] = count;
-    eigenvalue = eigenvalue + ((2.0 - 2.0 * at::cos(M_PI * j / grid.n[a])) / (grid.spacing[a] * grid.spacing[a])).view(view);
+    eigenvalue =
+        eigenvalue + ((2.0 - 2.0 * at::cos(M_PI * j / grid.n[a])) / (grid.spacing[a] * grid.spacing[a])).view(view);
   }
   at::Tensor y = at::fft_irfftn(spectrum / (1.0 + c * eigenvalue), at::IntArrayRef(sizes), at::IntArrayRef(dims));
   for (int a = 0; a < d; ++a) y = y.narrow(a + 1, 0, grid.n[a]);
@@ -113,8 +112,7 @@ at::Tensor gradient(const at::Tensor& phi, const Grid& grid) {
 LearnedOperator::LearnedOperator(OperatorMetadata metadata, std::shared_ptr<VelocityNetwork> network)
     : metadata_(std::move(metadata)), network_(std::move(network)) {
   if (!network_) throw OperatorFileError("an operator needs a network");
-  if (network_->inputChannels() != inputChannels(metadata_) ||
-      network_->outputChannels() != outputChannels(metadata_))
+  if (network_->inputChannels() != inputChannels(metadata_) || network_->outputChannels() != outputChannels(metadata_))
     throw OperatorFileError("the network's channels (" + std::to_string(network_->inputChannels()) + " in, " +
                             std::to_string(network_->outputChannels()) + " out) do not fit the operator metadata (" +
                             std::to_string(inputChannels(metadata_)) + " in, " +
@@ -133,8 +131,8 @@ std::shared_ptr<LearnedOperator> LearnedOperator::load(const std::string& path, 
       throw OperatorFileError(path + " says it holds a TorchScript network; load the .pt file instead");
     std::shared_ptr<VelocityNetwork> network;
     try {
-      network = VelocityNetwork::create(metadata.network, metadata.dim, inputChannels(metadata),
-                                        outputChannels(metadata), 0);
+      network =
+          VelocityNetwork::create(metadata.network, metadata.dim, inputChannels(metadata), outputChannels(metadata), 0);
     } catch (const InvalidParameter& e) {
       throw OperatorFileError(path + " describes an invalid network: " + e.what());
     }
@@ -176,7 +174,8 @@ void LearnedOperator::save(const std::string& path) const {
   OperatorMetadata metadata = metadata_;
   metadata.libtorchVersion = libtorchVersion();
   archive.metadata = metadata.toJson();
-  for (const auto& [name, tensor] : network_->namedParameters()) archive.tensors.emplace_back(name, tensor.to(at::kCPU));
+  for (const auto& [name, tensor] : network_->namedParameters())
+    archive.tensors.emplace_back(name, tensor.to(at::kCPU));
   if (metadata_.energy.potential == PotentialKind::Values)
     archive.tensors.emplace_back("potential.values", metadata_.energy.potentialValues.to(at::kCPU, at::kDouble));
   writeOperatorArchive(path, archive);
@@ -189,7 +188,8 @@ void LearnedOperator::to(const at::Device& device) {
   device_ = device;
 }
 
-std::vector<std::string> LearnedOperator::checkCompatible(const Grid& grid, const EnergySpec* energy, double tau) const {
+std::vector<std::string> LearnedOperator::checkCompatible(const Grid& grid, const EnergySpec* energy,
+                                                          double tau) const {
   const OperatorMetadata& m = metadata_;
   if (grid.dim != m.dim)
     throw OperatorFileError("this operator was trained on " + std::to_string(m.dim) + "D densities; the data is " +
@@ -199,8 +199,8 @@ std::vector<std::string> LearnedOperator::checkCompatible(const Grid& grid, cons
     throw OperatorFileError("this operator was trained for " + m.energy.describe() + ", not for " + energy->describe() +
                             " (" + difference + "): choose the operator's energy or train a new operator");
   if (tau > 0 && std::abs(tau - m.tau) > 1e-9 * m.tau)
-    throw OperatorFileError("this operator was trained for tau = " + formatValue(m.tau) + ", not tau = " +
-                            formatValue(tau) + ": use its tau or train a new operator");
+    throw OperatorFileError("this operator was trained for tau = " + formatValue(m.tau) +
+                            ", not tau = " + formatValue(tau) + ": use its tau or train a new operator");
   if (m.energy.potential == PotentialKind::Values && m.energy.potentialValues.defined() &&
       m.energy.potentialValues.sizes() != at::IntArrayRef(grid.shape()))
     throw OperatorFileError("this operator's potential is an array on another grid; it runs on that grid only");

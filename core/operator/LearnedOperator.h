@@ -58,8 +58,7 @@ class LearnedOperator {
   /// energy or tau other than the operator's when given. Returns warnings
   /// for what may be inaccurate: a box, grid, mass or peak density outside
   /// the training ranges.
-  std::vector<std::string> checkCompatible(const Grid& grid, const EnergySpec* energy = nullptr,
-                                           double tau = 0) const;
+  std::vector<std::string> checkCompatible(const Grid& grid, const EnergySpec* energy = nullptr, double tau = 0) const;
 
   /// What the network works from, on the network grid.
   struct NetworkInputs {

@@ -75,10 +75,18 @@ void writeOperatorArchive(const std::string& path, const OperatorArchive& archiv
     const at::Tensor tensor = tensorIn.detach().to(at::kCPU).contiguous();
     uint8_t type;
     switch (tensor.scalar_type()) {
-      case at::kFloat: type = 0; break;
-      case at::kDouble: type = 1; break;
-      case at::kLong: type = 2; break;
-      default: throw OperatorFileError("cannot store tensor '" + name + "' of type " + std::string(c10::toString(tensor.scalar_type())));
+      case at::kFloat:
+        type = 0;
+        break;
+      case at::kDouble:
+        type = 1;
+        break;
+      case at::kLong:
+        type = 2;
+        break;
+      default:
+        throw OperatorFileError("cannot store tensor '" + name + "' of type " +
+                                std::string(c10::toString(tensor.scalar_type())));
     }
     put<uint32_t>(out, static_cast<uint32_t>(name.size()));
     out += name;

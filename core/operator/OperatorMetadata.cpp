@@ -5,8 +5,9 @@
 namespace jko {
 
 nlohmann::json NetworkConfig::toJson() const {
-  return {{"kind", kind},     {"width", width},     {"modes", modes},          {"layers", layers},
-          {"hidden", hidden}, {"pad_fraction", padFraction}, {"unet_base", unetBase}, {"grid", grid}};
+  return {{"kind", kind},          {"width", width},   {"modes", modes},
+          {"layers", layers},      {"hidden", hidden}, {"pad_fraction", padFraction},
+          {"unet_base", unetBase}, {"grid", grid}};
 }
 
 NetworkConfig NetworkConfig::fromJson(const nlohmann::json& json) {
@@ -40,7 +41,11 @@ void NetworkConfig::validate() const {
 }
 
 nlohmann::json FeatureScales::toJson() const {
-  return {{"density", density}, {"velocity", velocity}, {"potential", potential}, {"diffusivity", diffusivity}, {"cap_cells", capCells}};
+  return {{"density", density},
+          {"velocity", velocity},
+          {"potential", potential},
+          {"diffusivity", diffusivity},
+          {"cap_cells", capCells}};
 }
 
 FeatureScales FeatureScales::fromJson(const nlohmann::json& json) {

@@ -20,9 +20,10 @@ struct NetworkConfig {
   int modes = 12;            ///< FNO Fourier modes kept per axis
   int layers = 4;            ///< FNO spectral layers
   int hidden = 64;           ///< FNO projection width
-  double padFraction = 0.125;  ///< zero padding per axis, as a fraction of the grid (same physical frequencies at any resolution)
-  int unetBase = 16;         ///< U-Net channels at the finest level
-  int grid = 32;             ///< network grid: at most this many nodes per axis
+  double padFraction =
+      0.125;  ///< zero padding per axis, as a fraction of the grid (same physical frequencies at any resolution)
+  int unetBase = 16;  ///< U-Net channels at the finest level
+  int grid = 64;      ///< network grid: at most this many nodes per axis
 
   nlohmann::json toJson() const;
   static NetworkConfig fromJson(const nlohmann::json& json);

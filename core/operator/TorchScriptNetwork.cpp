@@ -40,7 +40,8 @@ class TorchScriptNetwork : public VelocityNetwork {
 
 }  // namespace
 
-std::shared_ptr<VelocityNetwork> loadTorchScriptNetwork(const std::string& path, const NetworkShapeFromMetadata& shape) {
+std::shared_ptr<VelocityNetwork> loadTorchScriptNetwork(const std::string& path,
+                                                        const NetworkShapeFromMetadata& shape) {
   torch::jit::ExtraFilesMap extra{{"jko_metadata.json", ""}};
   torch::jit::Module module;
   try {
@@ -49,8 +50,9 @@ std::shared_ptr<VelocityNetwork> loadTorchScriptNetwork(const std::string& path,
     throw OperatorFileError(path + " is not a readable TorchScript module: " + e.what_without_backtrace());
   }
   if (extra["jko_metadata.json"].empty())
-    throw OperatorFileError(path + " has no extra file 'jko_metadata.json' with the operator metadata; export it with "
-                                   "_extra_files (see examples/export_torchscript.py)");
+    throw OperatorFileError(path +
+                            " has no extra file 'jko_metadata.json' with the operator metadata; export it with "
+                            "_extra_files (see examples/export_torchscript.py)");
   const auto [dim, inputChannels, outputChannels] = shape(extra["jko_metadata.json"]);
   return std::make_shared<TorchScriptNetwork>(std::move(module), dim, inputChannels, outputChannels);
 }

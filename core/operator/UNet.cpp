@@ -28,7 +28,8 @@ class UNet : public VelocityNetwork {
     decoder2_ = {conv("dec2.a", 2 * c, 6 * c), conv("dec2.b", 2 * c, 2 * c)};
     decoder1_ = {conv("dec1.a", c, 3 * c), conv("dec1.b", c, c)};
     out_ = parameters_.size();
-    addParameter("out.weight", (at::rand({outputChannels, c}, generator, at::kFloat) * 2 - 1) * 0.01 / std::sqrt(double(c)));
+    addParameter("out.weight",
+                 (at::rand({outputChannels, c}, generator, at::kFloat) * 2 - 1) * 0.01 / std::sqrt(double(c)));
     addParameter("out.bias", at::zeros({outputChannels}));
   }
 

@@ -7,9 +7,9 @@
 
 #include <cstdint>
 #include <functional>
-#include <tuple>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -64,8 +64,8 @@ std::shared_ptr<VelocityNetwork> makeFourierNeuralOperator(const NetworkConfig& 
                                                            int outputChannels, uint64_t seed);
 
 /// Two-level U-Net of 3^d convolutions (the alternative to measure against).
-std::shared_ptr<VelocityNetwork> makeUNet(const NetworkConfig& config, int dim, int inputChannels,
-                                          int outputChannels, uint64_t seed);
+std::shared_ptr<VelocityNetwork> makeUNet(const NetworkConfig& config, int dim, int inputChannels, int outputChannels,
+                                          uint64_t seed);
 
 /// Reads the module's metadata JSON and returns (dim, input channels, output channels).
 using NetworkShapeFromMetadata = std::function<std::tuple<int, int, int>(const std::string& metadataJson)>;

@@ -47,11 +47,13 @@ TEST(BadInput, Densities) {
   expectErrorMentioning<InvalidDensity>([&] { objective.prepare(rho); }, "negative");
   rho[2][3] = NAN;
   expectErrorMentioning<InvalidDensity>([&] { objective.prepare(rho); }, "NaN");
-  expectErrorMentioning<InvalidDensity>([&] { objective.prepare(at::zeros(grid.shape(), at::kDouble)); },
-                                        "zero mass");
+  expectErrorMentioning<InvalidDensity>([&] { objective.prepare(at::zeros(grid.shape(), at::kDouble)); }, "zero mass");
   expectErrorMentioning<InvalidDensity>([&] { objective.prepare(at::ones({8, 9}, at::kDouble)); }, "does not fit");
-  expectErrorMentioning<InvalidDensity>([&] { objective.prepare(at::ones({2, 8, 8, 8}, at::kDouble)); },
-                                        "does not fit");
+  expectErrorMentioning<InvalidDensity>(
+      [&] {
+        objective.prepare(at::ones({2, 8, 8, 8}, at::kDouble));
+      },
+      "does not fit");
 }
 
 TEST(BadInput, PotentialArrayOfTheWrongShape) {

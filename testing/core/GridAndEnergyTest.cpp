@@ -39,10 +39,10 @@ TEST(Energy, EntropyOfAnisotropicGaussian) {
   const Energy energy(EnergySpec::heat(D), grid);
   const double value = energy(exact::density(grid, g).unsqueeze(0)).item<double>();
   // int rho log rho = M log M - M (sum_k log(2 pi sigma_k^2) / 2 + d / 2).
-  const double expected = D * g.mass *
-                          (std::log(g.mass) - 0.5 * (std::log(2 * kPi * g.sigma[0] * g.sigma[0]) +
-                                                     std::log(2 * kPi * g.sigma[1] * g.sigma[1])) -
-                           1.0);
+  const double expected =
+      D * g.mass *
+      (std::log(g.mass) -
+       0.5 * (std::log(2 * kPi * g.sigma[0] * g.sigma[0]) + std::log(2 * kPi * g.sigma[1] * g.sigma[1])) - 1.0);
   // The box cuts the tails at 5.6 sigma: about 1e-6 of the value.
   EXPECT_NEAR(value, expected, 1e-5 * std::abs(expected));
 }

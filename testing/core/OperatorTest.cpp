@@ -183,9 +183,8 @@ TEST(LearnToEvolve, ResumeAfterAnInterruptionGivesTheUninterruptedResult) {
   const auto straight = LearnToEvolveTrainer(o).train().op;
   o.checkpoint = temporaryPath("checkpoint.jko");
   // Interrupt after the first round's checkpoint, then resume.
-  EXPECT_THROW(LearnToEvolveTrainer(o).train([](const ProgressEvent& e) {
-                 return e.message.find("round 1/2 done") == std::string::npos;
-               }),
+  EXPECT_THROW(LearnToEvolveTrainer(o).train(
+                   [](const ProgressEvent& e) { return e.message.find("round 1/2 done") == std::string::npos; }),
                Cancelled);
   ASSERT_TRUE(fs::exists(o.checkpoint));
   TrainingOptions resumed = o;
@@ -193,8 +192,8 @@ TEST(LearnToEvolve, ResumeAfterAnInterruptionGivesTheUninterruptedResult) {
   const TrainingResult result = LearnToEvolveTrainer(resumed).train();
   EXPECT_EQ(result.summary["per_round"].size(), 2u);
   for (size_t i = 0; i < straight->network().namedParameters().size(); ++i)
-    EXPECT_TRUE(at::equal(straight->network().namedParameters()[i].second,
-                          result.op->network().namedParameters()[i].second));
+    EXPECT_TRUE(
+        at::equal(straight->network().namedParameters()[i].second, result.op->network().namedParameters()[i].second));
   fs::remove(o.checkpoint);
 }
 

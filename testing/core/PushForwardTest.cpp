@@ -66,6 +66,25 @@ TEST_P(PushForwardInDimension, BatchSamplesAreIndependent) {
     EXPECT_TRUE(at::allclose(both[b], push.apply(rho.narrow(0, b, 1), u.narrow(0, b, 1))[0], 1e-14, 1e-15));
 }
 
+TEST_P(PushForwardInDimension, FusedKernelMatchesTensorOperations) {
+  const int dim = GetParam();
+  const Grid grid = Grid::box(dim, {11, 9, 7}, {0, 0, 0}, {1, 0.7, 0.9});
+  const PushForward push(grid);
+  const at::Tensor m = push.prefilter(randomDensity(grid, 2, 6));
+  // Large enough to clamp some particles at the walls.
+  const at::Tensor u = randomDisplacement(grid, 2, 2.5);
+  const at::Tensor mA = m.clone().requires_grad_(true), uA = u.clone().requires_grad_(true);
+  const at::Tensor mB = m.clone().requires_grad_(true), uB = u.clone().requires_grad_(true);
+  const at::Tensor fused = push.deposit(mA, uA);
+  const at::Tensor reference = push.depositByTensorOperations(mB, uB);
+  EXPECT_TRUE(at::allclose(fused, reference, 1e-13, 1e-14));
+  const at::Tensor weights = at::randn_like(fused);
+  (fused * weights).sum().backward();
+  (reference * weights).sum().backward();
+  EXPECT_TRUE(at::allclose(mA.grad(), mB.grad(), 1e-12, 1e-13));
+  EXPECT_TRUE(at::allclose(uA.grad(), uB.grad(), 1e-10, 1e-11));
+}
+
 INSTANTIATE_TEST_SUITE_P(TwoAndThreeD, PushForwardInDimension, ::testing::Values(2, 3));
 
 TEST(PushForward, QuadraticBSplineWeightsOfOneParticle) {

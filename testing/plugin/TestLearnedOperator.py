@@ -158,4 +158,20 @@ flow.InvokeCommand("Train")
 T.output(flow, 0.0)
 check(os.path.getmtime(operator) > stamp, "Train with reuse off trains again")
 
+# Training densities on the input's grid join the training set; others are refused.
+extra = simple.JKOInitialDensity(Kind="Gaussian", GridSize=[16, 16, 16], Mass=0.02)
+extra.UpdatePipeline()
+flow.TrainingDensities = [extra]
+flow.ReuseTrainedOperator = 1
+stamp = os.path.getmtime(operator)
+flow.InvokeCommand("Train")
+metadata = T.field(T.output(flow, 0.0), "OperatorMetadata")
+check(os.path.getmtime(operator) > stamp and '"user_densities":2' in metadata,
+      "a training density joins the training (new densities: no reuse)")
+wrong = simple.JKOInitialDensity(GridSize=[12, 12, 12])
+wrong.UpdatePipeline()
+flow.TrainingDensities = [extra, wrong]
+flow.InvokeCommand("Train")
+expect_error("training density on another grid", flow, ["Training density 2", "12x12", "Resample To Image"], 0.0)
+
 check.finish()

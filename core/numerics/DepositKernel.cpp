@@ -1,0 +1,175 @@
+#include "numerics/DepositKernel.h"
+
+#include <ATen/Parallel.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+
+namespace jko {
+namespace {
+
+// Quadratic B-spline weights and their derivatives in the offset d to the
+// nearest node, for the nodes j0 - 1, j0, j0 + 1 (folded into the box).
+struct AxisStencil {
+  std::array<int64_t, 3> index;
+  std::array<double, 3> weight, slope;
+  bool inside;  // false when the position was clamped to a wall (zero derivative)
+};
+
+inline AxisStencil stencil(int64_t node, double displacement, int64_t n, double h) {
+  AxisStencil s;
+  double p = node + displacement / h;
+  const double lo = -0.5, hi = static_cast<double>(n) - 0.5;
+  s.inside = p >= lo && p <= hi;
+  p = std::min(std::max(p, lo), hi);
+  const double nearest = std::floor(p + 0.5);
+  const double d = p - nearest;
+  const double left = 0.5 - d, right = 0.5 + d;
+  s.weight = {0.5 * left * left, 0.75 - d * d, 0.5 * right * right};
+  s.slope = {-left, -2 * d, right};
+  const int64_t j0 = static_cast<int64_t>(nearest);
+  for (int k = 0; k < 3; ++k) s.index[k] = std::min<int64_t>(std::max<int64_t>(j0 + k - 1, 0), n - 1);
+  return s;
+}
+
+struct Shape {
+  int dim;
+  int64_t n[3];
+  double h[3];
+  int64_t nodes;
+};
+
+Shape shapeOf(const Grid& grid) {
+  Shape s{grid.dim,
+          {grid.n[0], grid.n[1], grid.n[2]},
+          {grid.spacing[0], grid.spacing[1], grid.spacing[2]},
+          grid.numNodes()};
+  if (grid.dim == 2) s.n[2] = 1, s.h[2] = 1;
+  return s;
+}
+
+// Visits every particle's stencil: f(node, stencils[3]).
+template <typename F>
+void forEachParticle(const Shape& s, const double* u, int64_t begin, int64_t end, F&& f) {
+  for (int64_t i = begin; i < end; ++i) {
+    const int64_t i0 = i / (s.n[1] * s.n[2]), i1 = (i / s.n[2]) % s.n[1], i2 = i % s.n[2];
+    std::array<AxisStencil, 3> st;
+    st[0] = stencil(i0, u[i], s.n[0], s.h[0]);
+    st[1] = stencil(i1, u[s.nodes + i], s.n[1], s.h[1]);
+    if (s.dim == 3)
+      st[2] = stencil(i2, u[2 * s.nodes + i], s.n[2], s.h[2]);
+    else
+      st[2] = AxisStencil{{0, 0, 0}, {0, 1, 0}, {0, 0, 0}, true};
+    f(i, st);
+  }
+}
+
+void depositForward(const Shape& s, int64_t batch, const double* m, const double* u, double* out) {
+  const int kz = s.dim == 3 ? 3 : 1;
+  // Scatter: samples in parallel, particles of one sample in sequence.
+  at::parallel_for(0, batch, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      const double* mb = m + b * s.nodes;
+      const double* ub = u + b * s.dim * s.nodes;
+      double* ob = out + b * s.nodes;
+      forEachParticle(s, ub, 0, s.nodes, [&](int64_t i, const std::array<AxisStencil, 3>& st) {
+        const double mass = mb[i];
+        if (mass == 0) return;
+        for (int a = 0; a < 3; ++a)
+          for (int c = 0; c < 3; ++c) {
+            const double wac = mass * st[0].weight[a] * st[1].weight[c];
+            const int64_t row = (st[0].index[a] * s.n[1] + st[1].index[c]) * s.n[2];
+            for (int e = 0; e < kz; ++e)
+              ob[row + st[2].index[s.dim == 3 ? e : 1]] += wac * st[2].weight[s.dim == 3 ? e : 1];
+          }
+      });
+    }
+  });
+}
+
+void depositBackward(const Shape& s, int64_t batch, const double* m, const double* u, const double* grad,
+                     double* gradMasses, double* gradU) {
+  const int kz = s.dim == 3 ? 3 : 1;
+  at::parallel_for(0, batch * s.nodes, 2048, [&](int64_t begin, int64_t end) {
+    for (int64_t flat = begin; flat < end;) {
+      const int64_t b = flat / s.nodes, i0 = flat % s.nodes;
+      const int64_t i1 = std::min(end - b * s.nodes, s.nodes);
+      const double* mb = m + b * s.nodes;
+      const double* ub = u + b * s.dim * s.nodes;
+      const double* gb = grad + b * s.nodes;
+      forEachParticle(s, ub, i0, i1, [&](int64_t i, const std::array<AxisStencil, 3>& st) {
+        // G = sum over the stencil of grad * w0 w1 w2 and its derivatives.
+        double value = 0, d0 = 0, d1 = 0, d2 = 0;
+        for (int a = 0; a < 3; ++a)
+          for (int c = 0; c < 3; ++c) {
+            const int64_t row = (st[0].index[a] * s.n[1] + st[1].index[c]) * s.n[2];
+            for (int e = 0; e < kz; ++e) {
+              const int ez = s.dim == 3 ? e : 1;
+              const double g = gb[row + st[2].index[ez]];
+              const double w2 = st[2].weight[ez];
+              value += g * st[0].weight[a] * st[1].weight[c] * w2;
+              d0 += g * st[0].slope[a] * st[1].weight[c] * w2;
+              d1 += g * st[0].weight[a] * st[1].slope[c] * w2;
+              if (s.dim == 3) d2 += g * st[0].weight[a] * st[1].weight[c] * st[2].slope[ez];
+            }
+          }
+        if (gradMasses) gradMasses[b * s.nodes + i] = value;
+        if (gradU) {
+          double* gu = gradU + b * s.dim * s.nodes;
+          gu[i] = st[0].inside ? mb[i] * d0 / s.h[0] : 0.0;
+          gu[s.nodes + i] = st[1].inside ? mb[i] * d1 / s.h[1] : 0.0;
+          if (s.dim == 3) gu[2 * s.nodes + i] = st[2].inside ? mb[i] * d2 / s.h[2] : 0.0;
+        }
+      });
+      flat = b * s.nodes + i1;
+    }
+  });
+}
+
+class DepositFunction : public torch::autograd::Function<DepositFunction> {
+ public:
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& masses,
+                            const at::Tensor& displacement, const Grid& grid) {
+    const at::Tensor m = masses.contiguous(), u = displacement.contiguous();
+    ctx->save_for_backward({m, u});
+    ctx->saved_data["grid"] =
+        c10::IValue(std::vector<double>{double(grid.dim), double(grid.n[0]), double(grid.n[1]), double(grid.n[2]),
+                                        grid.spacing[0], grid.spacing[1], grid.spacing[2]});
+    at::Tensor out = at::zeros_like(m);
+    depositForward(shapeOf(grid), m.size(0), m.data_ptr<double>(), u.data_ptr<double>(), out.data_ptr<double>());
+    return out;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list gradOutputs) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor &m = saved[0], &u = saved[1];
+    const auto g = ctx->saved_data["grid"].toDoubleVector();
+    Grid grid;
+    grid.dim = static_cast<int>(g[0]);
+    grid.n = {int64_t(g[1]), int64_t(g[2]), int64_t(g[3])};
+    grid.spacing = {g[4], g[5], g[6]};
+    const at::Tensor grad = gradOutputs[0].contiguous();
+    const bool needMasses = ctx->needs_input_grad(0), needU = ctx->needs_input_grad(1);
+    at::Tensor gradMasses = needMasses ? at::empty_like(m) : at::Tensor();
+    at::Tensor gradU = needU ? at::empty_like(u) : at::Tensor();
+    depositBackward(shapeOf(grid), m.size(0), m.data_ptr<double>(), u.data_ptr<double>(), grad.data_ptr<double>(),
+                    needMasses ? gradMasses.data_ptr<double>() : nullptr, needU ? gradU.data_ptr<double>() : nullptr);
+    return {gradMasses, gradU, at::Tensor()};
+  }
+};
+
+}  // namespace
+
+bool fusedDepositApplies(const at::Tensor& masses, const at::Tensor& displacement) {
+  return masses.device().is_cpu() && displacement.device().is_cpu() && masses.scalar_type() == at::kDouble &&
+         displacement.scalar_type() == at::kDouble;
+}
+
+at::Tensor fusedDeposit(const at::Tensor& masses, const at::Tensor& displacement, const Grid& grid) {
+  return DepositFunction::apply(masses, displacement, grid);
+}
+
+}  // namespace jko

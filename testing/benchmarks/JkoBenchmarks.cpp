@@ -1,0 +1,223 @@
+#include "JkoBenchmarks.h"
+
+#include <ATen/Parallel.h>
+#include <sys/resource.h>
+#include <torch/optim/adam.h>
+
+#include <algorithm>
+#include <chrono>
+#include <functional>
+#include <iostream>
+
+#include "evaluation/ReferenceCases.h"
+#include "numerics/JkoObjective.h"
+#include "numerics/ReferenceSolver.h"
+#include "operator/DensityGenerator.h"
+#include "operator/LearnToEvolveTrainer.h"
+#include "operator/LearnedOperator.h"
+#include "operator/VelocityNetwork.h"
+#include "runtime/Runtime.h"
+
+namespace jko::bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t m = v.size() / 2;
+  return v.size() % 2 ? v[m] : 0.5 * (v[m - 1] + v[m]);
+}
+
+// Median wall time in ms of `repeats` calls after two warm-up calls.
+double medianMs(int repeats, const std::function<void()>& f) {
+  f();
+  f();
+  std::vector<double> times;
+  for (int i = 0; i < repeats; ++i) {
+    const auto start = Clock::now();
+    f();
+    times.push_back(std::chrono::duration<double, std::milli>(Clock::now() - start).count());
+  }
+  return median(times);
+}
+
+double peakRssMb() {
+  struct rusage usage;
+  getrusage(RUSAGE_SELF, &usage);
+  return usage.ru_maxrss / 1024.0;  // kilobytes on Linux
+}
+
+std::shared_ptr<LearnedOperator> untrainedOperator(const OperatorMetadata& like, int dim) {
+  OperatorMetadata m = like;
+  m.dim = dim;
+  m.training = nlohmann::json::object();
+  auto network =
+      VelocityNetwork::create(m.network, dim, LearnedOperator::inputChannels(m), LearnedOperator::outputChannels(m), 1);
+  return std::make_shared<LearnedOperator>(m, network);
+}
+
+at::Tensor sampleDensity(const Grid& grid, const OperatorMetadata& m) {
+  DensityRanges ranges;
+  ranges.peakMin = std::max(m.ranges.peakMin, 0.05);
+  ranges.peakMax = std::max(m.ranges.peakMax, ranges.peakMin);
+  return DensityGenerator(grid, ranges, 17).next("bumps");
+}
+
+// Sustained float32 matrix-product rate (GFLOP/s) and copy bandwidth (GB/s):
+// the machine's ceilings the learned step is measured against.
+std::pair<double, double> machineCeilings(int repeats) {
+  const int64_t n = 512;
+  const at::Tensor a = at::randn({n, n}), b = at::randn({n, n});
+  const double gemmMs = medianMs(repeats, [&] { at::mm(a, b); });
+  const at::Tensor big = at::randn({16 << 20});  // 64 MB
+  at::Tensor copy = at::empty_like(big);
+  const double copyMs = medianMs(repeats, [&] { copy.copy_(big); });
+  return {2.0 * n * n * n / (gemmMs * 1e6), 2.0 * big.numel() * 4 / (copyMs * 1e6)};
+}
+
+// Floating-point work of one FNO forward pass on a network grid (batch 1).
+double fnoFlops(const NetworkConfig& c, int dim, int64_t n, int inChannels, int outChannels) {
+  double points = 1, padded = 1;
+  for (int a = 0; a < dim; ++a) {
+    points *= n;
+    padded *= n + std::ceil(c.padFraction * n);
+  }
+  const double w = c.width;
+  double flops = 2 * padded * inChannels * w;                       // lift
+  const double fft = 2.5 * padded * std::log2(padded) * w * 2 * 2;  // rfft + irfft, real
+  const double modes = std::pow(std::min<double>(c.modes, n), dim) * (1 << (dim - 1));
+  flops += c.layers * (fft + 8 * modes * w * w + 2 * padded * w * w + 8 * padded * w);
+  flops += 2 * points * w * c.hidden + 2 * points * c.hidden * outChannels;
+  return flops;
+}
+
+}  // namespace
+
+nlohmann::json runBenchmarks(const BenchOptions& o) {
+  configureRuntime(o.threads);
+  at::NoGradGuard noGrad;
+  nlohmann::json out;
+  out["threads"] = at::get_num_threads();
+  out["blas"] = loadedBlas();
+  out["libtorch"] = libtorchVersion();
+  out["repeats"] = o.repeats;
+  out["statistic"] = "median";
+
+  std::shared_ptr<LearnedOperator> op;
+  if (!o.operatorFile.empty()) {
+    op = LearnedOperator::load(o.operatorFile);
+    out["operator"] = o.operatorFile;
+  } else {
+    OperatorMetadata m;
+    m.energy = EnergySpec::porousMedium();
+    m.scales.diffusivity = 1.2;
+    op = untrainedOperator(m, 2);
+    out["operator"] = "untrained default network (same cost as a trained one)";
+  }
+  const OperatorMetadata& meta = op->metadata();
+  out["network"] = meta.network.toJson();
+
+  // 1. Learned step, batch 1.
+  std::vector<int64_t> sizes2 = o.quick ? std::vector<int64_t>{64, 128} : std::vector<int64_t>{64, 128, 256, 512};
+  std::map<int64_t, double> learned;
+  for (int64_t n : sizes2) {
+    const Grid grid = Grid::unitBox(2, n);
+    const at::Tensor rho = sampleDensity(grid, meta);
+    learned[n] = medianMs(o.repeats, [&] { op->step(rho, grid); });
+    out["learned_step_ms_" + std::to_string(n)] = learned[n];
+    std::cerr << "learned step " << n << "^2: " << learned[n] << " ms\n";
+  }
+  auto op3 = untrainedOperator(meta, 3);
+  for (int64_t n : o.quick ? std::vector<int64_t>{32} : std::vector<int64_t>{32, 64}) {
+    const Grid grid = Grid::unitBox(3, n);
+    const at::Tensor rho = sampleDensity(grid, meta);
+    const double ms = medianMs(std::max(3, o.repeats / 3), [&] { op3->step(rho, grid); });
+    out["learned_step_ms_" + std::to_string(n) + "_3d"] = ms;
+    std::cerr << "learned step " << n << "^3: " << ms << " ms\n";
+  }
+
+  // 2. Reference solver step (barenblatt-flow, the tolerance of `jko eval`).
+  ReferenceSolverOptions solverOptions;
+  out["reference_tolerance"] = {{"objective", solverOptions.objectiveTolerance},
+                                {"gradient", solverOptions.gradientTolerance}};
+  for (int64_t n : o.quick ? std::vector<int64_t>{64} : std::vector<int64_t>{64, 128}) {
+    const ReferenceCase c = makeReferenceCase("barenblatt-flow", n, 2);
+    const ReferenceSolver solver(
+        std::make_shared<const JkoObjective>(std::make_shared<const Energy>(c.energy, c.grid), c.tau), solverOptions);
+    std::vector<double> times;
+    at::Tensor rho = c.initial, warm;
+    for (int k = 0; k < c.steps; ++k) {
+      const auto start = Clock::now();
+      const ReferenceStep step = solver.step(rho, warm);
+      times.push_back(std::chrono::duration<double, std::milli>(Clock::now() - start).count());
+      rho = step.next;
+      warm = step.displacement;
+    }
+    const double ms = median(times);
+    out["reference_step_ms_" + std::to_string(n)] = ms;
+    out["reference_over_learned_" + std::to_string(n)] = ms / learned[n];
+    std::cerr << "reference step " << n << "^2: " << ms << " ms\n";
+  }
+  if (learned.count(128)) out["classical_back_and_forth_over_learned_128"] = 1200.0 / learned[128];
+
+  // 3. Push-forward and each energy alone, 128^2 (float64).
+  {
+    const Grid grid = Grid::unitBox(2, 128);
+    const PushForward push(grid);
+    const at::Tensor rho = sampleDensity(grid, meta).unsqueeze(0);
+    const at::Tensor u = 0.3 * grid.spacing[0] * at::randn({1, 2, 128, 128}, at::kDouble);
+    out["prefilter_ms_128"] = medianMs(o.repeats, [&] { push.prefilter(rho); });
+    const at::Tensor m = push.prefilter(rho);
+    out["deposit_ms_128"] = medianMs(o.repeats, [&] { push.deposit(m, u); });
+    out["push_forward_ms_128"] = medianMs(o.repeats, [&] { push.apply(rho, u); });
+    for (const std::string& preset : {"fokker-planck", "porous-medium", "aggregation", "aggregation-diffusion"}) {
+      const Energy energy(EnergySpec::fromPreset(preset), grid);
+      out["energy_ms_128_" + preset] = medianMs(o.repeats, [&] { energy(rho); });
+    }
+  }
+
+  // 4. Training throughput: optimiser steps of the default batch on 64^2.
+  {
+    at::AutoGradMode grad(true);
+    TrainingOptions t = TrainingOptions::defaultsFor(meta.energy, 2);
+    auto trainee = untrainedOperator(meta, 2);
+    const Grid grid = Grid::unitBox(2, t.grid);
+    const auto objective = trainee->objectiveOn(grid);
+    DensityGenerator generator(grid, t.densities, 3);
+    const at::Tensor batch = at::stack(generator.sample(t.batch));
+    const JkoState state = objective->prepare(batch);
+    torch::optim::Adam adam(trainee->network().parameters(), torch::optim::AdamOptions(1e-4));
+    const double ms = medianMs(std::max(5, o.repeats / 2), [&] {
+      adam.zero_grad();
+      const at::Tensor u = t.tau * trainee->velocity(objective->energy(), state.density);
+      objective->evaluate(state, u).objective.mean().backward();
+      adam.step();
+    });
+    out["train_step_ms"] = ms;
+    out["train_batch"] = t.batch;
+    out["train_samples_per_s"] = t.batch / (ms / 1000.0);
+    std::cerr << "training: " << t.batch / (ms / 1000.0) << " samples/s\n";
+  }
+
+  // 5. The floor: network work against the machine's ceilings.
+  {
+    const auto [gflops, bandwidth] = machineCeilings(o.repeats);
+    out["machine_gemm_gflops"] = gflops;
+    out["machine_copy_gb_per_s"] = bandwidth;
+    for (int64_t n : sizes2) {
+      const int64_t networkNodes = std::min<int64_t>(n, meta.network.grid);
+      const double flops = fnoFlops(meta.network, 2, networkNodes, LearnedOperator::inputChannels(meta),
+                                    LearnedOperator::outputChannels(meta));
+      // The push-forward streams ~40 float64 numbers per node (prefilter, 9-point deposit, limiter).
+      const double bytes = 40.0 * 8 * n * n;
+      const double floorMs = flops / (gflops * 1e6) + bytes / (bandwidth * 1e6);
+      out["learned_floor_ms_" + std::to_string(n)] = floorMs;
+      out["learned_over_floor_" + std::to_string(n)] = learned[n] / floorMs;
+    }
+  }
+  out["peak_rss_mb"] = peakRssMb();
+  return out;
+}
+
+}  // namespace jko::bench
