@@ -1,8 +1,12 @@
 #include "operator/LearnToEvolveTrainer.h"
 
 #include <ATen/Parallel.h>
-#include <torch/nn/utils/clip_grad.h>
 #include <torch/optim/adam.h>
+// clip_grad.h needs torch::Tensor declared before it.
+// clang-format off
+#include <torch/types.h>
+#include <torch/nn/utils/clip_grad.h>
+// clang-format on
 
 #include <algorithm>
 #include <chrono>
