@@ -8,7 +8,8 @@ namespace jko::cli {
 
 void EnergyOptions::addTo(CLI::App& app, bool presetRequired) {
   auto* option = app.add_option("--energy", preset, "Energy preset")
-                     ->check(CLI::IsMember({"fokker-planck", "porous-medium", "aggregation", "aggregation-diffusion"}));
+                     ->check(CLI::IsMember(
+                         {"fokker-planck", "porous-medium", "aggregation", "aggregation-diffusion", "keller-segel"}));
   if (presetRequired) option->required();
   DOption = app.add_option("--D", D, "Diffusion coefficient D (entropy D rho log rho, or D rho^m/(m-1))");
   mOption = app.add_option("--m", m, "Porous-medium exponent m > 1");

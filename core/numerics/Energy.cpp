@@ -174,13 +174,25 @@ EnergySpec EnergySpec::aggregationDiffusion(double D, double attraction) {
   return spec;
 }
 
+EnergySpec EnergySpec::kellerSegel(double D, double chemotaxis) {
+  EnergySpec spec;
+  spec.preset = "keller-segel";
+  spec.internal = InternalKind::Entropy;
+  spec.diffusion = D;
+  spec.kernel = KernelKind::KellerSegel;
+  spec.attraction = chemotaxis;
+  return spec;
+}
+
 EnergySpec EnergySpec::fromPreset(const std::string& name) {
   if (name == "fokker-planck") return fokkerPlanck();
   if (name == "porous-medium") return porousMedium();
   if (name == "aggregation") return aggregation();
   if (name == "aggregation-diffusion") return aggregationDiffusion();
+  if (name == "keller-segel") return kellerSegel();
   throw InvalidParameter("energy", name,
-                         "allowed presets: fokker-planck, porous-medium, aggregation, aggregation-diffusion");
+                         "allowed presets: fokker-planck, porous-medium, aggregation, aggregation-diffusion, "
+                         "keller-segel");
 }
 
 void EnergySpec::validate(int dim) const {

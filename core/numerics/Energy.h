@@ -59,7 +59,11 @@ struct EnergySpec {
   static EnergySpec porousMedium(double m = 2, double D = 1);
   static EnergySpec aggregation(double attraction = 20, double repulsion = 1);
   static EnergySpec aggregationDiffusion(double D = 0.1, double attraction = 20);
-  /// "fokker-planck", "porous-medium", "aggregation", "aggregation-diffusion".
+  /// 2D Keller-Segel: D rho log rho + (c / (2 pi)) log|x - y|; mass above
+  /// 8 pi D / c concentrates, below it spreads (DESIGN.md §5 case 5).
+  static EnergySpec kellerSegel(double D = 0.1, double chemotaxis = 1);
+  /// "fokker-planck", "porous-medium", "aggregation", "aggregation-diffusion",
+  /// "keller-segel" (2D).
   static EnergySpec fromPreset(const std::string& name);
 
   /// Throws InvalidParameter naming the offending parameter.

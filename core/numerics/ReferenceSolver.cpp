@@ -89,7 +89,7 @@ ReferenceStep ReferenceSolver::step(const at::Tensor& rho, const at::Tensor& ini
       result.converged = true;
       break;
     }
-    if (progress && iteration % 25 == 0) {
+    if (progress && options_.progressInterval > 0 && iteration % options_.progressInterval == 0) {
       ProgressEvent event;
       event.stage = "reference iterations";
       event.fraction = static_cast<double>(iteration) / options_.maxIterations;

@@ -27,6 +27,8 @@ struct ReferenceSolverOptions {
   /// (twice the decrease a Newton step would still give), is at most this
   /// fraction of the step's total decrease.
   double gradientTolerance = 1e-7;
+  /// Report progress every this many L-BFGS iterations (within a step).
+  int progressInterval = 25;
 };
 
 struct ReferenceStep {

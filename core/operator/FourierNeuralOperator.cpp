@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "operator/SpectralConvolution.h"
 #include "operator/VelocityNetwork.h"
 
 namespace jko {
@@ -82,36 +83,10 @@ class FourierNeuralOperator : public VelocityNetwork {
     return at::addmm(bias, x.reshape({-1, x.size(-1)}), weight.t()).view(shape);
   }
 
-  // Multiplies the lowest modes by complex weights: along every axis but the
-  // last both the non-negative and the negative frequencies are kept (one
-  // weight block per sign pattern), along the last (rfft) axis the first ones.
   at::Tensor spectral(const at::Tensor& x, size_t firstBlock) const {
-    const int d = dim_;
-    std::vector<int64_t> dims, sizes;
-    for (int a = 0; a < d; ++a) {
-      dims.push_back(1 + a);
-      sizes.push_back(x.size(1 + a));
-    }
-    const at::Tensor xf = at::fft_rfftn(x, c10::nullopt, at::IntArrayRef(dims));
-    std::vector<int64_t> kept(d);
-    for (int a = 0; a < d; ++a) kept[a] = std::min<int64_t>(config_.modes, a + 1 < d ? sizes[a] / 2 : xf.size(1 + a));
-    std::vector<int64_t> outShape(xf.sizes().begin(), xf.sizes().end());
-    outShape.back() = config_.width;
-    at::Tensor out = at::zeros(outShape, xf.options());
-    const char* equation = d == 2 ? "bxyi,ioxy->bxyo" : "bxyzi,ioxyz->bxyzo";
-    for (int block = 0; block < (1 << (d - 1)); ++block) {
-      at::Tensor weight = at::view_as_complex(parameter(firstBlock + block));
-      at::Tensor input = xf, target = out;
-      for (int a = 0; a < d; ++a) {
-        const bool negative = a + 1 < d && (block >> a) & 1;
-        const int64_t start = negative ? xf.size(1 + a) - kept[a] : 0;
-        input = input.narrow(1 + a, start, kept[a]);
-        target = target.narrow(1 + a, start, kept[a]);
-        weight = weight.narrow(2 + a, 0, kept[a]);
-      }
-      target.copy_(at::einsum(equation, {input, weight}));
-    }
-    return at::fft_irfftn(out, at::IntArrayRef(sizes), at::IntArrayRef(dims));
+    std::vector<at::Tensor> blocks;
+    for (int block = 0; block < (1 << (dim_ - 1)); ++block) blocks.push_back(parameter(firstBlock + block));
+    return spectralConvolution(x, blocks, config_.modes);
   }
 
   NetworkConfig config_;

@@ -132,11 +132,19 @@ TrainingOptions TrainingOptions::defaultsFor(const EnergySpec& energy, int dim) 
   return o;
 }
 
+std::array<int64_t, 3> TrainingOptions::cells() const {
+  bool shaped = true;
+  for (int a = 0; a < dim; ++a) shaped = shaped && gridShape[a] > 0;
+  return shaped ? gridShape : std::array<int64_t, 3>{grid, grid, grid};
+}
+
 void TrainingOptions::validate() const {
   energy.validate(dim);
   network.validate();
   if (dim != 2 && dim != 3) throw InvalidParameter("dim", formatValue(dim), "must be 2 or 3");
-  if (grid < 8 || grid > 1024) throw InvalidParameter("grid", formatValue(grid), "must be between 8 and 1024");
+  for (int a = 0; a < dim; ++a)
+    if (cells()[a] < 8 || cells()[a] > 1024)
+      throw InvalidParameter("training grid", formatValue(cells()[a]), "must have 8 to 1024 nodes per axis");
   if (!(tau > 0)) throw InvalidParameter("tau", formatValue(tau), "the time step must be > 0");
   if (mode != "learn-to-evolve" && mode != "initial-only")
     throw InvalidParameter("mode", mode, "allowed: learn-to-evolve, initial-only");
@@ -167,7 +175,7 @@ TrainingResult LearnToEvolveTrainer::train(const ProgressCallback& progress) {
   const TrainingOptions& o = options_;
   const auto start = Clock::now();
   const at::Device device = o.device == "cuda" ? at::Device(at::kCUDA) : at::Device(at::kCPU);
-  const Grid grid = Grid::box(o.dim, {o.grid, o.grid, o.grid}, o.boxLower, o.boxUpper);
+  const Grid grid = Grid::box(o.dim, o.cells(), o.boxLower, o.boxUpper);
   auto energy = std::make_shared<const Energy>(o.energy, grid);
   const JkoObjective objective(energy, o.tau);
   std::mt19937_64 random(o.seed);
@@ -201,7 +209,8 @@ TrainingResult LearnToEvolveTrainer::train(const ProgressCallback& progress) {
     metadata.ranges.peakMax = peaks.max().item<double>();
     metadata.ranges.massMin = masses.min().item<double>();
     metadata.ranges.massMax = masses.max().item<double>();
-    metadata.ranges.gridMin = metadata.ranges.gridMax = o.grid;
+    metadata.ranges.gridMin = *std::min_element(grid.n.begin(), grid.n.begin() + o.dim);
+    metadata.ranges.gridMax = *std::max_element(grid.n.begin(), grid.n.begin() + o.dim);
     for (int a = 0; a < o.dim; ++a) metadata.ranges.boxLength[a] = grid.boxLength(a);
     const at::Tensor potential = energy->potentialOnGrid(device);
     if (potential.defined())
@@ -441,7 +450,7 @@ TrainingResult LearnToEvolveTrainer::train(const ProgressCallback& progress) {
                             {"horizon", o.horizon},
                             {"generated", o.generated},
                             {"user_densities", o.extraDensities.size()},
-                            {"grid", o.grid},
+                            {"grid", std::vector<int64_t>(grid.n.begin(), grid.n.begin() + o.dim)},
                             {"optimizer_steps", step},
                             {"steps_per_round", stepsPerRound},
                             {"seconds", seconds},

@@ -24,6 +24,8 @@ struct TrainingOptions {
   EnergySpec energy = EnergySpec::porousMedium();
   int dim = 2;
   int64_t grid = 64;  ///< nodes per axis of the training grid
+  /// Nodes per axis when the training grid is not square (all > 0), else unused.
+  std::array<int64_t, 3> gridShape{0, 0, 0};
   std::array<double, 3> boxLower{0, 0, 0}, boxUpper{1, 1, 1};
   double tau = 0.005;
   NetworkConfig network;
@@ -45,6 +47,8 @@ struct TrainingOptions {
 
   /// The tuned defaults of a preset (network, rounds, ranges ...).
   static TrainingOptions defaultsFor(const EnergySpec& energy, int dim);
+  /// Nodes per axis of the training grid (gridShape, else grid on every axis).
+  std::array<int64_t, 3> cells() const;
   void validate() const;
 };
 

@@ -32,11 +32,9 @@
 #include "numerics/Errors.h"
 #include "numerics/JkoObjective.h"
 #include "numerics/ReferenceSolver.h"
-#include "runtime/Runtime.h"
-#ifdef JKO_HAVE_OPERATOR_CORE
 #include "operator/LearnToEvolveTrainer.h"
 #include "operator/LearnedOperator.h"
-#endif
+#include "runtime/Runtime.h"
 
 vtkStandardNewMacro(vtkJKOGradientFlow);
 
@@ -223,9 +221,7 @@ struct vtkJKOGradientFlow::Internals {
   vtkSmartPointer<vtkTable> lastTable;
 
   // The operator of the learned modes and where it came from.
-#ifdef JKO_HAVE_OPERATOR_CORE
   std::shared_ptr<jko::LearnedOperator> op;
-#endif
   std::string opPath, opStamp, opDevice;
   /// After a training: the trained file, used until OperatorFile changes.
   std::string trainedPath, operatorFileAtTraining;
@@ -248,11 +244,9 @@ struct vtkJKOGradientFlow::Internals {
   std::vector<Frame> rolloutReference(vtkJKOGradientFlow* self, const Problem& problem) const;
   std::string operatorPath(vtkJKOGradientFlow* self) const;
   void loadOperator(vtkJKOGradientFlow* self);
-#ifdef JKO_HAVE_OPERATOR_CORE
   void checkOperator(vtkJKOGradientFlow* self, const Problem& problem) const;
   std::vector<Frame> rolloutLearned(vtkJKOGradientFlow* self, const Problem& problem, bool refine) const;
   void train(vtkJKOGradientFlow* self, const Problem& problem, vtkInformationVector** inputVector);
-#endif
 };
 
 vtkJKOGradientFlow::vtkJKOGradientFlow() : Internal(new Internals) {
@@ -436,30 +430,18 @@ void vtkJKOGradientFlow::Internals::update(vtkJKOGradientFlow* self, vtkInformat
   self->TrainingRequested = false;  // one request, one training, even if it fails
   this->checkMemory(self, problem);
 
-#ifdef JKO_HAVE_OPERATOR_CORE
   if (training) this->train(self, problem, inputVector);
-#else
-  if (training)
-    throw Error(
-        "This build of the plugin has no learned operator (the core library lacks it): training is not available.");
-#endif
 
   std::vector<Frame> frames;
   std::string operatorFile, operatorMetadata;
   if (self->Solver == REFERENCE) {
     frames = this->rolloutReference(self, problem);
   } else {
-#ifdef JKO_HAVE_OPERATOR_CORE
     this->loadOperator(self);
     this->checkOperator(self, problem);
     frames = this->rolloutLearned(self, problem, self->Solver == LEARNED_REFINED);
     operatorFile = this->opPath;
     operatorMetadata = this->op->metadata().toJson().dump();
-#else
-    throw Error(
-        "This build of the plugin has no learned operator (the core library lacks it): use the Reference "
-        "solver.");
-#endif
   }
 
   // Diagnostics table: one row per frame.
@@ -583,11 +565,7 @@ jko::EnergySpec vtkJKOGradientFlow::Internals::panelEnergy(vtkJKOGradientFlow* s
       spec = jko::EnergySpec::aggregationDiffusion(self->Diffusion, self->Attraction);
       break;
     case KELLER_SEGEL:
-      spec.preset = "keller-segel";
-      spec.internal = jko::InternalKind::Entropy;
-      spec.diffusion = self->Diffusion;
-      spec.kernel = jko::KernelKind::KellerSegel;
-      spec.attraction = self->Attraction;
+      spec = jko::EnergySpec::kellerSegel(self->Diffusion, self->Attraction);
       break;
   }
   // Potential parameters are given per image axis (x, y, z); grid axis a is
@@ -743,7 +721,6 @@ void vtkJKOGradientFlow::Internals::writeFrame(vtkJKOGradientFlow* self, int k, 
 }
 
 void vtkJKOGradientFlow::Internals::loadOperator(vtkJKOGradientFlow* self) {
-#ifdef JKO_HAVE_OPERATOR_CORE
   const std::string path = this->operatorPath(self);
   if (path.empty())
     throw Error(std::string("Solver is '") + kSolverNames[self->Solver] +
@@ -776,20 +753,17 @@ void vtkJKOGradientFlow::Internals::loadOperator(vtkJKOGradientFlow* self) {
   description << metadata.dim << "D " << metadata.network.kind << " operator for " << metadata.energy.describe()
               << ", tau " << metadata.tau;
   if (metadata.training.contains("mode"))
-    description << "; trained by " << metadata.training.value("mode", std::string()) << " on "
-                << metadata.training.value("grid", 0) << "^" << metadata.dim << " grids";
+    description << "; trained by " << metadata.training.value("mode", std::string()) << " on grids of "
+                << metadata.ranges.gridMin
+                << (metadata.ranges.gridMax != metadata.ranges.gridMin ? "-" + std::to_string(metadata.ranges.gridMax)
+                                                                        : std::string())
+                << " nodes per axis";
   description << " (" << path << ")";
   this->description = description.str();
   this->energyText = metadata.energy.describe();
   this->opTau = metadata.tau;
-#else
-  throw Error(
-      "This build of the plugin has no learned operator (the core library lacks it): use the Reference "
-      "solver.");
-#endif
 }
 
-#ifdef JKO_HAVE_OPERATOR_CORE
 void vtkJKOGradientFlow::Internals::checkOperator(vtkJKOGradientFlow* self, const Problem& problem) const {
   const jko::OperatorMetadata& metadata = this->op->metadata();
   const jko::Grid& grid = problem.mapping.grid;
@@ -887,18 +861,11 @@ void vtkJKOGradientFlow::Internals::train(vtkJKOGradientFlow* self, const Proble
   const jko::Grid& grid = problem.mapping.grid;
   const int dim = grid.dim;
 
-  // The trainer works on n^d nodes filling the input's box: the input's own
-  // grid when it has the same number of nodes on every axis.
-  int64_t nodes = grid.n[0];
-  bool square = true;
-  for (int a = 1; a < dim; ++a) {
-    square = square && grid.n[a] == grid.n[0];
-    nodes = std::max(nodes, grid.n[a]);
-  }
+  // The trainer works on the input's own grid and box.
   jko::TrainingOptions options = jko::TrainingOptions::defaultsFor(problem.energy, dim);
   options.energy = problem.energy;
   options.dim = dim;
-  options.grid = nodes;
+  options.gridShape = grid.n;
   for (int a = 0; a < dim; ++a) {
     options.boxLower[a] = grid.boxLower(a);
     options.boxUpper[a] = grid.boxUpper(a);
@@ -915,21 +882,8 @@ void vtkJKOGradientFlow::Internals::train(vtkJKOGradientFlow* self, const Proble
   options.seed = static_cast<uint64_t>(self->TrainingSeed);
   options.maxSeconds = self->MaximumTrainingSeconds;
   options.device = problem.device.is_cuda() ? "cuda" : "cpu";
-  const jko::Grid trainingGrid = jko::Grid::box(dim, {nodes, nodes, nodes}, options.boxLower, options.boxUpper);
-
-  if (square) {
-    options.extraDensities.push_back(problem.rho0);
-  } else {
-    if (problem.energy.potential == jko::PotentialKind::Values)
-      throw Error(
-          "Training with a potential array needs an input with the same number of samples on every axis (the "
-          "input is a " +
-          problem.mapping.describe() + "): resample it (Resample To Image) or choose an analytic potential.");
-    vtkWarningWithObjectMacro(self, << "The input is a " << problem.mapping.describe()
-                                    << ", not the same number of samples on every axis: the operator is trained on "
-                                       "generated densities on "
-                                    << trainingGrid.describe() << " only, without the input density.");
-  }
+  const jko::Grid trainingGrid = jko::Grid::box(dim, options.cells(), options.boxLower, options.boxUpper);
+  options.extraDensities.push_back(problem.rho0);
   for (int i = 0; i < inputVector[1]->GetNumberOfInformationObjects(); ++i) {
     vtkDataObject* object = vtkDataObject::GetData(inputVector[1], i);
     vtkImageData* extra = vtkImageData::SafeDownCast(object);
@@ -970,7 +924,7 @@ void vtkJKOGradientFlow::Internals::train(vtkJKOGradientFlow* self, const Proble
   nlohmann::json request = {
       {"energy", options.energy.toJson()},
       {"dim", dim},
-      {"grid", nodes},
+      {"grid", std::vector<int64_t>(grid.n.begin(), grid.n.begin() + dim)},
       {"box_lower", std::vector<double>(options.boxLower.begin(), options.boxLower.begin() + dim)},
       {"box_upper", std::vector<double>(options.boxUpper.begin(), options.boxUpper.begin() + dim)},
       {"tau", options.tau},
@@ -1032,7 +986,6 @@ void vtkJKOGradientFlow::Internals::train(vtkJKOGradientFlow* self, const Proble
   this->op.reset();
   this->loadOperator(self);
 }
-#endif
 
 void vtkJKOGradientFlow::PrintSelf(ostream& os, vtkIndent indent) {
   this->Superclass::PrintSelf(os, indent);

@@ -16,9 +16,7 @@
 #include "numerics/Errors.h"
 #include "numerics/ExactSolutions.h"
 #include "numerics/Grid.h"
-#ifdef JKO_HAVE_OPERATOR_CORE
 #include "operator/DensityGenerator.h"
-#endif
 
 vtkStandardNewMacro(vtkJKOInitialDensity);
 
@@ -115,16 +113,10 @@ int vtkJKOInitialDensity::RequestData(vtkInformation*, vtkInformationVector**, v
         break;
       }
       default: {
-#ifdef JKO_HAVE_OPERATOR_CORE
         jko::DensityRanges ranges;
         ranges.massMin = ranges.massMax = this->Mass;
         jko::DensityGenerator generator(grid, ranges, static_cast<uint64_t>(this->Seed), {kGeneratorKinds[this->Kind]});
         rho = generator.next(kGeneratorKinds[this->Kind]);
-#else
-        throw jko::Error(std::string("The ") + kKindNames[this->Kind] +
-                         " needs the density generator of the core library, which this build lacks: choose "
-                         "Barenblatt profile or Gaussian.");
-#endif
       }
     }
     // Sampled densities lose mass outside the box or to coarse sampling; the
