@@ -31,24 +31,6 @@ struct EvalOptions {
   ReferenceSolverOptions reference;
 };
 
-Stepper referenceStepper(const ReferenceCase& c, const ReferenceSolverOptions& options) {
-  auto energy = std::make_shared<const Energy>(c.energy, c.grid);
-  auto objective = std::make_shared<const JkoObjective>(energy, c.tau);
-  auto solver = std::make_shared<ReferenceSolver>(objective, options);
-  return [solver](const at::Tensor& rho, const StepOutput& previous) {
-    const ReferenceStep step = solver->step(rho, previous.displacement);
-    StepOutput out;
-    out.next = step.next;
-    out.displacement = step.displacement;
-    out.objective = step.objective;
-    out.energy = step.energy;
-    out.transport = step.transport;
-    out.iterations = step.iterations;
-    out.converged = step.converged;
-    return out;
-  };
-}
-
 // The learned operator, or (refine) the learned step followed by a few
 // reference-solver iterations started from it.
 Stepper learnedStepper(const ReferenceCase& c, const EvalOptions& options, bool refine) {
@@ -136,8 +118,12 @@ void addEvalCommand(CLI::App& app) {
         makeReferenceCase(options->caseName, options->grid, options->dim, options->tau, options->steps);
     if (options->solver != "reference" && options->operatorFile.empty())
       throw InvalidParameter("--operator", "none", "the " + options->solver + " solver needs an operator file");
-    const Stepper stepper = options->solver == "reference" ? referenceStepper(c, options->reference)
-                                                           : learnedStepper(c, *options, options->solver == "refine");
+    const Stepper stepper =
+        options->solver == "reference"
+            ? referenceStepper(std::make_shared<const ReferenceSolver>(
+                  std::make_shared<const JkoObjective>(std::make_shared<const Energy>(c.energy, c.grid), c.tau),
+                  options->reference))
+            : learnedStepper(c, *options, options->solver == "refine");
     nlohmann::json result = evaluateCase(c, stepper, options->solver);
     if (!options->operatorFile.empty()) result["operator"] = options->operatorFile;
     result["solver_tolerance"] = {{"objective", options->reference.objectiveTolerance},

@@ -37,7 +37,34 @@ void gaussianChain(ReferenceCase& c, exact::Gaussian g, const std::array<double,
   }
 }
 
+// Porous medium (D = 1): the exact JKO chain of dilations from profile p.
+void barenblattChain(ReferenceCase& c, exact::BarenblattProfile p) {
+  c.initial = exact::density(c.grid, p);
+  for (int k = 0; k < c.steps; ++k) {
+    if (k == 0)
+      c.firstDisplacement =
+          exact::dilationDisplacement(c.grid, p.centre, exact::barenblattDilation(p, c.grid.dim, 1, c.tau));
+    p = exact::barenblattStep(p, c.grid.dim, 1, c.tau);
+    c.jkoChain.push_back(exact::density(c.grid, p));
+  }
+}
+
 }  // namespace
+
+Stepper referenceStepper(std::shared_ptr<const ReferenceSolver> solver) {
+  return [solver](const at::Tensor& rho, const StepOutput& previous) {
+    const ReferenceStep step = solver->step(rho, previous.displacement);
+    StepOutput out;
+    out.next = step.next;
+    out.displacement = step.displacement;
+    out.objective = step.objective;
+    out.energy = step.energy;
+    out.transport = step.transport;
+    out.iterations = step.iterations;
+    out.converged = step.converged;
+    return out;
+  };
+}
 
 const std::vector<std::string>& referenceCaseNames() {
   static const std::vector<std::string> names{"gaussian-step",   "ou-step",         "ou-aniso-step", "interaction-step",
@@ -104,32 +131,20 @@ ReferenceCase makeReferenceCase(const std::string& name, int64_t n, int dim, dou
     p.q = 10;
     const double radius = dim == 2 ? 0.2 : 0.25;
     p.A = p.q * radius * radius;
-    c.initial = exact::density(c.grid, p);
-    for (int k = 0; k < c.steps; ++k) {
-      if (k == 0)
-        c.firstDisplacement =
-            exact::dilationDisplacement(c.grid, p.centre, exact::barenblattDilation(p, dim, 1, c.tau));
-      p = exact::barenblattStep(p, dim, 1, c.tau);
-      c.jkoChain.push_back(exact::density(c.grid, p));
-    }
+    barenblattChain(c, p);
   } else if (name == "barenblatt-flow") {
     // m = 2, box [0,1]^d, mass 0.02, the Barenblatt solution at t0 = 0.005.
     const double m = 2, mass = 0.02, t0 = 0.005;
     c.energy = EnergySpec::porousMedium(m, 1);
     exact::BarenblattProfile p = exact::barenblattSolution(t0, mass, dim, m, {0.5, 0.5, 0.5});
-    c.initial = exact::density(c.grid, p);
-    for (int k = 0; k < c.steps; ++k) {
-      if (k == 0)
-        c.firstDisplacement =
-            exact::dilationDisplacement(c.grid, p.centre, exact::barenblattDilation(p, dim, 1, c.tau));
-      p = exact::barenblattStep(p, dim, 1, c.tau);
-      c.jkoChain.push_back(exact::density(c.grid, p));
+    barenblattChain(c, p);
+    for (int k = 0; k < c.steps; ++k)
       c.pde.push_back(
           exact::density(c.grid, exact::barenblattSolution(t0 + (k + 1) * c.tau, mass, dim, m, {0.5, 0.5, 0.5})));
-    }
   } else if (name == "ou-steady") {
-    // Gibbs state N(b, D/a) with sigma 0.08, from an off-centre narrower Gaussian.
-    const double a = 20, D = a * 0.08 * 0.08;
+    // Gibbs state N(b, D/a) (sigma 0.071: the Fokker-Planck preset), from an
+    // off-centre narrower Gaussian.
+    const double a = 20, D = 0.1;
     c.energy = EnergySpec::fokkerPlanck(D, a);
     exact::Gaussian g;
     g.mean = {0.4, 0.58, 0.45};

@@ -13,6 +13,7 @@
 #include "numerics/Energy.h"
 #include "numerics/Grid.h"
 #include "numerics/Progress.h"
+#include "numerics/ReferenceSolver.h"
 
 namespace jko {
 
@@ -56,6 +57,9 @@ struct StepOutput {
 /// One JKO step from rho_k; `previous` is the last step's output (undefined
 /// tensors on the first step), usable as a warm start.
 using Stepper = std::function<StepOutput(const at::Tensor& rho, const StepOutput& previous)>;
+
+/// The reference solver as a stepper, warm-started from the previous step.
+Stepper referenceStepper(std::shared_ptr<const ReferenceSolver> solver);
 
 /// Runs the stepper through the case and measures it against the exact
 /// answers. Returns the JSON object of `jko eval --json`.

@@ -22,18 +22,7 @@ SolverCase solverFor(const ReferenceCase& c, ReferenceSolverOptions options = {}
   return {objective, std::make_shared<ReferenceSolver>(objective, options)};
 }
 
-Stepper stepperFor(const SolverCase& s) {
-  return [s](const at::Tensor& rho, const StepOutput& previous) {
-    const ReferenceStep step = s.solver->step(rho, previous.displacement);
-    StepOutput out;
-    out.next = step.next;
-    out.displacement = step.displacement;
-    out.objective = step.objective;
-    out.converged = step.converged;
-    out.iterations = step.iterations;
-    return out;
-  };
-}
+Stepper stepperFor(const SolverCase& s) { return referenceStepper(s.solver); }
 
 // Invariants of every step: mass to 1e-10, no negative density, energy decrease.
 void expectInvariants(const nlohmann::json& r) {
