@@ -128,7 +128,11 @@ nlohmann::json runBenchmarks(const BenchOptions& o) {
     out["learned_step_ms_" + std::to_string(n)] = learned[n];
     std::cerr << "learned step " << n << "^2: " << learned[n] << " ms\n";
   }
-  auto op3 = untrainedOperator(meta, 3);
+  // A 3D operator of the 3D defaults (its network grid is 32 per axis).
+  OperatorMetadata meta3 = meta;
+  meta3.network = TrainingOptions::defaultsFor(meta.energy, 3).network;
+  auto op3 = untrainedOperator(meta3, 3);
+  out["network_3d"] = meta3.network.toJson();
   for (int64_t n : o.quick ? std::vector<int64_t>{32} : std::vector<int64_t>{32, 64}) {
     const Grid grid = Grid::unitBox(3, n);
     const at::Tensor rho = sampleDensity(grid, meta);
@@ -170,6 +174,16 @@ nlohmann::json runBenchmarks(const BenchOptions& o) {
     out["prefilter_ms_128"] = medianMs(o.repeats, [&] { push.prefilter(rho); });
     const at::Tensor m = push.prefilter(rho);
     out["deposit_ms_128"] = medianMs(o.repeats, [&] { push.deposit(m, u); });
+    // Before the fused kernel: the same deposit as ~40 tensor operations.
+    out["deposit_tensor_ops_ms_128"] = medianMs(o.repeats, [&] { push.depositByTensorOperations(m, u); });
+    {
+      at::AutoGradMode grad(true);
+      const at::Tensor uGrad = u.clone().requires_grad_(true);
+      out["deposit_forward_backward_ms_128"] =
+          medianMs(o.repeats, [&] { push.deposit(m, uGrad).sum().backward(); });
+      out["deposit_tensor_ops_forward_backward_ms_128"] =
+          medianMs(o.repeats, [&] { push.depositByTensorOperations(m, uGrad).sum().backward(); });
+    }
     out["push_forward_ms_128"] = medianMs(o.repeats, [&] { push.apply(rho, u); });
     for (const std::string& preset : {"fokker-planck", "porous-medium", "aggregation", "aggregation-diffusion"}) {
       const Energy energy(EnergySpec::fromPreset(preset), grid);
