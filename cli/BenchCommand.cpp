@@ -20,6 +20,9 @@ void addBenchCommand(CLI::App& app) {
   bench->add_option("--threads", o->threads, "LibTorch threads")->capture_default_str();
   bench->add_option("--repeats", o->repeats, "Runs per figure (medians)")->capture_default_str();
   bench->add_flag("--quick", o->quick, "Small sizes only");
+  bench->add_option("--device", o->device, "Where the learned steps and training run: cpu or cuda")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
   bench->add_flag("--json", *json, "Print the JSON object");
   bench->add_option("--out", *out, "Write the JSON to this file");
   bench->callback([o, out, json] {

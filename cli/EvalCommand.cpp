@@ -1,5 +1,7 @@
 // jko eval: runs a reference case of DESIGN.md §5 with a solver and measures
 // it against the exact answer.
+#include <ATen/core/grad_mode.h>
+
 #include <iomanip>
 #include <iostream>
 #include <memory>

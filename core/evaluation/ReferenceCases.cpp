@@ -1,5 +1,7 @@
 #include "evaluation/ReferenceCases.h"
 
+#include <ATen/core/grad_mode.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>

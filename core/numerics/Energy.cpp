@@ -320,7 +320,7 @@ std::string EnergySpec::potentialHash() const {
   return text;
 }
 
-bool EnergySpec::sameAs(const EnergySpec& other, std::string* difference) const {
+bool EnergySpec::sameAs(const EnergySpec& other, std::string* difference, int dim) const {
   auto differ = [&](const std::string& what, const std::string& mine, const std::string& theirs) {
     if (difference) *difference = what + ": " + mine + " vs " + theirs;
     return false;
@@ -332,7 +332,7 @@ bool EnergySpec::sameAs(const EnergySpec& other, std::string* difference) const 
     return differ("m", formatValue(exponent), formatValue(other.exponent));
   if (potential != other.potential) return differ("potential", toString(potential), toString(other.potential));
   if (potential == PotentialKind::Quadratic || potential == PotentialKind::DoubleWell) {
-    for (int a = 0; a < 3; ++a) {
+    for (int a = 0; a < dim; ++a) {
       if (!sameNumber(potentialStrength[a], other.potentialStrength[a]))
         return differ("potential strength", formatValue(potentialStrength[a]), formatValue(other.potentialStrength[a]));
       if (!sameNumber(potentialCentre[a], other.potentialCentre[a]))

@@ -75,8 +75,9 @@ struct EnergySpec {
   std::string describe() const;
   /// FNV-1a hash of the potential values on the grid ("" when analytic).
   std::string potentialHash() const;
-  /// Whether two specs define the same energy; `difference` says what differs.
-  bool sameAs(const EnergySpec& other, std::string* difference = nullptr) const;
+  /// Whether two specs define the same energy in `dim` dimensions (per-axis
+  /// potential parameters beyond them do not count); `difference` says what differs.
+  bool sameAs(const EnergySpec& other, std::string* difference = nullptr, int dim = 3) const;
 };
 
 std::string toString(InternalKind kind);

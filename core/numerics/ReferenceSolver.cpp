@@ -1,5 +1,6 @@
 #include "numerics/ReferenceSolver.h"
 
+#include <ATen/core/grad_mode.h>
 #include <torch/csrc/autograd/autograd.h>
 
 #include <cmath>

@@ -1,6 +1,7 @@
 #include "operator/LearnToEvolveTrainer.h"
 
 #include <ATen/Parallel.h>
+#include <ATen/core/grad_mode.h>
 #include <torch/optim/adam.h>
 // clip_grad.h needs torch::Tensor declared before it.
 // clang-format off
@@ -14,6 +15,7 @@
 #include <numeric>
 #include <random>
 #include <sstream>
+#include <type_traits>
 
 #include "numerics/Errors.h"
 #include "numerics/JkoObjective.h"
@@ -104,11 +106,20 @@ void restoreParameters(VelocityNetwork& network, const std::vector<at::Tensor>& 
   for (size_t i = 0; i < parameters.size(); ++i) parameters[i].second.copy_(values[i]);
 }
 
-std::string adamKey(const at::Tensor& parameter) {
-  std::ostringstream key;
-  key << parameter.unsafeGetTensorImpl();
-  return key.str();
+// The key of a parameter in torch::optim's state map: a string of the
+// TensorImpl address in LibTorch 1.x, the address itself in 2.x.
+template <typename Key>
+Key adamKey(const at::Tensor& parameter) {
+  if constexpr (std::is_same_v<Key, std::string>) {
+    std::ostringstream key;
+    key << parameter.unsafeGetTensorImpl();
+    return key.str();
+  } else {
+    return static_cast<Key>(parameter.unsafeGetTensorImpl());
+  }
 }
+
+using AdamStateKey = std::decay_t<decltype(std::declval<torch::optim::Adam&>().state().begin()->first)>;
 
 }  // namespace
 
@@ -302,7 +313,7 @@ TrainingResult LearnToEvolveTrainer::train(const ProgressCallback& progress) {
     for (size_t i = 0; i < parameters.size(); ++i) {
       archive.tensors.emplace_back(parameters[i].first, parameters[i].second);
       archive.tensors.emplace_back("best." + parameters[i].first, best[i]);
-      auto it = optimizer.state().find(adamKey(parameters[i].second));
+      auto it = optimizer.state().find(adamKey<AdamStateKey>(parameters[i].second));
       if (it != optimizer.state().end()) {
         auto& state = static_cast<torch::optim::AdamParamState&>(*it->second);
         archive.tensors.emplace_back("adam.exp_avg." + parameters[i].first, state.exp_avg());
@@ -322,7 +333,7 @@ TrainingResult LearnToEvolveTrainer::train(const ProgressCallback& progress) {
       throw OperatorFileError(o.checkpoint + " is an operator file, not a training checkpoint");
     const OperatorMetadata saved = OperatorMetadata::fromJson(meta);
     std::string difference;
-    if (!saved.energy.sameAs(o.energy, &difference) || saved.dim != o.dim || std::abs(saved.tau - o.tau) > 1e-12 ||
+    if (!saved.energy.sameAs(o.energy, &difference, o.dim) || saved.dim != o.dim || std::abs(saved.tau - o.tau) > 1e-12 ||
         meta["checkpoint"]["seed"].get<uint64_t>() != o.seed || meta["checkpoint"]["mode"] != o.mode)
       throw OperatorFileError(o.checkpoint +
                               " was written by a different training (energy, dimension, tau, seed or "
@@ -347,7 +358,7 @@ TrainingResult LearnToEvolveTrainer::train(const ProgressCallback& progress) {
         state->exp_avg(expAvg.to(device));
         state->exp_avg_sq(find("adam.exp_avg_sq." + parameters[i].first).to(device));
         state->step(find("adam.step." + parameters[i].first).item<int64_t>());
-        optimizer.state()[adamKey(parameters[i].second)] = std::move(state);
+        optimizer.state()[adamKey<AdamStateKey>(parameters[i].second)] = std::move(state);
       }
     }
     for (const auto& [name, tensor] : archive.tensors)

@@ -1,5 +1,7 @@
 #include "operator/LearnedOperator.h"
 
+#include <ATen/core/grad_mode.h>
+
 #include <cmath>
 #include <fstream>
 #include <mutex>
@@ -195,7 +197,7 @@ std::vector<std::string> LearnedOperator::checkCompatible(const Grid& grid, cons
     throw OperatorFileError("this operator was trained on " + std::to_string(m.dim) + "D densities; the data is " +
                             std::to_string(grid.dim) + "D: train or load a " + std::to_string(grid.dim) + "D operator");
   std::string difference;
-  if (energy && !m.energy.sameAs(*energy, &difference))
+  if (energy && !m.energy.sameAs(*energy, &difference, grid.dim))
     throw OperatorFileError("this operator was trained for " + m.energy.describe() + ", not for " + energy->describe() +
                             " (" + difference + "): choose the operator's energy or train a new operator");
   if (tau > 0 && std::abs(tau - m.tau) > 1e-9 * m.tau)

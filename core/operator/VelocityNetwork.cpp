@@ -1,5 +1,7 @@
 #include "operator/VelocityNetwork.h"
 
+#include <ATen/core/grad_mode.h>
+
 #include <sstream>
 
 #include "numerics/Errors.h"

@@ -775,7 +775,7 @@ void vtkJKOGradientFlow::Internals::checkOperator(vtkJKOGradientFlow* self, cons
   // In the learned modes the energy and tau are the operator's: a panel value
   // that contradicts it is an error, never silently overridden.
   std::string difference;
-  if (!metadata.energy.sameAs(problem.energy, &difference))
+  if (!metadata.energy.sameAs(problem.energy, &difference, problem.mapping.grid.dim))
     throw Error(where + " was trained for the energy " + metadata.energy.describe() + " but the panel's energy is " +
                 problem.energy.describe() + " (" + difference +
                 "): set the energy to the operator's (shown as Operator Energy) or press Train to train an operator "

@@ -1,7 +1,9 @@
 #include "JkoBenchmarks.h"
 
 #include <ATen/Parallel.h>
+#include <ATen/core/grad_mode.h>
 #include <sys/resource.h>
+#include <torch/cuda.h>
 #include <torch/optim/adam.h>
 
 #include <algorithm>
@@ -10,6 +12,7 @@
 #include <iostream>
 
 #include "evaluation/ReferenceCases.h"
+#include "numerics/Errors.h"
 #include "numerics/JkoObjective.h"
 #include "numerics/ReferenceSolver.h"
 #include "operator/DensityGenerator.h"
@@ -29,14 +32,22 @@ double median(std::vector<double> v) {
   return v.size() % 2 ? v[m] : 0.5 * (v[m - 1] + v[m]);
 }
 
+// Waits for queued GPU work, so that timings cover it.
+bool timingCuda = false;
+void synchronize() {
+  if (timingCuda) torch::cuda::synchronize();
+}
+
 // Median wall time in ms of `repeats` calls after two warm-up calls.
 double medianMs(int repeats, const std::function<void()>& f) {
   f();
   f();
+  synchronize();
   std::vector<double> times;
   for (int i = 0; i < repeats; ++i) {
     const auto start = Clock::now();
     f();
+    synchronize();
     times.push_back(std::chrono::duration<double, std::milli>(Clock::now() - start).count());
   }
   return median(times);
@@ -117,25 +128,41 @@ nlohmann::json runBenchmarks(const BenchOptions& o) {
   }
   const OperatorMetadata& meta = op->metadata();
   out["network"] = meta.network.toJson();
+  if (o.device == "cuda" && !cudaAvailable())
+    throw InvalidParameter("device", "cuda", "this LibTorch build has no CUDA device; use cpu");
+  const at::Device device = o.device == "cuda" ? at::Device(at::kCUDA) : at::Device(at::kCPU);
+  timingCuda = device.is_cuda();
+  out["device"] = o.device;
+  op->to(device);
 
   // 1. Learned step, batch 1.
   std::vector<int64_t> sizes2 = o.quick ? std::vector<int64_t>{64, 128} : std::vector<int64_t>{64, 128, 256, 512};
   std::map<int64_t, double> learned;
   for (int64_t n : sizes2) {
     const Grid grid = Grid::unitBox(2, n);
-    const at::Tensor rho = sampleDensity(grid, meta);
+    const at::Tensor rho = sampleDensity(grid, meta).to(device);
     learned[n] = medianMs(o.repeats, [&] { op->step(rho, grid); });
     out["learned_step_ms_" + std::to_string(n)] = learned[n];
     std::cerr << "learned step " << n << "^2: " << learned[n] << " ms\n";
+  }
+  // Batched steps (many densities at once), per density.
+  for (int64_t batch : {16, 64}) {
+    if (o.quick || (!device.is_cuda() && batch > 16)) continue;
+    const Grid grid = Grid::unitBox(2, 256);
+    const at::Tensor rho = sampleDensity(grid, meta).to(device).unsqueeze(0).expand({batch, 256, 256}).contiguous();
+    const double ms = medianMs(std::max(3, o.repeats / 3), [&] { op->step(rho, grid); });
+    out["learned_step_ms_256_batch" + std::to_string(batch) + "_per_density"] = ms / batch;
+    std::cerr << "learned step 256^2, batch " << batch << ": " << ms / batch << " ms per density\n";
   }
   // A 3D operator of the 3D defaults (its network grid is 32 per axis).
   OperatorMetadata meta3 = meta;
   meta3.network = TrainingOptions::defaultsFor(meta.energy, 3).network;
   auto op3 = untrainedOperator(meta3, 3);
+  op3->to(device);
   out["network_3d"] = meta3.network.toJson();
   for (int64_t n : o.quick ? std::vector<int64_t>{32} : std::vector<int64_t>{32, 64}) {
     const Grid grid = Grid::unitBox(3, n);
-    const at::Tensor rho = sampleDensity(grid, meta);
+    const at::Tensor rho = sampleDensity(grid, meta).to(device);
     const double ms = medianMs(std::max(3, o.repeats / 3), [&] { op3->step(rho, grid); });
     out["learned_step_ms_" + std::to_string(n) + "_3d"] = ms;
     std::cerr << "learned step " << n << "^3: " << ms << " ms\n";
@@ -179,8 +206,7 @@ nlohmann::json runBenchmarks(const BenchOptions& o) {
     {
       at::AutoGradMode grad(true);
       const at::Tensor uGrad = u.clone().requires_grad_(true);
-      out["deposit_forward_backward_ms_128"] =
-          medianMs(o.repeats, [&] { push.deposit(m, uGrad).sum().backward(); });
+      out["deposit_forward_backward_ms_128"] = medianMs(o.repeats, [&] { push.deposit(m, uGrad).sum().backward(); });
       out["deposit_tensor_ops_forward_backward_ms_128"] =
           medianMs(o.repeats, [&] { push.depositByTensorOperations(m, uGrad).sum().backward(); });
     }
@@ -196,10 +222,11 @@ nlohmann::json runBenchmarks(const BenchOptions& o) {
     at::AutoGradMode grad(true);
     TrainingOptions t = TrainingOptions::defaultsFor(meta.energy, 2);
     auto trainee = untrainedOperator(meta, 2);
+    trainee->to(device);
     const Grid grid = Grid::unitBox(2, t.grid);
     const auto objective = trainee->objectiveOn(grid);
     DensityGenerator generator(grid, t.densities, 3);
-    const at::Tensor batch = at::stack(generator.sample(t.batch));
+    const at::Tensor batch = at::stack(generator.sample(t.batch)).to(device);
     const JkoState state = objective->prepare(batch);
     torch::optim::Adam adam(trainee->network().parameters(), torch::optim::AdamOptions(1e-4));
     const double ms = medianMs(std::max(5, o.repeats / 2), [&] {
@@ -214,8 +241,8 @@ nlohmann::json runBenchmarks(const BenchOptions& o) {
     std::cerr << "training: " << t.batch / (ms / 1000.0) << " samples/s\n";
   }
 
-  // 5. The floor: network work against the machine's ceilings.
-  {
+  // 5. The floor: network work against this CPU's ceilings.
+  if (!device.is_cuda()) {
     const auto [gflops, bandwidth] = machineCeilings(o.repeats);
     out["machine_gemm_gflops"] = gflops;
     out["machine_copy_gb_per_s"] = bandwidth;

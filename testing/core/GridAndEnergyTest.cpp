@@ -131,6 +131,12 @@ TEST(EnergySpec, JsonRoundTripAndDifferences) {
   EXPECT_NE(difference.find("internal energy"), std::string::npos);
   const EnergySpec fp = EnergySpec::fokkerPlanck(0.1, 4);
   EXPECT_TRUE(fp.sameAs(EnergySpec::fromJson(fp.toJson())));
+  // The unused third axis of a 2D potential does not count in 2D.
+  EnergySpec fp2 = fp;
+  fp2.potentialStrength[2] = 0;
+  EXPECT_TRUE(fp.sameAs(fp2, nullptr, 2));
+  EXPECT_FALSE(fp.sameAs(fp2, &difference, 3));
+  EXPECT_NE(difference.find("potential strength"), std::string::npos);
 }
 
 }  // namespace

@@ -1,4 +1,5 @@
 // The learned operator, its files, and Learn-to-Evolve training on tiny problems.
+#include <ATen/core/grad_mode.h>
 #include <gtest/gtest.h>
 
 #include <cstdio>

@@ -1,4 +1,5 @@
 // The reference solver against the exact answers of DESIGN.md §5.
+#include <ATen/core/grad_mode.h>
 #include <gtest/gtest.h>
 #include <torch/csrc/autograd/autograd.h>
 

@@ -12,7 +12,9 @@ from vtkmodules.vtkCommonDataModel import vtkImageData
 
 T.load_plugin()
 check = T.Check()
-scratch = tempfile.mkdtemp(prefix="jko-bad-input-")
+# Removed when the interpreter exits.
+_scratch = tempfile.TemporaryDirectory(prefix="jko-bad-input-")
+scratch = _scratch.name
 
 
 def bump(n=16, m=12):

@@ -14,7 +14,9 @@ from paraview import simple, smtrace
 
 T.load_plugin()
 check = T.Check()
-scratch = tempfile.mkdtemp(prefix="jko-learned-")
+# Removed when the interpreter exits.
+_scratch = tempfile.TemporaryDirectory(prefix="jko-learned-")
+scratch = _scratch.name
 operator = os.path.join(scratch, "trained.jko")
 
 

@@ -1,0 +1,155 @@
+"""Builds the ready-made ParaView layout of Neural JKO Flow and saves it as
+examples/jko_layout.pvsm.
+
+    xvfb-run -a -s "-screen 0 1280x1024x24 -noreset" pvpython examples/make_layout_state.py
+
+(the views are created, so pvpython needs an X display.)
+
+The layout: the porous-medium sample data/samples/porous-bumps.vti, the
+"JKO Gradient Flow" filter with the bundled operator
+data/operators/porous-medium.jko (Learned operator, 20 steps), and
+
+* left, a render view: the density (Inferno colour map, legend), arrows of
+  the velocity of each step where there is mass, and the frame's time;
+* right, a line chart of the filter's second output (one row per frame):
+  the energy E(rho_k) against time, with the transport cost of each step.
+
+The time toolbar steps through the frames (one per JKO step). File paths in
+the state are relative to the repository root, so open it from there
+(examples/open_layout.py does that from anywhere):
+
+    paraview --plugin-search-paths=build/lib/paraview-5.11/plugins/NeuralJKOFlow \\
+             --plugins=NeuralJKOFlow --state=examples/jko_layout.pvsm
+
+or in the GUI: File > Load State, choose this file and "Search files under
+specified directory" with the repository root as the directory.
+"""
+import argparse
+import os
+import re
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import jko_examples as J  # noqa: E402
+
+STATE = os.path.join(J.HERE, "jko_layout.pvsm")
+SAMPLE = "data/samples/porous-bumps.vti"
+OPERATOR = "data/operators/porous-medium.jko"
+
+
+def build_layout(simple, steps=20):
+    """Creates the pipeline, the two views and their layout; returns
+    (layout, flow)."""
+    reader = simple.XMLImageDataReader(registrationName="porous-bumps.vti", FileName=[os.path.join(J.ROOT, SAMPLE)])
+    reader.PointArrayStatus = ["density"]
+    flow = simple.JKOGradientFlow(registrationName="JKO Gradient Flow", Input=reader)
+    flow.Density = ["POINTS", "density"]
+    for name, value in J.PRESETS["porous-medium"]["properties"].items():
+        setattr(flow, name, value)
+    flow.TimeStep = J.TIME_STEP
+    flow.NumberOfSteps = steps
+    flow.Solver = "Learned operator"
+    flow.OperatorFile = os.path.join(J.ROOT, OPERATOR)
+    flow.UpdatePipelineInformation()
+    flow.UpdatePipeline(0.0)
+
+    layout = simple.CreateLayout("Neural JKO Flow")
+    view = simple.CreateView("RenderView")
+    simple.AssignViewToLayout(view=view, layout=layout, hint=0)
+    view.OrientationAxesVisibility = 0
+    view.InteractionMode = "2D"
+
+    density = simple.Show(flow, view)
+    density.Representation = "Slice"
+    simple.ColorBy(density, ("POINTS", "density"))
+    lut = simple.GetColorTransferFunction("density")
+    lut.ApplyPreset("Inferno (matplotlib)", True)
+    # A fixed range for all frames, so that the decay shows; the first frame's
+    # peaks (0.45) saturate it, the later, flatter frames stay visible.
+    lut.RescaleTransferFunction(0.0, 0.3)
+    lut.AutomaticRescaleRangeMode = "Never"
+    density.SetScalarBarVisibility(view, True)
+    bar = simple.GetScalarBar(lut, view)
+    bar.Title = "density"
+    bar.ComponentTitle = ""
+    bar.AddRangeLabels = 0
+    bar.WindowLocation = "Any Location"
+    bar.Position = [0.87, 0.1]
+    bar.ScalarBarLength = 0.5
+
+    # Velocity arrows on every 4th node where the density is above 0.005
+    # (about 10% of the last frame's peak): vacuum nodes move no mass.
+    subset = simple.ExtractSubset(registrationName="every 4th node", Input=flow)
+    subset.SampleRateI = subset.SampleRateJ = 4
+    massive = simple.Threshold(registrationName="where there is mass", Input=subset, Scalars=["POINTS", "density"])
+    massive.LowerThreshold, massive.UpperThreshold = 0.005, 1e30
+    glyphs = simple.Glyph(registrationName="velocity arrows", Input=massive, GlyphType="Arrow")
+    glyphs.OrientationArray = ["POINTS", "velocity"]
+    glyphs.ScaleArray = ["POINTS", "velocity"]
+    glyphs.ScaleFactor = 0.025
+    glyphs.GlyphMode = "All Points"
+    arrows = simple.Show(glyphs, view)
+    simple.ColorBy(arrows, None)
+    arrows.AmbientColor = arrows.DiffuseColor = [0.3, 0.85, 1.0]
+
+    clock = simple.AnnotateTimeFilter(registrationName="time", Input=flow, Format="t = {time:.3f}")
+    clock_display = simple.Show(clock, view)
+    clock_display.WindowLocation = "Upper Center"
+    clock_display.FontSize = 24
+
+    chart = simple.CreateView("XYChartView")
+    simple.AssignViewToLayout(view=chart, layout=layout, hint=2)
+    layout.SetSplitFraction(0, 0.58)
+    table = simple.Show(simple.OutputPort(flow, 1), chart)
+    table.UseIndexForXAxis = 0
+    table.XArrayName = "Time"
+    table.SeriesVisibility = ["Energy", "TransportCost"]
+    table.SeriesLabel = ["Energy", "energy E(rho_k)", "TransportCost", "transport cost W2^2/(2 tau) of step k"]
+    table.SeriesMarkerStyle = ["Energy", "4", "TransportCost", "2"]
+    chart.ChartTitle = "per-frame table"
+    chart.LeftAxisTitle = "energy"
+    chart.BottomAxisTitle = "time t"
+    chart.ChartTitleFontSize = chart.LeftAxisTitleFontSize = chart.BottomAxisTitleFontSize = 16
+    chart.LeftAxisLabelFontSize = chart.BottomAxisLabelFontSize = chart.LegendFontSize = 13
+    chart.LegendLocation = "TopRight"
+
+    scene = simple.GetAnimationScene()
+    scene.UpdateAnimationUsingDataTimeSteps()
+    scene.AnimationTime = 0.0
+    simple.SetActiveView(view)
+    simple.SetActiveSource(flow)
+    simple.Render(view)
+    # The box left of centre, leaving room for the colour legend.
+    view.CameraPosition = [0.62, 0.53, 3.0]
+    view.CameraFocalPoint = [0.62, 0.53, 0.0]
+    view.CameraViewUp = [0, 1, 0]
+    view.CameraParallelProjection = 1
+    view.CameraParallelScale = 0.64
+    return layout, flow
+
+
+def relative_paths(path):
+    """Rewrites the repository's absolute paths in a state file as paths
+    relative to the repository root."""
+    with open(path) as f:
+        text = f.read()
+    text = re.sub(re.escape(J.ROOT.rstrip("/") + "/"), "", text)
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--state", default=STATE, help="state file to write")
+    args = parser.parse_args()
+
+    simple = J.load_plugin()
+    build_layout(simple)
+    simple.SaveState(args.state)
+    relative_paths(args.state)
+    print("state: %s (paths relative to %s)" % (os.path.abspath(args.state), J.ROOT))
+    print("screenshot of the GUI with it: /usr/bin/python3 docs/images/gui_screenshot.py")
+
+
+if __name__ == "__main__":
+    main()
