@@ -4,8 +4,8 @@
 
 #include <sstream>
 
-#include "numerics/DepositKernel.h"
 #include "numerics/Errors.h"
+#include "numerics/PushForwardKernels.h"
 
 namespace jko {
 namespace {
@@ -167,6 +167,11 @@ at::Tensor PushForward::depositByTensorOperations(const at::Tensor& masses, cons
 at::Tensor PushForward::mass(const at::Tensor& rho) const { return rho.flatten(1).sum(1) * grid_.cellVolume(); }
 
 at::Tensor PushForward::limit(const at::Tensor& raw, const at::Tensor& targetMass) const {
+  if (fusedLimitApplies(raw)) return fusedLimit(raw, targetMass, grid_);
+  return limitByTensorOperations(raw, targetMass);
+}
+
+at::Tensor PushForward::limitByTensorOperations(const at::Tensor& raw, const at::Tensor& targetMass) const {
   at::Tensor r = raw;
   if (r.min().item<double>() < 0) {
     const at::Tensor positive = r.clamp_min(0), negative = (-r).clamp_min(0);

@@ -41,6 +41,9 @@ class PushForward {
   /// onto positive neighbours within a 3^d box, clamps at zero, and rescales
   /// each sample to `mass` (B,) = sum_j r_j |h|.
   at::Tensor limit(const at::Tensor& raw, const at::Tensor& mass) const;
+  /// The same with tensor operations only (any device, differentiable);
+  /// limit() uses a fused kernel on CPU float64 without gradients.
+  at::Tensor limitByTensorOperations(const at::Tensor& raw, const at::Tensor& mass) const;
 
   /// rho' = limit(deposit(prefilter(rho), u)), mass of rho kept exactly.
   at::Tensor apply(const at::Tensor& rho, const at::Tensor& displacement) const;

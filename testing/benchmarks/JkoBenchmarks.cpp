@@ -211,6 +211,10 @@ nlohmann::json runBenchmarks(const BenchOptions& o) {
           medianMs(o.repeats, [&] { push.depositByTensorOperations(m, uGrad).sum().backward(); });
     }
     out["push_forward_ms_128"] = medianMs(o.repeats, [&] { push.apply(rho, u); });
+    const at::Tensor raw = push.deposit(m, u), target = push.mass(rho);
+    out["limit_ms_128"] = medianMs(o.repeats, [&] { push.limit(raw, target); });
+    // Before the fused limiter.
+    out["limit_tensor_ops_ms_128"] = medianMs(o.repeats, [&] { push.limitByTensorOperations(raw, target); });
     for (const std::string& preset : {"fokker-planck", "porous-medium", "aggregation", "aggregation-diffusion"}) {
       const Energy energy(EnergySpec::fromPreset(preset), grid);
       out["energy_ms_128_" + preset] = medianMs(o.repeats, [&] { energy(rho); });

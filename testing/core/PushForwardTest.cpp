@@ -85,6 +85,21 @@ TEST_P(PushForwardInDimension, FusedKernelMatchesTensorOperations) {
   EXPECT_TRUE(at::allclose(uA.grad(), uB.grad(), 1e-10, 1e-11));
 }
 
+TEST_P(PushForwardInDimension, FusedLimiterMatchesTensorOperations) {
+  const int dim = GetParam();
+  const Grid grid = Grid::box(dim, {9, 7, 6}, {0, 0, 0}, {1, 0.7, 0.9});
+  const PushForward push(grid);
+  // Mostly positive with scattered negative nodes, some at walls and corners.
+  at::Tensor raw = randomDensity(grid, 2, 8);
+  raw.flatten(1).index_put_({at::indexing::Slice(), at::indexing::Slice(0, at::indexing::None, 5)},
+                            -0.02 * at::rand({2, (grid.numNodes() + 4) / 5}, at::kDouble));
+  const at::Tensor target = push.mass(randomDensity(grid, 2, 9));
+  const at::Tensor fused = push.limit(raw, target);
+  EXPECT_TRUE(at::allclose(fused, push.limitByTensorOperations(raw, target), 1e-13, 1e-15));
+  EXPECT_GE(fused.min().item<double>(), 0.0);
+  EXPECT_TRUE(at::allclose(push.mass(fused), target, 1e-14, 0));
+}
+
 INSTANTIATE_TEST_SUITE_P(TwoAndThreeD, PushForwardInDimension, ::testing::Values(2, 3));
 
 TEST(PushForward, QuadraticBSplineWeightsOfOneParticle) {

@@ -1,4 +1,4 @@
-#include "numerics/DepositKernel.h"
+#include "numerics/PushForwardKernels.h"
 
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/custom_function.h>
@@ -170,6 +170,83 @@ bool fusedDepositApplies(const at::Tensor& masses, const at::Tensor& displacemen
 
 at::Tensor fusedDeposit(const at::Tensor& masses, const at::Tensor& displacement, const Grid& grid) {
   return DepositFunction::apply(masses, displacement, grid);
+}
+
+namespace {
+
+// out = sum over the 3^d neighbourhood of `in` (zeros beyond the walls), by
+// three-point sums along each axis in turn; `scratch` has the same size.
+void box3Sum(const double* in, double* out, double* scratch, const int64_t n[3]) {
+  const int64_t strides[3] = {n[1] * n[2], n[2], 1};
+  const int64_t total = n[0] * n[1] * n[2];
+  const double* source = in;
+  double* buffers[2] = {scratch, out};
+  int which = 0, axes = 0;
+  for (int a = 0; a < 3; ++a) axes += n[a] > 1;
+  // Write the last pass into `out`.
+  which = axes % 2 == 1 ? 1 : 0;
+  for (int a = 0; a < 3; ++a) {
+    if (n[a] == 1) continue;
+    double* target = buffers[which];
+    // The array as (outer, n_a, inner) blocks: no divisions in the loop.
+    const int64_t inner = strides[a], outer = total / (n[a] * inner);
+    for (int64_t o = 0; o < outer; ++o) {
+      const double* s = source + o * n[a] * inner;
+      double* t = target + o * n[a] * inner;
+      for (int64_t j = 0; j < n[a]; ++j) {
+        const double* row = s + j * inner;
+        const double* below = j > 0 ? row - inner : nullptr;
+        const double* above = j + 1 < n[a] ? row + inner : nullptr;
+        double* out = t + j * inner;
+        for (int64_t k = 0; k < inner; ++k) out[k] = row[k] + (below ? below[k] : 0.0) + (above ? above[k] : 0.0);
+      }
+    }
+    source = target;
+    which ^= 1;
+  }
+}
+
+}  // namespace
+
+bool fusedLimitApplies(const at::Tensor& raw) {
+  return raw.device().is_cpu() && raw.scalar_type() == at::kDouble && !raw.requires_grad();
+}
+
+at::Tensor fusedLimit(const at::Tensor& raw, const at::Tensor& targetMass, const Grid& grid) {
+  const at::Tensor r = raw.contiguous();
+  const at::Tensor target = targetMass.to(at::kCPU, at::kDouble).contiguous();
+  at::Tensor out = at::empty_like(r);
+  const int64_t batch = r.size(0), nodes = grid.numNodes();
+  const int64_t n[3] = {grid.n[0], grid.n[1], grid.dim == 3 ? grid.n[2] : 1};
+  const double volume = grid.cellVolume();
+  at::parallel_for(0, batch, 1, [&](int64_t b0, int64_t b1) {
+    std::vector<double> positive, share, box, scratch;
+    for (int64_t b = b0; b < b1; ++b) {
+      const double* in = r.data_ptr<double>() + b * nodes;
+      double* o = out.data_ptr<double>() + b * nodes;
+      bool negative = false;
+      for (int64_t i = 0; i < nodes && !negative; ++i) negative = in[i] < 0;
+      if (negative) {
+        positive.assign(nodes, 0.0);
+        share.assign(nodes, 0.0);
+        box.resize(nodes);
+        scratch.resize(nodes);
+        for (int64_t i = 0; i < nodes; ++i) positive[i] = std::max(in[i], 0.0);
+        box3Sum(positive.data(), box.data(), scratch.data(), n);
+        for (int64_t i = 0; i < nodes; ++i)
+          if (in[i] < 0) share[i] = -in[i] / std::max(box[i], 1e-300);
+        box3Sum(share.data(), box.data(), scratch.data(), n);
+        for (int64_t i = 0; i < nodes; ++i) o[i] = std::max(positive[i] - positive[i] * box[i], 0.0);
+      } else {
+        std::copy(in, in + nodes, o);
+      }
+      double mass = 0;
+      for (int64_t i = 0; i < nodes; ++i) mass += o[i];
+      const double scale = target.data_ptr<double>()[b] / std::max(mass * volume, 1e-300);
+      for (int64_t i = 0; i < nodes; ++i) o[i] *= scale;
+    }
+  });
+  return out;
 }
 
 }  // namespace jko
