@@ -637,6 +637,9 @@ std::vector<Frame> vtkJKOGradientFlow::Internals::rolloutReference(vtkJKOGradien
   const auto objective = std::make_shared<const jko::JkoObjective>(energy, tau);
   jko::ReferenceSolverOptions options;
   options.maxIterations = std::max(1, self->MaximumIterations);
+  // Large grids take ~10 ms per iteration: report often enough that the
+  // progress bar never looks frozen.
+  options.progressInterval = 5;
   const jko::ReferenceSolver solver(objective, options);
 
   std::vector<Frame> frames(1);
