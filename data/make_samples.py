@@ -36,6 +36,8 @@ from vtkmodules.vtkIOXML import vtkXMLImageDataWriter
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(ROOT, "examples"))
+from jko_examples import plugin_path  # noqa: E402  (the examples' own plugin lookup)
 
 
 def cell_centres(n, dim):
@@ -118,20 +120,9 @@ def barenblatt_from_plugin(plugin):
     return data
 
 
-def default_plugin():
-    """The plugin library of a build in the repository, or $JKO_PLUGIN."""
-    if os.environ.get("JKO_PLUGIN"):
-        return os.environ["JKO_PLUGIN"]
-    for build in ("build", "build-demo", "build-plugin"):
-        path = os.path.join(ROOT, build, "lib", "paraview-5.11", "plugins", "NeuralJKOFlow", "NeuralJKOFlow.so")
-        if os.path.exists(path):
-            return path
-    return ""
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--plugin", default=default_plugin(), help="NeuralJKOFlow.so (for the Barenblatt sample)")
+    parser.add_argument("--plugin", default=plugin_path(), help="NeuralJKOFlow.so (for the Barenblatt sample)")
     parser.add_argument("--out", default=os.path.join(HERE, "samples"), help="output folder")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)

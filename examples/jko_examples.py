@@ -50,16 +50,24 @@ PRESETS = {
 TIME_STEP = 0.005  # tau of every bundled operator
 
 
-def find_plugin():
+def plugin_path():
     """The NeuralJKOFlow plugin library: $JKO_PLUGIN, else a build in the
-    repository (build/, build-demo/, build-plugin/)."""
+    repository (build/, build-demo/, build-plugin/); "" when there is none."""
     if os.environ.get("JKO_PLUGIN"):
         return os.environ["JKO_PLUGIN"]
     for build in ("build", "build-demo", "build-plugin"):
         path = os.path.join(ROOT, build, "lib", "paraview-5.11", "plugins", "NeuralJKOFlow", "NeuralJKOFlow.so")
         if os.path.exists(path):
             return path
-    sys.exit("NeuralJKOFlow.so not found: build the project (bash scripts/demo.sh) or set JKO_PLUGIN")
+    return ""
+
+
+def find_plugin():
+    """plugin_path(), or exit with what to do."""
+    path = plugin_path()
+    if not path:
+        sys.exit("NeuralJKOFlow.so not found: build the project (bash scripts/demo.sh) or set JKO_PLUGIN")
+    return path
 
 
 def load_plugin():

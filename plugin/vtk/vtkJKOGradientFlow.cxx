@@ -628,6 +628,19 @@ static double stepFraction(int k, int steps, double iterations) {
   return (k + iterations / (iterations + 100.0)) / steps;
 }
 
+namespace {
+// Frame 0: the input density, its energy (also its "objective") and mass.
+Frame initialFrame(const Problem& problem, const jko::Energy& energy, double time) {
+  Frame frame;
+  frame.density = problem.rho0;
+  frame.time = time;
+  frame.energy = energy(problem.rho0.unsqueeze(0)).item<double>();
+  frame.objective = frame.energy;
+  frame.mass = problem.rho0.sum().item<double>() * energy.grid().cellVolume();
+  return frame;
+}
+}  // namespace
+
 std::vector<Frame> vtkJKOGradientFlow::Internals::rolloutReference(vtkJKOGradientFlow* self,
                                                                    const Problem& problem) const {
   const jko::Grid& grid = problem.mapping.grid;
@@ -642,12 +655,7 @@ std::vector<Frame> vtkJKOGradientFlow::Internals::rolloutReference(vtkJKOGradien
   options.progressInterval = 5;
   const jko::ReferenceSolver solver(objective, options);
 
-  std::vector<Frame> frames(1);
-  frames[0].density = problem.rho0;
-  frames[0].time = self->InitialTime;
-  frames[0].energy = (*energy)(problem.rho0.unsqueeze(0)).item<double>();
-  frames[0].objective = frames[0].energy;
-  frames[0].mass = problem.rho0.sum().item<double>() * grid.cellVolume();
+  std::vector<Frame> frames{initialFrame(problem, *energy, self->InitialTime)};
 
   at::Tensor rho = problem.rho0.to(problem.device), warmStart;
   for (int k = 0; k < steps; ++k) {
@@ -759,7 +767,7 @@ void vtkJKOGradientFlow::Internals::loadOperator(vtkJKOGradientFlow* self) {
     description << "; trained by " << metadata.training.value("mode", std::string()) << " on grids of "
                 << metadata.ranges.gridMin
                 << (metadata.ranges.gridMax != metadata.ranges.gridMin ? "-" + std::to_string(metadata.ranges.gridMax)
-                                                                        : std::string())
+                                                                       : std::string())
                 << " nodes per axis";
   description << " (" << path << ")";
   this->description = description.str();
@@ -810,12 +818,7 @@ std::vector<Frame> vtkJKOGradientFlow::Internals::rolloutLearned(vtkJKOGradientF
   options.maxIterations = std::max(1, self->RefineIterations);
   const jko::ReferenceSolver refiner(this->op->objectiveOn(grid), options);
 
-  std::vector<Frame> frames(1);
-  frames[0].density = problem.rho0;
-  frames[0].time = self->InitialTime;
-  frames[0].energy = (*energy)(problem.rho0.unsqueeze(0)).item<double>();
-  frames[0].objective = frames[0].energy;
-  frames[0].mass = problem.rho0.sum().item<double>() * grid.cellVolume();
+  std::vector<Frame> frames{initialFrame(problem, *energy, self->InitialTime)};
 
   at::Tensor rho = problem.rho0.to(problem.device);
   for (int k = 0; k < steps; ++k) {
