@@ -456,6 +456,39 @@ at::Tensor Energy::potentialOnGrid(const at::Device& device) const {
   return onDevice(potential_, device);
 }
 
+at::Tensor Energy::equilibrium(double mass) const {
+  if (spec_.kernel != KernelKind::None || spec_.internal == InternalKind::None || !(spec_.diffusion > 0)) return {};
+  if (!(mass > 0) || !std::isfinite(mass))
+    throw InvalidParameter("mass", formatValue(mass), "the equilibrium needs a positive finite mass");
+  const double volume = grid_.cellVolume();
+  const at::Tensor V = potential_.defined() ? potential_ : at::zeros(grid_.shape(), at::kDouble);
+  // Shifting V by its minimum changes neither density but keeps the
+  // exponent in [-inf, 0]: exp(-V/D) alone underflows to 0 everywhere
+  // (Z = 0, a NaN density) once min V / D > 745.
+  const at::Tensor shifted = V - V.min();
+  at::Tensor rho;
+  if (spec_.internal == InternalKind::Entropy) {
+    rho = at::exp(-shifted / spec_.diffusion);  // 1 at the minimum of V, so Z >= |h|
+  } else {
+    // rho(C) = ((m-1)/(D m) (C - V))_+^(1/(m-1)); its mass grows with C from
+    // 0 at C = min V: bracket, then bisect.
+    const double m = spec_.exponent, factor = (m - 1) / (spec_.diffusion * m);
+    auto profile = [&](double C) { return (factor * (C - shifted)).clamp_min(0).pow(1.0 / (m - 1)); };
+    auto massOf = [&](double C) { return profile(C).sum().item<double>() * volume; };
+    double lower = 0, upper = 1;
+    for (int i = 0; massOf(upper) < mass; ++i) {
+      if (i == 1000) throw InvalidParameter("mass", formatValue(mass), "too large for a finite equilibrium");
+      lower = upper, upper *= 2;
+    }
+    for (int i = 0; i < 200 && upper - lower > 1e-15 * upper; ++i) {
+      const double middle = 0.5 * (lower + upper);
+      (massOf(middle) < mass ? lower : upper) = middle;
+    }
+    rho = profile(upper);
+  }
+  return (rho * (mass / (rho.sum().item<double>() * volume))).contiguous();
+}
+
 at::Tensor Energy::convolve(const at::Tensor& rho) const {
   const int d = grid_.dim;
   std::vector<int64_t> pad, padded, dims;
@@ -478,7 +511,10 @@ EnergyParts Energy::parts(const at::Tensor& rho) const {
   EnergyParts parts{zero, zero, zero};
   if (spec_.internal == InternalKind::Entropy) {
     // Clamped log (DESIGN.md §2.2): finite value and gradient in vacuum.
-    parts.internal = spec_.diffusion * volume * sumOverGrid(rho * at::log(rho.clamp_min(spec_.logFloor)));
+    // Summed as (rho |h|) log rho: a cell's mass is at most the total mass
+    // and log rho at most ~710, whereas rho log rho alone overflows from
+    // rho ~ 1e305 on (huge densities on tiny cells).
+    parts.internal = spec_.diffusion * sumOverGrid((rho * volume) * at::log(rho.clamp_min(spec_.logFloor)));
   } else if (spec_.internal == InternalKind::PorousMedium) {
     const double m = spec_.exponent;
     parts.internal = spec_.diffusion / (m - 1) * volume * sumOverGrid(rho.clamp_min(0).pow(m));

@@ -110,6 +110,15 @@ class Energy {
 
   /// V on the nodes (float64, shape of the grid); undefined when there is none.
   at::Tensor potentialOnGrid(const at::Device& device = at::kCPU) const;
+
+  /// The minimiser of E among densities of total mass `mass` on this grid,
+  /// where it has a closed form (DESIGN.md §5 case 5): for D rho log rho + V
+  /// the Gibbs density M exp(-V/D) / Z, for D rho^m/(m-1) + V the profile
+  /// ((m-1)/(D m) (C - V))_+^(1/(m-1)) with C fixed by the mass, uniform
+  /// without a potential. Computed without overflow or underflow whatever
+  /// V/D. Undefined (no closed form) with an interaction kernel, without an
+  /// internal energy or with D = 0. Float64 CPU, shape of the grid.
+  at::Tensor equilibrium(double mass) const;
   /// (W * rho)_j = sum_k W(x_j - x_k) rho_k |h|, by zero-padded FFT.
   at::Tensor convolve(const at::Tensor& rho) const;
   /// W(z) for a distance |z| > 0 (exposed for tests).

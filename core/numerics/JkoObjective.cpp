@@ -25,6 +25,10 @@ void validateDensity(const at::Tensor& rho, const Grid& grid) {
   const at::Tensor total = rho.to(at::kDouble).flatten(1).sum(1);
   if (!(total > 0).all().item<bool>())
     throw InvalidDensity("the density has zero mass; give a density with some positive values");
+  // Finite values can still sum to infinity (values near 1e308): the mass,
+  // the limiter's rescaling and every energy would be inf or NaN.
+  if (!at::isfinite(total).all().item<bool>())
+    throw InvalidDensity("the density's values are too large: its total mass overflows; rescale the density");
 }
 
 JkoObjective::JkoObjective(std::shared_ptr<const Energy> energy, double tau)

@@ -63,6 +63,17 @@ at::Tensor filterMatrix(int64_t n) {
   return s;
 }
 
+// d f / d x_axis for f (B, n...) by central differences, one-sided at the walls.
+at::Tensor partialDerivative(const at::Tensor& f, int axis, double h) {
+  const int dim = axis + 1;
+  const int64_t n = f.size(dim);
+  if (n < 3) return (f.narrow(dim, n - 1, 1) - f.narrow(dim, 0, 1)).expand_as(f) / ((n - 1) * h);
+  const at::Tensor interior = (f.narrow(dim, 2, n - 2) - f.narrow(dim, 0, n - 2)) / (2 * h);
+  const at::Tensor first = (f.narrow(dim, 1, 1) - f.narrow(dim, 0, 1)) / h;
+  const at::Tensor last = (f.narrow(dim, n - 1, 1) - f.narrow(dim, n - 2, 1)) / h;
+  return at::cat({first, interior, last}, dim);
+}
+
 at::Tensor box3Sum(const at::Tensor& x, int dim) {
   // Sum over the 3^d neighbourhood with zeros outside the grid.
   if (dim == 2) return at::avg_pool2d(x.unsqueeze(1), {3, 3}, {1, 1}, {1, 1}, false, true).squeeze(1) * 9.0;
@@ -167,6 +178,14 @@ at::Tensor PushForward::depositByTensorOperations(const at::Tensor& masses, cons
 at::Tensor PushForward::mass(const at::Tensor& rho) const { return rho.flatten(1).sum(1) * grid_.cellVolume(); }
 
 at::Tensor PushForward::limit(const at::Tensor& raw, const at::Tensor& targetMass) const {
+  // A NaN displacement deposits NaN weights, and the limiter would spread
+  // them over the whole sample: refuse here, once per step, rather than
+  // hand back a frame of NaN.
+  if (!at::isfinite(raw).all().item<bool>())
+    throw InvalidDensity(
+        "the step produced NaN or infinite values (the displacement field or the density is not finite); the "
+        "density was left as it was: for a learned operator check that the density is within its training range, "
+        "or use the reference solver");
   if (fusedLimitApplies(raw)) return fusedLimit(raw, targetMass, grid_);
   return limitByTensorOperations(raw, targetMass);
 }
@@ -184,6 +203,30 @@ at::Tensor PushForward::limitByTensorOperations(const at::Tensor& raw, const at:
   view[0] = r.size(0);
   const at::Tensor current = mass(r);
   return r * (targetMass.to(r.scalar_type()) / current.clamp_min(1e-300)).view(view);
+}
+
+at::Tensor PushForward::jacobianDeterminant(const at::Tensor& displacement) const {
+  const int d = grid_.dim;
+  const at::Tensor u = displacement.to(at::kDouble);
+  // J_ab = delta_ab + d u_a / d x_b.
+  std::vector<std::vector<at::Tensor>> J(d, std::vector<at::Tensor>(d));
+  for (int a = 0; a < d; ++a)
+    for (int b = 0; b < d; ++b) {
+      J[a][b] = partialDerivative(u.select(1, a), b, grid_.spacing[b]);
+      if (a == b) J[a][b] = J[a][b] + 1.0;
+    }
+  if (d == 2) return J[0][0] * J[1][1] - J[0][1] * J[1][0];
+  return J[0][0] * (J[1][1] * J[2][2] - J[1][2] * J[2][1]) - J[0][1] * (J[1][0] * J[2][2] - J[1][2] * J[2][0]) +
+         J[0][2] * (J[1][0] * J[2][1] - J[1][1] * J[2][0]);
+}
+
+PushForward::Folding PushForward::folding(const at::Tensor& rho, const at::Tensor& displacement) const {
+  const at::Tensor folded = (jacobianDeterminant(displacement) <= 0).to(at::kDouble);
+  const at::Tensor r = rho.to(at::kDouble);
+  Folding out;
+  out.nodeFraction = folded.flatten(1).mean(1);
+  out.massFraction = (folded * r).flatten(1).sum(1) / r.flatten(1).sum(1).clamp_min(1e-300);
+  return out;
 }
 
 at::Tensor PushForward::apply(const at::Tensor& rho, const at::Tensor& displacement) const {

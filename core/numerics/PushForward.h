@@ -39,7 +39,9 @@ class PushForward {
 
   /// Output positivity limiter (DESIGN.md §2.2 step 5): moves negative mass
   /// onto positive neighbours within a 3^d box, clamps at zero, and rescales
-  /// each sample to `mass` (B,) = sum_j r_j |h|.
+  /// each sample to `mass` (B,) = sum_j r_j |h|. Throws InvalidDensity when
+  /// `raw` holds NaN or infinite values (a non-finite displacement or
+  /// density upstream), so that no step ever returns them.
   at::Tensor limit(const at::Tensor& raw, const at::Tensor& mass) const;
   /// The same with tensor operations only (any device, differentiable);
   /// limit() uses a fused kernel on CPU float64 without gradients.
@@ -50,6 +52,20 @@ class PushForward {
 
   /// sum_j rho_j |h| per sample, shape (B,).
   at::Tensor mass(const at::Tensor& rho) const;
+
+  /// det(I + grad u) at the nodes, (B, n...): the Jacobian determinant of the
+  /// map x -> x + u(x), central differences inside, one-sided at the walls.
+  /// A value <= 0 marks a node where the map folds over (or collapses).
+  at::Tensor jacobianDeterminant(const at::Tensor& displacement) const;
+
+  /// Where a displacement folds the map, per sample (B,): the share of the
+  /// nodes with det(I + grad u) <= 0 and the share of the mass of rho on
+  /// them. A diagnostic (the deposit stays valid on folded maps: mass exact,
+  /// non-negative); it is not evaluated inside apply() or deposit().
+  struct Folding {
+    at::Tensor nodeFraction, massFraction;
+  };
+  Folding folding(const at::Tensor& rho, const at::Tensor& displacement) const;
 
  private:
   at::Tensor inverseFilter(int axis, const at::Device& device) const;

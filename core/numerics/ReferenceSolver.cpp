@@ -61,6 +61,12 @@ ReferenceStep ReferenceSolver::step(const at::Tensor& rho, const at::Tensor& ini
     at::NoGradGuard noGrad;
     result.initialObjective = J.evaluate(state, at::zeros(uShape, at::kDouble)).objective.item<double>();
   }
+  // With J(0) = inf no decrease can be measured and every line search fails:
+  // say why instead of returning an unmoved density.
+  if (!std::isfinite(result.initialObjective))
+    throw InvalidDensity("the energy of the density is " + formatValue(result.initialObjective) +
+                         ": its values are too large for this energy (overflow); rescale the density or the "
+                         "energy's parameters");
   Evaluation current = evaluate(x);
   result.evaluations = 1;
   if (current.value > result.initialObjective) {  // a warm start worse than staying put

@@ -8,7 +8,17 @@
 namespace jko {
 namespace {
 constexpr double kPi = 3.14159265358979323846;
+
+// (1 - r2)_+ for a scaled squared distance r2; when the profile falls
+// between the nodes of a coarse grid (no node has r2 < 1), the node nearest
+// its centre instead, so that a density never comes out empty (its
+// rescaling would be 0/0: NaN).
+at::Tensor compactProfile(const at::Tensor& r2) {
+  const at::Tensor profile = (1.0 - r2).clamp_min(0);
+  if (profile.max().item<double>() > 0) return profile;
+  return (r2 == r2.min()).to(at::kDouble);
 }
+}  // namespace
 
 const std::vector<std::string>& DensityGenerator::kindNames() {
   static const std::vector<std::string> names{"gaussian-mixture", "smooth-field", "ring", "bumps", "disk",
@@ -90,8 +100,7 @@ at::Tensor DensityGenerator::next(const std::string& kind) {
       std::array<double, 3> radius;
       const double r = length * uniform(0.08, 0.22);
       for (int a = 0; a < 3; ++a) radius[a] = r * uniform(0.75, 1.33);
-      const at::Tensor profile =
-          (1.0 - centredSquaredDistance(randomCentre(ranges_.margin + 0.12), radius)).clamp_min(0);
+      const at::Tensor profile = compactProfile(centredSquaredDistance(randomCentre(ranges_.margin + 0.12), radius));
       shape = shape + uniform(0.4, 1.0) * profile.pow(power);
     }
   } else if (kind == "smooth-field") {
@@ -118,9 +127,8 @@ at::Tensor DensityGenerator::next(const std::string& kind) {
     if (shape.sum().item<double>() == 0) shape = (r2 == r2.min()).to(at::kDouble);
   } else {  // barenblatt
     const double power = 1.0 / (ranges_.bumpExponent - 1);
-    shape = (1.0 - centredSquaredDistance(randomCentre(0.3), isotropic(length * uniform(0.12, 0.22))))
-                .clamp_min(0)
-                .pow(power);
+    shape =
+        compactProfile(centredSquaredDistance(randomCentre(0.3), isotropic(length * uniform(0.12, 0.22)))).pow(power);
   }
   return scaled(shape).contiguous();
 }

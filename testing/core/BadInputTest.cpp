@@ -48,6 +48,9 @@ TEST(BadInput, Densities) {
   rho[2][3] = NAN;
   expectErrorMentioning<InvalidDensity>([&] { objective.prepare(rho); }, "NaN");
   expectErrorMentioning<InvalidDensity>([&] { objective.prepare(at::zeros(grid.shape(), at::kDouble)); }, "zero mass");
+  // Finite values whose sum overflows: mass, limiter and energies would be inf or NaN.
+  expectErrorMentioning<InvalidDensity>([&] { objective.prepare(at::full(grid.shape(), 1e307, at::kDouble)); },
+                                        "total mass overflows");
   expectErrorMentioning<InvalidDensity>([&] { objective.prepare(at::ones({8, 9}, at::kDouble)); }, "does not fit");
   expectErrorMentioning<InvalidDensity>(
       [&] {

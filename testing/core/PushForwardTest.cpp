@@ -100,7 +100,56 @@ TEST_P(PushForwardInDimension, FusedLimiterMatchesTensorOperations) {
   EXPECT_TRUE(at::allclose(push.mass(fused), target, 1e-14, 0));
 }
 
+TEST_P(PushForwardInDimension, JacobianDeterminantOfLinearMaps) {
+  const int dim = GetParam();
+  const Grid grid = Grid::box(dim, {10, 8, 6}, {0, 0, 0}, {1, 0.8, 0.6});
+  const PushForward push(grid);
+  const at::Tensor rho = randomDensity(grid, 1, 12);
+  // u = A (x - c): central and one-sided differences are exact, det(I + grad u) = det(I + A).
+  auto displacement = [&](const at::Tensor& A) {
+    std::vector<int64_t> shape{1, dim};
+    for (int a = 0; a < dim; ++a) shape.push_back(grid.n[a]);
+    at::Tensor u = at::zeros(shape, at::kDouble);
+    for (int a = 0; a < dim; ++a)
+      for (int b = 0; b < dim; ++b)
+        u[0][a] += A[a][b].item<double>() * (grid.coordinate(b) - 0.5 * grid.boxLength(b)).expand(grid.shape());
+    return u;
+  };
+  const at::Tensor stretch = at::eye(dim, at::kDouble) * -0.5;  // det 0.5^d: no fold
+  const at::Tensor mirror = at::diag(at::tensor({-2.0, 0.0, 0.0}, at::kDouble).narrow(0, 0, dim));  // det -1
+  at::Tensor mixed = at::tensor({0.5, 2.0, 0.0, 1.0, -0.5, 0.0, 0.0, 0.0, 0.0}, at::kDouble).view({3, 3});
+  mixed = mixed.narrow(0, 0, dim).narrow(1, 0, dim);               // det(I + A) = -1.25
+  const at::Tensor twoMirrors = at::eye(dim, at::kDouble) * -2.0;  // det (-1)^d: folds in 3D only
+  for (const auto& [A, folded] : std::vector<std::pair<at::Tensor, double>>{
+           {stretch, 0.0}, {mirror, 1.0}, {mixed, 1.0}, {twoMirrors, dim == 3 ? 1.0 : 0.0}}) {
+    const at::Tensor u = displacement(A);
+    const at::Tensor expected =
+        at::full(grid.batchShape(1), at::det(at::eye(dim, at::kDouble) + A).item<double>(), at::kDouble);
+    EXPECT_TRUE(at::allclose(push.jacobianDeterminant(u), expected, 1e-12, 1e-12)) << A;
+    const PushForward::Folding fold = push.folding(rho, u);
+    EXPECT_EQ(fold.nodeFraction.item<double>(), folded) << A;
+    EXPECT_EQ(fold.massFraction.item<double>(), folded) << A;
+    // Folded or not, the deposit stays a density of the same mass.
+    const at::Tensor out = push.apply(rho, u);
+    EXPECT_TRUE(at::isfinite(out).all().item<bool>());
+    EXPECT_GE(out.min().item<double>(), 0.0);
+    EXPECT_NEAR(push.mass(out).item<double>(), push.mass(rho).item<double>(), 1e-13 * push.mass(rho).item<double>());
+  }
+  EXPECT_EQ(push.folding(rho, at::zeros_like(displacement(stretch))).nodeFraction.item<double>(), 0.0);
+}
+
 INSTANTIATE_TEST_SUITE_P(TwoAndThreeD, PushForwardInDimension, ::testing::Values(2, 3));
+
+TEST(PushForward, ReflectionFoldsEveryNodeAndDepositsTheMirrorImage) {
+  const Grid grid = Grid::box(2, {12, 9, 1}, {0, 0, 0}, {1.2, 0.9, 0});
+  const PushForward push(grid);
+  const at::Tensor rho = randomDensity(grid, 1, 11);
+  // T(x) = L - x along axis 0 takes node i exactly onto node n - 1 - i.
+  at::Tensor u = at::zeros({1, 2, 12, 9}, at::kDouble);
+  u[0][0] = (grid.boxLower(0) + grid.boxUpper(0) - 2 * grid.coordinate(0)).expand({12, 9});
+  EXPECT_TRUE(at::allclose(push.apply(rho, u), rho.flip(1), 1e-12, 1e-13));
+  EXPECT_EQ(push.folding(rho, u).nodeFraction.item<double>(), 1.0);
+}
 
 TEST(PushForward, QuadraticBSplineWeightsOfOneParticle) {
   // Non-square grid with unequal spacing: axis 0 has h = 0.1, axis 1 h = 0.25.
