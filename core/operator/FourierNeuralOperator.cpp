@@ -1,6 +1,8 @@
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/core/grad_mode.h>
 
 #include <cmath>
+#include <mutex>
 
 #include "operator/SpectralConvolution.h"
 #include "operator/VelocityNetwork.h"
@@ -62,7 +64,7 @@ class FourierNeuralOperator : public VelocityNetwork {
       pad.insert(pad.end(), {0, static_cast<int64_t>(std::ceil(config_.padFraction * input.size(2 + a)))});
     at::Tensor x = dense(at::constant_pad_nd(input.permute(toLast), pad, 0), lift_);
     for (size_t l = 0; l < layers_.size(); ++l) {
-      const at::Tensor y = spectral(x, layers_[l].spectral) + dense(x, layers_[l].pointwise);
+      const at::Tensor y = spectral(x, l) + dense(x, layers_[l].pointwise);
       x = l + 1 < layers_.size() ? at::gelu(y) : y;
     }
     for (int a = 0; a < d; ++a) x = x.narrow(1 + a, 0, input.size(2 + a));
@@ -70,8 +72,14 @@ class FourierNeuralOperator : public VelocityNetwork {
   }
 
  private:
+  struct ArrangedWeights {
+    at::Tensor weight;
+    std::vector<at::Tensor> sources;
+    std::vector<int64_t> versions, kept;
+  };
   struct Layer {
     size_t spectral = 0, pointwise = 0;
+    mutable ArrangedWeights arranged;
   };
 
   // y = x W^T + b over the last (channel) axis.
@@ -83,15 +91,41 @@ class FourierNeuralOperator : public VelocityNetwork {
     return at::addmm(bias, x.reshape({-1, x.size(-1)}), weight.t()).view(shape);
   }
 
-  at::Tensor spectral(const at::Tensor& x, size_t firstBlock) const {
+  at::Tensor spectral(const at::Tensor& x, size_t layer) const {
     std::vector<at::Tensor> blocks;
-    for (int block = 0; block < (1 << (dim_ - 1)); ++block) blocks.push_back(parameter(firstBlock + block));
-    return spectralConvolution(x, blocks, config_.modes);
+    for (int block = 0; block < (1 << (dim_ - 1)); ++block)
+      blocks.push_back(parameter(layers_[layer].spectral + block));
+    const std::vector<int64_t> kept = keptModes(x.sizes().slice(1, dim_), config_.modes);
+    if (at::GradMode::is_enabled()) return spectralConvolution(x, arrangeSpectralWeights(blocks, kept));
+    return spectralConvolution(x, inferenceWeights(layer, blocks, kept));
+  }
+
+  // Inference arranges each layer's weights once (a copy of 74K complex
+  // numbers per layer and step otherwise). The cache holds the parameter
+  // tensors it was made from and their version counters: optimiser steps
+  // and loadParameters bump the version, a move to another device replaces
+  // the tensor.
+  at::Tensor inferenceWeights(size_t layer, const std::vector<at::Tensor>& blocks,
+                              const std::vector<int64_t>& kept) const {
+    std::lock_guard<std::mutex> lock(cacheMutex_);
+    ArrangedWeights& cached = layers_[layer].arranged;
+    bool current = cached.weight.defined() && cached.kept == kept && cached.sources.size() == blocks.size();
+    for (size_t j = 0; current && j < blocks.size(); ++j)
+      current = cached.sources[j].is_same(blocks[j]) && cached.versions[j] == blocks[j]._version();
+    if (!current) {
+      cached.weight = arrangeSpectralWeights(blocks, kept);
+      cached.sources = blocks;
+      cached.versions.clear();
+      for (const at::Tensor& block : blocks) cached.versions.push_back(block._version());
+      cached.kept = kept;
+    }
+    return cached.weight;
   }
 
   NetworkConfig config_;
   size_t lift_ = 0, projectHidden_ = 0, projectOut_ = 0;
   std::vector<Layer> layers_;
+  mutable std::mutex cacheMutex_;
 };
 
 }  // namespace

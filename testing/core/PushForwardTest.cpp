@@ -1,4 +1,5 @@
 // The pre-filtered quadratic B-spline push-forward (DESIGN.md §2.2).
+#include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 
 #include "numerics/PushForward.h"
@@ -83,6 +84,21 @@ TEST_P(PushForwardInDimension, FusedKernelMatchesTensorOperations) {
   (reference * weights).sum().backward();
   EXPECT_TRUE(at::allclose(mA.grad(), mB.grad(), 1e-12, 1e-13));
   EXPECT_TRUE(at::allclose(uA.grad(), uB.grad(), 1e-10, 1e-11));
+}
+
+// One density on a grid large enough that its particles are scattered in
+// chunks on two threads: the same deposit as the tensor operations.
+TEST(PushForward, ChunkedDepositOfOneSampleMatchesTensorOperations) {
+  const int threads = at::get_num_threads();
+  at::set_num_threads(2);
+  const Grid grid = Grid::box(2, {150, 123, 1}, {0, 0, 0}, {1, 0.8, 1});
+  const PushForward push(grid);
+  const at::Tensor m = push.prefilter(randomDensity(grid, 1, 8));
+  const at::Tensor u = randomDisplacement(grid, 1, 2.5);
+  const at::Tensor fused = push.deposit(m, u);
+  at::set_num_threads(threads);
+  EXPECT_TRUE(at::allclose(fused, push.depositByTensorOperations(m, u), 1e-13, 1e-14));
+  EXPECT_NEAR(fused.sum().item<double>(), m.sum().item<double>(), 1e-12 * m.sum().item<double>());
 }
 
 TEST_P(PushForwardInDimension, FusedLimiterMatchesTensorOperations) {
