@@ -100,6 +100,15 @@ std::vector<at::Tensor> cloneParameters(const VelocityNetwork& network) {
   return out;
 }
 
+bool allFinite(const std::vector<at::Tensor>& tensors) {
+  for (const at::Tensor& t : tensors)
+    if (!at::isfinite(t).all().item<bool>()) return false;
+  return true;
+}
+
+// A JSON number, or null for NaN and infinities (JSON has neither).
+nlohmann::json finiteOrNull(double value) { return std::isfinite(value) ? nlohmann::json(value) : nlohmann::json(); }
+
 void restoreParameters(VelocityNetwork& network, const std::vector<at::Tensor>& values) {
   at::NoGradGuard noGrad;
   const auto& parameters = network.namedParameters();
@@ -172,6 +181,8 @@ void TrainingOptions::validate() const {
     throw InvalidParameter("generated densities", "0", "with no densities of your own, generate at least one");
   if (validation < 1) throw InvalidParameter("validation densities", formatValue(validation), "must be >= 1");
   if (maxSeconds < 0) throw InvalidParameter("maximum seconds", formatValue(maxSeconds), "must be >= 0 (0: no cap)");
+  if (maxNonFiniteSteps < 1)
+    throw InvalidParameter("maximum non-finite steps", formatValue(maxNonFiniteSteps), "must be >= 1");
   if (device != "cpu" && device != "cuda") throw InvalidParameter("device", device, "allowed: cpu, cuda");
   if (device == "cuda" && !cudaAvailable())
     throw InvalidParameter("device", "cuda", "this LibTorch build has no CUDA device; use cpu");
@@ -264,7 +275,15 @@ TrainingResult LearnToEvolveTrainer::train(const ProgressCallback& progress) {
       at::Tensor rho = validationInitial[i];
       at::Tensor warm;
       for (int k = 0; k <= checkpoints.back(); ++k) {
-        const ReferenceStep step = solver.step(rho, warm);
+        // Lets a caller cancel within a trajectory (a few seconds each on big grids).
+        const ProgressCallback withinTrajectory = [&](const ProgressEvent&) {
+          ProgressEvent event;
+          event.stage = "validation";
+          event.message = "reference trajectory " + std::to_string(i + 1) + "/" +
+                          std::to_string(validationInitial.size()) + " for validation, step " + std::to_string(k + 1);
+          return !progress || progress(event);
+        };
+        const ReferenceStep step = solver.step(rho, warm, withinTrajectory);
         if (std::find(checkpoints.begin(), checkpoints.end(), k) != checkpoints.end()) {
           states.push_back(rho);
           reference.push_back(step.objective);
@@ -298,6 +317,8 @@ TrainingResult LearnToEvolveTrainer::train(const ProgressCallback& progress) {
   int bestRound = 0;
   std::vector<at::Tensor> best = cloneParameters(op->network());
   nlohmann::json rounds = nlohmann::json::array();
+  int64_t nonFiniteSteps = 0;     // skipped optimiser steps, whole run
+  double learningRateFactor = 1;  // halved by every skipped step
 
   auto saveCheckpoint = [&](int round) {
     if (o.checkpoint.empty()) return;
@@ -305,11 +326,25 @@ TrainingResult LearnToEvolveTrainer::train(const ProgressCallback& progress) {
     nlohmann::json meta = op->metadata().toJson();
     std::ostringstream randomState;
     randomState << random;
-    meta["checkpoint"] = {
-        {"round", round},   {"best_gap", bestGap}, {"best_round", bestRound}, {"random", randomState.str()},
-        {"rounds", rounds}, {"seed", o.seed},      {"mode", o.mode}};
+    meta["checkpoint"] = {{"round", round},
+                          {"best_gap", finiteOrNull(bestGap)},
+                          {"best_round", bestRound},
+                          {"random", randomState.str()},
+                          {"rounds", rounds},
+                          {"seed", o.seed},
+                          {"mode", o.mode},
+                          {"nonfinite_steps", nonFiniteSteps},
+                          {"learning_rate_factor", learningRateFactor}};
     archive.metadata = meta;
     const auto& parameters = op->network().namedParameters();
+    // Skipped steps keep the parameters finite; this refuses to write a
+    // checkpoint should anything else ever break that.
+    std::vector<at::Tensor> current;
+    for (const auto& entry : parameters) current.push_back(entry.second);
+    if (!allFinite(current) || !allFinite(best))
+      throw TrainingDiverged("the network's parameters are not finite after round " + std::to_string(round) +
+                                 "; the checkpoint " + o.checkpoint + " was not overwritten",
+                             nullptr, nlohmann::json());
     for (size_t i = 0; i < parameters.size(); ++i) {
       archive.tensors.emplace_back(parameters[i].first, parameters[i].second);
       archive.tensors.emplace_back("best." + parameters[i].first, best[i]);
@@ -333,8 +368,9 @@ TrainingResult LearnToEvolveTrainer::train(const ProgressCallback& progress) {
       throw OperatorFileError(o.checkpoint + " is an operator file, not a training checkpoint");
     const OperatorMetadata saved = OperatorMetadata::fromJson(meta);
     std::string difference;
-    if (!saved.energy.sameAs(o.energy, &difference, o.dim) || saved.dim != o.dim || std::abs(saved.tau - o.tau) > 1e-12 ||
-        meta["checkpoint"]["seed"].get<uint64_t>() != o.seed || meta["checkpoint"]["mode"] != o.mode)
+    if (!saved.energy.sameAs(o.energy, &difference, o.dim) || saved.dim != o.dim ||
+        std::abs(saved.tau - o.tau) > 1e-12 || meta["checkpoint"]["seed"].get<uint64_t>() != o.seed ||
+        meta["checkpoint"]["mode"] != o.mode)
       throw OperatorFileError(o.checkpoint +
                               " was written by a different training (energy, dimension, tau, seed or "
                               "mode differ" +
@@ -370,39 +406,116 @@ TrainingResult LearnToEvolveTrainer::train(const ProgressCallback& progress) {
                                                        : meta["checkpoint"]["best_gap"].get<double>();
     bestRound = meta["checkpoint"]["best_round"].get<int>();
     rounds = meta["checkpoint"]["rounds"];
+    nonFiniteSteps = meta["checkpoint"].value("nonfinite_steps", int64_t(0));
+    learningRateFactor = meta["checkpoint"].value("learning_rate_factor", 1.0);
   }
 
   const double scaleFloor = 1e-3 * initialSet.scale.median().item<double>();
   bool stopped = false;
+  int consecutiveNonFinite = 0;
   int64_t step = (firstRound - 1) * stepsPerRound;
+  // The summary of the run so far (also the payload of TrainingDiverged).
+  auto summarize = [&] {
+    return nlohmann::json{{"mode", o.mode},
+                          {"seed", o.seed},
+                          {"rounds", o.rounds},
+                          {"epochs", o.epochs},
+                          {"batch", o.batch},
+                          {"learning_rate", o.learningRate},
+                          {"horizon", o.horizon},
+                          {"generated", o.generated},
+                          {"user_densities", o.extraDensities.size()},
+                          {"grid", std::vector<int64_t>(grid.n.begin(), grid.n.begin() + o.dim)},
+                          {"optimizer_steps", step},
+                          {"steps_per_round", stepsPerRound},
+                          {"seconds", std::chrono::duration<double>(Clock::now() - start).count()},
+                          {"stopped_at_time_cap", stopped},
+                          {"stopped_non_finite", false},
+                          {"best_round", bestRound},
+                          {"best_validation_gap", finiteOrNull(bestGap)},
+                          {"nonfinite_steps", nonFiniteSteps},
+                          {"learning_rate_factor", learningRateFactor},
+                          {"per_round", rounds},
+                          {"threads", at::get_num_threads()},
+                          {"device", o.device},
+                          {"parameters", op->network().parameterCount()}};
+  };
   for (int round = firstRound; round <= o.rounds && !stopped; ++round) {
     double lossSum = 0;
-    int64_t lossCount = 0;
+    int64_t lossCount = 0, roundNonFinite = 0;
     for (int64_t s = 0; s < stepsPerRound; ++s, ++step) {
       // Cosine decay of the learning rate to 5% over the whole run.
-      const double lr = o.learningRate * (0.05 + 0.95 * 0.5 * (1 + std::cos(M_PI * step / double(totalSteps))));
+      const double lr =
+          learningRateFactor * o.learningRate * (0.05 + 0.95 * 0.5 * (1 + std::cos(M_PI * step / double(totalSteps))));
       for (auto& group : optimizer.param_groups()) static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
       std::vector<int64_t> picks(std::min<int64_t>(o.batch, data.size()));
       for (auto& p : picks) p = std::uniform_int_distribution<int64_t>(0, data.size() - 1)(random);
       const at::Tensor index = at::tensor(picks, at::kLong).to(device);
       optimizer.zero_grad();
-      const at::Tensor loss = batchLoss(*op, objective, data, index, scaleFloor);
-      loss.backward();
-      torch::nn::utils::clip_grad_norm_(op->network().parameters(), 10.0);
-      optimizer.step();
-      lossSum += loss.item<double>();
-      ++lossCount;
+      at::Tensor loss = batchLoss(*op, objective, data, index, scaleFloor);
+      if (o.lossHookForTesting) loss = o.lossHookForTesting(step, loss);
+      // One non-finite loss or gradient would make the parameters and Adam's
+      // moments NaN for good: such a step is skipped instead, before
+      // optimizer.step() touches either, and the learning rate is lowered.
+      const double lossValue = loss.item<double>();
+      const char* fault = std::isfinite(lossValue) ? nullptr : "loss";
+      if (!fault) {
+        loss.backward();
+        if (!std::isfinite(torch::nn::utils::clip_grad_norm_(op->network().parameters(), 10.0))) fault = "gradient";
+      }
+      if (!fault) {
+        optimizer.step();
+        lossSum += lossValue;
+        ++lossCount;
+        consecutiveNonFinite = 0;
+      } else {
+        optimizer.zero_grad();
+        ++nonFiniteSteps, ++roundNonFinite, ++consecutiveNonFinite;
+        learningRateFactor *= 0.5;
+        std::ostringstream message;
+        message << "round " << round << "/" << o.rounds << ", optimiser step " << step + 1 << ": non-finite " << fault
+                << ", step skipped, learning rate lowered to " << learningRateFactor * o.learningRate << " ("
+                << consecutiveNonFinite << " in a row, " << nonFiniteSteps << " in all)";
+        if (consecutiveNonFinite >= o.maxNonFiniteSteps) {
+          nlohmann::json summary = summarize();
+          summary["stopped_non_finite"] = true;
+          restoreParameters(op->network(), best);
+          op->metadata().training = summary;
+          op->to(at::kCPU);
+          std::ostringstream what;
+          what << "training stopped: " << consecutiveNonFinite
+               << " optimiser steps in a row gave a non-finite loss or gradient (last: " << message.str() << "). ";
+          if (bestRound == 0)
+            what << "No round was completed, so nothing was written. ";
+          else if (o.checkpoint.empty())
+            what << "Nothing was written (no checkpoint file); the best finite parameters so far (round " << bestRound
+                 << ", validation gap " << bestGap << ") are kept. ";
+          else
+            what << "The checkpoint " << o.checkpoint << " keeps the last completed round, with the best finite "
+                 << "parameters so far (round " << bestRound << ", validation gap " << bestGap
+                 << "); nothing non-finite was written: resume from it. ";
+          what << "Try a lower learning rate, a smaller tau, or initial densities inside the ranges of the energy";
+          throw TrainingDiverged(what.str(), op, summary);
+        }
+        ProgressEvent event;
+        event.stage = "training";
+        event.round = round;
+        event.fraction = static_cast<double>(step + 1) / totalSteps;
+        event.message = message.str();
+        reportProgress(progress, event);
+      }
       const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
       if (s % 10 == 0 || s + 1 == stepsPerRound) {
         ProgressEvent event;
         event.stage = "training";
         event.round = round;
         event.epoch = static_cast<int>(s / stepsPerEpoch) + 1;
-        event.loss = lossSum / lossCount;
+        event.loss = lossCount ? lossSum / lossCount : std::numeric_limits<double>::quiet_NaN();
         event.fraction = static_cast<double>(step + 1) / totalSteps;
         std::ostringstream message;
         message << "round " << round << "/" << o.rounds << ", epoch " << event.epoch << "/" << o.epochs << ", loss "
                 << event.loss << ", " << data.size() << " densities, " << static_cast<int>(elapsed) << " s";
+        if (nonFiniteSteps > 0) message << ", " << nonFiniteSteps << " non-finite steps skipped";
         event.message = message.str();
         reportProgress(progress, event);
       }
@@ -419,9 +532,10 @@ TrainingResult LearnToEvolveTrainer::train(const ProgressCallback& progress) {
       best = cloneParameters(op->network());
     }
     nlohmann::json record = {{"round", round},
-                             {"loss", lossCount ? lossSum / lossCount : 0.0},
-                             {"validation_gap", gap},
+                             {"loss", lossCount ? finiteOrNull(lossSum / lossCount) : nlohmann::json()},
+                             {"validation_gap", finiteOrNull(gap)},
                              {"densities", data.size()},
+                             {"nonfinite_steps", roundNonFinite},
                              {"seconds", std::chrono::duration<double>(Clock::now() - start).count()}};
 
     // Learn-to-Evolve: roll the current operator out from S0 (no gradient),
@@ -444,7 +558,7 @@ TrainingResult LearnToEvolveTrainer::train(const ProgressCallback& progress) {
     event.stage = "training";
     event.round = round;
     event.fraction = static_cast<double>(step) / totalSteps;
-    event.loss = record["loss"].get<double>();
+    event.loss = lossCount ? lossSum / lossCount : std::numeric_limits<double>::quiet_NaN();
     std::ostringstream message;
     message << "round " << round << "/" << o.rounds << " done: validation gap " << gap << " (best " << bestGap
             << " in round " << bestRound << ")";
@@ -454,27 +568,9 @@ TrainingResult LearnToEvolveTrainer::train(const ProgressCallback& progress) {
   }
 
   restoreParameters(op->network(), best);
-  const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  nlohmann::json summary = {{"mode", o.mode},
-                            {"seed", o.seed},
-                            {"rounds", o.rounds},
-                            {"epochs", o.epochs},
-                            {"batch", o.batch},
-                            {"learning_rate", o.learningRate},
-                            {"horizon", o.horizon},
-                            {"generated", o.generated},
-                            {"user_densities", o.extraDensities.size()},
-                            {"grid", std::vector<int64_t>(grid.n.begin(), grid.n.begin() + o.dim)},
-                            {"optimizer_steps", step},
-                            {"steps_per_round", stepsPerRound},
-                            {"seconds", seconds},
-                            {"stopped_at_time_cap", stopped},
-                            {"best_round", bestRound},
-                            {"best_validation_gap", bestGap},
-                            {"per_round", rounds},
-                            {"threads", at::get_num_threads()},
-                            {"device", o.device},
-                            {"parameters", op->network().parameterCount()}};
+  if (!allFinite(best))
+    throw TrainingDiverged("training ended with non-finite parameters; no operator was produced", nullptr, summarize());
+  const nlohmann::json summary = summarize();
   op->metadata().training = summary;
   op->to(at::kCPU);
   return {op, summary};

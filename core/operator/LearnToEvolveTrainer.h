@@ -8,12 +8,14 @@
 
 #include <ATen/ATen.h>
 
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "numerics/Energy.h"
+#include "numerics/Errors.h"
 #include "numerics/Progress.h"
 #include "operator/DensityGenerator.h"
 #include "operator/LearnedOperator.h"
@@ -44,6 +46,15 @@ struct TrainingOptions {
   std::vector<at::Tensor> extraDensities;  ///< the user's initial densities, on the training grid
   std::string checkpoint;                  ///< written after every round when not empty
   bool resume = false;                     ///< continue from `checkpoint`
+  /// An optimiser step whose loss or gradient is not finite is skipped
+  /// (parameters and Adam state untouched) and halves the learning rate for
+  /// the rest of the run; this many in a row stop training (TrainingDiverged).
+  int maxNonFiniteSteps = 10;
+  /// Test only (fault injection): when set, called with the optimiser step
+  /// index and that step's loss before the backward pass; what it returns
+  /// replaces the loss, e.g. a NaN to exercise the non-finite guard. Leave
+  /// empty in real use.
+  std::function<at::Tensor(int64_t step, const at::Tensor& loss)> lossHookForTesting;
 
   /// The tuned defaults of a preset (network, rounds, ranges ...).
   static TrainingOptions defaultsFor(const EnergySpec& energy, int dim);
@@ -55,6 +66,25 @@ struct TrainingOptions {
 struct TrainingResult {
   std::shared_ptr<LearnedOperator> op;  ///< the best checkpoint by validation
   nlohmann::json summary;               ///< per-round losses, validation gaps, seconds
+};
+
+/// Training stopped because too many optimiser steps in a row gave a
+/// non-finite loss or gradient. The best finite parameters are kept: in the
+/// checkpoint file (when there is one, as written after the last completed
+/// round) and in bestOperator(); nothing non-finite is ever written.
+class TrainingDiverged : public Error {
+ public:
+  TrainingDiverged(const std::string& message, std::shared_ptr<LearnedOperator> best, nlohmann::json summary)
+      : Error(message), best_(std::move(best)), summary_(std::move(summary)) {}
+  /// The best checkpoint by validation so far, all parameters finite (the
+  /// initial network when no round was completed).
+  const std::shared_ptr<LearnedOperator>& bestOperator() const { return best_; }
+  /// The training summary up to the failure.
+  const nlohmann::json& summary() const { return summary_; }
+
+ private:
+  std::shared_ptr<LearnedOperator> best_;
+  nlohmann::json summary_;
 };
 
 class LearnToEvolveTrainer {

@@ -172,6 +172,12 @@ std::shared_ptr<LearnedOperator> LearnedOperator::load(const std::string& path, 
 void LearnedOperator::save(const std::string& path) const {
   if (metadata_.network.kind == "torchscript")
     throw OperatorFileError("a TorchScript operator is saved from PyTorch, not from here");
+  // Never write NaN weights over a good operator file: refuse before writing.
+  for (const auto& [name, tensor] : network_->namedParameters())
+    if (!at::isfinite(tensor).all().item<bool>())
+      throw OperatorFileError("the operator's parameter '" + name +
+                              "' has NaN or infinite values; nothing was saved to " + path +
+                              " (a file there is left as it was): retrain, or resume from a finite checkpoint");
   OperatorArchive archive;
   OperatorMetadata metadata = metadata_;
   metadata.libtorchVersion = libtorchVersion();
