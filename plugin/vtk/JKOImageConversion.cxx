@@ -1,5 +1,6 @@
 #include "JKOImageConversion.h"
 
+#include <unistd.h>
 #include <vtkDataArray.h>
 #include <vtkDoubleArray.h>
 #include <vtkImageData.h>
@@ -7,6 +8,8 @@
 
 #include <cmath>
 #include <cstring>
+#include <fstream>
+#include <limits>
 #include <sstream>
 
 #include "numerics/Errors.h"
@@ -67,12 +70,19 @@ ImageGridMapping mapImage(vtkImageData* image, bool cellData) {
   for (int axis = 0; axis < 3; ++axis) {
     const int64_t points = std::max(0, extent[2 * axis + 1] - extent[2 * axis] + 1);
     mapping.samples[axis] = cellData ? std::max<int64_t>(points - 1, 1) : points;
-    if (points == 0) throw Error("The input image is empty: there is no density to evolve.");
+    if (points == 0)
+      throw Error("The input image is empty: there is no density to evolve; connect an image with samples.");
     if (mapping.samples[axis] < 2) continue;
     if (!(spacing[axis] > 0) || !std::isfinite(spacing[axis])) {
       std::ostringstream message;
       message << "The input image has spacing " << spacing[axis] << " along " << kAxisNames[axis]
               << ": the flow needs a positive spacing on every axis (flip the image or fix its spacing).";
+      throw Error(message.str());
+    }
+    if (!std::isfinite(origin[axis])) {
+      std::ostringstream message;
+      message << "The input image has origin " << origin[axis] << " along " << kAxisNames[axis]
+              << ": the flow needs a finite origin (fix the image's origin).";
       throw Error(message.str());
     }
     mapping.imageAxis[dim] = axis;
@@ -102,19 +112,19 @@ ImageGridMapping mapImage(vtkImageData* image, bool cellData) {
   return mapping;
 }
 
-at::Tensor toDensity(vtkDataArray* array, const ImageGridMapping& mapping) {
+at::Tensor toDensity(vtkDataArray* array, const ImageGridMapping& mapping, const char* role) {
   if (!array) throw Error("No density array was given.");
   if (array->GetNumberOfComponents() != 1) {
     std::ostringstream message;
     message << "The array '" << (array->GetName() ? array->GetName() : "") << "' has " << array->GetNumberOfComponents()
-            << " components: choose a scalar (1-component) array as the density.";
+            << " components: choose a scalar (1-component) array as " << role << ".";
     throw Error(message.str());
   }
   if (array->GetNumberOfTuples() != mapping.numSamples()) {
     std::ostringstream message;
     message << "The array '" << (array->GetName() ? array->GetName() : "") << "' has " << array->GetNumberOfTuples()
             << " values but the image has " << mapping.numSamples() << " " << (mapping.cellData ? "cells" : "points")
-            << ".";
+            << ": choose an array with one value per " << (mapping.cellData ? "cell" : "point") << ".";
     throw Error(message.str());
   }
   auto values = vtkSmartPointer<vtkDoubleArray>::New();
@@ -136,6 +146,27 @@ vtkSmartPointer<vtkDoubleArray> toVectorArray(const at::Tensor& velocity, const 
   at::Tensor full = at::zeros({mapping.samples[0], mapping.samples[1], mapping.samples[2], 3}, at::kDouble);
   for (int a = 0; a < mapping.grid.dim; ++a) full.select(3, mapping.imageAxis[a]).copy_(toImageOrder(v[a], mapping));
   return fromImageOrder(full, 3, name);
+}
+
+double availableMemory() {
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key;
+  double kib = 0;
+  std::string unit;
+  while (meminfo >> key >> kib >> unit)
+    if (key == "MemAvailable:") return kib * 1024;
+  const long pages = sysconf(_SC_AVPHYS_PAGES), pageSize = sysconf(_SC_PAGESIZE);
+  return pages > 0 && pageSize > 0 ? static_cast<double>(pages) * pageSize : std::numeric_limits<double>::infinity();
+}
+
+std::string describeBytes(double bytes) {
+  std::ostringstream out;
+  out.precision(3);
+  if (bytes >= 1024.0 * 1024 * 1024)
+    out << bytes / (1024.0 * 1024 * 1024) << " GiB";
+  else
+    out << bytes / (1024.0 * 1024) << " MiB";
+  return out.str();
 }
 
 }  // namespace jko::plugin

@@ -1,4 +1,5 @@
-// Conversion between vtkImageData arrays and core's density tensors.
+// Conversion between vtkImageData arrays and core's density tensors, and the
+// memory check the plugin's filters share.
 //
 // VTK stores an image array x-fastest, i.e. as a C array of shape
 // (nz, ny, nx); core wants a tensor whose dimension a is spatial axis a,
@@ -44,8 +45,9 @@ struct ImageGridMapping {
 ImageGridMapping mapImage(vtkImageData* image, bool cellData);
 
 /// The 1-component `array` of the mapped image as a float64 tensor of the
-/// grid's shape (a copy).
-at::Tensor toDensity(vtkDataArray* array, const ImageGridMapping& mapping);
+/// grid's shape (a copy). `role` names what the array is for in the message
+/// about a multi-component array.
+at::Tensor toDensity(vtkDataArray* array, const ImageGridMapping& mapping, const char* role = "the density");
 
 /// A float64 tensor of the grid's shape as a 1-component VTK array.
 vtkSmartPointer<vtkDoubleArray> toScalarArray(const at::Tensor& density, const ImageGridMapping& mapping,
@@ -55,5 +57,12 @@ vtkSmartPointer<vtkDoubleArray> toScalarArray(const at::Tensor& density, const I
 /// image component imageAxis[a]; the component normal to a 2D image is zero.
 vtkSmartPointer<vtkDoubleArray> toVectorArray(const at::Tensor& velocity, const ImageGridMapping& mapping,
                                               const char* name);
+
+/// Memory the system can still give, in bytes: MemAvailable of /proc/meminfo,
+/// else the free physical pages. The filters refuse work that would not fit
+/// rather than let the allocator take the session down.
+double availableMemory();
+/// e.g. "3.2 GiB", "512 MiB".
+std::string describeBytes(double bytes);
 
 }  // namespace jko::plugin

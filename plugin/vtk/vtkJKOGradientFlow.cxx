@@ -21,8 +21,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <limits>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
@@ -46,6 +46,9 @@ constexpr const char* kSolverNames[] = {"Reference solver", "Learned operator", 
 // More frames than this are refused before anything is allocated (the
 // TIME_STEPS vector alone would be megabytes).
 constexpr int kMaximumSteps = 1000000;
+// The panel's range: far more threads than cores only slows LibTorch down
+// (100000 of them stalled a 32^2 update for more than nine minutes).
+constexpr int kMaximumThreads = 256;
 
 /// One frame of the rollout, float64 on the CPU.
 struct Frame {
@@ -56,29 +59,6 @@ struct Frame {
   double objective = 0;  ///< J of that step; E(rho_0) for frame 0
   int iterations = 0;    ///< L-BFGS iterations of that step
 };
-
-std::string describeBytes(double bytes) {
-  std::ostringstream out;
-  out.precision(3);
-  if (bytes >= 1024.0 * 1024 * 1024)
-    out << bytes / (1024.0 * 1024 * 1024) << " GiB";
-  else
-    out << bytes / (1024.0 * 1024) << " MiB";
-  return out.str();
-}
-
-// Memory the system can still give: MemAvailable of /proc/meminfo, else the
-// free physical pages.
-double availableMemory() {
-  std::ifstream meminfo("/proc/meminfo");
-  std::string key;
-  double kib = 0;
-  std::string unit;
-  while (meminfo >> key >> kib >> unit)
-    if (key == "MemAvailable:") return kib * 1024;
-  const long pages = sysconf(_SC_AVPHYS_PAGES), pageSize = sysconf(_SC_PAGESIZE);
-  return pages > 0 && pageSize > 0 ? static_cast<double>(pages) * pageSize : std::numeric_limits<double>::infinity();
-}
 
 // 64-bit FNV-1a over raw bytes: fingerprints of training densities.
 uint64_t fnv1a(const void* data, size_t size, uint64_t hash = 1469598103934665603ull) {
@@ -105,6 +85,39 @@ std::string fileStamp(const std::string& path) {
   std::ostringstream out;
   out << status.st_size << ":" << status.st_mtim.tv_sec << "." << status.st_mtim.tv_nsec;
   return out.str();
+}
+
+// What to change in the panel for a parameter that core's validation
+// rejects (jko::InvalidParameter::parameter()), so that the message says
+// what to do as well as what is wrong.
+std::string remedy(const jko::InvalidParameter& error) {
+  static const std::map<std::string, std::string> properties = {
+      {"D", "Diffusion"},
+      {"m", "Exponent"},
+      {"attraction", "Attraction"},
+      {"repulsion", "Repulsion"},
+      {"attractive power", "Attractive Power"},
+      {"repulsive power", "Repulsive Power"},
+      {"potential strength", "Potential Strength"},
+      {"potential centre", "Potential Centre"},
+      {"well depth", "Well Depth"},
+      {"well half-width", "Well Half Width"},
+      {"rounds", "Training Rounds"},
+      {"epochs", "Training Epochs"},
+      {"batch", "Training Batch Size"},
+      {"learning rate", "Training Learning Rate"},
+      {"horizon", "Training Horizon"},
+      {"generated densities", "Generated Densities"},
+      {"validation densities", "Validation Densities"},
+      {"maximum seconds", "Maximum Training Seconds"},
+      {"tau", "Time Step"},
+      {"device", "Device"},
+  };
+  if (error.parameter() == "kernel") return "Choose another Energy Preset, or a 2D input.";
+  if (error.parameter() == "training grid")
+    return "Training runs on the input's grid: resample the input (Resample To Image) to 8-1024 samples per axis.";
+  const auto found = properties.find(error.parameter());
+  return found != properties.end() ? "Change " + found->second + "." : std::string();
 }
 
 std::string arrayName(vtkAbstractArray* array) { return array && array->GetName() ? array->GetName() : "(unnamed)"; }
@@ -161,6 +174,16 @@ void checkDensityValues(const at::Tensor& rho, const jko::Grid& grid, const std:
     throw Error(message.str());
   }
   const double mass = rho.sum().item<double>() * grid.cellVolume();
+  if (std::isinf(mass)) {
+    // Finite values whose sum (or the cell volume) overflows: every energy
+    // and step of it would be infinite.
+    std::ostringstream message;
+    message << "The density array '" << name << "' has an infinite mass (maximum " << rho.max().item<double>()
+            << ", cell volume " << grid.cellVolume()
+            << "): its values or the image's spacing are too large for double precision. Rescale the density (e.g. "
+               "with the Calculator) or the image.";
+    throw Error(message.str());
+  }
   if (!(mass > 0)) {
     std::ostringstream message;
     message << "The density array '" << name
@@ -414,8 +437,14 @@ void vtkJKOGradientFlow::Internals::update(vtkJKOGradientFlow* self, vtkInformat
     message << "Number Of Steps is " << self->NumberOfSteps << ": choose between 1 and " << kMaximumSteps << ".";
     throw Error(message.str());
   }
-  if (!std::isfinite(self->InitialTime)) throw Error("Initial Time must be a finite number.");
-  if (self->NumberOfThreads < 0) throw Error("Number Of Threads must be >= 0 (0: all cores).");
+  if (!std::isfinite(self->InitialTime)) {
+    std::ostringstream message;
+    message << "Initial Time is " << self->InitialTime << ": give a finite number, e.g. 0.";
+    throw Error(message.str());
+  }
+  if (self->NumberOfThreads < 0 || self->NumberOfThreads > kMaximumThreads)
+    throw Error("Number Of Threads is " + std::to_string(self->NumberOfThreads) +
+                ": choose between 0 (all cores) and " + std::to_string(kMaximumThreads) + ".");
   jko::configureRuntime(self->NumberOfThreads > 0 ? self->NumberOfThreads
                                                   : static_cast<int>(std::thread::hardware_concurrency()));
 
@@ -442,6 +471,16 @@ void vtkJKOGradientFlow::Internals::update(vtkJKOGradientFlow* self, vtkInformat
     frames = this->rolloutLearned(self, problem, self->Solver == LEARNED_REFINED);
     operatorFile = this->opPath;
     operatorMetadata = this->op->metadata().toJson().dump();
+  }
+
+  // A step that overflowed gives an error, never NaN frames.
+  for (size_t k = 1; k < frames.size(); ++k) {
+    const Frame& frame = frames[k];
+    if (!std::isfinite(frame.energy) || !std::isfinite(frame.mass) || !at::isfinite(frame.density).all().item<bool>() ||
+        !at::isfinite(frame.velocity).all().item<bool>())
+      throw Error("JKO step " + std::to_string(k) +
+                  " gave NaN or infinite values: the density or the energy's parameters are out of range for this "
+                  "solver. Lower Time Step or the energy's parameters, or rescale the density.");
   }
 
   // Diagnostics table: one row per frame.
@@ -521,15 +560,17 @@ Problem vtkJKOGradientFlow::Internals::readProblem(vtkJKOGradientFlow* self, vtk
       throw Error("The potential array '" + potentialName + "' is " + (potentialCells ? "cell" : "point") +
                   " data but the density is " + (cellData ? "cell" : "point") +
                   " data: choose arrays of the same kind (Point Data To Cell Data converts).");
-    potentialValues = jko::plugin::toDensity(potential, problem.mapping);
+    potentialValues = jko::plugin::toDensity(potential, problem.mapping, "the Potential Array");
     if (!at::isfinite(potentialValues).all().item<bool>())
-      throw Error("The potential array '" + potentialName + "' has NaN or infinite values: V must be finite.");
+      throw Error("The potential array '" + potentialName +
+                  "' has NaN or infinite values: V must be finite. Replace them (e.g. with the Calculator) or choose "
+                  "another Potential Array.");
   }
   problem.energy = this->panelEnergy(self, problem.mapping, potentialValues);
   try {
     problem.energy.validate(problem.mapping.grid.dim);
   } catch (const jko::InvalidParameter& error) {
-    throw Error(std::string("Energy: ") + error.what() + ".");
+    throw Error(std::string("Energy: ") + error.what() + ". " + remedy(error));
   }
   problem.device = this->chooseDevice(self);
 
@@ -603,11 +644,12 @@ void vtkJKOGradientFlow::Internals::checkMemory(vtkJKOGradientFlow* self, const 
   // Cached frames (density + velocity), the L-BFGS history (2 x 20 vectors of
   // dim x nodes) with its temporaries, and the output arrays of one frame.
   const double needed = frames * nodes * (1 + dim) * bytes + nodes * dim * bytes * (2 * 20 + 30) + nodes * 8 * bytes;
-  const double available = availableMemory();
+  const double available = jko::plugin::availableMemory();
   if (needed > 0.8 * available) {
     std::ostringstream message;
     message << "The " << static_cast<long long>(frames) << " frames on the " << problem.mapping.describe()
-            << " need about " << describeBytes(needed) << " of memory but only " << describeBytes(available)
+            << " need about " << jko::plugin::describeBytes(needed) << " of memory but only "
+            << jko::plugin::describeBytes(available)
             << " is available: reduce Number Of Steps or the grid (e.g. Resample To Image with fewer samples).";
     throw Error(message.str());
   }
@@ -637,6 +679,14 @@ Frame initialFrame(const Problem& problem, const jko::Energy& energy, double tim
   frame.energy = energy(problem.rho0.unsqueeze(0)).item<double>();
   frame.objective = frame.energy;
   frame.mass = problem.rho0.sum().item<double>() * energy.grid().cellVolume();
+  if (!std::isfinite(frame.energy)) {
+    std::ostringstream message;
+    message << "The energy of the input density is " << frame.energy << " (" << energy.spec().describe()
+            << "): the density's values (maximum " << problem.rho0.max().item<double>()
+            << ") are too large for it in double precision. Rescale the density (e.g. with the Calculator) or lower "
+               "the energy's parameters.";
+    throw Error(message.str());
+  }
   return frame;
 }
 }  // namespace
@@ -909,7 +959,11 @@ void vtkJKOGradientFlow::Internals::train(vtkJKOGradientFlow* self, const Proble
       throw Error(which + " is a " + extraMapping.describe() + " but training runs on " + trainingGrid.describe() +
                   ": resample it onto the input's grid (Resample To Image).");
     const at::Tensor rho = jko::plugin::toDensity(array, extraMapping);
-    checkDensityValues(rho, trainingGrid, arrayName(array));
+    try {
+      checkDensityValues(rho, trainingGrid, arrayName(array));
+    } catch (const Error& error) {
+      throw Error(which + ": " + error.what());
+    }
     options.extraDensities.push_back(rho);
   }
   // Cover the user's densities with the generator's ranges: porous-medium and
@@ -959,11 +1013,19 @@ void vtkJKOGradientFlow::Internals::train(vtkJKOGradientFlow* self, const Proble
   if (reused) {
     self->SetProgressText(("Training: reusing the operator trained with these settings in " + path).c_str());
   } else {
+    // Core's checks let these through: a NaN cap would mean no cap, and an infinite rate can only diverge.
+    if (std::isnan(options.maxSeconds))
+      throw Error("Maximum Training Seconds is nan: give a number of seconds >= 0 (0: no cap).");
+    if (!std::isfinite(options.learningRate)) {
+      std::ostringstream message;
+      message << "Training Learning Rate is " << options.learningRate << ": give a positive finite number, e.g. 0.002.";
+      throw Error(message.str());
+    }
     std::unique_ptr<jko::LearnToEvolveTrainer> trainer;
     try {
       trainer = std::make_unique<jko::LearnToEvolveTrainer>(options);
     } catch (const jko::InvalidParameter& error) {
-      throw Error(std::string("Training: ") + error.what() + ".");
+      throw Error(std::string("Training: ") + error.what() + ". " + remedy(error));
     }
     self->SetProgressText("Training: preparing");
     self->UpdateProgress(0);

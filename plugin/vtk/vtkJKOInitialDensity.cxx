@@ -88,12 +88,26 @@ int vtkJKOInitialDensity::RequestData(vtkInformation*, vtkInformationVector**, v
       throw jko::Error(message.str());
     }
     const std::array<double, 3> centre{this->Centre[0], this->Centre[1], this->Centre[2]};
+    for (int a = 0; a < dim && this->Kind <= GAUSSIAN; ++a)
+      if (!std::isfinite(centre[a])) throw jko::Error("Centre must be finite on every axis.");
+    // Refused before allocating: the generators hold a few grid-sized
+    // temporaries, and the output is copied once more into VTK.
+    const double needed = static_cast<double>(grid.numNodes()) * sizeof(double) * 12;
+    const double available = jko::plugin::availableMemory();
+    if (needed > 0.8 * available) {
+      std::ostringstream message;
+      message << "Grid Size";
+      for (int a = 0; a < dim; ++a) message << (a ? " x " : " ") << grid.n[a];
+      message << " needs about " << jko::plugin::describeBytes(needed) << " of memory but only "
+              << jko::plugin::describeBytes(available) << " is available: choose a smaller Grid Size.";
+      throw jko::Error(message.str());
+    }
 
     at::Tensor rho;
     switch (this->Kind) {
       case BARENBLATT: {
-        if (!(this->BarenblattTime > 0))
-          throw jko::Error("Barenblatt Time must be > 0: the profile at t is the Barenblatt solution at time t.");
+        if (!(this->BarenblattTime > 0) || !std::isfinite(this->BarenblattTime))
+          throw jko::Error("Barenblatt Time must be a positive finite number (the time of the Barenblatt solution).");
         if (!(this->BarenblattExponent > 1))
           throw jko::Error("Barenblatt Exponent m must be > 1 (porous medium rho_t = Lap rho^m).");
         const jko::exact::BarenblattProfile profile =
@@ -106,7 +120,8 @@ int vtkJKOInitialDensity::RequestData(vtkInformation*, vtkInformationVector**, v
         gaussian.mean = centre;
         gaussian.mass = this->Mass;
         for (int a = 0; a < 3; ++a) {
-          if (a < dim && !(this->Sigma[a] > 0)) throw jko::Error("Sigma must be > 0 on every axis of the Gaussian.");
+          if (a < dim && (!(this->Sigma[a] > 0) || !std::isfinite(this->Sigma[a])))
+            throw jko::Error("Sigma must be a positive finite number on every axis of the Gaussian.");
           gaussian.sigma[a] = this->Sigma[a];
         }
         rho = jko::exact::density(grid, gaussian);
@@ -123,9 +138,16 @@ int vtkJKOInitialDensity::RequestData(vtkInformation*, vtkInformationVector**, v
     // Mass property is the discrete mass sum rho |h|.
     const double sampledMass = rho.sum().item<double>() * grid.cellVolume();
     if (!(sampledMass > 0))
-      throw jko::Error(std::string("The ") + kKindNames[this->Kind] +
-                       " has no mass on this grid: move its centre into the box or enlarge it.");
+      throw jko::Error(std::string("The ") + kKindNames[this->Kind] + " has no mass on this grid: " +
+                       (this->Kind <= GAUSSIAN ? "move its centre into the box or enlarge it."
+                                               : "use a larger Grid Size or another Seed."));
     rho = rho * (this->Mass / sampledMass);
+    if (!at::isfinite(rho).all().item<bool>()) {
+      std::ostringstream message;
+      message << "Mass " << this->Mass << " makes the " << kKindNames[this->Kind]
+              << " overflow double precision: choose a smaller Mass.";
+      throw jko::Error(message.str());
+    }
 
     jko::plugin::ImageGridMapping mapping;
     mapping.grid = grid;
