@@ -1,6 +1,21 @@
-// jko rollout: K JKO steps from an initial density, written as frames.
+// jko rollout: K JKO steps from an initial density, written as frames, with
+// the statistics of the run (mass drift, NaN check, energy decay, folding of
+// the maps, resident memory, distance to the known limit) as JSON.
+#include <ATen/core/grad_mode.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iomanip>
 #include <iostream>
 #include <memory>
+#include <nlohmann/json.hpp>
+#include <sstream>
 #include <thread>
 
 #include "Commands.h"
@@ -16,13 +31,119 @@
 namespace jko::cli {
 namespace {
 
+namespace fs = std::filesystem;
+constexpr double kPi = 3.14159265358979323846;
+
 struct RolloutOptions {
   std::string caseName, initial, array, out = "frames", prefix = "frame", solver, operatorFile, generate;
   uint64_t seed = 1;
   int64_t grid = 64;
-  int dim = 2, steps = 20, threads = 0;
+  int dim = 2, steps = 20, threads = 0, writeEvery = 1;
   double tau = 0;
+  bool json = false;
   EnergyOptions energy;
+};
+
+// Resident memory now, from /proc/self/statm (NaN where there is none).
+double residentMegabytes() {
+  std::ifstream statm("/proc/self/statm");
+  long pages = 0, resident = 0;
+  if (!(statm >> pages >> resident)) return std::nan("");
+  return static_cast<double>(resident) * static_cast<double>(sysconf(_SC_PAGESIZE)) / (1024.0 * 1024.0);
+}
+
+// The process's peak resident memory so far (ru_maxrss is in KiB on Linux).
+double peakResidentMegabytes() {
+  rusage usage{};
+  if (getrusage(RUSAGE_SELF, &usage) != 0) return std::nan("");
+  return static_cast<double>(usage.ru_maxrss) / 1024.0;
+}
+
+nlohmann::json finiteOrNull(double value) { return std::isfinite(value) ? nlohmann::json(value) : nlohmann::json(); }
+
+double relativeL1Distance(const at::Tensor& a, const at::Tensor& b) {
+  return ((a - b).abs().sum() / b.abs().sum()).item<double>();
+}
+
+// The state the flow tends to in the closed box, where it is known: the
+// energy's equilibrium (uniform for the porous medium and the heat
+// equation, Gibbs M exp(-V/D)/Z for Fokker-Planck), or for the 2D
+// aggregation kernel W = a|z|^2/2 - c log|z| the uniform disk of density
+// a M / (pi c) and radius sqrt(c / a) around the (conserved) centre of mass
+// (DESIGN.md §5 case 4), as cell fractions inside the disk.
+struct Limit {
+  std::string kind = "none";
+  at::Tensor density;
+};
+
+Limit knownLimit(const Energy& energy, const at::Tensor& rho0) {
+  const EnergySpec& s = energy.spec();
+  const Grid& grid = energy.grid();
+  const double mass = rho0.sum().item<double>() * grid.cellVolume();
+  Limit limit;
+  limit.density = energy.equilibrium(mass);
+  if (limit.density.defined()) {
+    limit.kind = s.potential == PotentialKind::None    ? "uniform"
+                 : s.internal == InternalKind::Entropy ? "gibbs"
+                                                       : "porous-medium equilibrium";
+    return limit;
+  }
+  if (grid.dim == 2 && s.kernel == KernelKind::AttractiveRepulsive && s.internal == InternalKind::None &&
+      s.potential == PotentialKind::None && s.attractivePower == 2 && s.repulsivePower == 0 && s.attraction > 0 &&
+      s.repulsion > 0) {
+    std::array<double, 2> centre{};
+    for (int a = 0; a < 2; ++a)
+      centre[a] = (grid.coordinate(a) * rho0).sum().item<double>() / rho0.sum().item<double>();
+    const double radius = std::sqrt(s.repulsion / s.attraction);
+    const int sub = 8;  // sub-samples per cell and axis
+    at::Tensor inside = at::zeros(grid.shape(), at::kDouble);
+    for (int i = 0; i < sub; ++i)
+      for (int j = 0; j < sub; ++j) {
+        const at::Tensor x = grid.coordinate(0) + ((i + 0.5) / sub - 0.5) * grid.spacing[0] - centre[0];
+        const at::Tensor y = grid.coordinate(1) + ((j + 0.5) / sub - 0.5) * grid.spacing[1] - centre[1];
+        inside = inside + (x * x + y * y <= radius * radius).to(at::kDouble);
+      }
+    inside = inside / (sub * sub) * (s.attraction * mass / (kPi * s.repulsion));
+    if (inside.sum().item<double>() > 0) {
+      limit.kind = "disk";
+      limit.density = inside * (mass / (inside.sum().item<double>() * grid.cellVolume()));
+    }
+  }
+  return limit;
+}
+
+// Writes frames as they are computed, so a long run keeps no frame in memory.
+class FrameSeries {
+ public:
+  FrameSeries(std::string directory, std::string prefix, const Grid& grid)
+      : directory_(std::move(directory)), prefix_(std::move(prefix)), grid_(grid) {
+    std::error_code error;
+    fs::create_directories(directory_, error);
+    if (error) throw Error("cannot create the output folder " + directory_ + ": " + error.message());
+    pvd_ << std::setprecision(17)
+         << "<?xml version=\"1.0\"?>\n<VTKFile type=\"Collection\" version=\"0.1\">\n  <Collection>\n";
+  }
+  void add(int index, const Frame& frame) {
+    char name[64];
+    std::snprintf(name, sizeof(name), "_%04d.vti", index);
+    const std::string file = prefix_ + name;
+    writeImageFile((fs::path(directory_) / file).string(), grid_, frame);
+    pvd_ << "    <DataSet timestep=\"" << frame.time << "\" file=\"" << file << "\"/>\n";
+    ++count_;
+  }
+  std::string finish() {
+    pvd_ << "  </Collection>\n</VTKFile>\n";
+    const std::string path = (fs::path(directory_) / (prefix_ + ".pvd")).string();
+    writeFileAtomically(path, pvd_.str());
+    return path;
+  }
+  int count() const { return count_; }
+
+ private:
+  std::string directory_, prefix_;
+  Grid grid_;
+  std::ostringstream pvd_;
+  int count_ = 0;
 };
 
 }  // namespace
@@ -43,12 +164,22 @@ void addRolloutCommand(CLI::App& app) {
   caseOption->excludes(initialOption);
   generateOption->excludes(caseOption)->excludes(initialOption);
   rollout->add_option("--array", o->array, "Point-data array of --initial (default: active scalars)");
-  rollout->add_option("--grid", o->grid, "Nodes per axis (--case)")->capture_default_str();
+  rollout->add_option("--grid", o->grid, "Nodes per axis (--case, --generate)")->capture_default_str();
   rollout->add_option("--dim", o->dim, "Dimension (--case)")->check(CLI::IsMember({2, 3}))->capture_default_str();
-  rollout->add_option("--steps", o->steps, "Number of JKO steps K")->check(CLI::PositiveNumber)->capture_default_str();
+  rollout->add_option("--steps,--frames", o->steps, "Number of JKO steps K")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   rollout->add_option("--tau", o->tau, "Time step (default: the case's, else 0.005)");
   rollout->add_option("--out", o->out, "Output folder")->capture_default_str();
   rollout->add_option("--prefix", o->prefix, "File name prefix")->capture_default_str();
+  rollout
+      ->add_option("--write-every", o->writeEvery,
+                   "Write every N-th frame (and the last); 0: write no frames, only the statistics")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  rollout->add_flag("--json", o->json,
+                    "Print the run's statistics as one JSON object: mass drift, NaN check, energy per frame, "
+                    "folded maps, resident memory at frame 50 and at the end, distance to the known limit");
   rollout->add_option("--threads", o->threads, "LibTorch threads (default: all cores)");
   o->energy.addTo(*rollout, false);
   rollout->callback([o] {
@@ -92,38 +223,148 @@ void addRolloutCommand(CLI::App& app) {
       energySpec = op->metadata().energy;
     else if (o->caseName.empty())
       throw InvalidParameter("--energy", "none", "give an energy preset for a density read from a file");
-    std::vector<Frame> frames{{0.0, rho0, {}}};
-    auto printProgress = [](const ProgressEvent& e) {
-      std::cerr << "\r" << e.message << "        " << std::flush;
-      return true;
-    };
+    rho0 = rho0.to(at::kDouble).contiguous();
+    validateDensity(rho0.unsqueeze(0), grid);
+
+    // One step at a time, frames written (or dropped) as they come, so that
+    // memory stays flat however long the run.
+    std::function<std::pair<at::Tensor, at::Tensor>(const at::Tensor&)> step;  // rho -> (next, displacement)
+    std::shared_ptr<const JkoObjective> objective;
     if (op) {
       for (const std::string& warning : op->checkCompatible(grid, &energySpec, tau))
         std::cerr << "jko: warning: " << warning << "\n";
-      const auto steps = op->rollout(rho0, grid, o->steps, printProgress);
-      std::cerr << "\n";
-      for (size_t k = 0; k < steps.size(); ++k) {
-        frames[k].velocity = steps[k].velocity;  // velocity leaving frame k
-        frames.push_back({(k + 1) * tau, steps[k].next, steps[k].velocity});
-      }
-      const std::string pvd = writeFrames(o->out, o->prefix, grid, frames);
-      std::cout << "wrote " << frames.size() << " frames of the learned operator (" << energySpec.describe()
-                << ") on a " << grid.describe() << " to " << pvd << "\n";
-      return;
+      objective = op->objectiveOn(grid);
+      step = [op, grid](const at::Tensor& rho) {
+        const LearnedStep s = op->step(rho, grid);
+        return std::make_pair(s.next, s.velocity * op->metadata().tau);
+      };
+    } else {
+      objective = std::make_shared<const JkoObjective>(std::make_shared<const Energy>(energySpec, grid), tau);
+      auto solver = std::make_shared<const ReferenceSolver>(objective);
+      auto warm = std::make_shared<at::Tensor>();
+      step = [solver, warm](const at::Tensor& rho) {
+        const ReferenceStep s = solver->step(rho, *warm);
+        *warm = s.displacement;
+        return std::make_pair(s.next, s.displacement);
+      };
     }
+    const Energy& energy = objective->energy();
+    const PushForward& push = objective->pushForward();
+    auto energyOf = [&](const at::Tensor& rho) { return energy(rho.unsqueeze(0)).item<double>(); };
 
-    auto energy = std::make_shared<const Energy>(energySpec, grid);
-    auto objective = std::make_shared<const JkoObjective>(energy, tau);
-    const ReferenceSolver solver(objective);
-    const auto trajectory = solver.rollout(rho0, o->steps, printProgress);
-    std::cerr << "\n";
-    for (size_t k = 0; k < trajectory.size(); ++k) {
-      frames[k].velocity = trajectory[k].displacement / tau;  // velocity leaving frame k
-      frames.push_back({(k + 1) * tau, trajectory[k].next, trajectory[k].displacement / tau});
+    std::unique_ptr<FrameSeries> series;
+    if (o->writeEvery > 0) series = std::make_unique<FrameSeries>(o->out, o->prefix, grid);
+    const int K = o->steps;
+    const int earlyFrame = std::min(50, K);  // where resident memory is first sampled
+    const double mass0 = rho0.sum().item<double>() * grid.cellVolume();
+    const Limit limit = knownLimit(energy, rho0);
+
+    std::vector<double> energies{energyOf(rho0)};
+    double massDrift = 0, minimum = rho0.min().item<double>(), lastChange = std::nan("");
+    double foldedNodesMax = 0, foldedMassMax = 0, foldedMassSum = 0;
+    double rssEarly = std::nan(""), rssFinal = std::nan(""), limitEarly = std::nan(""), limitFinal = std::nan("");
+    double rssPeak = residentMegabytes();
+    bool finite = true;
+    std::string failure;
+    int done = 0;
+    at::Tensor rho = rho0, lastDisplacement;
+    const auto start = std::chrono::steady_clock::now();
+    try {
+      for (int k = 0; k < K; ++k) {
+        auto [next, displacement] = step(rho);
+        at::NoGradGuard noGrad;
+        if (series && k % o->writeEvery == 0) series->add(k, {k * tau, rho, displacement / tau});
+        // Statistics of frame k + 1 and of the map that made it.
+        finite = finite && at::isfinite(next).all().item<bool>();
+        massDrift = std::max(massDrift, std::abs(next.sum().item<double>() * grid.cellVolume() - mass0) / mass0);
+        minimum = std::min(minimum, next.min().item<double>());
+        energies.push_back(energyOf(next));
+        lastChange = relativeL1Distance(next, rho);
+        const PushForward::Folding fold = push.folding(rho.unsqueeze(0), displacement.unsqueeze(0));
+        foldedNodesMax = std::max(foldedNodesMax, fold.nodeFraction.item<double>());
+        foldedMassMax = std::max(foldedMassMax, fold.massFraction.item<double>());
+        foldedMassSum += fold.massFraction.item<double>();
+        rho = next;
+        lastDisplacement = displacement;
+        done = k + 1;
+        rssPeak = std::max(rssPeak, residentMegabytes());  // one small read of /proc per frame
+        if (done == earlyFrame) {
+          rssEarly = residentMegabytes();
+          if (limit.density.defined()) limitEarly = relativeL1Distance(rho, limit.density);
+        }
+        if (!o->json) std::cerr << "\rstep " << done << " of " << K << "        " << std::flush;
+      }
+    } catch (const Error& e) {
+      failure = e.what();
     }
-    const std::string pvd = writeFrames(o->out, o->prefix, grid, frames);
-    std::cout << "wrote " << frames.size() << " frames of " << energySpec.describe() << " on a " << grid.describe()
-              << " to " << pvd << "\n";
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (!o->json) std::cerr << "\n";
+    rssFinal = residentMegabytes();
+    if (limit.density.defined()) limitFinal = relativeL1Distance(rho, limit.density);
+    if (series && lastDisplacement.defined()) series->add(done, {done * tau, rho, lastDisplacement / tau});
+    const std::string pvd = series ? series->finish() : "";
+
+    double increaseMax = -std::numeric_limits<double>::infinity();
+    for (size_t k = 1; k < energies.size(); ++k) increaseMax = std::max(increaseMax, energies[k] - energies[k - 1]);
+    const double decrease = energies.front() - energies.back();
+    const double lowest = *std::min_element(energies.begin(), energies.end());
+    nlohmann::json result = {
+        {"solver", solverName},
+        {"energy", energySpec.describe()},
+        {"grid", std::vector<int64_t>(grid.n.begin(), grid.n.begin() + grid.dim)},
+        {"tau", tau},
+        {"steps", K},
+        {"steps_done", done},
+        {"seconds", seconds},
+        {"ms_per_step", done ? 1000 * seconds / done : 0.0},
+        {"finite", finite && failure.empty()},
+        {"min_density", minimum},
+        {"mass_initial", mass0},
+        {"mass_drift_max", massDrift},
+        {"energy_per_frame", energies},
+        {"energy_initial", energies.front()},
+        {"energy_final", energies.back()},
+        // Largest rise of E between consecutive frames (<= 0: monotone), and
+        // the same relative to the run's total decrease E_0 - E_K.
+        {"energy_increase_max", finiteOrNull(increaseMax)},
+        {"energy_increase_max_relative", decrease > 0 ? finiteOrNull(increaseMax / decrease) : nlohmann::json()},
+        // E_K above the lowest energy of the run, relative to E_0 - min E:
+        // slow creeps up that no single step shows.
+        {"energy_rise_after_minimum_relative",
+         energies.front() > lowest ? finiteOrNull((energies.back() - lowest) / (energies.front() - lowest))
+                                   : nlohmann::json()},
+        // sum |rho_K - rho_{K-1}| / sum rho_{K-1}: how stationary the end state is.
+        {"l1_change_final", finiteOrNull(lastChange)},
+        {"folded_node_fraction_max", foldedNodesMax},
+        {"folded_mass_fraction_max", foldedMassMax},
+        {"folded_mass_fraction_mean", done ? foldedMassSum / done : 0.0},
+        {"rss_frame", earlyFrame},
+        {"rss_mb_at_frame", finiteOrNull(rssEarly)},
+        {"rss_mb_final", finiteOrNull(rssFinal)},
+        {"rss_growth_mb", finiteOrNull(rssFinal - rssEarly)},
+        // The kernel's high-water mark lags behind /proc/self/statm: the larger of the two.
+        {"peak_rss_mb", finiteOrNull(std::max(peakResidentMegabytes(), rssPeak))},
+        {"limit", limit.kind},
+        {"limit_rel_l1_at_frame", finiteOrNull(limitEarly)},
+        {"limit_rel_l1_final", finiteOrNull(limitFinal)},
+        {"frames_written", series ? series->count() : 0},
+        {"pvd", pvd}};
+    if (op) result["operator"] = o->operatorFile;
+    if (!failure.empty()) result["error"] = failure;
+    if (o->json) {
+      std::cout << result.dump() << std::endl;
+    } else {
+      if (series)
+        std::cout << "wrote " << series->count() << " frames of " << energySpec.describe() << " (" << solverName
+                  << ") on a " << grid.describe() << " to " << pvd << "\n";
+      std::cout << std::setprecision(3) << done << " steps, " << result["ms_per_step"].get<double>()
+                << " ms per step, mass drift " << massDrift << ", energy " << energies.front() << " -> "
+                << energies.back() << ", last relative L1 change " << lastChange;
+      if (limit.density.defined())
+        std::cout << ", relative L1 distance to the " << limit.kind << " limit " << limitFinal;
+      std::cout << "\n";
+    }
+    if (!failure.empty()) throw Error("the rollout stopped after " + std::to_string(done) + " steps: " + failure);
   });
 }
 

@@ -1,4 +1,5 @@
 // jko train: self-supervised Learn-to-Evolve training of a learned JKO operator.
+#include <csignal>
 #include <iomanip>
 #include <iostream>
 #include <memory>
@@ -21,6 +22,34 @@ struct TrainCommandOptions {
   TrainingOptions given;  // values of the options given; defaults come from the preset
   bool resume = false, quiet = false;
   std::map<std::string, CLI::Option*> options;
+};
+
+// Set by the first Ctrl-C (SIGINT) or SIGTERM: training stops at its next
+// progress report and the output file is left as it was. The handler then
+// restores the default, so a second Ctrl-C ends the process at once.
+volatile std::sig_atomic_t interrupted = 0;
+
+extern "C" void requestStop(int signal) {
+  interrupted = 1;
+  std::signal(signal, SIG_DFL);
+}
+
+// Installs requestStop for the lifetime of the object.
+class InterruptGuard {
+ public:
+  InterruptGuard() {
+    interrupted = 0;
+    previousInterrupt_ = std::signal(SIGINT, requestStop);
+    previousTerminate_ = std::signal(SIGTERM, requestStop);
+  }
+  ~InterruptGuard() {
+    std::signal(SIGINT, previousInterrupt_);
+    std::signal(SIGTERM, previousTerminate_);
+  }
+
+ private:
+  void (*previousInterrupt_)(int);
+  void (*previousTerminate_)(int);
 };
 
 }  // namespace
@@ -97,11 +126,34 @@ void addTrainCommand(CLI::App& app) {
       options.extraDensities.push_back(readDensity(path, "", fileGrid));
     }
     LearnToEvolveTrainer trainer(options);
-    const TrainingResult result = trainer.train([&](const ProgressEvent& e) {
-      if (!o->quiet) std::cerr << "\r" << std::left << std::setw(100) << e.message << std::flush;
-      return true;
-    });
+    // The output file is written only after training succeeded, through a
+    // temporary file and a rename: an interrupted or failed training leaves
+    // an existing file byte for byte as it was.
+    const std::string untouched = " " + o->out + " was not written (a file there is left as it was)";
+    const std::string resumeHint = o->checkpoint.empty()
+                                       ? ""
+                                       : "; the checkpoint " + o->checkpoint +
+                                             " (when written) holds the last completed round: continue with --resume";
+    TrainingResult result;
+    try {
+      InterruptGuard guard;
+      result = trainer.train([&](const ProgressEvent& e) {
+        if (!o->quiet) std::cerr << "\r" << std::left << std::setw(100) << e.message << std::flush;
+        return interrupted == 0;
+      });
+    } catch (const Cancelled&) {
+      if (!o->quiet) std::cerr << "\n";
+      throw Error("training interrupted:" + untouched + resumeHint);
+    } catch (const TrainingDiverged& e) {
+      if (!o->quiet) std::cerr << "\n";
+      throw Error(std::string(e.what()) + " (--lr, --tau, --initial; --resume --checkpoint);" + untouched);
+    }
     if (!o->quiet) std::cerr << "\n";
+    const int64_t skipped = result.summary.value("nonfinite_steps", int64_t(0));
+    if (skipped > 0)
+      std::cerr << "jko: warning: " << skipped
+                << " optimiser steps had a non-finite loss or gradient and were skipped; the learning rate ended at "
+                << result.summary["learning_rate_factor"].get<double>() << " times its schedule\n";
     result.op->save(o->out);
     std::cout << "saved " << o->out << ": " << options.energy.describe() << ", tau " << options.tau << ", "
               << result.summary["optimizer_steps"] << " optimiser steps in " << std::fixed << std::setprecision(1)
