@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -205,6 +206,24 @@ vtkSmartPointer<vtkStringArray> stringField(const char* name, const std::string&
   array->SetName(name);
   array->InsertNextValue(value);
   return array;
+}
+
+// Where a training will save: refused before training when it cannot be
+// written, so that no time is spent and no temporary is left behind.
+void checkTrainedOperatorPath(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code error;
+  if (fs::is_directory(path, error))
+    throw Error("Trained Operator File '" + path + "' is a folder: choose a file in it (e.g. '" +
+                (fs::path(path) / "operator.jko").string() + "'), then press Train again.");
+  fs::path folder = fs::path(path).parent_path();
+  if (folder.empty()) folder = ".";
+  if (!fs::is_directory(folder, error))
+    throw Error("The folder '" + folder.string() + "' of Trained Operator File '" + path +
+                "' does not exist: create it or choose another folder, then press Train again.");
+  if (access(folder.c_str(), W_OK) != 0)
+    throw Error("The folder '" + folder.string() + "' of Trained Operator File '" + path +
+                "' is not writable: choose a folder you can write to, then press Train again.");
 }
 
 /// What one rollout starts from: the input's grid, its density and the energy.
@@ -1013,6 +1032,8 @@ void vtkJKOGradientFlow::Internals::train(vtkJKOGradientFlow* self, const Proble
   if (reused) {
     self->SetProgressText(("Training: reusing the operator trained with these settings in " + path).c_str());
   } else {
+    // Refused before minutes of training, not after.
+    checkTrainedOperatorPath(path);
     // Core's checks let these through: a NaN cap would mean no cap, and an infinite rate can only diverge.
     if (std::isnan(options.maxSeconds))
       throw Error("Maximum Training Seconds is nan: give a number of seconds >= 0 (0: no cap).");
@@ -1044,9 +1065,20 @@ void vtkJKOGradientFlow::Internals::train(vtkJKOGradientFlow* self, const Proble
     try {
       result.op->save(path);
     } catch (const std::exception& error) {
+      // The writer leaves its temporary next to the file when writing or
+      // renaming fails; a failed save must leave the folder as it was.
+      std::error_code ignored;
+      std::filesystem::remove(path + ".partial", ignored);
       throw Error("The trained operator could not be saved to '" + path + "' (" + error.what() +
                   "): choose a writable Trained Operator File and press Train again.");
     }
+    if (result.summary.value("stopped_at_time_cap", false))
+      vtkWarningWithObjectMacro(
+          self, << "Training stopped at Maximum Training Seconds (" << options.maxSeconds << " s) in round "
+                << result.summary.value("per_round", nlohmann::json::array()).size() << " of " << options.rounds
+                << ": the operator saved to '" << path
+                << "' is the best so far and may be undertrained. Raise Maximum Training Seconds (0: no cap) and "
+                   "press Train again for a full training.");
   }
   // From now on the learned modes use the trained file (until Operator File changes).
   this->trainedPath = path;

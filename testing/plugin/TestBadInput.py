@@ -310,6 +310,10 @@ def train(**values):
 
 expect_error("no Trained Operator File", ["Trained Operator File is empty", "choose where"],
              train(TrainedOperatorFile=""), files=scratch)
+expect_error("Trained Operator File in a missing folder", ["folder", "does not exist", "create it"],
+             train(TrainedOperatorFile=os.path.join(scratch, "missing", "op.jko")), files=scratch)
+expect_error("Trained Operator File is a folder", ["is a folder", "choose a file in it"],
+             train(TrainedOperatorFile=scratch), files=scratch)
 expect_error("no training rounds", ["invalid rounds = 0", "Change Training Rounds"], train(TrainingRounds=0),
              files=scratch)
 expect_error("infinite learning rate", ["Training Learning Rate is inf", "positive finite"],
