@@ -638,6 +638,10 @@ jko::EnergySpec vtkJKOGradientFlow::Internals::panelEnergy(vtkJKOGradientFlow* s
           self->Potential == QUADRATIC_POTENTIAL ? jko::PotentialKind::Quadratic : jko::PotentialKind::DoubleWell;
       for (int a = 0; a < 3; ++a) {
         const int axis = mapping.imageAxis[a];
+        // NaN is core's "centre of the box": a NaN in the panel must not silently mean that.
+        if (!self->PotentialCentredInBox && a < mapping.grid.dim && std::isnan(self->PotentialCentre[axis]))
+          throw Error(std::string("Potential Centre is nan along ") + "xyz"[axis] +
+                      ": give a finite centre, or turn on Potential Centred In Box.");
         spec.potentialStrength[a] = a < mapping.grid.dim ? self->PotentialStrength[axis] : 0.0;
         spec.potentialCentre[a] = self->PotentialCentredInBox || a >= mapping.grid.dim
                                       ? std::numeric_limits<double>::quiet_NaN()

@@ -250,6 +250,8 @@ expect_error("infinite potential strength", ["invalid potential strength = inf",
              setting(PotentialStrength=[A, float("inf"), A]))
 expect_error("infinite potential centre", ["invalid potential centre = inf", "Change Potential Centre"],
              setting(PotentialCentredInBox=0, PotentialCentre=[float("inf"), 0.5, 0.5]))
+expect_error("NaN potential centre", ["Potential Centre is nan along y", "Potential Centred In Box"],
+             setting(PotentialCentredInBox=0, PotentialCentre=[0.5, float("nan"), 0.5]))
 expect_error("zero well half-width", ["invalid well half-width = 0", "Change Well Half Width"],
              setting(Potential="Double well", WellHalfWidth=0))
 expect_error("NaN well depth", ["invalid well depth = nan", "Change Well Depth"],
