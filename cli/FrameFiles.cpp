@@ -91,15 +91,23 @@ at::Tensor readNpy(const std::string& path, const std::string& bytes, Grid& grid
 
 void writeFileAtomically(const std::string& path, const std::string& contents) {
   const std::string temporary = path + ".partial";
+  // A failed write or rename removes its temporary file: nothing half
+  // written is left beside `path`, which keeps its old contents.
+  auto fail = [&](const std::string& message) {
+    std::error_code ignored;
+    fs::remove(temporary, ignored);
+    throw Error(message);
+  };
   {
     std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-    if (!out) throw Error("cannot write " + temporary + ": check that the folder exists and is writable");
+    if (!out) fail("cannot write " + temporary + ": check that the folder exists and is writable");
     out.write(contents.data(), static_cast<std::streamsize>(contents.size()));
-    if (!out) throw Error("writing " + temporary + " failed (disk full?)");
+    out.close();
+    if (!out) fail("writing " + temporary + " failed (disk full?)");
   }
   std::error_code error;
   fs::rename(temporary, path, error);
-  if (error) throw Error("cannot rename " + temporary + " to " + path + ": " + error.message());
+  if (error) fail("cannot rename " + temporary + " to " + path + ": " + error.message());
 }
 
 void writeImageFile(const std::string& path, const Grid& grid, const Frame& frame) {

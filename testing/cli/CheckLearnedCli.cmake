@@ -33,3 +33,12 @@ execute_process(COMMAND "${JKO}" rollout --operator "${op}" --generate bumps --g
 if(NOT rc EQUAL 0 OR NOT EXISTS "${WORK}/frames/frame.pvd" OR NOT EXISTS "${WORK}/frames/frame_0003.vti")
   message(FATAL_ERROR "jko rollout failed (${rc}): ${out} ${err}")
 endif()
+# A frame that cannot be written (its name is taken by a folder) fails the
+# rollout with a message and leaves no .partial file behind.
+file(MAKE_DIRECTORY "${WORK}/blocked/frame_0002.vti")
+execute_process(COMMAND "${JKO}" rollout --operator "${op}" --generate bumps --grid 20 --steps 3 --out "${WORK}/blocked"
+                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+string(FIND "${err}" "cannot rename" where)
+if(rc EQUAL 0 OR where EQUAL -1 OR EXISTS "${WORK}/blocked/frame_0002.vti.partial")
+  message(FATAL_ERROR "an unwritable frame was not reported cleanly (${rc}): ${err}")
+endif()
