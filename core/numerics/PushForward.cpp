@@ -2,6 +2,7 @@
 
 #include <ATen/Parallel.h>
 
+#include <cmath>
 #include <sstream>
 
 #include "numerics/Errors.h"
@@ -180,8 +181,9 @@ at::Tensor PushForward::mass(const at::Tensor& rho) const { return rho.flatten(1
 at::Tensor PushForward::limit(const at::Tensor& raw, const at::Tensor& targetMass) const {
   // A NaN displacement deposits NaN weights, and the limiter would spread
   // them over the whole sample: refuse here, once per step, rather than
-  // hand back a frame of NaN.
-  if (!at::isfinite(raw).all().item<bool>())
+  // hand back a frame of NaN. One reduction, through which NaN and inf
+  // propagate (5 us at 64^2, 56 us at 512^2; isfinite().all() takes 10x that).
+  if (!std::isfinite(raw.sum().item<double>()))
     throw InvalidDensity(
         "the step produced NaN or infinite values (the displacement field or the density is not finite); the "
         "density was left as it was: for a learned operator check that the density is within its training range, "
