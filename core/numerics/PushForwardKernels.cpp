@@ -50,34 +50,48 @@ Shape shapeOf(const Grid& grid) {
   return s;
 }
 
-// Visits every particle's stencil: f(node, stencils[3]).
+// Visits every particle's stencil: f(node, stencils[3]). The node's indices
+// are stepped along with the flat index (no divisions per particle).
 template <typename F>
 void forEachParticle(const Shape& s, const double* u, int64_t begin, int64_t end, F&& f) {
+  if (begin >= end) return;
+  int64_t i0 = begin / (s.n[1] * s.n[2]), i1 = (begin / s.n[2]) % s.n[1], i2 = begin % s.n[2];
+  std::array<AxisStencil, 3> st;
+  st[2] = AxisStencil{{0, 0, 0}, {0, 1, 0}, {0, 0, 0}, true};
   for (int64_t i = begin; i < end; ++i) {
-    const int64_t i0 = i / (s.n[1] * s.n[2]), i1 = (i / s.n[2]) % s.n[1], i2 = i % s.n[2];
-    std::array<AxisStencil, 3> st;
     st[0] = stencil(i0, u[i], s.n[0], s.h[0]);
     st[1] = stencil(i1, u[s.nodes + i], s.n[1], s.h[1]);
-    if (s.dim == 3)
-      st[2] = stencil(i2, u[2 * s.nodes + i], s.n[2], s.h[2]);
-    else
-      st[2] = AxisStencil{{0, 0, 0}, {0, 1, 0}, {0, 0, 0}, true};
+    if (s.dim == 3) st[2] = stencil(i2, u[2 * s.nodes + i], s.n[2], s.h[2]);
     f(i, st);
+    if (++i2 == s.n[2]) {
+      i2 = 0;
+      if (++i1 == s.n[1]) i1 = 0, ++i0;
+    }
   }
 }
 
 // Scatters the particles [begin, end) of one sample into `out`.
 void depositParticles(const Shape& s, const double* m, const double* u, int64_t begin, int64_t end, double* out) {
-  const int kz = s.dim == 3 ? 3 : 1;
+  if (s.dim == 2) {
+    forEachParticle(s, u, begin, end, [&](int64_t i, const std::array<AxisStencil, 3>& st) {
+      const double mass = m[i];
+      if (mass == 0) return;
+      for (int a = 0; a < 3; ++a) {
+        double* row = out + st[0].index[a] * s.n[1];
+        const double wa = mass * st[0].weight[a];
+        for (int c = 0; c < 3; ++c) row[st[1].index[c]] += wa * st[1].weight[c];
+      }
+    });
+    return;
+  }
   forEachParticle(s, u, begin, end, [&](int64_t i, const std::array<AxisStencil, 3>& st) {
     const double mass = m[i];
     if (mass == 0) return;
     for (int a = 0; a < 3; ++a)
       for (int c = 0; c < 3; ++c) {
         const double wac = mass * st[0].weight[a] * st[1].weight[c];
-        const int64_t row = (st[0].index[a] * s.n[1] + st[1].index[c]) * s.n[2];
-        for (int e = 0; e < kz; ++e)
-          out[row + st[2].index[s.dim == 3 ? e : 1]] += wac * st[2].weight[s.dim == 3 ? e : 1];
+        double* line = out + (st[0].index[a] * s.n[1] + st[1].index[c]) * s.n[2];
+        for (int e = 0; e < 3; ++e) line[st[2].index[e]] += wac * st[2].weight[e];
       }
   });
 }

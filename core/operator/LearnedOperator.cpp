@@ -55,10 +55,8 @@ at::Tensor interpolateOnto(const at::Tensor& field, const Grid& fine) {
   bool same = true;
   for (int a = 0; a < fine.dim; ++a) same = same && field.size(2 + a) == fine.n[a];
   if (same) return field;
-  const at::Tensor x = field.to(at::kFloat);
-  const at::Tensor y = fine.dim == 2 ? at::upsample_bilinear2d(x, {fine.n[0], fine.n[1]}, false)
-                                     : at::upsample_trilinear3d(x, {fine.n[0], fine.n[1], fine.n[2]}, false);
-  return y.to(field.scalar_type());
+  return fine.dim == 2 ? at::upsample_bilinear2d(field, {fine.n[0], fine.n[1]}, false)
+                       : at::upsample_trilinear3d(field, {fine.n[0], fine.n[1], fine.n[2]}, false);
 }
 
 // (1 - c Lap)^-1 f with Neumann walls, by the FFT of the even extension

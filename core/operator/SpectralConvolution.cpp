@@ -1,5 +1,8 @@
 #include "operator/SpectralConvolution.h"
 
+#include <ATen/Parallel.h>
+#include <ATen/core/grad_mode.h>
+
 namespace jko {
 namespace {
 
@@ -48,19 +51,56 @@ at::Tensor arrangeSpectralWeights(const std::vector<at::Tensor>& blocks, const s
   return parts[0].permute(order).contiguous();
 }
 
+namespace {
+
 // Pruned transforms: the last axis is transformed first (real to complex)
 // and cut to its kept modes before the complex transforms of the other
 // axes, which then work on k_{d-1} instead of n_{d-1} / 2 + 1 columns; the
 // inverse mirrors it (irfft zero-fills the cut columns itself). Same result
-// as full transforms with the other modes zeroed; measured in
-// testing/benchmarks (spectral_layer_ms_*).
+// as full transforms with the other modes zeroed.
+at::Tensor keptSpectrum(const at::Tensor& x, const std::vector<int64_t>& kept) {
+  const int d = static_cast<int>(kept.size());
+  at::Tensor spectrum = at::fft_rfft(x, c10::nullopt, d).narrow(d, 0, kept[d - 1]);
+  for (int a = d - 2; a >= 0; --a) spectrum = lowAndHigh(at::fft_fft(spectrum, c10::nullopt, 1 + a), 1 + a, kept[a]);
+  return spectrum;
+}
+
+at::Tensor fromKeptSpectrum(const at::Tensor& spectrum, at::IntArrayRef sizes) {
+  const int d = static_cast<int>(sizes.size());
+  at::Tensor out = spectrum;
+  for (int a = 0; a + 1 < d; ++a) out = at::fft_ifft(scatterLowAndHigh(out, 1 + a, sizes[a]), c10::nullopt, 1 + a);
+  return at::fft_irfft(out, sizes[d - 1], d);
+}
+
+// LibTorch runs each FFT on one thread. When there are fewer samples than
+// threads (a rollout of one density), the channels are split into one group
+// per thread and each group is transformed on its own thread (inference
+// only: worker threads do not record gradients).
+template <typename Transform>
+at::Tensor byChannelGroups(const at::Tensor& x, const Transform& transform) {
+  const int64_t threads = at::get_num_threads(), channels = x.size(-1);
+  const int64_t groups = std::min(threads, channels);
+  if (at::GradMode::is_enabled() || !x.is_cpu() || groups < 2 || x.size(0) >= threads || at::in_parallel_region())
+    return transform(x);
+  std::vector<at::Tensor> parts(groups);
+  at::parallel_for(0, groups, 1, [&](int64_t g0, int64_t g1) {
+    at::NoGradGuard noGrad;
+    for (int64_t g = g0; g < g1; ++g) {
+      const int64_t begin = g * channels / groups, end = (g + 1) * channels / groups;
+      parts[g] = transform(x.narrow(-1, begin, end - begin));
+    }
+  });
+  return at::cat(parts, -1);
+}
+
+}  // namespace
+
 at::Tensor spectralConvolution(const at::Tensor& x, const at::Tensor& weight) {
   const int d = static_cast<int>(x.dim()) - 2;
   std::vector<int64_t> kept(d);
   for (int a = 0; a < d; ++a) kept[a] = a + 1 < d ? weight.size(a) / 2 : weight.size(a);
-
-  at::Tensor spectrum = at::fft_rfft(x, c10::nullopt, d).narrow(d, 0, kept[d - 1]);
-  for (int a = d - 2; a >= 0; --a) spectrum = lowAndHigh(at::fft_fft(spectrum, c10::nullopt, 1 + a), 1 + a, kept[a]);
+  const at::IntArrayRef sizes = x.sizes().slice(1, d);
+  const at::Tensor spectrum = byChannelGroups(x, [&](const at::Tensor& part) { return keptSpectrum(part, kept); });
 
   // Channel mixing per mode: (modes, B, C_in) x (modes, C_in, C_out).
   const int64_t batch = x.size(0), inChannels = x.size(-1), outChannels = weight.size(-1);
@@ -72,10 +112,8 @@ at::Tensor spectralConvolution(const at::Tensor& x, const at::Tensor& weight) {
   std::vector<int64_t> mixedShape{batch};
   mixedShape.insert(mixedShape.end(), modeShape.begin(), modeShape.end());
   mixedShape.push_back(outChannels);
-  at::Tensor out = mixed.transpose(0, 1).reshape(mixedShape);
-
-  for (int a = 0; a + 1 < d; ++a) out = at::fft_ifft(scatterLowAndHigh(out, 1 + a, x.size(1 + a)), c10::nullopt, 1 + a);
-  return at::fft_irfft(out, x.size(d), d);
+  const at::Tensor out = mixed.transpose(0, 1).reshape(mixedShape);
+  return byChannelGroups(out, [&](const at::Tensor& part) { return fromKeptSpectrum(part, sizes); });
 }
 
 at::Tensor spectralConvolution(const at::Tensor& x, const std::vector<at::Tensor>& blocks, int modes) {

@@ -86,6 +86,17 @@ TEST_P(PushForwardInDimension, FusedKernelMatchesTensorOperations) {
   EXPECT_TRUE(at::allclose(uA.grad(), uB.grad(), 1e-10, 1e-11));
 }
 
+// The CPU solve splits the first axis into column chunks (here 420 columns
+// per row) and runs the last axis eight lines at a time (350 lines): the
+// same as the dense inverse.
+TEST(PushForward, PrefilterInChunksMatchesDenseSolve) {
+  const Grid grid = Grid::box(3, {5, 70, 6}, {0, 0, 0}, {0.5, 1, 0.6});
+  const PushForward push(grid);
+  const at::Tensor rho = randomDensity(grid, 1, 9);
+  const at::Tensor dense = push.prefilter(rho.clone().requires_grad_(true)).detach();
+  EXPECT_TRUE(at::allclose(push.prefilter(rho), dense, 1e-12, 1e-13));
+}
+
 // One density on a grid large enough that its particles are scattered in
 // chunks on two threads: the same deposit as the tensor operations.
 TEST(PushForward, ChunkedDepositOfOneSampleMatchesTensorOperations) {
