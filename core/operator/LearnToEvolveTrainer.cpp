@@ -174,13 +174,15 @@ void TrainingOptions::validate() const {
   if (rounds < 1) throw InvalidParameter("rounds", formatValue(rounds), "must be >= 1");
   if (epochs < 1) throw InvalidParameter("epochs", formatValue(epochs), "must be >= 1");
   if (batch < 1) throw InvalidParameter("batch", formatValue(batch), "must be >= 1");
-  if (!(learningRate > 0)) throw InvalidParameter("learning rate", formatValue(learningRate), "must be > 0");
+  if (!(learningRate > 0) || !std::isfinite(learningRate))
+    throw InvalidParameter("learning rate", formatValue(learningRate), "must be a finite number > 0");
   if (horizon < 1) throw InvalidParameter("horizon", formatValue(horizon), "must be >= 1");
   if (generated < 0) throw InvalidParameter("generated densities", formatValue(generated), "must be >= 0");
   if (generated == 0 && extraDensities.empty())
     throw InvalidParameter("generated densities", "0", "with no densities of your own, generate at least one");
   if (validation < 1) throw InvalidParameter("validation densities", formatValue(validation), "must be >= 1");
-  if (maxSeconds < 0) throw InvalidParameter("maximum seconds", formatValue(maxSeconds), "must be >= 0 (0: no cap)");
+  if (!(maxSeconds >= 0))
+    throw InvalidParameter("maximum seconds", formatValue(maxSeconds), "must be >= 0 (0: no cap)");
   if (maxNonFiniteSteps < 1)
     throw InvalidParameter("maximum non-finite steps", formatValue(maxNonFiniteSteps), "must be >= 1");
   if (device != "cpu" && device != "cuda") throw InvalidParameter("device", device, "allowed: cpu, cuda");

@@ -61,8 +61,21 @@ at::Tensor interpolateOnto(const at::Tensor& field, const Grid& fine) {
 
 // (1 - c Lap)^-1 f with Neumann walls, by the FFT of the even extension
 // (cell-centred nodes): eigenvalues (2 - 2 cos(pi j / n)) / h^2 per axis.
-at::Tensor resolvent(const at::Tensor& f, const Grid& grid, double c) {
-  if (c <= 0) return f;
+at::Tensor resolventDenominator(const Grid& grid, double c, const at::TensorOptions& options) {
+  const int d = grid.dim;
+  at::Tensor eigenvalue = at::zeros({1}, options);
+  for (int a = 0; a < d; ++a) {
+    const int64_t count = a + 1 < d ? 2 * grid.n[a] : grid.n[a] + 1;
+    const at::Tensor j = at::arange(count, options);
+    std::vector<int64_t> view(d + 1, 1);
+    view[a + 1] = count;
+    eigenvalue =
+        eigenvalue + ((2.0 - 2.0 * at::cos(M_PI * j / grid.n[a])) / (grid.spacing[a] * grid.spacing[a])).view(view);
+  }
+  return 1.0 + c * eigenvalue;
+}
+
+at::Tensor resolvent(const at::Tensor& f, const Grid& grid, const at::Tensor& denominator) {
   const int d = grid.dim;
   at::Tensor x = f;
   std::vector<int64_t> dims, sizes;
@@ -72,16 +85,7 @@ at::Tensor resolvent(const at::Tensor& f, const Grid& grid, double c) {
     sizes.push_back(2 * grid.n[a]);
   }
   const at::Tensor spectrum = at::fft_rfftn(x, c10::nullopt, at::IntArrayRef(dims));
-  at::Tensor eigenvalue = at::zeros({1}, f.options());
-  for (int a = 0; a < d; ++a) {
-    const int64_t count = a + 1 < d ? 2 * grid.n[a] : grid.n[a] + 1;
-    const at::Tensor j = at::arange(count, f.options());
-    std::vector<int64_t> view(d + 1, 1);
-    view[a + 1] = count;
-    eigenvalue =
-        eigenvalue + ((2.0 - 2.0 * at::cos(M_PI * j / grid.n[a])) / (grid.spacing[a] * grid.spacing[a])).view(view);
-  }
-  at::Tensor y = at::fft_irfftn(spectrum / (1.0 + c * eigenvalue), at::IntArrayRef(sizes), at::IntArrayRef(dims));
+  at::Tensor y = at::fft_irfftn(spectrum / denominator, at::IntArrayRef(sizes), at::IntArrayRef(dims));
   for (int a = 0; a < d; ++a) y = y.narrow(a + 1, 0, grid.n[a]);
   return y;
 }
@@ -261,6 +265,32 @@ std::shared_ptr<const Energy> LearnedOperator::networkEnergy(const Energy& energ
   return cachedNetworkEnergy_;
 }
 
+std::shared_ptr<const LearnedOperator::FeatureConstants> LearnedOperator::featureConstants(
+    const Energy& energy, const at::Device& device) const {
+  const Grid& grid = energy.grid();
+  {
+    std::lock_guard<std::mutex> lock(cacheMutex());
+    if (cachedFeatureConstants_ && cachedFeatureConstants_->grid.sameAs(grid) &&
+        cachedFeatureConstants_->device == device)
+      return cachedFeatureConstants_;
+  }
+  auto constants = std::make_shared<FeatureConstants>();
+  constants->grid = grid;
+  constants->device = device;
+  const auto options = at::TensorOptions().dtype(at::kDouble).device(device);
+  const FeatureScales& s = metadata_.scales;
+  constants->resolventDenominator = resolventDenominator(grid, metadata_.tau * s.diffusivity, options);
+  std::vector<at::Tensor> channels;
+  for (int a = 0; a < grid.dim; ++a)
+    channels.push_back((grid.coordinate(a, options) - grid.boxLower(a)) / grid.boxLength(a));
+  if (metadata_.energy.potential != PotentialKind::None)
+    channels.push_back(energy.potentialOnGrid(device) / s.potential);
+  constants->fixedChannels = at::stack(channels, 0).unsqueeze(0);
+  std::lock_guard<std::mutex> lock(cacheMutex());
+  cachedFeatureConstants_ = constants;
+  return constants;
+}
+
 LearnedOperator::NetworkInputs LearnedOperator::networkInputs(const Energy& energy, const at::Tensor& rho) const {
   const FeatureScales& s = metadata_.scales;
   NetworkInputs in;
@@ -275,7 +305,10 @@ LearnedOperator::NetworkInputs LearnedOperator::networkInputs(const Energy& ener
   // the linearised implicit step, (1 - tau kappa Lap)^-1, Neumann walls.
   const at::Tensor variation = E.firstVariation(in.density);
   const at::Tensor internal = E.internalVariation(in.density);
-  const at::Tensor smoothed = variation - internal + resolvent(internal, in.grid, metadata_.tau * s.diffusivity);
+  const std::shared_ptr<const FeatureConstants> constants = featureConstants(E, r.device());
+  const double c = metadata_.tau * s.diffusivity;
+  const at::Tensor smoothed =
+      variation - internal + (c > 0 ? resolvent(internal, in.grid, constants->resolventDenominator) : internal);
   double hMin = 1e300;
   for (int a = 0; a < in.grid.dim; ++a) hMin = std::min(hMin, in.grid.spacing[a]);
   // Cap |tau v| at capCells cells: the entropy's clamped log makes v
@@ -286,13 +319,9 @@ LearnedOperator::NetworkInputs LearnedOperator::networkInputs(const Energy& ener
 
   std::vector<at::Tensor> channels{(in.density / s.density).unsqueeze(1), in.explicitVelocity / s.velocity,
                                    in.smoothedVelocity / s.velocity};
-  std::vector<int64_t> expanded = in.grid.batchShape(r.size(0));
-  for (int a = 0; a < in.grid.dim; ++a) {
-    const at::Tensor x = (in.grid.coordinate(a, r.options()) - in.grid.boxLower(a)) / in.grid.boxLength(a);
-    channels.push_back(x.unsqueeze(0).expand(expanded).unsqueeze(1));
-  }
-  if (metadata_.energy.potential != PotentialKind::None)
-    channels.push_back((E.potentialOnGrid(r.device()) / s.potential).unsqueeze(0).expand(expanded).unsqueeze(1));
+  std::vector<int64_t> expanded = constants->fixedChannels.sizes().vec();
+  expanded[0] = r.size(0);
+  channels.push_back(constants->fixedChannels.expand(expanded));
   in.features = at::cat(channels, 1).to(at::kFloat);
   return in;
 }
@@ -320,6 +349,12 @@ LearnedStep LearnedOperator::step(const at::Tensor& rho, const Grid& grid) const
   at::NoGradGuard noGrad;
   const bool batched = rho.dim() == grid.dim + 1;
   const at::Tensor r = (batched ? rho : rho.unsqueeze(0)).to(device_, at::kDouble);
+  // One density on up to 2^16 nodes runs on one thread: a step is ~300 small
+  // operations, and on two threads each one waits for the other thread
+  // (slower here by a quarter when idle, and up to 100x when another process
+  // holds a core). Larger grids and batches use every thread.
+  const bool serial = device_.is_cpu() && r.size(0) == 1 && grid.numNodes() <= kSerialStepNodes;
+  const ScopedIntraOpThreads threads(serial ? 1 : 0);
   validateDensity(r, grid);
   const auto objective = objectiveOn(grid);
   const PushForward& push = objective->pushForward();

@@ -68,6 +68,8 @@ class LearnedOperator {
     at::Tensor smoothedVelocity;  ///< vR, capped, (B, dim, n_c...), float64
     at::Tensor features;          ///< (B, channels, n_c...), float32
   };
+  static constexpr int64_t kSerialStepNodes = int64_t(1) << 16;
+
   /// The network grid for a density grid: at most NetworkConfig::grid nodes per axis.
   Grid networkGrid(const Grid& grid) const;
   NetworkInputs networkInputs(const Energy& energy, const at::Tensor& rho) const;
@@ -79,6 +81,7 @@ class LearnedOperator {
   at::Tensor velocity(const Energy& energy, const at::Tensor& rho) const;
 
   /// One step without gradients. rho: (n...) or (B, n...), on any device.
+  /// One density on at most kSerialStepNodes nodes steps on one CPU thread.
   LearnedStep step(const at::Tensor& rho, const Grid& grid) const;
   /// K steps from rho0 (n...): frames 1..K.
   std::vector<LearnedStep> rollout(const at::Tensor& rho0, const Grid& grid, int steps,
@@ -99,8 +102,18 @@ class LearnedOperator {
   at::Device device_ = at::kCPU;
   std::shared_ptr<const Energy> networkEnergy(const Energy& energy) const;
 
+  /// What the features need that depends on the network grid only.
+  struct FeatureConstants {
+    Grid grid;
+    at::Device device = at::kCPU;
+    at::Tensor resolventDenominator;  ///< 1 + c (2 - 2 cos(pi j / n)) / h^2 summed over the axes
+    at::Tensor fixedChannels;         ///< (1, C, n...): the coordinates and V, scaled
+  };
+  std::shared_ptr<const FeatureConstants> featureConstants(const Energy& energy, const at::Device& device) const;
+
   mutable std::shared_ptr<const JkoObjective> cachedObjective_;
   mutable std::shared_ptr<const Energy> cachedNetworkEnergy_;
+  mutable std::shared_ptr<const FeatureConstants> cachedFeatureConstants_;
 };
 
 }  // namespace jko

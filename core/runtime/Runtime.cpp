@@ -2,6 +2,7 @@
 
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
+#include <dlfcn.h>
 #include <link.h>
 #include <malloc.h>
 #include <torch/version.h>
@@ -28,6 +29,41 @@ void configureRuntime(int threads) {
   });
   if (threads < 0) throw InvalidParameter("threads", formatValue(threads), "must be >= 0 (0: LibTorch's default)");
   if (threads > 0) at::set_num_threads(threads);
+}
+
+namespace {
+
+// OpenMP's thread-count functions from the runtime already loaded with
+// LibTorch (libgomp from Debian, its own copy in pip wheels): linking one
+// here could load a second runtime.
+struct OpenMpThreads {
+  int (*getMaxThreads)() = nullptr;
+  void (*setNumThreads)(int) = nullptr;
+};
+
+const OpenMpThreads& openMpThreads() {
+  static const OpenMpThreads functions = [] {
+    OpenMpThreads f;
+    f.getMaxThreads = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "omp_get_max_threads"));
+    f.setNumThreads = reinterpret_cast<void (*)(int)>(dlsym(RTLD_DEFAULT, "omp_set_num_threads"));
+    if (!f.getMaxThreads || !f.setNumThreads) f = OpenMpThreads{};
+    return f;
+  }();
+  return functions;
+}
+
+}  // namespace
+
+ScopedIntraOpThreads::ScopedIntraOpThreads(int threads) {
+  const OpenMpThreads& omp = openMpThreads();
+  if (threads <= 0 || !omp.setNumThreads) return;
+  at::get_num_threads();  // LibTorch's lazy per-thread set-up first, so that it cannot undo ours
+  previous_ = omp.getMaxThreads();
+  if (previous_ != threads) omp.setNumThreads(threads);
+}
+
+ScopedIntraOpThreads::~ScopedIntraOpThreads() {
+  if (previous_ > 0) openMpThreads().setNumThreads(previous_);
 }
 
 std::string loadedBlas() {

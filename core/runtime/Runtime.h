@@ -13,6 +13,21 @@ namespace jko {
 /// ran about 5x faster here with them.
 void configureRuntime(int threads);
 
+/// The calling thread's intra-op thread count for a scope, through OpenMP's
+/// per-thread setting (omp_set_num_threads on the OpenMP runtime LibTorch
+/// loaded). Cheap, unlike at::set_num_threads, which rebuilds thread pools;
+/// other threads keep theirs. threads <= 0, or no OpenMP runtime: no change.
+class ScopedIntraOpThreads {
+ public:
+  explicit ScopedIntraOpThreads(int threads);
+  ~ScopedIntraOpThreads();
+  ScopedIntraOpThreads(const ScopedIntraOpThreads&) = delete;
+  ScopedIntraOpThreads& operator=(const ScopedIntraOpThreads&) = delete;
+
+ private:
+  int previous_ = 0;
+};
+
 /// Threads, LibTorch version, the BLAS libblas.so.3 resolves to, CUDA.
 nlohmann::json describeRuntime();
 

@@ -6,6 +6,7 @@
 #include "evaluation/ReferenceCases.h"
 #include "numerics/Errors.h"
 #include "numerics/JkoObjective.h"
+#include "operator/LearnToEvolveTrainer.h"
 
 namespace jko {
 namespace {
@@ -80,6 +81,19 @@ TEST(BadInput, KernelsAndGrids) {
   expectErrorMentioning<InvalidParameter>([&] { Grid::unitBox(4, 8); }, "dimension");
   expectErrorMentioning<InvalidParameter>([&] { Grid::unitBox(2, 1); }, "at least 2");
   expectErrorMentioning<InvalidParameter>([&] { EnergySpec::fromPreset("heat-death"); }, "fokker-planck");
+}
+
+// NaN and infinity pass a plain "< 0" or "> 0" test; they must not silently
+// mean "no time cap" or an infinite step size.
+TEST(BadInput, TrainingOptionsRejectNonFiniteSettings) {
+  TrainingOptions o;
+  o.maxSeconds = NAN;
+  expectErrorMentioning<InvalidParameter>([&] { o.validate(); }, "maximum seconds");
+  o.maxSeconds = 0;
+  o.learningRate = INFINITY;
+  expectErrorMentioning<InvalidParameter>([&] { o.validate(); }, "learning rate");
+  o.learningRate = NAN;
+  expectErrorMentioning<InvalidParameter>([&] { o.validate(); }, "learning rate");
 }
 
 }  // namespace

@@ -1,10 +1,12 @@
 // The learned operator, its files, and Learn-to-Evolve training on tiny problems.
+#include <ATen/Parallel.h>
 #include <ATen/core/grad_mode.h>
 #include <gtest/gtest.h>
 
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "numerics/Errors.h"
 #include "numerics/ReferenceSolver.h"
@@ -52,6 +54,22 @@ const TrainingResult& trainedTiny() {
 at::Tensor heldOutDensities(const Grid& grid, int count) {
   DensityRanges ranges = TrainingOptions::defaultsFor(EnergySpec::porousMedium(2, 1), 2).densities;
   return at::stack(DensityGenerator(grid, ranges, 987654321).sample(count));
+}
+
+// A single small density steps on one thread without touching LibTorch's
+// thread pools or other threads' settings.
+TEST(Runtime, ScopedIntraOpThreadsRestoresTheCount) {
+  const int threads = at::get_num_threads();
+  at::set_num_threads(2);
+  {
+    const ScopedIntraOpThreads one(1);
+    EXPECT_EQ(at::get_num_threads(), 1);
+    int other = 0;
+    std::thread([&] { other = at::get_num_threads(); }).join();
+    EXPECT_EQ(other, 2);
+  }
+  EXPECT_EQ(at::get_num_threads(), 2);
+  at::set_num_threads(threads);
 }
 
 TEST(LearnedOperator, ClosesMostOfTheObjectiveGapOnHeldOutDensities) {
