@@ -1,8 +1,10 @@
 #include "operator/OperatorFile.h"
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include "numerics/Errors.h"
 
@@ -11,49 +13,62 @@ namespace {
 
 constexpr char kMagic[8] = {'J', 'K', 'O', 'F', 'L', 'O', 'W', '\0'};
 
-uint64_t fnv1a(const char* data, size_t size) {
-  uint64_t hash = 1469598103934665603ull;
-  for (size_t i = 0; i < size; ++i) {
-    hash ^= static_cast<unsigned char>(data[i]);
-    hash *= 1099511628211ull;
-  }
-  return hash;
-}
+// The metadata is a flat record; deeper nesting can only come from a damaged
+// or hostile file, and nlohmann::json copies and prints values recursively,
+// so a deep enough document would overflow the stack after parsing.
+constexpr int kMaxMetadataDepth = 64;
+
+// No tensor in a file can be this large; bounding the product of the extents
+// (zero extents counted as one) keeps every element count, byte count and
+// stride far from overflowing, empty tensors included.
+constexpr uint64_t kMaxTensorSpan = uint64_t(1) << 40;
 
 template <typename T>
 void put(std::string& out, T value) {
   out.append(reinterpret_cast<const char*>(&value), sizeof(T));
 }
 
+// Reads fields in order from the body (the bytes before the checksum),
+// refusing any read past its end.
 class Reader {
  public:
-  Reader(const std::string& path, const std::string& bytes, size_t end) : path_(path), bytes_(bytes), end_(end) {}
+  Reader(const std::string& source, const std::string& bytes, size_t end) : source_(source), bytes_(bytes), end_(end) {}
   template <typename T>
   T get(const char* what) {
-    need(sizeof(T), what);
     T value;
-    std::memcpy(&value, bytes_.data() + position_, sizeof(T));
-    position_ += sizeof(T);
+    std::memcpy(&value, take(sizeof(T), what), sizeof(T));
     return value;
   }
-  std::string take(size_t size, const char* what) {
-    need(size, what);
-    std::string out = bytes_.substr(position_, size);
+  /// The next `size` bytes, in place.
+  const char* take(uint64_t size, const char* what) {
+    if (size > end_ - position_)
+      throw OperatorFileError(source_ + " is truncated or corrupted (reading " + what + " past the end)");
+    const char* out = bytes_.data() + position_;
     position_ += size;
     return out;
   }
   size_t position() const { return position_; }
 
  private:
-  void need(size_t size, const char* what) {
-    if (size > end_ || position_ > end_ - size)
-      throw OperatorFileError(path_ + " is truncated or corrupted (reading " + what + " past the end)");
-  }
-  const std::string& path_;
+  const std::string& source_;
   const std::string& bytes_;
   size_t end_;
   size_t position_ = 0;
 };
+
+nlohmann::json parseMetadata(const std::string& source, const char* text, size_t size) {
+  const nlohmann::json::parser_callback_t limitDepth = [&](int depth, nlohmann::json::parse_event_t, nlohmann::json&) {
+    if (depth > kMaxMetadataDepth)
+      throw OperatorFileError(source + " has metadata nested deeper than " + std::to_string(kMaxMetadataDepth) +
+                              " levels (corrupted file)");
+    return true;
+  };
+  try {
+    return nlohmann::json::parse(text, text + size, limitDepth);
+  } catch (const nlohmann::json::exception& e) {
+    throw OperatorFileError(source + " has unreadable metadata: " + e.what());
+  }
+}
 
 }  // namespace
 
@@ -64,7 +79,7 @@ bool isOperatorArchive(const std::string& path) {
   return in && std::memcmp(magic, kMagic, 8) == 0;
 }
 
-void writeOperatorArchive(const std::string& path, const OperatorArchive& archive) {
+std::string serializeOperatorArchive(const OperatorArchive& archive) {
   std::string out(kMagic, 8);
   put<uint32_t>(out, kOperatorFormatVersion);
   const std::string json = archive.metadata.dump();
@@ -97,7 +112,12 @@ void writeOperatorArchive(const std::string& path, const OperatorArchive& archiv
     put<uint64_t>(out, bytes);
     out.append(static_cast<const char*>(tensor.data_ptr()), bytes);
   }
-  put<uint64_t>(out, fnv1a(out.data(), out.size()));
+  put<uint64_t>(out, operatorArchiveChecksum(out.data(), out.size()));
+  return out;
+}
+
+void writeOperatorArchive(const std::string& path, const OperatorArchive& archive) {
+  const std::string out = serializeOperatorArchive(archive);
 
   const std::string temporary = path + ".partial";
   {
@@ -111,60 +131,81 @@ void writeOperatorArchive(const std::string& path, const OperatorArchive& archiv
   if (error) throw OperatorFileError("cannot rename " + temporary + " to " + path + ": " + error.message());
 }
 
+OperatorArchive parseOperatorArchive(const std::string& bytes, const std::string& source) {
+  if (bytes.size() < 8 || std::memcmp(bytes.data(), kMagic, 8) != 0)
+    throw OperatorFileError(source + " is not a JKO operator file (wrong magic bytes)");
+  if (bytes.size() < 8 + 4 + 8)
+    throw OperatorFileError(source + " is truncated (only " + std::to_string(bytes.size()) + " bytes)");
+  const size_t body = bytes.size() - sizeof(uint64_t);
+  uint64_t stored;
+  std::memcpy(&stored, bytes.data() + body, sizeof(stored));
+  Reader reader(source, bytes, body);
+  reader.take(8, "magic");
+  const uint32_t version = reader.get<uint32_t>("format version");
+  if (version > kOperatorFormatVersion)
+    throw OperatorFileError(source + " has format version " + std::to_string(version) + "; this build reads up to " +
+                            std::to_string(kOperatorFormatVersion) + ": update Neural JKO Flow");
+  if (stored != operatorArchiveChecksum(bytes.data(), body))
+    throw OperatorFileError(source + " is corrupted or truncated (checksum mismatch)");
+  if (version == 0) throw OperatorFileError(source + " has format version 0, which was never written (corrupted file)");
+
+  OperatorArchive archive;
+  const uint64_t jsonLength = reader.get<uint64_t>("metadata length");
+  archive.metadata = parseMetadata(source, reader.take(jsonLength, "metadata"), jsonLength);
+  const uint32_t count = reader.get<uint32_t>("tensor count");
+  std::set<std::string> names;
+  for (uint32_t t = 0; t < count; ++t) {
+    const uint32_t nameLength = reader.get<uint32_t>("tensor name length");
+    const std::string name(reader.take(nameLength, "tensor name"), nameLength);
+    // The loader takes parameters by name: a second copy would make which one
+    // it gets a detail of its search order.
+    if (!names.insert(name).second) throw OperatorFileError(source + ": tensor '" + name + "' appears twice");
+    const uint8_t type = reader.get<uint8_t>("tensor type");
+    const uint8_t rank = reader.get<uint8_t>("tensor rank");
+    if (type > 2 || rank > 8) throw OperatorFileError(source + ": tensor '" + name + "' has an invalid type or rank");
+    std::vector<int64_t> shape;
+    uint64_t span = 1, elements = 1;
+    for (int r = 0; r < rank; ++r) {
+      const int64_t extent = reader.get<int64_t>("tensor shape");
+      // Tested by division, so the test itself cannot overflow; elements <=
+      // span then holds throughout.
+      if (extent < 0 || std::max<uint64_t>(extent, 1) > kMaxTensorSpan / span)
+        throw OperatorFileError(source + ": tensor '" + name + "' has an invalid shape");
+      span *= std::max<uint64_t>(extent, 1);
+      elements *= static_cast<uint64_t>(extent);
+      shape.push_back(extent);
+    }
+    const at::ScalarType scalar = type == 0 ? at::kFloat : type == 1 ? at::kDouble : at::kLong;
+    const uint64_t byteCount = reader.get<uint64_t>("tensor byte count");
+    if (byteCount != elements * c10::elementSize(scalar))
+      throw OperatorFileError(source + ": tensor '" + name + "' has a byte count that does not match its shape");
+    // Checked against the bytes left before anything is allocated for it.
+    const char* data = reader.take(byteCount, "tensor data");
+    at::Tensor tensor = at::empty(shape, scalar);
+    // An empty tensor has no storage: its data pointer is null, which memcpy
+    // must not be given even for zero bytes.
+    if (byteCount > 0) std::memcpy(tensor.data_ptr(), data, byteCount);
+    archive.tensors.emplace_back(name, tensor);
+  }
+  if (reader.position() != body) throw OperatorFileError(source + " has trailing bytes after its tensors");
+  return archive;
+}
+
 OperatorArchive readOperatorArchive(const std::string& path) {
   std::ifstream file(path, std::ios::binary);
   if (!file) throw OperatorFileError("cannot open the operator file " + path + ": check the path");
   const std::string bytes((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
-  if (bytes.size() < 8 || std::memcmp(bytes.data(), kMagic, 8) != 0)
-    throw OperatorFileError(path + " is not a JKO operator file (wrong magic bytes)");
-  if (bytes.size() < 8 + 4 + 8)
-    throw OperatorFileError(path + " is truncated (only " + std::to_string(bytes.size()) + " bytes)");
-  const size_t body = bytes.size() - sizeof(uint64_t);
-  uint64_t stored;
-  std::memcpy(&stored, bytes.data() + body, sizeof(stored));
-  Reader reader(path, bytes, body);
-  reader.take(8, "magic");
-  const uint32_t version = reader.get<uint32_t>("format version");
-  if (version > kOperatorFormatVersion)
-    throw OperatorFileError(path + " has format version " + std::to_string(version) + "; this build reads up to " +
-                            std::to_string(kOperatorFormatVersion) + ": update Neural JKO Flow");
-  if (stored != fnv1a(bytes.data(), body))
-    throw OperatorFileError(path + " is corrupted or truncated (checksum mismatch)");
+  if (file.bad()) throw OperatorFileError("cannot read the operator file " + path);
+  return parseOperatorArchive(bytes, path);
+}
 
-  OperatorArchive archive;
-  const uint64_t jsonLength = reader.get<uint64_t>("metadata length");
-  const std::string json = reader.take(jsonLength, "metadata");
-  try {
-    archive.metadata = nlohmann::json::parse(json);
-  } catch (const nlohmann::json::exception& e) {
-    throw OperatorFileError(path + " has unreadable metadata: " + e.what());
+uint64_t operatorArchiveChecksum(const char* data, size_t size) {
+  uint64_t hash = 1469598103934665603ull;
+  for (size_t i = 0; i < size; ++i) {
+    hash ^= static_cast<unsigned char>(data[i]);
+    hash *= 1099511628211ull;
   }
-  const uint32_t count = reader.get<uint32_t>("tensor count");
-  for (uint32_t t = 0; t < count; ++t) {
-    const uint32_t nameLength = reader.get<uint32_t>("tensor name length");
-    const std::string name = reader.take(nameLength, "tensor name");
-    const uint8_t type = reader.get<uint8_t>("tensor type");
-    const uint8_t rank = reader.get<uint8_t>("tensor rank");
-    if (type > 2 || rank > 8) throw OperatorFileError(path + ": tensor '" + name + "' has an invalid type or rank");
-    std::vector<int64_t> shape;
-    uint64_t count = 1;
-    for (int r = 0; r < rank; ++r) {
-      shape.push_back(reader.get<int64_t>("tensor shape"));
-      if (shape.back() < 0 || shape.back() > (int64_t(1) << 40))
-        throw OperatorFileError(path + ": tensor '" + name + "' has an invalid shape");
-      count *= static_cast<uint64_t>(shape.back());
-    }
-    const at::ScalarType scalar = type == 0 ? at::kFloat : type == 1 ? at::kDouble : at::kLong;
-    const uint64_t byteCount = reader.get<uint64_t>("tensor byte count");
-    if (byteCount != count * c10::elementSize(scalar))
-      throw OperatorFileError(path + ": tensor '" + name + "' has a byte count that does not match its shape");
-    const std::string data = reader.take(byteCount, "tensor data");
-    at::Tensor tensor = at::empty(shape, scalar);
-    std::memcpy(tensor.data_ptr(), data.data(), byteCount);
-    archive.tensors.emplace_back(name, tensor);
-  }
-  if (reader.position() != body) throw OperatorFileError(path + " has trailing bytes after its tensors");
-  return archive;
+  return hash;
 }
 
 }  // namespace jko

@@ -29,12 +29,24 @@ constexpr uint32_t kOperatorFormatVersion = 1;
 /// Whether the file starts with the container's magic bytes.
 bool isOperatorArchive(const std::string& path);
 
+/// The container's bytes for `archive`, checksum included.
+std::string serializeOperatorArchive(const OperatorArchive& archive);
+
 /// Writes through a temporary file and a rename; never leaves half a file.
 void writeOperatorArchive(const std::string& path, const OperatorArchive& archive);
 
-/// Reads and checks magic, version, sizes and checksum; throws
-/// OperatorFileError saying what is wrong (missing, truncated, corrupted,
-/// newer format).
+/// Parses a container held in memory: checks magic, version, sizes and
+/// checksum and throws OperatorFileError saying what is wrong (truncated,
+/// corrupted, newer format). `source` names the bytes in the messages (a
+/// path). Memory use is bounded by the size of `bytes`: no declared length
+/// is trusted before the bytes behind it are known to exist.
+OperatorArchive parseOperatorArchive(const std::string& bytes, const std::string& source);
+
+/// Reads the file and parses it as parseOperatorArchive does; a missing or
+/// unreadable file is an OperatorFileError too.
 OperatorArchive readOperatorArchive(const std::string& path);
+
+/// The FNV-1a 64 checksum the container stores after its body.
+uint64_t operatorArchiveChecksum(const char* data, size_t size);
 
 }  // namespace jko
