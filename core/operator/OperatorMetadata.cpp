@@ -1,8 +1,54 @@
 #include "operator/OperatorMetadata.h"
 
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+
 #include "numerics/Errors.h"
 
 namespace jko {
+namespace {
+
+// nlohmann's get<int>() converts with a plain cast: a float outside int's
+// range (1e300) is undefined behaviour, and an integer outside it (2^32 + 16)
+// wraps silently. A field read from a file gets neither: it must hold an
+// integer (an integral float such as 2.0 is accepted) that fits the type.
+template <typename Int>
+Int integerField(const nlohmann::json& value, const std::string& name) {
+  static_assert(std::is_signed_v<Int>, "the float range test below assumes a signed type");
+  constexpr auto lowest = std::numeric_limits<Int>::min();
+  constexpr auto highest = std::numeric_limits<Int>::max();
+  const std::string allowed =
+      "must be an integer between " + std::to_string(lowest) + " and " + std::to_string(highest);
+  if (value.is_number_unsigned()) {
+    const auto v = value.get<uint64_t>();
+    if (v > static_cast<uint64_t>(highest)) throw InvalidParameter(name, value.dump(), allowed);
+    return static_cast<Int>(v);
+  }
+  if (value.is_number_integer()) {
+    const auto v = value.get<int64_t>();
+    if (v < static_cast<int64_t>(lowest) || v > static_cast<int64_t>(highest))
+      throw InvalidParameter(name, value.dump(), allowed);
+    return static_cast<Int>(v);
+  }
+  if (value.is_number_float()) {
+    const double v = value.get<double>();
+    // Compared as doubles, and -lowest is a power of two (exact), so the
+    // range test itself cannot round an out-of-range value into range.
+    if (!(v == std::floor(v) && v >= static_cast<double>(lowest) && v < -static_cast<double>(lowest)))
+      throw InvalidParameter(name, value.dump(), allowed);
+    return static_cast<Int>(v);
+  }
+  throw InvalidParameter(name, value.dump(), allowed);
+}
+
+template <typename Int>
+Int integerField(const nlohmann::json& object, const char* key, const std::string& name, Int fallback) {
+  return object.contains(key) ? integerField<Int>(object.at(key), name) : fallback;
+}
+
+}  // namespace
 
 nlohmann::json NetworkConfig::toJson() const {
   return {{"kind", kind},          {"width", width},   {"modes", modes},
@@ -13,13 +59,13 @@ nlohmann::json NetworkConfig::toJson() const {
 NetworkConfig NetworkConfig::fromJson(const nlohmann::json& json) {
   NetworkConfig c;
   c.kind = json.at("kind").get<std::string>();
-  c.width = json.value("width", c.width);
-  c.modes = json.value("modes", c.modes);
-  c.layers = json.value("layers", c.layers);
-  c.hidden = json.value("hidden", c.hidden);
+  c.width = integerField(json, "width", "network width", c.width);
+  c.modes = integerField(json, "modes", "Fourier modes", c.modes);
+  c.layers = integerField(json, "layers", "network layers", c.layers);
+  c.hidden = integerField(json, "hidden", "projection width", c.hidden);
   c.padFraction = json.value("pad_fraction", c.padFraction);
-  c.unetBase = json.value("unet_base", c.unetBase);
-  c.grid = json.value("grid", c.grid);
+  c.unetBase = integerField(json, "unet_base", "U-Net base channels", c.unetBase);
+  c.grid = integerField(json, "grid", "network grid", c.grid);
   return c;
 }
 
@@ -38,6 +84,32 @@ void NetworkConfig::validate() const {
   if (grid < 8 || grid > 1024) throw InvalidParameter("network grid", formatValue(grid), "must be between 8 and 1024");
   if (!(padFraction >= 0 && padFraction <= 1))
     throw InvalidParameter("pad fraction", formatValue(padFraction), "must be in [0, 1]");
+}
+
+int64_t NetworkConfig::parameterCount(int dim, int inputChannels, int outputChannels) const {
+  validate();
+  if (dim != 2 && dim != 3) throw InvalidParameter("dimension", std::to_string(dim), "must be 2 or 3");
+  // Must follow the layers of FourierNeuralOperator.cpp and UNet.cpp
+  // (testing/core/OperatorFileTest.cpp checks it against built networks).
+  // Within validate()'s ranges every product stays below 2^48.
+  const int64_t in = inputChannels, out = outputChannels;
+  if (kind == "fno") {
+    int64_t spectral = int64_t(width) * width * 2;  // real and imaginary parts
+    for (int a = 0; a < dim; ++a) spectral *= modes;
+    const int64_t blocks = int64_t(1) << (dim - 1);
+    const int64_t layer = blocks * spectral + int64_t(width) * width + width;
+    return int64_t(width) * in + width + layers * layer + int64_t(hidden) * width + hidden + out * hidden + out;
+  }
+  if (kind == "unet") {
+    const int64_t c = unetBase, taps = dim == 2 ? 9 : 27;
+    auto convolution = [&](int64_t outChannels, int64_t inChannels) {
+      return outChannels * inChannels * taps + outChannels;
+    };
+    return convolution(c, in) + convolution(c, c) + convolution(2 * c, c) + convolution(2 * c, 2 * c) +
+           convolution(4 * c, 2 * c) + convolution(4 * c, 4 * c) + convolution(2 * c, 6 * c) +
+           convolution(2 * c, 2 * c) + convolution(c, 3 * c) + convolution(c, c) + out * c + out;
+  }
+  return 0;
 }
 
 nlohmann::json FeatureScales::toJson() const {
@@ -72,8 +144,8 @@ TrainingRanges TrainingRanges::fromJson(const nlohmann::json& json) {
   TrainingRanges r;
   const auto lengths = json.at("box_length").get<std::vector<double>>();
   for (size_t a = 0; a < 3 && a < lengths.size(); ++a) r.boxLength[a] = lengths[a];
-  r.gridMin = json.at("grid_min").get<int64_t>();
-  r.gridMax = json.at("grid_max").get<int64_t>();
+  r.gridMin = integerField<int64_t>(json.at("grid_min"), "training grid minimum");
+  r.gridMax = integerField<int64_t>(json.at("grid_max"), "training grid maximum");
   r.massMin = json.at("mass_min").get<double>();
   r.massMax = json.at("mass_max").get<double>();
   r.peakMin = json.at("peak_min").get<double>();
@@ -96,7 +168,7 @@ nlohmann::json OperatorMetadata::toJson() const {
 OperatorMetadata OperatorMetadata::fromJson(const nlohmann::json& json) {
   OperatorMetadata m;
   try {
-    m.dim = json.at("dim").get<int>();
+    m.dim = integerField<int>(json.at("dim"), "dimension");
     m.energy = EnergySpec::fromJson(json.at("energy"));
     m.tau = json.at("tau").get<double>();
     m.network = NetworkConfig::fromJson(json.at("network"));
@@ -104,15 +176,26 @@ OperatorMetadata OperatorMetadata::fromJson(const nlohmann::json& json) {
     m.ranges = json.contains("ranges") ? TrainingRanges::fromJson(json.at("ranges")) : TrainingRanges{};
     m.training = json.value("training", nlohmann::json::object());
     m.libtorchVersion = json.value("libtorch", std::string());
+    // Out-of-range sizes are refused here, before anything is built from them.
+    m.network.validate();
   } catch (const nlohmann::json::exception& e) {
     throw OperatorFileError(std::string("the operator metadata is incomplete or malformed: ") + e.what());
   } catch (const InvalidParameter& e) {
     throw OperatorFileError(std::string("the operator metadata is invalid: ") + e.what());
   }
   if (m.dim != 2 && m.dim != 3) throw OperatorFileError("the operator metadata has dimension " + std::to_string(m.dim));
-  if (!(m.tau > 0)) throw OperatorFileError("the operator metadata has tau = " + formatValue(m.tau));
-  if (!(m.scales.density > 0) || !(m.scales.velocity > 0) || !(m.scales.potential > 0))
-    throw OperatorFileError("the operator metadata has non-positive feature scales");
+  // Infinite values pass "> 0" and become NaN features and displacements in
+  // the first step; they can only come from a damaged file.
+  if (!(m.tau > 0) || !std::isfinite(m.tau))
+    throw OperatorFileError("the operator metadata has tau = " + formatValue(m.tau));
+  const FeatureScales& s = m.scales;
+  for (double scale : {s.density, s.velocity, s.potential})
+    if (!(scale > 0) || !std::isfinite(scale))
+      throw OperatorFileError("the operator metadata has a feature scale of " + formatValue(scale) +
+                              ": scales must be positive and finite");
+  if (!(s.diffusivity >= 0) || !std::isfinite(s.diffusivity) || !(s.capCells >= 0) || !std::isfinite(s.capCells))
+    throw OperatorFileError("the operator metadata has diffusivity " + formatValue(s.diffusivity) + " and cap " +
+                            formatValue(s.capCells) + " cells: both must be finite and non-negative");
   return m;
 }
 

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <array>
+#include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -27,7 +28,14 @@ struct NetworkConfig {
 
   nlohmann::json toJson() const;
   static NetworkConfig fromJson(const nlohmann::json& json);
+  /// Throws InvalidParameter naming the first field out of its range.
   void validate() const;
+  /// How many float parameters the network of this configuration has, in
+  /// `dim` dimensions with these channels, computed without building it (0
+  /// for a TorchScript module, whose parameters are its own). A loader
+  /// compares it with what a file holds before allocating anything.
+  /// Validates first.
+  int64_t parameterCount(int dim, int inputChannels, int outputChannels) const;
 };
 
 /// Fixed input/output scaling: features are the density divided by
