@@ -119,16 +119,24 @@ std::string serializeOperatorArchive(const OperatorArchive& archive) {
 void writeOperatorArchive(const std::string& path, const OperatorArchive& archive) {
   const std::string out = serializeOperatorArchive(archive);
 
+  // Written beside the target and renamed over it: a reader sees the old
+  // file or the new one, never half of one. A failure removes the temporary.
   const std::string temporary = path + ".partial";
+  auto fail = [&](const std::string& message) {
+    std::error_code ignored;
+    std::filesystem::remove(temporary, ignored);
+    throw OperatorFileError(message);
+  };
   {
     std::ofstream file(temporary, std::ios::binary | std::ios::trunc);
-    if (!file) throw OperatorFileError("cannot write " + temporary + ": check that the folder exists and is writable");
+    if (!file) fail("cannot write " + temporary + ": check that the folder exists and is writable");
     file.write(out.data(), static_cast<std::streamsize>(out.size()));
-    if (!file) throw OperatorFileError("writing " + temporary + " failed (disk full?)");
+    file.close();
+    if (!file) fail("writing " + temporary + " failed (disk full?)");
   }
   std::error_code error;
   std::filesystem::rename(temporary, path, error);
-  if (error) throw OperatorFileError("cannot rename " + temporary + " to " + path + ": " + error.message());
+  if (error) fail("cannot rename " + temporary + " to " + path + ": " + error.message());
 }
 
 OperatorArchive parseOperatorArchive(const std::string& bytes, const std::string& source) {

@@ -1069,10 +1069,6 @@ void vtkJKOGradientFlow::Internals::train(vtkJKOGradientFlow* self, const Proble
     try {
       result.op->save(path);
     } catch (const std::exception& error) {
-      // The writer leaves its temporary next to the file when writing or
-      // renaming fails; a failed save must leave the folder as it was.
-      std::error_code ignored;
-      std::filesystem::remove(path + ".partial", ignored);
       throw Error("The trained operator could not be saved to '" + path + "' (" + error.what() +
                   "): choose a writable Trained Operator File and press Train again.");
     }
