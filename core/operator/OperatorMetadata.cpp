@@ -185,7 +185,8 @@ OperatorMetadata OperatorMetadata::fromJson(const nlohmann::json& json) {
   }
   if (m.dim != 2 && m.dim != 3) throw OperatorFileError("the operator metadata has dimension " + std::to_string(m.dim));
   // Infinite values pass "> 0" and become NaN features and displacements in
-  // the first step; they can only come from a damaged file.
+  // the first step. JSON text cannot hold them (the parser refuses 1e999),
+  // but fromJson also reads documents built in code.
   if (!(m.tau > 0) || !std::isfinite(m.tau))
     throw OperatorFileError("the operator metadata has tau = " + formatValue(m.tau));
   const FeatureScales& s = m.scales;
