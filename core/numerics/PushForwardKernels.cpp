@@ -22,6 +22,15 @@ inline AxisStencil stencil(int64_t node, double displacement, int64_t n, double 
   AxisStencil s;
   double p = node + displacement / h;
   const double lo = -0.5, hi = static_cast<double>(n) - 0.5;
+  if (std::isnan(p)) {
+    // NaN passes the clamp below and its cast to an index is undefined: give
+    // NaN weights instead, so that the step's finiteness check refuses it.
+    s.inside = false;
+    s.index = {0, 0, 0};
+    s.weight = {NAN, NAN, NAN};
+    s.slope = {0, 0, 0};
+    return s;
+  }
   s.inside = p >= lo && p <= hi;
   p = std::min(std::max(p, lo), hi);
   const double nearest = std::floor(p + 0.5);
