@@ -133,6 +133,12 @@ std::shared_ptr<LearnedOperator> LearnedOperator::load(const std::string& path, 
     OperatorMetadata metadata = OperatorMetadata::fromJson(archive.metadata);
     if (metadata.network.kind == "torchscript")
       throw OperatorFileError(path + " says it holds a TorchScript network; load the .pt file instead");
+    // A few bytes of metadata can declare a network of many gigabytes:
+    // refuse one larger than the weights the file holds before building it.
+    int64_t stored = 0;
+    for (const auto& entry : archive.tensors) stored += entry.second.numel();
+    if (metadata.network.parameterCount(metadata.dim, inputChannels(metadata), outputChannels(metadata)) > stored)
+      throw OperatorFileError(path + " declares a larger network than the weights it holds (corrupted file)");
     std::shared_ptr<VelocityNetwork> network;
     try {
       network =
