@@ -11,6 +11,8 @@ packages=(
   cmake ninja-build g++ ccache clang-format
   # core: LibTorch and the well-kept libraries it uses
   libtorch-dev libgtest-dev libbenchmark-dev nlohmann-json3-dev libcli11-dev
+  # CBLAS header and link library (the fused inference pass calls sgemm)
+  libblas-dev
   # scripts/fuzz.sh: clang and its libFuzzer runtime
   clang libclang-rt-14-dev
   # fast BLAS for LibTorch (the default libblas.so.3 is the reference BLAS)

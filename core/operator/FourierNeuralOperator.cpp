@@ -4,6 +4,7 @@
 #include <cmath>
 #include <mutex>
 
+#include "operator/FusedFourierForward.h"
 #include "operator/SpectralConvolution.h"
 #include "operator/VelocityNetwork.h"
 
@@ -51,6 +52,10 @@ class FourierNeuralOperator : public VelocityNetwork {
   // Activations are kept channels-last, (B, n..., C): the pointwise layers
   // are then one matrix product each (about 4x faster here than 1x1 convolutions).
   at::Tensor forward(const at::Tensor& input) const override {
+    // One 2D sample without autograd (a rollout step): the fused CPU pass.
+    if (!at::GradMode::is_enabled() && dim_ == 2 && input.dim() == 4 && input.size(0) == 1 && input.is_cpu() &&
+        input.scalar_type() == at::kFloat && parameter(0).is_cpu())
+      return fusedForward(input.size(2), input.size(3))->forward(input);
     const int d = dim_;
     std::vector<int64_t> toLast{0}, toFirst{0, d + 1};
     for (int a = 0; a < d; ++a) {
@@ -122,10 +127,47 @@ class FourierNeuralOperator : public VelocityNetwork {
     return cached.weight;
   }
 
+  // The fused pass for an n0 x n1 grid, rebuilt when the grid or any
+  // parameter changes (same identity and version check as the weights above).
+  std::shared_ptr<const FusedFourierForward> fusedForward(int64_t n0, int64_t n1) const {
+    std::lock_guard<std::mutex> lock(cacheMutex_);
+    bool current = fused_ && fused_->fits(n0, n1) && fusedSources_.size() == parameters_.size();
+    for (size_t j = 0; current && j < parameters_.size(); ++j)
+      current =
+          fusedSources_[j].is_same(parameters_[j].second) && fusedVersions_[j] == parameters_[j].second._version();
+    if (!current) {
+      FourierWeights w;
+      w.liftWeight = parameter(lift_);
+      w.liftBias = parameter(lift_ + 1);
+      for (const Layer& layer : layers_) {
+        w.spectral.emplace_back();
+        for (int block = 0; block < (1 << (dim_ - 1)); ++block)
+          w.spectral.back().push_back(parameter(layer.spectral + block));
+        w.pointwiseWeight.push_back(parameter(layer.pointwise));
+        w.pointwiseBias.push_back(parameter(layer.pointwise + 1));
+      }
+      w.hiddenWeight = parameter(projectHidden_);
+      w.hiddenBias = parameter(projectHidden_ + 1);
+      w.outWeight = parameter(projectOut_);
+      w.outBias = parameter(projectOut_ + 1);
+      fused_ = std::make_shared<const FusedFourierForward>(w, config_.modes, config_.padFraction, n0, n1);
+      fusedSources_.clear();
+      fusedVersions_.clear();
+      for (const auto& entry : parameters_) {
+        fusedSources_.push_back(entry.second);
+        fusedVersions_.push_back(entry.second._version());
+      }
+    }
+    return fused_;
+  }
+
   NetworkConfig config_;
   size_t lift_ = 0, projectHidden_ = 0, projectOut_ = 0;
   std::vector<Layer> layers_;
   mutable std::mutex cacheMutex_;
+  mutable std::shared_ptr<const FusedFourierForward> fused_;
+  mutable std::vector<at::Tensor> fusedSources_;
+  mutable std::vector<int64_t> fusedVersions_;
 };
 
 }  // namespace

@@ -1,0 +1,104 @@
+// The fused inference pass of the Fourier neural operator against the
+// LibTorch path it replaces for single 2D samples: same network, same input,
+// outputs equal up to float rounding; and it follows parameter updates.
+#include <ATen/core/grad_mode.h>
+#include <gtest/gtest.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "operator/VelocityNetwork.h"
+
+namespace jko {
+namespace {
+
+// Random parameters of order one everywhere (the initial output layer is
+// tiny, which would hide errors in everything before it).
+void randomise(VelocityNetwork& network, uint64_t seed) {
+  at::manual_seed(seed);
+  std::vector<std::pair<std::string, at::Tensor>> values;
+  for (const auto& [name, tensor] : network.namedParameters()) {
+    const double scale = name.find("spectral") != std::string::npos ? 0.05 : 0.5;
+    values.emplace_back(name, at::randn(tensor.sizes()) * scale);
+  }
+  network.loadParameters(values);
+}
+
+// The LibTorch path (taken whenever autograd records) and the fused path.
+void expectSameOutput(const VelocityNetwork& network, const at::Tensor& input, const std::string& what) {
+  const at::Tensor expected = network.forward(input).detach();  // grad mode on: LibTorch path
+  at::Tensor fused, batched;
+  {
+    at::NoGradGuard noGrad;
+    fused = network.forward(input);
+    batched = network.forward(at::cat({input, input}, 0));  // batches keep the LibTorch path
+  }
+  ASSERT_EQ(fused.sizes(), expected.sizes()) << what;
+  const double scale = expected.abs().max().item<double>();
+  ASSERT_GT(scale, 1e-2) << what;
+  EXPECT_LT((fused - expected).abs().max().item<double>(), 1e-5 * scale) << what;
+  EXPECT_LT((batched[1] - fused[0]).abs().max().item<double>(), 1e-5 * scale) << what;
+}
+
+struct Case {
+  int64_t n0, n1;
+  NetworkConfig config;
+};
+
+TEST(FusedFourierForward, MatchesTheLibTorchPath) {
+  std::vector<Case> cases;
+  cases.push_back({64, 64, NetworkConfig{}});  // the bundled operators' network
+  cases.push_back({37, 50, NetworkConfig{}});  // rectangular, odd, Nyquist mode kept on neither axis
+  NetworkConfig small;
+  small.width = 5;
+  small.hidden = 7;
+  small.layers = 2;
+  small.modes = 12;
+  cases.push_back({8, 8, small});  // fewer nodes than modes: every frequency kept
+  NetworkConfig unpadded = small;
+  unpadded.modes = 3;
+  unpadded.padFraction = 0;
+  cases.push_back({6, 4, unpadded});  // 2 k = n on the first axis, Nyquist mode kept on the last
+  cases.push_back({1, 9, unpadded});  // one row
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const Case& c = cases[i];
+    auto network = VelocityNetwork::create(c.config, 2, 7, 4, 11 + i);
+    randomise(*network, 20 + i);
+    const at::Tensor input = at::randn({1, 7, c.n0, c.n1});
+    expectSameOutput(*network, input, std::to_string(c.n0) + "x" + std::to_string(c.n1));
+  }
+}
+
+// The fused pass caches rearranged weights: after an update of any
+// parameter (an optimiser step, loading a file) it must use the new values,
+// and a new grid needs new transform matrices.
+TEST(FusedFourierForward, FollowsParameterUpdatesAndGrids) {
+  NetworkConfig config;
+  config.width = 6;
+  config.hidden = 8;
+  config.layers = 2;
+  auto network = VelocityNetwork::create(config, 2, 3, 2, 5);
+  randomise(*network, 6);
+  const at::Tensor input = at::randn({1, 3, 20, 20});
+  expectSameOutput(*network, input, "before the update");
+  at::Tensor before;
+  {
+    at::NoGradGuard noGrad;
+    before = network->forward(input);
+    for (const auto& [name, tensor] : network->namedParameters())
+      if (name == "layer1.spectral1" || name == "project.out.bias") tensor.add_(0.1);  // as an optimiser would
+  }
+  expectSameOutput(*network, input, "after an in-place update");
+  {
+    at::NoGradGuard noGrad;
+    EXPECT_GT((network->forward(input) - before).abs().max().item<double>(), 1e-3);
+  }
+  randomise(*network, 7);
+  expectSameOutput(*network, input, "after loadParameters");
+  expectSameOutput(*network, at::randn({1, 3, 24, 16}), "another grid");
+  expectSameOutput(*network, input, "the first grid again");
+}
+
+}  // namespace
+}  // namespace jko
