@@ -1,5 +1,7 @@
 #include "numerics/JkoObjective.h"
 
+#include <algorithm>
+#include <cmath>
 #include <sstream>
 
 #include "numerics/Errors.h"
@@ -16,18 +18,43 @@ void validateDensity(const at::Tensor& rho, const Grid& grid) {
     if (rho.size(a + 1) != grid.n[a])
       throw InvalidDensity("density of shape " + sizes.str() + " does not fit the " + grid.describe());
   if (rho.numel() == 0) throw InvalidDensity("the density is empty");
-  if (!at::isfinite(rho).all().item<bool>())
-    throw InvalidDensity("the density has NaN or infinite values; every value must be a finite number >= 0");
-  const double minimum = rho.min().item<double>();
+  bool finite = true, massPositive = true, massFinite = true;
+  double minimum = 0;
+  if (rho.is_cpu() && rho.scalar_type() == at::kDouble && rho.is_contiguous()) {
+    // One pass instead of ~10 tensor operations (a twentieth of a 64^2 step).
+    const double* values = rho.data_ptr<double>();
+    const int64_t samples = rho.size(0), nodes = rho.numel() / samples;
+    minimum = values[0];
+    for (int64_t b = 0; b < samples; ++b) {
+      double total = 0;
+      bool bad = false;
+      for (int64_t i = 0; i < nodes; ++i) {
+        const double v = values[b * nodes + i];
+        bad |= !(v - v == 0);  // inf - inf and NaN - NaN are NaN
+        minimum = std::min(minimum, v);
+        total += v;
+      }
+      finite = finite && !bad;
+      massPositive = massPositive && total > 0;
+      massFinite = massFinite && std::isfinite(total);
+    }
+  } else {
+    finite = at::isfinite(rho).all().item<bool>();
+    if (finite) {
+      minimum = rho.min().item<double>();
+      const at::Tensor total = rho.to(at::kDouble).flatten(1).sum(1);
+      massPositive = (total > 0).all().item<bool>();
+      massFinite = at::isfinite(total).all().item<bool>();
+    }
+  }
+  if (!finite) throw InvalidDensity("the density has NaN or infinite values; every value must be a finite number >= 0");
   if (minimum < 0)
     throw InvalidDensity("the density has negative values (minimum " + formatValue(minimum) +
                          "); a density must be >= 0 everywhere");
-  const at::Tensor total = rho.to(at::kDouble).flatten(1).sum(1);
-  if (!(total > 0).all().item<bool>())
-    throw InvalidDensity("the density has zero mass; give a density with some positive values");
+  if (!massPositive) throw InvalidDensity("the density has zero mass; give a density with some positive values");
   // Finite values can still sum to infinity (values near 1e308): the mass,
   // the limiter's rescaling and every energy would be inf or NaN.
-  if (!at::isfinite(total).all().item<bool>())
+  if (!massFinite)
     throw InvalidDensity("the density's values are too large: its total mass overflows; rescale the density");
 }
 

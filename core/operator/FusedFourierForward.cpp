@@ -40,8 +40,10 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void geluInPlace(fl
     const float t = 1.0f / (1.0f + 0.3275911f * z);
     const float poly =
         t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
-    // exp(-z^2), z^2 clamped where the result is below float's smallest normal anyway.
-    const float e = std::max(-z * z, -87.0f);
+    // exp(-z^2), z^2 clamped where the result is below float's smallest normal
+    // anyway; this argument order also maps NaN to -87 (a NaN cast to int is
+    // undefined behaviour), while v carries the NaN to the output.
+    const float e = std::max(-87.0f, -z * z);
     const float n = (e * 1.44269504f + 12582912.0f) - 12582912.0f;  // round to nearest
     const float r = (e - n * 0.693145751953125f) - n * 1.428606765330187e-6f;
     const float p =

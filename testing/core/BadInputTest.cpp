@@ -60,6 +60,39 @@ TEST(BadInput, Densities) {
       "does not fit");
 }
 
+// validateDensity checks contiguous CPU float64 batches in one pass and
+// anything else with tensor operations: the same refusals either way, for
+// every sample of a batch.
+TEST(BadInput, DensityBatchesOnBothPaths) {
+  const Grid grid = Grid::unitBox(2, 8);
+  for (const bool fastPath : {true, false}) {
+    auto prepare = [&](const at::Tensor& batch) {
+      // A transposed view is not contiguous: the tensor-operation path.
+      return [batch, fastPath, &grid] {
+        validateDensity(fastPath ? batch : batch.transpose(1, 2).contiguous().transpose(1, 2), grid);
+      };
+    };
+    at::Tensor batch = at::ones({3, 8, 8}, at::kDouble);
+    EXPECT_NO_THROW(prepare(batch)());
+    batch[2][1][5] = INFINITY;
+    expectErrorMentioning<InvalidDensity>(prepare(batch), "infinite");
+    batch[2][1][5] = -0.5;
+    expectErrorMentioning<InvalidDensity>(prepare(batch), "minimum -0.5");
+    batch[2].zero_();
+    expectErrorMentioning<InvalidDensity>(prepare(batch), "zero mass");
+    batch[2].fill_(1);
+    batch[1].fill_(1e307);
+    expectErrorMentioning<InvalidDensity>(prepare(batch), "total mass overflows");
+  }
+  expectErrorMentioning<InvalidDensity>(
+      [&] {
+        at::Tensor single = at::ones({1, 8, 8}, at::kFloat);
+        single[0][0][0] = -2;
+        validateDensity(single, grid);
+      },
+      "negative");
+}
+
 TEST(BadInput, PotentialArrayOfTheWrongShape) {
   const Grid grid = Grid::unitBox(2, 8);
   EnergySpec spec;

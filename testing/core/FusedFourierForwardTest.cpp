@@ -4,6 +4,7 @@
 #include <ATen/core/grad_mode.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <string>
 #include <utility>
 #include <vector>
@@ -98,6 +99,23 @@ TEST(FusedFourierForward, FollowsParameterUpdatesAndGrids) {
   expectSameOutput(*network, input, "after loadParameters");
   expectSameOutput(*network, at::randn({1, 3, 24, 16}), "another grid");
   expectSameOutput(*network, input, "the first grid again");
+}
+
+// Non-finite features (a damaged operator file, a diverged training) give
+// non-finite outputs, which the step refuses, as on the LibTorch path; the
+// fused pass must not turn them into undefined behaviour on the way.
+TEST(FusedFourierForward, CarriesNonFiniteValues) {
+  NetworkConfig config;
+  config.width = 4;
+  config.hidden = 4;
+  config.layers = 2;
+  auto network = VelocityNetwork::create(config, 2, 2, 2, 3);
+  for (const float bad : {NAN, INFINITY, -INFINITY}) {
+    at::Tensor input = at::randn({1, 2, 12, 12});
+    input[0][1][3][4] = bad;
+    at::NoGradGuard noGrad;
+    EXPECT_FALSE(at::isfinite(network->forward(input)).all().item<bool>()) << bad;
+  }
 }
 
 }  // namespace
