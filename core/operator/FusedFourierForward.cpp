@@ -5,8 +5,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <tuple>
+#include <utility>
 
 #include "operator/SpectralConvolution.h"
+#include "runtime/Runtime.h"
+#include "runtime/TaskTeam.h"
 
 namespace jko {
 namespace {
@@ -81,18 +85,31 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void mixModes(
   }
 }
 
+// Part i of n of [0, total): [total i / n, total (i + 1) / n).
+std::pair<int64_t, int64_t> share(int64_t total, int part, int parts) {
+  return {total * part / parts, total * (part + 1) / parts};
+}
+
 }  // namespace
 
-// Buffers of one forward pass (about 2 MB at 72^2 with 16 channels).
+// Buffers of one forward pass (about 2 MB at 72^2 with 16 channels). The
+// padded grid is cut into one block of rows (y) per thread; a block's
+// activations stay with its thread from layer to layer, and only the kept
+// spectrum (columns, spectrum, mixed: ~100 KB) is shared.
+struct FusedFourierForward::Block {
+  int64_t y0 = 0, y1 = 0;              // rows of the padded grid
+  std::vector<float> input;            // (C_in, rows N1), zero outside the n0 x n1 corner
+  std::vector<float> a, b;             // activations (W, rows N1)
+  std::vector<float> rows;             // (W rows, 2 k1): the x-spectrum of every row, re | im
+  std::vector<float> back;             // (2 rows, k1 W): this block's rows after the inverse along y
+  std::vector<float> cropped, hidden;  // (W, p), (H, p): projection of the p unpadded nodes in these rows
+};
+
 struct FusedFourierForward::Workspace {
-  std::vector<float> input;     // (C_in, N0 N1), zero outside the n0 x n1 corner
-  std::vector<float> a, b;      // activations (W, N0 N1)
-  std::vector<float> rows;      // (W N0, 2 k1): the x-spectrum of every row, re | im
-  std::vector<float> columns;   // (2 N0, k1 W): the same, re rows then im rows
+  std::vector<Block> blocks;
+  std::vector<float> columns;   // (2 N0, k1 W): x-spectra, re rows then im rows, columns (kx, c)
   std::vector<float> spectrum;  // (2 (2 k0), k1 W): the kept 2D spectrum, re rows then im rows
   std::vector<float> mixed;     // the same after channel mixing
-  std::vector<float> cropped;   // (W, n0 n1)
-  std::vector<float> hidden;    // (H, n0 n1)
 };
 
 FusedFourierForward::FusedFourierForward(const FourierWeights& weights, int modes, double padFraction, int64_t n0,
@@ -164,26 +181,35 @@ FusedFourierForward::FusedFourierForward(const FourierWeights& weights, int mode
 
 FusedFourierForward::~FusedFourierForward() = default;
 
-std::unique_ptr<FusedFourierForward::Workspace> FusedFourierForward::takeWorkspace() const {
+std::unique_ptr<FusedFourierForward::Workspace> FusedFourierForward::takeWorkspace(int parts) const {
   {
     std::lock_guard<std::mutex> lock(workspaceMutex_);
-    if (!workspaces_.empty()) {
-      std::unique_ptr<Workspace> w = std::move(workspaces_.back());
-      workspaces_.pop_back();
-      return w;
-    }
+    for (auto it = workspaces_.begin(); it != workspaces_.end(); ++it)
+      if (static_cast<int>((*it)->blocks.size()) == parts) {
+        std::unique_ptr<Workspace> w = std::move(*it);
+        workspaces_.erase(it);
+        return w;
+      }
   }
   auto w = std::make_unique<Workspace>();
-  const int64_t P = N0_ * N1_, rows = width_ * N0_ * 2 * k1_;
-  w->input.assign(inputChannels_ * P, 0.0f);
-  w->a.assign(width_ * P, 0.0f);
-  w->b.assign(width_ * P, 0.0f);
-  w->rows.assign(rows, 0.0f);
-  w->columns.assign(rows, 0.0f);
-  w->spectrum.assign(2 * 2 * k0_ * k1_ * width_, 0.0f);
+  const int64_t W = width_, k1 = k1_;
+  for (int part = 0; part < parts; ++part) {
+    Block block;
+    std::tie(block.y0, block.y1) = share(N0_, part, parts);
+    const int64_t rows = block.y1 - block.y0;
+    block.input.assign(inputChannels_ * rows * N1_, 0.0f);
+    block.a.assign(W * rows * N1_, 0.0f);
+    block.b.assign(W * rows * N1_, 0.0f);
+    block.rows.assign(W * rows * 2 * k1, 0.0f);
+    block.back.assign(2 * rows * k1 * W, 0.0f);
+    const int64_t unpadded = std::max<int64_t>(0, std::min(block.y1, n0_) - block.y0) * n1_;
+    block.cropped.assign(W * unpadded, 0.0f);
+    block.hidden.assign(hidden_ * unpadded, 0.0f);
+    w->blocks.push_back(std::move(block));
+  }
+  w->columns.assign(2 * N0_ * k1 * W, 0.0f);
+  w->spectrum.assign(2 * 2 * k0_ * k1 * W, 0.0f);
   w->mixed.assign(w->spectrum.size(), 0.0f);
-  w->cropped.assign(width_ * n0_ * n1_, 0.0f);
-  w->hidden.assign(hidden_ * n0_ * n1_, 0.0f);
   return w;
 }
 
@@ -192,78 +218,126 @@ void FusedFourierForward::returnWorkspace(std::unique_ptr<Workspace> workspace) 
   workspaces_.push_back(std::move(workspace));
 }
 
-// b += irfft2(R . rfft2(a)) on the kept modes, a and b (W, N0 N1).
-void FusedFourierForward::spectralConvolution(const Layer& layer, Workspace& w) const {
-  const int64_t W = width_, N0 = N0_, N1 = N1_, k1 = k1_, K0 = 2 * k0_, modes = K0 * k1;
-  // 1. Along x, every row (c, y): (W N0, N1) . (N1, 2 k1).
-  matmul(W * N0, 2 * k1, N1, w.a.data(), N1, forwardX_.data(), 2 * k1, 0.0f, w.rows.data(), 2 * k1);
-  // 2. To columns: rows (re/im, y), columns (kx, c).
+// Each layer computes b = pointwise(a) + irfft2(R . rfft2(a)) on the kept
+// modes, then a = GELU(b), in three steps: blockForward and blockInverse on
+// each block of rows, frequencyMix on each share of the x-frequencies.
+
+void FusedFourierForward::lift(const float* features, Block& block) const {
+  const int64_t rows = block.y1 - block.y0, points = rows * N1_;
+  // Zero padding at the high end of each axis (the rest of input stays 0).
+  for (int64_t c = 0; c < inputChannels_; ++c)
+    for (int64_t y = block.y0; y < std::min(block.y1, n0_); ++y)
+      std::copy_n(features + (c * n0_ + y) * n1_, n1_, &block.input[(c * rows + y - block.y0) * N1_]);
+  fillRows(block.a.data(), liftBias_, points);
+  matmul(width_, points, inputChannels_, liftWeight_.data(), inputChannels_, block.input.data(), points, 1.0f,
+         block.a.data(), points);
+}
+
+void FusedFourierForward::blockForward(const Layer& layer, Workspace& w, Block& block) const {
+  const int64_t W = width_, N0 = N0_, N1 = N1_, k1 = k1_, rows = block.y1 - block.y0, points = rows * N1;
+  fillRows(block.b.data(), layer.pointwiseBias, points);
+  matmul(W, points, W, layer.pointwiseWeight.data(), W, block.a.data(), points, 1.0f, block.b.data(), points);
+  // Along x, every row (c, y): (W rows, N1) . (N1, 2 k1).
+  matmul(W * rows, 2 * k1, N1, block.a.data(), N1, forwardX_.data(), 2 * k1, 0.0f, block.rows.data(), 2 * k1);
+  // To this block's rows of columns: rows (re/im, y), columns (kx, c).
   for (int64_t c = 0; c < W; ++c)
-    for (int64_t y = 0; y < N0; ++y) {
-      const float* row = &w.rows[(c * N0 + y) * 2 * k1];
-      float* re = &w.columns[y * k1 * W + c];
-      float* im = &w.columns[(N0 + y) * k1 * W + c];
+    for (int64_t y = 0; y < rows; ++y) {
+      const float* row = &block.rows[(c * rows + y) * 2 * k1];
+      float* re = &w.columns[(block.y0 + y) * k1 * W + c];
+      float* im = &w.columns[(N0 + block.y0 + y) * k1 * W + c];
       for (int64_t kx = 0; kx < k1; ++kx) {
         re[kx * W] = row[kx];
         im[kx * W] = row[k1 + kx];
       }
     }
-  // 3. Along y, kept frequencies only: (2 K0, 2 N0) . (2 N0, k1 W).
-  matmul(2 * K0, k1 * W, 2 * N0, forwardY_.data(), 2 * N0, w.columns.data(), k1 * W, 0.0f, w.spectrum.data(), k1 * W);
-  // 4. Channel mixing per mode.
-  mixModes(modes, W, w.spectrum.data(), w.spectrum.data() + modes * W, layer.mixReal.data(), layer.mixImag.data(),
-           w.mixed.data(), w.mixed.data() + modes * W);
-  // 5. Back along y: (2 N0, 2 K0) . (2 K0, k1 W).
-  matmul(2 * N0, k1 * W, 2 * K0, inverseY_.data(), 2 * K0, w.mixed.data(), k1 * W, 0.0f, w.columns.data(), k1 * W);
-  // 6. To rows (c, y), columns (re | im, kx).
+}
+
+void FusedFourierForward::frequencyMix(const Layer& layer, Workspace& w, int64_t x0, int64_t x1) const {
+  const int64_t W = width_, N0 = N0_, k1 = k1_, K0 = 2 * k0_, modes = K0 * k1, ld = k1 * W;
+  // Along y, kept frequencies only: (2 K0, 2 N0) . (2 N0, columns of x0..x1).
+  matmul(2 * K0, (x1 - x0) * W, 2 * N0, forwardY_.data(), 2 * N0, w.columns.data() + x0 * W, ld, 0.0f,
+         w.spectrum.data() + x0 * W, ld);
+  for (int64_t j = 0; j < K0; ++j) {
+    const int64_t q = j * k1 + x0;  // first mode of row j in the share
+    mixModes(x1 - x0, W, w.spectrum.data() + q * W, w.spectrum.data() + (modes + q) * W,
+             layer.mixReal.data() + q * W * W, layer.mixImag.data() + q * W * W, w.mixed.data() + q * W,
+             w.mixed.data() + (modes + q) * W);
+  }
+}
+
+void FusedFourierForward::blockInverse(Workspace& w, Block& block, bool gelu) const {
+  const int64_t W = width_, N0 = N0_, N1 = N1_, k1 = k1_, K0 = 2 * k0_, ld = k1 * W, rows = block.y1 - block.y0;
+  // Back along y for this block's rows only: re rows, then im rows, (rows, 2 K0) . (2 K0, k1 W).
+  matmul(rows, ld, 2 * K0, inverseY_.data() + block.y0 * 2 * K0, 2 * K0, w.mixed.data(), ld, 0.0f, block.back.data(),
+         ld);
+  matmul(rows, ld, 2 * K0, inverseY_.data() + (N0 + block.y0) * 2 * K0, 2 * K0, w.mixed.data(), ld, 0.0f,
+         block.back.data() + rows * ld, ld);
+  // To rows (c, y), columns (re | im, kx).
   for (int64_t c = 0; c < W; ++c)
-    for (int64_t y = 0; y < N0; ++y) {
-      float* row = &w.rows[(c * N0 + y) * 2 * k1];
-      const float* re = &w.columns[y * k1 * W + c];
-      const float* im = &w.columns[(N0 + y) * k1 * W + c];
+    for (int64_t y = 0; y < rows; ++y) {
+      float* row = &block.rows[(c * rows + y) * 2 * k1];
+      const float* re = &block.back[y * ld + c];
+      const float* im = &block.back[(rows + y) * ld + c];
       for (int64_t kx = 0; kx < k1; ++kx) {
         row[kx] = re[kx * W];
         row[k1 + kx] = im[kx * W];
       }
     }
-  // 7. Back along x to real values, added to b: (W N0, 2 k1) . (2 k1, N1).
-  matmul(W * N0, N1, 2 * k1, w.rows.data(), 2 * k1, inverseX_.data(), N1, 1.0f, w.b.data(), N1);
+  // Back along x to real values, added to b: (W rows, 2 k1) . (2 k1, N1).
+  matmul(W * rows, N1, 2 * k1, block.rows.data(), 2 * k1, inverseX_.data(), N1, 1.0f, block.b.data(), N1);
+  if (gelu) geluInPlace(block.b.data(), W * rows * N1);
+  std::swap(block.a, block.b);
+}
+
+// out = W_o GELU(W_h a + b_h) + b_o on this block's rows of the unpadded grid.
+void FusedFourierForward::project(Block& block, float* out) const {
+  std::vector<float>& cropped = block.cropped;
+  std::vector<float>& hidden = block.hidden;
+  const int64_t W = width_, rows = block.y1 - block.y0, y1 = std::min(block.y1, n0_), p = n0_ * n1_;
+  if (y1 <= block.y0) return;  // padding rows only
+  const int64_t count = (y1 - block.y0) * n1_;
+  for (int64_t c = 0; c < W; ++c)
+    for (int64_t y = block.y0; y < y1; ++y)
+      std::copy_n(&block.a[(c * rows + y - block.y0) * N1_], n1_, &cropped[c * count + (y - block.y0) * n1_]);
+  fillRows(hidden.data(), hiddenBias_, count);
+  matmul(hidden_, count, W, hiddenWeight_.data(), W, cropped.data(), count, 1.0f, hidden.data(), count);
+  geluInPlace(hidden.data(), hidden_ * count);
+  float* o = out + block.y0 * n1_;
+  for (int64_t c = 0; c < outputChannels_; ++c) std::fill_n(o + c * p, count, outBias_[c]);
+  matmul(outputChannels_, count, hidden_, outWeight_.data(), hidden_, hidden.data(), count, 1.0f, o, p);
 }
 
 at::Tensor FusedFourierForward::forward(const at::Tensor& features) const {
   TORCH_CHECK(features.dim() == 4 && features.size(0) == 1 && features.size(1) == inputChannels_ &&
                   fits(features.size(2), features.size(3)) && features.is_cpu() && features.scalar_type() == at::kFloat,
               "FusedFourierForward: features of the planned shape expected");
-  std::unique_ptr<Workspace> w = takeWorkspace();
+  const ScopedIntraOpThreads oneThread(1);  // threads come from the task team, not from BLAS
+  const int parts = static_cast<int>(std::min<int64_t>(taskTeamThreads(), N0_));
+  std::unique_ptr<Workspace> w = takeWorkspace(parts);
   const at::Tensor in = features.contiguous();
-  const float* x = in.data_ptr<float>();
-  const int64_t W = width_, P = N0_ * N1_, p = n0_ * n1_;
-
-  // Zero padding at the high end of each axis, then the lift.
-  for (int64_t c = 0; c < inputChannels_; ++c)
-    for (int64_t y = 0; y < n0_; ++y) std::copy_n(x + (c * n0_ + y) * n1_, n1_, &w->input[(c * N0_ + y) * N1_]);
-  fillRows(w->a.data(), liftBias_, P);
-  matmul(W, P, inputChannels_, liftWeight_.data(), inputChannels_, w->input.data(), P, 1.0f, w->a.data(), P);
-
-  for (size_t l = 0; l < layers_.size(); ++l) {
-    // b = pointwise(a) + spectral(a); a = GELU(b), no GELU after the last layer.
-    fillRows(w->b.data(), layers_[l].pointwiseBias, P);
-    matmul(W, P, W, layers_[l].pointwiseWeight.data(), W, w->a.data(), P, 1.0f, w->b.data(), P);
-    spectralConvolution(layers_[l], *w);
-    if (l + 1 < layers_.size()) geluInPlace(w->b.data(), W * P);
-    std::swap(w->a, w->b);
-  }
-
-  // Crop the padding, then the projection: out = W_o GELU(W_h a + b_h) + b_o.
-  for (int64_t c = 0; c < W; ++c)
-    for (int64_t y = 0; y < n0_; ++y) std::copy_n(&w->a[(c * N0_ + y) * N1_], n1_, &w->cropped[(c * n0_ + y) * n1_]);
-  fillRows(w->hidden.data(), hiddenBias_, p);
-  matmul(hidden_, p, W, hiddenWeight_.data(), W, w->cropped.data(), p, 1.0f, w->hidden.data(), p);
-  geluInPlace(w->hidden.data(), hidden_ * p);
   at::Tensor out = at::empty({1, outputChannels_, n0_, n1_}, at::TensorOptions().dtype(at::kFloat));
-  float* o = out.data_ptr<float>();
-  fillRows(o, outBias_, p);
-  matmul(outputChannels_, p, hidden_, outWeight_.data(), hidden_, w->hidden.data(), p, 1.0f, o, p);
+  const size_t L = layers_.size();
+  // Phases end where a block needs another block's results: after the
+  // transforms along x (the transform along y needs every row) and after the
+  // mixing (the inverse along y needs every mode).
+  runInParts(parts, [&](int part) {
+    lift(in.data_ptr<float>(), w->blocks[part]);
+    blockForward(layers_[0], *w, w->blocks[part]);
+  });
+  for (size_t l = 0; l < L; ++l) {
+    runInParts(parts, [&](int part) {
+      const auto [x0, x1] = share(k1_, part, parts);
+      frequencyMix(layers_[l], *w, x0, x1);
+    });
+    runInParts(parts, [&](int part) {
+      Block& block = w->blocks[part];
+      blockInverse(*w, block, l + 1 < L);  // no GELU after the last layer
+      if (l + 1 < L)
+        blockForward(layers_[l + 1], *w, block);
+      else
+        project(block, out.data_ptr<float>());
+    });
+  }
   returnWorkspace(std::move(w));
   return out;
 }

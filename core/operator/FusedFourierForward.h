@@ -39,16 +39,22 @@ class FusedFourierForward {
   bool fits(int64_t n0, int64_t n1) const { return n0 == n0_ && n1 == n1_; }
   /// features: (1, C_in, n0, n1) float32 on the CPU. Returns (1, C_out, n0, n1).
   /// Safe to call from several threads at once (each takes its own workspace).
+  /// Runs on the task team (runtime/TaskTeam.h), one block of rows per thread.
   at::Tensor forward(const at::Tensor& features) const;
 
  private:
+  struct Block;
   struct Workspace;
   struct Layer {
     std::vector<float> pointwiseWeight, pointwiseBias;
     std::vector<float> mixReal, mixImag;  ///< (2 k0, k1, W_in, W_out)
   };
-  void spectralConvolution(const Layer& layer, Workspace& w) const;
-  std::unique_ptr<Workspace> takeWorkspace() const;
+  void lift(const float* features, Block& block) const;
+  void blockForward(const Layer& layer, Workspace& w, Block& block) const;
+  void frequencyMix(const Layer& layer, Workspace& w, int64_t x0, int64_t x1) const;
+  void blockInverse(Workspace& w, Block& block, bool gelu) const;
+  void project(Block& block, float* out) const;
+  std::unique_ptr<Workspace> takeWorkspace(int parts) const;
   void returnWorkspace(std::unique_ptr<Workspace> workspace) const;
 
   int64_t n0_, n1_, N0_, N1_;  // network grid and padded grid

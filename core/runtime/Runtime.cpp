@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "numerics/Errors.h"
+#include "runtime/TaskTeam.h"
 
 namespace jko {
 
@@ -28,7 +29,10 @@ void configureRuntime(int threads) {
     }
   });
   if (threads < 0) throw InvalidParameter("threads", formatValue(threads), "must be >= 0 (0: LibTorch's default)");
-  if (threads > 0) at::set_num_threads(threads);
+  if (threads > 0) {
+    at::set_num_threads(threads);
+    setTaskTeamThreads(threads);
+  }
 }
 
 namespace {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "operator/VelocityNetwork.h"
+#include "runtime/TaskTeam.h"
 
 namespace jko {
 namespace {
@@ -99,6 +100,24 @@ TEST(FusedFourierForward, FollowsParameterUpdatesAndGrids) {
   expectSameOutput(*network, input, "after loadParameters");
   expectSameOutput(*network, at::randn({1, 3, 24, 16}), "another grid");
   expectSameOutput(*network, input, "the first grid again");
+}
+
+// The pass cuts the padded grid into one block of rows per thread of the
+// task team: any count of blocks, even or not, gives the same numbers.
+TEST(FusedFourierForward, SameResultOnAnyNumberOfThreads) {
+  auto network = VelocityNetwork::create(NetworkConfig{}, 2, 7, 4, 9);
+  randomise(*network, 10);
+  const at::Tensor input = at::randn({1, 7, 45, 38});  // 51 padded rows: uneven blocks
+  const int threads = taskTeamThreads();
+  at::NoGradGuard noGrad;
+  setTaskTeamThreads(1);
+  const at::Tensor serial = network->forward(input);
+  for (const int t : {2, 3, 4}) {
+    setTaskTeamThreads(t);
+    const at::Tensor parallel = network->forward(input);
+    EXPECT_LT((parallel - serial).abs().max().item<double>(), 1e-6 * serial.abs().max().item<double>()) << t;
+  }
+  setTaskTeamThreads(threads);
 }
 
 // Non-finite features (a damaged operator file, a diverged training) give
