@@ -107,6 +107,9 @@ class LearnedOperator {
     Grid grid;
     at::Device device = at::kCPU;
     at::Tensor resolventDenominator;  ///< 1 + c (2 - 2 cos(pi j / n)) / h^2 summed over the axes
+    /// 2D: the orthonormal DCT-II matrices of the two axes (n_a x n_a) and
+    /// 1 / resolventDenominator on the n0 x n1 cosine modes.
+    at::Tensor cosines0, cosines1, resolventGain;
     at::Tensor fixedChannels;         ///< (1, C, n...): the coordinates and V, scaled
   };
   std::shared_ptr<const FeatureConstants> featureConstants(const Energy& energy, const at::Device& device) const;
