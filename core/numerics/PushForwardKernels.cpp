@@ -7,6 +7,8 @@
 #include <array>
 #include <cmath>
 
+#include "runtime/TaskTeam.h"
+
 namespace jko {
 namespace {
 
@@ -109,9 +111,30 @@ void depositParticles(const Shape& s, const double* m, const double* u, int64_t 
 // buffers cost a zeroing and a sum each, ~1% of scattering their particles).
 int64_t depositChunks(int64_t nodes) { return std::clamp<int64_t>(nodes / 8192, 1, 8); }
 
+// body(i) for i in [0, count), in parallel: on LibTorch's threads, or on the
+// task team where this thread runs LibTorch on one thread (a single
+// density's step, LearnedOperator::step).
+template <typename Body>
+void parallelFor(int64_t count, const Body& body) {
+  if (at::get_num_threads() > 1 || at::in_parallel_region()) {
+    at::parallel_for(0, count, 1, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) body(i);
+    });
+    return;
+  }
+  const int parts = taskTeamThreads();
+  runInParts(parts, [&](int part) {
+    for (int64_t i = part; i < count; i += parts) body(i);
+  });
+}
+
+int parallelWorkers() {
+  return at::get_num_threads() > 1 || at::in_parallel_region() ? at::get_num_threads() : taskTeamThreads();
+}
+
 void depositForward(const Shape& s, int64_t batch, const double* m, const double* u, double* out) {
   const int64_t chunks = depositChunks(s.nodes);
-  if (batch >= at::get_num_threads() || chunks == 1) {
+  if (batch >= parallelWorkers() || chunks == 1) {
     // Scatter: samples in parallel, particles of one sample in sequence.
     at::parallel_for(0, batch, 1, [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b)
@@ -130,12 +153,13 @@ void depositForward(const Shape& s, int64_t batch, const double* m, const double
     const double* ub = u + b * s.dim * s.nodes;
     double* ob = out + b * s.nodes;
     std::fill(buffers.begin(), buffers.end(), 0.0);
-    at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
-      for (int64_t c = c0; c < c1; ++c)
-        depositParticles(s, mb, ub, c * s.nodes / chunks, (c + 1) * s.nodes / chunks,
-                         c == 0 ? ob : buffers.data() + (c - 1) * s.nodes);
+    parallelFor(chunks, [&](int64_t c) {
+      depositParticles(s, mb, ub, c * s.nodes / chunks, (c + 1) * s.nodes / chunks,
+                       c == 0 ? ob : buffers.data() + (c - 1) * s.nodes);
     });
-    at::parallel_for(0, s.nodes, 4096, [&](int64_t i0, int64_t i1) {
+    constexpr int64_t kSumBlock = 4096;
+    parallelFor((s.nodes + kSumBlock - 1) / kSumBlock, [&](int64_t block) {
+      const int64_t i0 = block * kSumBlock, i1 = std::min(s.nodes, i0 + kSumBlock);
       for (int64_t c = 1; c < chunks; ++c) {
         const double* buffer = buffers.data() + (c - 1) * s.nodes;
         for (int64_t i = i0; i < i1; ++i) ob[i] += buffer[i];

@@ -3,6 +3,7 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <tuple>
@@ -94,22 +95,27 @@ std::pair<int64_t, int64_t> share(int64_t total, int part, int parts) {
 
 // Buffers of one forward pass (about 2 MB at 72^2 with 16 channels). The
 // padded grid is cut into one block of rows (y) per thread; a block's
-// activations stay with its thread from layer to layer, and only the kept
-// spectrum (columns, spectrum, mixed: ~100 KB) is shared.
+// activations stay with its thread from layer to layer. The transform along
+// y is linear in the rows, so each block transforms its own rows into a
+// partial spectrum; the only data a thread reads from others is their
+// partial spectra (36 KB each at 72^2), summed in block order, so every
+// thread mixes the same spectrum.
 struct FusedFourierForward::Block {
-  int64_t y0 = 0, y1 = 0;              // rows of the padded grid
-  std::vector<float> input;            // (C_in, rows N1), zero outside the n0 x n1 corner
-  std::vector<float> a, b;             // activations (W, rows N1)
-  std::vector<float> rows;             // (W rows, 2 k1): the x-spectrum of every row, re | im
-  std::vector<float> back;             // (2 rows, k1 W): this block's rows after the inverse along y
+  int64_t y0 = 0, y1 = 0;      // rows of the padded grid
+  std::vector<float> input;    // (C_in, rows N1), zero outside the n0 x n1 corner
+  std::vector<float> a, b;     // activations (W, rows N1)
+  std::vector<float> rows;     // (W rows, 2 k1): the x-spectrum of every row, re | im
+  std::vector<float> columns;  // (2 rows, k1 W): the same, re rows then im rows, columns (kx, c)
+  // (2 (2 k0), k1 W): this block's share of the kept 2D spectrum, two
+  // buffers by layer parity (other threads read layer l's while this one
+  // writes layer l + 1's in the same phase).
+  std::array<std::vector<float>, 2> partial;
+  std::vector<float> spectrum, mixed;  // the whole kept spectrum, before and after channel mixing
   std::vector<float> cropped, hidden;  // (W, p), (H, p): projection of the p unpadded nodes in these rows
 };
 
 struct FusedFourierForward::Workspace {
   std::vector<Block> blocks;
-  std::vector<float> columns;   // (2 N0, k1 W): x-spectra, re rows then im rows, columns (kx, c)
-  std::vector<float> spectrum;  // (2 (2 k0), k1 W): the kept 2D spectrum, re rows then im rows
-  std::vector<float> mixed;     // the same after channel mixing
 };
 
 FusedFourierForward::FusedFourierForward(const FourierWeights& weights, int modes, double padFraction, int64_t n0,
@@ -196,20 +202,21 @@ std::unique_ptr<FusedFourierForward::Workspace> FusedFourierForward::takeWorkspa
   for (int part = 0; part < parts; ++part) {
     Block block;
     std::tie(block.y0, block.y1) = share(N0_, part, parts);
-    const int64_t rows = block.y1 - block.y0;
+    const int64_t rows = block.y1 - block.y0, spectrum = 2 * 2 * k0_ * k1 * W;
     block.input.assign(inputChannels_ * rows * N1_, 0.0f);
     block.a.assign(W * rows * N1_, 0.0f);
     block.b.assign(W * rows * N1_, 0.0f);
     block.rows.assign(W * rows * 2 * k1, 0.0f);
-    block.back.assign(2 * rows * k1 * W, 0.0f);
+    block.columns.assign(2 * rows * k1 * W, 0.0f);
+    block.partial[0].assign(spectrum, 0.0f);
+    block.partial[1].assign(spectrum, 0.0f);
+    block.spectrum.assign(spectrum, 0.0f);
+    block.mixed.assign(spectrum, 0.0f);
     const int64_t unpadded = std::max<int64_t>(0, std::min(block.y1, n0_) - block.y0) * n1_;
     block.cropped.assign(W * unpadded, 0.0f);
     block.hidden.assign(hidden_ * unpadded, 0.0f);
     w->blocks.push_back(std::move(block));
   }
-  w->columns.assign(2 * N0_ * k1 * W, 0.0f);
-  w->spectrum.assign(2 * 2 * k0_ * k1 * W, 0.0f);
-  w->mixed.assign(w->spectrum.size(), 0.0f);
   return w;
 }
 
@@ -219,8 +226,8 @@ void FusedFourierForward::returnWorkspace(std::unique_ptr<Workspace> workspace) 
 }
 
 // Each layer computes b = pointwise(a) + irfft2(R . rfft2(a)) on the kept
-// modes, then a = GELU(b), in three steps: blockForward and blockInverse on
-// each block of rows, frequencyMix on each share of the x-frequencies.
+// modes, then a = GELU(b): blockForward on each block up to its partial
+// spectrum, then blockInverse on each block from the summed spectrum.
 
 void FusedFourierForward::lift(const float* features, Block& block) const {
   const int64_t rows = block.y1 - block.y0, points = rows * N1_;
@@ -233,51 +240,56 @@ void FusedFourierForward::lift(const float* features, Block& block) const {
          block.a.data(), points);
 }
 
-void FusedFourierForward::blockForward(const Layer& layer, Workspace& w, Block& block) const {
-  const int64_t W = width_, N0 = N0_, N1 = N1_, k1 = k1_, rows = block.y1 - block.y0, points = rows * N1;
+void FusedFourierForward::blockForward(const Layer& layer, Block& block, int parity) const {
+  const int64_t W = width_, N0 = N0_, N1 = N1_, k1 = k1_, K0 = 2 * k0_, ld = k1 * W, rows = block.y1 - block.y0,
+                points = rows * N1;
   fillRows(block.b.data(), layer.pointwiseBias, points);
   matmul(W, points, W, layer.pointwiseWeight.data(), W, block.a.data(), points, 1.0f, block.b.data(), points);
   // Along x, every row (c, y): (W rows, N1) . (N1, 2 k1).
   matmul(W * rows, 2 * k1, N1, block.a.data(), N1, forwardX_.data(), 2 * k1, 0.0f, block.rows.data(), 2 * k1);
-  // To this block's rows of columns: rows (re/im, y), columns (kx, c).
+  // To columns: rows (re/im, y), columns (kx, c).
   for (int64_t c = 0; c < W; ++c)
     for (int64_t y = 0; y < rows; ++y) {
       const float* row = &block.rows[(c * rows + y) * 2 * k1];
-      float* re = &w.columns[(block.y0 + y) * k1 * W + c];
-      float* im = &w.columns[(N0 + block.y0 + y) * k1 * W + c];
+      float* re = &block.columns[y * ld + c];
+      float* im = &block.columns[(rows + y) * ld + c];
       for (int64_t kx = 0; kx < k1; ++kx) {
         re[kx * W] = row[kx];
         im[kx * W] = row[k1 + kx];
       }
     }
+  // Along y, kept frequencies only, this block's rows: the columns of
+  // (2 K0, 2 N0) for y0..y1 of the re and of the im halves.
+  float* partial = block.partial[parity].data();
+  matmul(2 * K0, ld, rows, forwardY_.data() + block.y0, 2 * N0, block.columns.data(), ld, 0.0f, partial, ld);
+  matmul(2 * K0, ld, rows, forwardY_.data() + N0 + block.y0, 2 * N0, block.columns.data() + rows * ld, ld, 1.0f,
+         partial, ld);
 }
 
-void FusedFourierForward::frequencyMix(const Layer& layer, Workspace& w, int64_t x0, int64_t x1) const {
-  const int64_t W = width_, N0 = N0_, k1 = k1_, K0 = 2 * k0_, modes = K0 * k1, ld = k1 * W;
-  // Along y, kept frequencies only: (2 K0, 2 N0) . (2 N0, columns of x0..x1).
-  matmul(2 * K0, (x1 - x0) * W, 2 * N0, forwardY_.data(), 2 * N0, w.columns.data() + x0 * W, ld, 0.0f,
-         w.spectrum.data() + x0 * W, ld);
-  for (int64_t j = 0; j < K0; ++j) {
-    const int64_t q = j * k1 + x0;  // first mode of row j in the share
-    mixModes(x1 - x0, W, w.spectrum.data() + q * W, w.spectrum.data() + (modes + q) * W,
-             layer.mixReal.data() + q * W * W, layer.mixImag.data() + q * W * W, w.mixed.data() + q * W,
-             w.mixed.data() + (modes + q) * W);
+void FusedFourierForward::blockInverse(const Layer& layer, const Workspace& w, Block& block, int parity,
+                                       bool gelu) const {
+  const int64_t W = width_, N0 = N0_, N1 = N1_, k1 = k1_, K0 = 2 * k0_, modes = K0 * k1, ld = k1 * W,
+                rows = block.y1 - block.y0;
+  // The spectrum: the blocks' partial spectra summed in block order (the
+  // same numbers on every thread), then mixed channel by channel per mode.
+  std::copy(w.blocks[0].partial[parity].begin(), w.blocks[0].partial[parity].end(), block.spectrum.begin());
+  for (size_t t = 1; t < w.blocks.size(); ++t) {
+    const float* partial = w.blocks[t].partial[parity].data();
+    for (size_t i = 0; i < block.spectrum.size(); ++i) block.spectrum[i] += partial[i];
   }
-}
-
-void FusedFourierForward::blockInverse(Workspace& w, Block& block, bool gelu) const {
-  const int64_t W = width_, N0 = N0_, N1 = N1_, k1 = k1_, K0 = 2 * k0_, ld = k1 * W, rows = block.y1 - block.y0;
+  mixModes(modes, W, block.spectrum.data(), block.spectrum.data() + modes * W, layer.mixReal.data(),
+           layer.mixImag.data(), block.mixed.data(), block.mixed.data() + modes * W);
   // Back along y for this block's rows only: re rows, then im rows, (rows, 2 K0) . (2 K0, k1 W).
-  matmul(rows, ld, 2 * K0, inverseY_.data() + block.y0 * 2 * K0, 2 * K0, w.mixed.data(), ld, 0.0f, block.back.data(),
-         ld);
-  matmul(rows, ld, 2 * K0, inverseY_.data() + (N0 + block.y0) * 2 * K0, 2 * K0, w.mixed.data(), ld, 0.0f,
-         block.back.data() + rows * ld, ld);
+  matmul(rows, ld, 2 * K0, inverseY_.data() + block.y0 * 2 * K0, 2 * K0, block.mixed.data(), ld, 0.0f,
+         block.columns.data(), ld);
+  matmul(rows, ld, 2 * K0, inverseY_.data() + (N0 + block.y0) * 2 * K0, 2 * K0, block.mixed.data(), ld, 0.0f,
+         block.columns.data() + rows * ld, ld);
   // To rows (c, y), columns (re | im, kx).
   for (int64_t c = 0; c < W; ++c)
     for (int64_t y = 0; y < rows; ++y) {
       float* row = &block.rows[(c * rows + y) * 2 * k1];
-      const float* re = &block.back[y * ld + c];
-      const float* im = &block.back[(rows + y) * ld + c];
+      const float* re = &block.columns[y * ld + c];
+      const float* im = &block.columns[(rows + y) * ld + c];
       for (int64_t kx = 0; kx < k1; ++kx) {
         row[kx] = re[kx * W];
         row[k1 + kx] = im[kx * W];
@@ -320,24 +332,20 @@ at::Tensor FusedFourierForward::forward(const at::Tensor& features) const {
   // Phases end where a block needs another block's results: after the
   // transforms along x (the transform along y needs every row) and after the
   // mixing (the inverse along y needs every mode).
+  // One phase per layer: a block needs the other blocks' partial spectra.
   runInParts(parts, [&](int part) {
     lift(in.data_ptr<float>(), w->blocks[part]);
-    blockForward(layers_[0], *w, w->blocks[part]);
+    blockForward(layers_[0], w->blocks[part], 0);
   });
-  for (size_t l = 0; l < L; ++l) {
-    runInParts(parts, [&](int part) {
-      const auto [x0, x1] = share(k1_, part, parts);
-      frequencyMix(layers_[l], *w, x0, x1);
-    });
+  for (size_t l = 0; l < L; ++l)
     runInParts(parts, [&](int part) {
       Block& block = w->blocks[part];
-      blockInverse(*w, block, l + 1 < L);  // no GELU after the last layer
+      blockInverse(layers_[l], *w, block, l % 2, l + 1 < L);  // no GELU after the last layer
       if (l + 1 < L)
-        blockForward(layers_[l + 1], *w, block);
+        blockForward(layers_[l + 1], block, (l + 1) % 2);
       else
         project(block, out.data_ptr<float>());
     });
-  }
   returnWorkspace(std::move(w));
   return out;
 }

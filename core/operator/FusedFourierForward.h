@@ -50,9 +50,8 @@ class FusedFourierForward {
     std::vector<float> mixReal, mixImag;  ///< (2 k0, k1, W_in, W_out)
   };
   void lift(const float* features, Block& block) const;
-  void blockForward(const Layer& layer, Workspace& w, Block& block) const;
-  void frequencyMix(const Layer& layer, Workspace& w, int64_t x0, int64_t x1) const;
-  void blockInverse(Workspace& w, Block& block, bool gelu) const;
+  void blockForward(const Layer& layer, Block& block, int parity) const;
+  void blockInverse(const Layer& layer, const Workspace& w, Block& block, int parity, bool gelu) const;
   void project(Block& block, float* out) const;
   std::unique_ptr<Workspace> takeWorkspace(int parts) const;
   void returnWorkspace(std::unique_ptr<Workspace> workspace) const;

@@ -66,6 +66,11 @@ ScopedIntraOpThreads::ScopedIntraOpThreads(int threads) {
   if (previous_ != threads) omp.setNumThreads(threads);
 }
 
+void setOpenMpThreadsOfThisThread(int threads) {
+  const OpenMpThreads& omp = openMpThreads();
+  if (threads > 0 && omp.setNumThreads) omp.setNumThreads(threads);
+}
+
 ScopedIntraOpThreads::~ScopedIntraOpThreads() {
   if (previous_ > 0) openMpThreads().setNumThreads(previous_);
 }

@@ -28,6 +28,11 @@ class ScopedIntraOpThreads {
   int previous_ = 0;
 };
 
+/// OpenMP's thread count for the calling thread only, without LibTorch's
+/// per-thread set-up (for threads that never run LibTorch operations but
+/// call a BLAS that reads it). threads <= 0, or no OpenMP runtime: no change.
+void setOpenMpThreadsOfThisThread(int threads);
+
 /// Threads, LibTorch version, the BLAS libblas.so.3 resolves to, CUDA.
 nlohmann::json describeRuntime();
 

@@ -97,7 +97,9 @@ class Team {
 
   void helperLoop(int index) {
     tInTeam = true;
-    const ScopedIntraOpThreads oneThread(1);  // BLAS inside parts stays on this thread
+    // BLAS inside parts stays on this thread. No LibTorch call here: its
+    // per-thread set-up from a helper raced with the process's exit.
+    setOpenMpThreadsOfThisThread(1);
     uint64_t seen = 0;
     auto newPhase = [&] { return generation_.load(std::memory_order_acquire) != seen; };
     while (true) {
@@ -138,7 +140,9 @@ class Team {
 };
 
 std::mutex gTeamMutex;  // one caller uses the team at a time
-std::unique_ptr<Team> gTeam;
+// Never destroyed: at exit the helpers sleep, and joining them from a static
+// destructor would run after the libraries they use are torn down.
+Team* gTeam = nullptr;
 std::atomic<int> gThreads{0};
 
 }  // namespace
@@ -163,8 +167,8 @@ void runInParts(int parts, const std::function<void(int)>& part) {
     return;
   }
   if (!gTeam || gTeam->threads() != parts) {
-    gTeam.reset();
-    gTeam = std::make_unique<Team>(parts);
+    delete gTeam;
+    gTeam = new Team(parts);
   }
   gTeam->run(part);
 }
