@@ -7,6 +7,7 @@
 #include <fstream>
 #include <mutex>
 #include <sstream>
+#include <vector>
 
 #include "numerics/Errors.h"
 #include "operator/OperatorFile.h"
@@ -57,6 +58,43 @@ at::Tensor interpolateOnto(const at::Tensor& field, const Grid& fine) {
   bool same = true;
   for (int a = 0; a < fine.dim; ++a) same = same && field.size(2 + a) == fine.n[a];
   if (same) return field;
+  if (fine.dim == 2 && field.is_cpu() && field.scalar_type() == at::kDouble && field.is_contiguous() &&
+      !(at::GradMode::is_enabled() && field.requires_grad())) {
+    // upsample_bilinear2d's arithmetic (align_corners = false) in one loop.
+    const int64_t planes = field.size(0) * field.size(1), n0 = field.size(2), n1 = field.size(3);
+    const int64_t m0 = fine.n[0], m1 = fine.n[1];
+    at::Tensor out = at::empty({field.size(0), field.size(1), m0, m1}, field.options());
+    struct Tap {
+      int64_t low, high;
+      double wLow, wHigh;
+    };
+    auto taps = [](int64_t coarse, int64_t count) {
+      std::vector<Tap> t(count);
+      const double scale = static_cast<double>(coarse) / count;
+      for (int64_t i = 0; i < count; ++i) {
+        const double source = std::max(scale * (i + 0.5) - 0.5, 0.0);
+        const int64_t low = static_cast<int64_t>(source);
+        const double w = source - low;
+        t[i] = {low, low + (low < coarse - 1 ? 1 : 0), 1.0 - w, w};
+      }
+      return t;
+    };
+    const std::vector<Tap> rows = taps(n0, m0), cols = taps(n1, m1);
+    for (int64_t p = 0; p < planes; ++p) {
+      const double* in = field.data_ptr<double>() + p * n0 * n1;
+      double* o = out.data_ptr<double>() + p * m0 * m1;
+      for (int64_t i = 0; i < m0; ++i) {
+        const double* low = in + rows[i].low * n1;
+        const double* high = in + rows[i].high * n1;
+        for (int64_t j = 0; j < m1; ++j) {
+          const Tap& c = cols[j];
+          o[i * m1 + j] = rows[i].wLow * (c.wLow * low[c.low] + c.wHigh * low[c.high]) +
+                          rows[i].wHigh * (c.wLow * high[c.low] + c.wHigh * high[c.high]);
+        }
+      }
+    }
+    return out;
+  }
   return fine.dim == 2 ? at::upsample_bilinear2d(field, {fine.n[0], fine.n[1]}, false)
                        : at::upsample_trilinear3d(field, {fine.n[0], fine.n[1], fine.n[2]}, false);
 }

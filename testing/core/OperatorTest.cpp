@@ -109,6 +109,22 @@ TEST(LearnedOperator, OutputMassExactAndPositive) {
   EXPECT_LT(((fineStep.next.sum() - rhoFine.sum()).abs() / rhoFine.sum()).item<double>(), 1e-13);
 }
 
+// On grids finer than the network's, velocities are interpolated back by a
+// loop with upsample_bilinear2d's arithmetic: the same numbers, also on a
+// rectangular grid.
+TEST(LearnedOperator, InterpolationMatchesBilinearUpsampling) {
+  const auto& op = *trainedTiny().op;
+  const Grid fine = Grid::box(2, {150, 130, 1}, {0, 0, 0}, {1, 1.2, 1});
+  const auto energy = op.energyOn(fine);
+  const at::Tensor rho = heldOutDensities(fine, 2);
+  const at::Tensor interpolated = op.baseVelocity(*energy, rho);
+  const at::Tensor coarse = op.networkInputs(*energy, rho).smoothedVelocity;
+  ASSERT_LT(coarse.size(2), 150);
+  const at::Tensor expected = at::upsample_bilinear2d(coarse, {150, 130}, false);
+  ASSERT_EQ(interpolated.sizes(), expected.sizes());
+  EXPECT_LT((interpolated - expected).abs().max().item<double>(), 1e-12 * expected.abs().max().item<double>());
+}
+
 TEST(LearnedOperator, SaveLoadRoundTripIsBitForBit) {
   const auto& op = *trainedTiny().op;
   const std::string path = temporaryPath("roundtrip.jko");
