@@ -8,8 +8,8 @@
 // core's cache from phase to phase) and then takes any part nobody has
 // started. The calling thread thus never waits for a helper that has not
 // started, only for a part a helper is running: a descheduled helper costs
-// at most one part, not a time slice per phase. Helpers spin 1 ms between
-// phases (1 ms), then sleep.
+// at most one part, not a time slice per phase. Helpers spin 1 ms for the
+// next phase, then sleep.
 #pragma once
 
 #include <functional>

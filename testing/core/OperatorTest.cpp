@@ -125,6 +125,27 @@ TEST(LearnedOperator, InterpolationMatchesBilinearUpsampling) {
   EXPECT_LT((interpolated - expected).abs().max().item<double>(), 1e-12 * expected.abs().max().item<double>());
 }
 
+// Inference builds the features, velocities and gates in loops; while
+// autograd records (a density that requires grad) the tensor operations run
+// instead. Both give the same numbers.
+TEST(LearnedOperator, InferenceLoopsMatchTheTensorOperations) {
+  const auto& op = *trainedTiny().op;
+  const Grid grid = Grid::box(2, {40, 36, 1}, {0, 0, 0}, {1, 0.9, 1});
+  const auto energy = op.energyOn(grid);
+  const at::Tensor rho = heldOutDensities(grid, 2);
+  const at::Tensor recorded = rho.clone().requires_grad_(true);
+  const LearnedOperator::NetworkInputs fast = op.networkInputs(*energy, rho);
+  const LearnedOperator::NetworkInputs tensor = op.networkInputs(*energy, recorded);
+  auto relative = [](const at::Tensor& a, const at::Tensor& b) {
+    return ((a - b).abs().max() / b.abs().max()).item<double>();
+  };
+  EXPECT_LT(relative(fast.explicitVelocity, tensor.explicitVelocity.detach()), 1e-13);
+  EXPECT_LT(relative(fast.smoothedVelocity, tensor.smoothedVelocity.detach()), 1e-13);
+  EXPECT_LT(relative(fast.features, tensor.features.detach()), 1e-6);
+  // The velocity: fused network pass and gate loop against LibTorch's.
+  EXPECT_LT(relative(op.velocity(*energy, rho), op.velocity(*energy, recorded).detach()), 1e-5);
+}
+
 TEST(LearnedOperator, SaveLoadRoundTripIsBitForBit) {
   const auto& op = *trainedTiny().op;
   const std::string path = temporaryPath("roundtrip.jko");
