@@ -329,10 +329,7 @@ at::Tensor FusedFourierForward::forward(const at::Tensor& features) const {
   const at::Tensor in = features.contiguous();
   at::Tensor out = at::empty({1, outputChannels_, n0_, n1_}, at::TensorOptions().dtype(at::kFloat));
   const size_t L = layers_.size();
-  // Phases end where a block needs another block's results: after the
-  // transforms along x (the transform along y needs every row) and after the
-  // mixing (the inverse along y needs every mode).
-  // One phase per layer: a block needs the other blocks' partial spectra.
+  // One phase per layer: a block's inverse needs every block's partial spectrum.
   runInParts(parts, [&](int part) {
     lift(in.data_ptr<float>(), w->blocks[part]);
     blockForward(layers_[0], w->blocks[part], 0);
