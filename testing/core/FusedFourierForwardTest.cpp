@@ -43,6 +43,15 @@ void expectSameOutput(const VelocityNetwork& network, const at::Tensor& input, c
   EXPECT_LT((batched[1] - fused[0]).abs().max().item<double>(), 1e-5 * scale) << what;
 }
 
+// A small FNO configuration (the default's other fields).
+NetworkConfig smallNetwork(int width, int hidden, int layers) {
+  NetworkConfig config;
+  config.width = width;
+  config.hidden = hidden;
+  config.layers = layers;
+  return config;
+}
+
 struct Case {
   int64_t n0, n1;
   NetworkConfig config;
@@ -52,10 +61,7 @@ TEST(FusedFourierForward, MatchesTheLibTorchPath) {
   std::vector<Case> cases;
   cases.push_back({64, 64, NetworkConfig{}});  // the bundled operators' network
   cases.push_back({37, 50, NetworkConfig{}});  // rectangular, odd, Nyquist mode kept on neither axis
-  NetworkConfig small;
-  small.width = 5;
-  small.hidden = 7;
-  small.layers = 2;
+  NetworkConfig small = smallNetwork(5, 7, 2);
   small.modes = 12;
   cases.push_back({8, 8, small});  // fewer nodes than modes: every frequency kept
   NetworkConfig unpadded = small;
@@ -76,11 +82,7 @@ TEST(FusedFourierForward, MatchesTheLibTorchPath) {
 // parameter (an optimiser step, loading a file) it must use the new values,
 // and a new grid needs new transform matrices.
 TEST(FusedFourierForward, FollowsParameterUpdatesAndGrids) {
-  NetworkConfig config;
-  config.width = 6;
-  config.hidden = 8;
-  config.layers = 2;
-  auto network = VelocityNetwork::create(config, 2, 3, 2, 5);
+  auto network = VelocityNetwork::create(smallNetwork(6, 8, 2), 2, 3, 2, 5);
   randomise(*network, 6);
   const at::Tensor input = at::randn({1, 3, 20, 20});
   expectSameOutput(*network, input, "before the update");
@@ -124,11 +126,7 @@ TEST(FusedFourierForward, SameResultOnAnyNumberOfThreads) {
 // non-finite outputs, which the step refuses, as on the LibTorch path; the
 // fused pass must not turn them into undefined behaviour on the way.
 TEST(FusedFourierForward, CarriesNonFiniteValues) {
-  NetworkConfig config;
-  config.width = 4;
-  config.hidden = 4;
-  config.layers = 2;
-  auto network = VelocityNetwork::create(config, 2, 2, 2, 3);
+  auto network = VelocityNetwork::create(smallNetwork(4, 4, 2), 2, 2, 2, 3);
   for (const float bad : {NAN, INFINITY, -INFINITY}) {
     at::Tensor input = at::randn({1, 2, 12, 12});
     input[0][1][3][4] = bad;
