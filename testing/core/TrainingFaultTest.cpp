@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "../support/FileBytes.h"
 #include "numerics/Errors.h"
 #include "operator/LearnToEvolveTrainer.h"
 #include "operator/LearnedOperator.h"
@@ -23,15 +24,8 @@ std::string temporaryPath(const std::string& name) {
   return (fs::temp_directory_path() / ("jko_fault_" + std::to_string(::getpid()) + "_" + name)).string();
 }
 
-std::string readBytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-void writeBytes(const std::string& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
+using jko::testsupport::readBytes;
+using jko::testsupport::writeBytes;
 
 // Two rounds of 4 optimiser steps (2 epochs of ceil(8 / 4) steps) on 16^2.
 TrainingOptions tinyTraining() {

@@ -11,6 +11,7 @@
 #include <iostream>
 #include <string>
 
+#include "../support/FileBytes.h"
 #include "operator/LearnedOperator.h"
 #include "operator/OperatorFile.h"
 #include "operator/VelocityNetwork.h"
@@ -19,15 +20,8 @@ namespace {
 
 using namespace jko;
 
-std::string readBytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-void writeBytes(const std::string& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
+using jko::testsupport::readBytes;
+using jko::testsupport::writeBytes;
 
 // The smallest networks the metadata allows keep the seeds a few KB.
 OperatorMetadata tiny(int dim, const EnergySpec& energy, const std::string& kind) {
