@@ -111,27 +111,6 @@ void depositParticles(const Shape& s, const double* m, const double* u, int64_t 
 // buffers cost a zeroing and a sum each, ~1% of scattering their particles).
 int64_t depositChunks(int64_t nodes) { return std::clamp<int64_t>(nodes / 8192, 1, 8); }
 
-// body(i) for i in [0, count), in parallel: on LibTorch's threads, or on the
-// task team where this thread runs LibTorch on one thread (a single
-// density's step, LearnedOperator::step).
-template <typename Body>
-void parallelFor(int64_t count, const Body& body) {
-  if (at::get_num_threads() > 1 || at::in_parallel_region()) {
-    at::parallel_for(0, count, 1, [&](int64_t i0, int64_t i1) {
-      for (int64_t i = i0; i < i1; ++i) body(i);
-    });
-    return;
-  }
-  const int parts = taskTeamThreads();
-  runInParts(parts, [&](int part) {
-    for (int64_t i = part; i < count; i += parts) body(i);
-  });
-}
-
-int parallelWorkers() {
-  return at::get_num_threads() > 1 || at::in_parallel_region() ? at::get_num_threads() : taskTeamThreads();
-}
-
 void depositForward(const Shape& s, int64_t batch, const double* m, const double* u, double* out) {
   const int64_t chunks = depositChunks(s.nodes);
   if (batch >= parallelWorkers() || chunks == 1) {
@@ -253,35 +232,63 @@ at::Tensor fusedDeposit(const at::Tensor& masses, const at::Tensor& displacement
 
 namespace {
 
-// out = sum over the 3^d neighbourhood of `in` (zeros beyond the walls), by
-// three-point sums along each axis in turn; `scratch` has the same size.
-void box3Sum(const double* in, double* out, double* scratch, const int64_t n[3]) {
-  const int64_t strides[3] = {n[1] * n[2], n[2], 1};
-  const int64_t total = n[0] * n[1] * n[2];
-  const double* source = in;
-  double* buffers[2] = {scratch, out};
-  int which = 0, axes = 0;
-  for (int a = 0; a < 3; ++a) axes += n[a] > 1;
-  // Write the last pass into `out`.
-  which = axes % 2 == 1 ? 1 : 0;
-  for (int a = 0; a < 3; ++a) {
-    if (n[a] == 1) continue;
-    double* target = buffers[which];
-    // The array as (outer, n_a, inner) blocks: no divisions in the loop.
-    const int64_t inner = strides[a], outer = total / (n[a] * inner);
-    for (int64_t o = 0; o < outer; ++o) {
-      const double* s = source + o * n[a] * inner;
-      double* t = target + o * n[a] * inner;
-      for (int64_t j = 0; j < n[a]; ++j) {
-        const double* row = s + j * inner;
-        const double* below = j > 0 ? row - inner : nullptr;
-        const double* above = j + 1 < n[a] ? row + inner : nullptr;
-        double* out = t + j * inner;
-        for (int64_t k = 0; k < inner; ++k) out[k] = row[k] + (below ? below[k] : 0.0) + (above ? above[k] : 0.0);
-      }
-    }
-    source = target;
-    which ^= 1;
+// The limiter works on blocks of whole slabs (rows in 2D) along axis 0: at
+// least 8 slabs and ~2048 nodes each. The blocks are fixed by the grid, not
+// by the thread count, and the mass is summed per block and then in block
+// order, so the result is the same on any number of threads.
+int64_t limiterBlockSlabs(int64_t slab) { return std::max<int64_t>(8, (2048 + slab - 1) / slab); }
+
+// Three-point sums along a line of f(in) (zero beyond its ends).
+template <typename F>
+void lineSum(const double* in, double* out, int64_t length, F&& f) {
+  if (length == 1) {
+    out[0] = f(in[0]);
+    return;
+  }
+  out[0] = f(in[0]) + f(in[1]);
+  for (int64_t k = 1; k + 1 < length; ++k) out[k] = f(in[k - 1]) + f(in[k]) + f(in[k + 1]);
+  out[length - 1] = f(in[length - 2]) + f(in[length - 1]);
+}
+
+// 3^(d-1) neighbourhood sums of f(in) within one slab (n1 x n2: a row in
+// 2D, where n2 = 1), into `out`; `scratch` holds n1 x n2 values.
+template <typename F>
+void slabBox(const double* in, double* out, double* scratch, int64_t n1, int64_t n2, F&& f) {
+  if (n2 == 1) {
+    lineSum(in, out, n1, f);
+    return;
+  }
+  // Along axis 2 (within lines), then along axis 1 (across lines).
+  for (int64_t j = 0; j < n1; ++j) lineSum(in + j * n2, scratch + j * n2, n2, f);
+  for (int64_t j = 0; j < n1; ++j) {
+    const double* line = scratch + j * n2;
+    const double* below = j > 0 ? line - n2 : nullptr;
+    const double* above = j + 1 < n1 ? line + n2 : nullptr;
+    double* o = out + j * n2;
+    for (int64_t k = 0; k < n2; ++k) o[k] = line[k] + (below ? below[k] : 0.0) + (above ? above[k] : 0.0);
+  }
+}
+
+// 3^d neighbourhood sums of f(in) on the slabs [s0, s1): slab sums of
+// s0 - 1 .. s1 (the halo recomputed, so blocks need no exchange), then
+// three-slab sums. `sums` holds s1 - s0 + 2 slabs, `scratch` one.
+template <typename F>
+void blockBox(const double* in, double* out, std::vector<double>& sums, std::vector<double>& scratch, int64_t s0,
+              int64_t s1, const int64_t n[3], F&& f) {
+  const int64_t slab = n[1] * n[2];
+  sums.resize((s1 - s0 + 2) * slab);
+  scratch.resize(slab);
+  for (int64_t s = s0 - 1; s <= s1; ++s) {
+    double* target = sums.data() + (s - s0 + 1) * slab;
+    if (s < 0 || s >= n[0])
+      std::fill(target, target + slab, 0.0);
+    else
+      slabBox(in + s * slab, target, scratch.data(), n[1], n[2], f);
+  }
+  for (int64_t s = s0; s < s1; ++s) {
+    const double* mid = sums.data() + (s - s0 + 1) * slab;
+    double* o = out + (s - s0) * slab;
+    for (int64_t k = 0; k < slab; ++k) o[k] = mid[k - slab] + mid[k] + mid[k + slab];
   }
 }
 
@@ -297,34 +304,89 @@ at::Tensor fusedLimit(const at::Tensor& raw, const at::Tensor& targetMass, const
   at::Tensor out = at::empty_like(r);
   const int64_t batch = r.size(0), nodes = grid.numNodes();
   const int64_t n[3] = {grid.n[0], grid.n[1], grid.dim == 3 ? grid.n[2] : 1};
+  const int64_t slab = n[1] * n[2], blockSlabs = limiterBlockSlabs(slab);
+  const int64_t blocks = (n[0] + blockSlabs - 1) / blockSlabs;
   const double volume = grid.cellVolume();
-  at::parallel_for(0, batch, 1, [&](int64_t b0, int64_t b1) {
-    std::vector<double> positive, share, box, scratch;
-    for (int64_t b = b0; b < b1; ++b) {
-      const double* in = r.data_ptr<double>() + b * nodes;
-      double* o = out.data_ptr<double>() + b * nodes;
+  const double* in = r.data_ptr<double>();
+  double* o = out.data_ptr<double>();
+  auto slabsOf = [&](int64_t block) {
+    return std::make_pair(block * blockSlabs, std::min(n[0], (block + 1) * blockSlabs));
+  };
+  const auto positivePart = [](double x) { return std::max(x, 0.0); };
+  const auto identity = [](double x) { return x; };
+
+  // One sample. Every pass visits the blocks: in parallel when the samples
+  // are fewer than the threads (a single density's step), else in sequence
+  // on the sample's own thread.
+  auto limitSample = [&](int64_t b, bool parallel) {
+    const double* x = in + b * nodes;
+    double* y = o + b * nodes;
+    auto overBlocks = [&](const auto& pass) {
+      if (parallel)
+        parallelFor(blocks, pass);
+      else
+        for (int64_t block = 0; block < blocks; ++block) pass(block);
+    };
+    std::vector<char> blockNegative(blocks);
+    std::vector<double> blockMass(blocks), share;
+    overBlocks([&](int64_t block) {
+      const auto [s0, s1] = slabsOf(block);
       bool negative = false;
-      for (int64_t i = 0; i < nodes && !negative; ++i) negative = in[i] < 0;
-      if (negative) {
-        positive.assign(nodes, 0.0);
-        share.assign(nodes, 0.0);
-        box.resize(nodes);
-        scratch.resize(nodes);
-        for (int64_t i = 0; i < nodes; ++i) positive[i] = std::max(in[i], 0.0);
-        box3Sum(positive.data(), box.data(), scratch.data(), n);
-        for (int64_t i = 0; i < nodes; ++i)
-          if (in[i] < 0) share[i] = -in[i] / std::max(box[i], 1e-300);
-        box3Sum(share.data(), box.data(), scratch.data(), n);
-        for (int64_t i = 0; i < nodes; ++i) o[i] = std::max(positive[i] - positive[i] * box[i], 0.0);
-      } else {
-        std::copy(in, in + nodes, o);
-      }
-      double mass = 0;
-      for (int64_t i = 0; i < nodes; ++i) mass += o[i];
-      const double scale = target.data_ptr<double>()[b] / std::max(mass * volume, 1e-300);
-      for (int64_t i = 0; i < nodes; ++i) o[i] *= scale;
+      for (int64_t i = s0 * slab; i < s1 * slab; ++i) negative |= x[i] < 0;
+      blockNegative[block] = negative;
+    });
+    if (std::find(blockNegative.begin(), blockNegative.end(), 1) != blockNegative.end()) {
+      // DESIGN.md §2.2 step 5: a node with rho < 0 takes its deficit from the
+      // positive nodes of its 3^d neighbourhood N in proportion to their mass:
+      // share_i = -rho_i / sum_N max(rho, 0), rho'_j = max(rho_j, 0) (1 - sum_N share).
+      share.resize(nodes);
+      overBlocks([&](int64_t block) {
+        thread_local std::vector<double> sums, scratch, box;
+        const auto [s0, s1] = slabsOf(block);
+        box.resize((s1 - s0) * slab);
+        blockBox(x, box.data(), sums, scratch, s0, s1, n, positivePart);
+        for (int64_t i = s0 * slab, k = 0; i < s1 * slab; ++i, ++k)
+          share[i] = x[i] < 0 ? -x[i] / std::max(box[k], 1e-300) : 0.0;
+      });
+      overBlocks([&](int64_t block) {
+        thread_local std::vector<double> sums, scratch, box;
+        const auto [s0, s1] = slabsOf(block);
+        box.resize((s1 - s0) * slab);
+        blockBox(share.data(), box.data(), sums, scratch, s0, s1, n, identity);
+        double mass = 0;
+        for (int64_t i = s0 * slab, k = 0; i < s1 * slab; ++i, ++k) {
+          const double p = std::max(x[i], 0.0);
+          y[i] = std::max(p - p * box[k], 0.0);
+          mass += y[i];
+        }
+        blockMass[block] = mass;
+      });
+    } else {
+      overBlocks([&](int64_t block) {
+        const auto [s0, s1] = slabsOf(block);
+        double mass = 0;
+        for (int64_t i = s0 * slab; i < s1 * slab; ++i) {
+          y[i] = x[i];
+          mass += x[i];
+        }
+        blockMass[block] = mass;
+      });
     }
-  });
+    double mass = 0;
+    for (int64_t block = 0; block < blocks; ++block) mass += blockMass[block];
+    const double scale = target.data_ptr<double>()[b] / std::max(mass * volume, 1e-300);
+    overBlocks([&](int64_t block) {
+      const auto [s0, s1] = slabsOf(block);
+      for (int64_t i = s0 * slab; i < s1 * slab; ++i) y[i] *= scale;
+    });
+  };
+  if (batch >= parallelWorkers() || blocks == 1) {
+    at::parallel_for(0, batch, 1, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) limitSample(b, false);
+    });
+  } else {
+    for (int64_t b = 0; b < batch; ++b) limitSample(b, true);
+  }
   return out;
 }
 

@@ -1,5 +1,6 @@
 // Fork-join over a few threads for short phases of work (tens of
-// microseconds each), for the fused network pass.
+// microseconds each): the fused network pass and the loops of a single
+// density's step.
 //
 // LibTorch's OpenMP regions were measured to be slower than one thread for a
 // single density, and up to 100x slower when another process holds a core:
@@ -12,6 +13,9 @@
 // next phase, then sleep.
 #pragma once
 
+#include <ATen/Parallel.h>
+
+#include <cstdint>
 #include <functional>
 
 namespace jko {
@@ -30,5 +34,28 @@ void wakeTaskTeam();
 /// (one thread, a call from inside a part, or another thread using the team)
 /// all run on the calling thread, in order. Parts must not throw.
 void runInParts(int parts, const std::function<void(int)>& part);
+
+/// body(i) for every i in [0, count), in parallel: on LibTorch's threads
+/// when it has more than one (or inside one of its regions), else on the
+/// team (LearnedOperator::step runs LibTorch on one thread for a single
+/// density). Thread p of the team takes p, p + threads, ...
+template <typename Body>
+void parallelFor(int64_t count, const Body& body) {
+  if (at::get_num_threads() > 1 || at::in_parallel_region()) {
+    at::parallel_for(0, count, 1, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) body(i);
+    });
+    return;
+  }
+  const int parts = taskTeamThreads();
+  runInParts(parts, [&](int part) {
+    for (int64_t i = part; i < count; i += parts) body(i);
+  });
+}
+
+/// The threads parallelFor runs on.
+inline int parallelWorkers() {
+  return at::get_num_threads() > 1 || at::in_parallel_region() ? at::get_num_threads() : taskTeamThreads();
+}
 
 }  // namespace jko

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include "numerics/PushForward.h"
+#include "runtime/Runtime.h"
+#include "runtime/TaskTeam.h"
 
 namespace jko {
 namespace {
@@ -98,11 +100,12 @@ TEST(PushForward, PrefilterInChunksMatchesDenseSolve) {
 }
 
 // One density on a grid large enough that its particles are scattered in
-// chunks on two threads: the same deposit as the tensor operations.
+// chunks on two threads (the second starting mid-row): the same deposit as
+// the tensor operations.
 TEST(PushForward, ChunkedDepositOfOneSampleMatchesTensorOperations) {
   const int threads = at::get_num_threads();
   at::set_num_threads(2);
-  const Grid grid = Grid::box(2, {150, 123, 1}, {0, 0, 0}, {1, 0.8, 1});
+  const Grid grid = Grid::box(2, {151, 123, 1}, {0, 0, 0}, {1, 0.8, 1});  // chunks split a row
   const PushForward push(grid);
   const at::Tensor m = push.prefilter(randomDensity(grid, 1, 8));
   const at::Tensor u = randomDisplacement(grid, 1, 2.5);
@@ -125,6 +128,42 @@ TEST_P(PushForwardInDimension, FusedLimiterMatchesTensorOperations) {
   EXPECT_TRUE(at::allclose(fused, push.limitByTensorOperations(raw, target), 1e-13, 1e-15));
   EXPECT_GE(fused.min().item<double>(), 0.0);
   EXPECT_TRUE(at::allclose(push.mass(fused), target, 1e-14, 0));
+}
+
+// The limiter works on fixed blocks of slabs along the first axis (here 3
+// in 2D, 2 in 3D), in parallel for a single density: the same result as the
+// tensor operations, and bit for bit the same on one thread or two, one
+// sample or a batch.
+TEST_P(PushForwardInDimension, BlockedLimiterMatchesTensorOperationsOnAnyThreads) {
+  const int dim = GetParam();
+  const Grid grid = dim == 2 ? Grid::box(2, {600, 7, 1}, {0, 0, 0}, {1, 0.2, 1})
+                             : Grid::box(3, {13, 17, 11}, {0, 0, 0}, {1, 0.9, 0.8});
+  const PushForward push(grid);
+  at::Tensor raw = randomDensity(grid, 3, 21);
+  // Negative nodes in every block, at block boundaries and at the walls.
+  raw.flatten(1).index_put_({at::indexing::Slice(), at::indexing::Slice(0, at::indexing::None, 3)},
+                            -0.3 * at::rand({3, (grid.numNodes() + 2) / 3}, at::kDouble));
+  const at::Tensor target = push.mass(randomDensity(grid, 3, 22));
+  const at::Tensor expected = push.limitByTensorOperations(raw, target);
+  const int threads = at::get_num_threads(), teamThreads = taskTeamThreads();
+  std::vector<at::Tensor> results;
+  for (int team : {1, 2}) {
+    setTaskTeamThreads(team);
+    const ScopedIntraOpThreads one(1);  // a single density's step: the team runs the blocks
+    at::Tensor single = at::cat({push.limit(raw.narrow(0, 0, 1), target.narrow(0, 0, 1)),
+                                 push.limit(raw.narrow(0, 1, 2), target.narrow(0, 1, 2))});
+    results.push_back(single);
+  }
+  at::set_num_threads(2);
+  results.push_back(push.limit(raw, target));  // the batch: samples in parallel, blocks in sequence
+  at::set_num_threads(threads);
+  setTaskTeamThreads(teamThreads);
+  for (const at::Tensor& result : results) {
+    EXPECT_TRUE(at::allclose(result, expected, 1e-12, 1e-15));
+    EXPECT_TRUE(at::equal(result, results[0]));
+    EXPECT_GE(result.min().item<double>(), 0.0);
+    EXPECT_TRUE(at::allclose(push.mass(result), target, 1e-14, 0));
+  }
 }
 
 TEST_P(PushForwardInDimension, JacobianDeterminantOfLinearMaps) {
