@@ -85,7 +85,7 @@ foreach(run IN LISTS runs)
     # Uniform in the closed box. From mass 0.02 the flow is slow near it
     # (the slowest mode decays like exp(-2 rho_bar pi^2 t) = exp(-0.39 t)):
     # the reference solver itself is still 6.4% away at t = 2.5 (the
-    # operator 5.3%, from 73% at frame 50). 10% fails a flow that stalls,
+    # operator 4.8%, from 73% at frame 50). 10% fails a flow that stalls,
     # leaks or drifts.
     json_number(distance "${out}" limit_rel_l1_final)
     expect_at_most(${preset} "relative L1 distance to the uniform density" ${distance} 0.10)

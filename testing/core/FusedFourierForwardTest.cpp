@@ -43,8 +43,8 @@ void expectSameOutput(const VelocityNetwork& network, const at::Tensor& input, c
   EXPECT_LT((batched[1] - fused[0]).abs().max().item<double>(), 1e-5 * scale) << what;
 }
 
-// A small FNO configuration (the default's other fields).
-NetworkConfig smallNetwork(int width, int hidden, int layers) {
+// An FNO configuration: these fields, the default's others.
+NetworkConfig fnoConfig(int width, int hidden, int layers) {
   NetworkConfig config;
   config.width = width;
   config.hidden = hidden;
@@ -59,9 +59,10 @@ struct Case {
 
 TEST(FusedFourierForward, MatchesTheLibTorchPath) {
   std::vector<Case> cases;
-  cases.push_back({64, 64, NetworkConfig{}});  // the bundled operators' network
-  cases.push_back({37, 50, NetworkConfig{}});  // rectangular, odd, Nyquist mode kept on neither axis
-  NetworkConfig small = smallNetwork(5, 7, 2);
+  cases.push_back({64, 64, NetworkConfig{}});      // the default network (width 16)
+  cases.push_back({37, 50, NetworkConfig{}});      // rectangular, odd, Nyquist mode kept on neither axis
+  cases.push_back({64, 64, fnoConfig(8, 32, 4)});  // the porous-medium preset's network
+  NetworkConfig small = fnoConfig(5, 7, 2);
   small.modes = 12;
   cases.push_back({8, 8, small});  // fewer nodes than modes: every frequency kept
   NetworkConfig unpadded = small;
@@ -82,7 +83,7 @@ TEST(FusedFourierForward, MatchesTheLibTorchPath) {
 // parameter (an optimiser step, loading a file) it must use the new values,
 // and a new grid needs new transform matrices.
 TEST(FusedFourierForward, FollowsParameterUpdatesAndGrids) {
-  auto network = VelocityNetwork::create(smallNetwork(6, 8, 2), 2, 3, 2, 5);
+  auto network = VelocityNetwork::create(fnoConfig(6, 8, 2), 2, 3, 2, 5);
   randomise(*network, 6);
   const at::Tensor input = at::randn({1, 3, 20, 20});
   expectSameOutput(*network, input, "before the update");
@@ -126,7 +127,7 @@ TEST(FusedFourierForward, SameResultOnAnyNumberOfThreads) {
 // non-finite outputs, which the step refuses, as on the LibTorch path; the
 // fused pass must not turn them into undefined behaviour on the way.
 TEST(FusedFourierForward, CarriesNonFiniteValues) {
-  auto network = VelocityNetwork::create(smallNetwork(4, 4, 2), 2, 2, 2, 3);
+  auto network = VelocityNetwork::create(fnoConfig(4, 4, 2), 2, 2, 2, 3);
   for (const float bad : {NAN, INFINITY, -INFINITY}) {
     at::Tensor input = at::randn({1, 2, 12, 12});
     input[0][1][3][4] = bad;
