@@ -20,7 +20,9 @@ struct AxisStencil {
   bool inside;  // false when the position was clamped to a wall (zero derivative)
 };
 
-inline AxisStencil stencil(int64_t node, double displacement, int64_t n, double h) {
+// Always inlined: GCC kept it a call, returning the 80-byte stencil through
+// memory, and one thread's deposit at 128^2 took 0.37 ms instead of 0.24.
+__attribute__((always_inline)) inline AxisStencil stencil(int64_t node, double displacement, int64_t n, double h) {
   AxisStencil s;
   double p = node + displacement / h;
   const double lo = -0.5, hi = static_cast<double>(n) - 0.5;
