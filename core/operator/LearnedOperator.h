@@ -110,7 +110,11 @@ class LearnedOperator {
     /// 2D: the orthonormal DCT-II matrices of the two axes (n_a x n_a) and
     /// 1 / resolventDenominator on the n0 x n1 cosine modes.
     at::Tensor cosines0, cosines1, resolventGain;
-    at::Tensor fixedChannels;         ///< (1, C, n...): the coordinates and V, scaled
+    /// The same bases folded by Q[n-1-i][k] = (-1)^k Q[i][k]: rows up to
+    /// the middle, even and odd modes apart; the gain with its modes in that
+    /// order (even, then odd, along each axis). CPU only.
+    at::Tensor evenCosines0, oddCosines0, evenCosines1, oddCosines1, foldedGain;
+    at::Tensor fixedChannels;  ///< (1, C, n...): the coordinates and V, scaled
   };
   std::shared_ptr<const FeatureConstants> featureConstants(const Energy& energy, const at::Device& device) const;
 
