@@ -22,6 +22,15 @@ at::Tensor randomDisplacement(const Grid& grid, int64_t batch, double cells) {
   return u;
 }
 
+// A raw deposit for the limiter: randomDensity with every stride-th node
+// (in flat order) replaced by a value in (-depth, 0].
+at::Tensor withNegativeNodes(const Grid& grid, int64_t batch, uint64_t seed, int64_t stride, double depth) {
+  at::Tensor raw = randomDensity(grid, batch, seed);
+  raw.flatten(1).index_put_({at::indexing::Slice(), at::indexing::Slice(0, at::indexing::None, stride)},
+                            -depth * at::rand({batch, (grid.numNodes() + stride - 1) / stride}, at::kDouble));
+  return raw;
+}
+
 class PushForwardInDimension : public ::testing::TestWithParam<int> {};
 
 TEST_P(PushForwardInDimension, IdentityAtZeroDisplacement) {
@@ -120,9 +129,7 @@ TEST_P(PushForwardInDimension, FusedLimiterMatchesTensorOperations) {
   const Grid grid = Grid::box(dim, {9, 7, 6}, {0, 0, 0}, {1, 0.7, 0.9});
   const PushForward push(grid);
   // Mostly positive with scattered negative nodes, some at walls and corners.
-  at::Tensor raw = randomDensity(grid, 2, 8);
-  raw.flatten(1).index_put_({at::indexing::Slice(), at::indexing::Slice(0, at::indexing::None, 5)},
-                            -0.02 * at::rand({2, (grid.numNodes() + 4) / 5}, at::kDouble));
+  const at::Tensor raw = withNegativeNodes(grid, 2, 8, 5, 0.02);
   const at::Tensor target = push.mass(randomDensity(grid, 2, 9));
   const at::Tensor fused = push.limit(raw, target);
   EXPECT_TRUE(at::allclose(fused, push.limitByTensorOperations(raw, target), 1e-13, 1e-15));
@@ -139,10 +146,8 @@ TEST_P(PushForwardInDimension, BlockedLimiterMatchesTensorOperationsOnAnyThreads
   const Grid grid = dim == 2 ? Grid::box(2, {600, 7, 1}, {0, 0, 0}, {1, 0.2, 1})
                              : Grid::box(3, {13, 17, 11}, {0, 0, 0}, {1, 0.9, 0.8});
   const PushForward push(grid);
-  at::Tensor raw = randomDensity(grid, 3, 21);
   // Negative nodes in every block, at block boundaries and at the walls.
-  raw.flatten(1).index_put_({at::indexing::Slice(), at::indexing::Slice(0, at::indexing::None, 3)},
-                            -0.3 * at::rand({3, (grid.numNodes() + 2) / 3}, at::kDouble));
+  const at::Tensor raw = withNegativeNodes(grid, 3, 21, 3, 0.3);
   const at::Tensor target = push.mass(randomDensity(grid, 3, 22));
   const at::Tensor expected = push.limitByTensorOperations(raw, target);
   const int threads = at::get_num_threads(), teamThreads = taskTeamThreads();
