@@ -273,13 +273,15 @@ void slabBox(const double* in, double* out, double* scratch, int64_t n1, int64_t
 
 // 3^d neighbourhood sums of f(in) on the slabs [s0, s1): slab sums of
 // s0 - 1 .. s1 (the halo recomputed, so blocks need no exchange), then
-// three-slab sums. `sums` holds s1 - s0 + 2 slabs, `scratch` one.
+// three-slab sums. Returns them in a buffer of the calling thread, valid
+// until its next call.
 template <typename F>
-void blockBox(const double* in, double* out, std::vector<double>& sums, std::vector<double>& scratch, int64_t s0,
-              int64_t s1, const int64_t n[3], F&& f) {
+const double* blockBox(const double* in, int64_t s0, int64_t s1, const int64_t n[3], F&& f) {
+  thread_local std::vector<double> sums, scratch, box;
   const int64_t slab = n[1] * n[2];
   sums.resize((s1 - s0 + 2) * slab);
   scratch.resize(slab);
+  box.resize((s1 - s0) * slab);
   for (int64_t s = s0 - 1; s <= s1; ++s) {
     double* target = sums.data() + (s - s0 + 1) * slab;
     if (s < 0 || s >= n[0])
@@ -289,9 +291,10 @@ void blockBox(const double* in, double* out, std::vector<double>& sums, std::vec
   }
   for (int64_t s = s0; s < s1; ++s) {
     const double* mid = sums.data() + (s - s0 + 1) * slab;
-    double* o = out + (s - s0) * slab;
+    double* o = box.data() + (s - s0) * slab;
     for (int64_t k = 0; k < slab; ++k) o[k] = mid[k - slab] + mid[k] + mid[k + slab];
   }
+  return box.data();
 }
 
 }  // namespace
@@ -343,21 +346,17 @@ at::Tensor fusedLimit(const at::Tensor& raw, const at::Tensor& targetMass, const
       // share_i = -rho_i / sum_N max(rho, 0), rho'_j = max(rho_j, 0) (1 - sum_N share).
       share.resize(nodes);
       overBlocks([&](int64_t block) {
-        thread_local std::vector<double> sums, scratch, box;
         const auto [s0, s1] = slabsOf(block);
-        box.resize((s1 - s0) * slab);
-        blockBox(x, box.data(), sums, scratch, s0, s1, n, positivePart);
+        const double* box = blockBox(x, s0, s1, n, positivePart);
         for (int64_t i = s0 * slab, k = 0; i < s1 * slab; ++i, ++k)
           share[i] = x[i] < 0 ? -x[i] / std::max(box[k], 1e-300) : 0.0;
       });
       overBlocks([&](int64_t block) {
-        thread_local std::vector<double> sums, scratch, box;
         const auto [s0, s1] = slabsOf(block);
-        box.resize((s1 - s0) * slab);
-        blockBox(share.data(), box.data(), sums, scratch, s0, s1, n, identity);
+        const double* box = blockBox(share.data(), s0, s1, n, identity);
         double mass = 0;
         for (int64_t i = s0 * slab, k = 0; i < s1 * slab; ++i, ++k) {
-          const double p = std::max(x[i], 0.0);
+          const double p = positivePart(x[i]);
           y[i] = std::max(p - p * box[k], 0.0);
           mass += y[i];
         }

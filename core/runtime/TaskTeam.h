@@ -35,13 +35,17 @@ void wakeTaskTeam();
 /// all run on the calling thread, in order. Parts must not throw.
 void runInParts(int parts, const std::function<void(int)>& part);
 
+/// Whether parallel work goes to LibTorch's threads: it has more than one,
+/// or the caller is inside one of its regions.
+inline bool onLibTorchThreads() { return at::get_num_threads() > 1 || at::in_parallel_region(); }
+
 /// body(i) for every i in [0, count), in parallel: on LibTorch's threads
 /// when it has more than one (or inside one of its regions), else on the
 /// team (LearnedOperator::step runs LibTorch on one thread for a single
 /// density). Thread p of the team takes p, p + threads, ...
 template <typename Body>
 void parallelFor(int64_t count, const Body& body) {
-  if (at::get_num_threads() > 1 || at::in_parallel_region()) {
+  if (onLibTorchThreads()) {
     at::parallel_for(0, count, 1, [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i) body(i);
     });
@@ -54,8 +58,6 @@ void parallelFor(int64_t count, const Body& body) {
 }
 
 /// The threads parallelFor runs on.
-inline int parallelWorkers() {
-  return at::get_num_threads() > 1 || at::in_parallel_region() ? at::get_num_threads() : taskTeamThreads();
-}
+inline int parallelWorkers() { return onLibTorchThreads() ? at::get_num_threads() : taskTeamThreads(); }
 
 }  // namespace jko
