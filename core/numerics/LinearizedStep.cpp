@@ -1,0 +1,553 @@
+#include "numerics/LinearizedStep.h"
+
+#include <ATen/Parallel.h>
+#include <ATen/core/grad_mode.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <map>
+#include <vector>
+
+#include "numerics/Errors.h"
+#include "numerics/Multigrid.h"
+
+namespace jko {
+namespace {
+
+// A field's shape with three slots, the grid's last axis innermost (a 2D
+// grid has a leading slot of length 1), as in Multigrid.
+struct Shape {
+  int dim = 2;
+  std::array<int64_t, 3> n{1, 1, 1};
+  std::array<int64_t, 3> stride{1, 1, 1};
+  std::array<double, 3> h{1, 1, 1};
+  int64_t nodes = 1;
+  int slot(int axis) const { return axis + 3 - dim; }
+};
+
+Shape shapeOf(const Grid& grid) {
+  Shape s;
+  s.dim = grid.dim;
+  for (int a = 0; a < grid.dim; ++a) {
+    s.n[s.slot(a)] = grid.n[a];
+    s.h[s.slot(a)] = grid.spacing[a];
+  }
+  s.stride = {s.n[1] * s.n[2], s.n[2], 1};
+  s.nodes = s.n[0] * s.n[1] * s.n[2];
+  return s;
+}
+
+// A three-point operator along one axis, y_i = l x_{i-1} + c x_i + r x_{i+1}
+// inside, with its own two weights at each wall.
+struct ThreePoint {
+  double firstC, firstR;
+  double l, c, r;
+  double lastL, lastC;
+};
+
+// S: the deposit at u = 0 along one axis, (1/8, 3/4, 1/8), the weight that
+// would leave the box folded onto the wall node.
+constexpr ThreePoint kSpread{7.0 / 8, 1.0 / 8, 1.0 / 8, 3.0 / 4, 1.0 / 8, 1.0 / 8, 7.0 / 8};
+// G / h: d rho'_j / d(m_i u_i) of the quadratic B-spline (slopes -1/2, 0,
+// +1/2 at the nodes left, centre and right of the particle), folded at the
+// walls: the deposit's divergence of the mass flux, with a minus sign.
+ThreePoint depositDerivative(double h) {
+  const double q = 0.5 / h;
+  return {-q, -q, q, 0.0, -q, q, q};
+}
+// (G / h)^T: the gradient that pairs with it.
+ThreePoint depositDerivativeAdjoint(double h) {
+  const double q = 0.5 / h;
+  return {-q, q, -q, 0.0, q, -q, q};
+}
+
+void applyAlong(const Shape& s, int slot, const ThreePoint& op, const double* x, double* y) {
+  const int64_t n = s.n[slot], inner = s.stride[slot], outer = s.nodes / (n * inner);
+  for (int64_t o = 0; o < outer; ++o) {
+    const double* in = x + o * n * inner;
+    double* out = y + o * n * inner;
+    if (inner == 1) {
+      out[0] = op.firstC * in[0] + op.firstR * in[1];
+      for (int64_t i = 1; i + 1 < n; ++i) out[i] = op.l * in[i - 1] + op.c * in[i] + op.r * in[i + 1];
+      out[n - 1] = op.lastL * in[n - 2] + op.lastC * in[n - 1];
+      continue;
+    }
+    for (int64_t j = 0; j < inner; ++j) out[j] = op.firstC * in[j] + op.firstR * in[inner + j];
+    for (int64_t i = 1; i + 1 < n; ++i) {
+      const double* left = in + (i - 1) * inner;
+      const double* centre = left + inner;
+      const double* right = centre + inner;
+      double* o2 = out + i * inner;
+      for (int64_t j = 0; j < inner; ++j) o2[j] = op.l * left[j] + op.c * centre[j] + op.r * right[j];
+    }
+    const double* left = in + (n - 2) * inner;
+    double* o2 = out + (n - 1) * inner;
+    for (int64_t j = 0; j < inner; ++j) o2[j] = op.lastL * left[j] + op.lastC * left[inner + j];
+  }
+}
+
+// K_a^T x (the gradient along axis a, spread along the others) and K_a x
+// (spread along the others, then the deposit's derivative along a).
+// `work` holds two fields of scratch.
+void depositAdjoint(const Shape& s, int axis, const double* x, double* y, std::vector<double>& work) {
+  work.resize(2 * s.nodes);
+  const double* in = x;
+  double* buffers[2] = {work.data(), work.data() + s.nodes};
+  int next = 0;
+  applyAlong(s, s.slot(axis), depositDerivativeAdjoint(s.h[s.slot(axis)]), in, buffers[next]);
+  in = buffers[next];
+  next = 1 - next;
+  for (int other = 0; other < s.dim; ++other) {
+    if (other == axis) continue;
+    applyAlong(s, s.slot(other), kSpread, in, buffers[next]);
+    in = buffers[next];
+    next = 1 - next;
+  }
+  std::copy(in, in + s.nodes, y);
+}
+
+void depositLinear(const Shape& s, int axis, const double* x, double* y, std::vector<double>& work) {
+  work.resize(2 * s.nodes);
+  const double* in = x;
+  double* buffers[2] = {work.data(), work.data() + s.nodes};
+  int next = 0;
+  for (int other = 0; other < s.dim; ++other) {
+    if (other == axis) continue;
+    applyAlong(s, s.slot(other), kSpread, in, buffers[next]);
+    in = buffers[next];
+    next = 1 - next;
+  }
+  applyAlong(s, s.slot(axis), depositDerivative(s.h[s.slot(axis)]), in, y);
+}
+
+// Calls f(i, index) for every node i of the shape, index its three slot
+// indices, without divisions.
+template <typename F>
+void forEachNode(const Shape& s, F&& f) {
+  int64_t i = 0;
+  std::array<int64_t, 3> index{0, 0, 0};
+  for (index[0] = 0; index[0] < s.n[0]; ++index[0])
+    for (index[1] = 0; index[1] < s.n[1]; ++index[1])
+      for (index[2] = 0; index[2] < s.n[2]; ++index[2], ++i) f(i, index);
+}
+
+// One sample's elliptic problem, all on the nodes (float64, contiguous):
+//   (diag(a) + tau sum_a K_a diag(m e_a) K_a^T) x = rhs,
+//   u_a = -tau e_a K_a^T x  (+ (1 - r_a) uBar_a in a Newton step at a
+//   predicted map whose carried displacement is uBar, r_a = carriedShare).
+// The caller fills masses, a, rhs, e and carriedShare, then calls prepare().
+// A model is kept per grid shape and thread (modelFor), so that a rollout
+// allocates its fields and multigrid levels once.
+class SampleModel {
+ public:
+  SampleModel(const Shape& s, int smoothing)
+      : s_(s),
+        a(s.nodes),
+        rhs(s.nodes),
+        e(s.dim, std::vector<double>(s.nodes)),
+        carriedShare(s.dim, std::vector<double>(s.nodes)),
+        mobility_(s.dim, std::vector<double>(s.nodes)),
+        faces_(s.dim, std::vector<double>(s.nodes)),
+        thirdDifference_(s.dim, std::vector<double>(s.nodes)),
+        x_(s.nodes),
+        r_(s.nodes),
+        z_(s.nodes),
+        p_(s.nodes),
+        q_(s.nodes),
+        gradient_(s.nodes),
+        flux_(s.nodes),
+        work_(s.nodes) {
+    std::array<int64_t, 3> n{1, 1, 1};
+    std::array<double, 3> h{1, 1, 1};
+    for (int axis = 0; axis < s.dim; ++axis) {
+      n[axis] = s.n[s.slot(axis)];
+      h[axis] = s.h[s.slot(axis)];
+    }
+    multigrid_ = std::make_unique<Multigrid>(s.dim, n, h, smoothing, smoothing);
+  }
+
+  const double* masses = nullptr;  // m
+  std::vector<double> a, rhs;
+  std::vector<std::vector<double>> e, carriedShare;  // per axis
+
+  void prepare(double tau, const LinearizedStepOptions& options) {
+    tau_ = tau;
+    iterations_ = options.iterations;
+    const Shape& s = s_;
+    for (int axis = 0; axis < s.dim; ++axis) {
+      const int slot = s.slot(axis);
+      const int64_t stride = s.stride[slot], n = s.n[slot];
+      std::vector<double>& c = mobility_[axis];
+      for (int64_t i = 0; i < s.nodes; ++i) c[i] = masses[i] * e[axis][i];
+      // Face weights tau (c_i + c_j) / 2, c = m e, for the compact
+      // preconditioner; the stabilisation's third-difference weights where
+      // the mobility jumps (fronts, edges, vacuum: see the header). On a
+      // smooth state they vanish and a mode keeps the deposit's own response.
+      const double stabilisation = options.stabilisation * tau / (64 * s.h[slot] * s.h[slot]);
+      forEachNode(s, [&](int64_t i, const std::array<int64_t, 3>& index) {
+        const int64_t k = index[slot];
+        faces_[axis][i] = k + 1 < n ? 0.5 * tau * (c[i] + c[i + stride]) : 0.0;
+        double third = 0;
+        if (k >= 1 && k + 2 < n && stabilisation > 0) {
+          const double c0 = c[i - stride], c1 = c[i], c2 = c[i + stride], c3 = c[i + 2 * stride];
+          const double hi = std::max({c0, c1, c2, c3}), lo = std::min({c0, c1, c2, c3});
+          const double contrast = hi > 0 ? std::clamp(((hi - lo) / hi - 0.25) / 0.75, 0.0, 1.0) : 0.0;
+          third = stabilisation * contrast * (c0 + c1 + c2 + c3);
+        }
+        thirdDifference_[axis][i] = third;
+      });
+    }
+    std::array<const double*, 3> faceData{nullptr, nullptr, nullptr};
+    for (int axis = 0; axis < s.dim; ++axis) faceData[axis] = faces_[axis].data();
+    multigrid_->setCoefficients(a.data(), faceData);
+  }
+
+  // y = (diag(a) + tau L) x with the deposit's own L, plus the stabilisation
+  // D3^T diag(k) D3 x along each axis (D3 the third difference over the four
+  // nodes i-1 .. i+2, centred on the face i + 1/2).
+  void applyOperator(const double* x, double* y) {
+    const int64_t N = s_.nodes;
+    for (int64_t i = 0; i < N; ++i) y[i] = a[i] * x[i];
+    for (int axis = 0; axis < s_.dim; ++axis) {
+      depositAdjoint(s_, axis, x, gradient_.data(), scratch_);
+      const double* c = mobility_[axis].data();
+      for (int64_t i = 0; i < N; ++i) flux_[i] = tau_ * c[i] * gradient_[i];
+      depositLinear(s_, axis, flux_.data(), work_.data(), scratch_);
+      for (int64_t i = 0; i < N; ++i) y[i] += work_[i];
+      const int slot = s_.slot(axis);
+      const int64_t stride = s_.stride[slot];
+      const double* k = thirdDifference_[axis].data();
+      for (int64_t i = 0; i < N; ++i) {
+        if (k[i] == 0) continue;  // zero at the walls and wherever the mobility is smooth
+        const double f = k[i] * (x[i + 2 * stride] - 3 * x[i + stride] + 3 * x[i] - x[i - stride]);
+        y[i + 2 * stride] += f;
+        y[i + stride] -= 3 * f;
+        y[i] += 3 * f;
+        y[i - stride] -= f;
+      }
+    }
+  }
+
+  // The problem by conjugate gradients, preconditioned by one V-cycle of the
+  // compact operator per iteration. The operator is symmetric positive
+  // semi-definite for any density; CG never increases the error in its
+  // energy norm, so a few iterations give a stable step. The constant part
+  // is solved first, exactly (L 1 = 0, so it is the A-orthogonal projection
+  // onto constants, <1, rhs> / <1, a>): it moves nothing, but left in, it
+  // dominates CG's step lengths and the part that moves mass gets an
+  // arbitrary polynomial (a 10^-5 cosine mode on a constant state came out
+  // amplified 3x).
+  void solve(const double* b, double* x) {
+    const int64_t N = s_.nodes;
+    double bSum = 0, aSum = 0;
+    for (int64_t i = 0; i < N; ++i) bSum += b[i], aSum += a[i];
+    const double constant = aSum > 0 ? bSum / aSum : 0.0;
+    for (int64_t i = 0; i < N; ++i) {
+      x[i] = constant;
+      r_[i] = b[i] - a[i] * constant;
+      z_[i] = 0;
+    }
+    multigrid_->cycle(r_.data(), z_.data());
+    p_ = z_;
+    double rz = 0;
+    for (int64_t i = 0; i < N; ++i) rz += r_[i] * z_[i];
+    for (int iteration = 0; iteration < iterations_; ++iteration) {
+      applyOperator(p_.data(), q_.data());
+      double pq = 0;
+      for (int64_t i = 0; i < N; ++i) pq += p_[i] * q_[i];
+      if (!(pq > 0) || !(rz > 0)) break;
+      const double alpha = rz / pq;
+      for (int64_t i = 0; i < N; ++i) {
+        x[i] += alpha * p_[i];
+        r_[i] -= alpha * q_[i];
+      }
+      if (iteration + 1 == iterations_) break;
+      std::fill(z_.begin(), z_.end(), 0.0);
+      multigrid_->cycle(r_.data(), z_.data());
+      double rzNext = 0;
+      for (int64_t i = 0; i < N; ++i) rzNext += r_[i] * z_[i];
+      const double beta = rzNext / rz;
+      rz = rzNext;
+      for (int64_t i = 0; i < N; ++i) p_[i] = z_[i] + beta * p_[i];
+    }
+  }
+
+  // u_a = -tau e_a K_a^T x into `total`; with `carried` (dim x N, or
+  // nullptr) the Newton step at a predicted map, total = uBar + u:
+  //   total_a = r_a uBar_a - tau e_a K_a^T x, the right-hand side less
+  //   sum_a K_a(m (1 - r_a) uBar_a).
+  void step(double* total, const double* carried = nullptr) {
+    const int64_t N = s_.nodes;
+    if (carried)
+      for (int axis = 0; axis < s_.dim; ++axis) {
+        for (int64_t i = 0; i < N; ++i) flux_[i] = masses[i] * carriedShare[axis][i] * carried[axis * N + i];
+        depositLinear(s_, axis, flux_.data(), work_.data(), scratch_);
+        for (int64_t i = 0; i < N; ++i) rhs[i] -= work_[i];
+      }
+    solve(rhs.data(), x_.data());
+    for (int axis = 0; axis < s_.dim; ++axis) {
+      depositAdjoint(s_, axis, x_.data(), gradient_.data(), scratch_);
+      for (int64_t i = 0; i < N; ++i) {
+        total[axis * N + i] = -tau_ * e[axis][i] * gradient_[i];
+        if (carried) total[axis * N + i] += (1 - carriedShare[axis][i]) * carried[axis * N + i];
+      }
+    }
+  }
+
+ private:
+  Shape s_;
+  double tau_ = 0;
+  int iterations_ = 3;
+  std::vector<std::vector<double>> mobility_, faces_, thirdDifference_;
+  std::vector<double> x_, r_, z_, p_, q_, gradient_, flux_, work_, scratch_;
+  std::unique_ptr<Multigrid> multigrid_;
+};
+
+// The calling thread's model for a grid shape and smoothing.
+SampleModel& modelFor(const Shape& s, int smoothing) {
+  thread_local std::map<std::array<int64_t, 5>, std::unique_ptr<SampleModel>> cache;
+  auto& entry = cache[{s.dim, s.n[0], s.n[1], s.n[2], smoothing}];
+  if (!entry) entry = std::make_unique<SampleModel>(s, smoothing);
+  return *entry;
+}
+
+void capDisplacement(const Shape& s, double capCells, double* u) {
+  double hMin = 1e300;
+  for (int a = 0; a < s.dim; ++a) hMin = std::min(hMin, s.h[s.slot(a)]);
+  const double cap = capCells * hMin;
+  const int64_t N = s.nodes;
+  for (int64_t i = 0; i < N; ++i) {
+    double speed2 = 0;
+    for (int a = 0; a < s.dim; ++a) speed2 += u[a * N + i] * u[a * N + i];
+    if (speed2 > cap * cap) {
+      const double factor = cap / std::sqrt(speed2);
+      for (int a = 0; a < s.dim; ++a) u[a * N + i] *= factor;
+    }
+  }
+}
+
+}  // namespace
+
+at::Tensor depositResponse(const Grid& grid, const at::Tensor& flux) {
+  const Shape s = shapeOf(grid);
+  const at::Tensor f = flux.to(at::kCPU, at::kDouble).contiguous();
+  const int64_t batch = f.size(0);
+  at::Tensor out = at::zeros(grid.batchShape(batch), f.options());
+  std::vector<double> work(s.nodes), scratch;
+  for (int64_t b = 0; b < batch; ++b)
+    for (int a = 0; a < grid.dim; ++a) {
+      depositLinear(s, a, f.data_ptr<double>() + (b * grid.dim + a) * s.nodes, work.data(), scratch);
+      double* o = out.data_ptr<double>() + b * s.nodes;
+      for (int64_t i = 0; i < s.nodes; ++i) o[i] += work[i];
+    }
+  return out;
+}
+
+at::Tensor depositResponseAdjoint(const Grid& grid, const at::Tensor& phi) {
+  const Shape s = shapeOf(grid);
+  const at::Tensor p = phi.to(at::kCPU, at::kDouble).contiguous();
+  const int64_t batch = p.size(0);
+  std::vector<int64_t> sizes{batch, grid.dim};
+  for (int a = 0; a < grid.dim; ++a) sizes.push_back(grid.n[a]);
+  at::Tensor out = at::zeros(sizes, p.options());
+  std::vector<double> scratch;
+  for (int64_t b = 0; b < batch; ++b)
+    for (int a = 0; a < grid.dim; ++a)
+      depositAdjoint(s, a, p.data_ptr<double>() + b * s.nodes, out.data_ptr<double>() + (b * grid.dim + a) * s.nodes,
+                     scratch);
+  return out;
+}
+
+LinearizedStep::LinearizedStep(std::shared_ptr<const JkoObjective> objective, LinearizedStepOptions options)
+    : objective_(std::move(objective)), options_(options) {
+  if (options_.iterations < 1)
+    throw InvalidParameter("linearised step iterations", formatValue(options_.iterations), "must be >= 1");
+  if (!(options_.capCells > 0))
+    throw InvalidParameter("displacement cap", formatValue(options_.capCells), "must be > 0");
+}
+
+at::Tensor LinearizedStep::displacement(const JkoState& state) const { return solveAround(state, at::Tensor()); }
+
+at::Tensor LinearizedStep::solveAround(const JkoState& state, const at::Tensor& carried) const {
+  at::NoGradGuard noGrad;
+  const JkoObjective& J = *objective_;
+  const Grid& grid = J.grid();
+  const Energy& energy = J.energy();
+  const EnergySpec& spec = energy.spec();
+  const at::Device device = state.density.device();
+  const at::Tensor rho = state.density.to(at::kCPU, at::kDouble).contiguous();
+  const at::Tensor masses = state.masses.to(at::kCPU, at::kDouble).contiguous();
+  const at::Tensor weights = state.weights.to(at::kCPU, at::kDouble).contiguous();
+  const at::Tensor variation = energy.firstVariation(rho).contiguous();
+  const at::Tensor carriedCpu = carried.defined() ? carried.to(at::kCPU, at::kDouble).contiguous() : at::Tensor();
+  const bool entropy = spec.internal == InternalKind::Entropy && spec.diffusion > 0;
+  const bool porous = spec.internal == InternalKind::PorousMedium && spec.diffusion > 0;
+  // Phi = V + W * rho: the external part of the first variation.
+  at::Tensor external;
+  if (spec.potential != PotentialKind::None || spec.kernel != KernelKind::None)
+    external = (variation - energy.internalVariation(rho)).contiguous();
+  const Shape shape = shapeOf(grid);
+  const int64_t batch = rho.size(0), N = shape.nodes;
+  const int d = grid.dim;
+  at::Tensor u = at::zeros({batch, d * N}, rho.options());
+  const double tau = J.tau();
+  at::parallel_for(0, batch, 1, [&](int64_t b0, int64_t b1) {
+    std::vector<double> curvature(N, 0.0), scratch;
+    for (int64_t b = b0; b < b1; ++b) {
+      const double* r = rho.data_ptr<double>() + b * N;
+      const double* m = masses.data_ptr<double>() + b * N;
+      const double* w = weights.data_ptr<double>() + b * N;
+      const double* g = variation.data_ptr<double>() + b * N;
+      const double* phi = external.defined() ? external.data_ptr<double>() + b * N : nullptr;
+      const double* uBar = carriedCpu.defined() ? carriedCpu.data_ptr<double>() + b * d * N : nullptr;
+      double* out = u.data_ptr<double>() + b * d * N;
+      SampleModel& model = modelFor(shape, options_.smoothing);
+      model.masses = m;
+      // a = 1 / U''(rho) (the entropy: rho / D; the porous medium:
+      // rho^(2-m) / (D m), bounded where m > 2 makes it infinite at vacuum;
+      // no internal energy: a large, phi = g), e_a = m / (w + tau m d_a)
+      // with d_a the curvature of Phi along a, rhs = a g.
+      double peak = 0;
+      for (int64_t i = 0; i < N; ++i) peak = std::max(peak, r[i]);
+      for (int64_t i = 0; i < N; ++i) {
+        double inverseHessian = 1e12;
+        if (entropy) {
+          inverseHessian = std::max(r[i], 0.0) / spec.diffusion;
+        } else if (porous) {
+          const double exponent = spec.exponent;
+          const double base = exponent > 2 ? std::max(r[i], 1e-6 * peak) : std::max(r[i], 0.0);
+          inverseHessian = (exponent == 2 ? 1.0 : std::pow(base, 2 - exponent)) / (spec.diffusion * exponent);
+        }
+        model.a[i] = inverseHessian;
+        model.rhs[i] = inverseHessian * g[i];
+      }
+      for (int a = 0; a < d; ++a) {
+        const int slot = shape.slot(a);
+        if (phi) {
+          const double h2 = shape.h[slot] * shape.h[slot];
+          applyAlong(shape, slot, {-1.0 / h2, 1.0 / h2, 1.0 / h2, -2.0 / h2, 1.0 / h2, 1.0 / h2, -1.0 / h2}, phi,
+                     curvature.data());
+        }
+        for (int64_t i = 0; i < N; ++i) {
+          // Only particles of positive mass move (the pre-filter's small
+          // negative masses at steep fronts would move up the gradient), and
+          // a concave potential may not make the step's metric indefinite.
+          const double denominator = std::max(w[i] + tau * m[i] * curvature[i], 0.5 * w[i]);
+          const bool moves = w[i] > 0 && m[i] > 0;
+          model.e[a][i] = moves ? m[i] / denominator : 0.0;
+          model.carriedShare[a][i] = moves ? w[i] / denominator : 1.0;
+        }
+      }
+      model.prepare(tau, options_);
+      model.step(out, uBar);
+      capDisplacement(shape, options_.capCells, out);
+    }
+  });
+  std::vector<int64_t> sizes{batch, d};
+  for (int a = 0; a < d; ++a) sizes.push_back(grid.n[a]);
+  return u.view(sizes).to(device);
+}
+
+namespace {
+
+// Multilinear interpolation of a node field f (B, dim, n...) at the moved
+// nodes x + u, positions clamped to the node range.
+at::Tensor interpolateAtMoved(const Grid& grid, const at::Tensor& f, const at::Tensor& u) {
+  const Shape s = shapeOf(grid);
+  const at::Tensor field = f.contiguous(), disp = u.contiguous();
+  at::Tensor out = at::empty_like(field);
+  const int64_t batch = field.size(0), N = s.nodes, d = grid.dim;
+  for (int64_t b = 0; b < batch; ++b) {
+    const double* F = field.data_ptr<double>() + b * d * N;
+    const double* U = disp.data_ptr<double>() + b * d * N;
+    double* O = out.data_ptr<double>() + b * d * N;
+    for (int64_t i = 0; i < N; ++i) {
+      std::array<int64_t, 3> index{0, 0, 0}, low{0, 0, 0};
+      std::array<double, 3> w{0, 0, 0};
+      int64_t rest = i;
+      for (int slot = 2; slot >= 0; --slot) {
+        index[slot] = rest % s.n[slot];
+        rest /= s.n[slot];
+      }
+      for (int a = 0; a < d; ++a) {
+        const int slot = s.slot(a);
+        const double p = std::clamp(index[slot] + U[a * N + i] / s.h[slot], 0.0, static_cast<double>(s.n[slot] - 1));
+        low[slot] = std::min<int64_t>(static_cast<int64_t>(p), std::max<int64_t>(s.n[slot] - 2, 0));
+        w[slot] = p - low[slot];
+      }
+      for (int c = 0; c < d; ++c) {
+        double value = 0;
+        for (int corner = 0; corner < (1 << d); ++corner) {
+          double weight = 1;
+          int64_t offset = 0;
+          for (int a = 0; a < d; ++a) {
+            const int slot = s.slot(a);
+            const int bit = (corner >> a) & 1;
+            weight *= bit ? w[slot] : 1 - w[slot];
+            offset += (low[slot] + bit) * s.stride[slot];
+          }
+          value += weight * F[c * N + offset];
+        }
+        O[c * N + i] = value;
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+at::Tensor LinearizedStep::correct(const JkoState& state, const at::Tensor& predicted) const {
+  at::NoGradGuard noGrad;
+  const JkoObjective& J = *objective_;
+  const Grid& grid = J.grid();
+  const PushForward& push = J.pushForward();
+  const at::Tensor m = state.masses.to(at::kCPU, at::kDouble).contiguous();
+  const at::Tensor us = predicted.to(at::kCPU, at::kDouble).contiguous();
+  // The predicted density and the predicted displacement carried to where
+  // its mass lands (momentum deposited, divided by the density).
+  const at::Tensor raw = push.deposit(m, us);
+  const at::Tensor rhoS = push.limit(raw, state.mass.to(at::kCPU, at::kDouble));
+  std::vector<at::Tensor> carried;
+  const at::Tensor floor = 1e-12 * std::get<0>(raw.flatten(1).max(1)).view({-1, 1, 1}).expand_as(raw);
+  for (int a = 0; a < grid.dim; ++a) {
+    const at::Tensor momentum = push.deposit(m * us.select(1, a), us);
+    carried.push_back(at::where(raw > floor, momentum / raw.clamp_min(1e-300), at::zeros_like(raw)));
+  }
+  const at::Tensor uBar = at::stack(carried, 1);
+  const JkoState stateS = J.prepare(rhoS);
+  const at::Tensor total = solveAround(stateS, uBar);  // uBar + u_f at the predicted density's nodes
+  at::Tensor u = us + interpolateAtMoved(grid, total - uBar, us);
+  const Shape shape = shapeOf(grid);
+  u = u.contiguous();
+  for (int64_t b = 0; b < u.size(0); ++b)
+    capDisplacement(shape, options_.capCells, u.data_ptr<double>() + b * grid.dim * shape.nodes);
+  return u.to(state.density.device());
+}
+
+std::pair<at::Tensor, at::Tensor> LinearizedStep::step(const at::Tensor& rho) const {
+  at::NoGradGuard noGrad;
+  const bool batched = rho.dim() == objective_->grid().dim + 1;
+  const JkoState state = objective_->prepare(rho);
+  at::Tensor u = displacement(state);
+  // A step is a descent step: J(u) <= J(0) = E(rho) holds for every JKO
+  // minimiser. Where the linearisation is poor (the entropy at vacuum, large
+  // drifts across sharp edges) the model's step can overshoot: halve it,
+  // per density, until J falls (at most 8 times; then stay put).
+  const at::Tensor initial = objective_->evaluate(state, at::zeros_like(u)).objective;
+  JkoTerms terms = objective_->evaluate(state, u);
+  std::vector<int64_t> perSample(u.dim(), 1);
+  perSample[0] = -1;
+  for (int attempt = 0; attempt < 9; ++attempt) {
+    const at::Tensor worse = terms.objective > initial;
+    if (!worse.any().item<bool>()) break;
+    const double factor = attempt < 8 ? 0.5 : 0.0;
+    u = u * at::where(worse, at::full_like(initial, factor), at::ones_like(initial)).view(perSample);
+    terms = objective_->evaluate(state, u);
+  }
+  const at::Tensor next = objective_->nextDensity(state, terms.deposited);
+  return {batched ? next : next[0], batched ? u : u[0]};
+}
+
+}  // namespace jko
