@@ -8,10 +8,13 @@
 #include <thread>
 
 #include "Commands.h"
+#include "EnergyOptions.h"
 #include "evaluation/HeldOutComparison.h"
+#include "evaluation/ModeDecay.h"
 #include "evaluation/ReferenceCases.h"
 #include "numerics/Errors.h"
 #include "numerics/JkoObjective.h"
+#include "numerics/LinearizedStep.h"
 #include "numerics/ReferenceSolver.h"
 #include "operator/LearnedOperator.h"
 #include "runtime/Runtime.h"
@@ -31,21 +34,42 @@ struct EvalOptions {
   std::string operatorFile;
   int refineIterations = 10;
   ReferenceSolverOptions reference;
+  LinearizedStepOptions linearized;
+  // mode-decay only: the energy (default: the operator's, else the porous
+  // medium m = 2), the constant state and the mode's relative amplitude.
+  EnergyOptions energy;
+  double level = 0, amplitude = 0.1;
 };
+
+// The network-free linearised implicit step (numerics/LinearizedStep.h).
+Stepper linearizedStepper(std::shared_ptr<const LinearizedStep> solver) {
+  return [solver](const at::Tensor& rho, const StepOutput&) {
+    auto [next, u] = solver->step(rho);
+    StepOutput out;
+    out.next = next;
+    out.displacement = u;
+    at::NoGradGuard noGrad;
+    const JkoObjective& J = solver->objective();
+    const JkoTerms terms = J.evaluate(J.prepare(rho), u.unsqueeze(0));
+    out.objective = terms.objective.item<double>();
+    out.energy = terms.energy.item<double>();
+    out.transport = terms.transport.item<double>();
+    return out;
+  };
+}
 
 // The learned operator, or (refine) the learned step followed by a few
 // reference-solver iterations started from it.
-Stepper learnedStepper(const ReferenceCase& c, const EvalOptions& options, bool refine) {
-  auto op = LearnedOperator::load(options.operatorFile);
-  for (const std::string& warning : op->checkCompatible(c.grid, &c.energy, c.tau))
+Stepper learnedStepper(std::shared_ptr<LearnedOperator> op, const Grid& grid, const EnergySpec& energy, double tau,
+                       const EvalOptions& options, bool refine) {
+  for (const std::string& warning : op->checkCompatible(grid, &energy, tau))
     std::cerr << "jko: warning: " << warning << "\n";
   std::shared_ptr<ReferenceSolver> solver;
   if (refine) {
     ReferenceSolverOptions refineOptions = options.reference;
     refineOptions.maxIterations = options.refineIterations;
-    solver = std::make_shared<ReferenceSolver>(op->objectiveOn(c.grid), refineOptions);
+    solver = std::make_shared<ReferenceSolver>(op->objectiveOn(grid), refineOptions);
   }
-  const Grid grid = c.grid;
   return [op, solver, grid](const at::Tensor& rho, const StepOutput&) {
     const LearnedStep step = op->step(rho, grid);
     StepOutput out;
@@ -90,12 +114,13 @@ void printSummary(const nlohmann::json& r) {
 void addEvalCommand(CLI::App& app) {
   auto options = std::make_shared<EvalOptions>();
   CLI::App* eval = app.add_subcommand("eval", "Run a reference case and measure it against its exact answer");
-  eval->add_option("--case", options->caseName, "Reference case")
-      ->required()
-      ->check(CLI::IsMember(referenceCaseNames()));
+  std::vector<std::string> cases = referenceCaseNames();
+  cases.push_back("mode-decay");
+  eval->add_option("--case", options->caseName, "Reference case")->required()->check(CLI::IsMember(cases));
   eval->add_option("--solver", options->solver,
-                   "Solver: reference, learned, or refine (learned + a few reference iterations)")
-      ->check(CLI::IsMember({"reference", "learned", "refine"}));
+                   "Solver: reference, learned, refine (learned + a few reference iterations), or linearized "
+                   "(the network-free linearised implicit step)")
+      ->check(CLI::IsMember({"reference", "learned", "refine", "linearized"}));
   eval->add_option("--operator", options->operatorFile, "Operator file (learned, refine)");
   eval->add_option("--refine-iterations", options->refineIterations,
                    "L-BFGS iterations after the learned step (refine)")
@@ -114,19 +139,63 @@ void addEvalCommand(CLI::App& app) {
       ->capture_default_str();
   eval->add_option("--max-iterations", options->reference.maxIterations, "Reference solver: L-BFGS iterations cap")
       ->capture_default_str();
+  eval->add_option("--linearized-iterations", options->linearized.iterations,
+                   "Linearized solver: preconditioned iterations of its elliptic problem")
+      ->capture_default_str();
+  eval->add_option("--linearized-cap", options->linearized.capCells, "Linearized solver: displacement cap in cells")
+      ->capture_default_str();
+  eval->add_option("--linearized-smoothing", options->linearized.smoothing,
+                   "Linearized solver: Gauss-Seidel sweeps before and after each coarse correction")
+      ->capture_default_str();
+  eval->add_option("--linearized-stabilisation", options->linearized.stabilisation,
+                   "Linearized solver: eps of its third-difference stabilisation at mobility jumps")
+      ->capture_default_str();
+  eval->add_option("--level", options->level, "mode-decay: the constant state rho0 (default: 0.3 porous, else 1)");
+  eval->add_option("--amplitude", options->amplitude, "mode-decay: the mode's amplitude as a fraction of rho0")
+      ->capture_default_str();
+  options->energy.addTo(*eval, false);
   eval->callback([options] {
     configureRuntime(options->threads > 0 ? options->threads : static_cast<int>(std::thread::hardware_concurrency()));
-    const ReferenceCase c =
-        makeReferenceCase(options->caseName, options->grid, options->dim, options->tau, options->steps);
-    if (options->solver != "reference" && options->operatorFile.empty())
+    const bool learnedSolver = options->solver == "learned" || options->solver == "refine";
+    if (learnedSolver && options->operatorFile.empty())
       throw InvalidParameter("--operator", "none", "the " + options->solver + " solver needs an operator file");
-    const Stepper stepper =
-        options->solver == "reference"
-            ? referenceStepper(std::make_shared<const ReferenceSolver>(
-                  std::make_shared<const JkoObjective>(std::make_shared<const Energy>(c.energy, c.grid), c.tau),
-                  options->reference))
-            : learnedStepper(c, *options, options->solver == "refine");
-    nlohmann::json result = evaluateCase(c, stepper, options->solver);
+    std::shared_ptr<LearnedOperator> op;
+    if (learnedSolver) op = LearnedOperator::load(options->operatorFile);
+    auto stepperFor = [&](const Grid& grid, const EnergySpec& energy, double tau) -> Stepper {
+      auto objective = std::make_shared<const JkoObjective>(std::make_shared<const Energy>(energy, grid), tau);
+      if (options->solver == "reference")
+        return referenceStepper(std::make_shared<const ReferenceSolver>(objective, options->reference));
+      if (options->solver == "linearized")
+        return linearizedStepper(std::make_shared<const LinearizedStep>(objective, options->linearized));
+      return learnedStepper(op, grid, energy, tau, *options, options->solver == "refine");
+    };
+    nlohmann::json result;
+    if (options->caseName == "mode-decay") {
+      if (options->steps >= 0) throw InvalidParameter("--steps", formatValue(options->steps), "mode-decay is one step");
+      ModeDecayOptions mode;
+      mode.grid = Grid::unitBox(options->dim, options->grid);
+      mode.energy = options->energy.given() ? options->energy.spec()
+                    : op                    ? op->metadata().energy
+                                            : EnergySpec::porousMedium(2, 1);
+      mode.tau = options->tau > 0 ? options->tau : op ? op->metadata().tau : 0.005;
+      mode.level = options->level;
+      mode.amplitude = options->amplitude;
+      const Stepper solver = stepperFor(mode.grid, mode.energy, mode.tau);
+      Stepper reference;
+      if (options->solver != "reference") {
+        auto objective =
+            std::make_shared<const JkoObjective>(std::make_shared<const Energy>(mode.energy, mode.grid), mode.tau);
+        reference = referenceStepper(std::make_shared<const ReferenceSolver>(objective, options->reference));
+      }
+      result = evaluateModeDecay(mode, solver, reference, options->solver);
+    } else {
+      if (options->energy.given())
+        throw InvalidParameter("--energy", options->energy.preset,
+                               "each case has its own energy; --energy is for mode-decay");
+      const ReferenceCase c =
+          makeReferenceCase(options->caseName, options->grid, options->dim, options->tau, options->steps);
+      result = evaluateCase(c, stepperFor(c.grid, c.energy, c.tau), options->solver);
+    }
     if (!options->operatorFile.empty()) result["operator"] = options->operatorFile;
     result["solver_tolerance"] = {{"objective", options->reference.objectiveTolerance},
                                   {"gradient", options->reference.gradientTolerance},
@@ -134,6 +203,8 @@ void addEvalCommand(CLI::App& app) {
     result["runtime"] = describeRuntime();
     if (options->json)
       std::cout << result.dump() << std::endl;
+    else if (options->caseName == "mode-decay")
+      std::cout << result.dump(2) << std::endl;
     else
       printSummary(result);
   });
@@ -141,20 +212,63 @@ void addEvalCommand(CLI::App& app) {
 
 void addCompareCommand(CLI::App& app) {
   auto options = std::make_shared<HeldOutOptions>();
+  auto wild = std::make_shared<WildSuiteOptions>();
   auto operatorFile = std::make_shared<std::string>();
+  auto suite = std::make_shared<std::string>("held-out");
+  auto solverName = std::make_shared<std::string>("learned");
+  auto families = std::make_shared<std::vector<std::string>>();
   auto threads = std::make_shared<int>(0);
+  auto json = std::make_shared<bool>(false);
   CLI::App* compare = app.add_subcommand(
-      "compare", "Compare a learned operator with the reference solver from held-out random densities");
+      "compare", "Compare a learned operator with the reference solver from held-out or wild densities");
   compare->add_option("--operator", *operatorFile, "Operator file")->required();
+  compare
+      ->add_option("--suite", *suite,
+                   "held-out: generated densities of the operator's training kinds; wild: families training never "
+                   "sees (photo, terrain, scan, cells, strokes, stripes)")
+      ->check(CLI::IsMember({"held-out", "wild"}))
+      ->capture_default_str();
+  compare->add_option("--solver", *solverName, "wild suite: learned, learned-newton or linearized")
+      ->check(CLI::IsMember({"learned", "learned-newton", "linearized"}))
+      ->capture_default_str();
   compare->add_option("--densities", options->densities, "Held-out densities")->capture_default_str();
+  compare->add_option("--densities-per-family", wild->densitiesPerFamily, "Wild suite: densities per family")
+      ->capture_default_str();
+  compare->add_option("--families", *families, "Wild suite: only these families");
   compare->add_option("--steps", options->steps, "Frames per trajectory")->capture_default_str();
   compare->add_option("--grid", options->grid, "Nodes per axis")->capture_default_str();
   compare->add_option("--seed", options->seed, "Seed of the held-out densities")->capture_default_str();
+  compare->add_option("--cache", wild->cacheDirectory,
+                      "Wild suite: keep the reference trajectories in this folder and reuse them");
   compare->add_option("--threads", *threads, "LibTorch threads (default: all cores)");
-  compare->callback([options, operatorFile, threads] {
+  compare->add_flag("--json", *json, "Print one JSON object (the default output)");
+  compare->callback([options, wild, operatorFile, suite, solverName, families, threads] {
     configureRuntime(*threads > 0 ? *threads : static_cast<int>(std::thread::hardware_concurrency()));
     const auto op = LearnedOperator::load(*operatorFile);
-    nlohmann::json result = compareWithReference(*op, *options);
+    nlohmann::json result;
+    if (*suite == "wild") {
+      wild->grid = options->grid;
+      wild->steps = options->steps;
+      wild->families = *families;
+      SuiteStepper stepper;
+      if (*solverName == "learned") {
+        stepper = [op](const at::Tensor& rho, const Grid& grid) { return op->step(rho, grid).next; };
+      } else {
+        stepper = [op, solverName](const at::Tensor& rho, const Grid& grid) {
+          const auto objective = op->objectiveOn(grid);
+          const LinearizedStep linearized(objective);
+          if (*solverName == "linearized") return linearized.step(rho).first;
+          const JkoState state = objective->prepare(rho);
+          const at::Tensor u =
+              linearized.correct(state, (op->step(rho, grid).velocity * op->metadata().tau).unsqueeze(0));
+          return objective->nextDensity(state, objective->evaluate(state, u).deposited)[0];
+        };
+      }
+      result = compareOnWildSuite(*op, stepper, *wild);
+      result["solver"] = *solverName;
+    } else {
+      result = compareWithReference(*op, *options);
+    }
     result["operator"] = *operatorFile;
     result["training"] = op->metadata().training;
     std::cout << result.dump() << std::endl;

@@ -22,7 +22,9 @@
 #include "EnergyOptions.h"
 #include "FrameFiles.h"
 #include "evaluation/ReferenceCases.h"
+#include "evaluation/WildDensities.h"
 #include "numerics/JkoObjective.h"
+#include "numerics/LinearizedStep.h"
 #include "numerics/ReferenceSolver.h"
 #include "operator/DensityGenerator.h"
 #include "operator/LearnedOperator.h"
@@ -39,7 +41,8 @@ struct RolloutOptions {
   uint64_t seed = 1;
   int64_t grid = 64;
   int dim = 2, steps = 20, threads = 0, writeEvery = 1;
-  double tau = 0;
+  double tau = 0, mass = 0, peak = 0;
+  LinearizedStepOptions linearized;
   bool json = false;
   EnergyOptions energy;
 };
@@ -151,12 +154,25 @@ class FrameSeries {
 void addRolloutCommand(CLI::App& app) {
   auto o = std::make_shared<RolloutOptions>();
   CLI::App* rollout = app.add_subcommand("rollout", "Compute K JKO steps from an initial density and write the frames");
-  rollout->add_option("--solver", o->solver, "Solver: reference or learned (default: learned with --operator)")
-      ->check(CLI::IsMember({"reference", "learned"}));
+  rollout
+      ->add_option("--solver", o->solver,
+                   "Solver: reference, learned (default with --operator), or linearized (the network-free "
+                   "linearised implicit step)")
+      ->check(CLI::IsMember({"reference", "learned", "linearized", "learned-newton"}));
   rollout->add_option("--operator", o->operatorFile, "Learned operator file (.jko or TorchScript .pt)");
-  auto* generateOption = rollout->add_option("--generate", o->generate, "Start from a generated density of this kind")
-                             ->check(CLI::IsMember(DensityGenerator::kindNames()));
+  std::vector<std::string> kinds = DensityGenerator::kindNames();
+  for (const std::string& family : wildFamilies()) kinds.push_back("wild:" + family);
+  auto* generateOption =
+      rollout
+          ->add_option("--generate", o->generate,
+                       "Start from a generated density of this kind (wild:FAMILY: a family of the wild suite)")
+          ->check(CLI::IsMember(kinds));
   rollout->add_option("--seed", o->seed, "Seed of --generate")->capture_default_str();
+  rollout
+      ->add_option("--linearized-iterations", o->linearized.iterations, "Linearized solver: preconditioned iterations")
+      ->capture_default_str();
+  auto* massOption = rollout->add_option("--mass", o->mass, "Rescale the initial density to this mass");
+  rollout->add_option("--peak", o->peak, "Rescale the initial density to this peak value")->excludes(massOption);
   auto* caseOption = rollout->add_option("--case", o->caseName, "Start from a reference case's initial density")
                          ->check(CLI::IsMember(referenceCaseNames()));
   auto* initialOption =
@@ -186,7 +202,7 @@ void addRolloutCommand(CLI::App& app) {
     configureRuntime(o->threads > 0 ? o->threads : static_cast<int>(std::thread::hardware_concurrency()));
     const std::string solverName = !o->solver.empty() ? o->solver : o->operatorFile.empty() ? "reference" : "learned";
     std::shared_ptr<LearnedOperator> op;
-    if (solverName == "learned") {
+    if (solverName == "learned" || solverName == "learned-newton") {
       if (o->operatorFile.empty())
         throw InvalidParameter("--operator", "none", "the learned solver needs an operator file");
       op = LearnedOperator::load(o->operatorFile);
@@ -204,7 +220,10 @@ void addRolloutCommand(CLI::App& app) {
         ranges.peakMax = op->metadata().ranges.peakMax;
       }
       if (!(ranges.peakMax > 0)) ranges.peakMin = ranges.peakMax = 0;
-      rho0 = DensityGenerator(grid, ranges, o->seed).next(o->generate);
+      if (o->generate.rfind("wild:", 0) == 0)
+        rho0 = wildDensity(grid, o->generate.substr(5), o->seed);
+      else
+        rho0 = DensityGenerator(grid, ranges, o->seed).next(o->generate);
       if (op) energySpec = op->metadata().energy;
     } else if (!o->caseName.empty()) {
       const ReferenceCase c = makeReferenceCase(o->caseName, o->grid, o->dim, o->tau, 1);
@@ -225,6 +244,8 @@ void addRolloutCommand(CLI::App& app) {
       throw InvalidParameter("--energy", "none", "give an energy preset for a density read from a file");
     rho0 = rho0.to(at::kDouble).contiguous();
     validateDensity(rho0.unsqueeze(0), grid);
+    if (o->mass > 0) rho0 = rho0 * (o->mass / (rho0.sum().item<double>() * grid.cellVolume()));
+    if (o->peak > 0) rho0 = rho0 * (o->peak / rho0.max().item<double>());
 
     // One step at a time, frames written (or dropped) as they come, so that
     // memory stays flat however long the run.
@@ -234,10 +255,26 @@ void addRolloutCommand(CLI::App& app) {
       for (const std::string& warning : op->checkCompatible(grid, &energySpec, tau))
         std::cerr << "jko: warning: " << warning << "\n";
       objective = op->objectiveOn(grid);
-      step = [op, grid](const at::Tensor& rho) {
-        const LearnedStep s = op->step(rho, grid);
-        return std::make_pair(s.next, s.velocity * op->metadata().tau);
-      };
+      if (solverName == "learned-newton") {
+        auto corrector = std::make_shared<const LinearizedStep>(objective, o->linearized);
+        step = [op, grid, corrector](const at::Tensor& rho) {
+          const LearnedStep s = op->step(rho, grid);
+          const JkoObjective& J = corrector->objective();
+          const JkoState state = J.prepare(rho);
+          const at::Tensor u = corrector->correct(state, (s.velocity * op->metadata().tau).unsqueeze(0));
+          const JkoTerms terms = J.evaluate(state, u);
+          return std::make_pair(J.nextDensity(state, terms.deposited)[0], u[0]);
+        };
+      } else {
+        step = [op, grid](const at::Tensor& rho) {
+          const LearnedStep s = op->step(rho, grid);
+          return std::make_pair(s.next, s.velocity * op->metadata().tau);
+        };
+      }
+    } else if (solverName == "linearized") {
+      objective = std::make_shared<const JkoObjective>(std::make_shared<const Energy>(energySpec, grid), tau);
+      auto solver = std::make_shared<const LinearizedStep>(objective, o->linearized);
+      step = [solver](const at::Tensor& rho) { return solver->step(rho); };
     } else {
       objective = std::make_shared<const JkoObjective>(std::make_shared<const Energy>(energySpec, grid), tau);
       auto solver = std::make_shared<const ReferenceSolver>(objective);

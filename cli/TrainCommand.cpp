@@ -17,7 +17,7 @@ namespace {
 struct TrainCommandOptions {
   EnergyOptions energy;
   int dim = 2, threads = 0;
-  std::string out, network, mode, device = "cpu", checkpoint;
+  std::string out, network, base, mode, device = "cpu", checkpoint;
   std::vector<std::string> initial;
   TrainingOptions given;  // values of the options given; defaults come from the preset
   bool resume = false, quiet = false;
@@ -83,6 +83,11 @@ void addTrainCommand(CLI::App& app) {
   add("--peak-min", g.densities.peakMin, "Smallest peak density generated (porous medium)");
   add("--peak-max", g.densities.peakMax, "Largest peak density generated (porous medium)");
   train->add_option("--network", o->network, "Network: fno or unet")->check(CLI::IsMember({"fno", "unet"}));
+  train
+      ->add_option("--base", o->base,
+                   "What the network gates and corrects: linearized (the linearised implicit step on the density's "
+                   "grid; the porous medium's default) or resolvent")
+      ->check(CLI::IsMember({"linearized", "resolvent"}));
   train->add_option("--mode", o->mode, "learn-to-evolve or initial-only (the ablation)")
       ->check(CLI::IsMember({"learn-to-evolve", "initial-only"}));
   train->add_option("--device", o->device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
@@ -117,6 +122,7 @@ void addTrainCommand(CLI::App& app) {
     if (given("--peak-min")) options.densities.peakMin = g.densities.peakMin;
     if (given("--peak-max")) options.densities.peakMax = g.densities.peakMax;
     if (!o->network.empty()) options.network.kind = o->network;
+    if (!o->base.empty()) options.network.base = o->base;
     if (!o->mode.empty()) options.mode = o->mode;
     options.device = o->device;
     options.checkpoint = o->checkpoint;

@@ -1,9 +1,17 @@
 #include "evaluation/HeldOutComparison.h"
 
+#include <cmath>
+#include <filesystem>
+#include <random>
+#include <sstream>
+
 #include "evaluation/ReferenceCases.h"
+#include "evaluation/WildDensities.h"
+#include "numerics/Errors.h"
 #include "numerics/ReferenceSolver.h"
 #include "operator/DensityGenerator.h"
 #include "operator/LearnToEvolveTrainer.h"
+#include "operator/OperatorFile.h"
 
 namespace jko {
 
@@ -45,6 +53,131 @@ nlohmann::json compareWithReference(const LearnedOperator& op, const HeldOutOpti
           {"rel_l1_mean", mean},
           {"rel_l1_final", perFrame.back()},
           {"rel_l1_per_density", perDensity}};
+}
+
+namespace {
+
+// FNV-1a of a string: the key of a cached reference trajectory.
+std::string keyOf(const std::string& text) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : text) h = (h ^ c) * 1099511628211ull;
+  std::ostringstream out;
+  out << std::hex << h;
+  return out.str();
+}
+
+std::vector<at::Tensor> referenceTrajectory(std::shared_ptr<const JkoObjective> objective, const at::Tensor& rho0,
+                                            int steps, const std::string& cacheFile) {
+  if (!cacheFile.empty() && std::filesystem::exists(cacheFile)) {
+    try {
+      const OperatorArchive archive = readOperatorArchive(cacheFile);
+      std::vector<at::Tensor> frames;
+      for (const auto& [name, tensor] : archive.tensors) frames.push_back(tensor);
+      if (static_cast<int>(frames.size()) == steps && frames.front().sizes() == rho0.sizes()) return frames;
+    } catch (const Error&) {
+      // A damaged cache file is recomputed and overwritten.
+    }
+  }
+  const ReferenceSolver solver(std::move(objective));
+  std::vector<at::Tensor> frames;
+  for (const ReferenceStep& step : solver.rollout(rho0, steps)) frames.push_back(step.next);
+  if (!cacheFile.empty()) {
+    OperatorArchive archive;
+    archive.metadata = {{"kind", "reference trajectory"}};
+    for (size_t k = 0; k < frames.size(); ++k) archive.tensors.emplace_back("frame" + std::to_string(k + 1), frames[k]);
+    std::filesystem::create_directories(std::filesystem::path(cacheFile).parent_path());
+    writeOperatorArchive(cacheFile, archive);
+  }
+  return frames;
+}
+
+}  // namespace
+
+nlohmann::json compareOnWildSuite(const LearnedOperator& op, const SuiteStepper& solver, const WildSuiteOptions& o,
+                                  const ProgressCallback& progress) {
+  const OperatorMetadata& m = op.metadata();
+  if (o.steps < 1) throw InvalidParameter("steps", formatValue(o.steps), "must be >= 1");
+  if (o.densitiesPerFamily < 1)
+    throw InvalidParameter("densities per family", formatValue(o.densitiesPerFamily), "must be >= 1");
+  std::array<int64_t, 3> cells{o.grid, o.grid, o.grid};
+  std::array<double, 3> upper{m.ranges.boxLength[0], m.ranges.boxLength[1], m.ranges.boxLength[2]};
+  const Grid grid = Grid::box(m.dim, cells, {0, 0, 0}, upper);
+  const auto objective = op.objectiveOn(grid);
+  const Energy& energy = objective->energy();
+  const std::vector<std::string> families = o.families.empty() ? wildFamilies() : o.families;
+  const bool byPeak = m.energy.internal == InternalKind::PorousMedium && m.ranges.peakMax > 0;
+
+  nlohmann::json perFamily = nlohmann::json::object();
+  double sum = 0, worstDensity = 0, worstFrame = 0;
+  int64_t frames = 0, increases = 0, done = 0;
+  const int64_t total = static_cast<int64_t>(families.size()) * o.densitiesPerFamily;
+  for (const std::string& family : families) {
+    double familySum = 0, familyWorst = 0;
+    nlohmann::json densities = nlohmann::json::array();
+    for (int j = 0; j < o.densitiesPerFamily; ++j) {
+      const uint64_t seed = o.seed + 1000 * j;
+      const at::Tensor shape = wildDensity(grid, family, seed);
+      // The scale: a peak log-uniform in the trained peak range (porous
+      // medium), else a mass uniform in the trained mass range.
+      std::mt19937_64 random(seed ^ 0xabcdefull);
+      std::uniform_real_distribution<double> unit(0, 1);
+      double scale;
+      if (byPeak) {
+        const double peak = std::exp(std::log(m.ranges.peakMin) +
+                                     unit(random) * (std::log(m.ranges.peakMax) - std::log(m.ranges.peakMin)));
+        scale = peak / shape.max().item<double>();
+      } else {
+        const double lo = m.ranges.massMax > 0 ? m.ranges.massMin : 1, hi = m.ranges.massMax > 0 ? m.ranges.massMax : 1;
+        scale = (lo + unit(random) * (hi - lo)) / (shape.sum().item<double>() * grid.cellVolume());
+      }
+      const at::Tensor rho0 = shape * scale;
+      std::ostringstream key;
+      key << m.energy.toJson().dump() << m.tau << grid.describe() << family << seed << scale << o.steps;
+      const std::string cacheFile =
+          o.cacheDirectory.empty() ? ""
+                                   : (std::filesystem::path(o.cacheDirectory) / (keyOf(key.str()) + ".ref")).string();
+      const std::vector<at::Tensor> reference = referenceTrajectory(objective, rho0, o.steps, cacheFile);
+      std::vector<double> errors;
+      at::Tensor rho = rho0;
+      double previousEnergy = energy(rho0.unsqueeze(0)).item<double>();
+      for (int k = 0; k < o.steps; ++k) {
+        rho = solver(rho, grid);
+        errors.push_back(relativeL1(rho, reference[k]));
+        const double e = energy(rho.unsqueeze(0)).item<double>();
+        if (e > previousEnergy + 1e-12 * std::abs(previousEnergy)) ++increases;
+        previousEnergy = e;
+        worstFrame = std::max(worstFrame, errors.back());
+      }
+      double mean = 0;
+      for (double e : errors) mean += e / o.steps;
+      sum += mean * o.steps;
+      frames += o.steps;
+      familySum += mean;
+      familyWorst = std::max(familyWorst, mean);
+      worstDensity = std::max(worstDensity, mean);
+      densities.push_back({{"seed", seed}, {"scale", scale}, {"mean_error", mean}, {"errors", errors}});
+      ProgressEvent event;
+      event.stage = "wild suite";
+      event.fraction = double(++done) / total;
+      event.message = family + " density " + std::to_string(j + 1) + "/" + std::to_string(o.densitiesPerFamily);
+      reportProgress(progress, event);
+    }
+    perFamily[family] = {{"mean_error", familySum / o.densitiesPerFamily},
+                         {"worst_density_error", familyWorst},
+                         {"densities", densities}};
+  }
+  return {{"suite", "wild"},
+          {"grid", o.grid},
+          {"dim", m.dim},
+          {"steps", o.steps},
+          {"densities_per_family", o.densitiesPerFamily},
+          {"seed", o.seed},
+          {"scaled_by", byPeak ? "peak" : "mass"},
+          {"mean_error", sum / frames},
+          {"worst_density_error", worstDensity},
+          {"worst_frame_error", worstFrame},
+          {"energy_increase_frames", increases},
+          {"per_family", perFamily}};
 }
 
 }  // namespace jko

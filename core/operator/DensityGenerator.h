@@ -28,8 +28,12 @@ struct DensityRanges {
 class DensityGenerator {
  public:
   /// Kinds: "gaussian-mixture", "smooth-field", "ring", "bumps", "disk",
-  /// "barenblatt". An empty list means the training mix (all but disk and
-  /// barenblatt).
+  /// "barenblatt", and densities like the ones users load: "box-field"
+  /// (filling the box, structure down to the cell), "box-vacuum" (patches
+  /// with vacuum between them, touching the walls), "shapes" (sharp-edged
+  /// squares, triangles and disks), "filaments" (lines half a cell to three
+  /// cells wide), "noisy" (pixel noise on a background). An empty list means
+  /// the training mix (trainingKinds()).
   DensityGenerator(const Grid& grid, DensityRanges ranges, uint64_t seed, std::vector<std::string> kinds = {});
 
   /// The next random density (float64, shape of the grid), its kind cycling
@@ -39,11 +43,15 @@ class DensityGenerator {
   std::vector<at::Tensor> sample(int count);
 
   static const std::vector<std::string>& kindNames();
+  /// All but "disk" and "barenblatt" (kept out of training: exact cases use them).
+  static const std::vector<std::string>& trainingKinds();
 
  private:
   double uniform(double lo, double hi);
   at::Tensor centredSquaredDistance(const std::array<double, 3>& centre, const std::array<double, 3>& scale) const;
   at::Tensor scaled(const at::Tensor& shape);
+  at::Tensor whiteNoise();
+  at::Tensor powerLawField(double beta);
 
   Grid grid_;
   DensityRanges ranges_;

@@ -24,10 +24,12 @@ int LearnedOperator::inputChannels(const OperatorMetadata& m) {
   return 1 + 3 * m.dim + (m.energy.potential != PotentialKind::None ? 1 : 0);
 }
 
-// Our networks output two gates and a correction (2 + dim channels); a
-// TorchScript module outputs the velocity itself (dim channels).
+// Our networks output two gates and a correction (2 + dim channels; on the
+// linearised base one gate and a correction, 1 + dim); a TorchScript module
+// outputs the velocity itself (dim channels).
 int LearnedOperator::outputChannels(const OperatorMetadata& m) {
-  return m.network.kind == "torchscript" ? m.dim : 2 + m.dim;
+  if (m.network.kind == "torchscript") return m.dim;
+  return (m.network.base == "linearized" ? 1 : 2) + m.dim;
 }
 
 namespace {
@@ -79,6 +81,11 @@ at::Tensor averageOnto(const at::Tensor& field, const Grid& coarse) {
   const at::Tensor y = coarse.dim == 2 ? at::adaptive_avg_pool2d(x, {coarse.n[0], coarse.n[1]})
                                        : at::adaptive_avg_pool3d(x, {coarse.n[0], coarse.n[1], coarse.n[2]});
   return scalar ? y.squeeze(1) : y;
+}
+
+// The field itself, or its cell averages on the coarser network grid.
+at::Tensor coarse(const at::Tensor& field, const Grid& coarseGrid, bool coarsen) {
+  return coarsen ? averageOnto(field, coarseGrid) : field;
 }
 
 // Linear interpolation of (B, C, n_c...) onto the nodes of `fine` (cell
@@ -613,12 +620,21 @@ LearnedOperator::NetworkInputs LearnedOperator::networkInputs(const Energy& ener
   // Cap |tau v| at capCells cells: the entropy's clamped log makes v
   // unbounded at vacuum fronts, where almost no mass moves anyway.
   const double cap = s.capCells * hMin / metadata_.tau;
+  const bool linearizedBase = metadata_.network.base == "linearized";
+  if (linearizedBase) {
+    // The linearised implicit step on the density's own grid, and its
+    // average on the network grid as the network's third input group.
+    const auto objective = objectiveOn(energy.grid());
+    in.baseVelocity = linearizedOn(objective)->displacement(objective->prepare(r)) / metadata_.tau;
+  }
   if (cappedVelocities2D(variation, smoothed, in.grid, cap, in)) {
+    if (linearizedBase) in.smoothedVelocity = coarse(in.baseVelocity, in.grid, coarsen);
     in.features = assembleFeatures2D(in, constants->fixedChannels, s);
     return in;
   }
   in.explicitVelocity = cappedVelocity(gradient(variation, in.grid).neg(), cap);
-  in.smoothedVelocity = cappedVelocity(gradient(smoothed, in.grid).neg(), cap);
+  in.smoothedVelocity = linearizedBase ? coarse(in.baseVelocity, in.grid, coarsen)
+                                       : cappedVelocity(gradient(smoothed, in.grid).neg(), cap);
 
   std::vector<at::Tensor> channels{(in.density / s.density).unsqueeze(1), in.explicitVelocity / s.velocity,
                                    in.smoothedVelocity / s.velocity};
@@ -630,21 +646,41 @@ LearnedOperator::NetworkInputs LearnedOperator::networkInputs(const Energy& ener
 }
 
 at::Tensor LearnedOperator::baseVelocity(const Energy& energy, const at::Tensor& rho) const {
-  return interpolateOnto(networkInputs(energy, rho).smoothedVelocity, energy.grid());
+  const NetworkInputs in = networkInputs(energy, rho);
+  return in.baseVelocity.defined() ? in.baseVelocity : interpolateOnto(in.smoothedVelocity, energy.grid());
+}
+
+std::shared_ptr<const LinearizedStep> LearnedOperator::linearizedOn(
+    const std::shared_ptr<const JkoObjective>& objective) const {
+  std::lock_guard<std::mutex> lock(cacheMutex());
+  if (!cachedLinearized_ || &cachedLinearized_->objective() != objective.get()) {
+    LinearizedStepOptions options;
+    options.iterations = metadata_.network.baseIterations;
+    options.stabilisation = metadata_.network.baseStabilisation;
+    cachedLinearized_ = std::make_shared<const LinearizedStep>(objective, options);
+  }
+  return cachedLinearized_;
 }
 
 at::Tensor LearnedOperator::velocity(const Energy& energy, const at::Tensor& rho) const {
   const NetworkInputs in = networkInputs(energy, rho.to(device_));
   const at::Tensor out = network_->forward(in.features);
   const double scale = metadata_.scales.velocity;
-  at::Tensor v;
-  if (metadata_.network.kind == "torchscript") {
-    v = out.to(at::kDouble) * scale;
-  } else {
-    // v = a1 vE + (1 + a2) vR + b v_ref: gates and a correction of the base velocities.
-    v = gatedVelocity(out, in.explicitVelocity, in.smoothedVelocity, scale);
+  if (metadata_.network.kind == "torchscript") return interpolateOnto(out.to(at::kDouble) * scale, energy.grid());
+  if (metadata_.network.base == "linearized") {
+    // v = (1 + tanh a) vL + s_v beta tanh(b / beta): a gate in (0, 2) on the
+    // linearised step vL (no mode then grows: its factor f becomes
+    // 1 - (1 + tanh a)(1 - f) in [-1, 1]) and a correction bounded by beta
+    // velocity scales, both from the network grid, interpolated.
+    constexpr double beta = 2;
+    const at::Tensor o = out.to(at::kDouble);
+    const int64_t d = in.baseVelocity.size(1);
+    const at::Tensor gate = interpolateOnto(o.narrow(1, 0, 1).tanh() + 1.0, energy.grid());
+    const at::Tensor correction = interpolateOnto((o.narrow(1, 1, d) / beta).tanh() * (beta * scale), energy.grid());
+    return gate * in.baseVelocity + correction;
   }
-  return interpolateOnto(v, energy.grid());
+  // v = a1 vE + (1 + a2) vR + b v_ref: gates and a correction of the base velocities.
+  return interpolateOnto(gatedVelocity(out, in.explicitVelocity, in.smoothedVelocity, scale), energy.grid());
 }
 
 LearnedStep LearnedOperator::step(const at::Tensor& rho, const Grid& grid) const {

@@ -1,16 +1,29 @@
-// The learned JKO operator (DESIGN.md §2.3):
-//   G_theta(rho) = deposit(S^-1 rho, tau v),
+// The learned JKO operator (DESIGN.md §2.3): G_theta(rho) = deposit(S^-1 rho, tau v).
+//
+// Two forms, chosen by NetworkConfig::base and recorded in the operator file:
+//
+// "linearized" (the porous medium's default):
+//   v = (1 + tanh a) vL + s_v beta tanh(b / beta),
+// vL the linearised implicit JKO step on the density's own grid
+// (numerics/LinearizedStep.h: exact implicit Euler for every mode a grid can
+// hold, so fine detail moves as the true step moves it), a and b from the
+// network on a coarse "network grid" (at most NetworkConfig::grid nodes per
+// axis, the density averaged onto it), interpolated. The gate stays in
+// (0, 2), where no mode can grow; the correction is bounded. The explicit
+// velocity is a network input only: it never reaches the density's grid.
+//
+// "resolvent" (operator files written before the linearised base existed,
+// and the other presets):
 //   v = up( a1 vE + (1 + a2) vR + b v_ref ),
-// computed on a coarse "network grid" (at most NetworkConfig::grid nodes per
-// axis, the density averaged onto it) and interpolated back (up). vE is the
-// explicit (forward Euler) velocity -grad(dE/drho), vR the same with the
-// internal-energy part smoothed by the resolvent (1 - tau kappa Lap)^-1 of a
-// linearised implicit step (stable where vE is not); the network maps the
-// features (rho, vE, vR, coordinates, V) to the gates a1, a2 and the
-// correction b. Working on a fixed coarse grid makes the operator see the
-// same inputs at every resolution and keeps its cost nearly independent of
-// the grid. The network runs in float32; the density state and the
-// push-forward stay in float64 so mass is exact.
+// vE the explicit velocity -grad(dE/drho) and vR the same with the
+// internal-energy part smoothed by the resolvent (1 - tau kappa Lap)^-1 with
+// a fixed kappa, both on the network grid.
+//
+// In both the network maps the features (rho, vE, vR or the averaged vL,
+// coordinates, V) on the network grid, so it sees the same inputs at every
+// resolution and its cost does not grow with the grid. The network runs in
+// float32; the density state and the push-forward stay in float64 so mass
+// is exact.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -21,6 +34,7 @@
 
 #include "numerics/Energy.h"
 #include "numerics/JkoObjective.h"
+#include "numerics/LinearizedStep.h"
 #include "numerics/Progress.h"
 #include "operator/OperatorMetadata.h"
 
@@ -65,8 +79,9 @@ class LearnedOperator {
     Grid grid;                    ///< the network grid
     at::Tensor density;           ///< rho averaged onto it, (B, n_c...)
     at::Tensor explicitVelocity;  ///< vE, capped, (B, dim, n_c...), float64
-    at::Tensor smoothedVelocity;  ///< vR, capped, (B, dim, n_c...), float64
+    at::Tensor smoothedVelocity;  ///< vR, capped, (B, dim, n_c...), float64 (linearized base: vL averaged)
     at::Tensor features;          ///< (B, channels, n_c...), float32
+    at::Tensor baseVelocity;      ///< linearized base: vL on the density's grid, (B, dim, n...), float64
   };
   static constexpr int64_t kSerialStepNodes = int64_t(1) << 16;
 
@@ -95,6 +110,8 @@ class LearnedOperator {
   std::shared_ptr<const Energy> energyOn(const Grid& grid) const;
   /// The JKO objective of the operator's energy and tau on `grid`.
   std::shared_ptr<const JkoObjective> objectiveOn(const Grid& grid) const;
+  /// The linearised step (the "linearized" base) on that objective, cached.
+  std::shared_ptr<const LinearizedStep> linearizedOn(const std::shared_ptr<const JkoObjective>& objective) const;
 
  private:
   OperatorMetadata metadata_;
@@ -119,6 +136,7 @@ class LearnedOperator {
   std::shared_ptr<const FeatureConstants> featureConstants(const Energy& energy, const at::Device& device) const;
 
   mutable std::shared_ptr<const JkoObjective> cachedObjective_;
+  mutable std::shared_ptr<const LinearizedStep> cachedLinearized_;
   mutable std::shared_ptr<const Energy> cachedNetworkEnergy_;
   mutable std::shared_ptr<const FeatureConstants> cachedFeatureConstants_;
 };

@@ -51,9 +51,14 @@ Int integerField(const nlohmann::json& object, const char* key, const std::strin
 }  // namespace
 
 nlohmann::json NetworkConfig::toJson() const {
-  return {{"kind", kind},          {"width", width},   {"modes", modes},
-          {"layers", layers},      {"hidden", hidden}, {"pad_fraction", padFraction},
-          {"unet_base", unetBase}, {"grid", grid}};
+  nlohmann::json json = {{"kind", kind},          {"width", width},   {"modes", modes},
+                         {"layers", layers},      {"hidden", hidden}, {"pad_fraction", padFraction},
+                         {"unet_base", unetBase}, {"grid", grid},     {"base", base}};
+  if (base == "linearized") {
+    json["base_iterations"] = baseIterations;
+    json["base_stabilisation"] = baseStabilisation;
+  }
+  return json;
 }
 
 NetworkConfig NetworkConfig::fromJson(const nlohmann::json& json) {
@@ -66,6 +71,9 @@ NetworkConfig NetworkConfig::fromJson(const nlohmann::json& json) {
   c.padFraction = json.value("pad_fraction", c.padFraction);
   c.unetBase = integerField(json, "unet_base", "U-Net base channels", c.unetBase);
   c.grid = integerField(json, "grid", "network grid", c.grid);
+  c.base = json.value("base", std::string("resolvent"));
+  c.baseIterations = integerField(json, "base_iterations", "base iterations", c.baseIterations);
+  c.baseStabilisation = json.value("base_stabilisation", c.baseStabilisation);
   return c;
 }
 
@@ -82,6 +90,12 @@ void NetworkConfig::validate() const {
   positive("projection width", hidden, 1024);
   positive("U-Net base channels", unetBase, 256);
   if (grid < 8 || grid > 1024) throw InvalidParameter("network grid", formatValue(grid), "must be between 8 and 1024");
+  if (base != "resolvent" && base != "linearized")
+    throw InvalidParameter("network base", base, "allowed: resolvent, linearized");
+  if (baseIterations < 1 || baseIterations > 100)
+    throw InvalidParameter("base iterations", formatValue(baseIterations), "must be between 1 and 100");
+  if (!(baseStabilisation >= 0 && baseStabilisation <= 1e6))
+    throw InvalidParameter("base stabilisation", formatValue(baseStabilisation), "must be in [0, 1e6]");
   if (!(padFraction >= 0 && padFraction <= 1))
     throw InvalidParameter("pad fraction", formatValue(padFraction), "must be in [0, 1]");
 }

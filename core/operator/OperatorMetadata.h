@@ -25,6 +25,13 @@ struct NetworkConfig {
       0.125;  ///< zero padding per axis, as a fraction of the grid (same physical frequencies at any resolution)
   int unetBase = 16;  ///< U-Net channels at the finest level
   int grid = 64;      ///< network grid: at most this many nodes per axis
+  /// The velocity the network gates and corrects (LearnedOperator.h):
+  /// "resolvent" (explicit and resolvent-smoothed velocities on the network
+  /// grid; files written before "base" existed) or "linearized" (the
+  /// linearised implicit step on the density's own grid).
+  std::string base = "resolvent";
+  int baseIterations = 3;         ///< "linearized": its conjugate-gradient iterations
+  double baseStabilisation = 16;  ///< "linearized": its stabilisation at mobility jumps
 
   nlohmann::json toJson() const;
   static NetworkConfig fromJson(const nlohmann::json& json);
