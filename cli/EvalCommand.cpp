@@ -13,7 +13,9 @@
 #include "numerics/Errors.h"
 #include "numerics/JkoObjective.h"
 #include "numerics/ReferenceSolver.h"
+#include "operator/AutoSolver.h"
 #include "operator/LearnedOperator.h"
+#include "operator/TrainingRangeCheck.h"
 #include "runtime/Runtime.h"
 
 namespace jko::cli {
@@ -30,41 +32,60 @@ struct EvalOptions {
   int threads = 0;
   std::string operatorFile;
   int refineIterations = 10;
+  double threshold = AutoSolverOptions().threshold;
   ReferenceSolverOptions reference;
 };
 
-// The learned operator, or (refine) the learned step followed by a few
-// reference-solver iterations started from it.
-Stepper learnedStepper(const ReferenceCase& c, const EvalOptions& options, bool refine) {
+// The learned operator (certified, never refined), refine (the learned step
+// followed by a fixed number of reference-solver iterations started from it)
+// or auto (refined only when its certificate fails). `tally` counts the
+// frames that failed and were refined.
+Stepper learnedStepper(const ReferenceCase& c, const EvalOptions& options,
+                       const std::shared_ptr<RefinementTally>& tally) {
   auto op = LearnedOperator::load(options.operatorFile);
-  for (const std::string& warning : op->checkCompatible(c.grid, &c.energy, c.tau))
+  const bool automatic = options.solver == "auto";
+  // The learned and refine solvers run the operator's own problem (a
+  // mismatch is refused); Auto uses it as a first guess and only warns.
+  for (const std::string& warning :
+       op->checkCompatible(c.grid, automatic ? nullptr : &c.energy, automatic ? 0 : c.tau, c.initial))
     std::cerr << "jko: warning: " << warning << "\n";
-  std::shared_ptr<ReferenceSolver> solver;
-  if (refine) {
+  if (automatic)
+    for (const RangeWarning& w : checkProblemAgainstTraining(op->metadata(), c.energy, c.tau, c.grid.dim))
+      std::cerr << "jko: warning: " << w.message << "\n";
+  const auto objective = std::make_shared<const JkoObjective>(std::make_shared<const Energy>(c.energy, c.grid), c.tau);
+  AutoSolverOptions autoOptions;
+  autoOptions.threshold = options.threshold;
+  autoOptions.reference = options.reference;
+  auto solver = std::make_shared<const AutoSolver>(op, objective, autoOptions);
+  std::shared_ptr<ReferenceSolver> refiner;
+  if (options.solver == "refine") {
     ReferenceSolverOptions refineOptions = options.reference;
     refineOptions.maxIterations = options.refineIterations;
-    solver = std::make_shared<ReferenceSolver>(op->objectiveOn(c.grid), refineOptions);
+    refiner = std::make_shared<ReferenceSolver>(objective, refineOptions);
   }
-  const Grid grid = c.grid;
-  return [op, solver, grid](const at::Tensor& rho, const StepOutput&) {
-    const LearnedStep step = op->step(rho, grid);
+  return [solver, refiner, automatic, tally](const at::Tensor& rho, const StepOutput&) {
+    CertifiedStep step = automatic ? solver->step(rho) : solver->learnedStep(rho);
+    if (refiner) {
+      const ReferenceStep refined = refiner->step(rho, step.displacement);
+      step.refined = true;
+      step.iterations = refined.iterations;
+      step.next = refined.next;
+      step.displacement = refined.displacement;
+      step.certificate = solver->certifier().certify(rho, step.displacement);
+    }
+    tally->add(step);
     StepOutput out;
     out.next = step.next;
-    out.displacement = step.velocity * op->metadata().tau;
-    if (solver) {
-      const ReferenceStep refined = solver->step(rho, out.displacement);
-      out.next = refined.next;
-      out.displacement = refined.displacement;
-      out.objective = refined.objective;
-      out.iterations = refined.iterations;
-    } else {
-      at::NoGradGuard noGrad;
-      const auto objective = op->objectiveOn(grid);
-      const JkoTerms terms = objective->evaluate(objective->prepare(rho), out.displacement.unsqueeze(0));
-      out.objective = terms.objective.item<double>();
-      out.energy = terms.energy.item<double>();
-      out.transport = terms.transport.item<double>();
-    }
+    out.displacement = step.displacement;
+    out.objective = step.certificate.objective;
+    out.energy = step.certificate.energy;
+    out.transport = step.certificate.transport;
+    out.iterations = step.iterations;
+    out.certificate = step.certificate;
+    if (step.refined) out.learnedCertificate = step.learned;
+    out.refined = step.refined;
+    out.refineIterations = step.iterations;
+    out.refineReason = toString(step.reason);
     return out;
   };
 }
@@ -94,9 +115,14 @@ void addEvalCommand(CLI::App& app) {
       ->required()
       ->check(CLI::IsMember(referenceCaseNames()));
   eval->add_option("--solver", options->solver,
-                   "Solver: reference, learned, or refine (learned + a few reference iterations)")
-      ->check(CLI::IsMember({"reference", "learned", "refine"}));
-  eval->add_option("--operator", options->operatorFile, "Operator file (learned, refine)");
+                   "Solver: reference, learned, refine (learned + a few reference iterations), or auto (learned, "
+                   "refined by the reference solver where its certificate fails)")
+      ->check(CLI::IsMember({"reference", "learned", "refine", "auto"}));
+  eval->add_option("--operator", options->operatorFile, "Operator file (learned, refine, auto)");
+  eval->add_option("--threshold", options->threshold,
+                   "Certificate threshold: the share of a step's decrease allowed to be missing (auto refines "
+                   "above it; learned reports the frames above it)")
+      ->capture_default_str();
   eval->add_option("--refine-iterations", options->refineIterations,
                    "L-BFGS iterations after the learned step (refine)")
       ->capture_default_str();
@@ -120,13 +146,21 @@ void addEvalCommand(CLI::App& app) {
         makeReferenceCase(options->caseName, options->grid, options->dim, options->tau, options->steps);
     if (options->solver != "reference" && options->operatorFile.empty())
       throw InvalidParameter("--operator", "none", "the " + options->solver + " solver needs an operator file");
+    auto tally = std::make_shared<RefinementTally>();
     const Stepper stepper =
         options->solver == "reference"
             ? referenceStepper(std::make_shared<const ReferenceSolver>(
                   std::make_shared<const JkoObjective>(std::make_shared<const Energy>(c.energy, c.grid), c.tau),
                   options->reference))
-            : learnedStepper(c, *options, options->solver == "refine");
+            : learnedStepper(c, *options, tally);
     nlohmann::json result = evaluateCase(c, stepper, options->solver);
+    if (options->solver != "reference") {
+      result["certificate_threshold"] = options->threshold;
+      result["refinement"] = tally->toJson();
+      // One line on what was refined (auto, refine) or would need to be (learned).
+      std::cerr << "jko: " << options->solver << ": "
+                << tally->describe(options->threshold, options->solver != "learned") << "\n";
+    }
     if (!options->operatorFile.empty()) result["operator"] = options->operatorFile;
     result["solver_tolerance"] = {{"objective", options->reference.objectiveTolerance},
                                   {"gradient", options->reference.gradientTolerance},

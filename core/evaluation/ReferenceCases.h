@@ -7,6 +7,7 @@
 
 #include <functional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,7 @@
 #include "numerics/Grid.h"
 #include "numerics/Progress.h"
 #include "numerics/ReferenceSolver.h"
+#include "numerics/StepCertificate.h"
 
 namespace jko {
 
@@ -52,6 +54,14 @@ struct StepOutput {
   double transport = std::numeric_limits<double>::quiet_NaN();
   int iterations = 0;
   bool converged = true;
+  /// The certificate of the returned frame (numerics/StepCertificate);
+  /// evaluateCase certifies the displacement itself when a stepper leaves it out.
+  std::optional<StepCertificate> certificate;
+  /// The learned step's certificate, for steppers that refine it.
+  std::optional<StepCertificate> learnedCertificate;
+  bool refined = false;
+  int refineIterations = 0;
+  std::string refineReason = "none";  ///< toString(RefineReason)
 };
 
 /// One JKO step from rho_k; `previous` is the last step's output (undefined
@@ -62,7 +72,10 @@ using Stepper = std::function<StepOutput(const at::Tensor& rho, const StepOutput
 Stepper referenceStepper(std::shared_ptr<const ReferenceSolver> solver);
 
 /// Runs the stepper through the case and measures it against the exact
-/// answers. Returns the JSON object of `jko eval --json`.
+/// answers. Returns the JSON object of `jko eval --json`; per frame the
+/// arrays "certificate" (objects, StepCertificate::toJson), "refined",
+/// "refine_iterations", "refine_reason" and, where a stepper refines,
+/// "learned_certificate".
 nlohmann::json evaluateCase(const ReferenceCase& referenceCase, const Stepper& stepper, const std::string& solver,
                             const ProgressCallback& progress = {});
 

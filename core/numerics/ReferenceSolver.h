@@ -27,6 +27,10 @@ struct ReferenceSolverOptions {
   /// (twice the decrease a Newton step would still give), is at most this
   /// fraction of the step's total decrease.
   double gradientTolerance = 1e-7;
+  /// Stop as soon as g . H0 g / (J(0) - J(u)) is at most this, whatever the
+  /// objective's window (0: never). A refinement that only has to pass a
+  /// certificate (numerics/StepCertificate) stops there.
+  double gradientMeasureTarget = 0;
   /// Report progress every this many L-BFGS iterations (within a step).
   int progressInterval = 25;
 };
@@ -40,6 +44,7 @@ struct ReferenceStep {
   double objectiveChange = 0;   ///< decrease over the last window / (J(0) - J(u))
   int iterations = 0, evaluations = 0;
   bool converged = false;
+  bool reachedTarget = false;  ///< stopped on ReferenceSolverOptions::gradientMeasureTarget
 };
 
 class ReferenceSolver {
