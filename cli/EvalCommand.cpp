@@ -28,7 +28,7 @@ struct EvalOptions {
   int dim = 2;
   double tau = 0;
   int steps = -1;
-  bool json = false;
+  bool json = false, referenceCheck = false;
   int threads = 0;
   std::string operatorFile;
   int refineIterations = 10;
@@ -131,6 +131,9 @@ void addEvalCommand(CLI::App& app) {
   eval->add_option("--tau", options->tau, "Time step (default: the case's own)");
   eval->add_option("--steps", options->steps, "Number of JKO steps (default: the case's own)");
   eval->add_flag("--json", options->json, "Print one JSON object");
+  eval->add_flag("--reference-check", options->referenceCheck,
+                 "Also take the reference solver's step from each frame's input and report the frame's error against "
+                 "it (reference_rel_l1, reference_ms)");
   eval->add_option("--threads", options->threads, "LibTorch threads (default: all cores)");
   eval->add_option("--objective-tol", options->reference.objectiveTolerance,
                    "Reference solver: relative objective decrease over the last iterations")
@@ -153,7 +156,12 @@ void addEvalCommand(CLI::App& app) {
                   std::make_shared<const JkoObjective>(std::make_shared<const Energy>(c.energy, c.grid), c.tau),
                   options->reference))
             : learnedStepper(c, *options, tally);
-    nlohmann::json result = evaluateCase(c, stepper, options->solver);
+    std::unique_ptr<ReferenceCheck> check;
+    if (options->referenceCheck)
+      check = std::make_unique<ReferenceCheck>(
+          std::make_shared<const JkoObjective>(std::make_shared<const Energy>(c.energy, c.grid), c.tau),
+          options->reference);
+    nlohmann::json result = evaluateCase(c, stepper, options->solver, {}, check.get());
     if (options->solver != "reference") {
       result["certificate_threshold"] = options->threshold;
       result["refinement"] = tally->toJson();

@@ -22,6 +22,7 @@
 #include "EnergyOptions.h"
 #include "FrameFiles.h"
 #include "evaluation/ReferenceCases.h"
+#include "evaluation/ReferenceCheck.h"
 #include "numerics/JkoObjective.h"
 #include "numerics/ReferenceSolver.h"
 #include "numerics/StepCertificate.h"
@@ -43,7 +44,7 @@ struct RolloutOptions {
   int64_t grid = 64;
   int dim = 2, steps = 20, threads = 0, writeEvery = 1, refineIterations = 10;
   double tau = 0, threshold = AutoSolverOptions().threshold;
-  bool json = false;
+  bool json = false, referenceCheck = false;
   EnergyOptions energy;
 };
 
@@ -193,6 +194,9 @@ void addRolloutCommand(CLI::App& app) {
   rollout->add_flag("--json", o->json,
                     "Print the run's statistics as one JSON object: mass drift, NaN check, energy per frame, "
                     "folded maps, resident memory at frame 50 and at the end, distance to the known limit");
+  rollout->add_flag("--reference-check", o->referenceCheck,
+                    "Also take the reference solver's step from each frame's input and report the frame's error "
+                    "against it (reference_rel_l1, reference_ms; step_ms is the step alone)");
   rollout->add_option("--threads", o->threads, "LibTorch threads (default: all cores)");
   o->energy.addTo(*rollout, false);
   rollout->callback([o] {
@@ -305,6 +309,9 @@ void addRolloutCommand(CLI::App& app) {
     std::vector<bool> refinedFrames;
     std::vector<int> refineIterations;
     std::vector<std::string> refineReasons;
+    std::vector<double> stepMs, referenceErrors, referenceMs;
+    std::unique_ptr<ReferenceCheck> check;
+    if (o->referenceCheck) check = std::make_unique<ReferenceCheck>(objective);
     const Energy& energy = objective->energy();
     const PushForward& push = objective->pushForward();
     auto energyOf = [&](const at::Tensor& rho) { return energy(rho.unsqueeze(0)).item<double>(); };
@@ -328,7 +335,15 @@ void addRolloutCommand(CLI::App& app) {
     const auto start = std::chrono::steady_clock::now();
     try {
       for (int k = 0; k < K; ++k) {
+        const auto stepStart = std::chrono::steady_clock::now();
         const CertifiedStep certified = step(rho);
+        stepMs.push_back(
+            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - stepStart).count());
+        if (check) {
+          const ReferenceCheck::Result r = check->check(rho, certified.next);
+          referenceErrors.push_back(r.relativeL1);
+          referenceMs.push_back(r.milliseconds);
+        }
         const at::Tensor &next = certified.next, &displacement = certified.displacement;
         at::NoGradGuard noGrad;
         tally.add(certified);
@@ -420,6 +435,11 @@ void addRolloutCommand(CLI::App& app) {
     result["refine_iterations"] = refineIterations;
     result["refine_reason"] = refineReasons;
     result["warnings"] = warnings;
+    result["step_ms"] = stepMs;
+    if (check) {
+      result["reference_rel_l1"] = referenceErrors;
+      result["reference_ms"] = referenceMs;
+    }
     if (op) {
       result["operator"] = o->operatorFile;
       result["certificate_threshold"] = o->threshold;

@@ -173,7 +173,7 @@ std::vector<double> axisVariances(const at::Tensor& rho, const Grid& grid) {
 }
 
 nlohmann::json evaluateCase(const ReferenceCase& c, const Stepper& stepper, const std::string& solver,
-                            const ProgressCallback& progress) {
+                            const ProgressCallback& progress, ReferenceCheck* referenceCheck) {
   const auto energy = std::make_shared<const Energy>(c.energy, c.grid);
   const auto objectivePointer = std::make_shared<const JkoObjective>(energy, c.tau);
   const JkoObjective& objective = *objectivePointer;
@@ -192,7 +192,8 @@ nlohmann::json evaluateCase(const ReferenceCase& c, const Stepper& stepper, cons
   out["steps"] = c.steps;
   out["energy_spec"] = c.energy.describe();
 
-  std::vector<double> relL1, relL1Jko, stepError, ms, objectives, energies, transports, gaps;
+  std::vector<double> relL1, relL1Jko, stepError, ms, objectives, energies, transports, gaps, referenceErrors,
+      referenceMs;
   std::vector<int> iterations, refineIterations;
   std::vector<bool> converged, refined;
   std::vector<std::string> refineReasons;
@@ -231,6 +232,11 @@ nlohmann::json evaluateCase(const ReferenceCase& c, const Stepper& stepper, cons
     refined.push_back(step.refined);
     refineIterations.push_back(step.refineIterations);
     refineReasons.push_back(step.refineReason);
+    if (referenceCheck) {
+      const ReferenceCheck::Result r = referenceCheck->check(rho, next);
+      referenceErrors.push_back(r.relativeL1);
+      referenceMs.push_back(r.milliseconds);
+    }
     if (k == 0 && c.firstDisplacement.defined()) {
       // "Found the minimiser": compare with the exact answer pushed through the same deposit.
       at::NoGradGuard noGrad;
@@ -273,6 +279,10 @@ nlohmann::json evaluateCase(const ReferenceCase& c, const Stepper& stepper, cons
   out["refined"] = refined;
   out["refine_iterations"] = refineIterations;
   out["refine_reason"] = refineReasons;
+  if (referenceCheck) {
+    out["reference_rel_l1"] = referenceErrors;
+    out["reference_ms"] = referenceMs;
+  }
   if (!c.steadyVariance.empty()) {
     const std::vector<double> variances = axisVariances(rho, c.grid);
     std::vector<double> errors;

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "evaluation/ReferenceCheck.h"
 #include "numerics/Energy.h"
 #include "numerics/Grid.h"
 #include "numerics/Progress.h"
@@ -76,8 +77,11 @@ Stepper referenceStepper(std::shared_ptr<const ReferenceSolver> solver);
 /// arrays "certificate" (objects, StepCertificate::toJson), "refined",
 /// "refine_iterations", "refine_reason" and, where a stepper refines,
 /// "learned_certificate".
+/// With `referenceCheck`, also the reference solver's step from each frame's
+/// own input against the frame: "reference_rel_l1" and "reference_ms" per
+/// frame (outside the timed step).
 nlohmann::json evaluateCase(const ReferenceCase& referenceCase, const Stepper& stepper, const std::string& solver,
-                            const ProgressCallback& progress = {});
+                            const ProgressCallback& progress = {}, ReferenceCheck* referenceCheck = nullptr);
 
 /// sum |a - b| / sum |b|.
 double relativeL1(const at::Tensor& a, const at::Tensor& b);

@@ -129,6 +129,10 @@ nlohmann::json StepCertificate::toJson() const {
           {"initial_objective", finiteOrNull(initialObjective)},
           {"energy", finiteOrNull(energy)},
           {"transport", finiteOrNull(transport)},
+          {"mass", finiteOrNull(mass)},
+          {"step_l1", finiteOrNull(stepL1)},
+          {"l1_error_estimate", finiteOrNull(l1ErrorEstimate)},
+          {"newton_l1", finiteOrNull(newtonL1)},
           {"lambda", lambda},
           {"lambda_exact", lambdaExact}};
 }
@@ -211,14 +215,17 @@ StepCertificate StepCertifier::certify(const JkoState& state, const at::Tensor& 
   c.initialObjective = J.energy()(state.density).item<double>();
   const double transportScale = grid.cellVolume() / J.tau();
   const at::Tensor deposited = J.pushForward().deposit(state.masses, u);
+  const at::Tensor H0 = inverseMetric(state);
+  at::Tensor g;
   if (fusedObjectiveGradientApplies(state.masses, u)) {
-    const ObjectiveGradient g = fusedObjectiveGradient(state.masses, u, energyGradient(deposited),
-                                                       state.weights * transportScale, inverseMetric(state), grid);
-    c.metricGradientNorm = g.metricNorm.item<double>();
-    c.transport = g.transport.item<double>();
+    const ObjectiveGradient fused = fusedObjectiveGradient(state.masses, u, energyGradient(deposited),
+                                                           state.weights * transportScale, H0, grid);
+    g = fused.gradient;
+    c.metricGradientNorm = fused.metricNorm.item<double>();
+    c.transport = fused.transport.item<double>();
   } else {
-    const at::Tensor g = gradientByAutograd(state, u);
-    c.metricGradientNorm = (g * g * inverseMetric(state).unsqueeze(1)).sum().item<double>();
+    g = gradientByAutograd(state, u);
+    c.metricGradientNorm = (g * g * H0.unsqueeze(1)).sum().item<double>();
     c.transport = (0.5 * transportScale * state.weights.unsqueeze(1) * u * u).sum().item<double>();
   }
   c.energy = J.energy()(deposited).item<double>();
@@ -244,6 +251,11 @@ StepCertificate StepCertifier::certify(const JkoState& state, const at::Tensor& 
   double hMin = grid.spacing[0];
   for (int a = 1; a < grid.dim; ++a) hMin = std::min(hMin, grid.spacing[a]);
   c.displacementErrorCells = std::sqrt(w2Squared / c.mass) / hMin;
+  const double l1 = state.density.abs().sum().item<double>();
+  c.stepL1 = (deposited - state.density).abs().sum().item<double>() / l1;
+  c.l1ErrorEstimate = std::sqrt(c.relativeGap) * c.stepL1;
+  const at::Tensor newton = J.pushForward().deposit(state.masses, u - H0.unsqueeze(1) * g / c.modulus);
+  c.newtonL1 = (newton - deposited).abs().sum().item<double>() / l1;
   return c;
 }
 

@@ -77,6 +77,16 @@ struct StepCertificate {
   /// units of the smallest grid spacing.
   double displacementErrorCells = kNaN;
 
+  /// sum |rho' - rho_k| / sum rho_k: how much the step changes the density.
+  double stepL1 = kNaN;
+  /// sqrt(relativeGap) stepL1: the relative gap is the squared relative
+  /// displacement error of a quadratic model, and the step's L1 change
+  /// turns it into an L1 error of the frame.
+  double l1ErrorEstimate = kNaN;
+  /// The L1 change (relative to the mass) of the metric Newton step
+  /// u -> u - H0 g / mu: a direct estimate of the frame's distance to the minimiser.
+  double newtonL1 = kNaN;
+
   /// Passes when the descent guard holds and relativeGap <= threshold.
   bool passes(double threshold) const { return descent && relativeGap <= threshold; }
   /// The fields as JSON (non-finite values as null).
