@@ -25,8 +25,6 @@ ReferenceSolver::ReferenceSolver(std::shared_ptr<const JkoObjective> objective, 
   if (options_.maxIterations < 1)
     throw InvalidParameter("max iterations", formatValue(options_.maxIterations), "must be >= 1");
   if (options_.history < 1) throw InvalidParameter("L-BFGS history", formatValue(options_.history), "must be >= 1");
-  if (!(options_.gradientMeasureTarget >= 0))
-    throw InvalidParameter("gradient measure target", formatValue(options_.gradientMeasureTarget), "must be >= 0");
   if (!(options_.objectiveTolerance >= 0) || !(options_.gradientTolerance >= 0))
     throw InvalidParameter("solver tolerance", formatValue(options_.objectiveTolerance), "must be >= 0");
 }
@@ -98,8 +96,8 @@ ReferenceStep ReferenceSolver::step(const at::Tensor& rho, const at::Tensor& ini
       result.converged = true;
       break;
     }
-    if (options_.gradientMeasureTarget > 0 && gradientMeasure <= options_.gradientMeasureTarget) {
-      result.reachedTarget = true;
+    if (options_.accept && options_.accept(x.view(uShape), current.gradient.view(uShape))) {
+      result.accepted = true;
       break;
     }
     if (progress && options_.progressInterval > 0 && iteration % options_.progressInterval == 0) {

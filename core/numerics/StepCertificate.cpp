@@ -110,12 +110,6 @@ double relativeGapFromGradientMeasure(double r, double modulus) {
   return x / (1 + x);
 }
 
-double gradientMeasureFromRelativeGap(double relativeGap, double modulus) {
-  if (!(relativeGap > 0)) return 0;
-  if (relativeGap >= 1) return kInfinity;
-  return 2 * modulus * relativeGap / (1 - relativeGap);
-}
-
 nlohmann::json StepCertificate::toJson() const {
   return {{"descent", descent},
           {"relative_gap", finiteOrNull(relativeGap)},
@@ -132,7 +126,6 @@ nlohmann::json StepCertificate::toJson() const {
           {"mass", finiteOrNull(mass)},
           {"step_l1", finiteOrNull(stepL1)},
           {"l1_error_estimate", finiteOrNull(l1ErrorEstimate)},
-          {"newton_l1", finiteOrNull(newtonL1)},
           {"lambda", lambda},
           {"lambda_exact", lambdaExact}};
 }
@@ -194,6 +187,22 @@ at::Tensor StepCertifier::gradient(const JkoState& state, const at::Tensor& disp
   return batched ? g.gradient : g.gradient[0];
 }
 
+double StepCertifier::newtonChange(const JkoState& state, const at::Tensor& u, const at::Tensor& g,
+                                   const at::Tensor& H0, const at::Tensor& deposited) const {
+  // |deposit(u - H0 g / mu) - deposit(u)|_1 / |rho_k|_1.
+  const at::Tensor newton = objective_->pushForward().deposit(state.masses, u - H0.unsqueeze(1) * g / modulus());
+  return (newton - deposited).abs().sum().item<double>() / state.density.abs().sum().item<double>();
+}
+
+double StepCertifier::l1ErrorEstimate(const JkoState& state, const at::Tensor& displacement,
+                                      const at::Tensor& gradient) const {
+  at::NoGradGuard noGrad;
+  const int dim = objective_->grid().dim;
+  const at::Tensor u = (displacement.dim() == dim + 2 ? displacement : displacement.unsqueeze(0)).to(at::kDouble);
+  const at::Tensor g = (gradient.dim() == dim + 2 ? gradient : gradient.unsqueeze(0)).to(at::kDouble);
+  return newtonChange(state, u, g, inverseMetric(state), objective_->pushForward().deposit(state.masses, u));
+}
+
 StepCertificate StepCertifier::certify(const at::Tensor& rho, const at::Tensor& displacement) const {
   const bool serial = rho.is_cpu() && objective_->grid().numNodes() <= kSerialNodes;
   const ScopedIntraOpThreads threads(serial ? 1 : 0);
@@ -218,8 +227,8 @@ StepCertificate StepCertifier::certify(const JkoState& state, const at::Tensor& 
   const at::Tensor H0 = inverseMetric(state);
   at::Tensor g;
   if (fusedObjectiveGradientApplies(state.masses, u)) {
-    const ObjectiveGradient fused = fusedObjectiveGradient(state.masses, u, energyGradient(deposited),
-                                                           state.weights * transportScale, H0, grid);
+    const ObjectiveGradient fused =
+        fusedObjectiveGradient(state.masses, u, energyGradient(deposited), state.weights * transportScale, H0, grid);
     g = fused.gradient;
     c.metricGradientNorm = fused.metricNorm.item<double>();
     c.transport = fused.transport.item<double>();
@@ -253,9 +262,7 @@ StepCertificate StepCertifier::certify(const JkoState& state, const at::Tensor& 
   c.displacementErrorCells = std::sqrt(w2Squared / c.mass) / hMin;
   const double l1 = state.density.abs().sum().item<double>();
   c.stepL1 = (deposited - state.density).abs().sum().item<double>() / l1;
-  c.l1ErrorEstimate = std::sqrt(c.relativeGap) * c.stepL1;
-  const at::Tensor newton = J.pushForward().deposit(state.masses, u - H0.unsqueeze(1) * g / c.modulus);
-  c.newtonL1 = (newton - deposited).abs().sum().item<double>() / l1;
+  c.l1ErrorEstimate = newtonChange(state, u, g, H0, deposited);
   return c;
 }
 

@@ -3,6 +3,7 @@
 #include <ATen/core/grad_mode.h>
 
 #include <chrono>
+#include <cmath>
 #include <sstream>
 
 #include "numerics/Errors.h"
@@ -15,15 +16,6 @@ using Clock = std::chrono::steady_clock;
 
 double millisecondsSince(Clock::time_point start) {
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-}
-
-ReferenceSolverOptions refinementOptions(const AutoSolverOptions& options, double modulus) {
-  if (!(options.threshold > 0) || !(options.threshold < 1))
-    throw InvalidParameter("certificate threshold", formatValue(options.threshold),
-                           "the share of the step's decrease allowed to be missing must be in (0, 1)");
-  ReferenceSolverOptions o = options.reference;
-  o.gradientMeasureTarget = gradientMeasureFromRelativeGap(options.threshold, modulus);
-  return o;
 }
 
 }  // namespace
@@ -43,11 +35,13 @@ std::string toString(RefineReason reason) {
 
 AutoSolver::AutoSolver(std::shared_ptr<const LearnedOperator> op, std::shared_ptr<const JkoObjective> objective,
                        AutoSolverOptions options)
-    : op_(std::move(op)),
-      objective_(std::move(objective)),
-      options_(options),
-      certifier_(objective_),
-      refiner_(objective_, refinementOptions(options_, certifier_.modulus())) {
+    : op_(std::move(op)), objective_(std::move(objective)), options_(options), certifier_(objective_) {
+  if (!(options_.threshold > 0) || !std::isfinite(options_.threshold))
+    throw InvalidParameter("certificate threshold", formatValue(options_.threshold),
+                           "the estimated relative L1 error a frame may have must be a number > 0 (e.g. 0.01)");
+  if (!(options_.refineTo > 0 && options_.refineTo <= 1))
+    throw InvalidParameter("refinement target", formatValue(options_.refineTo),
+                           "the fraction of the threshold a refinement aims at must be in (0, 1]");
   if (op_->metadata().dim != objective_->grid().dim)
     throw OperatorFileError("this operator was trained on " + std::to_string(op_->metadata().dim) +
                             "D densities; the data is " + std::to_string(objective_->grid().dim) +
@@ -99,7 +93,15 @@ CertifiedStep AutoSolver::step(const at::Tensor& rho, const ProgressCallback& pr
   if (out.reason == RefineReason::None) return out;
 
   const auto start = Clock::now();
-  const ReferenceStep refined = refiner_.step(rho, out.displacement, progress);
+  // L-BFGS from the learned map (from u = 0 when the learned step failed)
+  // until the certificate passes with a margin.
+  const JkoState state = objective_->prepare(rho);
+  const double target = options_.refineTo * options_.threshold;
+  ReferenceSolverOptions refineOptions = options_.reference;
+  refineOptions.accept = [&](const at::Tensor& u, const at::Tensor& g) {
+    return certifier_.l1ErrorEstimate(state, u, g) <= target;
+  };
+  const ReferenceStep refined = ReferenceSolver(objective_, refineOptions).step(rho, out.displacement, progress);
   out.refineMs = millisecondsSince(start);
   out.refined = true;
   out.iterations = refined.iterations;
