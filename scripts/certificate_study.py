@@ -145,6 +145,37 @@ def threshold_interval(records, key):
     return low, high
 
 
+def statistics(records, threshold):
+    """Spearman correlations of each candidate with the error (all frames, and
+    the frames whose descent guard holds), the feasible threshold interval,
+    and what `threshold` flags."""
+    errors = [r["error"] for r in records]
+    summary = {"frames": len(records), "bad_frames": int(sum(e > BAD for e in errors)),
+               "good_frames": int(sum(e < GOOD for e in errors)),
+               "descent_failures": int(sum(not r["descent"] for r in records)), "candidates": {}}
+    holds = [r for r in records if r["descent"]]
+    for key in CANDIDATES:
+        low, high = threshold_interval(records, key)
+        per_family = {f: spearman(score([r for r in records if r["family"] == f], key),
+                                  [r["error"] for r in records if r["family"] == f])
+                      for f in sorted({r["family"] for r in records})}
+        summary["candidates"][key] = {"spearman": spearman(score(records, key), errors),
+                                      "spearman_per_family": per_family,
+                                      "spearman_descent_holds": spearman(score(holds, key),
+                                                                         [r["error"] for r in holds]),
+                                      "threshold_interval": [low, high], "feasible": low < high}
+    s, e = score(records, PRIMARY), np.array(errors)
+    ok = np.isfinite(s) & (s > 0)
+    summary["error_over_certificate_quantiles"] = {
+        q: float(np.quantile(e[ok] / s[ok], q)) for q in (0.05, 0.25, 0.5, 0.75, 0.95, 1.0)}
+    summary["threshold"] = threshold
+    summary["flagged_bad"] = [int(np.sum((s > threshold) & (e > BAD))), int(np.sum(e > BAD))]
+    summary["flagged_good"] = [int(np.sum((s > threshold) & (e < GOOD))), int(np.sum(e < GOOD))]
+    summary["flagged_all"] = [int(np.sum(s > threshold)), len(records)]
+    summary["flagged_by_descent_guard"] = int(np.sum(~np.array([r["descent"] for r in records])))
+    return summary
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jko", default=os.path.join(ROOT, "build/bin/jko"))
@@ -153,7 +184,21 @@ def main():
                         help="the Auto threshold to measure (default: the Auto solver's, 0.01)")
     parser.add_argument("--out", default=os.path.join(ROOT, "docs/benchmarks/certificate-study.json"))
     parser.add_argument("--figure", default=os.path.join(ROOT, "docs/images/certificate-vs-error.png"))
+    parser.add_argument("--analyse", metavar="JSON",
+                        help="only recompute the statistics and the figure from the frames of an earlier run")
     args = parser.parse_args()
+    if args.analyse:
+        with open(args.analyse) as f:
+            old = json.load(f)
+        records = [{k: (float("inf") if v is None else v) for k, v in r.items()} for r in old["frames"]]
+        summary = statistics(records, old["summary"].get("threshold", args.threshold))
+        for key in ("auto", "auto_error_max", "auto_frames_above_1_percent", "auto_frames"):
+            if key in old["summary"]:
+                summary[key] = old["summary"][key]
+        save(args.out, summary, old["runs"], records)
+        plot(records, summary["threshold"], args.figure)
+        print(json.dumps(finite(summary), indent=1))
+        return
     jko = os.path.abspath(args.jko)
     records, runs = [], []
     exact = EXACT_CASES[:2] if args.quick else EXACT_CASES
@@ -188,28 +233,8 @@ def main():
             print(label, "done", file=sys.stderr)
 
         # 2. Correlations and the threshold.
-        errors = [r["error"] for r in records]
-        summary = {"frames": len(records), "bad_frames": int(sum(e > BAD for e in errors)),
-                   "good_frames": int(sum(e < GOOD for e in errors)),
-                   "descent_failures": int(sum(not r["descent"] for r in records)), "candidates": {}}
-        for key in CANDIDATES:
-            low, high = threshold_interval(records, key)
-            per_family = {f: spearman(score([r for r in records if r["family"] == f], key),
-                                      [r["error"] for r in records if r["family"] == f])
-                          for f in sorted({r["family"] for r in records})}
-            summary["candidates"][key] = {"spearman": spearman(score(records, key), errors),
-                                          "spearman_per_family": per_family,
-                                          "threshold_interval": [low, high], "feasible": low < high}
-        threshold = args.threshold
-        s, e = score(records, PRIMARY), np.array(errors)
-        ok = np.isfinite(s) & (s > 0)
-        summary["error_over_certificate_quantiles"] = {
-            q: float(np.quantile(e[ok] / s[ok], q)) for q in (0.05, 0.25, 0.5, 0.75, 0.95, 1.0)}
-        summary["threshold"] = threshold
-        summary["flagged_bad"] = [int(np.sum((s > threshold) & (e > BAD))), int(np.sum(e > BAD))]
-        summary["flagged_good"] = [int(np.sum((s > threshold) & (e < GOOD))), int(np.sum(e < GOOD))]
-        summary["flagged_all"] = [int(np.sum(s > threshold)), len(records)]
-
+        summary = statistics(records, args.threshold)
+        threshold = summary["threshold"]
         save(args.out, summary, runs, records)
 
         # 3. The Auto solver at that threshold on the same rollouts: its
@@ -261,8 +286,11 @@ def plot(records, threshold, path):
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
     styles = {"exact cases": ("tab:blue", "o"), "held-out": ("tab:green", "."), "out of range": ("tab:red", "^")}
-    for ax, key, title in [(axes[0], PRIMARY, "certificate: L1 change of the metric Newton step"),
-                           (axes[1], "relative_gap", "estimated share of the step's decrease missing")]:
+    for ax, key, title, label in [
+            (axes[0], PRIMARY, "certificate: L1 change of the metric Newton step",
+             "certificate (estimated relative L1 error of the frame)"),
+            (axes[1], "relative_gap", "relative gap: estimated share of the step's decrease missing",
+             "g . H0 g / (2 mu) / (J(0) - J(u) + g . H0 g / (2 mu))")]:
         finite = [score([r], key)[0] for r in records if np.isfinite(score([r], key)[0])]
         top = max(finite) * 3 if finite else 1.0
         for family, (colour, marker) in styles.items():
@@ -283,8 +311,8 @@ def plot(records, threshold, path):
         if key == PRIMARY:
             ax.axvline(threshold, color="tab:purple", lw=1.2, label=f"Auto threshold {threshold:.3g}")
         rho = spearman(score(records, key), [r["error"] for r in records])
-        ax.set_title(f"{title}\nSpearman {rho:.2f}", fontsize=10)
-        ax.set_xlabel("certificate")
+        ax.set_title(f"{title}\nSpearman {rho:.2f} (x at the right: descent guard failed)", fontsize=10)
+        ax.set_xlabel(label)
         ax.set_ylabel("relative L1 error of the step against the reference solver")
         ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
