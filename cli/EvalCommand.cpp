@@ -16,7 +16,9 @@
 #include "numerics/JkoObjective.h"
 #include "numerics/LinearizedStep.h"
 #include "numerics/ReferenceSolver.h"
+#include "operator/AutoSolver.h"
 #include "operator/LearnedOperator.h"
+#include "operator/TrainingRangeCheck.h"
 #include "runtime/Runtime.h"
 
 namespace jko::cli {
@@ -29,10 +31,11 @@ struct EvalOptions {
   int dim = 2;
   double tau = 0;
   int steps = -1;
-  bool json = false;
+  bool json = false, referenceCheck = false;
   int threads = 0;
   std::string operatorFile;
   int refineIterations = 10;
+  double threshold = AutoSolverOptions().threshold;
   ReferenceSolverOptions reference;
   LinearizedStepOptions linearized;
   // mode-decay only: the energy (default: the operator's, else the porous
@@ -58,37 +61,56 @@ Stepper linearizedStepper(std::shared_ptr<const LinearizedStep> solver) {
   };
 }
 
-// The learned operator, or (refine) the learned step followed by a few
-// reference-solver iterations started from it.
+// The learned operator (certified, never refined), refine (the learned step
+// followed by a fixed number of reference-solver iterations started from it)
+// or auto (refined only when its certificate fails), for the problem of
+// `grid`, `energy` and `tau` from the initial density `rho0`. `tally` counts
+// the frames that failed and were refined.
 Stepper learnedStepper(std::shared_ptr<LearnedOperator> op, const Grid& grid, const EnergySpec& energy, double tau,
-                       const EvalOptions& options, bool refine) {
-  for (const std::string& warning : op->checkCompatible(grid, &energy, tau))
+                       const at::Tensor& rho0, const EvalOptions& options,
+                       const std::shared_ptr<RefinementTally>& tally) {
+  const bool automatic = options.solver == "auto";
+  // The learned and refine solvers run the operator's own problem (a
+  // mismatch is refused); Auto uses it as a first guess and only warns.
+  for (const std::string& warning : op->checkCompatible(grid, automatic ? nullptr : &energy, automatic ? 0 : tau, rho0))
     std::cerr << "jko: warning: " << warning << "\n";
-  std::shared_ptr<ReferenceSolver> solver;
-  if (refine) {
+  if (automatic)
+    for (const RangeWarning& w : checkProblemAgainstTraining(op->metadata(), energy, tau, grid.dim))
+      std::cerr << "jko: warning: " << w.message << "\n";
+  const auto objective = std::make_shared<const JkoObjective>(std::make_shared<const Energy>(energy, grid), tau);
+  AutoSolverOptions autoOptions;
+  autoOptions.threshold = options.threshold;
+  autoOptions.reference = options.reference;
+  auto solver = std::make_shared<const AutoSolver>(op, objective, autoOptions);
+  std::shared_ptr<ReferenceSolver> refiner;
+  if (options.solver == "refine") {
     ReferenceSolverOptions refineOptions = options.reference;
     refineOptions.maxIterations = options.refineIterations;
-    solver = std::make_shared<ReferenceSolver>(op->objectiveOn(grid), refineOptions);
+    refiner = std::make_shared<ReferenceSolver>(objective, refineOptions);
   }
-  return [op, solver, grid](const at::Tensor& rho, const StepOutput&) {
-    const LearnedStep step = op->step(rho, grid);
+  return [solver, refiner, automatic, tally](const at::Tensor& rho, const StepOutput&) {
+    CertifiedStep step = automatic ? solver->step(rho) : solver->learnedStep(rho);
+    if (refiner) {
+      const ReferenceStep refined = refiner->step(rho, step.displacement);
+      step.refined = true;
+      step.iterations = refined.iterations;
+      step.next = refined.next;
+      step.displacement = refined.displacement;
+      step.certificate = solver->certifier().certify(rho, step.displacement);
+    }
+    tally->add(step);
     StepOutput out;
     out.next = step.next;
-    out.displacement = step.velocity * op->metadata().tau;
-    if (solver) {
-      const ReferenceStep refined = solver->step(rho, out.displacement);
-      out.next = refined.next;
-      out.displacement = refined.displacement;
-      out.objective = refined.objective;
-      out.iterations = refined.iterations;
-    } else {
-      at::NoGradGuard noGrad;
-      const auto objective = op->objectiveOn(grid);
-      const JkoTerms terms = objective->evaluate(objective->prepare(rho), out.displacement.unsqueeze(0));
-      out.objective = terms.objective.item<double>();
-      out.energy = terms.energy.item<double>();
-      out.transport = terms.transport.item<double>();
-    }
+    out.displacement = step.displacement;
+    out.objective = step.certificate.objective;
+    out.energy = step.certificate.energy;
+    out.transport = step.certificate.transport;
+    out.iterations = step.iterations;
+    out.certificate = step.certificate;
+    if (step.refined) out.learnedCertificate = step.learned;
+    out.refined = step.refined;
+    out.refineIterations = step.iterations;
+    out.refineReason = toString(step.reason);
     return out;
   };
 }
@@ -118,10 +140,15 @@ void addEvalCommand(CLI::App& app) {
   cases.push_back("mode-decay");
   eval->add_option("--case", options->caseName, "Reference case")->required()->check(CLI::IsMember(cases));
   eval->add_option("--solver", options->solver,
-                   "Solver: reference, learned, refine (learned + a few reference iterations), or linearized "
-                   "(the network-free linearised implicit step)")
-      ->check(CLI::IsMember({"reference", "learned", "refine", "linearized"}));
-  eval->add_option("--operator", options->operatorFile, "Operator file (learned, refine)");
+                   "Solver: reference, learned, refine (learned + a few reference iterations), auto (learned, "
+                   "refined by the reference solver where its certificate fails) or linearized (the network-free "
+                   "linearised implicit step)")
+      ->check(CLI::IsMember({"reference", "learned", "refine", "auto", "linearized"}));
+  eval->add_option("--operator", options->operatorFile, "Operator file (learned, refine, auto)");
+  eval->add_option("--threshold", options->threshold,
+                   "Certificate threshold: the share of a step's decrease allowed to be missing (auto refines "
+                   "above it; learned reports the frames above it)")
+      ->capture_default_str();
   eval->add_option("--refine-iterations", options->refineIterations,
                    "L-BFGS iterations after the learned step (refine)")
       ->capture_default_str();
@@ -130,6 +157,9 @@ void addEvalCommand(CLI::App& app) {
   eval->add_option("--tau", options->tau, "Time step (default: the case's own)");
   eval->add_option("--steps", options->steps, "Number of JKO steps (default: the case's own)");
   eval->add_flag("--json", options->json, "Print one JSON object");
+  eval->add_flag("--reference-check", options->referenceCheck,
+                 "Also take the reference solver's step from each frame's input and report the frame's error against "
+                 "it (reference_rel_l1, reference_ms)");
   eval->add_option("--threads", options->threads, "LibTorch threads (default: all cores)");
   eval->add_option("--objective-tol", options->reference.objectiveTolerance,
                    "Reference solver: relative objective decrease over the last iterations")
@@ -156,18 +186,19 @@ void addEvalCommand(CLI::App& app) {
   options->energy.addTo(*eval, false);
   eval->callback([options] {
     configureRuntime(options->threads > 0 ? options->threads : static_cast<int>(std::thread::hardware_concurrency()));
-    const bool learnedSolver = options->solver == "learned" || options->solver == "refine";
+    const bool learnedSolver = options->solver == "learned" || options->solver == "refine" || options->solver == "auto";
     if (learnedSolver && options->operatorFile.empty())
       throw InvalidParameter("--operator", "none", "the " + options->solver + " solver needs an operator file");
     std::shared_ptr<LearnedOperator> op;
     if (learnedSolver) op = LearnedOperator::load(options->operatorFile);
-    auto stepperFor = [&](const Grid& grid, const EnergySpec& energy, double tau) -> Stepper {
+    auto tally = std::make_shared<RefinementTally>();
+    auto stepperFor = [&](const Grid& grid, const EnergySpec& energy, double tau, const at::Tensor& rho0) -> Stepper {
       auto objective = std::make_shared<const JkoObjective>(std::make_shared<const Energy>(energy, grid), tau);
       if (options->solver == "reference")
         return referenceStepper(std::make_shared<const ReferenceSolver>(objective, options->reference));
       if (options->solver == "linearized")
         return linearizedStepper(std::make_shared<const LinearizedStep>(objective, options->linearized));
-      return learnedStepper(op, grid, energy, tau, *options, options->solver == "refine");
+      return learnedStepper(op, grid, energy, tau, rho0, *options, tally);
     };
     nlohmann::json result;
     if (options->caseName == "mode-decay") {
@@ -180,7 +211,8 @@ void addEvalCommand(CLI::App& app) {
       mode.tau = options->tau > 0 ? options->tau : op ? op->metadata().tau : 0.005;
       mode.level = options->level;
       mode.amplitude = options->amplitude;
-      const Stepper solver = stepperFor(mode.grid, mode.energy, mode.tau);
+      const at::Tensor level = at::full(mode.grid.shape(), mode.level > 0 ? mode.level : 0.3, at::kDouble);
+      const Stepper solver = stepperFor(mode.grid, mode.energy, mode.tau, level);
       Stepper reference;
       if (options->solver != "reference") {
         auto objective =
@@ -194,7 +226,19 @@ void addEvalCommand(CLI::App& app) {
                                "each case has its own energy; --energy is for mode-decay");
       const ReferenceCase c =
           makeReferenceCase(options->caseName, options->grid, options->dim, options->tau, options->steps);
-      result = evaluateCase(c, stepperFor(c.grid, c.energy, c.tau), options->solver);
+      std::unique_ptr<ReferenceCheck> check;
+      if (options->referenceCheck)
+        check = std::make_unique<ReferenceCheck>(
+            std::make_shared<const JkoObjective>(std::make_shared<const Energy>(c.energy, c.grid), c.tau),
+            options->reference);
+      result = evaluateCase(c, stepperFor(c.grid, c.energy, c.tau, c.initial), options->solver, {}, check.get());
+    }
+    if (learnedSolver) {
+      result["certificate_threshold"] = options->threshold;
+      result["refinement"] = tally->toJson();
+      // One line on what was refined (auto, refine) or would need to be (learned).
+      std::cerr << "jko: " << options->solver << ": "
+                << tally->describe(options->threshold, options->solver != "learned") << "\n";
     }
     if (!options->operatorFile.empty()) result["operator"] = options->operatorFile;
     result["solver_tolerance"] = {{"objective", options->reference.objectiveTolerance},
@@ -228,8 +272,8 @@ void addCompareCommand(CLI::App& app) {
                    "sees (photo, terrain, scan, cells, strokes, stripes)")
       ->check(CLI::IsMember({"held-out", "wild"}))
       ->capture_default_str();
-  compare->add_option("--solver", *solverName, "wild suite: learned, learned-newton or linearized")
-      ->check(CLI::IsMember({"learned", "learned-newton", "linearized"}))
+  compare->add_option("--solver", *solverName, "wild suite: learned, or linearized (the network-free linearised step)")
+      ->check(CLI::IsMember({"learned", "linearized"}))
       ->capture_default_str();
   compare->add_option("--densities", options->densities, "Held-out densities")->capture_default_str();
   compare->add_option("--densities-per-family", wild->densitiesPerFamily, "Wild suite: densities per family")
@@ -254,14 +298,8 @@ void addCompareCommand(CLI::App& app) {
       if (*solverName == "learned") {
         stepper = [op](const at::Tensor& rho, const Grid& grid) { return op->step(rho, grid).next; };
       } else {
-        stepper = [op, solverName](const at::Tensor& rho, const Grid& grid) {
-          const auto objective = op->objectiveOn(grid);
-          const LinearizedStep linearized(objective);
-          if (*solverName == "linearized") return linearized.step(rho).first;
-          const JkoState state = objective->prepare(rho);
-          const at::Tensor u =
-              linearized.correct(state, (op->step(rho, grid).velocity * op->metadata().tau).unsqueeze(0));
-          return objective->nextDensity(state, objective->evaluate(state, u).deposited)[0];
+        stepper = [op](const at::Tensor& rho, const Grid& grid) {
+          return LinearizedStep(op->objectiveOn(grid)).step(rho).first;
         };
       }
       result = compareOnWildSuite(*op, stepper, *wild);

@@ -22,12 +22,16 @@
 #include "EnergyOptions.h"
 #include "FrameFiles.h"
 #include "evaluation/ReferenceCases.h"
+#include "evaluation/ReferenceCheck.h"
 #include "evaluation/WildDensities.h"
 #include "numerics/JkoObjective.h"
 #include "numerics/LinearizedStep.h"
 #include "numerics/ReferenceSolver.h"
+#include "numerics/StepCertificate.h"
+#include "operator/AutoSolver.h"
 #include "operator/DensityGenerator.h"
 #include "operator/LearnedOperator.h"
+#include "operator/TrainingRangeCheck.h"
 #include "runtime/Runtime.h"
 
 namespace jko::cli {
@@ -40,10 +44,10 @@ struct RolloutOptions {
   std::string caseName, initial, array, out = "frames", prefix = "frame", solver, operatorFile, generate;
   uint64_t seed = 1;
   int64_t grid = 64;
-  int dim = 2, steps = 20, threads = 0, writeEvery = 1;
-  double tau = 0, mass = 0, peak = 0;
+  int dim = 2, steps = 20, threads = 0, writeEvery = 1, refineIterations = 10;
+  double tau = 0, threshold = AutoSolverOptions().threshold, mass = 0, peak = 0;
   LinearizedStepOptions linearized;
-  bool json = false;
+  bool json = false, referenceCheck = false;
   EnergyOptions energy;
 };
 
@@ -156,10 +160,18 @@ void addRolloutCommand(CLI::App& app) {
   CLI::App* rollout = app.add_subcommand("rollout", "Compute K JKO steps from an initial density and write the frames");
   rollout
       ->add_option("--solver", o->solver,
-                   "Solver: reference, learned (default with --operator), or linearized (the network-free "
-                   "linearised implicit step)")
-      ->check(CLI::IsMember({"reference", "learned", "linearized", "learned-newton"}));
+                   "Solver: reference, learned, refine (learned + a few reference iterations), auto (learned, "
+                   "refined by the reference solver where its certificate fails) or linearized (the network-free "
+                   "linearised implicit step) (default: learned with --operator)")
+      ->check(CLI::IsMember({"reference", "learned", "refine", "auto", "linearized"}));
   rollout->add_option("--operator", o->operatorFile, "Learned operator file (.jko or TorchScript .pt)");
+  rollout
+      ->add_option("--threshold", o->threshold,
+                   "Certificate threshold: the share of a step's decrease allowed to be missing (auto refines "
+                   "above it; learned reports the frames above it)")
+      ->capture_default_str();
+  rollout->add_option("--refine-iterations", o->refineIterations, "L-BFGS iterations after the learned step (refine)")
+      ->capture_default_str();
   std::vector<std::string> kinds = DensityGenerator::kindNames();
   for (const std::string& family : wildFamilies()) kinds.push_back("wild:" + family);
   auto* generateOption =
@@ -196,13 +208,16 @@ void addRolloutCommand(CLI::App& app) {
   rollout->add_flag("--json", o->json,
                     "Print the run's statistics as one JSON object: mass drift, NaN check, energy per frame, "
                     "folded maps, resident memory at frame 50 and at the end, distance to the known limit");
+  rollout->add_flag("--reference-check", o->referenceCheck,
+                    "Also take the reference solver's step from each frame's input and report the frame's error "
+                    "against it (reference_rel_l1, reference_ms; step_ms is the step alone)");
   rollout->add_option("--threads", o->threads, "LibTorch threads (default: all cores)");
   o->energy.addTo(*rollout, false);
   rollout->callback([o] {
     configureRuntime(o->threads > 0 ? o->threads : static_cast<int>(std::thread::hardware_concurrency()));
     const std::string solverName = !o->solver.empty() ? o->solver : o->operatorFile.empty() ? "reference" : "learned";
     std::shared_ptr<LearnedOperator> op;
-    if (solverName == "learned" || solverName == "learned-newton") {
+    if (solverName == "learned" || solverName == "refine" || solverName == "auto") {
       if (o->operatorFile.empty())
         throw InvalidParameter("--operator", "none", "the learned solver needs an operator file");
       op = LearnedOperator::load(o->operatorFile);
@@ -248,43 +263,84 @@ void addRolloutCommand(CLI::App& app) {
     if (o->peak > 0) rho0 = rho0 * (o->peak / rho0.max().item<double>());
 
     // One step at a time, frames written (or dropped) as they come, so that
-    // memory stays flat however long the run.
-    std::function<std::pair<at::Tensor, at::Tensor>(const at::Tensor&)> step;  // rho -> (next, displacement)
+    // memory stays flat however long the run. Every step is certified.
+    std::function<CertifiedStep(const at::Tensor&)> step;
     std::shared_ptr<const JkoObjective> objective;
+    std::vector<std::string> warnings;
+    auto warn = [&](const std::string& message) {
+      std::cerr << "jko: warning: " << message << "\n";
+      warnings.push_back(message);
+    };
+    std::unique_ptr<TrainingRangeWatch> rangeWatch;
     if (op) {
-      for (const std::string& warning : op->checkCompatible(grid, &energySpec, tau))
-        std::cerr << "jko: warning: " << warning << "\n";
-      objective = op->objectiveOn(grid);
-      if (solverName == "learned-newton") {
-        auto corrector = std::make_shared<const LinearizedStep>(objective, o->linearized);
-        step = [op, grid, corrector](const at::Tensor& rho) {
-          const LearnedStep s = op->step(rho, grid);
-          const JkoObjective& J = corrector->objective();
-          const JkoState state = J.prepare(rho);
-          const at::Tensor u = corrector->correct(state, (s.velocity * op->metadata().tau).unsqueeze(0));
-          const JkoTerms terms = J.evaluate(state, u);
-          return std::make_pair(J.nextDensity(state, terms.deposited)[0], u[0]);
-        };
-      } else {
-        step = [op, grid](const at::Tensor& rho) {
-          const LearnedStep s = op->step(rho, grid);
-          return std::make_pair(s.next, s.velocity * op->metadata().tau);
-        };
+      // The learned and refine solvers run the operator's own problem (a
+      // mismatch is refused); Auto uses it as a first guess and only warns.
+      const bool automatic = solverName == "auto";
+      for (const std::string& warning :
+           op->checkCompatible(grid, automatic ? nullptr : &energySpec, automatic ? 0 : tau, rho0))
+        warn(warning);
+      if (automatic)
+        for (const RangeWarning& w : checkProblemAgainstTraining(op->metadata(), energySpec, tau, grid.dim))
+          warn(w.message);
+      rangeWatch = std::make_unique<TrainingRangeWatch>(op->metadata(), grid);
+      rangeWatch->check(rho0, 0);  // reported above
+      objective = automatic
+                      ? std::make_shared<const JkoObjective>(std::make_shared<const Energy>(energySpec, grid), tau)
+                      : op->objectiveOn(grid);
+      AutoSolverOptions autoOptions;
+      autoOptions.threshold = o->threshold;
+      auto solver = std::make_shared<const AutoSolver>(op, objective, autoOptions);
+      std::shared_ptr<const ReferenceSolver> refiner;
+      if (solverName == "refine") {
+        ReferenceSolverOptions refineOptions;
+        refineOptions.maxIterations = o->refineIterations;
+        refiner = std::make_shared<const ReferenceSolver>(objective, refineOptions);
       }
+      step = [solver, refiner, automatic](const at::Tensor& rho) {
+        CertifiedStep s = automatic ? solver->step(rho) : solver->learnedStep(rho);
+        if (refiner) {
+          const ReferenceStep refined = refiner->step(rho, s.displacement);
+          s.refined = true;
+          s.iterations = refined.iterations;
+          s.next = refined.next;
+          s.displacement = refined.displacement;
+          s.certificate = solver->certifier().certify(rho, s.displacement);
+        }
+        return s;
+      };
     } else if (solverName == "linearized") {
       objective = std::make_shared<const JkoObjective>(std::make_shared<const Energy>(energySpec, grid), tau);
       auto solver = std::make_shared<const LinearizedStep>(objective, o->linearized);
-      step = [solver](const at::Tensor& rho) { return solver->step(rho); };
+      auto certifier = std::make_shared<const StepCertifier>(objective);
+      step = [solver, certifier](const at::Tensor& rho) {
+        CertifiedStep s;
+        std::tie(s.next, s.displacement) = solver->step(rho);
+        s.certificate = certifier->certify(rho, s.displacement);
+        return s;
+      };
     } else {
       objective = std::make_shared<const JkoObjective>(std::make_shared<const Energy>(energySpec, grid), tau);
       auto solver = std::make_shared<const ReferenceSolver>(objective);
+      auto certifier = std::make_shared<const StepCertifier>(objective);
       auto warm = std::make_shared<at::Tensor>();
-      step = [solver, warm](const at::Tensor& rho) {
-        const ReferenceStep s = solver->step(rho, *warm);
-        *warm = s.displacement;
-        return std::make_pair(s.next, s.displacement);
+      step = [solver, certifier, warm](const at::Tensor& rho) {
+        const ReferenceStep r = solver->step(rho, *warm);
+        *warm = r.displacement;
+        CertifiedStep s;
+        s.next = r.next;
+        s.displacement = r.displacement;
+        s.certificate = certifier->certify(rho, r.displacement);  // the reference solver's own final measure
+        return s;
       };
     }
+    RefinementTally tally;
+    nlohmann::json certificates = nlohmann::json::array(), learnedCertificates = nlohmann::json::array();
+    std::vector<bool> refinedFrames;
+    std::vector<int> refineIterations;
+    std::vector<std::string> refineReasons;
+    std::vector<double> stepMs, referenceErrors, referenceMs;
+    std::unique_ptr<ReferenceCheck> check;
+    if (o->referenceCheck) check = std::make_unique<ReferenceCheck>(objective);
     const Energy& energy = objective->energy();
     const PushForward& push = objective->pushForward();
     auto energyOf = [&](const at::Tensor& rho) { return energy(rho.unsqueeze(0)).item<double>(); };
@@ -308,8 +364,25 @@ void addRolloutCommand(CLI::App& app) {
     const auto start = std::chrono::steady_clock::now();
     try {
       for (int k = 0; k < K; ++k) {
-        auto [next, displacement] = step(rho);
+        const auto stepStart = std::chrono::steady_clock::now();
+        const CertifiedStep certified = step(rho);
+        stepMs.push_back(
+            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - stepStart).count());
+        if (check) {
+          const ReferenceCheck::Result r = check->check(rho, certified.next);
+          referenceErrors.push_back(r.relativeL1);
+          referenceMs.push_back(r.milliseconds);
+        }
+        const at::Tensor &next = certified.next, &displacement = certified.displacement;
         at::NoGradGuard noGrad;
+        tally.add(certified);
+        certificates.push_back(certified.certificate.toJson());
+        learnedCertificates.push_back(certified.refined ? certified.learned.toJson() : nlohmann::json());
+        refinedFrames.push_back(certified.refined);
+        refineIterations.push_back(certified.iterations);
+        refineReasons.push_back(toString(certified.reason));
+        if (rangeWatch)
+          for (const RangeWarning& w : rangeWatch->check(next, k + 1)) warn(w.message);
         if (series && k % o->writeEvery == 0) series->add(k, {k * tau, rho, displacement / tau});
         // Statistics of frame k + 1 and of the map that made it.
         finite = finite && at::isfinite(next).all().item<bool>();
@@ -386,7 +459,24 @@ void addRolloutCommand(CLI::App& app) {
         {"limit_rel_l1_final", finiteOrNull(limitFinal)},
         {"frames_written", series ? series->count() : 0},
         {"pvd", pvd}};
-    if (op) result["operator"] = o->operatorFile;
+    result["certificate"] = certificates;
+    result["refined"] = refinedFrames;
+    result["refine_iterations"] = refineIterations;
+    result["refine_reason"] = refineReasons;
+    result["warnings"] = warnings;
+    result["step_ms"] = stepMs;
+    if (check) {
+      result["reference_rel_l1"] = referenceErrors;
+      result["reference_ms"] = referenceMs;
+    }
+    if (op) {
+      result["operator"] = o->operatorFile;
+      result["certificate_threshold"] = o->threshold;
+      result["refinement"] = tally.toJson();
+      if (solverName != "learned") result["learned_certificate"] = learnedCertificates;
+      // One line on what was refined (auto, refine) or would need to be (learned).
+      std::cerr << "jko: " << solverName << ": " << tally.describe(o->threshold, solverName != "learned") << "\n";
+    }
     if (!failure.empty()) result["error"] = failure;
     if (o->json) {
       std::cout << result.dump() << std::endl;

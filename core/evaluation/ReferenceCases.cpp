@@ -173,9 +173,11 @@ std::vector<double> axisVariances(const at::Tensor& rho, const Grid& grid) {
 }
 
 nlohmann::json evaluateCase(const ReferenceCase& c, const Stepper& stepper, const std::string& solver,
-                            const ProgressCallback& progress) {
+                            const ProgressCallback& progress, ReferenceCheck* referenceCheck) {
   const auto energy = std::make_shared<const Energy>(c.energy, c.grid);
-  const JkoObjective objective(energy, c.tau);
+  const auto objectivePointer = std::make_shared<const JkoObjective>(energy, c.tau);
+  const JkoObjective& objective = *objectivePointer;
+  const StepCertifier certifier(objectivePointer);
   const double volume = c.grid.cellVolume();
   const double mass0 = c.initial.sum().item<double>() * volume;
 
@@ -190,9 +192,13 @@ nlohmann::json evaluateCase(const ReferenceCase& c, const Stepper& stepper, cons
   out["steps"] = c.steps;
   out["energy_spec"] = c.energy.describe();
 
-  std::vector<double> relL1, relL1Jko, stepError, ms, objectives, energies, transports, gaps;
-  std::vector<int> iterations;
-  std::vector<bool> converged;
+  std::vector<double> relL1, relL1Jko, stepError, ms, objectives, energies, transports, gaps, referenceErrors,
+      referenceMs;
+  std::vector<int> iterations, refineIterations;
+  std::vector<bool> converged, refined;
+  std::vector<std::string> refineReasons;
+  nlohmann::json certificates = nlohmann::json::array(), learnedCertificates = nlohmann::json::array();
+  bool anyLearnedCertificate = false;
   double massDrift = 0, minDensity = c.initial.min().item<double>(), energyIncreaseMax = -1e300;
   double previousEnergy = (*energy)(c.initial.unsqueeze(0)).item<double>();
   at::Tensor rho = c.initial;
@@ -219,6 +225,18 @@ nlohmann::json evaluateCase(const ReferenceCase& c, const Stepper& stepper, cons
     transports.push_back(step.transport);
     iterations.push_back(step.iterations);
     converged.push_back(step.converged);
+    if (!step.certificate && step.displacement.defined()) step.certificate = certifier.certify(rho, step.displacement);
+    certificates.push_back(step.certificate ? step.certificate->toJson() : nlohmann::json());
+    learnedCertificates.push_back(step.learnedCertificate ? step.learnedCertificate->toJson() : nlohmann::json());
+    anyLearnedCertificate = anyLearnedCertificate || step.learnedCertificate.has_value();
+    refined.push_back(step.refined);
+    refineIterations.push_back(step.refineIterations);
+    refineReasons.push_back(step.refineReason);
+    if (referenceCheck) {
+      const ReferenceCheck::Result r = referenceCheck->check(rho, next);
+      referenceErrors.push_back(r.relativeL1);
+      referenceMs.push_back(r.milliseconds);
+    }
     if (k == 0 && c.firstDisplacement.defined()) {
       // "Found the minimiser": compare with the exact answer pushed through the same deposit.
       at::NoGradGuard noGrad;
@@ -256,6 +274,15 @@ nlohmann::json evaluateCase(const ReferenceCase& c, const Stepper& stepper, cons
   out["transport"] = transports;
   out["iterations"] = iterations;
   out["converged"] = converged;
+  out["certificate"] = certificates;
+  if (anyLearnedCertificate) out["learned_certificate"] = learnedCertificates;
+  out["refined"] = refined;
+  out["refine_iterations"] = refineIterations;
+  out["refine_reason"] = refineReasons;
+  if (referenceCheck) {
+    out["reference_rel_l1"] = referenceErrors;
+    out["reference_ms"] = referenceMs;
+  }
   if (!c.steadyVariance.empty()) {
     const std::vector<double> variances = axisVariances(rho, c.grid);
     std::vector<double> errors;

@@ -7,13 +7,16 @@
 
 #include <functional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "evaluation/ReferenceCheck.h"
 #include "numerics/Energy.h"
 #include "numerics/Grid.h"
 #include "numerics/Progress.h"
 #include "numerics/ReferenceSolver.h"
+#include "numerics/StepCertificate.h"
 
 namespace jko {
 
@@ -52,6 +55,14 @@ struct StepOutput {
   double transport = std::numeric_limits<double>::quiet_NaN();
   int iterations = 0;
   bool converged = true;
+  /// The certificate of the returned frame (numerics/StepCertificate);
+  /// evaluateCase certifies the displacement itself when a stepper leaves it out.
+  std::optional<StepCertificate> certificate;
+  /// The learned step's certificate, for steppers that refine it.
+  std::optional<StepCertificate> learnedCertificate;
+  bool refined = false;
+  int refineIterations = 0;
+  std::string refineReason = "none";  ///< toString(RefineReason)
 };
 
 /// One JKO step from rho_k; `previous` is the last step's output (undefined
@@ -62,9 +73,15 @@ using Stepper = std::function<StepOutput(const at::Tensor& rho, const StepOutput
 Stepper referenceStepper(std::shared_ptr<const ReferenceSolver> solver);
 
 /// Runs the stepper through the case and measures it against the exact
-/// answers. Returns the JSON object of `jko eval --json`.
+/// answers. Returns the JSON object of `jko eval --json`; per frame the
+/// arrays "certificate" (objects, StepCertificate::toJson), "refined",
+/// "refine_iterations", "refine_reason" and, where a stepper refines,
+/// "learned_certificate".
+/// With `referenceCheck`, also the reference solver's step from each frame's
+/// own input against the frame: "reference_rel_l1" and "reference_ms" per
+/// frame (outside the timed step).
 nlohmann::json evaluateCase(const ReferenceCase& referenceCase, const Stepper& stepper, const std::string& solver,
-                            const ProgressCallback& progress = {});
+                            const ProgressCallback& progress = {}, ReferenceCheck* referenceCheck = nullptr);
 
 /// sum |a - b| / sum |b|.
 double relativeL1(const at::Tensor& a, const at::Tensor& b);

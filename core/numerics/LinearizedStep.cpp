@@ -133,10 +133,8 @@ void forEachNode(const Shape& s, F&& f) {
 }
 
 // One sample's elliptic problem, all on the nodes (float64, contiguous):
-//   (diag(a) + tau sum_a K_a diag(m e_a) K_a^T) x = rhs,
-//   u_a = -tau e_a K_a^T x  (+ (1 - r_a) uBar_a in a Newton step at a
-//   predicted map whose carried displacement is uBar, r_a = carriedShare).
-// The caller fills masses, a, rhs, e and carriedShare, then calls prepare().
+//   (diag(a) + tau sum_a K_a diag(m e_a) K_a^T) x = rhs,  u_a = -tau e_a K_a^T x.
+// The caller fills masses, a, rhs and e, then calls prepare().
 // A model is kept per grid shape and thread (modelFor), so that a rollout
 // allocates its fields and multigrid levels once.
 class SampleModel {
@@ -146,7 +144,6 @@ class SampleModel {
         a(s.nodes),
         rhs(s.nodes),
         e(s.dim, std::vector<double>(s.nodes)),
-        carriedShare(s.dim, std::vector<double>(s.nodes)),
         mobility_(s.dim, std::vector<double>(s.nodes)),
         faces_(s.dim, std::vector<double>(s.nodes)),
         thirdDifference_(s.dim, std::vector<double>(s.nodes)),
@@ -169,7 +166,7 @@ class SampleModel {
 
   const double* masses = nullptr;  // m
   std::vector<double> a, rhs;
-  std::vector<std::vector<double>> e, carriedShare;  // per axis
+  std::vector<std::vector<double>> e;  // per axis
 
   void prepare(double tau, const LinearizedStepOptions& options) {
     tau_ = tau;
@@ -273,25 +270,13 @@ class SampleModel {
     }
   }
 
-  // u_a = -tau e_a K_a^T x into `total`; with `carried` (dim x N, or
-  // nullptr) the Newton step at a predicted map, total = uBar + u:
-  //   total_a = r_a uBar_a - tau e_a K_a^T x, the right-hand side less
-  //   sum_a K_a(m (1 - r_a) uBar_a).
-  void step(double* total, const double* carried = nullptr) {
+  // u_a = -tau e_a K_a^T x into u (dim x N).
+  void step(double* u) {
     const int64_t N = s_.nodes;
-    if (carried)
-      for (int axis = 0; axis < s_.dim; ++axis) {
-        for (int64_t i = 0; i < N; ++i) flux_[i] = masses[i] * carriedShare[axis][i] * carried[axis * N + i];
-        depositLinear(s_, axis, flux_.data(), work_.data(), scratch_);
-        for (int64_t i = 0; i < N; ++i) rhs[i] -= work_[i];
-      }
     solve(rhs.data(), x_.data());
     for (int axis = 0; axis < s_.dim; ++axis) {
       depositAdjoint(s_, axis, x_.data(), gradient_.data(), scratch_);
-      for (int64_t i = 0; i < N; ++i) {
-        total[axis * N + i] = -tau_ * e[axis][i] * gradient_[i];
-        if (carried) total[axis * N + i] += (1 - carriedShare[axis][i]) * carried[axis * N + i];
-      }
+      for (int64_t i = 0; i < N; ++i) u[axis * N + i] = -tau_ * e[axis][i] * gradient_[i];
     }
   }
 
@@ -367,9 +352,7 @@ LinearizedStep::LinearizedStep(std::shared_ptr<const JkoObjective> objective, Li
     throw InvalidParameter("displacement cap", formatValue(options_.capCells), "must be > 0");
 }
 
-at::Tensor LinearizedStep::displacement(const JkoState& state) const { return solveAround(state, at::Tensor()); }
-
-at::Tensor LinearizedStep::solveAround(const JkoState& state, const at::Tensor& carried) const {
+at::Tensor LinearizedStep::displacement(const JkoState& state) const {
   at::NoGradGuard noGrad;
   const JkoObjective& J = *objective_;
   const Grid& grid = J.grid();
@@ -380,7 +363,6 @@ at::Tensor LinearizedStep::solveAround(const JkoState& state, const at::Tensor& 
   const at::Tensor masses = state.masses.to(at::kCPU, at::kDouble).contiguous();
   const at::Tensor weights = state.weights.to(at::kCPU, at::kDouble).contiguous();
   const at::Tensor variation = energy.firstVariation(rho).contiguous();
-  const at::Tensor carriedCpu = carried.defined() ? carried.to(at::kCPU, at::kDouble).contiguous() : at::Tensor();
   const bool entropy = spec.internal == InternalKind::Entropy && spec.diffusion > 0;
   const bool porous = spec.internal == InternalKind::PorousMedium && spec.diffusion > 0;
   // Phi = V + W * rho: the external part of the first variation.
@@ -400,7 +382,6 @@ at::Tensor LinearizedStep::solveAround(const JkoState& state, const at::Tensor& 
       const double* w = weights.data_ptr<double>() + b * N;
       const double* g = variation.data_ptr<double>() + b * N;
       const double* phi = external.defined() ? external.data_ptr<double>() + b * N : nullptr;
-      const double* uBar = carriedCpu.defined() ? carriedCpu.data_ptr<double>() + b * d * N : nullptr;
       double* out = u.data_ptr<double>() + b * d * N;
       SampleModel& model = modelFor(shape, options_.smoothing);
       model.masses = m;
@@ -436,94 +417,16 @@ at::Tensor LinearizedStep::solveAround(const JkoState& state, const at::Tensor& 
           const double denominator = std::max(w[i] + tau * m[i] * curvature[i], 0.5 * w[i]);
           const bool moves = w[i] > 0 && m[i] > 0;
           model.e[a][i] = moves ? m[i] / denominator : 0.0;
-          model.carriedShare[a][i] = moves ? w[i] / denominator : 1.0;
         }
       }
       model.prepare(tau, options_);
-      model.step(out, uBar);
+      model.step(out);
       capDisplacement(shape, options_.capCells, out);
     }
   });
   std::vector<int64_t> sizes{batch, d};
   for (int a = 0; a < d; ++a) sizes.push_back(grid.n[a]);
   return u.view(sizes).to(device);
-}
-
-namespace {
-
-// Multilinear interpolation of a node field f (B, dim, n...) at the moved
-// nodes x + u, positions clamped to the node range.
-at::Tensor interpolateAtMoved(const Grid& grid, const at::Tensor& f, const at::Tensor& u) {
-  const Shape s = shapeOf(grid);
-  const at::Tensor field = f.contiguous(), disp = u.contiguous();
-  at::Tensor out = at::empty_like(field);
-  const int64_t batch = field.size(0), N = s.nodes, d = grid.dim;
-  for (int64_t b = 0; b < batch; ++b) {
-    const double* F = field.data_ptr<double>() + b * d * N;
-    const double* U = disp.data_ptr<double>() + b * d * N;
-    double* O = out.data_ptr<double>() + b * d * N;
-    for (int64_t i = 0; i < N; ++i) {
-      std::array<int64_t, 3> index{0, 0, 0}, low{0, 0, 0};
-      std::array<double, 3> w{0, 0, 0};
-      int64_t rest = i;
-      for (int slot = 2; slot >= 0; --slot) {
-        index[slot] = rest % s.n[slot];
-        rest /= s.n[slot];
-      }
-      for (int a = 0; a < d; ++a) {
-        const int slot = s.slot(a);
-        const double p = std::clamp(index[slot] + U[a * N + i] / s.h[slot], 0.0, static_cast<double>(s.n[slot] - 1));
-        low[slot] = std::min<int64_t>(static_cast<int64_t>(p), std::max<int64_t>(s.n[slot] - 2, 0));
-        w[slot] = p - low[slot];
-      }
-      for (int c = 0; c < d; ++c) {
-        double value = 0;
-        for (int corner = 0; corner < (1 << d); ++corner) {
-          double weight = 1;
-          int64_t offset = 0;
-          for (int a = 0; a < d; ++a) {
-            const int slot = s.slot(a);
-            const int bit = (corner >> a) & 1;
-            weight *= bit ? w[slot] : 1 - w[slot];
-            offset += (low[slot] + bit) * s.stride[slot];
-          }
-          value += weight * F[c * N + offset];
-        }
-        O[c * N + i] = value;
-      }
-    }
-  }
-  return out;
-}
-
-}  // namespace
-
-at::Tensor LinearizedStep::correct(const JkoState& state, const at::Tensor& predicted) const {
-  at::NoGradGuard noGrad;
-  const JkoObjective& J = *objective_;
-  const Grid& grid = J.grid();
-  const PushForward& push = J.pushForward();
-  const at::Tensor m = state.masses.to(at::kCPU, at::kDouble).contiguous();
-  const at::Tensor us = predicted.to(at::kCPU, at::kDouble).contiguous();
-  // The predicted density and the predicted displacement carried to where
-  // its mass lands (momentum deposited, divided by the density).
-  const at::Tensor raw = push.deposit(m, us);
-  const at::Tensor rhoS = push.limit(raw, state.mass.to(at::kCPU, at::kDouble));
-  std::vector<at::Tensor> carried;
-  const at::Tensor floor = 1e-12 * std::get<0>(raw.flatten(1).max(1)).view({-1, 1, 1}).expand_as(raw);
-  for (int a = 0; a < grid.dim; ++a) {
-    const at::Tensor momentum = push.deposit(m * us.select(1, a), us);
-    carried.push_back(at::where(raw > floor, momentum / raw.clamp_min(1e-300), at::zeros_like(raw)));
-  }
-  const at::Tensor uBar = at::stack(carried, 1);
-  const JkoState stateS = J.prepare(rhoS);
-  const at::Tensor total = solveAround(stateS, uBar);  // uBar + u_f at the predicted density's nodes
-  at::Tensor u = us + interpolateAtMoved(grid, total - uBar, us);
-  const Shape shape = shapeOf(grid);
-  u = u.contiguous();
-  for (int64_t b = 0; b < u.size(0); ++b)
-    capDisplacement(shape, options_.capCells, u.data_ptr<double>() + b * grid.dim * shape.nodes);
-  return u.to(state.density.device());
 }
 
 std::pair<at::Tensor, at::Tensor> LinearizedStep::step(const at::Tensor& rho) const {

@@ -89,18 +89,7 @@ class LinearizedStep {
   /// below staying put (the descent every minimiser satisfies).
   std::pair<at::Tensor, at::Tensor> step(const at::Tensor& rho) const;
 
-  /// The Newton step at a predicted displacement u_s (B, dim, n...): the same
-  /// model, linearised around the density rho_s that u_s deposits (its
-  /// pre-filtered masses move again, by u_f), with the transport cost of the
-  /// composed map, |uBar_s + u_f|^2 rho_s (uBar_s: u_s carried to where its
-  /// mass lands). Returns the corrected displacement of the original nodes,
-  /// u_s + u_f(x + u_s). At first order in the density it does not depend on
-  /// u_s (Newton on a quadratic model); from a good prediction its
-  /// linearisation only has to cover the small remaining motion.
-  at::Tensor correct(const JkoState& state, const at::Tensor& predicted) const;
-
  private:
-  at::Tensor solveAround(const JkoState& state, const at::Tensor& carried) const;
   std::shared_ptr<const JkoObjective> objective_;
   LinearizedStepOptions options_;
 };

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <vector>
 
 #include "runtime/TaskTeam.h"
 
@@ -222,6 +223,120 @@ class DepositFunction : public torch::autograd::Function<DepositFunction> {
 };
 
 }  // namespace
+
+namespace {
+
+// Sums of one chunk of particles in objectiveGradientParticles.
+struct GradientSums {
+  double metricNorm = 0, transport = 0;
+};
+
+// g_i = m_i sum_j adjoint_j d W(x_j - p_i) / d u_i + c_i u_i for the
+// particles [begin, end) of one sample (the deposit's adjoint, as in
+// depositBackward, without the masses' part), and the sums of H0_i |g_i|^2
+// and c_i |u_i|^2 / 2 over them.
+GradientSums objectiveGradientParticles(const Shape& s, const double* m, const double* u, const double* adjoint,
+                                        const double* c, const double* H0, int64_t begin, int64_t end, double* g) {
+  GradientSums sums;
+  if (s.dim == 2) {
+    forEachParticle(s, u, begin, end, [&](int64_t i, const std::array<AxisStencil, 3>& st) {
+      // Per row a of the stencil: sum_c w1_c A and sum_c w1'_c A.
+      double d0 = 0, d1 = 0;
+      for (int a = 0; a < 3; ++a) {
+        const double* row = adjoint + st[0].index[a] * s.n[1];
+        const double A0 = row[st[1].index[0]], A1 = row[st[1].index[1]], A2 = row[st[1].index[2]];
+        const double weighted = st[1].weight[0] * A0 + st[1].weight[1] * A1 + st[1].weight[2] * A2;
+        const double sloped = st[1].slope[0] * A0 + st[1].slope[1] * A1 + st[1].slope[2] * A2;
+        d0 += st[0].slope[a] * weighted;
+        d1 += st[0].weight[a] * sloped;
+      }
+      const double u0 = u[i], u1 = u[s.nodes + i];
+      const double g0 = (st[0].inside ? m[i] * d0 / s.h[0] : 0.0) + c[i] * u0;
+      const double g1 = (st[1].inside ? m[i] * d1 / s.h[1] : 0.0) + c[i] * u1;
+      g[i] = g0;
+      g[s.nodes + i] = g1;
+      sums.metricNorm += H0[i] * (g0 * g0 + g1 * g1);
+      sums.transport += 0.5 * c[i] * (u0 * u0 + u1 * u1);
+    });
+    return sums;
+  }
+  forEachParticle(s, u, begin, end, [&](int64_t i, const std::array<AxisStencil, 3>& st) {
+    double d0 = 0, d1 = 0, d2 = 0;
+    for (int a = 0; a < 3; ++a)
+      for (int b = 0; b < 3; ++b) {
+        const double* line = adjoint + (st[0].index[a] * s.n[1] + st[1].index[b]) * s.n[2];
+        double weighted = 0, sloped = 0;
+        for (int e = 0; e < 3; ++e) {
+          const double A = line[st[2].index[e]];
+          weighted += st[2].weight[e] * A;
+          sloped += st[2].slope[e] * A;
+        }
+        d0 += st[0].slope[a] * st[1].weight[b] * weighted;
+        d1 += st[0].weight[a] * st[1].slope[b] * weighted;
+        d2 += st[0].weight[a] * st[1].weight[b] * sloped;
+      }
+    double norm = 0, transport = 0;
+    const double d[3] = {d0, d1, d2};
+    for (int axis = 0; axis < 3; ++axis) {
+      const double ua = u[axis * s.nodes + i];
+      const double ga = (st[axis].inside ? m[i] * d[axis] / s.h[axis] : 0.0) + c[i] * ua;
+      g[axis * s.nodes + i] = ga;
+      norm += ga * ga;
+      transport += ua * ua;
+    }
+    sums.metricNorm += H0[i] * norm;
+    sums.transport += 0.5 * c[i] * transport;
+  });
+  return sums;
+}
+
+}  // namespace
+
+bool fusedObjectiveGradientApplies(const at::Tensor& masses, const at::Tensor& displacement) {
+  return fusedDepositApplies(masses, displacement);
+}
+
+ObjectiveGradient fusedObjectiveGradient(const at::Tensor& masses, const at::Tensor& displacement,
+                                         const at::Tensor& energyGradient, const at::Tensor& transportWeight,
+                                         const at::Tensor& inverseMetric, const Grid& grid) {
+  const at::Tensor m = masses.contiguous(), u = displacement.contiguous();
+  const at::Tensor A = energyGradient.to(at::kDouble).contiguous();
+  const at::Tensor c = transportWeight.to(at::kDouble).contiguous(), H0 = inverseMetric.to(at::kDouble).contiguous();
+  const Shape s = shapeOf(grid);
+  const int64_t batch = m.size(0);
+  ObjectiveGradient out;
+  out.gradient = at::empty_like(u);
+  out.metricNorm = at::empty({batch}, m.options());
+  out.transport = at::empty({batch}, m.options());
+  // Fixed chunks of one sample's particles (as the deposit's), their sums
+  // added in chunk order.
+  const int64_t chunks = std::clamp<int64_t>(s.nodes / 4096, 1, 16);
+  auto sample = [&](int64_t b, bool parallel) {
+    std::vector<GradientSums> partial(chunks);
+    auto chunk = [&](int64_t k) {
+      partial[k] = objectiveGradientParticles(
+          s, m.data_ptr<double>() + b * s.nodes, u.data_ptr<double>() + b * s.dim * s.nodes,
+          A.data_ptr<double>() + b * s.nodes, c.data_ptr<double>() + b * s.nodes, H0.data_ptr<double>() + b * s.nodes,
+          k * s.nodes / chunks, (k + 1) * s.nodes / chunks, out.gradient.data_ptr<double>() + b * s.dim * s.nodes);
+    };
+    if (parallel)
+      parallelFor(chunks, chunk);
+    else
+      for (int64_t k = 0; k < chunks; ++k) chunk(k);
+    GradientSums total;
+    for (const GradientSums& p : partial) total.metricNorm += p.metricNorm, total.transport += p.transport;
+    out.metricNorm.data_ptr<double>()[b] = total.metricNorm;
+    out.transport.data_ptr<double>()[b] = total.transport;
+  };
+  if (batch >= parallelWorkers() || chunks == 1) {
+    at::parallel_for(0, batch, 1, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) sample(b, false);
+    });
+  } else {
+    for (int64_t b = 0; b < batch; ++b) sample(b, true);
+  }
+  return out;
+}
 
 bool fusedDepositApplies(const at::Tensor& masses, const at::Tensor& displacement) {
   return masses.device().is_cpu() && displacement.device().is_cpu() && masses.scalar_type() == at::kDouble &&

@@ -96,6 +96,10 @@ ReferenceStep ReferenceSolver::step(const at::Tensor& rho, const at::Tensor& ini
       result.converged = true;
       break;
     }
+    if (options_.accept && options_.accept(x.view(uShape), current.gradient.view(uShape))) {
+      result.accepted = true;
+      break;
+    }
     if (progress && options_.progressInterval > 0 && iteration % options_.progressInterval == 0) {
       ProgressEvent event;
       event.stage = "reference iterations";

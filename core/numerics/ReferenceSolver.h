@@ -8,6 +8,7 @@
 
 #include <ATen/ATen.h>
 
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -27,6 +28,11 @@ struct ReferenceSolverOptions {
   /// (twice the decrease a Newton step would still give), is at most this
   /// fraction of the step's total decrease.
   double gradientTolerance = 1e-7;
+  /// Stop as soon as this returns true for the current iterate u and its
+  /// gradient g = dJ/du (both (1, dim, n...)), whatever the tolerances
+  /// (empty: never). A refinement that only has to pass a certificate
+  /// (numerics/StepCertificate) stops there. Every iterate has J(u) <= J(0).
+  std::function<bool(const at::Tensor& displacement, const at::Tensor& gradient)> accept;
   /// Report progress every this many L-BFGS iterations (within a step).
   int progressInterval = 25;
 };
@@ -40,6 +46,7 @@ struct ReferenceStep {
   double objectiveChange = 0;   ///< decrease over the last window / (J(0) - J(u))
   int iterations = 0, evaluations = 0;
   bool converged = false;
+  bool accepted = false;  ///< stopped because ReferenceSolverOptions::accept said so
 };
 
 class ReferenceSolver {

@@ -12,6 +12,7 @@
 
 #include "numerics/Errors.h"
 #include "operator/OperatorFile.h"
+#include "operator/TrainingRangeCheck.h"
 #include "operator/VelocityNetwork.h"
 #include "runtime/Runtime.h"
 #include "runtime/TaskTeam.h"
@@ -469,8 +470,8 @@ void LearnedOperator::to(const at::Device& device) {
   device_ = device;
 }
 
-std::vector<std::string> LearnedOperator::checkCompatible(const Grid& grid, const EnergySpec* energy,
-                                                          double tau) const {
+std::vector<std::string> LearnedOperator::checkCompatible(const Grid& grid, const EnergySpec* energy, double tau,
+                                                          const at::Tensor& rho) const {
   const OperatorMetadata& m = metadata_;
   if (grid.dim != m.dim)
     throw OperatorFileError("this operator was trained on " + std::to_string(m.dim) + "D densities; the data is " +
@@ -486,18 +487,10 @@ std::vector<std::string> LearnedOperator::checkCompatible(const Grid& grid, cons
       m.energy.potentialValues.sizes() != at::IntArrayRef(grid.shape()))
     throw OperatorFileError("this operator's potential is an array on another grid; it runs on that grid only");
 
-  std::vector<std::string> warnings;
-  const TrainingRanges& r = m.ranges;
-  for (int a = 0; a < grid.dim; ++a)
-    if (std::abs(grid.boxLength(a) - r.boxLength[a]) > 0.01 * r.boxLength[a])
-      warnings.push_back("box length " + formatValue(grid.boxLength(a)) + " along axis " + std::to_string(a) +
-                         " differs from the training box (" + formatValue(r.boxLength[a]) +
-                         "): porous-medium and interaction dynamics depend on it");
-  for (int a = 0; a < grid.dim; ++a)
-    if (r.gridMax > 0 && (grid.n[a] < r.gridMin / 2 || grid.n[a] > 4 * r.gridMax))
-      warnings.push_back("grid size " + std::to_string(grid.n[a]) + " is far from the training grids (" +
-                         std::to_string(r.gridMin) + "-" + std::to_string(r.gridMax) + ")");
-  return warnings;
+  std::vector<RangeWarning> warnings = checkGridAgainstTraining(m, grid);
+  if (rho.defined())
+    for (RangeWarning& w : checkDensityAgainstTraining(m, grid, rho)) warnings.push_back(std::move(w));
+  return messagesOf(warnings);
 }
 
 std::shared_ptr<const JkoObjective> LearnedOperator::objectiveOn(const Grid& grid) const {

@@ -70,9 +70,11 @@ class LearnedOperator {
 
   /// Refuses (OperatorFileError) what cannot work: another dimension, an
   /// energy or tau other than the operator's when given. Returns warnings
-  /// for what may be inaccurate: a box, grid, mass or peak density outside
-  /// the training ranges.
-  std::vector<std::string> checkCompatible(const Grid& grid, const EnergySpec* energy = nullptr, double tau = 0) const;
+  /// for what may be inaccurate (operator/TrainingRangeCheck.h): a box or
+  /// grid outside the training ranges, and, when `rho` is given, its mass or
+  /// peak density.
+  std::vector<std::string> checkCompatible(const Grid& grid, const EnergySpec* energy = nullptr, double tau = 0,
+                                           const at::Tensor& rho = {}) const;
 
   /// What the network works from, on the network grid.
   struct NetworkInputs {

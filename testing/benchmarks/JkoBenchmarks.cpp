@@ -15,6 +15,7 @@
 #include "numerics/Errors.h"
 #include "numerics/JkoObjective.h"
 #include "numerics/ReferenceSolver.h"
+#include "numerics/StepCertificate.h"
 #include "operator/DensityGenerator.h"
 #include "operator/LearnToEvolveTrainer.h"
 #include "operator/LearnedOperator.h"
@@ -167,6 +168,26 @@ nlohmann::json runBenchmarks(const BenchOptions& o) {
     const double ms = medianMs(std::max(3, o.repeats / 3), [&] { op3->step(rho, grid); });
     out["learned_step_ms_" + std::to_string(n) + "_3d"] = ms;
     std::cerr << "learned step " << n << "^3: " << ms << " ms\n";
+  }
+
+  // The certificate of a learned step (numerics/StepCertificate): descent
+  // guard, J and g . H0 g by the fused gradient pass; budget: one learned
+  // step. Against it, the same gradient by autograd (forward and backward).
+  for (int64_t n : sizes2) {
+    if (device.is_cuda()) break;
+    const Grid grid = Grid::unitBox(2, n);
+    const at::Tensor rho = sampleDensity(grid, meta);
+    const auto objective = op->objectiveOn(grid);
+    const StepCertifier certifier(objective);
+    const at::Tensor u = meta.tau * op->step(rho, grid).velocity;
+    const std::string suffix = "_" + std::to_string(n);
+    out["certificate_ms" + suffix] = medianMs(o.repeats, [&] { certifier.certify(rho, u); });
+    out["certificate_over_learned_step" + suffix] = out["certificate_ms" + suffix].get<double>() / learned[n];
+    const JkoState state = objective->prepare(rho);
+    out["objective_gradient_fused_ms" + suffix] = medianMs(o.repeats, [&] { certifier.gradient(state, u); });
+    out["objective_gradient_autograd_ms" + suffix] =
+        medianMs(o.repeats, [&] { certifier.gradientByAutograd(state, u); });
+    std::cerr << "certificate " << n << "^2: " << out["certificate_ms" + suffix].get<double>() << " ms\n";
   }
 
   // Where a 128^2 step goes: features on the network grid, the network,

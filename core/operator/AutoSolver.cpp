@@ -1,0 +1,184 @@
+#include "operator/AutoSolver.h"
+
+#include <ATen/core/grad_mode.h>
+
+#include <chrono>
+#include <cmath>
+#include <sstream>
+
+#include "numerics/Errors.h"
+#include "operator/TrainingRangeCheck.h"
+
+namespace jko {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double millisecondsSince(Clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+}
+
+}  // namespace
+
+std::string toString(RefineReason reason) {
+  switch (reason) {
+    case RefineReason::DescentFailed:
+      return "descent";
+    case RefineReason::CertificateAbove:
+      return "certificate";
+    case RefineReason::LearnedStepFailed:
+      return "learned-step-failed";
+    default:
+      return "none";
+  }
+}
+
+AutoSolver::AutoSolver(std::shared_ptr<const LearnedOperator> op, std::shared_ptr<const JkoObjective> objective,
+                       AutoSolverOptions options)
+    : op_(std::move(op)), objective_(std::move(objective)), options_(options), certifier_(objective_) {
+  if (!(options_.threshold > 0) || !std::isfinite(options_.threshold))
+    throw InvalidParameter("certificate threshold", formatValue(options_.threshold),
+                           "the estimated relative L1 error a frame may have must be a number > 0 (e.g. 0.01)");
+  if (!(options_.refineTo > 0 && options_.refineTo <= 1))
+    throw InvalidParameter("refinement target", formatValue(options_.refineTo),
+                           "the fraction of the threshold a refinement aims at must be in (0, 1]");
+  if (op_->metadata().dim != objective_->grid().dim)
+    throw OperatorFileError("this operator was trained on " + std::to_string(op_->metadata().dim) +
+                            "D densities; the data is " + std::to_string(objective_->grid().dim) +
+                            "D: train or load a " + std::to_string(objective_->grid().dim) + "D operator");
+}
+
+CertifiedStep AutoSolver::learnedGuess(const at::Tensor& rho) const {
+  const Grid& grid = objective_->grid();
+  const OperatorMetadata& m = op_->metadata();
+  const double mass = rho.to(at::kDouble).sum().item<double>() * grid.cellVolume();
+  const StepSymmetry symmetry =
+      symmetryIntoTrainingRange(m, objective_->energy().spec(), objective_->tau(), grid.dim, mass);
+  CertifiedStep out;
+  out.densityFactor = symmetry.densityFactor;
+  const auto start = Clock::now();
+  // The map of the operator's step of c rho is the map of the step of rho.
+  const LearnedStep learned = op_->step(symmetry.densityFactor == 1 ? rho : rho * symmetry.densityFactor, grid);
+  out.displacement = learned.velocity * m.tau;
+  out.next = symmetry.densityFactor == 1 ? learned.next : learned.next / symmetry.densityFactor;
+  out.learnedMs = millisecondsSince(start);
+  return out;
+}
+
+CertifiedStep AutoSolver::learnedStep(const at::Tensor& rho) const {
+  CertifiedStep out = learnedGuess(rho);
+  const auto start = Clock::now();
+  out.learned = certifier_.certify(rho, out.displacement);
+  out.certificate = out.learned;
+  out.certificateMs = millisecondsSince(start);
+  if (!out.learned.descent)
+    out.reason = RefineReason::DescentFailed;
+  else if (!out.learned.passes(options_.threshold))
+    out.reason = RefineReason::CertificateAbove;
+  return out;
+}
+
+CertifiedStep AutoSolver::step(const at::Tensor& rho, const ProgressCallback& progress) const {
+  CertifiedStep out;
+  try {
+    out = learnedStep(rho);
+  } catch (const InvalidDensity& e) {
+    // A learned step that cannot be taken (NaN, overflow) is no reason to
+    // stop: the reference solver takes the step from u = 0. A density that
+    // is itself invalid fails there again, with its own message.
+    out = CertifiedStep();
+    out.reason = RefineReason::LearnedStepFailed;
+    out.learnedFailure = e.what();
+  }
+  if (out.reason == RefineReason::None) return out;
+
+  const auto start = Clock::now();
+  // L-BFGS from the learned map (from u = 0 when the learned step failed)
+  // until the certificate passes with a margin.
+  const JkoState state = objective_->prepare(rho);
+  const double target = options_.refineTo * options_.threshold;
+  ReferenceSolverOptions refineOptions = options_.reference;
+  refineOptions.accept = [&](const at::Tensor& u, const at::Tensor& g) {
+    return certifier_.l1ErrorEstimate(state, u, g) <= target;
+  };
+  const ReferenceStep refined = ReferenceSolver(objective_, refineOptions).step(rho, out.displacement, progress);
+  out.refineMs = millisecondsSince(start);
+  out.refined = true;
+  out.iterations = refined.iterations;
+  out.refineConverged = refined.converged;
+  out.next = refined.next;
+  out.displacement = refined.displacement;
+  out.certificate = certifier_.certify(rho, out.displacement);
+  return out;
+}
+
+std::vector<CertifiedStep> AutoSolver::rollout(const at::Tensor& rho0, int steps,
+                                               const ProgressCallback& progress) const {
+  if (steps < 0) throw InvalidParameter("steps", formatValue(steps), "must be >= 0");
+  std::vector<CertifiedStep> frames;
+  at::Tensor rho = rho0;
+  RefinementTally tally;
+  for (int k = 0; k < steps; ++k) {
+    frames.push_back(step(rho));
+    tally.add(frames.back());
+    rho = frames.back().next;
+    ProgressEvent event;
+    event.stage = "auto rollout";
+    event.step = k + 1;
+    event.fraction = static_cast<double>(k + 1) / steps;
+    event.message = "auto step " + std::to_string(k + 1) + " of " + std::to_string(steps) + ": " +
+                    tally.describe(options_.threshold);
+    reportProgress(progress, event);
+  }
+  return frames;
+}
+
+void RefinementTally::add(const CertifiedStep& step) {
+  ++frames;
+  if (step.refined) ++refined;
+  iterations += step.iterations;
+  if (step.reason != RefineReason::None) failedFrames.push_back(frames);
+  if (step.reason == RefineReason::DescentFailed) ++descentFailures;
+  if (step.reason == RefineReason::CertificateAbove) ++certificateFailures;
+  if (step.reason == RefineReason::LearnedStepFailed) ++learnedFailures;
+}
+
+nlohmann::json RefinementTally::toJson() const {
+  return {{"frames", frames},
+          {"refined", refined},
+          {"descent_failures", descentFailures},
+          {"certificate_failures", certificateFailures},
+          {"learned_failures", learnedFailures},
+          {"iterations", iterations},
+          {"failed_frames", failedFrames}};
+}
+
+std::string RefinementTally::describe(double threshold, bool refining) const {
+  std::ostringstream out;
+  const int failed = descentFailures + certificateFailures + learnedFailures;
+  if (refining)
+    out << refined << " of " << frames << " frames refined";
+  else
+    out << failed << " of " << frames << " learned frames fail their certificate";
+  std::vector<std::string> why;
+  if (descentFailures)
+    why.push_back(std::to_string(descentFailures) + ": the learned step raised the step objective above E(rho_k)");
+  if (certificateFailures)
+    why.push_back(std::to_string(certificateFailures) + ": certificate above " + formatValue(threshold));
+  if (learnedFailures) why.push_back(std::to_string(learnedFailures) + ": the learned step failed");
+  if (!why.empty()) {
+    out << " (";
+    for (size_t i = 0; i < why.size(); ++i) out << (i ? ", " : "") << why[i];
+    out << ")";
+  }
+  if (refining && refined) out << ", " << iterations << " L-BFGS iterations";
+  if (!refining && failed) {
+    out << "; frames";
+    const size_t shown = std::min<size_t>(failedFrames.size(), 10);
+    for (size_t i = 0; i < shown; ++i) out << (i ? ", " : " ") << failedFrames[i];
+    if (failedFrames.size() > shown) out << " and " << failedFrames.size() - shown << " more";
+  }
+  return out.str();
+}
+
+}  // namespace jko

@@ -1,0 +1,113 @@
+// The Auto solver: a learned JKO step that is never returned wrong without a
+// word (DESIGN.md §6, "Certificates"). Each step is the learned operator's;
+// when its descent guard fails (J(u) > E(rho_k)) or its certificate is above
+// a threshold, the step is refined from the learned map by the reference
+// solver's L-BFGS until the certificate passes (or the solver's own stopping
+// rule holds). Every step reports its certificate, whether it was refined,
+// why, and with how many iterations.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "numerics/Progress.h"
+#include "numerics/ReferenceSolver.h"
+#include "numerics/StepCertificate.h"
+#include "operator/LearnedOperator.h"
+
+namespace jko {
+
+struct AutoSolverOptions {
+  /// A step passes when its descent guard holds and its certificate (the
+  /// estimated relative L1 distance of the frame to the step's minimiser,
+  /// StepCertificate::l1ErrorEstimate) is at most this. Chosen on the bundled
+  /// operators: it flags every frame more than 3% off and 14% of those
+  /// less than 1% off (docs/design.md, "Certificates";
+  /// scripts/certificate_study.py).
+  double threshold = 0.01;
+  /// A refinement stops once the certificate is at most refineTo * threshold
+  /// (or on the reference solver's own rule): the margin keeps refined frames
+  /// inside the threshold where the certificate underestimates (rarely, by
+  /// up to 10% in the study).
+  double refineTo = 0.5;
+  /// The refinement's L-BFGS (its `accept` is set by the solver).
+  ReferenceSolverOptions reference;
+};
+
+enum class RefineReason {
+  None,
+  DescentFailed,      ///< J(u) > E(rho_k): the learned step raised the step objective
+  CertificateAbove,   ///< the certificate's relative gap is above the threshold
+  LearnedStepFailed,  ///< the learned step threw (NaN, a density it cannot take)
+};
+/// "none", "descent", "certificate", "learned-step-failed".
+std::string toString(RefineReason reason);
+
+/// One step of the Auto solver (or the learned step alone, certified).
+struct CertifiedStep {
+  at::Tensor next;              ///< rho_{k+1}, float64, shape of the grid
+  at::Tensor displacement;      ///< u (dim, n...), float64
+  StepCertificate learned;      ///< the learned step's certificate (NaN fields when it failed)
+  StepCertificate certificate;  ///< the returned frame's (== learned when not refined)
+  bool refined = false;
+  RefineReason reason = RefineReason::None;
+  std::string learnedFailure;    ///< the learned step's error (RefineReason::LearnedStepFailed)
+  int iterations = 0;            ///< L-BFGS iterations of the refinement
+  bool refineConverged = false;  ///< the refinement stopped on the reference solver's own rule
+  /// c of the step's symmetry (operator/TrainingRangeCheck.h): the operator
+  /// stepped c rho and the frame is 1/c of its step; 1 when not used.
+  double densityFactor = 1;
+  double learnedMs = 0, certificateMs = 0, refineMs = 0;
+};
+
+class AutoSolver {
+ public:
+  /// `objective` is the problem solved (energy, tau, grid); the operator's
+  /// step is a first guess for it (the same energy and tau, usually).
+  AutoSolver(std::shared_ptr<const LearnedOperator> op, std::shared_ptr<const JkoObjective> objective,
+             AutoSolverOptions options = {});
+
+  const AutoSolverOptions& options() const { return options_; }
+  const StepCertifier& certifier() const { return certifier_; }
+  const LearnedOperator& learnedOperator() const { return *op_; }
+
+  /// One step from rho (shape of the grid): learned, certified, refined
+  /// when it fails.
+  CertifiedStep step(const at::Tensor& rho, const ProgressCallback& progress = {}) const;
+  /// The learned step and its certificate, never refined (a failed learned
+  /// step throws as LearnedOperator::step does).
+  CertifiedStep learnedStep(const at::Tensor& rho) const;
+  /// K steps from rho0.
+  std::vector<CertifiedStep> rollout(const at::Tensor& rho0, int steps, const ProgressCallback& progress = {}) const;
+
+ private:
+  /// The operator's step for rho, through the symmetry when it applies.
+  CertifiedStep learnedGuess(const at::Tensor& rho) const;
+
+  std::shared_ptr<const LearnedOperator> op_;
+  std::shared_ptr<const JkoObjective> objective_;
+  AutoSolverOptions options_;
+  StepCertifier certifier_;
+};
+
+/// Counts of refined frames and why, over a rollout.
+struct RefinementTally {
+  int frames = 0, refined = 0, descentFailures = 0, certificateFailures = 0, learnedFailures = 0;
+  int64_t iterations = 0;
+  /// Frames (1-based) whose step failed the guard or the certificate.
+  std::vector<int> failedFrames;
+  void add(const CertifiedStep& step);
+  /// E.g. "3 of 20 frames refined (1: the learned step raised the step
+  /// objective above E(rho_k), 2: certificate above 0.01), 57 L-BFGS iterations". With `refining` false (the learned
+  /// solver): "3 of 20 learned frames fail ... ; frames 4, 5, 9".
+  std::string describe(double threshold, bool refining = true) const;
+  /// {"frames", "refined", "descent_failures", "certificate_failures",
+  ///  "learned_failures", "iterations", "failed_frames"}.
+  nlohmann::json toJson() const;
+};
+
+}  // namespace jko

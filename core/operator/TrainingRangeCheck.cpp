@@ -1,0 +1,215 @@
+#include "operator/TrainingRangeCheck.h"
+
+#include <algorithm>
+#include <cmath>
+#include <sstream>
+
+#include "numerics/Errors.h"
+
+namespace jko {
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+std::string number(double value) {
+  std::ostringstream out;
+  out.precision(3);
+  out << value;
+  return out.str();
+}
+
+std::string range(double lo, double hi) { return "[" + number(lo) + ", " + number(hi) + "]"; }
+
+// What to do, with the command that trains an operator like this one on the
+// user's data (at time step tau).
+std::string remedy(const OperatorMetadata& m, const std::string& extra, double tau = 0) {
+  std::string preset = m.energy.preset;
+  if (preset.empty() || preset == "custom") preset = "PRESET";
+  return " Use the Auto solver (it refines every frame that fails its certificate) or the reference solver, or "
+         "retrain on such data: jko train --energy " +
+         preset + " --tau " + number(tau > 0 ? tau : m.tau) + extra + " --out NEW.jko.";
+}
+
+bool outside(double value, double lo, double hi) {
+  return value < lo / (1 + kTrainingRangeMargin) || value > hi * (1 + kTrainingRangeMargin);
+}
+
+bool hasMassRange(const TrainingRanges& r) { return r.massMax > 0 && r.massMin > 0 && r.massMin <= r.massMax; }
+
+double massOf(const Grid& grid, const at::Tensor& rho) {
+  return rho.to(at::kDouble).sum().item<double>() * grid.cellVolume();
+}
+
+}  // namespace
+
+std::vector<RangeWarning> checkGridAgainstTraining(const OperatorMetadata& m, const Grid& grid) {
+  std::vector<RangeWarning> warnings;
+  const TrainingRanges& r = m.ranges;
+  for (int a = 0; a < grid.dim; ++a) {
+    if (!(r.boxLength[a] > 0) || std::abs(grid.boxLength(a) - r.boxLength[a]) <= 0.01 * r.boxLength[a]) continue;
+    RangeWarning w;
+    w.quantity = "box length along axis " + std::to_string(a);
+    w.value = grid.boxLength(a);
+    w.trainedMin = w.trainedMax = r.boxLength[a];
+    w.message = "the box length along axis " + std::to_string(a) + " is " + number(w.value) +
+                ", the operator was trained on " + number(r.boxLength[a]) +
+                ": porous-medium and interaction steps depend on the box, and the learned frames may be wrong." +
+                remedy(m, " (on a box of this size)");
+    warnings.push_back(w);
+  }
+  for (int a = 0; a < grid.dim; ++a) {
+    if (r.gridMax <= 0 || (grid.n[a] >= r.gridMin / 2 && grid.n[a] <= 4 * r.gridMax)) continue;
+    RangeWarning w;
+    w.quantity = "grid nodes along axis " + std::to_string(a);
+    w.value = static_cast<double>(grid.n[a]);
+    w.trainedMin = static_cast<double>(r.gridMin);
+    w.trainedMax = static_cast<double>(r.gridMax);
+    w.message = "the grid has " + std::to_string(grid.n[a]) + " nodes along axis " + std::to_string(a) +
+                ", the operator was trained on " + std::to_string(r.gridMin) + "-" + std::to_string(r.gridMax) +
+                " (supported: " + std::to_string(r.gridMin / 2) + "-" + std::to_string(4 * r.gridMax) +
+                "): the learned frames may be wrong." + remedy(m, " --grid " + std::to_string(grid.n[a]));
+    warnings.push_back(w);
+  }
+  return warnings;
+}
+
+double homogeneityDegree(const EnergySpec& e) {
+  double degree = kNaN;
+  auto part = [&](double p) {
+    if (std::isnan(degree))
+      degree = p;
+    else if (std::abs(degree - p) > 1e-12)
+      degree = -1;  // two parts of different degrees
+  };
+  if (e.internal == InternalKind::Entropy) part(1);  // D c rho log(c rho) = c D rho log rho + (D c log c) rho
+  if (e.internal == InternalKind::PorousMedium) part(e.exponent);
+  if (e.potential != PotentialKind::None) part(1);
+  if (e.kernel != KernelKind::None) part(2);
+  return degree > 0 ? degree : kNaN;
+}
+
+std::vector<RangeWarning> checkDensityAgainstTraining(const OperatorMetadata& m, const Grid& grid,
+                                                      const at::Tensor& rho) {
+  std::vector<RangeWarning> warnings;
+  const TrainingRanges& r = m.ranges;
+  const double p = homogeneityDegree(m.energy);
+  if (hasMassRange(r)) {
+    const double mass = massOf(grid, rho);
+    if (outside(mass, r.massMin, r.massMax)) {
+      RangeWarning w;
+      w.quantity = "mass";
+      w.value = mass;
+      w.trainedMin = r.massMin;
+      w.trainedMax = r.massMax;
+      w.message = "the density's mass is " + number(mass) + ", outside the range the operator was trained on " +
+                  range(r.massMin, r.massMax) + ".";
+      const double target = std::clamp(mass, r.massMin, r.massMax), c = target / mass;
+      if (p == 1) {
+        w.message +=
+            " For this energy (entropy and potential only) the step's map does not depend on the mass: the "
+            "Auto solver applies the operator to the density rescaled to mass " +
+            number(target) + " (exact); the learned solver applies it as it is, and its frames may be wrong." +
+            remedy(m, " --initial YOUR_DENSITY.vti");
+      } else if (std::isfinite(p)) {
+        // step_tau(rho) = (1/c) step_{tau c^-(p-1)}(c rho): the operator would be needed at that tau.
+        const double mappedTau = m.tau * std::pow(c, -(p - 1));
+        w.message += " The step of c*rho at tau equals c times the step of rho at tau*c^(" + number(p) +
+                     "-1): this density is the trained mass " + number(target) + " at tau = " + number(mappedTau) +
+                     ", but the operator serves tau = " + number(m.tau) + " only, so its frames may be wrong." +
+                     remedy(m, " --initial YOUR_DENSITY.vti");
+      } else {
+        w.message += " This energy's step depends on the absolute density, so the learned frames may be wrong." +
+                     remedy(m, " --initial YOUR_DENSITY.vti");
+      }
+      warnings.push_back(w);
+    }
+  }
+  if (r.peakMax > 0 && r.peakMin > 0) {
+    const double peak = rho.max().item<double>();
+    if (outside(peak, r.peakMin, r.peakMax)) {
+      RangeWarning w;
+      w.quantity = "peak density";
+      w.value = peak;
+      w.trainedMin = r.peakMin;
+      w.trainedMax = r.peakMax;
+      w.message = "the density's peak is " + number(peak) + ", outside the range the operator was trained on " +
+                  range(r.peakMin, r.peakMax) + ": the learned frames may be wrong." +
+                  remedy(m, std::string(m.energy.internal == InternalKind::PorousMedium ? " --peak-max " : "") +
+                                (m.energy.internal == InternalKind::PorousMedium ? number(peak) : "") +
+                                " --initial YOUR_DENSITY.vti");
+      warnings.push_back(w);
+    }
+  }
+  return warnings;
+}
+
+std::vector<RangeWarning> checkProblemAgainstTraining(const OperatorMetadata& m, const EnergySpec& energy, double tau,
+                                                      int dim) {
+  std::vector<RangeWarning> warnings;
+  if (tau > 0 && std::abs(tau - m.tau) > 1e-9 * m.tau) {
+    RangeWarning w;
+    w.quantity = "time step";
+    w.value = tau;
+    w.trainedMin = w.trainedMax = m.tau;
+    w.message = "the time step is " + number(tau) + ", the operator was trained for tau = " + number(m.tau) +
+                " only: its steps are first guesses that the Auto solver refines (close to the reference solver's "
+                "cost) unless the step's symmetry maps the density into the trained range." +
+                remedy(m, "", tau);
+    warnings.push_back(w);
+  }
+  std::string difference;
+  if (!m.energy.sameAs(energy, &difference, dim)) {
+    RangeWarning w;
+    w.quantity = "energy";
+    w.message = "the energy is " + energy.describe() + ", the operator was trained for " + m.energy.describe() + " (" +
+                difference +
+                "): its steps are first guesses only, which the Auto solver refines (close to the reference "
+                "solver's cost). Train an operator for this energy: jko train --energy ... --out NEW.jko.";
+    warnings.push_back(w);
+  }
+  return warnings;
+}
+
+StepSymmetry symmetryIntoTrainingRange(const OperatorMetadata& m, const EnergySpec& energy, double tau, int dim,
+                                       double mass) {
+  StepSymmetry s;
+  if (!m.energy.sameAs(energy, nullptr, dim) || !hasMassRange(m.ranges) || !(mass > 0) || !(tau > 0)) return s;
+  const TrainingRanges& r = m.ranges;
+  const double p = homogeneityDegree(energy);
+  const bool sameTau = std::abs(tau - m.tau) <= 1e-9 * m.tau;
+  if (p == 1 && sameTau) {
+    if (!outside(mass, r.massMin, r.massMax)) return s;
+    s.densityFactor = std::clamp(mass, r.massMin, r.massMax) / mass;
+    s.note = "the operator steps the density rescaled by " + number(s.densityFactor) + " (mass " +
+             number(mass * s.densityFactor) + ", inside its trained range " + range(r.massMin, r.massMax) +
+             "): for entropy and potential energies the step's map does not depend on the mass";
+  } else if (std::isfinite(p) && p != 1 && !sameTau) {
+    // step_tau(rho) = (1/c) step_{tau_op}(c rho) with c^(p-1) = tau / tau_op.
+    const double c = std::pow(tau / m.tau, 1 / (p - 1));
+    if (outside(c * mass, r.massMin, r.massMax)) return s;
+    s.densityFactor = c;
+    s.note = "the step at tau = " + number(tau) + " is 1/c times the operator's step (tau = " + number(m.tau) +
+             ") of c*rho, c = (tau/" + number(m.tau) + ")^(1/(" + number(p) + "-1)) = " + number(c) + " (mass " +
+             number(c * mass) + ", inside its trained range " + range(r.massMin, r.massMax) + ")";
+  }
+  return s;
+}
+
+std::vector<std::string> messagesOf(const std::vector<RangeWarning>& warnings) {
+  std::vector<std::string> messages;
+  for (const RangeWarning& w : warnings) messages.push_back(w.message);
+  return messages;
+}
+
+std::vector<RangeWarning> TrainingRangeWatch::check(const at::Tensor& rho, int frame) {
+  std::vector<RangeWarning> fresh;
+  for (RangeWarning& w : checkDensityAgainstTraining(metadata_, grid_, rho)) {
+    if (std::find(reported_.begin(), reported_.end(), w.quantity) != reported_.end()) continue;
+    reported_.push_back(w.quantity);
+    if (frame > 0) w.message = "frame " + std::to_string(frame) + ": " + w.message;
+    fresh.push_back(std::move(w));
+  }
+  return fresh;
+}
+
+}  // namespace jko

@@ -1,0 +1,81 @@
+# The Auto solver and the certificates from the command line: a density far
+# outside the bundled porous-medium operator's training range (mass 1, the
+# operator was trained near 0.02) warns, naming the quantity, its value and
+# the trained range; the learned solver says which frames fail their
+# certificate; auto refines them and says so in one line; --json carries the
+# per-frame certificate, refined and refine_iterations.
+set(op "${SOURCE}/data/operators/porous-medium.jko")
+set(density "${SOURCE}/data/samples/two-bumps.vti")
+
+function(check_keys json count)
+  foreach(key certificate refined refine_iterations refine_reason)
+    string(JSON length ERROR_VARIABLE err LENGTH "${json}" ${key})
+    if(err OR NOT length EQUAL ${count})
+      message(FATAL_ERROR "'${key}' should hold ${count} frames: ${err} ${json}")
+    endif()
+  endforeach()
+  string(JSON descent ERROR_VARIABLE err GET "${json}" certificate 0 descent)
+  string(JSON gap ERROR_VARIABLE err2 GET "${json}" certificate 0 relative_gap)
+  if(err OR err2)
+    message(FATAL_ERROR "a certificate lacks descent or relative_gap: ${json}")
+  endif()
+endfunction()
+
+function(expect_in text part what)
+  string(FIND "${text}" "${part}" where)
+  if(where EQUAL -1)
+    message(FATAL_ERROR "${what}: '${part}' missing from: ${text}")
+  endif()
+endfunction()
+
+# Learned: warnings and the frames that fail, never silently.
+execute_process(COMMAND "${JKO}" rollout --operator "${op}" --initial "${density}" --solver learned --steps 3
+                        --write-every 0 --json --threads 2
+                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "jko rollout --solver learned failed (${rc}): ${err}")
+endif()
+check_keys("${out}" 3)
+expect_in("${err}" "mass is 1," "the mass warning")
+expect_in("${err}" "outside the range the operator was trained on [0.00184, 0.0952]" "the mass warning")
+expect_in("${err}" "Auto solver" "the mass warning's remedy")
+expect_in("${err}" "peak is 16.3," "the peak warning")
+expect_in("${err}" "learned frames fail their certificate" "the learned solver's summary")
+
+# Auto: every failing frame refined, one line saying so.
+execute_process(COMMAND "${JKO}" rollout --operator "${op}" --initial "${density}" --solver auto --steps 3
+                        --write-every 0 --json --threads 2
+                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "jko rollout --solver auto failed (${rc}): ${err}")
+endif()
+check_keys("${out}" 3)
+string(JSON refined GET "${out}" refinement refined)
+string(JSON iterations GET "${out}" refine_iterations 0)
+string(JSON reason GET "${out}" refine_reason 0)
+string(JSON learned ERROR_VARIABLE learnedErr GET "${out}" learned_certificate 0 relative_gap)
+if(refined LESS 1 OR iterations LESS 1 OR reason STREQUAL "none" OR learnedErr)
+  message(FATAL_ERROR "auto did not refine the out-of-range frames: ${out}")
+endif()
+expect_in("${err}" "jko: auto: ${refined} of 3 frames refined (" "the auto summary line")
+expect_in("${err}" "L-BFGS iterations" "the auto summary line")
+string(JSON increase GET "${out}" energy_increase_max)
+if(increase GREATER 0)
+  message(FATAL_ERROR "auto frames raised the energy by ${increase}")
+endif()
+
+# eval: the same keys, and the reference solver's own final measure.
+execute_process(COMMAND "${JKO}" eval --case barenblatt-step --solver auto --operator "${op}" --grid 32 --json --threads 2
+                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "jko eval --solver auto failed (${rc}): ${err}")
+endif()
+check_keys("${out}" 1)
+expect_in("${err}" "jko: auto:" "the eval summary line")
+execute_process(COMMAND "${JKO}" eval --case barenblatt-step --solver reference --grid 32 --json --threads 2
+                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+check_keys("${out}" 1)
+string(JSON measure GET "${out}" certificate 0 gradient_measure)
+if(NOT rc EQUAL 0 OR measure GREATER 1e-7)
+  message(FATAL_ERROR "the reference solver's certificate should meet its own tolerance: ${out}")
+endif()

@@ -1,0 +1,148 @@
+// The Auto solver (operator/AutoSolver) with the bundled porous-medium
+// operator: a step forced far outside its training range is refined to the
+// reference solver's step, and a broken operator trips the descent guard.
+#include <ATen/core/grad_mode.h>
+#include <gtest/gtest.h>
+
+#include "evaluation/ReferenceCases.h"
+#include "numerics/ReferenceSolver.h"
+#include "operator/AutoSolver.h"
+#include "operator/DensityGenerator.h"
+#include "operator/TrainingRangeCheck.h"
+#include "operator/VelocityNetwork.h"
+#include "runtime/Runtime.h"
+
+namespace jko {
+namespace {
+
+std::shared_ptr<LearnedOperator> porousMediumOperator() {
+  configureRuntime(2);
+  return LearnedOperator::load(std::string(JKO_SOURCE_DIR) + "/data/operators/porous-medium.jko");
+}
+
+// Gaussian blobs of the given total mass on the unit box.
+at::Tensor densityOfMass(const Grid& grid, double mass, uint64_t seed) {
+  DensityRanges ranges;
+  ranges.massMin = ranges.massMax = mass;
+  return DensityGenerator(grid, ranges, seed).next("gaussian-mixture");
+}
+
+double stepObjective(const JkoObjective& J, const at::Tensor& rho, const at::Tensor& displacement) {
+  at::NoGradGuard noGrad;
+  return J.evaluate(J.prepare(rho), displacement.unsqueeze(0)).objective.item<double>();
+}
+
+TEST(AutoSolver, RefinesAStepForcedOutOfRangeToWithinOnePercentOfTheReference) {
+  const auto op = porousMediumOperator();
+  const Grid grid = Grid::unitBox(2, 48);
+  // Mass 1: fifty times the largest mass the operator was trained on.
+  const at::Tensor rho0 = densityOfMass(grid, 1.0, 11);
+  const std::vector<RangeWarning> warnings = checkDensityAgainstTraining(op->metadata(), grid, rho0);
+  ASSERT_FALSE(warnings.empty());
+  EXPECT_EQ(warnings[0].quantity, "mass");
+
+  const auto objective = op->objectiveOn(grid);
+  const AutoSolver solver(op, objective);
+  const ReferenceSolver reference(objective);
+  at::Tensor rho = rho0;
+  for (int k = 0; k < 2; ++k) {
+    const CertifiedStep step = solver.step(rho);
+    const ReferenceStep exact = reference.step(rho);
+    // The learned step alone is far off, and its certificate says so.
+    const double learnedError = relativeL1(op->step(rho, grid).next, exact.next);
+    EXPECT_GT(learnedError, 0.03) << "step " << k + 1 << ": the test no longer forces a bad learned step";
+    EXPECT_TRUE(step.refined) << "step " << k + 1;
+    EXPECT_NE(step.reason, RefineReason::None);
+    EXPECT_FALSE(step.learned.passes(solver.options().threshold));
+    EXPECT_GT(step.iterations, 0);
+    // Refined until the certificate passes, within 1% of the reference.
+    EXPECT_TRUE(step.certificate.passes(solver.options().threshold) || step.refineConverged);
+    EXPECT_LT(relativeL1(step.next, exact.next), 0.01) << "step " << k + 1;
+    rho = step.next;
+  }
+}
+
+// In range, the certificate is of the size of the true error (the study
+// measured error / certificate between 0.08 and 1.1), and a step the
+// operator gets right is not refined.
+TEST(AutoSolver, InRangeCertificatesTrackTheErrorAndGoodStepsPass) {
+  const auto op = porousMediumOperator();
+  const Grid grid = Grid::unitBox(2, 64);
+  DensityRanges ranges;
+  ranges.peakMin = 0.2, ranges.peakMax = 0.4;
+  at::Tensor rho = DensityGenerator(grid, ranges, 21).next("smooth-field");
+  ASSERT_TRUE(checkDensityAgainstTraining(op->metadata(), grid, rho).empty());
+  const auto objective = op->objectiveOn(grid);
+  const AutoSolver solver(op, objective);
+  const ReferenceSolver reference(objective);
+  for (int k = 0; k < 3; ++k) {
+    const CertifiedStep step = solver.step(rho);
+    const double error = relativeL1(op->step(rho, grid).next, reference.step(rho).next);  // the learned step's
+    EXPECT_TRUE(step.learned.descent);
+    EXPECT_GE(step.learned.l1ErrorEstimate, 0.5 * error) << "step " << k + 1;
+    EXPECT_LE(step.learned.l1ErrorEstimate, 20 * error) << "step " << k + 1;
+    // From the second step on (the first moves the sharpest features) the
+    // learned step is within 1% and passes.
+    if (k > 0) {
+      EXPECT_LT(error, 0.01) << "step " << k + 1;
+      EXPECT_FALSE(step.refined) << "step " << k + 1 << ": certificate " << step.learned.l1ErrorEstimate;
+    }
+    rho = step.next;
+  }
+}
+
+TEST(AutoSolver, DescentGuardCatchesABrokenOperator) {
+  const auto op = porousMediumOperator();
+  const Grid grid = Grid::unitBox(2, 64);
+  DensityRanges ranges;
+  ranges.peakMin = 0.2, ranges.peakMax = 0.4;
+  const at::Tensor rho = DensityGenerator(grid, ranges, 21).next("bumps");
+  const auto objective = op->objectiveOn(grid);
+  const double stay = stepObjective(*objective, rho, at::zeros({2, 64, 64}, at::kDouble));
+  {
+    const CertifiedStep good = AutoSolver(op, objective).learnedStep(rho);
+    EXPECT_TRUE(good.learned.descent);
+    EXPECT_LT(stepObjective(*objective, rho, good.displacement), stay);
+  }
+  // Break it: every weight of the network times 3.
+  {
+    at::NoGradGuard noGrad;
+    for (const at::Tensor& parameter : op->network().parameters()) parameter.mul_(3.0);
+  }
+  const AutoSolver solver(op, objective);
+  const CertifiedStep broken = solver.learnedStep(rho);
+  // The guard against an independent evaluation of J.
+  ASSERT_GT(stepObjective(*objective, rho, broken.displacement), stay) << "the scaled operator still descends";
+  EXPECT_FALSE(broken.learned.descent);
+  EXPECT_EQ(broken.reason, RefineReason::DescentFailed);
+  RefinementTally tally;
+  tally.add(broken);
+  EXPECT_NE(tally.describe(solver.options().threshold, false).find("raised the step objective"), std::string::npos);
+
+  const CertifiedStep fixed = solver.step(rho);
+  EXPECT_TRUE(fixed.refined);
+  EXPECT_EQ(fixed.reason, RefineReason::DescentFailed);
+  EXPECT_TRUE(fixed.certificate.descent);
+  EXPECT_LT(fixed.certificate.objective, stay);
+  EXPECT_LT(relativeL1(fixed.next, ReferenceSolver(objective).step(rho).next), 0.01);
+}
+
+// A Fokker-Planck step does not depend on the mass: the Auto solver steps a
+// density of mass 20 through the operator's range [0.5, 2] and scales back.
+TEST(AutoSolver, MassInvariantEnergiesUseTheSymmetry) {
+  configureRuntime(2);
+  const auto op = LearnedOperator::load(std::string(JKO_SOURCE_DIR) + "/data/operators/fokker-planck.jko");
+  const Grid grid = Grid::unitBox(2, 64);
+  const at::Tensor rho = densityOfMass(grid, 20.0, 5);
+  const auto objective = op->objectiveOn(grid);
+  const AutoSolver solver(op, objective);
+  const CertifiedStep step = solver.learnedStep(rho);
+  EXPECT_NEAR(step.densityFactor, op->metadata().ranges.massMax / 20.0, 1e-9);
+  const LearnedStep scaled = op->step(rho * step.densityFactor, grid);
+  EXPECT_LT((step.next - scaled.next / step.densityFactor).abs().max().item<double>(),
+            1e-12 * rho.max().item<double>());
+  EXPECT_NEAR(step.next.sum().item<double>(), rho.sum().item<double>(), 1e-12 * rho.sum().item<double>());
+}
+
+}  // namespace
+}  // namespace jko
