@@ -12,6 +12,7 @@
 #include "evaluation/HeldOutComparison.h"
 #include "evaluation/ModeDecay.h"
 #include "evaluation/ReferenceCases.h"
+#include "evaluation/WildDensities.h"
 #include "numerics/Errors.h"
 #include "numerics/JkoObjective.h"
 #include "numerics/LinearizedStep.h"
@@ -278,7 +279,9 @@ void addCompareCommand(CLI::App& app) {
   compare->add_option("--densities", options->densities, "Held-out densities")->capture_default_str();
   compare->add_option("--densities-per-family", wild->densitiesPerFamily, "Wild suite: densities per family")
       ->capture_default_str();
-  compare->add_option("--families", *families, "Wild suite: only these families");
+  compare->add_option("--families", *families, "Wild suite: only these families (comma-separated)")
+      ->delimiter(',')
+      ->check(CLI::IsMember(wildFamilies()));
   compare->add_option("--steps", options->steps, "Frames per trajectory")->capture_default_str();
   compare->add_option("--grid", options->grid, "Nodes per axis")->capture_default_str();
   compare->add_option("--seed", options->seed, "Seed of the held-out densities")->capture_default_str();

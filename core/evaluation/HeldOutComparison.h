@@ -43,8 +43,9 @@ struct WildSuiteOptions {
 };
 
 /// The wild suite (evaluation/WildDensities.h): densities of families that
-/// training never uses, scaled into the operator's trained peak (porous
-/// medium) or mass range, rolled out by `solver` and by the reference
+/// training never uses, scaled to a peak log-uniform in [0.05, 0.6] (porous
+/// medium) or a mass uniform in [0.5, 1.5] (the same for every operator of
+/// an energy), rolled out by `solver` and by the reference
 /// solver for `steps` frames. JSON: "mean_error" (relative L1, over
 /// densities and frames), "worst_density_error" (the largest mean over
 /// frames of one density), "worst_frame_error", "energy_increase_frames"

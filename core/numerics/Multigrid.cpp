@@ -107,24 +107,27 @@ Multigrid::Multigrid(int dim, const std::array<int64_t, 3>& n, const std::array<
   }
 }
 
+// face = weight / h^2; diagonal = a + the faces of both sides (the + face of
+// the last node along an axis is zero), in row operations.
 void Multigrid::finishLevel(Level& level) const {
-  const int64_t s0 = level.n[1] * level.n[2], s1 = level.n[2];
-  const std::array<int64_t, 3> stride{s0, s1, 1};
-  for (int a = 0; a < 3; ++a)
-    for (int64_t i = 0; i < level.nodes; ++i) level.face[a][i] = level.weight[a][i] / (level.h[a] * level.h[a]);
-  for (int64_t i0 = 0; i0 < level.n[0]; ++i0)
-    for (int64_t i1 = 0; i1 < level.n[1]; ++i1)
-      for (int64_t i2 = 0; i2 < level.n[2]; ++i2) {
-        const int64_t i = i0 * s0 + i1 * s1 + i2;
-        const std::array<int64_t, 3> index{i0, i1, i2};
-        double d = level.a[i];
-        for (int a = 0; a < 3; ++a) {
-          if (index[a] + 1 < level.n[a]) d += level.face[a][i];
-          if (index[a] > 0) d += level.face[a][i - stride[a]];
-        }
-        level.diagonal[i] = d;
-        level.inverseDiagonal[i] = d > 0 ? 1.0 / d : 0.0;
-      }
+  const int64_t N = level.nodes, s0 = level.n[1] * level.n[2], s1 = level.n[2];
+  for (int a = 0; a < 3; ++a) {
+    const double inverse = 1.0 / (level.h[a] * level.h[a]);
+    const double* w = level.weight[a].data();
+    double* f = level.face[a].data();
+    for (int64_t i = 0; i < N; ++i) f[i] = w[i] * inverse;
+  }
+  const double* f0 = level.face[0].data();
+  const double* f1 = level.face[1].data();
+  const double* f2 = level.face[2].data();
+  double* d = level.diagonal.data();
+  for (int64_t i = 0; i < N; ++i) d[i] = level.a[i] + f0[i] + f1[i] + f2[i];
+  for (int64_t i = s0; i < N; ++i) d[i] += f0[i - s0];
+  for (int64_t row = 0; row < N; row += s0)
+    for (int64_t i = row + s1; i < row + s0; ++i) d[i] += f1[i - s1];
+  for (int64_t row = 0; row < N; row += s1)
+    for (int64_t i = row + 1; i < row + s1; ++i) d[i] += f2[i - 1];
+  for (int64_t i = 0; i < N; ++i) level.inverseDiagonal[i] = d[i] > 0 ? 1.0 / d[i] : 0.0;
 }
 
 void Multigrid::setCoefficients(const double* a, const std::array<const double*, 3>& faces) {
@@ -147,51 +150,52 @@ void Multigrid::setCoefficients(const double* a, const std::array<const double*,
   for (size_t l = 1; l < levels_.size(); ++l) coarsenCoefficients(levels_[l - 1], levels_[l]);
 }
 
+// Rediscretisation: a averaged over the children, a coarse face the mean of
+// the fine faces across it. Along each axis a coarse node has one or two
+// children (two unless the axis is not coarsened or the count is odd and
+// it is the last), so the sums run over at most 2 x 2 x 2 fine nodes.
 void Multigrid::coarsenCoefficients(const Level& fine, Level& coarse) const {
   const int64_t fs0 = fine.n[1] * fine.n[2], fs1 = fine.n[2];
   const int64_t cs0 = coarse.n[1] * coarse.n[2], cs1 = coarse.n[2];
-  const std::array<int64_t, 3> fineStride{fs0, fs1, 1};
-  auto children = [&](int axis, int64_t I, int64_t& first, int64_t& count) {
-    if (!fine.coarsened[axis]) {
-      first = I, count = 1;
-    } else {
-      first = 2 * I;
-      count = 2 * I + 1 < fine.n[axis] ? 2 : 1;
+  // Per axis and coarse index: the first child and the number of children.
+  std::array<std::vector<int64_t>, 3> first, count;
+  for (int axis = 0; axis < 3; ++axis) {
+    first[axis].resize(coarse.n[axis]);
+    count[axis].resize(coarse.n[axis]);
+    for (int64_t I = 0; I < coarse.n[axis]; ++I) {
+      first[axis][I] = fine.coarsened[axis] ? 2 * I : I;
+      count[axis][I] = fine.coarsened[axis] && 2 * I + 1 < fine.n[axis] ? 2 : 1;
     }
-  };
-  for (int64_t I0 = 0; I0 < coarse.n[0]; ++I0)
-    for (int64_t I1 = 0; I1 < coarse.n[1]; ++I1)
+  }
+  const double* a = fine.a.data();
+  const double* w0 = fine.weight[0].data();
+  const double* w1 = fine.weight[1].data();
+  const double* w2 = fine.weight[2].data();
+  for (int64_t I0 = 0; I0 < coarse.n[0]; ++I0) {
+    const int64_t b0 = first[0][I0], k0 = count[0][I0];
+    for (int64_t I1 = 0; I1 < coarse.n[1]; ++I1) {
+      const int64_t b1 = first[1][I1], k1 = count[1][I1];
       for (int64_t I2 = 0; I2 < coarse.n[2]; ++I2) {
-        const int64_t I = I0 * cs0 + I1 * cs1 + I2;
-        std::array<int64_t, 3> first{}, count{};
-        children(0, I0, first[0], count[0]);
-        children(1, I1, first[1], count[1]);
-        children(2, I2, first[2], count[2]);
-        double sum = 0;
-        for (int64_t c0 = 0; c0 < count[0]; ++c0)
-          for (int64_t c1 = 0; c1 < count[1]; ++c1)
-            for (int64_t c2 = 0; c2 < count[2]; ++c2)
-              sum += fine.a[(first[0] + c0) * fs0 + (first[1] + c1) * fs1 + first[2] + c2];
-        coarse.a[I] = sum / static_cast<double>(count[0] * count[1] * count[2]);
-        // The coarse face towards +axis: the fine faces leaving the last
-        // child layer along that axis, averaged over the other axes' children.
-        const std::array<int64_t, 3> index{I0, I1, I2};
-        for (int axis = 0; axis < 3; ++axis) {
-          if (index[axis] + 1 >= coarse.n[axis]) {
-            coarse.weight[axis][I] = 0;
-            continue;
-          }
-          std::array<int64_t, 3> lo = first, cnt = count;
-          lo[axis] = first[axis] + count[axis] - 1;
-          cnt[axis] = 1;
-          double faceSum = 0;
-          for (int64_t c0 = 0; c0 < cnt[0]; ++c0)
-            for (int64_t c1 = 0; c1 < cnt[1]; ++c1)
-              for (int64_t c2 = 0; c2 < cnt[2]; ++c2)
-                faceSum += fine.weight[axis][(lo[0] + c0) * fineStride[0] + (lo[1] + c1) * fineStride[1] + lo[2] + c2];
-          coarse.weight[axis][I] = faceSum / static_cast<double>(cnt[0] * cnt[1] * cnt[2]);
-        }
+        const int64_t b2 = first[2][I2], k2 = count[2][I2];
+        const int64_t I = I0 * cs0 + I1 * cs1 + I2, base = b0 * fs0 + b1 * fs1 + b2;
+        double sum = 0, face0 = 0, face1 = 0, face2 = 0;
+        for (int64_t c0 = 0; c0 < k0; ++c0)
+          for (int64_t c1 = 0; c1 < k1; ++c1)
+            for (int64_t c2 = 0; c2 < k2; ++c2) sum += a[base + c0 * fs0 + c1 * fs1 + c2];
+        // The faces leaving the last child layer along each axis.
+        for (int64_t c1 = 0; c1 < k1; ++c1)
+          for (int64_t c2 = 0; c2 < k2; ++c2) face0 += w0[base + (k0 - 1) * fs0 + c1 * fs1 + c2];
+        for (int64_t c0 = 0; c0 < k0; ++c0)
+          for (int64_t c2 = 0; c2 < k2; ++c2) face1 += w1[base + c0 * fs0 + (k1 - 1) * fs1 + c2];
+        for (int64_t c0 = 0; c0 < k0; ++c0)
+          for (int64_t c1 = 0; c1 < k1; ++c1) face2 += w2[base + c0 * fs0 + c1 * fs1 + k2 - 1];
+        coarse.a[I] = sum / static_cast<double>(k0 * k1 * k2);
+        coarse.weight[0][I] = I0 + 1 < coarse.n[0] ? face0 / static_cast<double>(k1 * k2) : 0.0;
+        coarse.weight[1][I] = I1 + 1 < coarse.n[1] ? face1 / static_cast<double>(k0 * k2) : 0.0;
+        coarse.weight[2][I] = I2 + 1 < coarse.n[2] ? face2 / static_cast<double>(k0 * k1) : 0.0;
       }
+    }
+  }
   finishLevel(coarse);
 }
 
@@ -201,23 +205,45 @@ void Multigrid::smooth(const Level& L, const double* f, double* x, bool redFirst
   const double* f1 = L.face[1].data();
   const double* f2 = L.face[2].data();
   const double* inverse = L.inverseDiagonal.data();
+  // The faces of the missing neighbours at the walls are zero (setCoefficients
+  // and coarsenCoefficients clear them), so a row reads a zero-weighted
+  // neighbour there instead of branching: `zero` stands in for it.
+  std::vector<double>& zero = L.buffer0.size() >= static_cast<size_t>(n2) ? L.buffer0 : L.r;
+  std::fill_n(zero.data(), n2, 0.0);
   for (int pass = 0; pass < 2; ++pass) {
     const int64_t colour = redFirst ? pass : 1 - pass;
     for (int64_t i0 = 0; i0 < n0; ++i0)
       for (int64_t i1 = 0; i1 < n1; ++i1) {
         const int64_t row = i0 * s0 + i1 * s1;
-        const bool up = i1 + 1 < n1, down = i1 > 0, front = i0 + 1 < n0, back = i0 > 0;
-        for (int64_t i2 = (i0 + i1 + colour) & 1; i2 < n2; i2 += 2) {
-          const int64_t i = row + i2;
-          double s = f[i];
-          if (i2 > 0) s += f2[i - 1] * x[i - 1];
-          if (i2 + 1 < n2) s += f2[i] * x[i + 1];
-          if (down) s += f1[i - s1] * x[i - s1];
-          if (up) s += f1[i] * x[i + s1];
-          if (back) s += f0[i - s0] * x[i - s0];
-          if (front) s += f0[i] * x[i + s0];
-          if (inverse[i] > 0) x[i] = s * inverse[i];
+        double* xr = x + row;
+        const double* fr = f + row;
+        const double* e2 = f2 + row;
+        const double* inv = inverse + row;
+        // Neighbour rows and the faces towards them (zero faces at the walls).
+        const double* down = i1 > 0 ? x + row - s1 : zero.data();
+        const double* downFace = i1 > 0 ? f1 + row - s1 : zero.data();
+        const double* up = i1 + 1 < n1 ? x + row + s1 : zero.data();
+        const double* upFace = i1 + 1 < n1 ? f1 + row : zero.data();
+        const double* back = i0 > 0 ? x + row - s0 : zero.data();
+        const double* backFace = i0 > 0 ? f0 + row - s0 : zero.data();
+        const double* front = i0 + 1 < n0 ? x + row + s0 : zero.data();
+        const double* frontFace = i0 + 1 < n0 ? f0 + row : zero.data();
+        auto update = [&](int64_t j, double left, double leftFace, double right, double rightFace) {
+          const double s = fr[j] + leftFace * left + rightFace * right + downFace[j] * down[j] + upFace[j] * up[j] +
+                           backFace[j] * back[j] + frontFace[j] * front[j];
+          if (inv[j] > 0) xr[j] = s * inv[j];
+        };
+        int64_t j = (i0 + i1 + colour) & 1;
+        if (n2 == 1) {
+          if (j == 0) update(0, 0.0, 0.0, 0.0, 0.0);
+          continue;
         }
+        if (j == 0) {
+          update(0, 0.0, 0.0, xr[1], e2[0]);
+          j = 2;
+        }
+        for (; j + 1 < n2; j += 2) update(j, xr[j - 1], e2[j - 1], xr[j + 1], e2[j]);
+        if (j == n2 - 1) update(j, xr[j - 1], e2[j - 1], 0.0, 0.0);
       }
   }
 }

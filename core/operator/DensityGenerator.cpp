@@ -23,13 +23,14 @@ at::Tensor compactProfile(const at::Tensor& r2) {
 const std::vector<std::string>& DensityGenerator::kindNames() {
   static const std::vector<std::string> names{
       "gaussian-mixture", "smooth-field", "ring",   "bumps",     "disk", "barenblatt",
-      "box-field",        "box-vacuum",   "shapes", "filaments", "noisy"};
+      "box-field",        "box-vacuum",   "shapes", "filaments", "noisy", "near-constant"};
   return names;
 }
 
 const std::vector<std::string>& DensityGenerator::trainingKinds() {
-  static const std::vector<std::string> names{"gaussian-mixture", "box-field", "bumps",     "shapes", "smooth-field",
-                                              "box-vacuum",       "ring",      "filaments", "noisy"};
+  static const std::vector<std::string> names{"gaussian-mixture", "box-field", "bumps", "shapes",
+                                              "smooth-field",     "box-vacuum", "ring",  "filaments",
+                                              "noisy",            "near-constant"};
   return names;
 }
 
@@ -235,6 +236,10 @@ at::Tensor DensityGenerator::next(const std::string& kind) {
         p = q;
       }
     }
+  } else if (kind == "near-constant") {
+    // A constant state with a small perturbation on every scale (1-20%): the
+    // linear response of the step, which every density's fine detail sees.
+    shape = (1.0 + uniform(0.01, 0.2) * powerLawField(uniform(0.0, 3.0))).clamp_min(0.05);
   } else if (kind == "noisy") {
     // A smooth density with pixel noise of 5-30% on a background.
     const at::Tensor smooth = at::exp(uniform(0.3, 0.8) * powerLawField(4.0));

@@ -32,7 +32,8 @@ class DensityGenerator {
   /// (filling the box, structure down to the cell), "box-vacuum" (patches
   /// with vacuum between them, touching the walls), "shapes" (sharp-edged
   /// squares, triangles and disks), "filaments" (lines half a cell to three
-  /// cells wide), "noisy" (pixel noise on a background). An empty list means
+  /// cells wide), "noisy" (pixel noise on a background), "near-constant" (a
+  /// constant state with a small perturbation on every scale). An empty list means
   /// the training mix (trainingKinds()).
   DensityGenerator(const Grid& grid, DensityRanges ranges, uint64_t seed, std::vector<std::string> kinds = {});
 

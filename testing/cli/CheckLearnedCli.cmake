@@ -42,3 +42,33 @@ string(FIND "${err}" "cannot rename" where)
 if(rc EQUAL 0 OR where EQUAL -1 OR EXISTS "${WORK}/blocked/frame_0002.vti.partial")
   message(FATAL_ERROR "an unwritable frame was not reported cleanly (${rc}): ${err}")
 endif()
+# The wild suite and the mode-decay case with a learned operator: the JSON's
+# flat keys, and the linear response of the operator (no mode grows: the
+# linearised base and the gate in (0, 2) guarantee it whatever it learned).
+execute_process(COMMAND "${JKO}" compare --suite wild --operator "${op}" --grid 16 --steps 2 --densities-per-family 1
+                        --families photo,scan --threads 2 --json
+                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "jko compare --suite wild failed (${rc}): ${err}")
+endif()
+foreach(key mean_error worst_density_error energy_increase_frames per_family)
+  string(JSON value ERROR_VARIABLE missing GET "${out}" ${key})
+  if(missing)
+    message(FATAL_ERROR "key '${key}' missing from jko compare --suite wild: ${out}")
+  endif()
+endforeach()
+string(JSON families LENGTH "${out}" per_family)
+if(NOT families EQUAL 2)
+  message(FATAL_ERROR "--families photo,scan gave ${families} families: ${out}")
+endif()
+execute_process(COMMAND "${JKO}" eval --case mode-decay --solver learned --operator "${op}" --grid 16 --json --threads 2
+                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "jko eval --case mode-decay failed (${rc}): ${err}")
+endif()
+string(JSON growing GET "${out}" growing_modes)
+string(JSON largest GET "${out}" max_abs_factor)
+string(JSON ks LENGTH "${out}" modes x k)
+if(NOT growing EQUAL 0 OR largest GREATER 1 OR NOT ks EQUAL 4)
+  message(FATAL_ERROR "mode-decay: ${growing} growing modes, largest factor ${largest}, ${ks} wavenumbers: ${out}")
+endif()
