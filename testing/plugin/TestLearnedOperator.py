@@ -106,13 +106,21 @@ def expect_error(label, proxy, phrases, time_value=0.005):
 
 
 loaded.EnergyPreset = "Fokker-Planck"
-expect_error("another energy", loaded, ["trained for the energy", "porous-medium", "fokker-planck", "Train"])
+expect_error("another energy", loaded, ["Energy Preset: operator porous-medium", "panel fokker-planck", "Train"])
 loaded.EnergyPreset = "Porous medium"
 loaded.Exponent = 3
-expect_error("another exponent", loaded, ["trained for the energy", "m: 2 vs 3"])
+expect_error("another exponent", loaded, ["differs in 1 setting", "Exponent: operator 2, panel 3"])
 loaded.Exponent = 2
 loaded.TimeStep = 0.01
-expect_error("another tau", loaded, ["trained for tau = 0.005", "Time Step is 0.01", "set Time Step to 0.005"], 0.01)
+expect_error("another tau", loaded, ["trained for", "tau 0.005", "Time Step: operator 0.005, panel 0.01"], 0.01)
+loaded.TimeStep = 0.01
+loaded.Exponent = 3
+loaded.Diffusion = 2
+expect_error("another exponent, D and tau at once", loaded,
+             ["differs in 3 settings", "Diffusion: operator 1, panel 2", "Exponent: operator 2, panel 3",
+              "Time Step: operator 0.005, panel 0.01"], 0.01)
+loaded.Exponent = 2
+loaded.Diffusion = 1
 loaded.TimeStep = 0.005
 cube = simple.JKOInitialDensity()
 cube.Dimension = "3D"
