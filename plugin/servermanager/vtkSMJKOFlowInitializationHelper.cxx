@@ -2,12 +2,13 @@
 
 #include <vtkObjectFactory.h>
 #include <vtkPVDataInformation.h>
+#include <vtkSMArrayListDomain.h>
 #include <vtkSMInputProperty.h>
 #include <vtkSMProxy.h>
 #include <vtkSMSourceProxy.h>
 #include <vtkSMStringVectorProperty.h>
 
-#include <cstring>
+#include <string>
 
 vtkStandardNewMacro(vtkSMJKOFlowInitializationHelper);
 
@@ -17,7 +18,6 @@ vtkSMJKOFlowInitializationHelper::~vtkSMJKOFlowInitializationHelper() = default;
 void vtkSMJKOFlowInitializationHelper::PostInitializeProxy(vtkSMProxy* proxy, vtkPVXMLElement*, vtkMTimeType) {
   auto* input = vtkSMInputProperty::SafeDownCast(proxy ? proxy->GetProperty("Input") : nullptr);
   if (!input) return;
-  bool updated = false;
   for (unsigned int i = 0; i < input->GetNumberOfProxies(); ++i) {
     auto* source = vtkSMSourceProxy::SafeDownCast(input->GetProxy(i));
     if (!source) continue;
@@ -26,20 +26,23 @@ void vtkSMJKOFlowInitializationHelper::PostInitializeProxy(vtkSMProxy* proxy, vt
     if (information && (information->GetNumberOfPoints() > 0 || information->GetNumberOfCells() > 0)) continue;
     // Its UpdateDataEvent makes the array domains read the input's arrays again.
     source->UpdatePipeline();
-    updated = true;
   }
-  if (!updated) return;
-  // The array properties take their domains' defaults (the active scalars)
-  // unless the script named an array.
-  // (Their modification times cannot tell: the domains' update touches them.)
+  // The array properties take their domains' default (the input's active
+  // scalars) unless they name an array of the input. Their modification
+  // times cannot tell what the script set: the domains' updates touch them.
+  // And what they hold is not the script's either: the input array's index
+  // ("0", "1") that ParaView leaves when it knows no array, or (seen with a
+  // second filter on the same reader) the name of an array of the filter
+  // that was active. A name given at creation that the input does not have
+  // is replaced too; set after creation, it gets the filter's error.
   for (const char* name : {"Density", "PotentialArray"}) {
     auto* property = vtkSMStringVectorProperty::SafeDownCast(proxy->GetProperty(name));
-    if (!property || property->GetNumberOfElements() < 5) continue;
-    // ParaView leaves the input array's index ("0", "1") as the name when it
-    // knows no array.
-    const char* chosen = property->GetElement(4);
-    const char* index = property->GetElement(0);
-    if (!chosen || !chosen[0] || (index && std::strcmp(chosen, index) == 0)) property->ResetToDomainDefaults();
+    auto* domain = property ? property->FindDomain<vtkSMArrayListDomain>() : nullptr;
+    if (!domain || property->GetNumberOfElements() < 5 || domain->GetNumberOfStrings() == 0) continue;
+    const std::string chosen = property->GetElement(4) ? property->GetElement(4) : "";
+    bool known = false;
+    for (unsigned int k = 0; k < domain->GetNumberOfStrings(); ++k) known = known || chosen == domain->GetString(k);
+    if (!known) property->ResetToDomainDefaults();
   }
   proxy->UpdateVTKObjects();
 }

@@ -6,8 +6,9 @@
  * `JKOGradientFlow(Input=XMLImageDataReader(...))`): its arrays are then
  * unknown and the Density property would be left without an array. This
  * helper, named in the proxy's XML hints, updates such an input before the
- * property defaults are chosen, so that Density becomes the input's active
- * scalars as in the GUI (where the input has always run before).
+ * property defaults are chosen and gives Density (and Potential Array) the
+ * input's active scalars unless they name an array of the input, as the
+ * GUI does (where the input has always run before).
  */
 #ifndef vtkSMJKOFlowInitializationHelper_h
 #define vtkSMJKOFlowInitializationHelper_h
