@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <initializer_list>
+#include <limits>
 #include <sstream>
 
 #include "numerics/Energy.h"
@@ -289,27 +290,35 @@ Frame FrameCache::step(int j, const ProgressCallback& report) {
 }
 
 vtkSmartPointer<vtkTable> FrameCache::table(int rows, double t0) const {
-  rows = std::clamp(rows, 0, this->size());
+  rows = std::max(rows, 0);
   auto table = vtkSmartPointer<vtkTable>::New();
   auto time = column("Time", rows), energy = column("Energy", rows), mass = column("Mass", rows);
   auto transport = column("TransportCost", rows), objective = column("Objective", rows);
   auto step = vtkSmartPointer<vtkIntArray>::New(), iterations = vtkSmartPointer<vtkIntArray>::New();
+  auto computed = vtkSmartPointer<vtkIntArray>::New();
   step->SetName("Step");
   step->SetNumberOfTuples(rows);
   iterations->SetName("Iterations");
   iterations->SetNumberOfTuples(rows);
+  computed->SetName("Computed");
+  computed->SetNumberOfTuples(rows);
+  // A frame not computed yet has its row with NaN values: a line chart
+  // keeps the whole time axis and draws what exists (a one-row table made
+  // it report "Attempted to paint a line with <2 points").
+  const double missing = std::numeric_limits<double>::quiet_NaN();
   for (vtkIdType k = 0; k < rows; ++k) {
-    const Frame& frame = frames_[k];
+    const bool exists = k < this->size();
     time->SetValue(k, t0 + k * setup_.tau);
     step->SetValue(k, static_cast<int>(k));
-    energy->SetValue(k, frame.energy);
-    mass->SetValue(k, frame.mass);
-    transport->SetValue(k, frame.transport);
-    objective->SetValue(k, frame.objective);
-    iterations->SetValue(k, frame.iterations);
+    energy->SetValue(k, exists ? frames_[k].energy : missing);
+    mass->SetValue(k, exists ? frames_[k].mass : missing);
+    transport->SetValue(k, exists ? frames_[k].transport : missing);
+    objective->SetValue(k, exists ? frames_[k].objective : missing);
+    iterations->SetValue(k, exists ? frames_[k].iterations : 0);
+    computed->SetValue(k, exists ? 1 : 0);
   }
   for (vtkAbstractArray* array :
-       std::initializer_list<vtkAbstractArray*>{time, step, energy, mass, transport, objective, iterations})
+       std::initializer_list<vtkAbstractArray*>{time, step, energy, mass, transport, objective, iterations, computed})
     table->AddColumn(array);
   return table;
 }

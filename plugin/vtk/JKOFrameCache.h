@@ -91,7 +91,8 @@ class FrameCache {
   double secondsPerStep() const;
 
   /// One row per frame 0..rows-1: Time (t0 + k tau), Step, Energy, Mass,
-  /// TransportCost, Objective, Iterations.
+  /// TransportCost, Objective, Iterations, Computed (1 for the frames that
+  /// exist; the others have NaN values and 0 iterations).
   vtkSmartPointer<vtkTable> table(int rows, double t0) const;
 
  private:

@@ -507,9 +507,8 @@ void vtkJKOGradientFlow::Internals::writeFrame(vtkJKOGradientFlow* self, int k, 
 
   output->ShallowCopy(image);
   output->GetInformation()->Set(vtkDataObject::DATA_TIME_STEP(), time);
-  // The table holds the frames that exist, up to the last of the panel's frames.
-  tableOutput->ShallowCopy(
-      this->frames.table(std::min(this->frames.size(), self->NumberOfSteps + 1), self->InitialTime));
+  // One row per frame of the panel; those not computed yet hold NaN.
+  tableOutput->ShallowCopy(this->frames.table(self->NumberOfSteps + 1, self->InitialTime));
   tableOutput->GetInformation()->Set(vtkDataObject::DATA_TIME_STEP(), time);
 }
 

@@ -54,13 +54,21 @@ def steps_computed():
 
 
 def rows(proxy, time_value):
-    return T.output(proxy, time_value, port=1).GetNumberOfRows()
+    """(rows, frames computed) of the per-frame table; checks that exactly
+    the rows of frames not computed yet hold NaN and Computed = 0."""
+    table = T.output(proxy, time_value, port=1)
+    n = table.GetNumberOfRows()
+    done = [table.GetValueByName(k, "Computed").ToInt() for k in range(n)]
+    energy = [table.GetValueByName(k, "Energy").ToDouble() for k in range(n)]
+    consistent = all((d == 1) == np.isfinite(e) for d, e in zip(done, energy)) and done == sorted(done, reverse=True)
+    check(consistent, "the table's NaN rows are the frames not computed: %s" % done)
+    return n, sum(done)
 
 
 # Frame 0 at once: no step is computed for it.
 out = T.output(flow, 0.0)
 check(steps_computed() == [] and T.field(out, "Step") == 0, "frame 0 needs no step")
-check(rows(flow, 0.0) == 1, "the table holds the one frame that exists")
+check(rows(flow, 0.0) == (7, 1), "the table has a row per frame, frame 0 computed")
 velocity = T.point_array(out, "velocity", (28, 24, 1))
 check(np.abs(velocity).max() == 0, "frame 0 has zero velocity (no step arrives at it)")
 estimates = [m for m in messages.warnings if "will take about" in m]
@@ -71,7 +79,7 @@ messages.clear()
 out = T.output(flow, times[3])
 check(steps_computed() == [1, 2, 3], "frame 3 computes steps 1-3")
 check(T.field(out, "Step") == 3 and abs(T.field(out, "Time") - 3 * tau) < 1e-15, "frame 3 is shown")
-check(rows(flow, times[3]) == 4, "the table holds frames 0-3")
+check(rows(flow, times[3]) == (7, 4), "the table holds frames 0-3")
 estimates = [m for m in messages.warnings if "will take about" in m]
 check(len(estimates) == 1 and "frames 1-3" in estimates[0] and "3 steps by the reference solver" in estimates[0]
       and "estimated from one evaluation" in estimates[0],
@@ -82,8 +90,8 @@ T.output(flow, times[1])
 check(steps_computed() == [], "frame 1 is cached")
 T.output(flow, times[6])
 check(steps_computed() == [4, 5, 6], "frame 6 computes only steps 4-6")
-check(rows(flow, times[6]) == 7 and T.field(T.output(flow, times[6]), "RolloutCount") == 1,
-      "one rollout, seven rows")
+check(rows(flow, times[6]) == (7, 7) and T.field(T.output(flow, times[6]), "RolloutCount") == 1,
+      "one rollout, seven frames")
 
 # The velocity of frame k is the displacement of the step arriving at it,
 # divided by tau: its mass-weighted mean moves the mean of frame k-1 to the
@@ -102,12 +110,12 @@ check(abs(shift) > 1e-4 and abs(mean_v * tau - shift) < 0.05 * abs(shift),
 # Fewer frames: the table shows the panel's frames; more: computed on request.
 flow.NumberOfSteps = 2
 flow.UpdatePipelineInformation()
-check(rows(flow, times[2]) == 3 and steps_computed() == [], "two steps: three rows, nothing recomputed")
+check(rows(flow, times[2]) == (3, 3) and steps_computed() == [], "two steps: three rows, nothing recomputed")
 flow.NumberOfSteps = 8
 flow.UpdatePipelineInformation()
-check(rows(flow, times[6]) == 7 and steps_computed() == [], "eight steps: the seven frames that exist")
+check(rows(flow, times[6]) == (9, 7) and steps_computed() == [], "eight steps: the seven frames that exist")
 T.output(flow, 8 * tau)
-check(steps_computed() == [7, 8] and rows(flow, 8 * tau) == 9, "frame 8 computes steps 7-8")
+check(steps_computed() == [7, 8] and rows(flow, 8 * tau) == (9, 9), "frame 8 computes steps 7-8")
 check(T.field(T.output(flow, 8 * tau), "RolloutCount") == 1, "still one rollout")
 reference = [T.point_array(T.output(flow, k * tau), "density", shape).copy() for k in range(9)]
 flow.NumberOfSteps = STEPS
@@ -142,7 +150,9 @@ check(not stop_messages.errors and "stopped at the abort request" in warning and
       "a stop keeps the computed frames and says so: %s %s" % (stop_messages.errors, warning))
 check(T.field(out, "Step") == 2 and abs(out.GetInformation().Get(out.DATA_TIME_STEP()) - 2 * tau) < 1e-15,
       "the last computed frame is shown with its own time (step %d)" % T.field(out, "Step"))
-check(stopped.GetClientSideObject().GetOutputDataObject(1).GetNumberOfRows() == 3, "the table holds frames 0-2")
+table = stopped.GetClientSideObject().GetOutputDataObject(1)
+check([table.GetValueByName(k, "Computed").ToInt() for k in range(table.GetNumberOfRows())] == [1, 1, 1, 0, 0, 0, 0],
+      "the table holds frames 0-2")
 check(np.abs(T.point_array(out, "density", shape) - reference[2]).max() < 1e-12, "frame 2 is right")
 # Clearing the flag (VTK's abort protocol) continues from frame 3.
 stopped.GetClientSideObject().SetAbortExecute(0)
