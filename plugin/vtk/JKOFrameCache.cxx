@@ -34,11 +34,20 @@ double longRunSeconds() {
   const double seconds = value ? std::strtod(value, &end) : 10.0;
   return value && end != value && seconds >= 0 ? seconds : 10.0;
 }
-// A reference step costs about this many evaluations of J and its gradient
-// (L-BFGS iterations plus rejected line-search trials): measured on
-// warm-started steps of the heat and porous-medium flows at 64^2-480x640
-// (docs/design.md, "Long runs in the GUI").
-constexpr double kEvaluationsPerReferenceStep = 60;
+// L-BFGS iterations of a reference step against its stiffness
+// nu = tau D_eff / h^2 (D_eff = D, or D m rho^(m-1) at the mass-weighted
+// mean density): about 8 + 70 nu^0.75. Fitted on sharp pictures (random
+// disks at 96x64 to 256x192, heat and porous medium, nu from 0.005 to 300:
+// 8 to 2000 iterations, within a factor 1.5); smooth densities and
+// warm-started steps take fewer. An iteration costs about two evaluations
+// of J and its gradient (one thread, 96x64: 1.75 ms an iteration, 0.9 ms an
+// evaluation): the line search's trials and the two-loop recursion. Only the
+// first step of a rollout is estimated this way; later ones come from the
+// steps measured.
+double referenceIterations(double stiffness, int cap) {
+  return std::min<double>(cap, 8 + 70 * std::pow(std::max(stiffness, 0.0), 0.75));
+}
+constexpr double kEvaluationsPerIteration = 2;
 
 double secondsSince(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
@@ -164,20 +173,34 @@ double FrameCache::secondsPerStep() const {
 
 double FrameCache::estimateSecondsPerStep() const {
   if (setup_.solver == SolverKind::Learned) return 0;  // a learned step is timed by doing it
-  // One evaluation of J and its gradient at u = 0, the unit of an L-BFGS step.
-  const Clock::time_point start = Clock::now();
-  {
+  // One evaluation of J and its gradient at u = 0, the unit of an L-BFGS
+  // iteration: the fastest of three (the first pays for allocations and
+  // caches; on a busy machine the others vary by a factor 10).
+  double evaluation = std::numeric_limits<double>::infinity();
+  for (int repeat = 0; repeat < 3; ++repeat) {
+    const Clock::time_point start = Clock::now();
     at::AutoGradMode gradMode(true);
     const JkoState state = objective_->prepare(current_);
     std::vector<int64_t> shape{1, setup_.grid.dim};
     for (int64_t n : setup_.grid.shape()) shape.push_back(n);
     const at::Tensor u = at::zeros(shape, current_.options()).requires_grad_(true);
-    const at::Tensor total = objective_->evaluate(state, u).objective.sum();
-    total.backward();
+    objective_->evaluate(state, u).objective.sum().backward();
+    evaluation = std::min(evaluation, secondsSince(start));
   }
-  const double evaluation = secondsSince(start);
-  return setup_.solver == SolverKind::Reference ? kEvaluationsPerReferenceStep * evaluation
-                                                : 1.2 * std::max(1, setup_.refineIterations) * evaluation;
+  if (setup_.solver == SolverKind::LearnedRefined)
+    return kEvaluationsPerIteration * std::max(1, setup_.refineIterations) * evaluation;
+  const EnergySpec& energy = setup_.energy;
+  double diffusivity = 0;
+  if (energy.internal == InternalKind::Entropy) diffusivity = energy.diffusion;
+  if (energy.internal == InternalKind::PorousMedium) {
+    const at::Tensor rho = frames_.back().density;
+    const double typical = (rho * rho).sum().item<double>() / rho.sum().item<double>();
+    diffusivity = energy.diffusion * energy.exponent * std::pow(typical, energy.exponent - 1);
+  }
+  double cell = setup_.grid.spacing[0];
+  for (int a = 1; a < setup_.grid.dim; ++a) cell = std::min(cell, setup_.grid.spacing[a]);
+  const double stiffness = setup_.tau * diffusivity / (cell * cell);
+  return kEvaluationsPerIteration * referenceIterations(stiffness, std::max(1, setup_.maxIterations)) * evaluation;
 }
 
 void FrameCache::warnIfLong(int from, int to, double secondsPerStep, bool measured, vtkAlgorithm* algorithm) {
@@ -193,7 +216,8 @@ void FrameCache::warnIfLong(int from, int to, double secondsPerStep, bool measur
   message << "JKO Gradient Flow: frame" << (steps > 1 ? "s " + std::to_string(from) + "-" : " ") << to << " (" << steps
           << " step" << (steps > 1 ? "s" : "") << " by the " << solver << " on the " << setup_.description
           << ") will take about " << duration(seconds) << " here (" << duration(secondsPerStep) << " a step, "
-          << (measured ? "measured on the steps so far" : "estimated from one evaluation of the step's objective")
+          << (measured ? "measured on the steps so far"
+                       : "estimated from one evaluation of the step's objective and its stiffness tau D / h^2")
           << "). Frames are computed when first shown and kept: scrub to an earlier frame to compute fewer, or lower "
              "the resolution (Resample To Image) for a quicker look.";
   vtkWarningWithObjectMacro(algorithm, << message.str());
