@@ -81,6 +81,7 @@ struct vtkJKOGradientFlow::Internals {
   std::string operatorStamp;
 
   // The last good output, kept with its time when an update fails (DESIGN.md §4).
+  std::vector<double> times;  ///< the frame times published, kept while the settings are invalid
   vtkSmartPointer<vtkImageData> lastImage;
   vtkSmartPointer<vtkTable> lastTable;
   double lastTime = 0;
@@ -143,13 +144,18 @@ int vtkJKOGradientFlow::RequestInformation(vtkInformation*, vtkInformationVector
   tableInfo->Remove(vtkStreamingDemandDrivenPipeline::WHOLE_EXTENT());
 
   const int steps = this->NumberOfSteps;
+  std::vector<double>& times = this->Internal->times;
   if (this->TimeStep > 0 && std::isfinite(this->TimeStep) && std::isfinite(this->InitialTime) && steps >= 1 &&
       steps <= kMaximumSteps) {
-    std::vector<double> times(steps + 1);
+    times.resize(steps + 1);
     for (int k = 0; k <= steps; ++k) times[k] = this->InitialTime + k * this->TimeStep;
+  }
+  // Invalid settings (RequestData says which) keep the last good frames'
+  // times, so that the view keeps showing the last good frame at its time.
+  if (!times.empty()) {
     const double range[2] = {times.front(), times.back()};
     for (vtkInformation* info : {imageInfo, tableInfo}) {
-      info->Set(vtkStreamingDemandDrivenPipeline::TIME_STEPS(), times.data(), steps + 1);
+      info->Set(vtkStreamingDemandDrivenPipeline::TIME_STEPS(), times.data(), static_cast<int>(times.size()));
       info->Set(vtkStreamingDemandDrivenPipeline::TIME_RANGE(), range, 2);
     }
   }

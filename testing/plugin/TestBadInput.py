@@ -405,9 +405,21 @@ good_density = T.point_array(out, "density", DIMS).copy()
 flow.TimeStep = 0
 out = T.output(flow, TAU)
 check(len(messages.errors) == 1 and "Time Step" in messages.errors[0], "bad tau after a good run: one error")
+messages.clear()
 kept = T.point_array(out, "density", DIMS)
 check(np.array_equal(kept, good_density) and T.field(out, "RolloutCount") == 1,
       "the last good output is kept after an error")
+# The time controls keep the last good frames' times (no time steps at all
+# was what a bad Time Step left), and asked for another time the failing
+# filter still shows that frame with its own time (frame 1, t = tau).
+flow.UpdatePipelineInformation()
+kept_times = list(flow.TimestepValues)
+check(len(kept_times) == STEPS + 1 and np.allclose(kept_times, TAU * np.arange(STEPS + 1)),
+      "the time steps of the last good frames stay: %s" % kept_times)
+out = T.output(flow, 0.0)
+check(np.array_equal(T.point_array(out, "density", DIMS), good_density)
+      and abs(out.GetInformation().Get(out.DATA_TIME_STEP()) - TAU) < 1e-15 and T.field(out, "Time") == TAU,
+      "the kept frame keeps its time (%g)" % out.GetInformation().Get(out.DATA_TIME_STEP()))
 flow.TimeStep = TAU
 messages.clear()
 check_exact("fixing tau after a good run", flow, messages, KNOWN["reference"])
