@@ -289,7 +289,8 @@ void vtkJKOGradientFlow::Internals::prepare(vtkJKOGradientFlow* self, vtkInforma
       jko::plugin::readFlowInput(self, image, self->Potential == ARRAY_POTENTIAL, self->FitToUnitBox);
   const jko::EnergySpec energy = this->panelEnergy(self, input);
   const at::Device device = this->chooseDevice(self);
-  // Nothing below runs again for these settings, even if it fails: one request, one training.
+  // One request, one training, even if it fails; the fast path opens again
+  // only once everything below has succeeded.
   this->valid = false;
   self->TrainingRequested = false;
   this->checkMemory(self, input);
