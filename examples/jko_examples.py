@@ -192,10 +192,11 @@ class Rollout:
     """The frames and the per-frame table of a flow, as numpy arrays.
 
     `density[k]` is frame k in axis order (x, y[, z]), `velocity[k]` the
-    velocity of the step leaving it (axis order, then 3 components); `table` maps the
-    columns of the filter's second output (Time, Energy, Mass,
-    TransportCost, Objective, ...) to arrays; `seconds` is the wall time of
-    the rollout (all frames are computed on the first update and cached).
+    velocity of the step arriving at it (axis order, then 3 components;
+    zero at frame 0); `table` maps the columns of the filter's second output
+    (Time, Energy, Mass, TransportCost, Objective, ...) to arrays; `seconds`
+    is the wall time of the rollout (the filter computes frames when first
+    asked for and keeps them: asking for the last frame computes them all).
     """
 
     def __init__(self, flow, what="the rollout"):
@@ -205,7 +206,7 @@ class Rollout:
         start = time.time()
         flow.UpdatePipelineInformation()
         self.times = np.array(flow.TimestepValues)
-        flow.UpdatePipeline(self.times[0])
+        flow.UpdatePipeline(self.times[-1])
         self.seconds = time.time() - start
         messages.check(what)
         self.density, self.velocity = [], []
@@ -339,7 +340,7 @@ def have_display():
 
 def render_frame(flow, time_value, path, title, colour_map="Inferno (matplotlib)", glyph_stride=4, size=(900, 800)):
     """Renders one 2D frame with ParaView: the density coloured, arrows of
-    the velocity of the step leaving the frame where the density is above
+    the velocity of the step arriving at the frame where the density is above
     2% of its peak, a colour legend and the time; saves a PNG."""
     from paraview import simple
 
@@ -387,7 +388,7 @@ def render_frame(flow, time_value, path, title, colour_map="Inferno (matplotlib)
     simple.ColorBy(glyph_display, None)
     glyph_display.AmbientColor = glyph_display.DiffuseColor = [0.3, 0.85, 1.0]
 
-    text = simple.Text(Text="%s   t = %.3f\narrows: velocity of the next step (largest speed %.2g)"
+    text = simple.Text(Text="%s   t = %.3f\narrows: velocity of the step to this frame (largest speed %.2g)"
                        % (title, time_value, top))
     text_display = simple.Show(text, view)
     text_display.WindowLocation = "Upper Center"

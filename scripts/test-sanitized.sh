@@ -45,13 +45,9 @@ echo "test-sanitized.sh: build took $((SECONDS - start)) s"
 #   its normal time): its interaction energy is also computed by
 #   Energy.QuadraticInteractionOfGaussian, and the one-step reference solve
 #   by the other exact cases.
-# And cli_train_faults, which sends Ctrl-C to `jko train` 4 s after its
-# start: the sanitized jko takes 2 to 5 s to start on two busy cores, and a
-# signal before its handler is installed kills it silently (the test then
-# fails without a bug).
 start=$SECONDS
 status=0
-ctest --test-dir build-asan -L 'core|cli' -LE long -E '"interaction-step"|^cli_train_faults$' \
+ctest --test-dir build-asan -L 'core|cli' -LE long -E '"interaction-step"' \
   --output-on-failure --timeout 900 -j "$jobs" || status=$?
 echo "test-sanitized.sh: tests took $((SECONDS - start)) s"
 exit $status

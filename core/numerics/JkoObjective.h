@@ -47,8 +47,13 @@ class JkoObjective {
   /// J and its parts for displacements u (B, dim, n...), differentiable in u.
   JkoTerms evaluate(const JkoState& state, const at::Tensor& displacement) const;
 
-  /// The next density: the output limiter applied to the deposited density.
+  /// The next density: the output limiter applied to the deposited density;
+  /// for an energy with a maximum principle (keepsMaximum) also clipped at
+  /// the largest value of rho_k, the excess moved to nearby nodes.
   at::Tensor nextDensity(const JkoState& state, const at::Tensor& deposited) const;
+  /// Whether the exact step never exceeds max rho_k: an internal energy
+  /// alone (heat, porous medium), no potential, no interaction.
+  bool keepsMaximum() const;
 
  private:
   std::shared_ptr<const Energy> energy_;

@@ -1,7 +1,7 @@
 """Takes a screenshot of the whole ParaView window with the ready-made layout
 (examples/jko_layout.pvsm) open, for the README's GUI walkthrough.
 
-    /usr/bin/python3 docs/images/gui_screenshot.py [--out docs/images/gui-layout.png] [--time 0.01]
+    /usr/bin/python3 docs/images/gui_screenshot.py [--out docs/images/gui-layout.png] [--time 0.01] [--screen 1600x1000]
 
 Runs a private virtual X server (Xvfb) whose screen is mirrored to a file
 (-fbdir), starts the ParaView GUI on it with the plugin and
@@ -70,7 +70,9 @@ def main():
     parser.add_argument("--plugin-dir", default=os.path.join(ROOT, "build", "lib", "paraview-5.11", "plugins",
                                                              "NeuralJKOFlow"))
     parser.add_argument("--timeout", type=float, default=240)
+    parser.add_argument("--screen", default="%dx%d" % SCREEN, help="screen (and window) size, WxH")
     args = parser.parse_args()
+    screen = tuple(int(v) for v in args.screen.split("x"))
 
     scratch = tempfile.mkdtemp(prefix="jko-gui-")
     home = os.path.join(scratch, "home")
@@ -83,14 +85,14 @@ def main():
     done = os.path.join(scratch, "done")
 
     display = free_display()
-    xvfb = subprocess.Popen(["Xvfb", ":%d" % display, "-screen", "0", "%dx%dx24" % SCREEN, "-fbdir", scratch,
+    xvfb = subprocess.Popen(["Xvfb", ":%d" % display, "-screen", "0", "%dx%dx24" % screen, "-fbdir", scratch,
                              "-nolisten", "tcp", "-nocursor"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     paraview = None
     try:
         time.sleep(2)
         environment = dict(os.environ, DISPLAY=":%d" % display, HOME=home, JKO_ROOT=ROOT,
                            JKO_LAYOUT_TIME=repr(args.time), JKO_DONE=done, OMP_NUM_THREADS="2")
-        paraview = subprocess.Popen(["paraview", "-geometry", "%dx%d+0+0" % SCREEN,
+        paraview = subprocess.Popen(["paraview", "-geometry", "%dx%d+0+0" % screen,
                                      "--plugin-search-paths=" + args.plugin_dir, "--plugins=NeuralJKOFlow",
                                      "--script=" + script], cwd=ROOT, env=environment,
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

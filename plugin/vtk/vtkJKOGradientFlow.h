@@ -3,9 +3,10 @@
  * @brief   Wasserstein gradient flow of a density on an image, one frame per JKO step.
  *
  * Input 0 is a vtkImageData (2D in any axis-aligned plane, or 3D; per-axis
- * spacing) with a scalar point-data or cell-data array chosen with
- * SetInputArrayToProcess(0, ...) as the density rho_0. The filter computes K
- * steps of the JKO scheme
+ * spacing) with a point-data or cell-data array chosen with
+ * SetInputArrayToProcess(0, ...) as the density rho_0 (a colour array gives
+ * its luminance, a vector array its magnitude). The filter computes K steps
+ * of the JKO scheme
  *
  *   rho_{k+1} = argmin_rho E(rho) + W2(rho, rho_k)^2 / (2 tau)
  *
@@ -13,23 +14,32 @@
  * displacement), a learned operator loaded from an operator file, or the
  * learned operator refined by a few reference iterations. Output port 0 is
  * temporal: TIME_STEPS = t0 + k tau, k = 0..K, and a requested time snaps to
- * its frame. Each frame holds "density", "velocity" (the velocity u / tau of
- * the step leaving the frame; the last frame repeats the step arriving) and
- * field data (time, energy, mass, transport cost, operator). Output port 1 is
- * a vtkTable with one row per frame.
+ * its frame. Each frame holds "density", "velocity" (u / tau of the step
+ * arriving at the frame; zero at frame 0) and field data (time, energy, mass,
+ * transport cost, operator). Output port 1 is a vtkTable with one row per
+ * frame computed so far.
  *
- * Frames are computed once and cached; any property or input change
- * invalidates them. Scrubbing time only copies a cached frame: the filter
- * removes UPDATE_TIME_STEP from its upstream request, so a temporal input
- * does not re-execute. The field array "RolloutCount" counts rollouts.
+ * Frames are computed lazily and kept (jko::plugin::FrameCache): frame 0 at
+ * once, frame k with only the steps up to k that are missing. The abort flag
+ * stops a computation between two steps or two L-BFGS iterations and keeps
+ * the frames computed before it. A change of the settings a rollout depends
+ * on, or of the input's content, starts a new rollout; scrubbing time only
+ * copies a cached frame (the filter removes UPDATE_TIME_STEP from its
+ * upstream request, so a temporal input does not re-execute). The field
+ * array "RolloutCount" counts rollouts.
+ *
+ * With FitToUnitBox the flow runs on the image mapped onto the unit box
+ * (longest side 1) with unit mass; the frames come back in the image's own
+ * geometry and units.
  *
  * Train() does not train: it marks a request and calls Modified(); the next
  * RequestData trains an operator by Learn-to-Evolve on the input density
  * (plus the images on the optional input 1 and generated densities), saves
- * it to TrainedOperatorFile and uses it from then on.
+ * it to TrainedOperatorFile and points OperatorFile at it, so that a saved
+ * state or a trace loads it (jko::plugin::trainOperator).
  *
  * Errors (bad input, bad parameters, an operator that does not fit) are
- * reported with vtkErrorMacro; the last good output is kept.
+ * reported with vtkErrorMacro; the last good output is kept, with its time.
  */
 #ifndef vtkJKOGradientFlow_h
 #define vtkJKOGradientFlow_h
@@ -120,6 +130,14 @@ class NEURALJKOFLOWFILTERS_EXPORT vtkJKOGradientFlow : public vtkImageAlgorithm 
   ///@}
 
   ///@{
+  /// Run the flow on the image mapped onto the unit box (its longest side
+  /// becomes 1) with unit mass; frames are mapped back to the image's units.
+  vtkSetMacro(FitToUnitBox, vtkTypeBool);
+  vtkGetMacro(FitToUnitBox, vtkTypeBool);
+  vtkBooleanMacro(FitToUnitBox, vtkTypeBool);
+  ///@}
+
+  ///@{
   /// L-BFGS iterations: the cap of a reference step, and the iterations of
   /// the refinement that follows each learned step.
   vtkSetMacro(MaximumIterations, int);
@@ -184,9 +202,11 @@ class NEURALJKOFLOWFILTERS_EXPORT vtkJKOGradientFlow : public vtkImageAlgorithm 
   void Train();
 
   ///@{
-  /// Information for the panel: rollouts run so far, and a description of the
-  /// operator of the learned modes (empty when none is loaded).
+  /// Information for the panel: rollouts run so far, trainings completed (a
+  /// client copies OperatorFile after each), and a description of the
+  /// operator of the learned modes (several lines; empty when none is loaded).
   vtkGetMacro(RolloutCount, int);
+  vtkGetMacro(TrainingCount, int);
   const char* GetOperatorDescription();
   double GetOperatorTimeStep();
   const char* GetOperatorEnergy();
@@ -219,6 +239,7 @@ class NEURALJKOFLOWFILTERS_EXPORT vtkJKOGradientFlow : public vtkImageAlgorithm 
   double TimeStep = 0.005;
   int NumberOfSteps = 10;
   double InitialTime = 0;
+  vtkTypeBool FitToUnitBox = 0;
   int MaximumIterations = 2000;
   int RefineIterations = 10;
   char* OperatorFile = nullptr;
@@ -239,6 +260,7 @@ class NEURALJKOFLOWFILTERS_EXPORT vtkJKOGradientFlow : public vtkImageAlgorithm 
 
   bool TrainingRequested = false;
   int RolloutCount = 0;
+  int TrainingCount = 0;
 
  private:
   vtkJKOGradientFlow(const vtkJKOGradientFlow&) = delete;

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <torch/csrc/autograd/autograd.h>
 
+#include <cmath>
+
 #include "evaluation/ReferenceCases.h"
 #include "numerics/ExactSolutions.h"
 #include "numerics/JkoObjective.h"
@@ -126,6 +128,119 @@ TEST(ReferenceSolver, RolloutCanBeCancelled) {
   int calls = 0;
   EXPECT_THROW(s.solver->rollout(c.initial, 5, [&](const ProgressEvent&) { return ++calls < 2; }), Cancelled);
   EXPECT_EQ(calls, 2);
+}
+
+// A 0-255 logo in pixel units, as ParaView's PNG reader gives it (96 x 64):
+// two bars, a disk with a hole, a two-pixel line, all with sharp edges.
+at::Tensor sharpPicture() {
+  at::Tensor picture = at::zeros({96, 64}, at::kDouble);
+  auto* p = picture.data_ptr<double>();
+  for (int64_t i = 0; i < 96; ++i)
+    for (int64_t j = 0; j < 64; ++j) {
+      const double r2 = (i - 65.0) * (i - 65.0) + (j - 32.0) * (j - 32.0);
+      const bool bars = (i >= 10 && i < 40 && j >= 10 && j < 20) || (i >= 10 && i < 20 && j >= 10 && j < 50);
+      const bool disk = r2 < 15 * 15 && r2 >= 7 * 7;
+      const bool line = i >= 50 && i < 52 && j >= 5 && j < 60;
+      p[i * 64 + j] = bars || disk || line ? 255.0 : 0.0;
+    }
+  return picture;
+}
+
+// DESIGN.md §5 case 6 for the heat and porous-medium equations: a step never
+// exceeds the largest value of rho_k. The minimiser of the discrete
+// objective overshoots at sharp edges (the pre-filtered deposit is a
+// non-monotone interpolation: 255 -> 256.4 in 10 heat steps); the output
+// limiter of JkoObjective::nextDensity clips it, mass exact.
+TEST(ReferenceSolver, KeepsTheMaximumOfASharpPicture) {
+  configureRuntime(2);
+  const at::Tensor picture = sharpPicture();
+  const Grid grid = Grid::box(2, {96, 64, 1}, {0, 0, 0}, {96, 64, 0});  // spacing 1, as a PNG reads
+  for (const EnergySpec& spec : {EnergySpec::heat(1), EnergySpec::porousMedium(2, 0.01)}) {
+    auto energy = std::make_shared<const Energy>(spec, grid);
+    auto objective = std::make_shared<const JkoObjective>(energy, 0.005);
+    ASSERT_TRUE(objective->keepsMaximum());
+    const ReferenceSolver solver(objective);
+    at::Tensor rho = picture, warm;
+    const double mass = picture.sum().item<double>();
+    double rawMaximum = 0, energyBefore = (*energy)(picture.unsqueeze(0)).item<double>();
+    for (int k = 0; k < 4; ++k) {
+      const ReferenceStep step = solver.step(rho, warm);
+      {
+        at::NoGradGuard noGrad;
+        const JkoState state = objective->prepare(rho);
+        rawMaximum = std::max(
+            rawMaximum, objective->evaluate(state, step.displacement.unsqueeze(0)).deposited.max().item<double>());
+      }
+      rho = step.next;
+      warm = step.displacement;
+      EXPECT_LE(rho.max().item<double>(), 255.0 * (1 + 1e-12)) << spec.describe() << ", step " << k + 1;
+      EXPECT_GE(rho.min().item<double>(), 0.0);
+      EXPECT_NEAR(rho.sum().item<double>(), mass, 1e-12 * mass);
+      const double energyAfter = (*energy)(rho.unsqueeze(0)).item<double>();
+      EXPECT_LT(energyAfter, energyBefore) << spec.describe() << ", step " << k + 1;
+      energyBefore = energyAfter;
+    }
+    // The case is one where the minimiser itself overshoots: the limiter is what keeps the maximum.
+    EXPECT_GT(rawMaximum, 255.0 * 1.0003) << spec.describe();
+  }
+}
+
+// With a potential the maximum may grow (mass gathers in the well): the
+// maximum-principle limiter stays out.
+TEST(ReferenceSolver, LetsAPotentialRaiseTheMaximum) {
+  configureRuntime(2);
+  const Grid grid = Grid::unitBox(2, 32);
+  const at::Tensor x = grid.coordinate(0), y = grid.coordinate(1);
+  const at::Tensor rho = at::exp(-((x - 0.5) * (x - 0.5) + (y - 0.5) * (y - 0.5)) / (2 * 0.2 * 0.2));
+  auto objective = std::make_shared<const JkoObjective>(
+      std::make_shared<const Energy>(EnergySpec::fokkerPlanck(0.01, 20), grid), 0.01);
+  ASSERT_FALSE(objective->keepsMaximum());
+  const ReferenceStep step = ReferenceSolver(objective).step(rho);
+  EXPECT_GT(step.next.max().item<double>(), 1.05 * rho.max().item<double>());
+}
+
+// Linear response of one heat step on a constant state: a cosine mode of k
+// half-waves across the box shrinks by the implicit-Euler factor
+// 1 / (1 + tau D (pi k / L)^2) (DESIGN.md §6, "Mode decay"). The map-form
+// scheme moves node masses with a symmetric kernel, so its response is the
+// central difference squared, 1 / (1 + tau D sin^2(pi k h / L) / h^2)
+// (measured to 4 digits): within 2% of the exact step up to k = n / 8 ...
+double modeFactor(int64_t n, int k, double D, double tau) {
+  const Grid grid = Grid::unitBox(2, n);
+  const at::Tensor mode = at::cos(M_PI * k * grid.coordinate(0)).expand({n, n});
+  auto objective = std::make_shared<const JkoObjective>(std::make_shared<const Energy>(EnergySpec::heat(D), grid), tau);
+  const at::Tensor next = ReferenceSolver(objective).step(1 + 0.01 * mode).next;
+  // Away from the walls, where the deposit folds weights.
+  const auto inner = [&](const at::Tensor& t) { return t.narrow(0, n / 8, n - n / 4); };
+  return (inner((next - 1) * mode).sum() / inner(0.01 * mode * mode).sum()).item<double>();
+}
+
+TEST(ReferenceSolver, ResolvedModesDecayLikeTheExactStep) {
+  configureRuntime(2);
+  const int64_t n = 64;
+  const double D = 0.1, tau = 0.005;
+  for (int k : {2, 4, 8}) {
+    const double exact = 1 / (1 + tau * D * (M_PI * k) * (M_PI * k));
+    EXPECT_NEAR(modeFactor(n, k, D, tau), exact, 0.02 * exact) << "k = " << k;
+  }
+}
+
+// ... and blind to the grid scale: a pixel checkerboard (k = n) is not
+// flattened at all (factor 1.004 against the exact 0.047 here), k = n / 2
+// decays by 0.33 against 0.17. No limiter, log floor or stopping rule is
+// involved: the first-order response of a node mass moved by a symmetric
+// kernel vanishes at the grid's highest frequency. Fixing it needs masses
+// that move between neighbouring nodes directly (a staggered flux or split
+// particles), a change of the scheme (docs/design.md, "Grid-scale modes").
+// Disabled until then, so that the requirement stays visible.
+TEST(ReferenceSolver, DISABLED_PixelCheckerboardFlattensLikeTheExactStep) {
+  configureRuntime(2);
+  const int64_t n = 64;
+  const double D = 0.1, tau = 0.005;
+  for (int k : {32, 64}) {
+    const double exact = 1 / (1 + tau * D * (M_PI * k) * (M_PI * k));
+    EXPECT_NEAR(modeFactor(n, k, D, tau), exact, 0.2 * exact) << "k = " << k;
+  }
 }
 
 }  // namespace

@@ -38,4 +38,25 @@ rollouts = flow.GetProperty("RolloutCount").GetData()
 check(rollouts == 1, "scrubbing from the client reuses the server's cache (%d rollout)" % rollouts)
 table = servermanager.Fetch(flow, idx=1)
 check(table.IsA("vtkTable") and table.GetNumberOfRows() == 4, "the per-frame table reaches the client")
+
+# A training on the server: the client's proxy then names the saved file as
+# Operator File (read back through the information properties), and the
+# learned frames come from it.
+import os
+import tempfile
+
+with tempfile.TemporaryDirectory(prefix="jko-client-server-") as folder:
+    operator = os.path.join(folder, "trained.jko")
+    for name, value in dict(TrainingRounds=1, TrainingEpochs=1, TrainingBatchSize=2, TrainingHorizon=1,
+                            GeneratedDensities=1, ValidationDensities=1, TrainedOperatorFile=operator).items():
+        setattr(flow, name, value)
+    flow.InvokeCommand("Train")
+    flow.UpdatePipeline(times[0])
+    check(flow.OperatorFile == operator and os.path.exists(operator),
+          "after Train the client's Operator File names the server's saved file: %s" % flow.OperatorFile)
+    flow.Solver = "Learned operator"
+    flow.UpdatePipeline(times[1])
+    data = servermanager.Fetch(flow)
+    check(T.field(data, "OperatorFile") == operator and T.field(data, "Solver") == "Learned operator",
+          "the learned frames come from it")
 check.finish()

@@ -82,6 +82,7 @@ def add_array(producer, name, values, components=1, cell_data=False):
 
 
 add_array(good, "vec", np.ones((N * N, 3)), 3)
+add_array(good, "tensor", np.ones((N * N, 4)), 4)
 add_array(good, "short", np.ones(10))
 add_array(good, "Vcell", np.ones((N - 1) ** 2), cell_data=True)
 
@@ -185,8 +186,10 @@ expect_error("no scalar array", ["no point-data scalar", "choose one"], setting(
              T.image({}, DIMS, ORIGIN, SPACING))
 expect_error("density array not on the input", ["no point-data array named 'nothere'", "choose an existing"],
              setting(Density=["POINTS", "nothere"]))
-expect_error("vector density", ["'vec' has 3 components", "scalar (1-component) array as the density"],
-             setting(Density=["POINTS", "vec"]))
+# Colour and 2-3 component arrays become densities (TestYourOwnImage.py);
+# wider ones are refused.
+expect_error("four-component density", ["'tensor' has 4 components", "scalar array as the density", "Calculator"],
+             setting(Density=["POINTS", "tensor"]))
 expect_error("density array of the wrong size", ["'short' has 10 values", "1024 points", "one value per point"],
              setting(Density=["POINTS", "short"]))
 negative = with_2d(EXACT[0].copy())
@@ -287,14 +290,21 @@ expect_error("corrupt operator file", ["cannot be read", "valid operator"], sett
              settings=LEARNED)
 expect_error("learned mode without an operator", ["no operator is chosen", "Operator File", "Train"],
              setting(Solver="Learned + refine", OperatorFile=""), settings=LEARNED)
-expect_error("operator for another energy", ["trained for the energy", "fokker-planck", "porous-medium",
-                                             "Operator Energy"],
+# A mismatch names every differing setting at once, as the panel names it.
+expect_error("operator for another energy",
+             ["trained for fokker-planck", "Energy Preset: operator fokker-planck", "panel porous-medium",
+              "Operator Description", "Train"],
              setting(EnergyPreset="Porous medium"), settings=LEARNED)
-expect_error("operator for another D", ["trained for the energy", "0.1", "0.2", "Operator Energy"],
+expect_error("operator for another D", ["differs in 1 setting", "Diffusion: operator 0.1, panel 0.2"],
              setting(Diffusion=0.2), settings=LEARNED)
-expect_error("operator for another potential", ["trained for the energy", "Operator Energy"],
+expect_error("operator for another potential", ["differs in 2 settings", "Potential Strength along x: operator 20",
+                                                "Potential Strength along y: operator 20, panel 10"],
              setting(PotentialStrength=[10, 10, 10]), settings=LEARNED)
-expect_error("operator for another tau", ["trained for tau = 0.005", "Time Step is 0.01", "set Time Step to 0.005"],
+expect_error("operator for another D, potential and tau",
+             ["differs in 3 settings", "Diffusion: operator 0.1, panel 1", "Potential: operator quadratic, panel none",
+              "Time Step: operator 0.005, panel 0.01"],
+             setting(Diffusion=1, Potential="None", TimeStep=0.01, Attraction=5), settings=LEARNED)
+expect_error("operator for another tau", ["Time Step: operator 0.005, panel 0.01"],
              setting(TimeStep=0.01), settings=LEARNED)
 expect_error("operator for another dimension", ["is for 2D densities", "input is 3D"], producer=cube, settings=LEARNED)
 
@@ -395,13 +405,26 @@ good_density = T.point_array(out, "density", DIMS).copy()
 flow.TimeStep = 0
 out = T.output(flow, TAU)
 check(len(messages.errors) == 1 and "Time Step" in messages.errors[0], "bad tau after a good run: one error")
+messages.clear()
 kept = T.point_array(out, "density", DIMS)
 check(np.array_equal(kept, good_density) and T.field(out, "RolloutCount") == 1,
       "the last good output is kept after an error")
+# The time controls keep the last good frames' times (no time steps at all
+# was what a bad Time Step left), and asked for another time the failing
+# filter still shows that frame with its own time (frame 1, t = tau).
+flow.UpdatePipelineInformation()
+kept_times = list(flow.TimestepValues)
+check(len(kept_times) == STEPS + 1 and np.allclose(kept_times, TAU * np.arange(STEPS + 1)),
+      "the time steps of the last good frames stay: %s" % kept_times)
+out = T.output(flow, 0.0)
+check(np.array_equal(T.point_array(out, "density", DIMS), good_density)
+      and abs(out.GetInformation().Get(out.DATA_TIME_STEP()) - TAU) < 1e-15 and T.field(out, "Time") == TAU,
+      "the kept frame keeps its time (%g)" % out.GetInformation().Get(out.DATA_TIME_STEP()))
 flow.TimeStep = TAU
 messages.clear()
 check_exact("fixing tau after a good run", flow, messages, KNOWN["reference"])
-check(T.field(T.output(flow, TAU), "RolloutCount") == 2, "fixing the property recomputes the frames")
+# The frames computed for these settings before the error are still cached.
+check(T.field(T.output(flow, TAU), "RolloutCount") == 1, "fixing the property gives the frames cached for it")
 messages.close()
 
 check.finish()

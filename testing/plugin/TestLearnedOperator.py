@@ -44,20 +44,28 @@ flow = simple.JKOGradientFlow(Input=source)
 apply_panel(flow, NumberOfSteps=3, NumberOfThreads=2, TrainingRounds=2, TrainingEpochs=2, TrainingBatchSize=4,
             TrainingHorizon=2, GeneratedDensities=3, ValidationDensities=1, MaximumTrainingSeconds=120,
             TrainedOperatorFile=operator)
-# What the Train button does: the click is traced as InvokeCommand('Train').
-smtrace.CallMethod(flow, "InvokeCommand", "Train")
+# Train, as a script does; the proxy then points Operator File at the saved
+# operator and the trace records that (the GUI's button is
+# TestTrainTraceState.py).
 flow.InvokeCommand("Train")
-trace = smtrace.stop_trace()
-check("InvokeCommand('Train')" in trace and "TrainedOperatorFile" in trace, "the trace records the training")
-
 start = time.time()
 out = T.output(flow, 0.0)
 trained_seconds = time.time() - start
-check(os.path.exists(operator), "Train saved the operator (%.1f s with the first rollout)" % trained_seconds)
+trace = smtrace.stop_trace()
+check("TrainedOperatorFile" in trace and ".OperatorFile = %r" % operator in trace,
+      "the trace records Operator File pointing at the trained operator")
+check(os.path.exists(operator), "Train saved the operator (%.1f s with frame 0)" % trained_seconds)
+check(flow.OperatorFile == operator, "Operator File names the trained operator: %s" % flow.OperatorFile)
 check(T.field(out, "Solver") == "Reference solver", "training does not change the solver")
 flow.UpdatePropertyInformation()
 description = flow.GetProperty("OperatorDescription").GetData()
-check("porous-medium" in description and operator in description, "panel shows the operator: %s" % description)
+lines = description.splitlines()
+check("porous-medium" in description and operator in description and len(lines) >= 9,
+      "panel shows the operator on %d lines:\n%s" % (len(lines), description))
+for phrase in ["energy: porous-medium", "tau: 0.005", "box lengths: 1 x 1", "grids: 16 nodes per axis",
+               "peak densities:", "trained: learn-to-evolve, 2 rounds x 2 epochs", "in ParaView (Train)",
+               "command: jko train --energy porous-medium --dim 2 --D 1 --m 2 --tau 0.005 --grid 16"]:
+    check(phrase in description, "the description says '%s'" % phrase)
 check(abs(flow.GetProperty("OperatorTimeStep").GetData() - 0.005) < 1e-15, "panel shows the operator's tau")
 stamp = os.path.getmtime(operator)
 
@@ -80,8 +88,10 @@ learned_objective = T.output(flow, 0.0, port=1).GetValueByName(1, "Objective").T
 # Refinement lowers the step's objective J.
 flow.Solver = "Learned + refine"
 flow.RefineIterations = 20
-refined_objective = T.output(flow, 0.0, port=1).GetValueByName(1, "Objective").ToDouble()
-check(refined_objective <= learned_objective + 1e-15,
+# Frames are computed when asked for: the table has row 1 once frame 1 is.
+refined_table = T.output(flow, 0.005, port=1)
+refined_objective = refined_table.GetValueByName(1, "Objective").ToDouble()
+check(refined_table.GetValueByName(1, "Computed").ToInt() == 1 and 0 < refined_objective <= learned_objective + 1e-15,
       "refine lowers the objective of step 1: %.9g <= %.9g" % (refined_objective, learned_objective))
 
 # Loading the file in a new filter gives the same frames.
@@ -106,13 +116,21 @@ def expect_error(label, proxy, phrases, time_value=0.005):
 
 
 loaded.EnergyPreset = "Fokker-Planck"
-expect_error("another energy", loaded, ["trained for the energy", "porous-medium", "fokker-planck", "Train"])
+expect_error("another energy", loaded, ["Energy Preset: operator porous-medium", "panel fokker-planck", "Train"])
 loaded.EnergyPreset = "Porous medium"
 loaded.Exponent = 3
-expect_error("another exponent", loaded, ["trained for the energy", "m: 2 vs 3"])
+expect_error("another exponent", loaded, ["differs in 1 setting", "Exponent: operator 2, panel 3"])
 loaded.Exponent = 2
 loaded.TimeStep = 0.01
-expect_error("another tau", loaded, ["trained for tau = 0.005", "Time Step is 0.01", "set Time Step to 0.005"], 0.01)
+expect_error("another tau", loaded, ["trained for", "tau 0.005", "Time Step: operator 0.005, panel 0.01"], 0.01)
+loaded.TimeStep = 0.01
+loaded.Exponent = 3
+loaded.Diffusion = 2
+expect_error("another exponent, D and tau at once", loaded,
+             ["differs in 3 settings", "Diffusion: operator 1, panel 2", "Exponent: operator 2, panel 3",
+              "Time Step: operator 0.005, panel 0.01"], 0.01)
+loaded.Exponent = 2
+loaded.Diffusion = 1
 loaded.TimeStep = 0.005
 cube = simple.JKOInitialDensity()
 cube.Dimension = "3D"
@@ -153,6 +171,31 @@ replay_seconds = time.time() - start
 check(result.returncode == 0 and ("REPLAY %s 0.015" % operator) in result.stdout,
       "the traced script replays (%.1f s): %s" % (replay_seconds, result.stdout.strip()[-200:] + result.stderr[-500:]))
 check(os.path.getmtime(operator) == stamp, "the replay loaded the saved operator instead of training again")
+
+# A state saved after the training loads the trained operator in a fresh
+# process (no views here: pvpython needs no display).
+state = os.path.join(scratch, "learned.pvsm")
+flow.Solver = "Learned operator"
+simple.SaveState(state)
+script = os.path.join(scratch, "load_state.py")
+with open(script, "w") as f:
+    f.write("from paraview.simple import *\n")
+    f.write("LoadPlugin(%r, remote=False, ns=globals())\n" % T.PLUGIN)
+    f.write("LoadState(%r)\n" % state)
+    f.write("flow = FindSource('JKOGradientFlow1')\n"
+            "flow.UpdatePipeline(0.005)\n"
+            "data = flow.GetClientSideObject().GetOutputDataObject(0)\n"
+            "import numpy\n"
+            "from vtkmodules.util import numpy_support\n"
+            "numpy.save(%r, numpy_support.vtk_to_numpy(data.GetPointData().GetArray('density')))\n"
+            "print('STATE', data.GetFieldData().GetAbstractArray('OperatorFile').GetValue(0))\n"
+            % os.path.join(scratch, "state-frame1.npy"))
+result = subprocess.run([pvpython, script], capture_output=True, text=True, timeout=300)
+loaded_frame = (np.load(os.path.join(scratch, "state-frame1.npy")).reshape(16, 16).T
+                if result.returncode == 0 else np.array([np.nan]))
+check(("STATE %s" % operator) in result.stdout and np.abs(loaded_frame - learned1[:, :, 0]).max() < 1e-12,
+      "the saved state loads the trained operator: %s" % (result.stdout.strip()[-200:] + result.stderr[-500:]))
+check(os.path.getmtime(operator) == stamp, "loading the state did not train")
 
 # Without reuse, Train trains again and overwrites the file.
 flow.ReuseTrainedOperator = 0

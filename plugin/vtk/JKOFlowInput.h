@@ -1,0 +1,99 @@
+// What a flow starts from, read out of the filter's input image: the density
+// array the user chose (or the active scalars), checked with messages that
+// say what to do; a colour or vector array reduced to one value per sample;
+// the potential array; and, when asked for, the image mapped onto the unit
+// box with unit mass (the flow is computed there, the frames go back to the
+// image's own geometry and units).
+//
+// Not wrapped: this header may include ATen.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <string>
+#include <vector>
+
+#include "JKOImageConversion.h"
+#include "numerics/Energy.h"
+#include "numerics/Errors.h"
+#include "numerics/Grid.h"
+
+class vtkAbstractArray;
+class vtkAlgorithm;
+class vtkDataArray;
+class vtkImageData;
+
+namespace jko::plugin {
+
+/// The array's name, or "(unnamed)".
+std::string arrayName(vtkAbstractArray* array);
+
+/// The array selected as input array `idx` of `algorithm`, and whether it is
+/// cell data. Without a selection: the active point scalars, else the active
+/// cell scalars. ParaView leaves the index itself as the name when the
+/// input's arrays were unknown as the filter was created: that counts as no
+/// selection.
+vtkDataArray* selectedArray(vtkAlgorithm* algorithm, int idx, vtkImageData* image, bool& cellData,
+                            std::string& requestedName);
+
+/// Throws Error unless rho is finite, non-negative, of finite positive mass.
+void checkDensityValues(const at::Tensor& rho, const Grid& grid, const std::string& name);
+
+/// What to change in the panel for a parameter that core's validation
+/// rejects (jko::InvalidParameter::parameter()): "Change Diffusion.", ...
+std::string panelRemedy(const InvalidParameter& error);
+
+/// One value per sample of `array` on the mapped image, float64 of the
+/// grid's shape. A scalar array is taken as it is. An array of colours
+/// (unsigned char with 2-4 components: grey + opacity, RGB, RGBA) gives its
+/// luminance 0.2126 R + 0.7152 G + 0.0722 B times the opacity / 255; any other
+/// 2- or 3-component array its magnitude. `reduction` then says which (empty
+/// for a scalar array). Other arrays are refused with what to do.
+at::Tensor samplesOf(vtkDataArray* array, const ImageGridMapping& mapping, std::string* reduction);
+
+/// The change of units of "Fit To Unit Box": lengths x' = (x - lower) / L
+/// with L the longest side of the box (the image keeps its shape: its longest
+/// side becomes [0, 1]), densities rho' = rho / (M / L^d) so that the mass is 1.
+/// Velocities are lengths per time: v = v' L.
+struct UnitBoxScaling {
+  bool active = false;
+  std::array<double, 3> lower{0, 0, 0};  ///< the box's lower corner per grid axis
+  double length = 1;                     ///< L
+  double density = 1;                    ///< M / L^d: rho = rho' * density
+
+  /// The scaling of the box of `grid` holding `rho` (positive mass).
+  static UnitBoxScaling fit(const Grid& grid, const at::Tensor& rho);
+  Grid toUnitBox(const Grid& grid) const;
+  /// An image coordinate along grid axis a in the flow's units.
+  double toUnitBox(int axis, double x) const { return active ? (x - lower[axis]) / length : x; }
+};
+
+/// The flow's starting point.
+struct FlowInput {
+  ImageGridMapping mapping;  ///< the image's samples, in the image's own units
+  Grid grid;                 ///< the grid the flow runs on (mapping.grid, or its unit-box image)
+  UnitBoxScaling scaling;
+  std::string arrayName;       ///< the density array
+  std::string reduction;       ///< how a multi-component array became a density ("" for a scalar one)
+  at::Tensor rho0;             ///< float64 CPU, shape of the grid, in the flow's units
+  at::Tensor potentialValues;  ///< V of the Potential Array (undefined without)
+  std::string key;             ///< fingerprint of the geometry, density, potential values and units
+};
+
+/// Reads the density (input array 0) and, when `potentialFromArray`, the
+/// potential (input array 1) of `image`. Throws Error with what to do.
+FlowInput readFlowInput(vtkAlgorithm* algorithm, vtkImageData* image, bool potentialFromArray, bool fitToUnitBox);
+
+/// What a user of pixel units needs to hear before a rollout: a warning when
+/// one step of `energy` at `tau` moves mass by far less than a cell (the
+/// frames look still) or by more than half the box ("" otherwise). The
+/// step's length is the larger of the diffusion length sqrt(2 D_eff tau)
+/// (D_eff = D, or D m rho^(m-1) at the mass-weighted mean density for the
+/// porous medium) and tau times the mass-weighted mean drift speed
+/// |grad(V + W * rho)|.
+std::string stepLengthWarning(const EnergySpec& energy, const FlowInput& input, double tau);
+
+/// 64-bit FNV-1a of a tensor's float64 values, as 16 hex digits.
+std::string hashTensor(const at::Tensor& tensor);
+
+}  // namespace jko::plugin

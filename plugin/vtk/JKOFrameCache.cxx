@@ -1,0 +1,350 @@
+#include "JKOFrameCache.h"
+
+#include <vtkAlgorithm.h>
+#include <vtkDoubleArray.h>
+#include <vtkIntArray.h>
+#include <vtkTable.h>
+#include <vtkVersionMacros.h>
+
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <initializer_list>
+#include <limits>
+#include <sstream>
+
+#include "numerics/Energy.h"
+#include "numerics/Errors.h"
+#include "numerics/JkoObjective.h"
+#include "numerics/ReferenceSolver.h"
+#include "operator/LearnedOperator.h"
+
+namespace jko::plugin {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Above this many seconds (10 unless JKO_LONG_RUN_SECONDS says otherwise) a
+// computation's estimated time is said before it starts.
+double longRunSeconds() {
+  const char* value = std::getenv("JKO_LONG_RUN_SECONDS");
+  char* end = nullptr;
+  const double seconds = value ? std::strtod(value, &end) : 10.0;
+  return value && end != value && seconds >= 0 ? seconds : 10.0;
+}
+// L-BFGS iterations of a reference step against its stiffness
+// nu = tau D_eff / h^2 (D_eff = D, or D m rho^(m-1) at the mass-weighted
+// mean density): about 8 + 70 nu^0.75. Fitted on sharp pictures (random
+// disks at 96x64 to 256x192, heat and porous medium, nu from 0.005 to 300:
+// 8 to 2000 iterations, within a factor 1.5); smooth densities and
+// warm-started steps take fewer. An iteration costs about two evaluations
+// of J and its gradient (one thread, 96x64: 1.75 ms an iteration, 0.9 ms an
+// evaluation): the line search's trials and the two-loop recursion. Only the
+// first step of a rollout is estimated this way; later ones come from the
+// steps measured.
+double referenceIterations(double stiffness, int cap) {
+  return std::min<double>(cap, 8 + 70 * std::pow(std::max(stiffness, 0.0), 0.75));
+}
+constexpr double kEvaluationsPerIteration = 2;
+
+double secondsSince(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+
+// The abort flag of VTK's pipeline; from VTK 9.3 on, CheckAbort() also sees
+// an abort requested upstream (ParaView's Abort button sets it from 6.1).
+bool stopRequested(vtkAlgorithm* algorithm) {
+#if VTK_MAJOR_VERSION > 9 || (VTK_MAJOR_VERSION == 9 && VTK_MINOR_VERSION >= 3)
+  return algorithm->CheckAbort();
+#else
+  return algorithm->GetAbortExecute() != 0;
+#endif
+}
+
+// Progress text and fraction for the status bar, at most ten times a second
+// (UpdateProgress makes ParaView repaint) unless forced.
+class ProgressReport {
+ public:
+  explicit ProgressReport(vtkAlgorithm* algorithm) : algorithm_(algorithm) {}
+  void operator()(const std::string& text, double fraction, bool force = false) {
+    if (!force && secondsSince(last_) < 0.1) return;
+    last_ = Clock::now();
+    algorithm_->SetProgressText(text.c_str());
+    algorithm_->UpdateProgress(std::clamp(fraction, 0.0, 1.0));
+  }
+
+ private:
+  vtkAlgorithm* algorithm_;
+  Clock::time_point last_{};
+};
+
+std::string duration(double seconds) {
+  std::ostringstream out;
+  out.precision(2);
+  if (seconds < 10)
+    out << seconds << " s";
+  else if (seconds < 90)
+    out << std::lround(seconds) << " s";
+  else if (seconds < 5400)
+    out << std::lround(seconds / 60) << " min";
+  else
+    out << std::fixed << seconds / 3600 << " h";
+  return out.str();
+}
+
+vtkSmartPointer<vtkDoubleArray> column(const char* name, vtkIdType rows) {
+  auto array = vtkSmartPointer<vtkDoubleArray>::New();
+  array->SetName(name);
+  array->SetNumberOfTuples(rows);
+  return array;
+}
+
+}  // namespace
+
+const char* solverName(SolverKind solver) {
+  switch (solver) {
+    case SolverKind::Learned:
+      return "Learned operator";
+    case SolverKind::LearnedRefined:
+      return "Learned + refine";
+    default:
+      return "Reference solver";
+  }
+}
+
+FrameCache::FrameCache() = default;
+FrameCache::~FrameCache() = default;
+
+void FrameCache::clear() {
+  frames_.clear();
+  key_.clear();
+  current_ = at::Tensor();
+  warmStart_ = at::Tensor();
+  energy_.reset();
+  objective_.reset();
+  solver_.reset();
+  setup_ = RolloutSetup();
+  warnedSeconds_ = 0;
+}
+
+void FrameCache::start(RolloutSetup setup, const std::string& key) {
+  this->clear();
+  auto energy = std::make_shared<const Energy>(setup.energy, setup.grid);
+  Frame frame;
+  frame.density = setup.rho0;
+  frame.energy = (*energy)(setup.rho0.unsqueeze(0)).item<double>();
+  frame.objective = frame.energy;
+  frame.mass = setup.rho0.sum().item<double>() * setup.grid.cellVolume();
+  std::vector<int64_t> shape{setup.grid.dim};
+  for (int64_t n : setup.grid.shape()) shape.push_back(n);
+  frame.velocity = at::zeros(shape, at::kDouble);
+  if (!std::isfinite(frame.energy)) {
+    std::ostringstream message;
+    message << "The energy of the input density is " << frame.energy << " (" << setup.energy.describe()
+            << "): the density's values (maximum " << setup.rho0.max().item<double>()
+            << ") are too large for it in double precision. Rescale the density (e.g. with the Calculator, or Fit To "
+               "Unit Box) or lower the energy's parameters.";
+    throw Error(message.str());
+  }
+  energy_ = energy;
+  objective_ = std::make_shared<const JkoObjective>(energy_, setup.tau);
+  ReferenceSolverOptions options;
+  // Checked at every iteration: a stop request waits for one iteration at most.
+  options.progressInterval = 1;
+  if (setup.solver == SolverKind::Reference) {
+    options.maxIterations = std::max(1, setup.maxIterations);
+    solver_ = std::make_unique<ReferenceSolver>(objective_, options);
+  } else if (setup.solver == SolverKind::LearnedRefined) {
+    options.maxIterations = std::max(1, setup.refineIterations);
+    solver_ = std::make_unique<ReferenceSolver>(setup.op->objectiveOn(setup.grid), options);
+  }
+  current_ = setup.rho0.to(setup.device);
+  setup_ = std::move(setup);
+  key_ = key;
+  frames_.push_back(std::move(frame));
+}
+
+double FrameCache::secondsPerStep() const {
+  if (frames_.size() < 2) return 0;
+  double total = 0;
+  for (size_t k = 1; k < frames_.size(); ++k) total += frames_[k].seconds;
+  return total / static_cast<double>(frames_.size() - 1);
+}
+
+double FrameCache::estimateSecondsPerStep() const {
+  if (setup_.solver == SolverKind::Learned) return 0;  // a learned step is timed by doing it
+  // One evaluation of J and its gradient at u = 0, the unit of an L-BFGS
+  // iteration: the fastest of three (the first pays for allocations and
+  // caches; on a busy machine the others vary by a factor 10).
+  double evaluation = std::numeric_limits<double>::infinity();
+  for (int repeat = 0; repeat < 3; ++repeat) {
+    const Clock::time_point start = Clock::now();
+    at::AutoGradMode gradMode(true);
+    const JkoState state = objective_->prepare(current_);
+    std::vector<int64_t> shape{1, setup_.grid.dim};
+    for (int64_t n : setup_.grid.shape()) shape.push_back(n);
+    const at::Tensor u = at::zeros(shape, current_.options()).requires_grad_(true);
+    objective_->evaluate(state, u).objective.sum().backward();
+    evaluation = std::min(evaluation, secondsSince(start));
+  }
+  if (setup_.solver == SolverKind::LearnedRefined)
+    return kEvaluationsPerIteration * std::max(1, setup_.refineIterations) * evaluation;
+  const EnergySpec& energy = setup_.energy;
+  double diffusivity = 0;
+  if (energy.internal == InternalKind::Entropy) diffusivity = energy.diffusion;
+  if (energy.internal == InternalKind::PorousMedium) {
+    const at::Tensor rho = frames_.back().density;
+    const double typical = (rho * rho).sum().item<double>() / rho.sum().item<double>();
+    diffusivity = energy.diffusion * energy.exponent * std::pow(typical, energy.exponent - 1);
+  }
+  double cell = setup_.grid.spacing[0];
+  for (int a = 1; a < setup_.grid.dim; ++a) cell = std::min(cell, setup_.grid.spacing[a]);
+  const double stiffness = setup_.tau * diffusivity / (cell * cell);
+  return kEvaluationsPerIteration * referenceIterations(stiffness, std::max(1, setup_.maxIterations)) * evaluation;
+}
+
+void FrameCache::warnIfLong(int from, int to, double secondsPerStep, bool measured, vtkAlgorithm* algorithm) {
+  const int steps = to - from + 1;
+  const double seconds = steps * secondsPerStep;
+  // Said once per rollout, and again only for a much longer request (a jump
+  // to the last frame after stepping one frame at a time).
+  if (steps < 1 || seconds < longRunSeconds() || seconds <= 4 * warnedSeconds_) return;
+  warnedSeconds_ = seconds;
+  std::ostringstream message;
+  std::string solver = solverName(setup_.solver);
+  solver[0] = static_cast<char>(std::tolower(solver[0]));
+  message << "JKO Gradient Flow: frame" << (steps > 1 ? "s " + std::to_string(from) + "-" : " ") << to << " (" << steps
+          << " step" << (steps > 1 ? "s" : "") << " by the " << solver << " on the " << setup_.description
+          << ") will take about " << duration(seconds) << " here (" << duration(secondsPerStep) << " a step, "
+          << (measured ? "measured on the steps so far"
+                       : "estimated from one evaluation of the step's objective and its stiffness tau D / h^2")
+          << "). Frames are computed when first shown and kept: scrub to an earlier frame to compute fewer, or lower "
+             "the resolution (Resample To Image) for a quicker look.";
+  vtkWarningWithObjectMacro(algorithm, << message.str());
+}
+
+Extension FrameCache::extendTo(int k, vtkAlgorithm* algorithm) {
+  Extension result;
+  const int first = this->size();
+  if (k < first) {
+    result.last = k;
+    return result;
+  }
+  const bool measured = this->secondsPerStep() > 0;
+  const double perStep = measured ? this->secondsPerStep() : this->estimateSecondsPerStep();
+  if (perStep > 0) this->warnIfLong(first, k, perStep, measured, algorithm);
+  ProgressReport progress(algorithm);
+  for (int j = first; j <= k; ++j) {
+    if (stopRequested(algorithm)) {
+      result.stopped = true;
+      break;
+    }
+    const std::string prefix = "JKO step " + std::to_string(j) + " of " + std::to_string(k) + ": ";
+    const double share = 1.0 / (k - first + 1);
+    progress(prefix + solverName(setup_.solver), (j - first) * share, true);
+    // Within a step the iteration count is unknown: its share grows like i / (i + 100).
+    auto report = [&](const ProgressEvent& event) {
+      if (stopRequested(algorithm)) return false;
+      const double iterations = event.fraction * solver_->options().maxIterations;
+      // The first iteration of a step is always said: a script watching the
+      // progress sees every step start inside the solver.
+      progress(prefix + event.message, (j - first + iterations / (iterations + 100.0)) * share, iterations == 0);
+      return true;
+    };
+    try {
+      const Clock::time_point start = Clock::now();
+      Frame frame = this->step(j, report);
+      frame.seconds = secondsSince(start);
+      frames_.push_back(std::move(frame));
+    } catch (const Cancelled&) {
+      result.stopped = true;
+      break;
+    }
+    if (j == first && !measured && setup_.solver == SolverKind::Learned)
+      this->warnIfLong(j + 1, k, frames_.back().seconds, true, algorithm);
+  }
+  progress("", 1.0, true);
+  result.last = this->size() - 1;
+  return result;
+}
+
+Frame FrameCache::step(int j, const ProgressCallback& report) {
+  const Grid& grid = setup_.grid;
+  const double tau = setup_.tau;
+  Frame frame;
+  at::Tensor next, displacement;
+  if (setup_.solver == SolverKind::Reference) {
+    const ReferenceStep step = solver_->step(current_, warmStart_, report);
+    next = step.next;
+    displacement = step.displacement;
+    warmStart_ = step.displacement;
+    frame.transport = step.transport;
+    frame.objective = step.objective;
+    frame.iterations = step.iterations;
+  } else {
+    const LearnedStep learned = setup_.op->step(current_, grid);
+    if (setup_.solver == SolverKind::LearnedRefined) {
+      const ReferenceStep step = solver_->step(current_, tau * learned.velocity, report);
+      next = step.next;
+      displacement = step.displacement;
+      frame.iterations = step.iterations;
+    } else {
+      next = learned.next;
+      displacement = tau * learned.velocity;
+    }
+    // The step's transport cost and objective, J(u) of DESIGN.md §2.2, with the panel's energy.
+    at::NoGradGuard noGrad;
+    const JkoState state = objective_->prepare(frames_.back().density);
+    const JkoTerms terms = objective_->evaluate(state, displacement.to(at::kCPU, at::kDouble).unsqueeze(0));
+    frame.transport = terms.transport.item<double>();
+    frame.objective = terms.objective.item<double>();
+  }
+  frame.density = next.to(at::kCPU, at::kDouble);
+  frame.velocity = displacement.to(at::kCPU, at::kDouble) / tau;
+  frame.energy = (*energy_)(frame.density.unsqueeze(0)).item<double>();
+  frame.mass = frame.density.sum().item<double>() * grid.cellVolume();
+  // A step that overflowed gives an error, never NaN frames.
+  if (!std::isfinite(frame.energy) || !std::isfinite(frame.mass) || !at::isfinite(frame.density).all().item<bool>() ||
+      !at::isfinite(frame.velocity).all().item<bool>())
+    throw Error("JKO step " + std::to_string(j) +
+                " gave NaN or infinite values: the density or the energy's parameters are out of range for this "
+                "solver. Lower Time Step or the energy's parameters, or rescale the density (Fit To Unit Box).");
+  current_ = next;
+  return frame;
+}
+
+vtkSmartPointer<vtkTable> FrameCache::table(int rows, double t0) const {
+  rows = std::max(rows, 0);
+  auto table = vtkSmartPointer<vtkTable>::New();
+  auto time = column("Time", rows), energy = column("Energy", rows), mass = column("Mass", rows);
+  auto transport = column("TransportCost", rows), objective = column("Objective", rows);
+  auto step = vtkSmartPointer<vtkIntArray>::New(), iterations = vtkSmartPointer<vtkIntArray>::New();
+  auto computed = vtkSmartPointer<vtkIntArray>::New();
+  step->SetName("Step");
+  step->SetNumberOfTuples(rows);
+  iterations->SetName("Iterations");
+  iterations->SetNumberOfTuples(rows);
+  computed->SetName("Computed");
+  computed->SetNumberOfTuples(rows);
+  // A frame not computed yet has its row with NaN values: a line chart
+  // keeps the whole time axis and draws what exists (a one-row table made
+  // it report "Attempted to paint a line with <2 points").
+  const double missing = std::numeric_limits<double>::quiet_NaN();
+  for (vtkIdType k = 0; k < rows; ++k) {
+    const bool exists = k < this->size();
+    time->SetValue(k, t0 + k * setup_.tau);
+    step->SetValue(k, static_cast<int>(k));
+    energy->SetValue(k, exists ? frames_[k].energy : missing);
+    mass->SetValue(k, exists ? frames_[k].mass : missing);
+    transport->SetValue(k, exists ? frames_[k].transport : missing);
+    objective->SetValue(k, exists ? frames_[k].objective : missing);
+    iterations->SetValue(k, exists ? frames_[k].iterations : 0);
+    computed->SetValue(k, exists ? 1 : 0);
+  }
+  for (vtkAbstractArray* array :
+       std::initializer_list<vtkAbstractArray*>{time, step, energy, mass, transport, objective, iterations, computed})
+    table->AddColumn(array);
+  return table;
+}
+
+}  // namespace jko::plugin
