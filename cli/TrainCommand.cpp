@@ -80,6 +80,14 @@ void addTrainCommand(CLI::App& app) {
   add("--layers", g.network.layers, "FNO layers");
   add("--network-grid", g.network.grid, "The network works on at most this many nodes per axis");
   add("--hidden", g.network.hidden, "FNO projection width");
+  add("--base-correction", g.network.baseCorrection,
+      "Linearized base: the network's correction, at most this many velocity scales (0: a gate only)");
+  add("--base-iterations", g.network.baseIterations, "Linearized base: conjugate-gradient iterations");
+  train->add_flag("--base-smooth-inputs", o->given.network.baseSmoothInputs,
+                  "Linearized base: the network sees its inputs averaged over the gate's blocks");
+  add("--base-smoothing", g.network.baseSmoothing, "Linearized base: Gauss-Seidel sweeps before and after each coarse correction");
+  add("--base-block", g.network.baseBlock,
+      "Linearized base: the network's gate acts on the base averaged over blocks of this many cells");
   add("--peak-min", g.densities.peakMin, "Smallest peak density generated (porous medium)");
   add("--peak-max", g.densities.peakMax, "Largest peak density generated (porous medium)");
   train->add_option("--network", o->network, "Network: fno or unet")->check(CLI::IsMember({"fno", "unet"}));
@@ -119,6 +127,11 @@ void addTrainCommand(CLI::App& app) {
     if (given("--layers")) options.network.layers = g.network.layers;
     if (given("--network-grid")) options.network.grid = g.network.grid;
     if (given("--hidden")) options.network.hidden = g.network.hidden;
+    if (given("--base-correction")) options.network.baseCorrection = g.network.baseCorrection;
+    if (given("--base-iterations")) options.network.baseIterations = g.network.baseIterations;
+    if (given("--base-smoothing")) options.network.baseSmoothing = g.network.baseSmoothing;
+    if (g.network.baseSmoothInputs) options.network.baseSmoothInputs = true;
+    if (given("--base-block")) options.network.baseBlock = g.network.baseBlock;
     if (given("--peak-min")) options.densities.peakMin = g.densities.peakMin;
     if (given("--peak-max")) options.densities.peakMax = g.densities.peakMax;
     if (!o->network.empty()) options.network.kind = o->network;

@@ -11,6 +11,7 @@
 
 #include "numerics/Errors.h"
 #include "numerics/Multigrid.h"
+#include "runtime/TaskTeam.h"
 
 namespace jko {
 namespace {
@@ -101,41 +102,54 @@ template <bool Accumulate>
 void applyAlong(const Shape& s, int slot, const ThreePoint& op, const double* x, double* y,
                 const double* scale = nullptr) {
   const int64_t n = s.n[slot], inner = s.stride[slot], outer = s.nodes / (n * inner);
-  for (int64_t o = 0; o < outer; ++o) {
-    const int64_t base = o * n * inner;
-    const double* in = x + base;
-    double* out = y + base;
-    const double* sc = scale ? scale + base : nullptr;
-    if (inner == 1) {
-      const double first = op.firstC * in[0] + op.firstR * in[1];
-      const double last = op.lastL * in[n - 2] + op.lastC * in[n - 1];
-      if constexpr (Accumulate) {
-        lineAccumulate(in, out, n, op.l, op.c, op.r);
-        out[0] += first, out[n - 1] += last;
-      } else if (sc) {
-        lineScaled(in, out, sc, n, op.l, op.c, op.r);
-        out[0] = sc[0] * first, out[n - 1] = sc[n - 1] * last;
-      } else {
-        lineStore(in, out, n, op.l, op.c, op.r);
-        out[0] = first, out[n - 1] = last;
+  // Lines (inner == 1) or rows (i, o) are independent: on large grids in
+  // blocks on the task team (a pass at 256^2 is ~50 us).
+  const int64_t items = inner == 1 ? outer : outer * n;
+  auto run = [&](int64_t first, int64_t last) {
+    for (int64_t item = first; item < last; ++item) {
+      if (inner == 1) {
+        const int64_t base = item * n;
+        const double* in = x + base;
+        double* out = y + base;
+        const double* sc = scale ? scale + base : nullptr;
+        const double firstValue = op.firstC * in[0] + op.firstR * in[1];
+        const double lastValue = op.lastL * in[n - 2] + op.lastC * in[n - 1];
+        if constexpr (Accumulate) {
+          lineAccumulate(in, out, n, op.l, op.c, op.r);
+          out[0] += firstValue, out[n - 1] += lastValue;
+        } else if (sc) {
+          lineScaled(in, out, sc, n, op.l, op.c, op.r);
+          out[0] = sc[0] * firstValue, out[n - 1] = sc[n - 1] * lastValue;
+        } else {
+          lineStore(in, out, n, op.l, op.c, op.r);
+          out[0] = firstValue, out[n - 1] = lastValue;
+        }
+        continue;
       }
-      continue;
-    }
-    auto rows = [&](const double* left, double wl, const double* centre, double wc, const double* right, double wr,
-                    int64_t i) {
-      const int64_t offset = i * inner;
+      const int64_t o = item / n, i = item % n, base = o * n * inner;
+      const double* in = x + base;
+      const double* left = in + std::max<int64_t>(i - 1, 0) * inner;
+      const double* centre = in + i * inner;
+      const double* right = in + std::min<int64_t>(i + 1, n - 1) * inner;
+      const double wl = i == 0 ? 0.0 : i + 1 == n ? op.lastL : op.l;
+      const double wc = i == 0 ? op.firstC : i + 1 == n ? op.lastC : op.c;
+      const double wr = i == 0 ? op.firstR : i + 1 == n ? 0.0 : op.r;
+      const int64_t offset = base + i * inner;
       if constexpr (Accumulate)
-        rowsAccumulate(left, centre, right, out + offset, inner, wl, wc, wr);
-      else if (sc)
-        rowsScaled(left, centre, right, out + offset, sc + offset, inner, wl, wc, wr);
+        rowsAccumulate(left, centre, right, y + offset, inner, wl, wc, wr);
+      else if (scale)
+        rowsScaled(left, centre, right, y + offset, scale + offset, inner, wl, wc, wr);
       else
-        rowsStore(left, centre, right, out + offset, inner, wl, wc, wr);
-    };
-    rows(in, 0.0, in, op.firstC, in + inner, op.firstR, 0);
-    for (int64_t i = 1; i + 1 < n; ++i)
-      rows(in + (i - 1) * inner, op.l, in + i * inner, op.c, in + (i + 1) * inner, op.r, i);
-    rows(in + (n - 2) * inner, op.lastL, in + (n - 1) * inner, op.lastC, in + (n - 1) * inner, 0.0, n - 1);
+        rowsStore(left, centre, right, y + offset, inner, wl, wc, wr);
+    }
+  };
+  const int64_t workers = parallelWorkers();
+  if (s.nodes < 32768 || workers < 2 || items < 2 * workers) {
+    run(0, items);
+    return;
   }
+  const int64_t blocks = 2 * workers;
+  parallelFor(blocks, [&](int64_t b) { run(items * b / blocks, items * (b + 1) / blocks); });
 }
 
 void applyAlong(const Shape& s, int slot, const ThreePoint& op, const double* x, double* y) {

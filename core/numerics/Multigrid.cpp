@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "runtime/TaskTeam.h"
+
 namespace jko {
 namespace {
 
@@ -38,6 +40,20 @@ std::vector<Tap> interpolationTaps(int64_t fine, int64_t coarse, bool coarsened)
     }
   }
   return taps;
+}
+
+// body(first, last) over the rows (i0, i1) of a level, [first, last) in
+// row order: on the task team in blocks when the level is large enough for
+// a phase to pay for itself (a colour pass at 128^2 is ~25 us), else inline.
+template <typename Body>
+void forRowBlocks(int64_t rows, int64_t nodes, const Body& body) {
+  const int64_t workers = parallelWorkers();
+  if (nodes < 8192 || workers < 2) {
+    body(0, rows);
+    return;
+  }
+  const int64_t blocks = 2 * workers;
+  parallelFor(blocks, [&](int64_t b) { body(rows * b / blocks, rows * (b + 1) / blocks); });
 }
 
 }  // namespace
@@ -212,8 +228,10 @@ void Multigrid::smooth(const Level& L, const double* f, double* x, bool redFirst
   std::fill_n(zero.data(), n2, 0.0);
   for (int pass = 0; pass < 2; ++pass) {
     const int64_t colour = redFirst ? pass : 1 - pass;
-    for (int64_t i0 = 0; i0 < n0; ++i0)
-      for (int64_t i1 = 0; i1 < n1; ++i1) {
+    // Rows of one colour pass are independent: blocks of them in parallel.
+    forRowBlocks(n0 * n1, L.nodes, [&](int64_t firstRow, int64_t lastRow) {
+      for (int64_t rowIndex = firstRow; rowIndex < lastRow; ++rowIndex) {
+        const int64_t i0 = rowIndex / n1, i1 = rowIndex % n1;
         const int64_t row = i0 * s0 + i1 * s1;
         double* xr = x + row;
         const double* fr = f + row;
@@ -245,6 +263,7 @@ void Multigrid::smooth(const Level& L, const double* f, double* x, bool redFirst
         for (; j + 1 < n2; j += 2) update(j, xr[j - 1], e2[j - 1], xr[j + 1], e2[j]);
         if (j == n2 - 1) update(j, xr[j - 1], e2[j - 1], 0.0, 0.0);
       }
+    });
   }
 }
 
@@ -253,8 +272,9 @@ void Multigrid::residualOn(const Level& L, const double* f, const double* x, dou
   const double* f0 = L.face[0].data();
   const double* f1 = L.face[1].data();
   const double* f2 = L.face[2].data();
-  for (int64_t i0 = 0; i0 < n0; ++i0)
-    for (int64_t i1 = 0; i1 < n1; ++i1) {
+  forRowBlocks(n0 * n1, L.nodes, [&](int64_t firstRow, int64_t lastRow) {
+    for (int64_t rowIndex = firstRow; rowIndex < lastRow; ++rowIndex) {
+      const int64_t i0 = rowIndex / n1, i1 = rowIndex % n1;
       const int64_t row = i0 * s0 + i1 * s1;
       for (int64_t i2 = 0; i2 < n2; ++i2) {
         const int64_t i = row + i2;
@@ -268,6 +288,7 @@ void Multigrid::residualOn(const Level& L, const double* f, const double* x, dou
         r[i] = s;
       }
     }
+  });
 }
 
 void Multigrid::residual(const double* f, const double* x, double* r) const { residualOn(levels_.front(), f, x, r); }

@@ -144,9 +144,13 @@ TrainingOptions TrainingOptions::defaultsFor(const EnergySpec& energy, int dim) 
     // Speed grows like rho^(m-1): cover the peaks users meet on a unit box.
     o.densities.peakMin = 0.03;
     o.densities.peakMax = 1.0;
-    // The network gates and corrects the linearised implicit step on the
-    // density's own grid (docs/design.md, "The linearised base").
+    // The network gates the smooth part (blocks of 4 cells) of the
+    // linearised implicit step on the density's own grid, two CG iterations
+    // (docs/design.md, "Fine detail and the linearised base").
     o.network.base = "linearized";
+    o.network.baseCorrection = 0;
+    o.network.baseBlock = 4;
+    o.network.baseIterations = 2;
     o.densities.bumpExponent = energy.exponent;
     // Half the width and projection of the other presets: the network of a
     // step costs 0.33 ms instead of 0.76, and the errors stay within the

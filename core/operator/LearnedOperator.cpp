@@ -30,7 +30,8 @@ int LearnedOperator::inputChannels(const OperatorMetadata& m) {
 // outputs the velocity itself (dim channels).
 int LearnedOperator::outputChannels(const OperatorMetadata& m) {
   if (m.network.kind == "torchscript") return m.dim;
-  return (m.network.base == "linearized" ? 1 : 2) + m.dim;
+  if (m.network.base == "linearized") return 1 + (m.network.baseCorrection > 0 ? m.dim : 0);
+  return 2 + m.dim;
 }
 
 namespace {
@@ -83,6 +84,10 @@ at::Tensor averageOnto(const at::Tensor& field, const Grid& coarse) {
                                        : at::adaptive_avg_pool3d(x, {coarse.n[0], coarse.n[1], coarse.n[2]});
   return scalar ? y.squeeze(1) : y;
 }
+
+// A field (B, C..., n...) averaged over blocks of `block` cells per axis and
+// interpolated back: its part coarser than the blocks.
+at::Tensor blockSmooth(const at::Tensor& field, const Grid& grid, int64_t block, bool scalar);
 
 // The field itself, or its cell averages on the coarser network grid.
 at::Tensor coarse(const at::Tensor& field, const Grid& coarseGrid, bool coarsen) {
@@ -620,14 +625,29 @@ LearnedOperator::NetworkInputs LearnedOperator::networkInputs(const Energy& ener
     const auto objective = objectiveOn(energy.grid());
     in.baseVelocity = linearizedOn(objective)->displacement(objective->prepare(r)) / metadata_.tau;
   }
+  // The network's inputs without the modes finer than the gate's blocks
+  // (base_smooth_inputs): the gate cannot react to them.
+  const NetworkConfig& net = metadata_.network;
+  const int64_t inputBlock =
+      linearizedBase && net.baseSmoothInputs && net.baseBlock > 1
+          ? std::max<int64_t>(1, (net.baseBlock * in.grid.n[0] + energy.grid().n[0] / 2) / energy.grid().n[0])
+          : 1;
+  auto smoothInputs = [&] {
+    if (inputBlock <= 1) return;
+    in.density = blockSmooth(in.density, in.grid, inputBlock, true);
+    in.explicitVelocity = blockSmooth(in.explicitVelocity, in.grid, inputBlock, false);
+    in.smoothedVelocity = blockSmooth(in.smoothedVelocity, in.grid, inputBlock, false);
+  };
   if (cappedVelocities2D(variation, smoothed, in.grid, cap, in)) {
     if (linearizedBase) in.smoothedVelocity = coarse(in.baseVelocity, in.grid, coarsen);
+    smoothInputs();
     in.features = assembleFeatures2D(in, constants->fixedChannels, s);
     return in;
   }
   in.explicitVelocity = cappedVelocity(gradient(variation, in.grid).neg(), cap);
   in.smoothedVelocity = linearizedBase ? coarse(in.baseVelocity, in.grid, coarsen)
                                        : cappedVelocity(gradient(smoothed, in.grid).neg(), cap);
+  smoothInputs();
 
   std::vector<at::Tensor> channels{(in.density / s.density).unsqueeze(1), in.explicitVelocity / s.velocity,
                                    in.smoothedVelocity / s.velocity};
@@ -637,6 +657,23 @@ LearnedOperator::NetworkInputs LearnedOperator::networkInputs(const Energy& ener
   in.features = at::cat(channels, 1).to(at::kFloat);
   return in;
 }
+
+namespace {
+at::Tensor blockSmooth(const at::Tensor& field, const Grid& grid, int64_t block, bool scalar) {
+  if (block <= 1) return field;
+  std::array<int64_t, 3> cells{1, 1, 1};
+  std::array<double, 3> lower{0, 0, 0}, upper{1, 1, 1};
+  for (int a = 0; a < grid.dim; ++a) {
+    cells[a] = std::max<int64_t>(2, grid.n[a] / block);
+    lower[a] = grid.boxLower(a);
+    upper[a] = grid.boxUpper(a);
+  }
+  const Grid blocks = Grid::box(grid.dim, cells, lower, upper);
+  const at::Tensor x = scalar ? field.unsqueeze(1) : field;
+  const at::Tensor y = interpolateOnto(averageOnto(x.contiguous(), blocks), grid);
+  return scalar ? y.squeeze(1) : y;
+}
+}  // namespace
 
 at::Tensor LearnedOperator::baseVelocity(const Energy& energy, const at::Tensor& rho) const {
   const NetworkInputs in = networkInputs(energy, rho);
@@ -650,6 +687,7 @@ std::shared_ptr<const LinearizedStep> LearnedOperator::linearizedOn(
     LinearizedStepOptions options;
     options.iterations = metadata_.network.baseIterations;
     options.stabilisation = metadata_.network.baseStabilisation;
+    options.smoothing = metadata_.network.baseSmoothing;
     cachedLinearized_ = std::make_shared<const LinearizedStep>(objective, options);
   }
   return cachedLinearized_;
@@ -661,16 +699,32 @@ at::Tensor LearnedOperator::velocity(const Energy& energy, const at::Tensor& rho
   const double scale = metadata_.scales.velocity;
   if (metadata_.network.kind == "torchscript") return interpolateOnto(out.to(at::kDouble) * scale, energy.grid());
   if (metadata_.network.base == "linearized") {
-    // v = (1 + tanh a) vL + s_v beta tanh(b / beta): a gate in (0, 2) on the
-    // linearised step vL (no mode then grows: its factor f becomes
-    // 1 - (1 + tanh a)(1 - f) in [-1, 1]) and a correction bounded by beta
-    // velocity scales, both from the network grid, interpolated.
-    constexpr double beta = 2;
+    // v = vL + tanh(a) P(vL) + s_v beta tanh(b / beta): a gate in (0, 2) on
+    // the smooth part P(vL) of the linearised step (its averages over blocks
+    // of `baseBlock` cells, interpolated back), the rest of vL ungated, and a
+    // correction bounded by beta velocity scales, the network's outputs
+    // interpolated from its grid. A mode's factor f becomes
+    // 1 - (1 + tanh(a) p)(1 - f), p in [0, 1] the mode's share in P: never
+    // growing, and the deposit's own for modes finer than the blocks.
+    const double beta = metadata_.network.baseCorrection;
     const at::Tensor o = out.to(at::kDouble);
     const int64_t d = in.baseVelocity.size(1);
-    const at::Tensor gate = interpolateOnto(o.narrow(1, 0, 1).tanh() + 1.0, energy.grid());
-    const at::Tensor correction = interpolateOnto((o.narrow(1, 1, d) / beta).tanh() * (beta * scale), energy.grid());
-    return gate * in.baseVelocity + correction;
+    const at::Tensor gate = interpolateOnto(o.narrow(1, 0, 1).tanh(), energy.grid());
+    at::Tensor smooth = in.baseVelocity;
+    if (metadata_.network.baseBlock > 1) {
+      const Grid& fine = energy.grid();
+      std::array<int64_t, 3> cells{1, 1, 1};
+      std::array<double, 3> lower{0, 0, 0}, upper{1, 1, 1};
+      for (int a = 0; a < fine.dim; ++a) {
+        cells[a] = std::max<int64_t>(2, fine.n[a] / metadata_.network.baseBlock);
+        lower[a] = fine.boxLower(a);
+        upper[a] = fine.boxUpper(a);
+      }
+      smooth = interpolateOnto(averageOnto(in.baseVelocity, Grid::box(fine.dim, cells, lower, upper)), fine);
+    }
+    at::Tensor v = in.baseVelocity + gate * smooth;
+    if (beta > 0) v = v + interpolateOnto((o.narrow(1, 1, d) / beta).tanh() * (beta * scale), energy.grid());
+    return v;
   }
   // v = a1 vE + (1 + a2) vR + b v_ref: gates and a correction of the base velocities.
   return interpolateOnto(gatedVelocity(out, in.explicitVelocity, in.smoothedVelocity, scale), energy.grid());

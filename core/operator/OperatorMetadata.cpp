@@ -57,6 +57,10 @@ nlohmann::json NetworkConfig::toJson() const {
   if (base == "linearized") {
     json["base_iterations"] = baseIterations;
     json["base_stabilisation"] = baseStabilisation;
+    json["base_correction"] = baseCorrection;
+    json["base_block"] = baseBlock;
+    json["base_smoothing"] = baseSmoothing;
+    json["base_smooth_inputs"] = baseSmoothInputs;
   }
   return json;
 }
@@ -74,6 +78,10 @@ NetworkConfig NetworkConfig::fromJson(const nlohmann::json& json) {
   c.base = json.value("base", std::string("resolvent"));
   c.baseIterations = integerField(json, "base_iterations", "base iterations", c.baseIterations);
   c.baseStabilisation = json.value("base_stabilisation", c.baseStabilisation);
+  c.baseCorrection = json.value("base_correction", c.baseCorrection);
+  c.baseBlock = integerField(json, "base_block", "base block", c.baseBlock);
+  c.baseSmoothing = integerField(json, "base_smoothing", "base smoothing", c.baseSmoothing);
+  c.baseSmoothInputs = json.value("base_smooth_inputs", c.baseSmoothInputs);
   return c;
 }
 
@@ -94,6 +102,11 @@ void NetworkConfig::validate() const {
     throw InvalidParameter("network base", base, "allowed: resolvent, linearized");
   if (baseIterations < 1 || baseIterations > 100)
     throw InvalidParameter("base iterations", formatValue(baseIterations), "must be between 1 and 100");
+  if (baseSmoothing < 1 || baseSmoothing > 8)
+    throw InvalidParameter("base smoothing", formatValue(baseSmoothing), "must be 1 to 8");
+  if (baseBlock < 1 || baseBlock > 64) throw InvalidParameter("base block", formatValue(baseBlock), "must be 1 to 64");
+  if (!(baseCorrection >= 0 && baseCorrection <= 100))
+    throw InvalidParameter("base correction", formatValue(baseCorrection), "must be in [0, 100]");
   if (!(baseStabilisation >= 0 && baseStabilisation <= 1e6))
     throw InvalidParameter("base stabilisation", formatValue(baseStabilisation), "must be in [0, 1e6]");
   if (!(padFraction >= 0 && padFraction <= 1))

@@ -31,6 +31,16 @@ struct NetworkConfig {
   /// linearised implicit step on the density's own grid).
   std::string base = "resolvent";
   int baseIterations = 3;         ///< "linearized": its conjugate-gradient iterations
+  int baseSmoothing = 2;  ///< "linearized": Gauss-Seidel sweeps before and after each coarse correction
+  /// "linearized": the network's bounded correction, at most this many
+  /// velocity scales (0: a gate on the base only).
+  double baseCorrection = 2;
+  /// "linearized": the gate acts on the base averaged over blocks of this
+  /// many cells per axis (1: on the whole base).
+  int baseBlock = 1;
+  /// "linearized": the network sees its inputs averaged over the same blocks
+  /// (so that no mode finer than them can move its gate).
+  bool baseSmoothInputs = false;
   double baseStabilisation = 16;  ///< "linearized": its stabilisation at mobility jumps
 
   nlohmann::json toJson() const;
