@@ -338,15 +338,20 @@ void FrameCache::reportRun(int first, int last, int runEnd, vtkAlgorithm* algori
   const SolverKind solver = setup_.solver;
   const double threshold = setup_.threshold;
   std::vector<int> failing;  // frames not certified (flagged)
-  bool fresh = false;        // one of this call's frames was refined or is flagged
+  bool attention = false;    // one of this call's frames is not certified: a warning
+  bool refined = false;      // one of this call's frames was refined by Auto
   for (int k = 1; k < this->size(); ++k) {
     const bool bad = flagged(frames_[k], solver, threshold, k);
     if (bad) failing.push_back(k);
-    if (k >= first && k <= last && (bad || (solver == SolverKind::Auto && frames_[k].refined))) fresh = true;
+    if (k >= first && k <= last) {
+      attention = attention || bad;
+      refined = refined || frames_[k].refined;
+    }
   }
-  // Clean runs are said once, when the run's last frame is reached; what
-  // needs attention as soon as it happens.
-  if (!fresh && last < runEnd) return;
+  // Frames that are not certified are a warning as soon as they exist (it
+  // opens Output Messages in the GUI). A refinement is Auto doing its job:
+  // plain text in Output Messages, as is the line that closes a clean run.
+  if (!attention && !(solver == SolverKind::Auto && refined) && last < runEnd) return;
   const int frames = this->size() - 1;
   std::ostringstream line;
   line << "JKO Gradient Flow (" << solverName(solver) << "), frames 1-" << frames << ": ";
@@ -380,7 +385,7 @@ void FrameCache::reportRun(int first, int last, int runEnd, vtkAlgorithm* algori
            << ". Raise Maximum Iterations; the Per-frame Table's Flagged column marks them.";
       break;
   }
-  if (fresh)
+  if (attention)
     vtkWarningWithObjectMacro(algorithm, << line.str());
   else
     vtkOutputWindowDisplayText((line.str() + "\n").c_str());
@@ -501,7 +506,7 @@ vtkSmartPointer<vtkTable> FrameCache::table(int rows, double t0, double threshol
     relativeGap->SetValue(k, exists ? f->relativeGap : missing);
     w2->SetValue(k, exists ? f->w2Estimate : missing);
     learnedCertificate->SetValue(k, exists ? f->learnedCertificate : missing);
-    limit->SetValue(k, threshold);
+    limit->SetValue(k, exists ? threshold : missing);  // a chart's time axis then ends where the frames do
     refined->SetValue(k, exists && f->refined ? 1 : 0);
     refineIterations->SetValue(k, exists ? f->refineIterations : 0);
     flags->SetValue(k, exists && flagged(*f, setup_.solver, threshold, static_cast<int>(k)) ? 1 : 0);

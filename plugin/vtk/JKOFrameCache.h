@@ -121,11 +121,11 @@ class FrameCache {
   /// `algorithm`; returns how far it got. A step that gives NaN or infinite
   /// values throws Error (the frames before it stay). Frames whose density
   /// leaves the operator's training range are warned about (once per
-  /// quantity and rollout), and when it computed steps, one line says how
-  /// many frames of the rollout were refined or fail their certificate (a
-  /// warning when one of this call's did, else plain text).
-  /// `runEnd` is the last frame of the panel: the plain-text line is said
-  /// when a call reaches it (once per run), warnings whenever they arise.
+  /// quantity and rollout), and one line says how many frames of the
+  /// rollout were refined or fail their certificate: a warning when one of
+  /// this call's frames is not certified (flagged), else plain text when
+  /// Auto refined one of them or the call reached `runEnd`, the panel's last
+  /// frame (so a clean run is said once).
   Extension extendTo(int k, vtkAlgorithm* algorithm, int runEnd);
 
   int size() const { return static_cast<int>(frames_.size()); }

@@ -136,10 +136,13 @@ class OutputMessages:
     def __exit__(self, *exception):
         vtkOutputWindow.SetInstance(self.previous)
         self.text = self.window.GetOutput()
-        # One entry per message: "Warning: In FILE, line N\nCLASS (0x...): TEXT\n\n", the same
-        # with "ERROR", or plain text.
-        self.warnings = [m for m in self.text.split("Warning: In ")[1:]]
-        self.errors = [m for m in self.text.split("ERROR: In ")[1:]] + [m for m in self.text.split("Error: In ")[1:]]
+        # A warning is "Warning: In FILE, line N\nCLASS (0x...): TEXT\n\n" (an error the same
+        # with "ERROR"); plain text lines come between them as they are.
+        def entries(header):
+            return [m.split("\n\n")[0] for m in self.text.split(header)[1:]]
+
+        self.warnings = entries("Warning: In ")
+        self.errors = entries("ERROR: In ") + entries("Error: In ")
         return False
 
     def count(self, phrase):
