@@ -359,8 +359,9 @@ void FrameCache::reportRun(int first, int last, int runEnd, vtkAlgorithm* algori
     case SolverKind::Auto:
       line << tally_->describe(threshold);
       if (!failing.empty())
-        line << "; " << failing.size() << " still fail their certificate after Maximum Iterations ("
-             << setup_.maxIterations << ") L-BFGS iterations: " << frameList(failing);
+        line << "; " << failing.size()
+             << " still fail their certificate: their refinement stopped before meeting it (Maximum Iterations "
+             << setup_.maxIterations << "), " << frameList(failing);
       line << "."
            << (tally_->refined ? " The Per-frame Table's Refined, RefineReason and Certificate columns say which."
                                : "");
