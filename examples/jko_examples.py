@@ -230,7 +230,10 @@ class Rollout:
         self.table = {}
         for c in range(table.GetNumberOfColumns()):
             column = table.GetColumn(c)
-            self.table[column.GetName()] = numpy_support.vtk_to_numpy(column).copy()
+            if column.IsA("vtkStringArray"):  # RefineReason: one word per frame
+                self.table[column.GetName()] = np.array([column.GetValue(k) for k in range(column.GetNumberOfValues())])
+            else:
+                self.table[column.GetName()] = numpy_support.vtk_to_numpy(column).copy()
 
     def box(self):
         """[x0, x1, y0, y1] of the flow's box (nodes are cell centres)."""

@@ -7,12 +7,16 @@ examples/jko_layout.pvsm.
 
 The layout: the porous-medium sample data/samples/porous-bumps.vti, the
 "JKO Gradient Flow" filter with the bundled operator
-data/operators/porous-medium.jko (Learned operator, 20 steps), and
+data/operators/porous-medium.jko (Auto: the learned step, refined by L-BFGS
+where its certificate fails; 20 steps), and
 
 * left, a render view: the density (Inferno colour map, legend), arrows of
   the velocity of each step where there is mass, and the frame's time;
 * right, a line chart of the filter's second output (one row per frame):
-  the energy E(rho_k) against time, with the transport cost of each step.
+  the energy E(rho_k) against time (left axis) and each frame's certificate,
+  its estimated relative L1 error, with the Auto threshold (right axis, log
+  scale); a refined frame is marked by its learned step's certificate, the
+  one that failed.
 
 The time toolbar steps through the frames (one per JKO step). File paths in
 the state are relative to the repository root, so open it from there
@@ -67,7 +71,7 @@ def build_layout(simple, steps=20):
         setattr(flow, name, value)
     flow.TimeStep = J.TIME_STEP
     flow.NumberOfSteps = steps
-    flow.Solver = "Learned operator"
+    flow.Solver = "Auto"
     flow.OperatorFile = os.path.join(J.ROOT, OPERATOR)
     flow.UpdatePipelineInformation()
     flow.UpdatePipeline(0.0)
@@ -128,14 +132,34 @@ def build_layout(simple, steps=20):
     table = simple.Show(simple.OutputPort(flow, 1), chart)
     table.UseIndexForXAxis = 0
     table.XArrayName = "Time"
-    table.SeriesVisibility = ["Energy", "TransportCost"]
-    table.SeriesLabel = ["Energy", "energy E(rho_k)", "TransportCost", "transport cost W2^2/(2 tau) of step k"]
-    table.SeriesMarkerStyle = ["Energy", "4", "TransportCost", "2"]
+    # Energy on the left axis; the certificates (estimated relative L1
+    # errors, 0.001-1) on the right one, in log scale. A refined frame shows
+    # its learned step's certificate as a point above the threshold line: the
+    # step Auto did not trust, and where the refinement brought it.
+    series = [("Energy", "energy E(rho_k)", "0", "4", "1", [0.85, 0.1, 0.1]),
+              ("Certificate", "certificate of frame k (est. L1 error)", "1", "2", "1", [0.1, 0.35, 0.85]),
+              ("LearnedCertificate", "refined: the learned step's certificate", "1", "5", "0", [0.95, 0.55, 0.0]),
+              ("CertificateThreshold", "Auto threshold", "1", "0", "2", [0.45, 0.45, 0.45])]
+    table.SeriesVisibility = [name for name, *_ in series]
+    table.SeriesLabel = [x for name, label, *_ in series for x in (name, label)]
+    table.SeriesPlotCorner = [x for name, _, corner, *_ in series for x in (name, corner)]
+    table.SeriesMarkerStyle = [x for name, _, _, marker, *_ in series for x in (name, marker)]
+    table.SeriesLineStyle = [x for name, _, _, _, line, _ in series for x in (name, line)]
+    table.SeriesColor = [x for name, *_, colour in series for x in [name] + [str(c) for c in colour]]
+    table.SeriesMarkerSize = ["LearnedCertificate", "10"]
     chart.ChartTitle = "per-frame table"
     chart.LeftAxisTitle = "energy"
+    chart.RightAxisTitle = "certificate (estimated L1 error)"
+    chart.RightAxisLogScale = 1
+    # A fixed range, so that the threshold stays put while frames are added
+    # (certificates above 1 mean "no idea" and are clipped).
+    chart.RightAxisUseCustomRange = 1
+    chart.RightAxisRangeMinimum, chart.RightAxisRangeMaximum = 1e-3, 1.0
     chart.BottomAxisTitle = "time t"
     chart.ChartTitleFontSize = chart.LeftAxisTitleFontSize = chart.BottomAxisTitleFontSize = 16
+    chart.RightAxisTitleFontSize = 16
     chart.LeftAxisLabelFontSize = chart.BottomAxisLabelFontSize = chart.LegendFontSize = 13
+    chart.RightAxisLabelFontSize = 13
     chart.LegendLocation = "TopRight"
 
     scene = simple.GetAnimationScene()

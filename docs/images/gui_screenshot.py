@@ -1,13 +1,13 @@
 """Takes a screenshot of the whole ParaView window with the ready-made layout
 (examples/jko_layout.pvsm) open, for the README's GUI walkthrough.
 
-    /usr/bin/python3 docs/images/gui_screenshot.py [--out docs/images/gui-layout.png] [--time 0.01] [--screen 1600x1000]
+    /usr/bin/python3 docs/images/gui_screenshot.py [--out docs/images/gui-layout.png] [--time 0.05] [--screen 1600x1000]
 
 Runs a private virtual X server (Xvfb) whose screen is mirrored to a file
 (-fbdir), starts the ParaView GUI on it with the plugin and
-examples/open_layout.py, waits until the layout has been drawn at the
-requested time, converts the screen (an XWD image) to PNG and stops both
-processes. Uses a scratch HOME so that the user's ParaView settings are
+examples/open_layout.py, steps through the frames up to the requested time
+as the play button does, waits until the layout has been drawn there,
+converts the screen (an XWD image) to PNG and stops both processes. Uses a scratch HOME so that the user's ParaView settings are
 neither read nor changed (and the welcome dialog stays closed).
 """
 import argparse
@@ -26,15 +26,20 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 SCREEN = (1600, 1000)
 
 # Runs inside the GUI (its --script has no __file__: paths come from the
-# environment): opens the layout, moves to the requested time, says done.
+# environment): opens the layout, steps frame by frame to the requested time
+# (a jump over many frames whose L-BFGS reports progress lets the GUI render
+# in the middle of the update, and ParaView 5.11 then warns "Missing VIEW()"),
+# says done.
 GUI_SCRIPT = """
 import os
 from paraview import simple
 root = os.environ["JKO_ROOT"]
 exec(open(os.path.join(root, "examples", "open_layout.py")).read())
-simple.GetAnimationScene().AnimationTime = float(os.environ["JKO_LAYOUT_TIME"])
-for view in simple.GetViews():
-    simple.Render(view)
+scene, end = simple.GetAnimationScene(), float(os.environ["JKO_LAYOUT_TIME"])
+for t in [t for t in simple.GetTimeKeeper().TimestepValues if t < end - 1e-12] + [end]:
+    scene.AnimationTime = t
+    for view in simple.GetViews():
+        simple.Render(view)
 open(os.environ["JKO_DONE"], "w").write("done")
 """
 
@@ -66,7 +71,7 @@ def xwd_to_png(xwd_path, png_path):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=os.path.join(ROOT, "docs", "images", "gui-layout.png"))
-    parser.add_argument("--time", type=float, default=0.01, help="animation time shown")
+    parser.add_argument("--time", type=float, default=0.05, help="animation time shown")
     parser.add_argument("--plugin-dir", default=os.path.join(ROOT, "build", "lib", "paraview-5.11", "plugins",
                                                              "NeuralJKOFlow"))
     parser.add_argument("--timeout", type=float, default=240)

@@ -3,6 +3,8 @@
 #include <vtkAlgorithm.h>
 #include <vtkDoubleArray.h>
 #include <vtkIntArray.h>
+#include <vtkOutputWindow.h>
+#include <vtkStringArray.h>
 #include <vtkTable.h>
 #include <vtkVersionMacros.h>
 
@@ -19,7 +21,10 @@
 #include "numerics/Errors.h"
 #include "numerics/JkoObjective.h"
 #include "numerics/ReferenceSolver.h"
+#include "numerics/StepCertificate.h"
+#include "operator/AutoSolver.h"
 #include "operator/LearnedOperator.h"
+#include "operator/TrainingRangeCheck.h"
 
 namespace jko::plugin {
 namespace {
@@ -99,6 +104,23 @@ vtkSmartPointer<vtkDoubleArray> column(const char* name, vtkIdType rows) {
   return array;
 }
 
+vtkSmartPointer<vtkIntArray> integerColumn(const char* name, vtkIdType rows) {
+  auto array = vtkSmartPointer<vtkIntArray>::New();
+  array->SetName(name);
+  array->SetNumberOfTuples(rows);
+  return array;
+}
+
+// "frames 4, 5, 9" (the first ten, then how many more).
+std::string frameList(const std::vector<int>& frames) {
+  std::ostringstream out;
+  out << (frames.size() == 1 ? "frame" : "frames");
+  const size_t shown = std::min<size_t>(frames.size(), 10);
+  for (size_t i = 0; i < shown; ++i) out << (i ? ", " : " ") << frames[i];
+  if (frames.size() > shown) out << " and " << frames.size() - shown << " more";
+  return out.str();
+}
+
 }  // namespace
 
 const char* solverName(SolverKind solver) {
@@ -107,12 +129,31 @@ const char* solverName(SolverKind solver) {
       return "Learned operator";
     case SolverKind::LearnedRefined:
       return "Learned + refine";
+    case SolverKind::Auto:
+      return "Auto";
     default:
       return "Reference solver";
   }
 }
 
-FrameCache::FrameCache() = default;
+std::string rangeAdvice(SolverKind solver) {
+  if (solver == SolverKind::Auto)
+    return " Auto is in use: the Per-frame Table's Refined and Certificate columns show which frames it refined.";
+  return " In ParaView: choose Solver Auto (it refines the frames that fail their certificate), or press Train "
+         "(Training group) to train an operator on this density.";
+}
+
+bool flagged(const Frame& frame, SolverKind solver, double threshold, int k) {
+  if (k == 0) return false;
+  if (solver == SolverKind::Reference) return !frame.converged;
+  // A refinement that ran to the reference solver's own rule is as good as
+  // the reference solver's step, whatever its certificate (which
+  // over-estimates on stiff, fine modes: docs/design.md).
+  if (frame.converged) return false;
+  return !(frame.descent == 1 && frame.certificate <= threshold);
+}
+
+FrameCache::FrameCache() : tally_(std::make_unique<RefinementTally>()) {}
 FrameCache::~FrameCache() = default;
 
 void FrameCache::clear() {
@@ -123,6 +164,10 @@ void FrameCache::clear() {
   energy_.reset();
   objective_.reset();
   solver_.reset();
+  auto_.reset();
+  certifier_.reset();
+  watch_.reset();
+  tally_ = std::make_unique<RefinementTally>();
   setup_ = RolloutSetup();
   warnedSeconds_ = 0;
 }
@@ -148,6 +193,7 @@ void FrameCache::start(RolloutSetup setup, const std::string& key) {
   }
   energy_ = energy;
   objective_ = std::make_shared<const JkoObjective>(energy_, setup.tau);
+  certifier_ = std::make_unique<StepCertifier>(objective_);
   ReferenceSolverOptions options;
   // Checked at every iteration: a stop request waits for one iteration at most.
   options.progressInterval = 1;
@@ -157,6 +203,19 @@ void FrameCache::start(RolloutSetup setup, const std::string& key) {
   } else if (setup.solver == SolverKind::LearnedRefined) {
     options.maxIterations = std::max(1, setup.refineIterations);
     solver_ = std::make_unique<ReferenceSolver>(setup.op->objectiveOn(setup.grid), options);
+  } else if (setup.solver == SolverKind::Auto) {
+    // The panel's problem, with the operator's step as its first guess (the
+    // operator's energy and tau may differ: the filter warned).
+    AutoSolverOptions automatic;
+    automatic.threshold = setup.threshold;
+    automatic.reference = options;
+    automatic.reference.maxIterations = std::max(1, setup.maxIterations);
+    auto_ = std::make_unique<AutoSolver>(setup.op, objective_, automatic);
+  }
+  if (usesOperator(setup.solver)) {
+    // Frame 0 was checked by the filter (its warnings name the input).
+    watch_ = std::make_unique<TrainingRangeWatch>(setup.op->metadata(), setup.grid);
+    watch_->check(setup.rho0, 0);
   }
   current_ = setup.rho0.to(setup.device);
   setup_ = std::move(setup);
@@ -172,7 +231,8 @@ double FrameCache::secondsPerStep() const {
 }
 
 double FrameCache::estimateSecondsPerStep() const {
-  if (setup_.solver == SolverKind::Learned) return 0;  // a learned step is timed by doing it
+  // A learned step (and Auto's, whose refinements cannot be foreseen) is timed by doing it.
+  if (setup_.solver == SolverKind::Learned || setup_.solver == SolverKind::Auto) return 0;
   // One evaluation of J and its gradient at u = 0, the unit of an L-BFGS
   // iteration: the fastest of three (the first pays for allocations and
   // caches; on a busy machine the others vary by a factor 10).
@@ -223,7 +283,7 @@ void FrameCache::warnIfLong(int from, int to, double secondsPerStep, bool measur
   vtkWarningWithObjectMacro(algorithm, << message.str());
 }
 
-Extension FrameCache::extendTo(int k, vtkAlgorithm* algorithm) {
+Extension FrameCache::extendTo(int k, vtkAlgorithm* algorithm, int runEnd) {
   Extension result;
   const int first = this->size();
   if (k < first) {
@@ -243,9 +303,10 @@ Extension FrameCache::extendTo(int k, vtkAlgorithm* algorithm) {
     const double share = 1.0 / (k - first + 1);
     progress(prefix + solverName(setup_.solver), (j - first) * share, true);
     // Within a step the iteration count is unknown: its share grows like i / (i + 100).
+    const int cap = setup_.solver == SolverKind::LearnedRefined ? setup_.refineIterations : setup_.maxIterations;
     auto report = [&](const ProgressEvent& event) {
       if (stopRequested(algorithm)) return false;
-      const double iterations = event.fraction * solver_->options().maxIterations;
+      const double iterations = event.fraction * std::max(1, cap);
       // The first iteration of a step is always said: a script watching the
       // progress sees every step start inside the solver.
       progress(prefix + event.message, (j - first + iterations / (iterations + 100.0)) * share, iterations == 0);
@@ -256,23 +317,92 @@ Extension FrameCache::extendTo(int k, vtkAlgorithm* algorithm) {
       Frame frame = this->step(j, report);
       frame.seconds = secondsSince(start);
       frames_.push_back(std::move(frame));
+      ++result.computed;
     } catch (const Cancelled&) {
       result.stopped = true;
       break;
     }
-    if (j == first && !measured && setup_.solver == SolverKind::Learned)
+    if (watch_)
+      for (const RangeWarning& warning : watch_->check(frames_.back().density, j))
+        vtkWarningWithObjectMacro(algorithm, << "JKO Gradient Flow, " << warning.message << rangeAdvice(setup_.solver));
+    if (j == first && !measured && (setup_.solver == SolverKind::Learned || setup_.solver == SolverKind::Auto))
       this->warnIfLong(j + 1, k, frames_.back().seconds, true, algorithm);
   }
   progress("", 1.0, true);
   result.last = this->size() - 1;
+  if (result.computed > 0) this->reportRun(first, result.last, runEnd, algorithm);
   return result;
+}
+
+void FrameCache::reportRun(int first, int last, int runEnd, vtkAlgorithm* algorithm) const {
+  const SolverKind solver = setup_.solver;
+  const double threshold = setup_.threshold;
+  std::vector<int> failing;  // frames not certified (flagged)
+  bool attention = false;    // one of this call's frames is not certified: a warning
+  bool refined = false;      // one of this call's frames was refined by Auto
+  for (int k = 1; k < this->size(); ++k) {
+    const bool bad = flagged(frames_[k], solver, threshold, k);
+    if (bad) failing.push_back(k);
+    if (k >= first && k <= last) {
+      attention = attention || bad;
+      refined = refined || frames_[k].refined;
+    }
+  }
+  // Frames that are not certified are a warning as soon as they exist (it
+  // opens Output Messages in the GUI). A refinement is Auto doing its job:
+  // plain text in Output Messages, as is the line that closes a clean run.
+  if (!attention && !(solver == SolverKind::Auto && refined) && last < runEnd) return;
+  const int frames = this->size() - 1;
+  std::ostringstream line;
+  line << "JKO Gradient Flow (" << solverName(solver) << "), frames 1-" << frames << ": ";
+  switch (solver) {
+    case SolverKind::Auto:
+      line << tally_->describe(threshold);
+      if (!failing.empty())
+        line << "; " << failing.size()
+             << " still fail their certificate: their refinement stopped before meeting it (Maximum Iterations "
+             << setup_.maxIterations << "), " << frameList(failing);
+      line << "."
+           << (tally_->refined ? " The Per-frame Table's Refined, RefineReason and Certificate columns say which."
+                               : "");
+      break;
+    case SolverKind::Learned:
+      line << tally_->describe(threshold, false) << ".";
+      if (!failing.empty())
+        line << " Solver Auto refines such frames from the learned map; the Per-frame Table's Flagged and Certificate "
+                "columns show them.";
+      break;
+    case SolverKind::LearnedRefined:
+      line << failing.size() << " of " << frames << " frames fail their certificate (descent guard, or estimated L1 "
+           << "error above " << formatValue(threshold) << ") after " << setup_.refineIterations
+           << " refinement iterations" << (failing.empty() ? "" : ": " + frameList(failing)) << ".";
+      if (!failing.empty())
+        line << " Raise Refine Iterations, or choose Solver Auto (it refines until the certificate passes).";
+      break;
+    default:
+      if (failing.empty()) return;  // converged reference steps need no word
+      line << failing.size() << " of " << frames << " reference steps stopped before the solver's tolerance (Maximum "
+           << "Iterations " << setup_.maxIterations << "): " << frameList(failing)
+           << ". Raise Maximum Iterations; the Per-frame Table's Flagged column marks them.";
+      break;
+  }
+  if (attention)
+    vtkWarningWithObjectMacro(algorithm, << line.str());
+  else
+    vtkOutputWindowDisplayText((line.str() + "\n").c_str());
 }
 
 Frame FrameCache::step(int j, const ProgressCallback& report) {
   const Grid& grid = setup_.grid;
   const double tau = setup_.tau;
+  const at::Tensor& from = frames_.back().density;  // rho_k, CPU float64
+  auto onCpu = [](const at::Tensor& t) { return t.to(at::kCPU, at::kDouble); };
   Frame frame;
   at::Tensor next, displacement;
+  // What core's tally counts: Auto's own refinements, or for the other
+  // solvers the failures of the frame's certificate.
+  CertifiedStep tallied;
+  StepCertificate certificate;
   if (setup_.solver == SolverKind::Reference) {
     const ReferenceStep step = solver_->step(current_, warmStart_, report);
     next = step.next;
@@ -281,26 +411,56 @@ Frame FrameCache::step(int j, const ProgressCallback& report) {
     frame.transport = step.transport;
     frame.objective = step.objective;
     frame.iterations = step.iterations;
+    frame.converged = step.converged;
+    // The reference solver's own final measure, in the certificate's terms.
+    certificate = certifier_->certify(from, onCpu(displacement));
+  } else if (setup_.solver == SolverKind::Auto) {
+    tallied = auto_->step(current_, report);
+    next = tallied.next;
+    displacement = tallied.displacement;
+    certificate = tallied.certificate;
+    frame.iterations = tallied.iterations;
+    frame.refined = tallied.refined;
+    frame.refineIterations = tallied.iterations;
+    frame.refineReason = toString(tallied.reason);
+    frame.converged = tallied.refined && tallied.refineConverged;
+    if (tallied.refined) frame.learnedCertificate = tallied.learned.l1ErrorEstimate;
   } else {
+    // The operator's step as it is (the learned solver applies no symmetry:
+    // its frames are the operator's), then certified.
     const LearnedStep learned = setup_.op->step(current_, grid);
+    next = learned.next;
+    displacement = tau * learned.velocity;
+    certificate = certifier_->certify(from, onCpu(displacement));
     if (setup_.solver == SolverKind::LearnedRefined) {
-      const ReferenceStep step = solver_->step(current_, tau * learned.velocity, report);
+      const ReferenceStep step = solver_->step(current_, displacement, report);
+      frame.learnedCertificate = certificate.l1ErrorEstimate;
       next = step.next;
       displacement = step.displacement;
-      frame.iterations = step.iterations;
-    } else {
-      next = learned.next;
-      displacement = tau * learned.velocity;
+      frame.iterations = frame.refineIterations = step.iterations;
+      frame.refined = true;
+      frame.refineReason = "refine-iterations";
+      frame.converged = step.converged;
+      certificate = certifier_->certify(from, onCpu(displacement));
     }
-    // The step's transport cost and objective, J(u) of DESIGN.md §2.2, with the panel's energy.
-    at::NoGradGuard noGrad;
-    const JkoState state = objective_->prepare(frames_.back().density);
-    const JkoTerms terms = objective_->evaluate(state, displacement.to(at::kCPU, at::kDouble).unsqueeze(0));
-    frame.transport = terms.transport.item<double>();
-    frame.objective = terms.objective.item<double>();
+    tallied.refined = frame.refined;
+    tallied.iterations = frame.iterations;
+    if (!certificate.descent)
+      tallied.reason = RefineReason::DescentFailed;
+    else if (!certificate.passes(setup_.threshold))
+      tallied.reason = RefineReason::CertificateAbove;
   }
-  frame.density = next.to(at::kCPU, at::kDouble);
-  frame.velocity = displacement.to(at::kCPU, at::kDouble) / tau;
+  if (setup_.solver != SolverKind::Reference) {
+    // J(u) of DESIGN.md §2.2 with the panel's energy, as the certificate measured it.
+    frame.transport = certificate.transport;
+    frame.objective = certificate.objective;
+  }
+  frame.certificate = certificate.l1ErrorEstimate;
+  frame.descent = certificate.descent ? 1 : 0;
+  frame.relativeGap = certificate.relativeGap;
+  frame.w2Estimate = certificate.w2Estimate;
+  frame.density = onCpu(next);
+  frame.velocity = onCpu(displacement) / tau;
   frame.energy = (*energy_)(frame.density.unsqueeze(0)).item<double>();
   frame.mass = frame.density.sum().item<double>() * grid.cellVolume();
   // A step that overflowed gives an error, never NaN frames.
@@ -309,40 +469,54 @@ Frame FrameCache::step(int j, const ProgressCallback& report) {
     throw Error("JKO step " + std::to_string(j) +
                 " gave NaN or infinite values: the density or the energy's parameters are out of range for this "
                 "solver. Lower Time Step or the energy's parameters, or rescale the density (Fit To Unit Box).");
+  tally_->add(tallied);
   current_ = next;
   return frame;
 }
 
-vtkSmartPointer<vtkTable> FrameCache::table(int rows, double t0) const {
+vtkSmartPointer<vtkTable> FrameCache::table(int rows, double t0, double threshold) const {
   rows = std::max(rows, 0);
   auto table = vtkSmartPointer<vtkTable>::New();
   auto time = column("Time", rows), energy = column("Energy", rows), mass = column("Mass", rows);
   auto transport = column("TransportCost", rows), objective = column("Objective", rows);
-  auto step = vtkSmartPointer<vtkIntArray>::New(), iterations = vtkSmartPointer<vtkIntArray>::New();
-  auto computed = vtkSmartPointer<vtkIntArray>::New();
-  step->SetName("Step");
-  step->SetNumberOfTuples(rows);
-  iterations->SetName("Iterations");
-  iterations->SetNumberOfTuples(rows);
-  computed->SetName("Computed");
-  computed->SetNumberOfTuples(rows);
+  auto certificate = column("Certificate", rows), descent = column("Descent", rows);
+  auto relativeGap = column("RelativeGap", rows), w2 = column("W2Estimate", rows);
+  auto learnedCertificate = column("LearnedCertificate", rows), limit = column("CertificateThreshold", rows);
+  auto step = integerColumn("Step", rows), iterations = integerColumn("Iterations", rows);
+  auto refined = integerColumn("Refined", rows), refineIterations = integerColumn("RefineIterations", rows);
+  auto flags = integerColumn("Flagged", rows), computed = integerColumn("Computed", rows);
+  auto reason = vtkSmartPointer<vtkStringArray>::New();
+  reason->SetName("RefineReason");
+  reason->SetNumberOfValues(rows);
   // A frame not computed yet has its row with NaN values: a line chart
   // keeps the whole time axis and draws what exists (a one-row table made
   // it report "Attempted to paint a line with <2 points").
   const double missing = std::numeric_limits<double>::quiet_NaN();
   for (vtkIdType k = 0; k < rows; ++k) {
     const bool exists = k < this->size();
+    const Frame* f = exists ? &frames_[k] : nullptr;
     time->SetValue(k, t0 + k * setup_.tau);
     step->SetValue(k, static_cast<int>(k));
-    energy->SetValue(k, exists ? frames_[k].energy : missing);
-    mass->SetValue(k, exists ? frames_[k].mass : missing);
-    transport->SetValue(k, exists ? frames_[k].transport : missing);
-    objective->SetValue(k, exists ? frames_[k].objective : missing);
-    iterations->SetValue(k, exists ? frames_[k].iterations : 0);
+    energy->SetValue(k, exists ? f->energy : missing);
+    mass->SetValue(k, exists ? f->mass : missing);
+    transport->SetValue(k, exists ? f->transport : missing);
+    objective->SetValue(k, exists ? f->objective : missing);
+    iterations->SetValue(k, exists ? f->iterations : 0);
+    certificate->SetValue(k, exists ? f->certificate : missing);
+    descent->SetValue(k, exists ? f->descent : missing);
+    relativeGap->SetValue(k, exists ? f->relativeGap : missing);
+    w2->SetValue(k, exists ? f->w2Estimate : missing);
+    learnedCertificate->SetValue(k, exists ? f->learnedCertificate : missing);
+    limit->SetValue(k, exists ? threshold : missing);  // a chart's time axis then ends where the frames do
+    refined->SetValue(k, exists && f->refined ? 1 : 0);
+    refineIterations->SetValue(k, exists ? f->refineIterations : 0);
+    flags->SetValue(k, exists && flagged(*f, setup_.solver, threshold, static_cast<int>(k)) ? 1 : 0);
+    reason->SetValue(k, exists ? f->refineReason : std::string());
     computed->SetValue(k, exists ? 1 : 0);
   }
-  for (vtkAbstractArray* array :
-       std::initializer_list<vtkAbstractArray*>{time, step, energy, mass, transport, objective, iterations, computed})
+  for (vtkAbstractArray* array : std::initializer_list<vtkAbstractArray*>{
+           time, step, energy, mass, transport, objective, iterations, certificate, descent, relativeGap, w2,
+           learnedCertificate, limit, refined, refineIterations, reason, flags, computed})
     table->AddColumn(array);
   return table;
 }

@@ -1,10 +1,14 @@
 // The frames of one flow, computed lazily and kept: frame 0 is the input
 // density; asking for frame k computes only the JKO steps up to k that are
-// missing (by the reference solver, the learned operator, or the operator
-// refined by L-BFGS) and keeps them until the rollout's settings or input
-// change. A stop request (the algorithm's abort flag) is honoured between
-// two steps and between two L-BFGS iterations; the frames computed before it
-// stay. Before a long computation the cache estimates its time.
+// missing (by the reference solver, the learned operator, the operator
+// refined by L-BFGS, or the Auto solver: learned, refined where its
+// certificate fails) and keeps them until the rollout's settings or input
+// change. Every step carries its certificate (numerics/StepCertificate). A
+// stop request (the algorithm's abort flag) is honoured between two steps
+// and between two L-BFGS iterations; the frames computed before it stay.
+// Before a long computation the cache estimates its time; after each update
+// it says how many frames were refined (or fail their certificate) and
+// which frames left the operator's training range.
 //
 // Not wrapped: this header may include ATen.
 #pragma once
@@ -12,6 +16,7 @@
 #include <ATen/ATen.h>
 #include <vtkSmartPointer.h>
 
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -24,17 +29,23 @@ class vtkAlgorithm;
 class vtkTable;
 
 namespace jko {
+class AutoSolver;
 class Energy;
 class JkoObjective;
 class LearnedOperator;
 class ReferenceSolver;
+class StepCertifier;
+class TrainingRangeWatch;
+struct RefinementTally;
 }  // namespace jko
 
 namespace jko::plugin {
 
-enum class SolverKind { Reference = 0, Learned = 1, LearnedRefined = 2 };
-/// "Reference solver", "Learned operator", "Learned + refine": the panel's names.
+enum class SolverKind { Reference = 0, Learned = 1, LearnedRefined = 2, Auto = 3 };
+/// "Reference solver", "Learned operator", "Learned + refine", "Auto": the panel's names.
 const char* solverName(SolverKind solver);
+/// Whether the solver steps with a learned operator (every kind but the reference solver).
+inline bool usesOperator(SolverKind solver) { return solver != SolverKind::Reference; }
 
 /// One frame, float64 on the CPU, in the flow's units.
 struct Frame {
@@ -45,7 +56,32 @@ struct Frame {
   double objective = 0;  ///< J of that step; E(rho_0) for frame 0
   int iterations = 0;    ///< L-BFGS iterations of that step
   double seconds = 0;    ///< wall time of that step
+
+  // The certificate of the step arriving at the frame (NaN for frame 0).
+  static constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+  double certificate = kNaN;  ///< StepCertificate::l1ErrorEstimate: the estimated relative L1 error
+  double descent = kNaN;      ///< 1 when J(u) <= E(rho_k) (the descent guard holds), else 0
+  double relativeGap = kNaN, w2Estimate = kNaN;
+  /// The learned step's certificate before a refinement (refined frames only).
+  double learnedCertificate = kNaN;
+  bool refined = false;
+  int refineIterations = 0;
+  /// "none", "descent", "certificate", "learned-step-failed" (Auto, core's
+  /// RefineReason), or "refine-iterations" (Learned + refine refines every step).
+  std::string refineReason = "none";
+  /// The step met the reference solver's own stopping rule (the reference
+  /// solver's steps and refinements that ran to it).
+  bool converged = false;
 };
+
+/// What a training-range warning adds in ParaView for `solver`.
+std::string rangeAdvice(SolverKind solver);
+
+/// Whether frame k is not certified: a learned (or refined) frame that fails
+/// its descent guard or whose certificate is above `threshold` and that the
+/// reference solver's own rule did not stop, or a reference frame whose
+/// L-BFGS stopped at its iteration cap. Frame 0 never is.
+bool flagged(const Frame& frame, SolverKind solver, double threshold, int k);
 
 /// What a rollout is a function of, besides the number of frames.
 struct RolloutSetup {
@@ -54,8 +90,9 @@ struct RolloutSetup {
   at::Tensor rho0;  ///< float64 CPU, shape of the grid
   EnergySpec energy;
   double tau = 0.005;
-  int maxIterations = 2000;   ///< cap of a reference step's L-BFGS iterations
-  int refineIterations = 10;  ///< L-BFGS iterations after each learned step
+  int maxIterations = 2000;   ///< cap of a reference step's (and an Auto refinement's) L-BFGS iterations
+  int refineIterations = 10;  ///< L-BFGS iterations after each learned step (Learned + refine)
+  double threshold = 0.01;    ///< certificate threshold: Auto refines above it, the others flag
   at::Device device = at::kCPU;
   std::shared_ptr<LearnedOperator> op;  ///< the learned modes' operator
   std::string description;              ///< e.g. "480x640 grid": for the time estimate
@@ -65,6 +102,7 @@ struct RolloutSetup {
 struct Extension {
   int last = 0;          ///< the last frame computed (<= the frame asked for)
   bool stopped = false;  ///< a stop request ended it before the frame asked for
+  int computed = 0;      ///< steps computed by this call
 };
 
 class FrameCache {
@@ -81,8 +119,14 @@ class FrameCache {
 
   /// Computes the missing frames up to `k`, with progress and stop checks on
   /// `algorithm`; returns how far it got. A step that gives NaN or infinite
-  /// values throws Error (the frames before it stay).
-  Extension extendTo(int k, vtkAlgorithm* algorithm);
+  /// values throws Error (the frames before it stay). Frames whose density
+  /// leaves the operator's training range are warned about (once per
+  /// quantity and rollout), and one line says how many frames of the
+  /// rollout were refined or fail their certificate: a warning when one of
+  /// this call's frames is not certified (flagged), else plain text when
+  /// Auto refined one of them or the call reached `runEnd`, the panel's last
+  /// frame (so a clean run is said once).
+  Extension extendTo(int k, vtkAlgorithm* algorithm, int runEnd);
 
   int size() const { return static_cast<int>(frames_.size()); }
   const Frame& frame(int k) const { return frames_.at(k); }
@@ -90,15 +134,25 @@ class FrameCache {
   /// Mean wall time of the steps computed so far (0 before the first).
   double secondsPerStep() const;
 
+  /// The refinements (Auto) or certificate failures (the others) of the
+  /// frames computed so far, in core's tally.
+  const RefinementTally& tally() const { return *tally_; }
+
   /// One row per frame 0..rows-1: Time (t0 + k tau), Step, Energy, Mass,
-  /// TransportCost, Objective, Iterations, Computed (1 for the frames that
-  /// exist; the others have NaN values and 0 iterations).
-  vtkSmartPointer<vtkTable> table(int rows, double t0) const;
+  /// TransportCost, Objective, Iterations, the certificate (Certificate,
+  /// Descent, RelativeGap, W2Estimate, LearnedCertificate, Flagged against
+  /// `threshold`, CertificateThreshold), Refined, RefineIterations,
+  /// RefineReason, Computed (1 for the frames that exist; the others have NaN
+  /// values, 0 in the integer columns and an empty RefineReason).
+  vtkSmartPointer<vtkTable> table(int rows, double t0, double threshold) const;
 
  private:
   double estimateSecondsPerStep() const;
   void warnIfLong(int from, int to, double secondsPerStep, bool measured, vtkAlgorithm* algorithm);
   Frame step(int k, const ProgressCallback& report);
+  /// The one line of a call that computed frames first..last of a run whose
+  /// last frame is `runEnd`.
+  void reportRun(int first, int last, int runEnd, vtkAlgorithm* algorithm) const;
 
   RolloutSetup setup_;
   std::string key_;
@@ -106,8 +160,12 @@ class FrameCache {
   at::Tensor current_, warmStart_;  ///< the last frame's density and displacement, on the setup's device
   std::shared_ptr<const Energy> energy_;
   std::shared_ptr<const JkoObjective> objective_;
-  std::unique_ptr<ReferenceSolver> solver_;  ///< reference steps, or the refinement of learned ones
-  double warnedSeconds_ = 0;                 ///< the largest estimate said so far in this rollout
+  std::unique_ptr<ReferenceSolver> solver_;    ///< reference steps, or the refinement of learned ones
+  std::unique_ptr<AutoSolver> auto_;           ///< every learned step, certified (and refined for Auto)
+  std::unique_ptr<StepCertifier> certifier_;   ///< the reference solver's certificates
+  std::unique_ptr<TrainingRangeWatch> watch_;  ///< the frames' mass and peak against the operator's training
+  std::unique_ptr<RefinementTally> tally_;
+  double warnedSeconds_ = 0;  ///< the largest estimate said so far in this rollout
 };
 
 }  // namespace jko::plugin

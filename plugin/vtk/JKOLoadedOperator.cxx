@@ -242,8 +242,9 @@ void LoadedOperator::load(const std::string& path, const at::Device& device, con
   tau_ = metadata.tau;
 }
 
-std::vector<std::string> LoadedOperator::check(const EnergySpec& energy, double tau, const Grid& grid,
-                                               const std::array<int, 3>& imageAxis) const {
+std::vector<RangeWarning> LoadedOperator::check(const EnergySpec& energy, double tau, const Grid& grid,
+                                                const at::Tensor& rho0, const std::array<int, 3>& imageAxis,
+                                                bool firstGuess) const {
   const OperatorMetadata& metadata = op_->metadata();
   const std::string where = "The operator in '" + path_ + "'";
   if (metadata.dim != grid.dim)
@@ -252,25 +253,34 @@ std::vector<std::string> LoadedOperator::check(const EnergySpec& energy, double 
                 "D operator or press Train to train one.");
   // In the learned modes the energy and tau are the operator's: a panel value
   // that contradicts it is an error, never silently overridden. All of them
-  // at once, so that one round of edits fixes the panel.
+  // at once, so that one round of edits fixes the panel. Auto solves the
+  // panel's problem and only starts from the operator's steps: there they
+  // are warnings (below).
   std::vector<std::string> differences = energyDifferences(metadata.energy, energy, grid.dim, imageAxis);
   if (!sameNumber(metadata.tau, tau))
     differences.push_back("Time Step: operator " + number(metadata.tau) + ", panel " + number(tau));
-  if (!differences.empty()) {
+  if (!firstGuess && !differences.empty()) {
     std::ostringstream message;
     message << where << " was trained for " << metadata.energy.describe() << ", tau " << number(metadata.tau)
             << "; the panel differs in " << differences.size() << (differences.size() == 1 ? " setting" : " settings")
             << ": ";
     for (size_t i = 0; i < differences.size(); ++i) message << (i ? "; " : "") << differences[i];
-    message << ". Set them to the operator's values (Operator Description lists them) or press Train to train an "
+    message << ". Set them to the operator's values (Operator Description lists them), choose Solver Auto (it "
+               "refines the operator's steps for the panel's energy and Time Step), or press Train to train an "
                "operator for the panel's settings.";
     throw Error(message.str());
   }
   try {
-    return op_->checkCompatible(grid, &energy, tau);
+    op_->checkCompatible(grid, firstGuess ? nullptr : &energy, firstGuess ? 0 : tau);
   } catch (const OperatorFileError& error) {
     throw Error(where + " does not fit the input: " + error.what() + ".");
   }
+  std::vector<RangeWarning> warnings = checkGridAgainstTraining(metadata, grid);
+  for (RangeWarning& w : checkDensityAgainstTraining(metadata, grid, rho0)) warnings.push_back(std::move(w));
+  if (firstGuess)
+    for (RangeWarning& w : checkProblemAgainstTraining(metadata, energy, tau, grid.dim))
+      warnings.push_back(std::move(w));
+  return warnings;
 }
 
 }  // namespace jko::plugin

@@ -14,6 +14,7 @@
 
 #include "numerics/Energy.h"
 #include "numerics/Grid.h"
+#include "operator/TrainingRangeCheck.h"
 
 namespace jko {
 class LearnedOperator;
@@ -51,11 +52,14 @@ class LoadedOperator {
   const std::string& energyText() const { return energyText_; }
   double tau() const { return tau_; }
 
-  /// Refuses (Error) another dimension, and an energy or tau other than the
-  /// operator's with every differing parameter named at once. Returns what
-  /// the operator says may be inaccurate (box, grid).
-  std::vector<std::string> check(const EnergySpec& energy, double tau, const Grid& grid,
-                                 const std::array<int, 3>& imageAxis) const;
+  /// Refuses (Error) another dimension and, unless `firstGuess` (the Auto
+  /// solver, which refines the operator's steps for the panel's problem), an
+  /// energy or tau other than the operator's, with every differing parameter
+  /// named at once. Returns what lies outside the operator's training (core's
+  /// TrainingRangeCheck): box and grid, the mass and peak of `rho0`, and with
+  /// `firstGuess` the time step and the energy.
+  std::vector<RangeWarning> check(const EnergySpec& energy, double tau, const Grid& grid, const at::Tensor& rho0,
+                                  const std::array<int, 3>& imageAxis, bool firstGuess) const;
 
  private:
   std::shared_ptr<LearnedOperator> op_;

@@ -30,7 +30,9 @@
 #include "JKOTraining.h"
 #include "numerics/Energy.h"
 #include "numerics/Errors.h"
+#include "operator/AutoSolver.h"
 #include "operator/LearnedOperator.h"
+#include "operator/TrainingRangeCheck.h"
 #include "runtime/Runtime.h"
 
 vtkStandardNewMacro(vtkJKOGradientFlow);
@@ -59,6 +61,37 @@ vtkSmartPointer<vtkStringArray> stringField(const char* name, const std::string&
   array->SetName(name);
   array->InsertNextValue(value);
   return array;
+}
+
+vtkSmartPointer<vtkIntArray> integerField(const char* name, int value) {
+  auto array = vtkSmartPointer<vtkIntArray>::New();
+  array->SetName(name);
+  array->InsertNextValue(value);
+  return array;
+}
+
+bool contains(const std::string& text, const char* phrase) { return text.find(phrase) != std::string::npos; }
+
+// The training-range warnings of a new rollout as one message: a line per
+// quantity (core's sentence: quantity, value, trained range, what to do).
+// The advice to turn on Fit To Unit Box is given once per rollout: here only
+// when the image's box is not the operator's (an image in pixel units) and
+// the step-length warning did not give it already.
+std::string rangeMessage(const std::vector<jko::RangeWarning>& warnings, const std::string& operatorPath,
+                         SolverKind solver, bool scaled, bool unitsSaid) {
+  std::ostringstream message;
+  message << "JKO Gradient Flow: the operator in '" << operatorPath << "' is used outside what it was trained on ("
+          << warnings.size() << (warnings.size() == 1 ? " quantity" : " quantities") << "):";
+  bool box = false;
+  for (const jko::RangeWarning& w : warnings) {
+    message << "\n- " << w.message;
+    box = box || contains(w.quantity, "box length");
+  }
+  message << "\n" << jko::plugin::rangeAdvice(solver).substr(1);  // its leading space follows a sentence elsewhere
+  if (box && !scaled && !unitsSaid)
+    message << " If the image is in its own units (pixels), turn on Fit To Unit Box: the flow then runs on the image "
+               "scaled to a longest side of 1 and a mass of 1.";
+  return message.str();
 }
 
 }  // namespace
@@ -95,9 +128,17 @@ struct vtkJKOGradientFlow::Internals {
   void checkMemory(vtkJKOGradientFlow* self, const jko::plugin::FlowInput& input) const;
   /// Writes frame k (with the table of the frames computed up to the last one shown) into the outputs.
   void writeFrame(vtkJKOGradientFlow* self, int k, vtkImageData* image, vtkTable* table) const;
+  /// The threshold the frames are judged by: Auto's was fixed by its rollout
+  /// (it is part of the key); the learned modes flag with the panel's.
+  double thresholdFor(vtkJKOGradientFlow* self) const {
+    const jko::plugin::RolloutSetup& setup = this->frames.setup();
+    return setup.solver == SolverKind::Auto || !(self->CertificateThreshold > 0) ? setup.threshold
+                                                                                 : self->CertificateThreshold;
+  }
 };
 
-vtkJKOGradientFlow::vtkJKOGradientFlow() : Internal(new Internals) {
+vtkJKOGradientFlow::vtkJKOGradientFlow()
+    : CertificateThreshold(jko::AutoSolverOptions().threshold), Internal(new Internals) {
   this->SetNumberOfInputPorts(2);
   this->SetNumberOfOutputPorts(2);
 }
@@ -111,6 +152,8 @@ void vtkJKOGradientFlow::Train() {
   this->TrainingRequested = true;
   this->Modified();
 }
+
+double vtkJKOGradientFlow::GetDefaultCertificateThreshold() { return jko::AutoSolverOptions().threshold; }
 
 const char* vtkJKOGradientFlow::GetOperatorDescription() { return this->Internal->op.description().c_str(); }
 double vtkJKOGradientFlow::GetOperatorTimeStep() { return this->Internal->op.tau(); }
@@ -211,7 +254,7 @@ int vtkJKOGradientFlow::RequestData(vtkInformation*, vtkInformationVector** inpu
       k = static_cast<int>(std::clamp<double>(std::round((t - this->InitialTime) / this->TimeStep), 0.0,
                                               static_cast<double>(this->NumberOfSteps)));
     }
-    const jko::plugin::Extension extension = internal.frames.extendTo(k, this);
+    const jko::plugin::Extension extension = internal.frames.extendTo(k, this, this->NumberOfSteps);
     internal.writeFrame(this, extension.last, image, table);
     internal.lastImage = vtkSmartPointer<vtkImageData>::New();
     internal.lastImage->ShallowCopy(image);
@@ -274,7 +317,14 @@ void vtkJKOGradientFlow::Internals::prepare(vtkJKOGradientFlow* self, vtkInforma
                 ": choose between 0 (all cores) and " + std::to_string(kMaximumThreads) + ".");
 
   const SolverKind solver = static_cast<SolverKind>(self->Solver);
-  const bool learned = solver != SolverKind::Reference;
+  const bool learned = jko::plugin::usesOperator(solver);
+  if (learned && (!(self->CertificateThreshold > 0) || !std::isfinite(self->CertificateThreshold))) {
+    std::ostringstream message;
+    message << "Certificate Threshold is " << self->CertificateThreshold
+            << ": it is the estimated relative L1 error a frame may have and must be a number > 0, e.g. "
+            << jko::AutoSolverOptions().threshold << " (the default).";
+    throw Error(message.str());
+  }
   const std::string operatorFile = self->OperatorFile ? self->OperatorFile : "";
   const bool training = self->TrainingRequested;
   const vtkMTimeType filterTime = self->GetMTime(), inputTime = image->GetMTime();
@@ -334,15 +384,18 @@ void vtkJKOGradientFlow::Internals::prepare(vtkJKOGradientFlow* self, vtkInforma
   key << input.key << "|" << static_cast<int>(solver) << "|" << energy.toJson().dump() << energy.potentialHash() << "|"
       << self->TimeStep << "|" << device.str() << "|" << self->NumberOfThreads;
   jko::plugin::RolloutSetup setup;
-  if (solver == SolverKind::Reference) {
-    key << "|" << self->MaximumIterations;
-  } else {
+  std::vector<jko::RangeWarning> rangeWarnings;
+  if (solver == SolverKind::Reference || solver == SolverKind::Auto) key << "|" << self->MaximumIterations;
+  if (learned) {
     const std::string path = self->OperatorFile ? self->OperatorFile : "";
     this->op.load(path, device, jko::plugin::solverName(solver));
-    for (const std::string& warning : this->op.check(energy, self->TimeStep, input.grid, input.mapping.imageAxis))
-      vtkWarningWithObjectMacro(self, << "The operator may be inaccurate here: " << warning << ".");
+    rangeWarnings = this->op.check(energy, self->TimeStep, input.grid, input.rho0, input.mapping.imageAxis,
+                                   solver == SolverKind::Auto);
     key << "|" << this->op.path() << "@" << this->op.stamp();
     if (solver == SolverKind::LearnedRefined) key << "|" << self->RefineIterations;
+    // Auto refines against the threshold; the other modes only flag frames
+    // with it (the table applies it), so their frames do not depend on it.
+    if (solver == SolverKind::Auto) key << "|" << self->CertificateThreshold;
     setup.op = this->op.op();
   }
   if (!this->frames.holds(key.str())) {
@@ -353,6 +406,7 @@ void vtkJKOGradientFlow::Internals::prepare(vtkJKOGradientFlow* self, vtkInforma
     setup.tau = self->TimeStep;
     setup.maxIterations = self->MaximumIterations;
     setup.refineIterations = self->RefineIterations;
+    setup.threshold = self->CertificateThreshold;
     setup.device = device;
     setup.description = input.mapping.describe();
     this->frames.clear();
@@ -366,6 +420,10 @@ void vtkJKOGradientFlow::Internals::prepare(vtkJKOGradientFlow* self, vtkInforma
                                          "as the Density.");
     const std::string scale = jko::plugin::stepLengthWarning(energy, input, self->TimeStep);
     if (!scale.empty()) vtkWarningWithObjectMacro(self, << scale);
+    // Said when a rollout starts, not on every update that reuses its frames.
+    if (!rangeWarnings.empty())
+      vtkWarningWithObjectMacro(self, << rangeMessage(rangeWarnings, this->op.path(), solver, input.scaling.active,
+                                                      contains(scale, "Fit To Unit Box")));
 
     this->mapping = input.mapping;
     this->scaling = input.scaling;
@@ -497,6 +555,20 @@ void vtkJKOGradientFlow::Internals::writeFrame(vtkJKOGradientFlow* self, int k, 
   field->AddArray(scalarField("Mass", frame.mass));
   field->AddArray(scalarField("TransportCost", frame.transport));
   field->AddArray(scalarField("Objective", frame.objective));
+  field->AddArray(integerField("Iterations", frame.iterations));
+  // The certificate of the step arriving at the frame, as in the table's row.
+  const SolverKind solver = this->frames.setup().solver;
+  const double threshold = this->thresholdFor(self);
+  field->AddArray(scalarField("Certificate", frame.certificate));
+  field->AddArray(scalarField("Descent", frame.descent));
+  field->AddArray(scalarField("RelativeGap", frame.relativeGap));
+  field->AddArray(scalarField("W2Estimate", frame.w2Estimate));
+  field->AddArray(scalarField("LearnedCertificate", frame.learnedCertificate));
+  field->AddArray(scalarField("CertificateThreshold", threshold));
+  field->AddArray(integerField("Refined", frame.refined ? 1 : 0));
+  field->AddArray(integerField("RefineIterations", frame.refineIterations));
+  field->AddArray(stringField("RefineReason", frame.refineReason));
+  field->AddArray(integerField("Flagged", jko::plugin::flagged(frame, solver, threshold, k) ? 1 : 0));
   field->AddArray(scalarField("TimeStep", self->TimeStep));
   auto rollouts = vtkSmartPointer<vtkIntArray>::New();
   rollouts->SetName("RolloutCount");
@@ -515,13 +587,14 @@ void vtkJKOGradientFlow::Internals::writeFrame(vtkJKOGradientFlow* self, int k, 
   output->ShallowCopy(image);
   output->GetInformation()->Set(vtkDataObject::DATA_TIME_STEP(), time);
   // One row per frame of the panel; those not computed yet hold NaN.
-  tableOutput->ShallowCopy(this->frames.table(self->NumberOfSteps + 1, self->InitialTime));
+  tableOutput->ShallowCopy(this->frames.table(self->NumberOfSteps + 1, self->InitialTime, threshold));
   tableOutput->GetInformation()->Set(vtkDataObject::DATA_TIME_STEP(), time);
 }
 
 void vtkJKOGradientFlow::PrintSelf(ostream& os, vtkIndent indent) {
   this->Superclass::PrintSelf(os, indent);
   os << indent << "Solver: " << jko::plugin::solverName(static_cast<SolverKind>(this->Solver)) << "\n";
+  os << indent << "CertificateThreshold: " << this->CertificateThreshold << "\n";
   os << indent << "EnergyPreset: " << this->EnergyPreset << "\n";
   os << indent << "Diffusion: " << this->Diffusion << "\n";
   os << indent << "Exponent: " << this->Exponent << "\n";

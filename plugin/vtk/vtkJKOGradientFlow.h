@@ -11,13 +11,21 @@
  *   rho_{k+1} = argmin_rho E(rho) + W2(rho, rho_k)^2 / (2 tau)
  *
  * in the map form of DESIGN.md §2.2, with the reference solver (L-BFGS on the
- * displacement), a learned operator loaded from an operator file, or the
- * learned operator refined by a few reference iterations. Output port 0 is
- * temporal: TIME_STEPS = t0 + k tau, k = 0..K, and a requested time snaps to
- * its frame. Each frame holds "density", "velocity" (u / tau of the step
- * arriving at the frame; zero at frame 0) and field data (time, energy, mass,
- * transport cost, operator). Output port 1 is a vtkTable with one row per
- * frame computed so far.
+ * displacement), a learned operator loaded from an operator file, the
+ * learned operator refined by a few reference iterations, or Auto: the
+ * learned step, refined from the learned map by the reference solver's
+ * L-BFGS where its descent guard or certificate fails (core's AutoSolver).
+ * Output port 0 is temporal: TIME_STEPS = t0 + k tau, k = 0..K, and a
+ * requested time snaps to its frame. Each frame holds "density", "velocity"
+ * (u / tau of the step arriving at the frame; zero at frame 0) and field
+ * data (time, energy, mass, transport cost, the step's certificate and
+ * refinement, operator). Output port 1 is a vtkTable with one row per frame
+ * of the panel (NaN until computed) with the same per-frame values.
+ *
+ * Output Messages: the quantities outside the operator's training (box,
+ * grid, mass, peak; with Auto also time step and energy) when a rollout
+ * starts and when a frame drifts out of range, and one line per run with how
+ * many frames were refined and why (or fail their certificate).
  *
  * Frames are computed lazily and kept (jko::plugin::FrameCache): frame 0 at
  * once, frame k with only the steps up to k that are missing. The abort flag
@@ -55,7 +63,7 @@ class NEURALJKOFLOWFILTERS_EXPORT vtkJKOGradientFlow : public vtkImageAlgorithm 
   vtkTypeMacro(vtkJKOGradientFlow, vtkImageAlgorithm);
   void PrintSelf(ostream& os, vtkIndent indent) override;
 
-  enum Solvers { REFERENCE = 0, LEARNED = 1, LEARNED_REFINED = 2 };
+  enum Solvers { REFERENCE = 0, LEARNED = 1, LEARNED_REFINED = 2, AUTO = 3 };
   enum EnergyPresets {
     POROUS_MEDIUM = 0,
     FOKKER_PLANCK = 1,
@@ -68,9 +76,21 @@ class NEURALJKOFLOWFILTERS_EXPORT vtkJKOGradientFlow : public vtkImageAlgorithm 
   enum TrainingModes { LEARN_TO_EVOLVE = 0, INITIAL_ONLY = 1 };
 
   ///@{
-  /// How each step is computed.
-  vtkSetClampMacro(Solver, int, REFERENCE, LEARNED_REFINED);
+  /// How each step is computed. (The proxy makes it AUTO when an operator
+  /// file is set on a filter whose solver was never chosen.)
+  vtkSetClampMacro(Solver, int, REFERENCE, AUTO);
   vtkGetMacro(Solver, int);
+  ///@}
+
+  ///@{
+  /// The certificate threshold: the largest estimated relative L1 error
+  /// (StepCertificate::l1ErrorEstimate) a frame may have. Auto refines the
+  /// learned steps above it (or failing their descent guard); the learned
+  /// modes flag them. Defaults to the Auto solver's own default.
+  vtkSetMacro(CertificateThreshold, double);
+  vtkGetMacro(CertificateThreshold, double);
+  /// jko::AutoSolverOptions().threshold, for the panel's default to be checked against.
+  double GetDefaultCertificateThreshold();
   ///@}
 
   ///@{
@@ -138,8 +158,9 @@ class NEURALJKOFLOWFILTERS_EXPORT vtkJKOGradientFlow : public vtkImageAlgorithm 
   ///@}
 
   ///@{
-  /// L-BFGS iterations: the cap of a reference step, and the iterations of
-  /// the refinement that follows each learned step.
+  /// L-BFGS iterations: the cap of a reference step (and of an Auto
+  /// refinement), and the iterations of the refinement that follows each
+  /// learned step (Learned + refine).
   vtkSetMacro(MaximumIterations, int);
   vtkGetMacro(MaximumIterations, int);
   vtkSetMacro(RefineIterations, int);
@@ -223,6 +244,7 @@ class NEURALJKOFLOWFILTERS_EXPORT vtkJKOGradientFlow : public vtkImageAlgorithm 
   int RequestData(vtkInformation*, vtkInformationVector**, vtkInformationVector*) override;
 
   int Solver = REFERENCE;
+  double CertificateThreshold;
   int EnergyPreset = POROUS_MEDIUM;
   double Diffusion = 1;
   double Exponent = 2;

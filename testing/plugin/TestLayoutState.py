@@ -3,7 +3,9 @@ examples/open_layout.py in a fresh pvpython under xvfb-run and rendered at
 frames 0, 2 and 20, it reports no error (a one-row per-frame table used to
 make the chart report "Attempted to paint a line with <2 points"), keeps a
 fixed layout size so that its camera frames the whole box at any window
-size, and its velocity arrows are a few cells long at the frame it opens at.
+size, its velocity arrows are a few cells long at the frame it opens at, and
+its chart shows the energy and the certificate of the Auto solver's frames,
+refined frames marked.
 """
 import json
 import os
@@ -46,7 +48,10 @@ for t in [0.0, 0.01, 0.1]:
                                      for i in range(massive.GetNumberOfPoints())]), axis=1)
     h = flow.GetClientSideObject().GetOutputDataObject(0).GetSpacing()[0]
     lengths[t] = float(np.percentile(speed, 98) * glyphs.ScaleFactor / h) if speed.size else 0.0
-json.dump({"preview": list(layout.PreviewMode), "lengths": lengths}, open(%(out)r, "w"))
+chart = [v for v in simple.GetViews() if v.GetXMLName() == "XYChartView"][0]
+series = simple.GetDisplayProperties(simple.OutputPort(flow, 1), chart)
+json.dump({"preview": list(layout.PreviewMode), "lengths": lengths, "solver": flow.GetProperty("Solver").GetData(),
+           "series": list(series.SeriesVisibility), "corners": list(series.SeriesPlotCorner)}, open(%(out)r, "w"))
 """ % {"root": ROOT, "plugin": T.PLUGIN, "out": result_file})
 run = subprocess.run([xvfb_run, "-a", "-s", "-screen 0 1280x1024x24 -noreset", pvpython, script],
                      capture_output=True, text=True, timeout=300, cwd=ROOT)
@@ -62,4 +67,10 @@ if os.path.exists(result_file):
     at_open = result["lengths"]["0.01"]
     check(2 <= at_open <= 6, "at the frame it opens at, the long arrows are %.1f cells (2-6)" % at_open)
     check(result["lengths"]["0.0"] == 0, "frame 0 has no arrows (no step arrives at it)")
+    corners = dict(zip(result["corners"][::2], result["corners"][1::2]))
+    check(result["solver"] == "Auto", "the layout's flow runs Auto: %s" % result["solver"])
+    check(all(name in result["series"] for name in ("Energy", "Certificate", "LearnedCertificate"))
+          and corners.get("Certificate") == corners.get("LearnedCertificate") != corners.get("Energy"),
+          "the chart shows the energy and, on its own axis, the certificate and the refined frames' learned "
+          "certificates: %s %s" % (result["series"], corners))
 check.finish()

@@ -3,7 +3,8 @@
 The tests run in pvpython's built-in session: images are handed to the
 pipeline through a TrivialProducer, outputs are read back from the
 algorithms' own output objects, and error messages are caught with an
-ErrorEvent observer on the filter.
+ErrorEvent observer on the filter, or, as ParaView's Output Messages shows
+them, from VTK's output window (OutputMessages).
 """
 import os
 import sys
@@ -14,7 +15,7 @@ from paraview import simple
 from vtkmodules.util import numpy_support
 from vtkmodules.util.misc import calldata_type
 from vtkmodules.util.vtkConstants import VTK_STRING
-from vtkmodules.vtkCommonCore import vtkCommand
+from vtkmodules.vtkCommonCore import vtkCommand, vtkOutputWindow, vtkStringOutputWindow
 from vtkmodules.vtkCommonDataModel import vtkImageData
 
 PLUGIN = os.environ.get("JKO_PLUGIN", "")
@@ -115,6 +116,37 @@ class Messages:
     def close(self):
         for tag in self.tags:
             self.algorithm.RemoveObserver(tag)
+
+
+class OutputMessages:
+    """What reaches VTK's output window (ParaView's Output Messages: errors,
+    warnings and plain text) while the `with` block runs.
+
+    No observer may be on the algorithm meanwhile (an observer takes its
+    warnings). pvpython prints through the output window too: print after
+    the block.
+    """
+
+    def __enter__(self):
+        self.previous = vtkOutputWindow.GetInstance()
+        self.window = vtkStringOutputWindow()
+        vtkOutputWindow.SetInstance(self.window)
+        return self
+
+    def __exit__(self, *exception):
+        vtkOutputWindow.SetInstance(self.previous)
+        self.text = self.window.GetOutput()
+        # A warning is "Warning: In FILE, line N\nCLASS (0x...): TEXT\n\n" (an error the same
+        # with "ERROR"); plain text lines come between them as they are.
+        def entries(header):
+            return [m.split("\n\n")[0] for m in self.text.split(header)[1:]]
+
+        self.warnings = entries("Warning: In ")
+        self.errors = entries("ERROR: In ") + entries("Error: In ")
+        return False
+
+    def count(self, phrase):
+        return self.text.count(phrase)
 
 
 class Check:

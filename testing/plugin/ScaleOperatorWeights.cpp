@@ -1,0 +1,46 @@
+// Writes a deliberately broken copy of an operator file for the plugin's
+// tests (TestAutoSolver.py): every network parameter whose name contains
+// MATCH (all of them without it) multiplied by FACTOR. The copy loads like
+// any operator file; its steps are what the descent guard and the
+// certificate must catch.
+//
+//   jko_scale_operator IN.jko OUT.jko FACTOR [MATCH]
+#include <cstdlib>
+#include <exception>
+#include <iostream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "operator/LearnedOperator.h"
+#include "operator/VelocityNetwork.h"
+
+int main(int argc, char** argv) {
+  if (argc < 4 || argc > 5) {
+    std::cerr << "usage: jko_scale_operator IN.jko OUT.jko FACTOR [MATCH]\n";
+    return 2;
+  }
+  try {
+    char* end = nullptr;
+    const double factor = std::strtod(argv[3], &end);
+    if (end == argv[3] || *end) throw std::runtime_error(std::string("FACTOR is not a number: ") + argv[3]);
+    const std::string match = argc == 5 ? argv[4] : "";
+    auto op = jko::LearnedOperator::load(argv[1]);
+    std::vector<std::pair<std::string, at::Tensor>> values;
+    int scaled = 0;
+    for (const auto& [name, value] : op->network().namedParameters()) {
+      const bool chosen = name.find(match) != std::string::npos;
+      values.emplace_back(name, chosen ? value * factor : value.clone());
+      scaled += chosen;
+    }
+    if (scaled == 0) throw std::runtime_error("no parameter name contains '" + match + "'");
+    op->network().loadParameters(values);
+    op->save(argv[2]);
+    std::cout << "scaled " << scaled << " of " << values.size() << " parameters by " << factor << ": " << argv[2]
+              << "\n";
+  } catch (const std::exception& error) {
+    std::cerr << "jko_scale_operator: " << error.what() << "\n";
+    return 1;
+  }
+  return 0;
+}
