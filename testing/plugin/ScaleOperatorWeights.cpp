@@ -5,9 +5,17 @@
 // certificate must catch.
 //
 //   jko_scale_operator IN.jko OUT.jko FACTOR [MATCH]
+//   jko_scale_operator --resolvent-base IN.jko OUT.jko FACTOR
+//
+// The second form keeps IN's problem (energy, tau, grid, ranges) but puts
+// the network on the resolvent base, whose gate on the explicit velocity is
+// unbounded, with fresh weights (seed 7) times FACTOR: an operator on the
+// linearised base gates a stable step and scaling its weights cannot make
+// it raise the step's objective.
 #include <cstdlib>
 #include <exception>
 #include <iostream>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -16,8 +24,11 @@
 #include "operator/VelocityNetwork.h"
 
 int main(int argc, char** argv) {
-  if (argc < 4 || argc > 5) {
-    std::cerr << "usage: jko_scale_operator IN.jko OUT.jko FACTOR [MATCH]\n";
+  const bool resolventBase = argc > 1 && std::string(argv[1]) == "--resolvent-base";
+  if (resolventBase) ++argv, --argc;
+  if (argc < 4 || argc > 5 || (resolventBase && argc != 4)) {
+    std::cerr << "usage: jko_scale_operator IN.jko OUT.jko FACTOR [MATCH]\n"
+                 "       jko_scale_operator --resolvent-base IN.jko OUT.jko FACTOR\n";
     return 2;
   }
   try {
@@ -26,6 +37,14 @@ int main(int argc, char** argv) {
     if (end == argv[3] || *end) throw std::runtime_error(std::string("FACTOR is not a number: ") + argv[3]);
     const std::string match = argc == 5 ? argv[4] : "";
     auto op = jko::LearnedOperator::load(argv[1]);
+    if (resolventBase) {
+      jko::OperatorMetadata metadata = op->metadata();
+      metadata.network.base = "resolvent";
+      op = std::make_shared<jko::LearnedOperator>(
+          metadata,
+          jko::VelocityNetwork::create(metadata.network, metadata.dim, jko::LearnedOperator::inputChannels(metadata),
+                                       jko::LearnedOperator::outputChannels(metadata), 7));
+    }
     std::vector<std::pair<std::string, at::Tensor>> values;
     int scaled = 0;
     for (const auto& [name, value] : op->network().namedParameters()) {
