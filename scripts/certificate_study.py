@@ -9,6 +9,10 @@ the same density (`--reference-check`, key "reference_rel_l1"), on
   * the exact cases of `jko eval` that have a bundled operator, 64^2 and 128^2;
   * held-out rollouts from generated densities (`jko rollout --generate`,
     seeds never used in training), 64^2;
+  * rollouts from the wild suite's families (`--generate wild:FAMILY`:
+    photographs, terrain, scans, cells, strokes, stripes; generators that
+    training never used), 64^2, at a peak of 0.2 (porous medium) or a
+    mass of 1 (the others), inside the wild suite's own ranges;
   * rollouts from densities far outside the training ranges.
 
 Then the Spearman correlation of each candidate certificate with the error,
@@ -50,6 +54,8 @@ EXACT_CASES = [
 ]
 HELD_OUT_KINDS = ["gaussian-mixture", "smooth-field", "ring", "bumps"]
 HELD_OUT_SEEDS = [1001, 1002]
+WILD_FAMILIES = ["photo", "terrain", "scan", "cells", "strokes", "stripes"]
+WILD_SEED = 7
 # Candidate certificates (keys of StepCertificate::toJson).
 CANDIDATES = ["l1_error_estimate", "relative_gap", "w2_relative", "displacement_error_cells", "gap_estimate"]
 PRIMARY = "l1_error_estimate"
@@ -221,6 +227,11 @@ def main():
             for seed in seeds:
                 rollouts.append(("held-out", f"{energy} {kind} seed {seed}", path,
                                  ["--generate", kind, "--seed", str(seed), "--grid", "64"]))
+    for energy, path in operators.items():
+        scale = ["--peak", "0.2"] if energy == "porous-medium" else ["--mass", "1"]
+        for family in WILD_FAMILIES[:1] if args.quick else WILD_FAMILIES:
+            rollouts.append(("wild", f"{energy} wild:{family} seed {WILD_SEED}", path,
+                             ["--generate", "wild:" + family, "--seed", str(WILD_SEED), "--grid", "64"] + scale))
     with tempfile.TemporaryDirectory() as folder:
         for energy, label, density in out_of_range_densities(folder):
             if energy in operators:
@@ -285,7 +296,8 @@ def plot(records, threshold, path):
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
-    styles = {"exact cases": ("tab:blue", "o"), "held-out": ("tab:green", "."), "out of range": ("tab:red", "^")}
+    styles = {"exact cases": ("tab:blue", "o"), "held-out": ("tab:green", "."), "wild": ("tab:purple", "s"),
+              "out of range": ("tab:red", "^")}
     for ax, key, title, label in [
             (axes[0], PRIMARY, "certificate: L1 change of the metric Newton step",
              "certificate (estimated relative L1 error of the frame)"),
