@@ -17,6 +17,7 @@
 #include <limits>
 #include <sstream>
 
+#include "JKOPieces.h"
 #include "numerics/Energy.h"
 #include "numerics/Errors.h"
 #include "numerics/JkoObjective.h"
@@ -280,7 +281,7 @@ void FrameCache::warnIfLong(int from, int to, double secondsPerStep, bool measur
                        : "estimated from one evaluation of the step's objective and its stiffness tau D / h^2")
           << "). Frames are computed when first shown and kept: scrub to an earlier frame to compute fewer, or lower "
              "the resolution (Resample To Image) for a quicker look.";
-  vtkWarningWithObjectMacro(algorithm, << message.str());
+  if (reportsMessages()) vtkWarningWithObjectMacro(algorithm, << message.str());
 }
 
 Extension FrameCache::extendTo(int k, vtkAlgorithm* algorithm, int runEnd) {
@@ -324,7 +325,9 @@ Extension FrameCache::extendTo(int k, vtkAlgorithm* algorithm, int runEnd) {
     }
     if (watch_)
       for (const RangeWarning& warning : watch_->check(frames_.back().density, j))
-        vtkWarningWithObjectMacro(algorithm, << "JKO Gradient Flow, " << warning.message << rangeAdvice(setup_.solver));
+        if (reportsMessages())
+          vtkWarningWithObjectMacro(algorithm,
+                                    << "JKO Gradient Flow, " << warning.message << rangeAdvice(setup_.solver));
     if (j == first && !measured && (setup_.solver == SolverKind::Learned || setup_.solver == SolverKind::Auto))
       this->warnIfLong(j + 1, k, frames_.back().seconds, true, algorithm);
   }
@@ -352,6 +355,7 @@ void FrameCache::reportRun(int first, int last, int runEnd, vtkAlgorithm* algori
   // opens Output Messages in the GUI). A refinement is Auto doing its job:
   // plain text in Output Messages, as is the line that closes a clean run.
   if (!attention && !(solver == SolverKind::Auto && refined) && last < runEnd) return;
+  if (!reportsMessages()) return;  // the other ranks computed the same frames
   const int frames = this->size() - 1;
   std::ostringstream line;
   line << "JKO Gradient Flow (" << solverName(solver) << "), frames 1-" << frames << ": ";

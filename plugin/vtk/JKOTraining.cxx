@@ -156,6 +156,14 @@ TrainingOutcome trainOperator(const TrainingSettings& settings, const FlowInput&
       // Not a usable operator: train and overwrite it.
     }
   }
+  // Each rank would train the same operator and write the same file: a
+  // parallel server refuses, on every rank alike, so that no rank waits for
+  // another (a saved training for this request was reused above).
+  if (settings.ranks > 1)
+    throw Error("Training runs in one process, and this pipeline runs on " + std::to_string(settings.ranks) +
+                " MPI ranks (mpirun pvserver or pvbatch): train in pvpython or in ParaView without a parallel server "
+                "(or with jko train), then set Operator File to the saved operator here. A Trained Operator File that "
+                "already holds an operator trained with these settings is loaded instead of training.");
   // Refused before minutes of training, not after.
   checkTrainedOperatorPath(path);
   // Core's checks let these through: a NaN cap would mean no cap, and an infinite rate can only diverge.

@@ -30,6 +30,9 @@ struct TrainingSettings {
   uint64_t seed = 1;
   double maxSeconds = 600;
   bool reuse = true;  ///< Reuse Trained Operator
+  /// MPI ranks running the filter together: a training needs one (a saved
+  /// operator for the same request is still reused).
+  int ranks = 1;
 };
 
 struct TrainingOutcome {
@@ -41,7 +44,8 @@ struct TrainingOutcome {
 /// of `trainingImages` (the filter's input port 1) join the input's. Reports
 /// progress on `algorithm` and stops at its abort flag (jko::Cancelled).
 /// Throws Error with what to do; a failed or stopped training leaves the
-/// file at `settings.path` as it was.
+/// file at `settings.path` as it was. On several ranks only a reusable
+/// operator is loaded; anything else is an error on every rank alike.
 TrainingOutcome trainOperator(const TrainingSettings& settings, const FlowInput& input, const EnergySpec& energy,
                               double tau, const at::Device& device, vtkInformationVector* trainingImages,
                               vtkAlgorithm* algorithm);

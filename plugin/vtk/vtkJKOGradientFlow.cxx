@@ -27,6 +27,7 @@
 #include "JKOFrameCache.h"
 #include "JKOImageConversion.h"
 #include "JKOLoadedOperator.h"
+#include "JKOPieces.h"
 #include "JKOTraining.h"
 #include "numerics/Energy.h"
 #include "numerics/Errors.h"
@@ -185,6 +186,9 @@ int vtkJKOGradientFlow::RequestInformation(vtkInformation*, vtkInformationVector
     info->Remove(vtkStreamingDemandDrivenPipeline::TIME_RANGE());
   }
   tableInfo->Remove(vtkStreamingDemandDrivenPipeline::WHOLE_EXTENT());
+  tableInfo->Remove(vtkAlgorithm::CAN_PRODUCE_SUB_EXTENT());
+  // Every rank computes the whole frames; each outputs the piece asked of it.
+  jko::plugin::declareSubExtents(imageInfo);
 
   const int steps = this->NumberOfSteps;
   std::vector<double>& times = this->Internal->times;
@@ -227,13 +231,7 @@ int vtkJKOGradientFlow::RequestUpdateExtent(vtkInformation*, vtkInformationVecto
       // Scrubbing must not re-execute a temporal input (and so flush the
       // frames): the flow starts from whatever time the input holds.
       inInfo->Remove(vtkStreamingDemandDrivenPipeline::UPDATE_TIME_STEP());
-      if (inInfo->Has(vtkStreamingDemandDrivenPipeline::WHOLE_EXTENT())) {
-        inInfo->Set(vtkStreamingDemandDrivenPipeline::UPDATE_EXTENT(),
-                    inInfo->Get(vtkStreamingDemandDrivenPipeline::WHOLE_EXTENT()), 6);
-        inInfo->Set(vtkStreamingDemandDrivenPipeline::EXACT_EXTENT(), 1);
-      }
-      inInfo->Set(vtkStreamingDemandDrivenPipeline::UPDATE_PIECE_NUMBER(), 0);
-      inInfo->Set(vtkStreamingDemandDrivenPipeline::UPDATE_NUMBER_OF_PIECES(), 1);
+      jko::plugin::requestWholeInput(inInfo);
     }
   }
   return 1;
@@ -256,13 +254,19 @@ int vtkJKOGradientFlow::RequestData(vtkInformation*, vtkInformationVector** inpu
     }
     const jko::plugin::Extension extension = internal.frames.extendTo(k, this, this->NumberOfSteps);
     internal.writeFrame(this, extension.last, image, table);
+    // The pieces of a parallel run: this rank's sub-extent, the table's rows in piece 0.
+    vtkInformation* tableInfo = outputVector->GetInformationObject(1);
+    jko::plugin::cropToRequest(image, imageInfo);
+    jko::plugin::keepRowsInFirstPiece(table, tableInfo);
+    jko::plugin::stampPiece(image, imageInfo);
+    jko::plugin::stampPiece(table, tableInfo);
     internal.lastImage = vtkSmartPointer<vtkImageData>::New();
     internal.lastImage->ShallowCopy(image);
     internal.lastTable = vtkSmartPointer<vtkTable>::New();
     internal.lastTable->ShallowCopy(table);
     internal.lastTime = this->InitialTime + extension.last * this->TimeStep;
     this->SetProgressText(nullptr);
-    if (extension.stopped)
+    if (extension.stopped && jko::plugin::reportsMessages())
       vtkWarningMacro(<< "JKO Gradient Flow: stopped at the abort request before frame " << extension.last + 1 << " of "
                       << k << ". Frames 0-" << extension.last << " are kept and frame " << extension.last
                       << " (t = " << internal.lastTime
@@ -359,6 +363,7 @@ void vtkJKOGradientFlow::Internals::prepare(vtkJKOGradientFlow* self, vtkInforma
     settings.seed = static_cast<uint64_t>(self->TrainingSeed);
     settings.maxSeconds = self->MaximumTrainingSeconds;
     settings.reuse = self->ReuseTrainedOperator;
+    settings.ranks = jko::plugin::processPlace().ranks;
     const jko::plugin::TrainingOutcome outcome =
         jko::plugin::trainOperator(settings, input, energy, self->TimeStep, device, inputVector[1], self);
     // Operator File names the trained file from now on, so that a saved state
@@ -412,16 +417,17 @@ void vtkJKOGradientFlow::Internals::prepare(vtkJKOGradientFlow* self, vtkInforma
     this->frames.clear();
     this->frames.start(setup, key.str());
     ++self->RolloutCount;
-    if (!input.reduction.empty())
+    const bool say = jko::plugin::reportsMessages();
+    if (say && !input.reduction.empty())
       vtkWarningWithObjectMacro(self, << "The array '" << input.arrayName << "' has "
                                       << (input.reduction == "its magnitude" ? "several" : "colour")
                                       << " components: the density is " << input.reduction
                                       << ". For another choice make a scalar array with the Calculator and choose it "
                                          "as the Density.");
     const std::string scale = jko::plugin::stepLengthWarning(energy, input, self->TimeStep);
-    if (!scale.empty()) vtkWarningWithObjectMacro(self, << scale);
+    if (say && !scale.empty()) vtkWarningWithObjectMacro(self, << scale);
     // Said when a rollout starts, not on every update that reuses its frames.
-    if (!rangeWarnings.empty())
+    if (say && !rangeWarnings.empty())
       vtkWarningWithObjectMacro(self, << rangeMessage(rangeWarnings, this->op.path(), solver, input.scaling.active,
                                                       contains(scale, "Fit To Unit Box")));
 

@@ -46,6 +46,12 @@
  * it to TrainedOperatorFile and points OperatorFile at it, so that a saved
  * state or a trace loads it (jko::plugin::trainOperator).
  *
+ * In a parallel run (mpirun pvbatch / pvserver) every rank reads the whole
+ * input and computes the same frames; output 0 gives the piece the pipeline
+ * asks for (CAN_PRODUCE_SUB_EXTENT: the frame cropped to UPDATE_EXTENT),
+ * output 1 has its rows in piece 0 only, and warnings come from rank 0
+ * (JKOPieces.h). Training needs a single rank.
+ *
  * Errors (bad input, bad parameters, an operator that does not fit) are
  * reported with vtkErrorMacro; the last good output is kept, with its time.
  */
