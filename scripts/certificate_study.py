@@ -97,12 +97,12 @@ def smooth_density(n, mass, blobs, width, seed, floor=0.05):
 def out_of_range_densities(folder):
     """Densities far outside the training ranges, one per operator (64^2)."""
     cases = [
-        # Porous medium trained on masses 0.002-0.095, peaks 0.05-0.6.
-        ("porous-medium", "mass 1 (trained 0.002-0.095)", smooth_density(64, 1.0, 6, (0.05, 0.15), 3)),
+        # Porous medium trained on masses 0.001-0.66, peaks 0.03-1.
+        ("porous-medium", "mass 10 (trained 0.001-0.66)", smooth_density(64, 10.0, 6, (0.05, 0.15), 3)),
         # Aggregation-diffusion trained on masses 0.5-1.5.
         ("aggregation-diffusion", "mass 4 (trained 0.5-1.5)", smooth_density(64, 4.0, 3, (0.06, 0.1), 5, 0.0)),
-        # Fokker-Planck trained on peaks 3.4-91: narrow blobs, peak ~600.
-        ("fokker-planck", "peak ~600 (trained 3.4-91)", smooth_density(64, 1.0, 3, (0.015, 0.02), 7, 0.0)),
+        # Fokker-Planck trained on peaks 1.1-54: narrow blobs, peak ~600.
+        ("fokker-planck", "peak ~600 (trained 1.1-54)", smooth_density(64, 1.0, 3, (0.015, 0.02), 7, 0.0)),
         # Aggregation trained on masses 0.5-1.5.
         ("aggregation", "mass 3 (trained 0.5-1.5)", smooth_density(64, 3.0, 4, (0.05, 0.1), 9, 0.0)),
     ]
