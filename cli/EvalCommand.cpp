@@ -160,7 +160,7 @@ void addEvalCommand(CLI::App& app) {
   eval->add_flag("--json", options->json, "Print one JSON object");
   eval->add_flag("--reference-check", options->referenceCheck,
                  "Also take the reference solver's step from each frame's input and report the frame's error against "
-                 "it (reference_rel_l1, reference_ms)");
+                 "it (reference_rel_l1, reference_ms, reference_objective)");
   eval->add_option("--threads", options->threads, "LibTorch threads (default: all cores)");
   eval->add_option("--objective-tol", options->reference.objectiveTolerance,
                    "Reference solver: relative objective decrease over the last iterations")

@@ -210,7 +210,7 @@ void addRolloutCommand(CLI::App& app) {
                     "folded maps, resident memory at frame 50 and at the end, distance to the known limit");
   rollout->add_flag("--reference-check", o->referenceCheck,
                     "Also take the reference solver's step from each frame's input and report the frame's error "
-                    "against it (reference_rel_l1, reference_ms; step_ms is the step alone)");
+                    "against it (reference_rel_l1, reference_ms, reference_objective; step_ms is the step alone)");
   rollout->add_option("--threads", o->threads, "LibTorch threads (default: all cores)");
   o->energy.addTo(*rollout, false);
   rollout->callback([o] {
@@ -338,7 +338,7 @@ void addRolloutCommand(CLI::App& app) {
     std::vector<bool> refinedFrames;
     std::vector<int> refineIterations;
     std::vector<std::string> refineReasons;
-    std::vector<double> stepMs, referenceErrors, referenceMs;
+    std::vector<double> stepMs, referenceErrors, referenceMs, referenceObjectives;
     std::unique_ptr<ReferenceCheck> check;
     if (o->referenceCheck) check = std::make_unique<ReferenceCheck>(objective);
     const Energy& energy = objective->energy();
@@ -372,6 +372,7 @@ void addRolloutCommand(CLI::App& app) {
           const ReferenceCheck::Result r = check->check(rho, certified.next);
           referenceErrors.push_back(r.relativeL1);
           referenceMs.push_back(r.milliseconds);
+          referenceObjectives.push_back(r.objective);
         }
         const at::Tensor &next = certified.next, &displacement = certified.displacement;
         at::NoGradGuard noGrad;
@@ -468,6 +469,7 @@ void addRolloutCommand(CLI::App& app) {
     if (check) {
       result["reference_rel_l1"] = referenceErrors;
       result["reference_ms"] = referenceMs;
+      result["reference_objective"] = referenceObjectives;
     }
     if (op) {
       result["operator"] = o->operatorFile;

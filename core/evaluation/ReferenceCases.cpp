@@ -193,7 +193,7 @@ nlohmann::json evaluateCase(const ReferenceCase& c, const Stepper& stepper, cons
   out["energy_spec"] = c.energy.describe();
 
   std::vector<double> relL1, relL1Jko, stepError, ms, objectives, energies, transports, gaps, referenceErrors,
-      referenceMs;
+      referenceMs, referenceObjectives;
   std::vector<int> iterations, refineIterations;
   std::vector<bool> converged, refined;
   std::vector<std::string> refineReasons;
@@ -236,6 +236,7 @@ nlohmann::json evaluateCase(const ReferenceCase& c, const Stepper& stepper, cons
       const ReferenceCheck::Result r = referenceCheck->check(rho, next);
       referenceErrors.push_back(r.relativeL1);
       referenceMs.push_back(r.milliseconds);
+      referenceObjectives.push_back(r.objective);
     }
     if (k == 0 && c.firstDisplacement.defined()) {
       // "Found the minimiser": compare with the exact answer pushed through the same deposit.
@@ -282,6 +283,7 @@ nlohmann::json evaluateCase(const ReferenceCase& c, const Stepper& stepper, cons
   if (referenceCheck) {
     out["reference_rel_l1"] = referenceErrors;
     out["reference_ms"] = referenceMs;
+    out["reference_objective"] = referenceObjectives;
   }
   if (!c.steadyVariance.empty()) {
     const std::vector<double> variances = axisVariances(rho, c.grid);

@@ -14,6 +14,7 @@ ReferenceCheck::Result ReferenceCheck::check(const at::Tensor& rho, const at::Te
   r.milliseconds = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   warmStart_ = step.displacement;
   r.iterations = step.iterations;
+  r.objective = step.objective;
   r.next = step.next;
   const at::Tensor frame = next.to(at::kDouble);
   r.relativeL1 = ((frame - step.next).abs().sum() / step.next.abs().sum()).item<double>();

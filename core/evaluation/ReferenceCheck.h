@@ -20,7 +20,8 @@ class ReferenceCheck {
     double relativeL1 = 0;    ///< sum |next - rho*| / sum rho*, rho* the reference step from rho
     double milliseconds = 0;  ///< the reference step's wall time
     int iterations = 0;
-    at::Tensor next;  ///< rho*
+    double objective = 0;  ///< J at the reference step's map: which of two minimisers is lower
+    at::Tensor next;       ///< rho*
   };
 
   /// The reference step from rho (shape of the grid), warm-started from the

@@ -79,3 +79,42 @@ string(JSON measure GET "${out}" certificate 0 gradient_measure)
 if(NOT rc EQUAL 0 OR measure GREATER 1e-7)
   message(FATAL_ERROR "the reference solver's certificate should meet its own tolerance: ${out}")
 endif()
+
+# --reference-check: per frame the reference step from the frame's own input,
+# its distance to the frame and its objective J. The reference solver checked
+# against itself is 0 apart; the reference step's J lies in (0, J(0)) (the
+# porous-medium energy and the transport cost are non-negative, and the
+# step descends).
+foreach(solver reference learned)
+  if(solver STREQUAL "reference")
+    set(problem --energy porous-medium --peak 0.3)
+  else()
+    set(problem --operator "${op}")
+  endif()
+  execute_process(COMMAND "${JKO}" rollout ${problem} --generate bumps --grid 32 --solver ${solver} --steps 2
+                          --write-every 0 --reference-check --json --threads 2
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "jko rollout --solver ${solver} --reference-check failed (${rc}): ${err}")
+  endif()
+  foreach(key reference_rel_l1 reference_ms reference_objective)
+    string(JSON length ERROR_VARIABLE e LENGTH "${out}" ${key})
+    if(e OR NOT length EQUAL 2)
+      message(FATAL_ERROR "--reference-check: '${key}' should hold 2 frames: ${e} ${out}")
+    endif()
+  endforeach()
+  foreach(k 0 1)
+    string(JSON l1 GET "${out}" reference_rel_l1 ${k})
+    string(JSON jReference GET "${out}" reference_objective ${k})
+    string(JSON jStay GET "${out}" certificate ${k} initial_objective)
+    if(NOT jReference LESS jStay OR NOT jReference GREATER 0)
+      message(FATAL_ERROR "frame ${k}: the reference step's J ${jReference} should be in (0, J(0) = ${jStay})")
+    endif()
+    if(solver STREQUAL "reference" AND l1 GREATER 1e-12)
+      message(FATAL_ERROR "the reference solver against its own check: ${l1} apart (frame ${k})")
+    elseif(solver STREQUAL "learned" AND NOT l1 GREATER 0)
+      message(FATAL_ERROR "a learned frame equal to the reference step to the last bit (frame ${k}): the check "
+                          "compared a frame with itself")
+    endif()
+  endforeach()
+endforeach()
