@@ -593,9 +593,13 @@ LearnedOperator::NetworkInputs LearnedOperator::networkInputs(const Energy& ener
   // vE = -grad(dE/drho); vR smooths the internal part with the resolvent of
   // the linearised implicit step, (1 - tau kappa Lap)^-1, Neumann walls.
   const at::Tensor variation = E.firstVariation(in.density);
-  const at::Tensor internal = E.internalVariation(in.density);
   const std::shared_ptr<const FeatureConstants> constants = featureConstants(E, r.device());
-  const double c = metadata_.tau * s.diffusivity;
+  // On the linearised base the network's third input group is the base
+  // averaged onto its grid (below), not the resolvent's velocity: skip the
+  // resolvent's transforms.
+  const bool linearizedBase = metadata_.network.base == "linearized";
+  const double c = linearizedBase ? 0.0 : metadata_.tau * s.diffusivity;
+  const at::Tensor internal = c > 0 ? E.internalVariation(in.density) : at::Tensor();
   at::Tensor smoothedInternal = internal;
   if (c > 0 && in.grid.dim == 2 && constants->foldedGain.defined() && internal.scalar_type() == at::kDouble &&
       !(at::GradMode::is_enabled() && internal.requires_grad())) {
@@ -612,13 +616,12 @@ LearnedOperator::NetworkInputs LearnedOperator::networkInputs(const Energy& ener
                            ? resolvent2D(internal, constants->cosines0, constants->cosines1, constants->resolventGain)
                            : resolvent(internal, in.grid, constants->resolventDenominator);
   }
-  const at::Tensor smoothed = variation - internal + smoothedInternal;
+  const at::Tensor smoothed = c > 0 ? variation - internal + smoothedInternal : variation;
   double hMin = 1e300;
   for (int a = 0; a < in.grid.dim; ++a) hMin = std::min(hMin, in.grid.spacing[a]);
   // Cap |tau v| at capCells cells: the entropy's clamped log makes v
   // unbounded at vacuum fronts, where almost no mass moves anyway.
   const double cap = s.capCells * hMin / metadata_.tau;
-  const bool linearizedBase = metadata_.network.base == "linearized";
   if (linearizedBase) {
     // The linearised implicit step on the density's own grid, and its
     // average on the network grid as the network's third input group.
