@@ -289,7 +289,11 @@ void addCompareCommand(CLI::App& app) {
                       "Wild suite: keep the reference trajectories in this folder and reuse them");
   compare->add_option("--threads", *threads, "LibTorch threads (default: all cores)");
   compare->add_flag("--json", *json, "Print one JSON object (the default output)");
-  compare->callback([options, wild, operatorFile, suite, solverName, families, threads] {
+  // The callback owns every value CLI11 writes to: `json` too, though JSON
+  // is the only output (a flag whose bool died with this function was a
+  // write after free when given).
+  compare->callback([options, wild, operatorFile, suite, solverName, families, threads, json] {
+    static_cast<void>(json);
     configureRuntime(*threads > 0 ? *threads : static_cast<int>(std::thread::hardware_concurrency()));
     const auto op = LearnedOperator::load(*operatorFile);
     nlohmann::json result;
