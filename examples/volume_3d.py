@@ -212,6 +212,9 @@ def main():
     parser.add_argument("--threads", type=int, default=0, help="LibTorch threads (0: all cores)")
     parser.add_argument("--out", default=os.path.join(J.ROOT, "output", "volume-3d"), help="output folder")
     parser.add_argument("--no-render", action="store_true", help="skip the ParaView renderings (need X)")
+    parser.add_argument("--check", action="store_true",
+                        help="exit with an error unless mass is kept, the energy never increases on a certified frame "
+                             "and every output file was written (the smoke test)")
     args = parser.parse_args()
 
     J.load_plugin()
@@ -253,6 +256,19 @@ def main():
     else:
         print("no X display: ParaView renderings skipped (run under xvfb-run -a to get strip.png and paraview.png)")
     J.report(outputs)
+    if args.check:
+        rises = [k for k in range(1, len(energy)) if energy[k] > energy[k - 1] and k not in flagged]
+        problems = ["the energy increased on certified frames %s" % rises] if rises else []
+        if rollout.mass_drift() > 1e-10:
+            problems.append("the mass changed by %.1e" % rollout.mass_drift())
+        frames = [f for f in os.listdir(os.path.join(args.out, "frames")) if f.endswith(".vti")]
+        if len(frames) != args.steps + 1:
+            problems.append("%d .vti frames written instead of %d" % (len(frames), args.steps + 1))
+        problems += ["%s is missing or empty" % path for _, path in outputs
+                     if not os.path.exists(path) or os.path.getsize(path) == 0]
+        if problems:
+            sys.exit("check failed: " + "; ".join(problems))
+        print("check passed")
 
 
 if __name__ == "__main__":
