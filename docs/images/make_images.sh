@@ -21,4 +21,7 @@ cp output/aggregation-diffusion/strip.png "$images/aggregation-diffusion-strip.p
 
 "${render[@]}" pvpython examples/fokker_planck.py --out output/fokker-planck
 cp output/fokker-planck/strip.png "$images/fokker-planck-strip.png"
+
+"${render[@]}" pvpython examples/volume_3d.py --out output/volume-3d
+cp output/volume-3d/strip.png "$images/volume-3d-strip.png"
 ls -l "$images"/*.png
