@@ -272,8 +272,12 @@ void FrameCache::warnIfLong(int from, int to, double secondsPerStep, bool measur
   if (steps < 1 || seconds < longRunSeconds() || seconds <= 4 * warnedSeconds_) return;
   warnedSeconds_ = seconds;
   std::ostringstream message;
+  // "by the reference solver", "by the learned operator", "by the Auto solver".
   std::string solver = solverName(setup_.solver);
-  solver[0] = static_cast<char>(std::tolower(solver[0]));
+  if (setup_.solver == SolverKind::Auto)
+    solver += " solver";
+  else
+    solver[0] = static_cast<char>(std::tolower(solver[0]));
   message << "JKO Gradient Flow: frame" << (steps > 1 ? "s " + std::to_string(from) + "-" : " ") << to << " (" << steps
           << " step" << (steps > 1 ? "s" : "") << " by the " << solver << " on the " << setup_.description
           << ") will take about " << duration(seconds) << " here (" << duration(secondsPerStep) << " a step, "

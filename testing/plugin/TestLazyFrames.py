@@ -85,6 +85,23 @@ check(len(estimates) == 1 and "frames 1-3" in estimates[0] and "3 steps by the r
       and "estimated from one evaluation" in estimates[0],
       "the estimate names the frames and steps to compute: %s" % estimates)
 
+# The estimate names the solver as the panel does: Auto, with the bundled
+# Fokker-Planck operator (its energy; this grid is not its own, so Auto
+# refines where the certificate asks).
+auto = make_flow()
+auto.OperatorFile = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                                 "data", "operators", "fokker-planck.jko")
+auto.UpdatePipelineInformation()
+auto_messages = T.Messages(auto)
+# A learned or Auto run estimates from its first step, measured: frame 3
+# gives one estimate, for frames 2-3.
+T.output(auto, list(auto.TimestepValues)[3])
+estimates = [m for m in auto_messages.warnings if "will take about" in m]
+check(auto.Solver == "Auto" and len(estimates) == 1 and "frames 2-3 (2 steps by the Auto solver" in estimates[0],
+      "Auto's estimate says 'by the Auto solver': %s" % estimates)
+auto_messages.close()
+simple.Delete(auto)
+
 # Scrubbing back computes nothing; forward, only the missing steps.
 T.output(flow, times[1])
 check(steps_computed() == [], "frame 1 is cached")
