@@ -42,6 +42,11 @@ AutoSolver::AutoSolver(std::shared_ptr<const LearnedOperator> op, std::shared_pt
   if (!(options_.refineTo > 0 && options_.refineTo <= 1))
     throw InvalidParameter("refinement target", formatValue(options_.refineTo),
                            "the fraction of the threshold a refinement aims at must be in (0, 1]");
+  if (!(options_.restartAbove >= options_.threshold))
+    throw InvalidParameter("restart level", formatValue(options_.restartAbove),
+                           "the certificate above which a refinement starts from u = 0 must be at least the "
+                           "threshold (" +
+                               formatValue(options_.threshold) + ")");
   if (op_->metadata().dim != objective_->grid().dim)
     throw OperatorFileError("this operator was trained on " + std::to_string(op_->metadata().dim) +
                             "D densities; the data is " + std::to_string(objective_->grid().dim) +
@@ -101,7 +106,11 @@ CertifiedStep AutoSolver::step(const at::Tensor& rho, const ProgressCallback& pr
   refineOptions.accept = [&](const at::Tensor& u, const at::Tensor& g) {
     return certifier_.l1ErrorEstimate(state, u, g) <= target;
   };
-  const ReferenceStep refined = ReferenceSolver(objective_, refineOptions).step(rho, out.displacement, progress);
+  const bool farOff =
+      out.reason == RefineReason::CertificateAbove && !(out.learned.l1ErrorEstimate <= options_.restartAbove);
+  out.restarted = farOff;
+  const ReferenceStep refined =
+      ReferenceSolver(objective_, refineOptions).step(rho, farOff ? at::Tensor() : out.displacement, progress);
   out.refineMs = millisecondsSince(start);
   out.refined = true;
   out.iterations = refined.iterations;
@@ -136,6 +145,7 @@ std::vector<CertifiedStep> AutoSolver::rollout(const at::Tensor& rho0, int steps
 void RefinementTally::add(const CertifiedStep& step) {
   ++frames;
   if (step.refined) ++refined;
+  if (step.restarted) ++restarted;
   iterations += step.iterations;
   if (step.reason != RefineReason::None) failedFrames.push_back(frames);
   if (step.reason == RefineReason::DescentFailed) ++descentFailures;
@@ -150,6 +160,7 @@ nlohmann::json RefinementTally::toJson() const {
           {"certificate_failures", certificateFailures},
           {"learned_failures", learnedFailures},
           {"iterations", iterations},
+          {"restarted", restarted},
           {"failed_frames", failedFrames}};
 }
 
@@ -172,6 +183,8 @@ std::string RefinementTally::describe(double threshold, bool refining) const {
     out << ")";
   }
   if (refining && refined) out << ", " << iterations << " L-BFGS iterations";
+  if (refining && restarted)
+    out << "; " << restarted << " of them from u = 0 (the learned map was too far off to start from)";
   if (!refining && failed) {
     out << "; frames";
     const size_t shown = std::min<size_t>(failedFrames.size(), 10);

@@ -34,6 +34,12 @@ struct AutoSolverOptions {
   /// inside the threshold where the certificate underestimates (rarely, by
   /// up to 10% in the study).
   double refineTo = 0.5;
+  /// A learned step whose certificate is above this (an estimated L1 error
+  /// of 10%: ten times the default threshold) is no start for the
+  /// refinement: from such a map L-BFGS crawled (2000 iterations on a
+  /// sharp-edged density, still 6.8% off the reference step), so the
+  /// refinement starts from u = 0, as the reference solver does.
+  double restartAbove = 0.1;
   /// The refinement's L-BFGS (its `accept` is set by the solver).
   ReferenceSolverOptions reference;
 };
@@ -58,6 +64,7 @@ struct CertifiedStep {
   std::string learnedFailure;    ///< the learned step's error (RefineReason::LearnedStepFailed)
   int iterations = 0;            ///< L-BFGS iterations of the refinement
   bool refineConverged = false;  ///< the refinement stopped on the reference solver's own rule
+  bool restarted = false;        ///< refined from u = 0: the learned map was too far off (restartAbove)
   /// c of the step's symmetry (operator/TrainingRangeCheck.h): the operator
   /// stepped c rho and the frame is 1/c of its step; 1 when not used.
   double densityFactor = 1;
@@ -96,7 +103,7 @@ class AutoSolver {
 
 /// Counts of refined frames and why, over a rollout.
 struct RefinementTally {
-  int frames = 0, refined = 0, descentFailures = 0, certificateFailures = 0, learnedFailures = 0;
+  int frames = 0, refined = 0, descentFailures = 0, certificateFailures = 0, learnedFailures = 0, restarted = 0;
   int64_t iterations = 0;
   /// Frames (1-based) whose step failed the guard or the certificate.
   std::vector<int> failedFrames;
@@ -106,7 +113,7 @@ struct RefinementTally {
   /// solver): "3 of 20 learned frames fail ... ; frames 4, 5, 9".
   std::string describe(double threshold, bool refining = true) const;
   /// {"frames", "refined", "descent_failures", "certificate_failures",
-  ///  "learned_failures", "iterations", "failed_frames"}.
+  ///  "learned_failures", "iterations", "restarted", "failed_frames"}.
   nlohmann::json toJson() const;
 };
 
