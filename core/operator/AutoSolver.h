@@ -25,7 +25,7 @@ struct AutoSolverOptions {
   /// A step passes when its descent guard holds and its certificate (the
   /// estimated relative L1 distance of the frame to the step's minimiser,
   /// StepCertificate::l1ErrorEstimate) is at most this. Chosen on the bundled
-  /// operators: it flags every frame more than 3% off and 14% of those
+  /// operators: it flags every frame more than 3% off and 22% of those
   /// less than 1% off (docs/design.md, "Certificates";
   /// scripts/certificate_study.py).
   double threshold = 0.01;
