@@ -475,19 +475,26 @@ def run_preset_demo(preset, sample, description, default_steps=20):
     report(outputs)
     if args.check:
         problems = [] if decreasing else ["the energy increased"]
-        if rollout.mass_drift() > 1e-10:
-            problems.append("the mass changed by %.1e" % rollout.mass_drift())
         if len(rollout.times) != args.steps + 1:
             problems.append("%d frames instead of %d" % (len(rollout.times), args.steps + 1))
-        frames = [f for f in os.listdir(os.path.join(args.out, "frames")) if f.endswith(".vti")]
-        if len(frames) != args.steps + 1:
-            problems.append("%d .vti frames written instead of %d" % (len(frames), args.steps + 1))
-        problems += ["%s is missing or empty" % path for _, path in outputs
-                     if not os.path.exists(path) or os.path.getsize(path) == 0]
-        if problems:
-            sys.exit("check failed: " + "; ".join(problems))
-        print("check passed")
+        check_outputs(rollout, args.out, args.steps, outputs, problems)
     return rollout
+
+
+def check_outputs(rollout, out, steps, outputs, problems):
+    """--check of a demo: the mass kept, steps + 1 frames written under
+    OUT/frames, every output file there and not empty; exits with the
+    problems (those found by the demo itself first) or prints "check passed"."""
+    if rollout.mass_drift() > 1e-10:
+        problems.append("the mass changed by %.1e" % rollout.mass_drift())
+    frames = [f for f in os.listdir(os.path.join(out, "frames")) if f.endswith(".vti")]
+    if len(frames) != steps + 1:
+        problems.append("%d .vti frames written instead of %d" % (len(frames), steps + 1))
+    problems += ["%s is missing or empty" % path for _, path in outputs
+                 if not os.path.exists(path) or os.path.getsize(path) == 0]
+    if problems:
+        sys.exit("check failed: " + "; ".join(problems))
+    print("check passed")
 
 
 def report(paths):

@@ -259,16 +259,7 @@ def main():
     if args.check:
         rises = [k for k in range(1, len(energy)) if energy[k] > energy[k - 1] and k not in flagged]
         problems = ["the energy increased on certified frames %s" % rises] if rises else []
-        if rollout.mass_drift() > 1e-10:
-            problems.append("the mass changed by %.1e" % rollout.mass_drift())
-        frames = [f for f in os.listdir(os.path.join(args.out, "frames")) if f.endswith(".vti")]
-        if len(frames) != args.steps + 1:
-            problems.append("%d .vti frames written instead of %d" % (len(frames), args.steps + 1))
-        problems += ["%s is missing or empty" % path for _, path in outputs
-                     if not os.path.exists(path) or os.path.getsize(path) == 0]
-        if problems:
-            sys.exit("check failed: " + "; ".join(problems))
-        print("check passed")
+        J.check_outputs(rollout, args.out, args.steps, outputs, problems)
 
 
 if __name__ == "__main__":
