@@ -16,11 +16,9 @@ writes docs/benchmarks/auto-restart-check.json (about 10 minutes here).
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 
-import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
@@ -32,28 +30,16 @@ def main():
     parser.add_argument("--jko", default=os.path.join(ROOT, "build/bin/jko"))
     parser.add_argument("--out", default=os.path.join(ROOT, "docs/benchmarks/auto-restart-check.json"))
     args = parser.parse_args()
-    runs = []
-    for energy, path in study.OPERATORS.items():
-        scale = ["--peak", "0.2"] if energy == "porous-medium" else ["--mass", "1"]
-        for family in study.WILD_FAMILIES:
-            runs.append(("wild", f"{energy} wild:{family}", path,
-                         ["--generate", "wild:" + family, "--seed", str(study.WILD_SEED), "--grid", "64"] + scale))
+    runs = study.wild_rollouts(study.OPERATORS)
     records = []
     with tempfile.TemporaryDirectory() as folder:
         for energy, label, density in study.out_of_range_densities(folder):
             runs.append(("out of range", f"{energy} {label}", study.OPERATORS[energy], ["--initial", density]))
         for family, label, path, source in runs:
-            result, _ = study.run(os.path.abspath(args.jko), ["rollout", "--operator", path, "--steps", "20",
-                                                              "--write-every", "0", "--reference-check", "--solver",
-                                                              "auto"] + source)
-            errors = result["reference_rel_l1"]
-            lower = sum(e > 0.01 and c["objective"] <= j
-                        for e, c, j in zip(errors, result["certificate"], result["reference_objective"]))
-            record = {"family": family, "run": label, "error_max": max(errors),
-                      "frames_above_1_percent": sum(e > 0.01 for e in errors),
-                      "frames_above_1_percent_lower_objective": lower,
-                      "restarted": result["refinement"]["restarted"],
-                      "auto_over_reference_time": float(np.sum(result["step_ms"]) / np.sum(result["reference_ms"]))}
+            auto = study.auto_rollout(os.path.abspath(args.jko), family, label, path, source, 0.01)
+            record = {key: auto[key] for key in ("family", "run", "error_max", "frames_above_1_percent",
+                                                 "frames_above_1_percent_lower_objective", "restarted")}
+            record["auto_over_reference_time"] = auto["auto_ms"] / auto["reference_ms"]
             records.append(record)
             print(json.dumps(record), file=sys.stderr)
     summary = {"frames": 20 * len(records),

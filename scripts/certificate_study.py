@@ -70,6 +70,38 @@ def run(jko, args):
     return json.loads(out.stdout), out.stderr
 
 
+def auto_rollout(jko, family, label, path, source, threshold):
+    """The Auto solver's 20 frames from `source` against the reference step
+    from each frame's input: the largest error, the frames above 1% (and how
+    many of those have the lower objective: the better of two local
+    minimisers, not a miss), refinements, restarts from u = 0, times."""
+    common = ["rollout", "--operator", path, "--steps", "20", "--write-every", "0", "--reference-check",
+              "--solver", "auto", "--threshold", repr(threshold)]
+    result, line = run(jko, common + source)
+    errors = result["reference_rel_l1"]
+    lower = [e > 0.01 and c["objective"] <= j
+             for e, c, j in zip(errors, result["certificate"], result["reference_objective"])]
+    return {"family": family, "run": label, "error_max": max(errors), "frames": len(errors),
+            "frames_above_1_percent": sum(x > 0.01 for x in errors),
+            "frames_above_1_percent_lower_objective": sum(lower),
+            "refined": result["refinement"]["refined"], "iterations": result["refinement"]["iterations"],
+            "restarted": result["refinement"]["restarted"],
+            "auto_ms": float(np.sum(result["step_ms"])), "reference_ms": float(np.sum(result["reference_ms"])),
+            "summary": line.strip().splitlines()[-1]}
+
+
+def wild_rollouts(operators, families=WILD_FAMILIES):
+    """(family, label, operator file, jko arguments) of the wild suite's
+    rollouts: one seed, 64^2, peak 0.2 (porous medium) or mass 1."""
+    rollouts = []
+    for energy, path in operators.items():
+        scale = ["--peak", "0.2"] if energy == "porous-medium" else ["--mass", "1"]
+        for family in families:
+            rollouts.append(("wild", f"{energy} wild:{family} seed {WILD_SEED}", path,
+                             ["--generate", "wild:" + family, "--seed", str(WILD_SEED), "--grid", "64"] + scale))
+    return rollouts
+
+
 def frames_of(result, family, label):
     """Per-frame records of one jko result."""
     records = []
@@ -227,11 +259,7 @@ def main():
             for seed in seeds:
                 rollouts.append(("held-out", f"{energy} {kind} seed {seed}", path,
                                  ["--generate", kind, "--seed", str(seed), "--grid", "64"]))
-    for energy, path in operators.items():
-        scale = ["--peak", "0.2"] if energy == "porous-medium" else ["--mass", "1"]
-        for family in WILD_FAMILIES[:1] if args.quick else WILD_FAMILIES:
-            rollouts.append(("wild", f"{energy} wild:{family} seed {WILD_SEED}", path,
-                             ["--generate", "wild:" + family, "--seed", str(WILD_SEED), "--grid", "64"] + scale))
+    rollouts += wild_rollouts(operators, WILD_FAMILIES[:1] if args.quick else WILD_FAMILIES)
     with tempfile.TemporaryDirectory() as folder:
         for energy, label, density in out_of_range_densities(folder):
             if energy in operators:
@@ -252,20 +280,7 @@ def main():
         # frames' error against the reference step, and its cost.
         auto = []
         for family, label, path, source in ([] if args.quick else rollouts):
-            common = ["rollout", "--operator", path, "--steps", "20", "--write-every", "0", "--reference-check",
-                      "--solver", "auto", "--threshold", repr(threshold)]
-            result, line = run(jko, common + source)
-            errors_auto = result["reference_rel_l1"]
-            # A frame more than 1% from the reference step with a lower J
-            # than it is the better of two local minimisers, not a miss.
-            lower = [e > 0.01 and c["objective"] <= j for e, c, j in
-                     zip(errors_auto, result["certificate"], result["reference_objective"])]
-            auto.append({"family": family, "run": label, "error_max": max(errors_auto), "frames": len(errors_auto),
-                         "frames_above_1_percent": sum(x > 0.01 for x in errors_auto),
-                         "frames_above_1_percent_lower_objective": sum(lower),
-                         "refined": result["refinement"]["refined"], "iterations": result["refinement"]["iterations"],
-                         "auto_ms": float(np.sum(result["step_ms"])), "reference_ms": float(np.sum(result["reference_ms"])),
-                         "summary": line.strip().splitlines()[-1]})
+            auto.append(auto_rollout(jko, family, label, path, source, threshold))
             print(label, "auto done", file=sys.stderr)
     summary["auto"] = auto
     if auto:
