@@ -71,13 +71,12 @@ Stepper learnedStepper(std::shared_ptr<LearnedOperator> op, const Grid& grid, co
                        const at::Tensor& rho0, const EvalOptions& options,
                        const std::shared_ptr<RefinementTally>& tally) {
   const bool automatic = options.solver == "auto";
-  // The learned and refine solvers run the operator's own problem (a
-  // mismatch is refused); Auto uses it as a first guess and only warns.
-  for (const std::string& warning : op->checkCompatible(grid, automatic ? nullptr : &energy, automatic ? 0 : tau, rho0))
-    std::cerr << "jko: warning: " << warning << "\n";
-  if (automatic)
-    for (const RangeWarning& w : checkProblemAgainstTraining(op->metadata(), energy, tau, grid.dim))
-      std::cerr << "jko: warning: " << w.message << "\n";
+  // The learned and refine solvers run the operator's own problem or one the
+  // step's symmetries relate to it (anything else is refused); Auto uses the
+  // operator as a first guess and only warns.
+  const LearnedOperator::Use use = op->checkUse(grid, energy, tau, rho0, automatic);
+  for (const std::string& note : use.notes) std::cerr << "jko: " << note << "\n";
+  for (const std::string& warning : use.warnings) std::cerr << "jko: warning: " << warning << "\n";
   const auto objective = std::make_shared<const JkoObjective>(std::make_shared<const Energy>(energy, grid), tau);
   AutoSolverOptions autoOptions;
   autoOptions.threshold = options.threshold;

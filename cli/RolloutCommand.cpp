@@ -273,20 +273,16 @@ void addRolloutCommand(CLI::App& app) {
     };
     std::unique_ptr<TrainingRangeWatch> rangeWatch;
     if (op) {
-      // The learned and refine solvers run the operator's own problem (a
-      // mismatch is refused); Auto uses it as a first guess and only warns.
+      // The learned and refine solvers run the operator's own problem or one
+      // the step's symmetries relate to it (anything else is refused); Auto
+      // uses the operator as a first guess and only warns.
       const bool automatic = solverName == "auto";
-      for (const std::string& warning :
-           op->checkCompatible(grid, automatic ? nullptr : &energySpec, automatic ? 0 : tau, rho0))
-        warn(warning);
-      if (automatic)
-        for (const RangeWarning& w : checkProblemAgainstTraining(op->metadata(), energySpec, tau, grid.dim))
-          warn(w.message);
-      rangeWatch = std::make_unique<TrainingRangeWatch>(op->metadata(), grid);
+      const LearnedOperator::Use use = op->checkUse(grid, energySpec, tau, rho0, automatic);
+      for (const std::string& note : use.notes) std::cerr << "jko: " << note << "\n";
+      for (const std::string& warning : use.warnings) warn(warning);
+      rangeWatch = std::make_unique<TrainingRangeWatch>(op->metadata(), grid, use.symmetry.densityFactor);
       rangeWatch->check(rho0, 0);  // reported above
-      objective = automatic
-                      ? std::make_shared<const JkoObjective>(std::make_shared<const Energy>(energySpec, grid), tau)
-                      : op->objectiveOn(grid);
+      objective = std::make_shared<const JkoObjective>(std::make_shared<const Energy>(energySpec, grid), tau);
       AutoSolverOptions autoOptions;
       autoOptions.threshold = o->threshold;
       auto solver = std::make_shared<const AutoSolver>(op, objective, autoOptions);

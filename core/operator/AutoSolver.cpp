@@ -57,15 +57,17 @@ CertifiedStep AutoSolver::learnedGuess(const at::Tensor& rho) const {
   const Grid& grid = objective_->grid();
   const OperatorMetadata& m = op_->metadata();
   const double mass = rho.to(at::kDouble).sum().item<double>() * grid.cellVolume();
-  const StepSymmetry symmetry =
-      symmetryIntoTrainingRange(m, objective_->energy().spec(), objective_->tau(), grid.dim, mass);
+  // The operator's own problem up to the step's symmetries: its map is the
+  // step's map. Otherwise (another energy) the operator's step at c = 1 is a
+  // first guess only.
+  StepSymmetry symmetry = relateToOperator(m, objective_->energy().spec(), objective_->tau(), grid.dim, mass);
+  if (!symmetry.exact) symmetry = StepSymmetry();
   CertifiedStep out;
   out.densityFactor = symmetry.densityFactor;
   const auto start = Clock::now();
-  // The map of the operator's step of c rho is the map of the step of rho.
-  const LearnedStep learned = op_->step(symmetry.densityFactor == 1 ? rho : rho * symmetry.densityFactor, grid);
-  out.displacement = learned.velocity * m.tau;
-  out.next = symmetry.densityFactor == 1 ? learned.next : learned.next / symmetry.densityFactor;
+  const LearnedStep learned = stepThroughSymmetry(*op_, symmetry, rho, grid);
+  out.displacement = learned.velocity * objective_->tau();
+  out.next = learned.next;
   out.learnedMs = millisecondsSince(start);
   return out;
 }

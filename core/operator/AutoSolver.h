@@ -65,7 +65,7 @@ struct CertifiedStep {
   int iterations = 0;            ///< L-BFGS iterations of the refinement
   bool refineConverged = false;  ///< the refinement stopped on the reference solver's own rule
   bool restarted = false;        ///< refined from u = 0: the learned map was too far off (restartAbove)
-  /// c of the step's symmetry (operator/TrainingRangeCheck.h): the operator
+  /// c of the step's symmetry (operator/StepSymmetry.h): the operator
   /// stepped c rho and the frame is 1/c of its step; 1 when not used.
   double densityFactor = 1;
   double learnedMs = 0, certificateMs = 0, refineMs = 0;

@@ -481,21 +481,46 @@ std::vector<std::string> LearnedOperator::checkCompatible(const Grid& grid, cons
   if (grid.dim != m.dim)
     throw OperatorFileError("this operator was trained on " + std::to_string(m.dim) + "D densities; the data is " +
                             std::to_string(grid.dim) + "D: train or load a " + std::to_string(grid.dim) + "D operator");
-  std::string difference;
-  if (energy && !m.energy.sameAs(*energy, &difference, grid.dim))
-    throw OperatorFileError("this operator was trained for " + m.energy.describe() + ", not for " + energy->describe() +
-                            " (" + difference + "): choose the operator's energy or train a new operator");
-  if (tau > 0 && std::abs(tau - m.tau) > 1e-9 * m.tau)
-    throw OperatorFileError("this operator was trained for tau = " + formatValue(m.tau) +
-                            ", not tau = " + formatValue(tau) + ": use its tau or train a new operator");
+  // The learned modes serve the operator's problem and every problem the
+  // step's symmetries relate to it (StepSymmetry.h); the operator then steps c rho.
+  double densityFactor = 1;
+  if (energy) {
+    const double mass = rho.defined() ? rho.to(at::kDouble).sum().item<double>() * grid.cellVolume() : 0;
+    const double problemTau = tau > 0 ? tau : m.tau;
+    const StepSymmetry symmetry = relateToOperator(m, *energy, problemTau, grid.dim, mass);
+    if (!symmetry.exact)
+      throw OperatorFileError("this operator was trained for " + m.energy.describe() + ", tau = " +
+                              formatValue(m.tau) + ", not for " + energy->describe() + ", tau = " +
+                              formatValue(problemTau) + " (" + symmetry.difference + "); it " +
+                              describeCoverage(m) +
+                              ": choose such values, the Auto solver, or train a new operator");
+    densityFactor = symmetry.densityFactor;
+  }
   if (m.energy.potential == PotentialKind::Values && m.energy.potentialValues.defined() &&
       m.energy.potentialValues.sizes() != at::IntArrayRef(grid.shape()))
     throw OperatorFileError("this operator's potential is an array on another grid; it runs on that grid only");
 
   std::vector<RangeWarning> warnings = checkGridAgainstTraining(m, grid);
   if (rho.defined())
-    for (RangeWarning& w : checkDensityAgainstTraining(m, grid, rho)) warnings.push_back(std::move(w));
+    for (RangeWarning& w : checkDensityAgainstTraining(m, grid, rho, densityFactor)) warnings.push_back(std::move(w));
   return messagesOf(warnings);
+}
+
+LearnedOperator::Use LearnedOperator::checkUse(const Grid& grid, const EnergySpec& energy, double tau,
+                                               const at::Tensor& rho0, bool firstGuess) const {
+  Use use;
+  const double mass = rho0.to(at::kDouble).sum().item<double>() * grid.cellVolume();
+  use.symmetry = relateToOperator(metadata_, energy, tau, grid.dim, mass);
+  if (!use.symmetry.exact) use.symmetry = StepSymmetry();  // Auto: the operator's step as a first guess
+  if (!use.symmetry.note.empty()) use.notes.push_back(use.symmetry.note);
+  use.warnings = checkCompatible(grid, firstGuess ? nullptr : &energy, firstGuess ? 0 : tau, firstGuess ? at::Tensor() : rho0);
+  if (firstGuess) {
+    for (RangeWarning& w : checkDensityAgainstTraining(metadata_, grid, rho0, use.symmetry.densityFactor))
+      use.warnings.push_back(std::move(w.message));
+    for (RangeWarning& w : checkProblemAgainstTraining(metadata_, energy, tau, grid.dim, mass))
+      use.warnings.push_back(std::move(w.message));
+  }
+  return use;
 }
 
 std::shared_ptr<const JkoObjective> LearnedOperator::objectiveOn(const Grid& grid) const {

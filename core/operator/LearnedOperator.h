@@ -37,6 +37,7 @@
 #include "numerics/LinearizedStep.h"
 #include "numerics/Progress.h"
 #include "operator/OperatorMetadata.h"
+#include "operator/StepSymmetry.h"
 
 namespace jko {
 
@@ -69,12 +70,24 @@ class LearnedOperator {
   void to(const at::Device& device);
 
   /// Refuses (OperatorFileError) what cannot work: another dimension, an
-  /// energy or tau other than the operator's when given. Returns warnings
-  /// for what may be inaccurate (operator/TrainingRangeCheck.h): a box or
-  /// grid outside the training ranges, and, when `rho` is given, its mass or
-  /// peak density.
+  /// energy and tau, when given, that no symmetry of the step relates to the
+  /// operator's (StepSymmetry.h). Returns warnings for what may be
+  /// inaccurate (operator/TrainingRangeCheck.h): a box or grid outside the
+  /// training ranges, and, when `rho` is given, the mass or peak density of
+  /// what the operator steps (c rho).
   std::vector<std::string> checkCompatible(const Grid& grid, const EnergySpec* energy = nullptr, double tau = 0,
                                            const at::Tensor& rho = {}) const;
+
+  /// What a run that uses the operator for (energy, tau) from rho0 must know
+  /// and say: the symmetry that relates the problem to the operator's (the
+  /// identity when none does) and every warning, the symmetry's note first.
+  /// `firstGuess` (the Auto solver): an unrelated problem is warned about;
+  /// else it is refused like checkCompatible.
+  struct Use {
+    StepSymmetry symmetry;
+    std::vector<std::string> notes, warnings;
+  };
+  Use checkUse(const Grid& grid, const EnergySpec& energy, double tau, const at::Tensor& rho0, bool firstGuess) const;
 
   /// What the network works from, on the network grid.
   struct NetworkInputs {

@@ -73,49 +73,38 @@ std::vector<RangeWarning> checkGridAgainstTraining(const OperatorMetadata& m, co
   return warnings;
 }
 
-double homogeneityDegree(const EnergySpec& e) {
-  double degree = kNaN;
-  auto part = [&](double p) {
-    if (std::isnan(degree))
-      degree = p;
-    else if (std::abs(degree - p) > 1e-12)
-      degree = -1;  // two parts of different degrees
-  };
-  if (e.internal == InternalKind::Entropy) part(1);  // D c rho log(c rho) = c D rho log rho + (D c log c) rho
-  if (e.internal == InternalKind::PorousMedium) part(e.exponent);
-  if (e.potential != PotentialKind::None) part(1);
-  if (e.kernel != KernelKind::None) part(2);
-  return degree > 0 ? degree : kNaN;
-}
-
 std::vector<RangeWarning> checkDensityAgainstTraining(const OperatorMetadata& m, const Grid& grid,
-                                                      const at::Tensor& rho) {
+                                                      const at::Tensor& rho, double densityFactor) {
   std::vector<RangeWarning> warnings;
   const TrainingRanges& r = m.ranges;
-  const double p = homogeneityDegree(m.energy);
+  const double p = homogeneityDegree(m.energy), c = densityFactor;
+  // What the operator steps: c rho (StepSymmetry.h).
+  const std::string subject =
+      c == 1 ? "the density's"
+             : "the density as the operator steps it (c rho, c = " + number(c) + ", by the step's symmetry) has a";
   if (hasMassRange(r)) {
-    const double mass = massOf(grid, rho);
+    const double mass = c * massOf(grid, rho);
     if (outside(mass, r.massMin, r.massMax)) {
       RangeWarning w;
       w.quantity = "mass";
       w.value = mass;
       w.trainedMin = r.massMin;
       w.trainedMax = r.massMax;
-      w.message = "the density's mass is " + number(mass) + ", outside the range the operator was trained on " +
-                  range(r.massMin, r.massMax) + ".";
-      const double target = std::clamp(mass, r.massMin, r.massMax), c = target / mass;
+      w.message = subject + " mass " + (c == 1 ? "is " : "") + number(mass) +
+                  ", outside the range the operator was trained on " + range(r.massMin, r.massMax) + ".";
+      const double target = std::clamp(mass, r.massMin, r.massMax);
       if (p == 1) {
         w.message +=
-            " For this energy (entropy and potential only) the step's map does not depend on the mass: the "
-            "Auto solver applies the operator to the density rescaled to mass " +
-            number(target) + " (exact); the learned solver applies it as it is, and its frames may be wrong." +
+            " For this energy (entropy and potential only) the step's map does not depend on the mass: step the "
+            "density rescaled to mass " +
+            number(target) + " (the learned and Auto solvers do), else the frames may be wrong." +
             remedy(m, " --initial YOUR_DENSITY.vti");
       } else if (std::isfinite(p)) {
-        // step_tau(rho) = (1/c) step_{tau c^-(p-1)}(c rho): the operator would be needed at that tau.
-        const double mappedTau = m.tau * std::pow(c, -(p - 1));
-        w.message += " The step of c*rho at tau equals c times the step of rho at tau*c^(" + number(p) +
-                     "-1): this density is the trained mass " + number(target) + " at tau = " + number(mappedTau) +
-                     ", but the operator serves tau = " + number(m.tau) + " only, so its frames may be wrong." +
+        // step_tau(c rho) = c step_{tau c^(p-1)}(rho): the groups tau D M^(p-1) and tau A M.
+        w.message += " The step of c*rho at tau is c times the step of rho at tau*c^(" + number(p) +
+                     "-1): the trained masses correspond to a Time Step (or D, or attraction) " +
+                     number(std::pow(target / mass, p - 1)) +
+                     " times this one; with these values the frames may be wrong." +
                      remedy(m, " --initial YOUR_DENSITY.vti");
       } else {
         w.message += " This energy's step depends on the absolute density, so the learned frames may be wrong." +
@@ -125,15 +114,16 @@ std::vector<RangeWarning> checkDensityAgainstTraining(const OperatorMetadata& m,
     }
   }
   if (r.peakMax > 0 && r.peakMin > 0) {
-    const double peak = rho.max().item<double>();
+    const double peak = c * rho.max().item<double>();
     if (outside(peak, r.peakMin, r.peakMax)) {
       RangeWarning w;
       w.quantity = "peak density";
       w.value = peak;
       w.trainedMin = r.peakMin;
       w.trainedMax = r.peakMax;
-      w.message = "the density's peak is " + number(peak) + ", outside the range the operator was trained on " +
-                  range(r.peakMin, r.peakMax) + ": the learned frames may be wrong." +
+      w.message = subject + " peak " + (c == 1 ? "is " : "") + number(peak) +
+                  ", outside the range the operator was trained on " + range(r.peakMin, r.peakMax) +
+                  ": the learned frames may be wrong." +
                   remedy(m, std::string(m.energy.internal == InternalKind::PorousMedium ? " --peak-max " : "") +
                                 (m.energy.internal == InternalKind::PorousMedium ? number(peak) : "") +
                                 " --initial YOUR_DENSITY.vti");
@@ -144,17 +134,21 @@ std::vector<RangeWarning> checkDensityAgainstTraining(const OperatorMetadata& m,
 }
 
 std::vector<RangeWarning> checkProblemAgainstTraining(const OperatorMetadata& m, const EnergySpec& energy, double tau,
-                                                      int dim) {
+                                                      int dim, double mass) {
   std::vector<RangeWarning> warnings;
+  const StepSymmetry symmetry = relateToOperator(m, energy, tau, dim, mass);
+  if (symmetry.exact) return warnings;  // the operator's own problem, up to the step's symmetries
+  const std::string unrelated = " No symmetry of the step relates the two (" + symmetry.difference +
+                                "; the operator serves: " + describeCoverage(m) + ").";
   if (tau > 0 && std::abs(tau - m.tau) > 1e-9 * m.tau) {
     RangeWarning w;
     w.quantity = "time step";
     w.value = tau;
     w.trainedMin = w.trainedMax = m.tau;
     w.message = "the time step is " + number(tau) + ", the operator was trained for tau = " + number(m.tau) +
-                " only: its steps are first guesses that the Auto solver refines (close to the reference solver's "
-                "cost) unless the step's symmetry maps the density into the trained range." +
-                remedy(m, "", tau);
+                ": its steps are first guesses that the Auto solver refines (close to the reference solver's "
+                "cost)." +
+                unrelated + remedy(m, "", tau);
     warnings.push_back(w);
   }
   std::string difference;
@@ -164,35 +158,12 @@ std::vector<RangeWarning> checkProblemAgainstTraining(const OperatorMetadata& m,
     w.message = "the energy is " + energy.describe() + ", the operator was trained for " + m.energy.describe() + " (" +
                 difference +
                 "): its steps are first guesses only, which the Auto solver refines (close to the reference "
-                "solver's cost). Train an operator for this energy: jko train --energy ... --out NEW.jko.";
+                "solver's cost)." +
+                (warnings.empty() ? unrelated : std::string()) +
+                " Train an operator for this energy: jko train --energy ... --out NEW.jko.";
     warnings.push_back(w);
   }
   return warnings;
-}
-
-StepSymmetry symmetryIntoTrainingRange(const OperatorMetadata& m, const EnergySpec& energy, double tau, int dim,
-                                       double mass) {
-  StepSymmetry s;
-  if (!m.energy.sameAs(energy, nullptr, dim) || !hasMassRange(m.ranges) || !(mass > 0) || !(tau > 0)) return s;
-  const TrainingRanges& r = m.ranges;
-  const double p = homogeneityDegree(energy);
-  const bool sameTau = std::abs(tau - m.tau) <= 1e-9 * m.tau;
-  if (p == 1 && sameTau) {
-    if (!outside(mass, r.massMin, r.massMax)) return s;
-    s.densityFactor = std::clamp(mass, r.massMin, r.massMax) / mass;
-    s.note = "the operator steps the density rescaled by " + number(s.densityFactor) + " (mass " +
-             number(mass * s.densityFactor) + ", inside its trained range " + range(r.massMin, r.massMax) +
-             "): for entropy and potential energies the step's map does not depend on the mass";
-  } else if (std::isfinite(p) && p != 1 && !sameTau) {
-    // step_tau(rho) = (1/c) step_{tau_op}(c rho) with c^(p-1) = tau / tau_op.
-    const double c = std::pow(tau / m.tau, 1 / (p - 1));
-    if (outside(c * mass, r.massMin, r.massMax)) return s;
-    s.densityFactor = c;
-    s.note = "the step at tau = " + number(tau) + " is 1/c times the operator's step (tau = " + number(m.tau) +
-             ") of c*rho, c = (tau/" + number(m.tau) + ")^(1/(" + number(p) + "-1)) = " + number(c) + " (mass " +
-             number(c * mass) + ", inside its trained range " + range(r.massMin, r.massMax) + ")";
-  }
-  return s;
 }
 
 std::vector<std::string> messagesOf(const std::vector<RangeWarning>& warnings) {
@@ -203,7 +174,7 @@ std::vector<std::string> messagesOf(const std::vector<RangeWarning>& warnings) {
 
 std::vector<RangeWarning> TrainingRangeWatch::check(const at::Tensor& rho, int frame) {
   std::vector<RangeWarning> fresh;
-  for (RangeWarning& w : checkDensityAgainstTraining(metadata_, grid_, rho)) {
+  for (RangeWarning& w : checkDensityAgainstTraining(metadata_, grid_, rho, densityFactor_)) {
     if (std::find(reported_.begin(), reported_.end(), w.quantity) != reported_.end()) continue;
     reported_.push_back(w.quantity);
     if (frame > 0) w.message = "frame " + std::to_string(frame) + ": " + w.message;

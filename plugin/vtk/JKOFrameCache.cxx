@@ -203,7 +203,8 @@ void FrameCache::start(RolloutSetup setup, const std::string& key) {
     solver_ = std::make_unique<ReferenceSolver>(objective_, options);
   } else if (setup.solver == SolverKind::LearnedRefined) {
     options.maxIterations = std::max(1, setup.refineIterations);
-    solver_ = std::make_unique<ReferenceSolver>(setup.op->objectiveOn(setup.grid), options);
+    // The panel's problem: the operator's own or one its symmetries relate to it.
+    solver_ = std::make_unique<ReferenceSolver>(objective_, options);
   } else if (setup.solver == SolverKind::Auto) {
     // The panel's problem, with the operator's step as its first guess (the
     // operator's energy and tau may differ: the filter warned).
@@ -215,7 +216,7 @@ void FrameCache::start(RolloutSetup setup, const std::string& key) {
   }
   if (usesOperator(setup.solver)) {
     // Frame 0 was checked by the filter (its warnings name the input).
-    watch_ = std::make_unique<TrainingRangeWatch>(setup.op->metadata(), setup.grid);
+    watch_ = std::make_unique<TrainingRangeWatch>(setup.op->metadata(), setup.grid, setup.symmetry.densityFactor);
     watch_->check(setup.rho0, 0);
   }
   current_ = setup.rho0.to(setup.device);
@@ -434,9 +435,9 @@ Frame FrameCache::step(int j, const ProgressCallback& report) {
     frame.converged = tallied.refined && tallied.refineConverged;
     if (tallied.refined) frame.learnedCertificate = tallied.learned.l1ErrorEstimate;
   } else {
-    // The operator's step as it is (the learned solver applies no symmetry:
-    // its frames are the operator's), then certified.
-    const LearnedStep learned = setup_.op->step(current_, grid);
+    // The operator's step (of c rho, scaled back, when the panel's problem is
+    // related to the operator's by the step's symmetries), then certified.
+    const LearnedStep learned = stepThroughSymmetry(*setup_.op, setup_.symmetry, current_, grid);
     next = learned.next;
     displacement = tau * learned.velocity;
     certificate = certifier_->certify(from, onCpu(displacement));

@@ -24,6 +24,7 @@
 #include "numerics/Energy.h"
 #include "numerics/Grid.h"
 #include "numerics/Progress.h"
+#include "operator/StepSymmetry.h"
 
 class vtkAlgorithm;
 class vtkTable;
@@ -95,6 +96,9 @@ struct RolloutSetup {
   double threshold = 0.01;    ///< certificate threshold: Auto refines above it, the others flag
   at::Device device = at::kCPU;
   std::shared_ptr<LearnedOperator> op;  ///< the learned modes' operator
+  /// The learned modes: how the operator serves the panel's problem (the
+  /// operator steps c rho, core's StepSymmetry.h); the identity for its own.
+  StepSymmetry symmetry;
   std::string description;              ///< e.g. "480x640 grid": for the time estimate
 };
 

@@ -118,6 +118,7 @@ std::string describe(const OperatorMetadata& m, const std::string& path) {
                                : std::string("not recorded"));
   out << "\nmasses: " << range(m.ranges.massMin, m.ranges.massMax);
   out << "\npeak densities: " << range(m.ranges.peakMin, m.ranges.peakMax);
+  out << "\nalso " << describeCoverage(m);
   const nlohmann::json& t = m.training;
   if (t.contains("mode")) {
     out << "\ntrained: " << t.value("mode", std::string());
@@ -244,30 +245,38 @@ void LoadedOperator::load(const std::string& path, const at::Device& device, con
 
 std::vector<RangeWarning> LoadedOperator::check(const EnergySpec& energy, double tau, const Grid& grid,
                                                 const at::Tensor& rho0, const std::array<int, 3>& imageAxis,
-                                                bool firstGuess) const {
+                                                bool firstGuess, StepSymmetry* symmetry) const {
   const OperatorMetadata& metadata = op_->metadata();
   const std::string where = "The operator in '" + path_ + "'";
   if (metadata.dim != grid.dim)
     throw Error(where + " is for " + std::to_string(metadata.dim) + "D densities but the input is " +
                 std::to_string(grid.dim) + "D: choose a " + std::to_string(grid.dim) +
                 "D operator or press Train to train one.");
-  // In the learned modes the energy and tau are the operator's: a panel value
-  // that contradicts it is an error, never silently overridden. All of them
-  // at once, so that one round of edits fixes the panel. Auto solves the
-  // panel's problem and only starts from the operator's steps: there they
-  // are warnings (below).
+  // In the learned modes the problem is the operator's, or one the step's
+  // exact symmetries relate to it (then the operator steps c rho0): a panel
+  // value that contradicts both is an error, never silently overridden. All
+  // of them at once, so that one round of edits fixes the panel. Auto solves
+  // the panel's problem and only starts from the operator's steps: there
+  // they are warnings (below).
+  const double mass = rho0.to(at::kDouble).sum().item<double>() * grid.cellVolume();
+  StepSymmetry related = relateToOperator(metadata, energy, tau, grid.dim, mass);
+  if (!related.exact) related = StepSymmetry();
+  if (symmetry) *symmetry = related;
   std::vector<std::string> differences = energyDifferences(metadata.energy, energy, grid.dim, imageAxis);
   if (!sameNumber(metadata.tau, tau))
     differences.push_back("Time Step: operator " + number(metadata.tau) + ", panel " + number(tau));
-  if (!firstGuess && !differences.empty()) {
+  if (!firstGuess && !differences.empty() && !related.exact) {
     std::ostringstream message;
     message << where << " was trained for " << metadata.energy.describe() << ", tau " << number(metadata.tau)
             << "; the panel differs in " << differences.size() << (differences.size() == 1 ? " setting" : " settings")
             << ": ";
     for (size_t i = 0; i < differences.size(); ++i) message << (i ? "; " : "") << differences[i];
-    message << ". Set them to the operator's values (Operator Description lists them), choose Solver Auto (it "
-               "refines the operator's steps for the panel's energy and Time Step), or press Train to train an "
-               "operator for the panel's settings.";
+    message << ". The operator " << describeCoverage(metadata)
+            << ", and the panel is not among them ("
+            << relateToOperator(metadata, energy, tau, grid.dim, mass).difference
+            << "). Set such values (Operator Description lists them), choose Solver Auto (it refines the "
+               "operator's steps for the panel's energy and Time Step), or press Train to train an operator for "
+               "the panel's settings.";
     throw Error(message.str());
   }
   try {
@@ -276,9 +285,10 @@ std::vector<RangeWarning> LoadedOperator::check(const EnergySpec& energy, double
     throw Error(where + " does not fit the input: " + error.what() + ".");
   }
   std::vector<RangeWarning> warnings = checkGridAgainstTraining(metadata, grid);
-  for (RangeWarning& w : checkDensityAgainstTraining(metadata, grid, rho0)) warnings.push_back(std::move(w));
+  for (RangeWarning& w : checkDensityAgainstTraining(metadata, grid, rho0, related.densityFactor))
+    warnings.push_back(std::move(w));
   if (firstGuess)
-    for (RangeWarning& w : checkProblemAgainstTraining(metadata, energy, tau, grid.dim))
+    for (RangeWarning& w : checkProblemAgainstTraining(metadata, energy, tau, grid.dim, mass))
       warnings.push_back(std::move(w));
   return warnings;
 }

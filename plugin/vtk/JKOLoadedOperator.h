@@ -54,12 +54,16 @@ class LoadedOperator {
 
   /// Refuses (Error) another dimension and, unless `firstGuess` (the Auto
   /// solver, which refines the operator's steps for the panel's problem), an
-  /// energy or tau other than the operator's, with every differing parameter
-  /// named at once. Returns what lies outside the operator's training (core's
-  /// TrainingRangeCheck): box and grid, the mass and peak of `rho0`, and with
-  /// `firstGuess` the time step and the energy.
+  /// energy and tau that no symmetry of the step relates to the operator's
+  /// (core's StepSymmetry.h), with every differing parameter named at once.
+  /// Returns what lies outside the operator's training (core's
+  /// TrainingRangeCheck): box and grid, the mass and peak of what the
+  /// operator steps (c rho0), and with `firstGuess` the time step and the
+  /// energy. `symmetry`, when given, receives how the operator serves the
+  /// panel's problem.
   std::vector<RangeWarning> check(const EnergySpec& energy, double tau, const Grid& grid, const at::Tensor& rho0,
-                                  const std::array<int, 3>& imageAxis, bool firstGuess) const;
+                                  const std::array<int, 3>& imageAxis, bool firstGuess,
+                                  StepSymmetry* symmetry = nullptr) const;
 
  private:
   std::shared_ptr<LearnedOperator> op_;

@@ -395,7 +395,7 @@ void vtkJKOGradientFlow::Internals::prepare(vtkJKOGradientFlow* self, vtkInforma
     const std::string path = self->OperatorFile ? self->OperatorFile : "";
     this->op.load(path, device, jko::plugin::solverName(solver));
     rangeWarnings = this->op.check(energy, self->TimeStep, input.grid, input.rho0, input.mapping.imageAxis,
-                                   solver == SolverKind::Auto);
+                                   solver == SolverKind::Auto, &setup.symmetry);
     key << "|" << this->op.path() << "@" << this->op.stamp();
     if (solver == SolverKind::LearnedRefined) key << "|" << self->RefineIterations;
     // Auto refines against the threshold; the other modes only flag frames
@@ -424,6 +424,8 @@ void vtkJKOGradientFlow::Internals::prepare(vtkJKOGradientFlow* self, vtkInforma
                                       << " components: the density is " << input.reduction
                                       << ". For another choice make a scalar array with the Calculator and choose it "
                                          "as the Density.");
+    if (say && setup.symmetry.exact && !setup.symmetry.note.empty() && solver != SolverKind::Auto)
+      vtkOutputWindowDisplayText(("JKO Gradient Flow: " + setup.symmetry.note + ".\n").c_str());
     const std::string scale = jko::plugin::stepLengthWarning(energy, input, self->TimeStep);
     if (say && !scale.empty()) vtkWarningWithObjectMacro(self, << scale);
     // Said when a rollout starts, not on every update that reuses its frames.

@@ -44,10 +44,9 @@ TEST(TrainingRangeCheck, MassOutsideNamesValueRangeAndRemedy) {
   expectContains(mass.message, "[0.002, 0.095]");
   expectContains(mass.message, "Auto solver");
   expectContains(mass.message, "jko train --energy porous-medium --tau 0.005");
-  // The symmetry: mass 1 at tau 0.005 is mass 0.095 at tau 0.005 / 0.095.
+  // The symmetry: mass 1 at tau 0.005 is the trained mass 0.095 at tau 0.005 * 0.095.
   expectContains(mass.message, "tau*c^(2-1)");
-  expectContains(mass.message, "tau = 0.0526");
-  expectContains(mass.message, "serves tau = 0.005 only");
+  expectContains(mass.message, "0.095 times this one");
   const RangeWarning& peak = warnings[1];
   EXPECT_EQ(peak.quantity, "peak density");
   expectContains(peak.message, "peak is 1,");
@@ -59,7 +58,9 @@ TEST(TrainingRangeCheck, InsideTheRangesNothingIsSaid) {
   const Grid grid = Grid::unitBox(2, 128);
   EXPECT_TRUE(checkDensityAgainstTraining(porousMetadata(), grid, uniformOfMass(grid, 0.05)).empty());
   EXPECT_TRUE(checkGridAgainstTraining(porousMetadata(), grid).empty());
-  EXPECT_TRUE(checkProblemAgainstTraining(porousMetadata(), EnergySpec::porousMedium(2, 1), 0.005, 2).empty());
+  EXPECT_TRUE(checkProblemAgainstTraining(porousMetadata(), EnergySpec::porousMedium(2, 1), 0.005, 2, 0.05).empty());
+  // A problem the step's symmetries relate to the operator's: nothing either.
+  EXPECT_TRUE(checkProblemAgainstTraining(porousMetadata(), EnergySpec::porousMedium(2, 0.5), 0.02, 2, 0.05).empty());
   // A file without recorded ranges (zeros) is not checked.
   OperatorMetadata old = porousMetadata();
   old.ranges = TrainingRanges{};
@@ -80,53 +81,23 @@ TEST(TrainingRangeCheck, BoxAndGridOutside) {
 }
 
 TEST(TrainingRangeCheck, TimeStepAndEnergyOfAnotherProblem) {
-  std::vector<RangeWarning> w = checkProblemAgainstTraining(porousMetadata(), EnergySpec::porousMedium(2, 1), 0.01, 2);
+  // Fokker-Planck at another tau with the same D and a: no symmetry relates it.
+  OperatorMetadata fp = porousMetadata();
+  fp.energy = EnergySpec::fokkerPlanck(0.1, 20);
+  fp.ranges.massMin = 0.5, fp.ranges.massMax = 2;
+  std::vector<RangeWarning> w = checkProblemAgainstTraining(fp, fp.energy, 0.01, 2, 1);
   ASSERT_EQ(w.size(), 1u);
   EXPECT_EQ(w[0].quantity, "time step");
   EXPECT_DOUBLE_EQ(w[0].value, 0.01);
   expectContains(w[0].message, "time step is 0.01");
-  expectContains(w[0].message, "tau = 0.005 only");
+  expectContains(w[0].message, "trained for tau = 0.005");
+  expectContains(w[0].message, "No symmetry of the step relates the two (D: 0.2 vs 0.1");
+  expectContains(w[0].message, "tau D = 0.0005");
   expectContains(w[0].message, "--tau 0.01");
-  w = checkProblemAgainstTraining(porousMetadata(), EnergySpec::porousMedium(3, 1), 0.005, 2);
+  w = checkProblemAgainstTraining(porousMetadata(), EnergySpec::porousMedium(3, 1), 0.005, 2, 0.05);
   ASSERT_EQ(w.size(), 1u);
   EXPECT_EQ(w[0].quantity, "energy");
   expectContains(w[0].message, "m: 2 vs 3");
-}
-
-TEST(TrainingRangeCheck, HomogeneityDegrees) {
-  EXPECT_EQ(homogeneityDegree(EnergySpec::fokkerPlanck()), 1);
-  EXPECT_EQ(homogeneityDegree(EnergySpec::heat(0.1)), 1);
-  EXPECT_EQ(homogeneityDegree(EnergySpec::porousMedium(3, 1)), 3);
-  EXPECT_EQ(homogeneityDegree(EnergySpec::aggregation()), 2);
-  EXPECT_TRUE(std::isnan(homogeneityDegree(EnergySpec::aggregationDiffusion())));
-  EnergySpec porousWithKernel = EnergySpec::porousMedium(2, 1);
-  porousWithKernel.kernel = KernelKind::Quadratic;
-  EXPECT_EQ(homogeneityDegree(porousWithKernel), 2);
-  porousWithKernel.exponent = 3;
-  EXPECT_TRUE(std::isnan(homogeneityDegree(porousWithKernel)));
-  EnergySpec porousWithPotential = EnergySpec::porousMedium(2, 1);
-  porousWithPotential.potential = PotentialKind::Quadratic;
-  EXPECT_TRUE(std::isnan(homogeneityDegree(porousWithPotential)));
-}
-
-TEST(TrainingRangeCheck, SymmetryMapsIntoTheTrainedRange) {
-  OperatorMetadata fp = porousMetadata();
-  fp.energy = EnergySpec::fokkerPlanck();
-  fp.ranges.massMin = 0.5, fp.ranges.massMax = 2;
-  // Entropy and potential: the mass is rescaled into the range, same tau.
-  EXPECT_DOUBLE_EQ(symmetryIntoTrainingRange(fp, fp.energy, 0.005, 2, 20).densityFactor, 0.1);
-  EXPECT_DOUBLE_EQ(symmetryIntoTrainingRange(fp, fp.energy, 0.005, 2, 1).densityFactor, 1.0);
-  EXPECT_DOUBLE_EQ(symmetryIntoTrainingRange(fp, fp.energy, 0.01, 2, 20).densityFactor, 1.0);  // another tau
-  // Porous medium m = 2: tau 0.01 is the operator's tau 0.005 at twice the mass.
-  const OperatorMetadata pm = porousMetadata();
-  const StepSymmetry s = symmetryIntoTrainingRange(pm, pm.energy, 0.01, 2, 0.04);
-  EXPECT_DOUBLE_EQ(s.densityFactor, 2.0);
-  expectContains(s.note, "tau = 0.01");
-  // ... unless twice the mass leaves the range, or the tau is the operator's own.
-  EXPECT_DOUBLE_EQ(symmetryIntoTrainingRange(pm, pm.energy, 0.01, 2, 1).densityFactor, 1.0);
-  EXPECT_DOUBLE_EQ(symmetryIntoTrainingRange(pm, pm.energy, 0.005, 2, 1).densityFactor, 1.0);
-  // Another energy: never.
-  EXPECT_DOUBLE_EQ(symmetryIntoTrainingRange(pm, EnergySpec::porousMedium(3, 1), 0.01, 2, 0.04).densityFactor, 1.0);
 }
 
 TEST(TrainingRangeCheck, WatchReportsEachQuantityOnce) {

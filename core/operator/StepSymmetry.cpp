@@ -1,0 +1,163 @@
+#include "operator/StepSymmetry.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <sstream>
+#include <vector>
+
+#include "operator/LearnedOperator.h"
+#include "operator/TrainingRangeCheck.h"
+
+namespace jko {
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+std::string number(double value) {
+  std::ostringstream out;
+  out.precision(4);
+  out << value;
+  return out.str();
+}
+
+bool hasMassRange(const TrainingRanges& r) { return r.massMax > 0 && r.massMin > 0 && r.massMin <= r.massMax; }
+
+// The interaction's strength: the attraction, or the repulsion of a purely
+// repulsive kernel.
+double interactionStrength(const EnergySpec& e) {
+  return e.attraction != 0 || e.kernel != KernelKind::AttractiveRepulsive ? e.attraction : e.repulsion;
+}
+
+}  // namespace
+
+double homogeneityDegree(const EnergySpec& e) {
+  double degree = kNaN;
+  auto part = [&](double p) {
+    if (std::isnan(degree))
+      degree = p;
+    else if (std::abs(degree - p) > 1e-12)
+      degree = -1;  // two parts of different degrees
+  };
+  if (e.internal == InternalKind::Entropy) part(1);  // D c rho log(c rho) = c D rho log rho + (D c log c) rho
+  if (e.internal == InternalKind::PorousMedium) part(e.exponent);
+  if (e.potential != PotentialKind::None) part(1);
+  if (e.kernel != KernelKind::None) part(2);
+  return degree > 0 ? degree : kNaN;
+}
+
+EnergySpec scaledEnergy(const EnergySpec& energy, double s, double c) {
+  EnergySpec e = energy;
+  if (e.internal == InternalKind::Entropy) e.diffusion = s * energy.diffusion;
+  if (e.internal == InternalKind::PorousMedium)
+    e.diffusion = s * energy.diffusion * std::pow(c, -(energy.exponent - 1));
+  if (e.potential == PotentialKind::Quadratic || e.potential == PotentialKind::DoubleWell)
+    for (double& a : e.potentialStrength) a *= s;
+  if (e.potential == PotentialKind::DoubleWell) e.wellDepth = s * energy.wellDepth;
+  if (e.potential == PotentialKind::Values && s != 1 && energy.potentialValues.defined())
+    e.potentialValues = energy.potentialValues * s;
+  if (e.kernel != KernelKind::None) {
+    e.attraction = s * energy.attraction / c;
+    e.repulsion = s * energy.repulsion / c;
+  }
+  return e;
+}
+
+StepSymmetry relateToOperator(const OperatorMetadata& m, const EnergySpec& energy, double tau, int dim,
+                              double mass) {
+  StepSymmetry out;
+  if (!(tau > 0) || !(m.tau > 0)) {
+    out.difference = "tau: " + number(m.tau) + " vs " + number(tau);
+    return out;
+  }
+  const EnergySpec& e0 = m.energy;
+  const double s = tau / m.tau;
+  // c is fixed by the parts that are not of degree 1 in the density.
+  double c = kNaN;
+  if (energy.internal == InternalKind::PorousMedium && e0.internal == InternalKind::PorousMedium &&
+      std::abs(energy.exponent - e0.exponent) <= 1e-12 * e0.exponent && e0.diffusion > 0 && energy.diffusion > 0)
+    c = std::pow(s * energy.diffusion / e0.diffusion, 1 / (e0.exponent - 1));
+  else if (energy.kernel != KernelKind::None && energy.kernel == e0.kernel && interactionStrength(e0) != 0 &&
+           interactionStrength(energy) / interactionStrength(e0) > 0)
+    c = s * interactionStrength(energy) / interactionStrength(e0);
+  const bool free = energy.internal != InternalKind::PorousMedium && energy.kernel == KernelKind::None;
+  if (free) {
+    // Entropy and potential only: the map does not depend on the mass.
+    c = 1;
+    if (hasMassRange(m.ranges) && mass > 0 &&
+        (mass < m.ranges.massMin / (1 + kTrainingRangeMargin) || mass > m.ranges.massMax * (1 + kTrainingRangeMargin)))
+      c = std::clamp(mass, m.ranges.massMin, m.ranges.massMax) / mass;
+  }
+  if (!std::isfinite(c) || !(c > 0)) c = 1;  // nothing relates the parts: sameAs below names the difference
+  std::string difference;
+  if (!scaledEnergy(energy, s, c).sameAs(e0, &difference, dim)) {
+    out.difference = difference + (s != 1 || c != 1 ? " (at the operator's tau and mass scale)" : "");
+    return out;
+  }
+  out.exact = true;
+  out.densityFactor = std::abs(c - 1) <= 1e-12 ? 1 : c;
+  out.timeFactor = std::abs(s - 1) <= 1e-12 ? 1 : s;
+  if (out.identity()) return out;
+  std::ostringstream note;
+  note << "the step of " << energy.describe() << " at tau = " << number(tau);
+  if (out.densityFactor != 1) note << " is 1/c times";
+  note << " the operator's step (" << e0.describe() << ", tau = " << number(m.tau) << ")";
+  if (out.densityFactor != 1) {
+    note << " of c rho, c = " << number(out.densityFactor);
+    if (mass > 0) note << " (mass " << number(mass * out.densityFactor) << ")";
+  }
+  note << ": exact, by the step's symmetries in time and density";
+  if (free && out.densityFactor != 1) note << " (for entropy and potential energies the map does not depend on the mass)";
+  out.note = note.str();
+  return out;
+}
+
+std::string describeCoverage(const OperatorMetadata& m) {
+  const EnergySpec& e = m.energy;
+  const bool massFree = e.internal != InternalKind::PorousMedium && e.kernel == KernelKind::None;
+  const bool masses = hasMassRange(m.ranges);
+  auto massBand = [&](double value, double power) {
+    if (!masses) return "= " + number(value) + " M^" + number(power) + " at the trained masses";
+    return "in [" + number(value * std::pow(m.ranges.massMin, power)) + ", " +
+           number(value * std::pow(m.ranges.massMax, power)) + "]";
+  };
+  std::vector<std::string> groups;
+  if (e.internal == InternalKind::Entropy) groups.push_back("tau D = " + number(m.tau * e.diffusion));
+  if (e.internal == InternalKind::PorousMedium)
+    groups.push_back("tau D M^(m-1) " + massBand(m.tau * e.diffusion, e.exponent - 1) + " (m = " +
+                     number(e.exponent) + ")");
+  if (e.potential == PotentialKind::Quadratic || e.potential == PotentialKind::DoubleWell) {
+    std::string strengths;
+    for (int a = 0; a < m.dim; ++a) {
+      if (e.potential == PotentialKind::DoubleWell && a == 0) continue;
+      strengths += (strengths.empty() ? "" : ", ") + number(m.tau * e.potentialStrength[a]);
+    }
+    if (!strengths.empty()) groups.push_back("tau a = " + strengths);
+    if (e.potential == PotentialKind::DoubleWell) groups.push_back("tau (well depth) = " + number(m.tau * e.wellDepth));
+  }
+  if (e.potential == PotentialKind::Values) groups.push_back("the potential array at tau = " + number(m.tau));
+  if (e.kernel != KernelKind::None) {
+    groups.push_back("tau A M " + massBand(m.tau * e.attraction, 1) + " (A the attraction)");
+    if (e.kernel == KernelKind::AttractiveRepulsive && e.repulsion != 0)
+      groups.push_back("tau A / (tau R) = " + number(e.attraction / e.repulsion) + " (R the repulsion)");
+  }
+  std::ostringstream out;
+  out << "serves, exactly (symmetries of the step in time and density), every Time Step tau and energy "
+         "parameters with ";
+  for (size_t i = 0; i < groups.size(); ++i) out << (i ? "; " : "") << groups[i];
+  out << (massFree ? "; at any mass M (its map does not depend on the mass)"
+                   : "; M the density's mass (the operator steps c rho, c fixed by the groups)");
+  return out.str();
+}
+
+LearnedStep stepThroughSymmetry(const LearnedOperator& op, const StepSymmetry& symmetry, const at::Tensor& rho,
+                                const Grid& grid) {
+  const double c = symmetry.densityFactor;
+  LearnedStep step = op.step(c == 1 ? rho : rho * c, grid);
+  if (c != 1) step.next = step.next / c;
+  // Same map u = tau0 v0; the problem's velocity is u / tau = v0 / s.
+  if (symmetry.timeFactor != 1) step.velocity = step.velocity / symmetry.timeFactor;
+  return step;
+}
+
+}  // namespace jko
