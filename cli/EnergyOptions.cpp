@@ -26,8 +26,17 @@ void EnergyOptions::addTo(CLI::App& app, bool presetRequired) {
   repulsivePowerOption = app.add_option("--repulsive-power", repulsivePower, "q in |z|^q/q (0: log|z|)");
 }
 
-EnergySpec EnergyOptions::spec() const {
-  EnergySpec s = EnergySpec::fromPreset(preset);
+EnergySpec EnergyOptions::spec() const { return over(EnergySpec::fromPreset(preset)); }
+
+bool EnergyOptions::anyGiven() const {
+  for (const CLI::Option* o : {DOption, mOption, potentialOption, strengthOption, centreOption, kernelOption,
+                               attractionOption, repulsionOption, attractivePowerOption, repulsivePowerOption})
+    if (o && o->count()) return true;
+  return given();
+}
+
+EnergySpec EnergyOptions::over(const EnergySpec& base) const {
+  EnergySpec s = given() ? EnergySpec::fromPreset(preset) : base;
   if (DOption->count()) s.diffusion = D;
   if (mOption->count()) s.exponent = m;
   if (potentialOption->count()) s.potential = potentialKindFromString(potential);

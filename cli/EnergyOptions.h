@@ -24,6 +24,11 @@ struct EnergyOptions {
   bool given() const { return !preset.empty(); }
   /// The preset with every given parameter applied.
   EnergySpec spec() const;
+  /// Whether --energy or any parameter was given.
+  bool anyGiven() const;
+  /// The given parameters applied to the preset, or to `base` when no
+  /// --energy was given (e.g. an operator's energy with another --D).
+  EnergySpec over(const EnergySpec& base) const;
 };
 
 }  // namespace jko::cli

@@ -263,9 +263,16 @@ void addCompareCommand(CLI::App& app) {
   auto families = std::make_shared<std::vector<std::string>>();
   auto threads = std::make_shared<int>(0);
   auto json = std::make_shared<bool>(false);
+  auto energy = std::make_shared<EnergyOptions>();
+  auto tau = std::make_shared<double>(0);
   CLI::App* compare = app.add_subcommand(
       "compare", "Compare a learned operator with the reference solver from held-out or wild densities");
   compare->add_option("--operator", *operatorFile, "Operator file")->required();
+  compare->add_option("--tau", *tau,
+                      "Time step of the problem (default: the operator's); with the energy options below, a problem "
+                      "the step's symmetries relate to the operator's (e.g. --tau 0.01 --D 0.5 for a porous-medium "
+                      "operator of tau 0.005, D 1)");
+  energy->addTo(*compare, false);
   compare
       ->add_option("--suite", *suite,
                    "held-out: generated densities of the operator's training kinds; wild: families training never "
@@ -291,10 +298,14 @@ void addCompareCommand(CLI::App& app) {
   // The callback owns every value CLI11 writes to: `json` too, though JSON
   // is the only output (a flag whose bool died with this function was a
   // write after free when given).
-  compare->callback([options, wild, operatorFile, suite, solverName, families, threads, json] {
+  compare->callback([options, wild, operatorFile, suite, solverName, families, threads, json, energy, tau] {
     static_cast<void>(json);
     configureRuntime(*threads > 0 ? *threads : static_cast<int>(std::thread::hardware_concurrency()));
-    const auto op = LearnedOperator::load(*operatorFile);
+    const std::shared_ptr<const LearnedOperator> op = LearnedOperator::load(*operatorFile);
+    ComparisonProblem problem;
+    if (energy->anyGiven()) problem.energy = energy->over(op->metadata().energy);
+    problem.tau = *tau;
+    options->problem = wild->problem = problem;
     nlohmann::json result;
     if (*suite == "wild") {
       wild->grid = options->grid;
@@ -302,10 +313,13 @@ void addCompareCommand(CLI::App& app) {
       wild->families = *families;
       SuiteStepper stepper;
       if (*solverName == "learned") {
-        stepper = [op](const at::Tensor& rho, const Grid& grid) { return op->step(rho, grid).next; };
+        stepper = learnedSuiteStepper(op, problem);
       } else {
-        stepper = [op](const at::Tensor& rho, const Grid& grid) {
-          return LinearizedStep(op->objectiveOn(grid)).step(rho).first;
+        const EnergySpec spec = problemEnergy(*op, problem);
+        const double stepTau = problemTau(*op, problem);
+        stepper = [spec, stepTau](const at::Tensor& rho, const Grid& grid) {
+          auto objective = std::make_shared<const JkoObjective>(std::make_shared<const Energy>(spec, grid), stepTau);
+          return LinearizedStep(objective).step(rho).first;
         };
       }
       result = compareOnWildSuite(*op, stepper, *wild);

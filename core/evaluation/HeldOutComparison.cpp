@@ -15,6 +15,30 @@
 
 namespace jko {
 
+EnergySpec problemEnergy(const LearnedOperator& op, const ComparisonProblem& problem) {
+  return problem.energy ? *problem.energy : op.metadata().energy;
+}
+
+double problemTau(const LearnedOperator& op, const ComparisonProblem& problem) {
+  return problem.tau > 0 ? problem.tau : op.metadata().tau;
+}
+
+SuiteStepper learnedSuiteStepper(std::shared_ptr<const LearnedOperator> op, const ComparisonProblem& problem) {
+  const EnergySpec energy = problemEnergy(*op, problem);
+  const double tau = problemTau(*op, problem);
+  const int dim = op->metadata().dim;
+  // Refused up front, not at the first step.
+  const StepSymmetry any = relateToOperator(op->metadata(), energy, tau, dim, 0);
+  if (!any.exact)
+    throw OperatorFileError("no symmetry of the step relates " + energy.describe() + ", tau = " + formatValue(tau) +
+                            " to the operator's problem (" + any.difference + "); it " +
+                            describeCoverage(op->metadata()));
+  return [op, energy, tau, dim](const at::Tensor& rho, const Grid& grid) {
+    const double mass = rho.sum().item<double>() * grid.cellVolume();
+    return stepThroughSymmetry(*op, relateToOperator(op->metadata(), energy, tau, dim, mass), rho, grid).next;
+  };
+}
+
 nlohmann::json compareWithReference(const LearnedOperator& op, const HeldOutOptions& o,
                                     const ProgressCallback& progress) {
   const OperatorMetadata& m = op.metadata();
@@ -23,17 +47,24 @@ nlohmann::json compareWithReference(const LearnedOperator& op, const HeldOutOpti
   const Grid grid = Grid::box(m.dim, cells, {0, 0, 0}, upper);
   DensityRanges ranges = TrainingOptions::defaultsFor(m.energy, m.dim).densities;
   DensityGenerator generator(grid, ranges, o.seed);
-  const ReferenceSolver solver(op.objectiveOn(grid));
+  const EnergySpec energy = problemEnergy(op, o.problem);
+  const double tau = problemTau(op, o.problem);
+  const ReferenceSolver solver(
+      std::make_shared<const JkoObjective>(std::make_shared<const Energy>(energy, grid), tau));
+  // A non-owning handle: the stepper lives only in this call.
+  const SuiteStepper learnedStep =
+      learnedSuiteStepper(std::shared_ptr<const LearnedOperator>(&op, [](const LearnedOperator*) {}), o.problem);
 
   std::vector<double> perFrame(o.steps, 0.0);
   nlohmann::json perDensity = nlohmann::json::array();
   for (int i = 0; i < o.densities; ++i) {
     const at::Tensor rho0 = generator.next();
     const auto reference = solver.rollout(rho0, o.steps);
-    const auto learned = op.rollout(rho0, grid, o.steps);
     std::vector<double> errors;
+    at::Tensor rho = rho0;
     for (int k = 0; k < o.steps; ++k) {
-      errors.push_back(relativeL1(learned[k].next, reference[k].next));
+      rho = learnedStep(rho, grid);
+      errors.push_back(relativeL1(rho, reference[k].next));
       perFrame[k] += errors.back() / o.densities;
     }
     perDensity.push_back(errors);
@@ -46,6 +77,8 @@ nlohmann::json compareWithReference(const LearnedOperator& op, const HeldOutOpti
   double mean = 0;
   for (double e : perFrame) mean += e / o.steps;
   return {{"densities", o.densities},
+          {"energy", energy.toJson()},
+          {"tau", tau},
           {"steps", o.steps},
           {"grid", o.grid},
           {"seed", o.seed},
@@ -102,7 +135,9 @@ nlohmann::json compareOnWildSuite(const LearnedOperator& op, const SuiteStepper&
   std::array<int64_t, 3> cells{o.grid, o.grid, o.grid};
   std::array<double, 3> upper{m.ranges.boxLength[0], m.ranges.boxLength[1], m.ranges.boxLength[2]};
   const Grid grid = Grid::box(m.dim, cells, {0, 0, 0}, upper);
-  const auto objective = op.objectiveOn(grid);
+  const EnergySpec problem = problemEnergy(op, o.problem);
+  const double tau = problemTau(op, o.problem);
+  const auto objective = std::make_shared<const JkoObjective>(std::make_shared<const Energy>(problem, grid), tau);
   const Energy& energy = objective->energy();
   const std::vector<std::string> families = o.families.empty() ? wildFamilies() : o.families;
   const bool byPeak = m.energy.internal == InternalKind::PorousMedium;
@@ -132,7 +167,7 @@ nlohmann::json compareOnWildSuite(const LearnedOperator& op, const SuiteStepper&
       }
       const at::Tensor rho0 = shape * scale;
       std::ostringstream key;
-      key << m.energy.toJson().dump() << m.tau << grid.describe() << family << seed << scale << o.steps;
+      key << problem.toJson().dump() << tau << grid.describe() << family << seed << scale << o.steps;
       const std::string cacheFile =
           o.cacheDirectory.empty() ? ""
                                    : (std::filesystem::path(o.cacheDirectory) / (keyOf(key.str()) + ".ref")).string();
@@ -167,6 +202,8 @@ nlohmann::json compareOnWildSuite(const LearnedOperator& op, const SuiteStepper&
                          {"densities", densities}};
   }
   return {{"suite", "wild"},
+          {"energy", problem.toJson()},
+          {"tau", tau},
           {"grid", o.grid},
           {"dim", m.dim},
           {"steps", o.steps},

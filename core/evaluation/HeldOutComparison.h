@@ -4,6 +4,7 @@
 
 #include <functional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -12,7 +13,16 @@
 
 namespace jko {
 
+/// The problem a comparison runs: the operator's own (default), or one the
+/// step's symmetries relate to it (operator/StepSymmetry.h), which the
+/// learned operator serves by stepping c rho.
+struct ComparisonProblem {
+  std::optional<EnergySpec> energy;  ///< empty: the operator's
+  double tau = 0;                    ///< 0: the operator's
+};
+
 struct HeldOutOptions {
+  ComparisonProblem problem;
   int densities = 8;
   int steps = 20;
   int64_t grid = 64;
@@ -20,7 +30,9 @@ struct HeldOutOptions {
 };
 
 /// Rolls out the operator and the reference solver from the same generated
-/// densities (the operator's energy, tau and training ranges) and returns
+/// densities (the operator's training ranges; the operator's energy and tau
+/// unless options.problem names others, served through the step's
+/// symmetries: refused when none relates them) and returns
 /// per-frame errors: "rel_l1_per_frame" (mean over densities), "rel_l1_mean"
 /// (over densities and frames), "rel_l1_per_density".
 nlohmann::json compareWithReference(const LearnedOperator& op, const HeldOutOptions& options,
@@ -30,7 +42,16 @@ nlohmann::json compareWithReference(const LearnedOperator& op, const HeldOutOpti
 /// returning the next density.
 using SuiteStepper = std::function<at::Tensor(const at::Tensor& rho, const Grid& grid)>;
 
+/// The learned operator's step of the comparison's problem: through the
+/// step's symmetries (c from each density's mass). Throws OperatorFileError
+/// when no symmetry relates the problem to the operator's.
+SuiteStepper learnedSuiteStepper(std::shared_ptr<const LearnedOperator> op, const ComparisonProblem& problem);
+/// The problem's energy and tau, the operator's where not given.
+EnergySpec problemEnergy(const LearnedOperator& op, const ComparisonProblem& problem);
+double problemTau(const LearnedOperator& op, const ComparisonProblem& problem);
+
 struct WildSuiteOptions {
+  ComparisonProblem problem;
   int64_t grid = 64;
   int dim = 2;
   int steps = 20;
@@ -46,7 +67,7 @@ struct WildSuiteOptions {
 /// training never uses, scaled to a peak log-uniform in [0.05, 0.6] (porous
 /// medium) or a mass uniform in [0.5, 1.5] (the same for every operator of
 /// an energy), rolled out by `solver` and by the reference
-/// solver for `steps` frames. JSON: "mean_error" (relative L1, over
+/// solver (on options.problem) for `steps` frames. JSON: "mean_error" (relative L1, over
 /// densities and frames), "worst_density_error" (the largest mean over
 /// frames of one density), "worst_frame_error", "energy_increase_frames"
 /// (frames whose energy exceeds the previous frame's), "per_family"

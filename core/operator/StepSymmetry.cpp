@@ -89,7 +89,19 @@ StepSymmetry relateToOperator(const OperatorMetadata& m, const EnergySpec& energ
       c = std::clamp(mass, m.ranges.massMin, m.ranges.massMax) / mass;
   }
   if (!std::isfinite(c) || !(c > 0)) c = 1;  // nothing relates the parts: sameAs below names the difference
+  // What no scaling changes first (the parts, m, powers, centres), then the
+  // scaled strengths.
+  EnergySpec shape = energy;
+  shape.diffusion = e0.diffusion;
+  shape.potentialStrength = e0.potentialStrength;
+  shape.wellDepth = e0.wellDepth;
+  shape.attraction = e0.attraction;
+  shape.repulsion = e0.repulsion;
   std::string difference;
+  if (energy.potential != PotentialKind::Values && !shape.sameAs(e0, &difference, dim)) {
+    out.difference = difference;
+    return out;
+  }
   if (!scaledEnergy(energy, s, c).sameAs(e0, &difference, dim)) {
     out.difference = difference + (s != 1 || c != 1 ? " (at the operator's tau and mass scale)" : "");
     return out;

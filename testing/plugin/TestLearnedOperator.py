@@ -122,14 +122,29 @@ loaded.EnergyPreset = "Porous medium"
 loaded.Exponent = 3
 expect_error("another exponent", loaded, ["differs in 1 setting", "Exponent: operator 2, panel 3"])
 loaded.Exponent = 2
+# A Time Step the step's symmetries relate to the operator's is served: for
+# the porous medium (m = 2) the step at tau = 0.01 is 1/c times the
+# operator's step (tau 0.005) of c rho, c = 2; Output Messages says so.
 loaded.TimeStep = 0.01
-expect_error("another tau", loaded, ["trained for", "tau 0.005", "Time Step: operator 0.005, panel 0.01"], 0.01)
+with T.OutputMessages() as said:
+    related = T.output(loaded, 0.01)
+check("c = 2" in said.text and "exact" in said.text, "the symmetry is named: %s" % said.text.strip()[:300])
+doubled = simple.Calculator(Input=source, ResultArrayName="density", Function="2*density")
+twice = simple.JKOGradientFlow(Input=doubled, Solver="Learned operator", OperatorFile=operator, NumberOfSteps=3,
+                               NumberOfThreads=2)
+twice_frame = T.point_array(T.output(twice, 0.005), "density", (16, 16, 1))
+related_frame = T.point_array(related, "density", (16, 16, 1))
+check(np.allclose(related_frame, twice_frame / 2, rtol=0, atol=1e-12),
+      "the frame at tau 0.01 is half the operator's frame of twice the density (max difference %.2g)"
+      % np.abs(related_frame - twice_frame / 2).max())
+simple.Delete(twice)
+simple.Delete(doubled)
 loaded.TimeStep = 0.01
 loaded.Exponent = 3
 loaded.Diffusion = 2
 expect_error("another exponent, D and tau at once", loaded,
              ["differs in 3 settings", "Diffusion: operator 1, panel 2", "Exponent: operator 2, panel 3",
-              "Time Step: operator 0.005, panel 0.01"], 0.01)
+              "Time Step: operator 0.005, panel 0.01", "serves, exactly", "tau D M^(m-1)", "m: 3 vs 2"], 0.01)
 loaded.Exponent = 2
 loaded.Diffusion = 1
 loaded.TimeStep = 0.005
