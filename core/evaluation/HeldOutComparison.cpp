@@ -49,8 +49,7 @@ nlohmann::json compareWithReference(const LearnedOperator& op, const HeldOutOpti
   DensityGenerator generator(grid, ranges, o.seed);
   const EnergySpec energy = problemEnergy(op, o.problem);
   const double tau = problemTau(op, o.problem);
-  const ReferenceSolver solver(
-      std::make_shared<const JkoObjective>(std::make_shared<const Energy>(energy, grid), tau));
+  const ReferenceSolver solver(std::make_shared<const JkoObjective>(std::make_shared<const Energy>(energy, grid), tau));
   // A non-owning handle: the stepper lives only in this call.
   const SuiteStepper learnedStep =
       learnedSuiteStepper(std::shared_ptr<const LearnedOperator>(&op, [](const LearnedOperator*) {}), o.problem);

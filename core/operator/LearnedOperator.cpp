@@ -489,10 +489,9 @@ std::vector<std::string> LearnedOperator::checkCompatible(const Grid& grid, cons
     const double problemTau = tau > 0 ? tau : m.tau;
     const StepSymmetry symmetry = relateToOperator(m, *energy, problemTau, grid.dim, mass);
     if (!symmetry.exact)
-      throw OperatorFileError("this operator was trained for " + m.energy.describe() + ", tau = " +
-                              formatValue(m.tau) + ", not for " + energy->describe() + ", tau = " +
-                              formatValue(problemTau) + " (" + symmetry.difference + "); it " +
-                              describeCoverage(m) +
+      throw OperatorFileError("this operator was trained for " + m.energy.describe() + ", tau = " + formatValue(m.tau) +
+                              ", not for " + energy->describe() + ", tau = " + formatValue(problemTau) + " (" +
+                              symmetry.difference + "); it " + describeCoverage(m) +
                               ": choose such values, the Auto solver, or train a new operator");
     densityFactor = symmetry.densityFactor;
   }
@@ -513,7 +512,8 @@ LearnedOperator::Use LearnedOperator::checkUse(const Grid& grid, const EnergySpe
   use.symmetry = relateToOperator(metadata_, energy, tau, grid.dim, mass);
   if (!use.symmetry.exact) use.symmetry = StepSymmetry();  // Auto: the operator's step as a first guess
   if (!use.symmetry.note.empty()) use.notes.push_back(use.symmetry.note);
-  use.warnings = checkCompatible(grid, firstGuess ? nullptr : &energy, firstGuess ? 0 : tau, firstGuess ? at::Tensor() : rho0);
+  use.warnings =
+      checkCompatible(grid, firstGuess ? nullptr : &energy, firstGuess ? 0 : tau, firstGuess ? at::Tensor() : rho0);
   if (firstGuess) {
     for (RangeWarning& w : checkDensityAgainstTraining(metadata_, grid, rho0, use.symmetry.densityFactor))
       use.warnings.push_back(std::move(w.message));

@@ -63,8 +63,7 @@ EnergySpec scaledEnergy(const EnergySpec& energy, double s, double c) {
   return e;
 }
 
-StepSymmetry relateToOperator(const OperatorMetadata& m, const EnergySpec& energy, double tau, int dim,
-                              double mass) {
+StepSymmetry relateToOperator(const OperatorMetadata& m, const EnergySpec& energy, double tau, int dim, double mass) {
   StepSymmetry out;
   if (!(tau > 0) || !(m.tau > 0)) {
     out.difference = "tau: " + number(m.tau) + " vs " + number(tau);
@@ -119,7 +118,8 @@ StepSymmetry relateToOperator(const OperatorMetadata& m, const EnergySpec& energ
     if (mass > 0) note << " (mass " << number(mass * out.densityFactor) << ")";
   }
   note << ": exact, by the step's symmetries in time and density";
-  if (free && out.densityFactor != 1) note << " (for entropy and potential energies the map does not depend on the mass)";
+  if (free && out.densityFactor != 1)
+    note << " (for entropy and potential energies the map does not depend on the mass)";
   out.note = note.str();
   return out;
 }
@@ -136,8 +136,8 @@ std::string describeCoverage(const OperatorMetadata& m) {
   std::vector<std::string> groups;
   if (e.internal == InternalKind::Entropy) groups.push_back("tau D = " + number(m.tau * e.diffusion));
   if (e.internal == InternalKind::PorousMedium)
-    groups.push_back("tau D M^(m-1) " + massBand(m.tau * e.diffusion, e.exponent - 1) + " (m = " +
-                     number(e.exponent) + ")");
+    groups.push_back("tau D M^(m-1) " + massBand(m.tau * e.diffusion, e.exponent - 1) + " (m = " + number(e.exponent) +
+                     ")");
   if (e.potential == PotentialKind::Quadratic || e.potential == PotentialKind::DoubleWell) {
     std::string strengths;
     for (int a = 0; a < m.dim; ++a) {

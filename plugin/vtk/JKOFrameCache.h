@@ -99,7 +99,7 @@ struct RolloutSetup {
   /// The learned modes: how the operator serves the panel's problem (the
   /// operator steps c rho, core's StepSymmetry.h); the identity for its own.
   StepSymmetry symmetry;
-  std::string description;              ///< e.g. "480x640 grid": for the time estimate
+  std::string description;  ///< e.g. "480x640 grid": for the time estimate
 };
 
 /// How far FrameCache::extendTo got.

@@ -271,8 +271,7 @@ std::vector<RangeWarning> LoadedOperator::check(const EnergySpec& energy, double
             << "; the panel differs in " << differences.size() << (differences.size() == 1 ? " setting" : " settings")
             << ": ";
     for (size_t i = 0; i < differences.size(); ++i) message << (i ? "; " : "") << differences[i];
-    message << ". The operator " << describeCoverage(metadata)
-            << ", and the panel is not among them ("
+    message << ". The operator " << describeCoverage(metadata) << ", and the panel is not among them ("
             << relateToOperator(metadata, energy, tau, grid.dim, mass).difference
             << "). Set such values (Operator Description lists them), choose Solver Auto (it refines the "
                "operator's steps for the panel's energy and Time Step), or press Train to train an operator for "

@@ -161,8 +161,8 @@ TEST(StepSymmetry, TheReferenceStepObeysIt) {
   expectReferenceObeys(EnergySpec::porousMedium(2, 1), 0.0025, 0.05, EnergySpec::porousMedium(2, 1), 0.002, 0.1);
   expectReferenceObeys(EnergySpec::porousMedium(3, 0.5), 0.005, 0.3, EnergySpec::porousMedium(3, 1), 0.01, 1);
   expectReferenceObeys(EnergySpec::fokkerPlanck(0.2, 40), 0.0025, 3, EnergySpec::fokkerPlanck(0.1, 20), 0.5, 2);
-  expectReferenceObeys(EnergySpec::aggregationDiffusion(0.05, 10), 0.01, 2,
-                       EnergySpec::aggregationDiffusion(0.1, 20), 0.5, 1.5);
+  expectReferenceObeys(EnergySpec::aggregationDiffusion(0.05, 10), 0.01, 2, EnergySpec::aggregationDiffusion(0.1, 20),
+                       0.5, 1.5);
 }
 
 // The learned modes step c rho: bit for bit the operator's step scaled back,
