@@ -65,7 +65,8 @@ check("porous-medium" in description and operator in description and len(lines) 
       "panel shows the operator on %d lines:\n%s" % (len(lines), description))
 for phrase in ["energy: porous-medium", "tau: 0.005", "box lengths: 1 x 1", "grids: 16 nodes per axis",
                "peak densities:", "trained: learn-to-evolve, 2 rounds x 2 epochs", "in ParaView (Train)",
-               "command: jko train --energy porous-medium --dim 2 --D 1 --m 2 --tau 0.005 --grid 16"]:
+               "command: jko train --energy porous-medium --dim 2 --D 1 --m 2 --tau 0.005 --grid 16",
+               "also serves, exactly", "every Time Step tau and energy parameters with tau D M^(m-1) in ["]:
     check(phrase in description, "the description says '%s'" % phrase)
 check(abs(flow.GetProperty("OperatorTimeStep").GetData() - 0.005) < 1e-15, "panel shows the operator's tau")
 stamp = os.path.getmtime(operator)

@@ -1,0 +1,52 @@
+# The step's symmetries from the command line: the bundled porous-medium
+# operator (tau 0.005, D 1) serves the Barenblatt flow at tau 0.0025 by
+# stepping c rho, c = 0.5, says so, and stays within 3% of the exact JKO
+# chain; `jko compare` runs a related problem (tau 0.01, D 0.5) and reports
+# it; a Fokker-Planck operator asked for another D alone is refused with the
+# groups it serves.
+set(porous "${SOURCE}/data/operators/porous-medium.jko")
+
+function(expect_in text part what)
+  string(FIND "${text}" "${part}" where)
+  if(where EQUAL -1)
+    message(FATAL_ERROR "${what}: '${part}' missing from: ${text}")
+  endif()
+endfunction()
+
+execute_process(COMMAND "${JKO}" eval --case barenblatt-flow --solver learned --operator "${porous}" --tau 0.0025
+                        --steps 5 --json --threads 2
+                OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "the learned Barenblatt flow at tau 0.0025 failed (${rc}): ${err}")
+endif()
+expect_in("${err}" "c = 0.5" "the symmetry's note")
+expect_in("${err}" "exact, by the step's symmetries" "the symmetry's note")
+string(JSON tau GET "${out}" tau)
+string(JSON error GET "${out}" rel_l1_jko_final)
+if(NOT tau EQUAL 0.0025 OR error GREATER 0.03)
+  message(FATAL_ERROR "tau ${tau}, error against the exact JKO chain ${error} (at most 0.03): ${out}")
+endif()
+message(STATUS "Barenblatt flow at tau 0.0025 through the symmetry: ${error} from the exact JKO chain")
+
+execute_process(COMMAND "${JKO}" compare --operator "${porous}" --suite held-out --tau 0.01 --D 0.5 --densities 1
+                        --steps 2 --grid 32 --threads 2
+                OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "jko compare at tau 0.01, D 0.5 failed (${rc}): ${err}")
+endif()
+string(JSON tau GET "${out}" tau)
+string(JSON D GET "${out}" energy internal D)
+string(JSON mean GET "${out}" rel_l1_mean)
+if(NOT tau EQUAL 0.01 OR NOT D EQUAL 0.5 OR mean GREATER 0.05)
+  message(FATAL_ERROR "compare should run tau 0.01, D 0.5 within 5%: ${out}")
+endif()
+
+execute_process(COMMAND "${JKO}" compare --operator "${SOURCE}/data/operators/fokker-planck.jko" --suite held-out
+                        --D 0.05 --densities 1 --steps 1 --grid 32 --threads 2
+                OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
+if(rc EQUAL 0)
+  message(FATAL_ERROR "a Fokker-Planck operator asked for D 0.05 alone should be refused: ${out}")
+endif()
+expect_in("${err}" "no symmetry of the step relates" "the refusal")
+expect_in("${err}" "D: 0.05 vs 0.1" "the refusal")
+expect_in("${err}" "tau D = 0.0005" "the groups served")
