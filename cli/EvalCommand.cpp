@@ -81,23 +81,12 @@ Stepper learnedStepper(std::shared_ptr<LearnedOperator> op, const Grid& grid, co
   AutoSolverOptions autoOptions;
   autoOptions.threshold = options.threshold;
   autoOptions.reference = options.reference;
-  auto solver = std::make_shared<const AutoSolver>(op, objective, autoOptions);
-  std::shared_ptr<ReferenceSolver> refiner;
-  if (options.solver == "refine") {
-    ReferenceSolverOptions refineOptions = options.reference;
-    refineOptions.maxIterations = options.refineIterations;
-    refiner = std::make_shared<ReferenceSolver>(objective, refineOptions);
-  }
-  return [solver, refiner, automatic, tally](const at::Tensor& rho, const StepOutput&) {
-    CertifiedStep step = automatic ? solver->step(rho) : solver->learnedStep(rho);
-    if (refiner) {
-      const ReferenceStep refined = refiner->step(rho, step.displacement);
-      step.refined = true;
-      step.iterations = refined.iterations;
-      step.next = refined.next;
-      step.displacement = refined.displacement;
-      step.certificate = solver->certifier().certify(rho, step.displacement);
-    }
+  ReferenceSolverOptions refineOptions = options.reference;
+  refineOptions.maxIterations = options.refineIterations;
+  auto solver = std::make_shared<const OperatorSolver>(op, objective, OperatorSolver::modeFromString(options.solver),
+                                                       autoOptions, refineOptions);
+  return [solver, tally](const at::Tensor& rho, const StepOutput&) {
+    const CertifiedStep step = solver->step(rho);
     tally->add(step);
     StepOutput out;
     out.next = step.next;

@@ -285,25 +285,11 @@ void addRolloutCommand(CLI::App& app) {
       objective = std::make_shared<const JkoObjective>(std::make_shared<const Energy>(energySpec, grid), tau);
       AutoSolverOptions autoOptions;
       autoOptions.threshold = o->threshold;
-      auto solver = std::make_shared<const AutoSolver>(op, objective, autoOptions);
-      std::shared_ptr<const ReferenceSolver> refiner;
-      if (solverName == "refine") {
-        ReferenceSolverOptions refineOptions;
-        refineOptions.maxIterations = o->refineIterations;
-        refiner = std::make_shared<const ReferenceSolver>(objective, refineOptions);
-      }
-      step = [solver, refiner, automatic](const at::Tensor& rho) {
-        CertifiedStep s = automatic ? solver->step(rho) : solver->learnedStep(rho);
-        if (refiner) {
-          const ReferenceStep refined = refiner->step(rho, s.displacement);
-          s.refined = true;
-          s.iterations = refined.iterations;
-          s.next = refined.next;
-          s.displacement = refined.displacement;
-          s.certificate = solver->certifier().certify(rho, s.displacement);
-        }
-        return s;
-      };
+      ReferenceSolverOptions refineOptions;
+      refineOptions.maxIterations = o->refineIterations;
+      auto solver = std::make_shared<const OperatorSolver>(op, objective, OperatorSolver::modeFromString(solverName),
+                                                           autoOptions, refineOptions);
+      step = [solver](const at::Tensor& rho) { return solver->step(rho); };
     } else if (solverName == "linearized") {
       objective = std::make_shared<const JkoObjective>(std::make_shared<const Energy>(energySpec, grid), tau);
       auto solver = std::make_shared<const LinearizedStep>(objective, o->linearized);

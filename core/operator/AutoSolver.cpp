@@ -123,6 +123,32 @@ CertifiedStep AutoSolver::step(const at::Tensor& rho, const ProgressCallback& pr
   return out;
 }
 
+OperatorSolver::Mode OperatorSolver::modeFromString(const std::string& name) {
+  if (name == "learned") return Mode::Learned;
+  if (name == "refine") return Mode::Refine;
+  if (name == "auto") return Mode::Auto;
+  throw InvalidParameter("solver", name, "the solvers that start from an operator are learned, refine and auto");
+}
+
+OperatorSolver::OperatorSolver(std::shared_ptr<const LearnedOperator> op, std::shared_ptr<const JkoObjective> objective,
+                               Mode mode, AutoSolverOptions autoOptions, ReferenceSolverOptions refine)
+    : mode_(mode), auto_(std::move(op), objective, std::move(autoOptions)), refiner_(objective, std::move(refine)) {}
+
+CertifiedStep OperatorSolver::step(const at::Tensor& rho, const ProgressCallback& progress) const {
+  if (mode_ == Mode::Auto) return auto_.step(rho, progress);
+  CertifiedStep step = auto_.learnedStep(rho);
+  if (mode_ == Mode::Refine) {
+    const ReferenceStep refined = refiner_.step(rho, step.displacement, progress);
+    step.refined = true;
+    step.iterations = refined.iterations;
+    step.refineConverged = refined.converged;
+    step.next = refined.next;
+    step.displacement = refined.displacement;
+    step.certificate = auto_.certifier().certify(rho, step.displacement);
+  }
+  return step;
+}
+
 std::vector<CertifiedStep> AutoSolver::rollout(const at::Tensor& rho0, int steps,
                                                const ProgressCallback& progress) const {
   if (steps < 0) throw InvalidParameter("steps", formatValue(steps), "must be >= 0");

@@ -101,6 +101,31 @@ class AutoSolver {
   StepCertifier certifier_;
 };
 
+/// The solvers that start from the operator's step, for one problem (the
+/// `jko` modes of the same names): Learned (the operator's step, certified,
+/// never refined), Refine (then a fixed number of L-BFGS iterations of the
+/// reference solver from its map, certified again) and Auto
+/// (AutoSolver::step).
+class OperatorSolver {
+ public:
+  enum class Mode { Learned, Refine, Auto };
+  /// "learned", "refine" or "auto"; throws InvalidParameter otherwise.
+  static Mode modeFromString(const std::string& name);
+
+  /// `refine`: the Refine mode's L-BFGS (its maxIterations is the number of
+  /// iterations).
+  OperatorSolver(std::shared_ptr<const LearnedOperator> op, std::shared_ptr<const JkoObjective> objective, Mode mode,
+                 AutoSolverOptions autoOptions = {}, ReferenceSolverOptions refine = {});
+  CertifiedStep step(const at::Tensor& rho, const ProgressCallback& progress = {}) const;
+  Mode mode() const { return mode_; }
+  const AutoSolver& autoSolver() const { return auto_; }
+
+ private:
+  Mode mode_;
+  AutoSolver auto_;
+  ReferenceSolver refiner_;
+};
+
 /// Counts of refined frames and why, over a rollout.
 struct RefinementTally {
   int frames = 0, refined = 0, descentFailures = 0, certificateFailures = 0, learnedFailures = 0, restarted = 0;

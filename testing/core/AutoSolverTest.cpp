@@ -188,5 +188,31 @@ TEST(AutoSolver, MassInvariantEnergiesUseTheSymmetry) {
   EXPECT_NEAR(step.next.sum().item<double>(), rho.sum().item<double>(), 1e-12 * rho.sum().item<double>());
 }
 
+// The three modes of the CLI: learned is the certified learned step, refine
+// takes that many L-BFGS iterations from its map and lowers the objective,
+// auto is the Auto solver's step; other names are refused.
+TEST(AutoSolver, OperatorSolverModes) {
+  configureRuntime(2);
+  const auto op = porousMediumOperator();
+  const Grid grid = Grid::unitBox(2, 32);
+  const at::Tensor rho = densityOfMass(grid, 0.02, 3);
+  const auto objective = op->objectiveOn(grid);
+  ReferenceSolverOptions refine;
+  refine.maxIterations = 5;
+  const CertifiedStep learned = OperatorSolver(op, objective, OperatorSolver::Mode::Learned).step(rho);
+  const CertifiedStep refined =
+      OperatorSolver(op, objective, OperatorSolver::modeFromString("refine"), {}, refine).step(rho);
+  EXPECT_FALSE(learned.refined);
+  EXPECT_TRUE(at::equal(learned.next, AutoSolver(op, objective).learnedStep(rho).next));
+  EXPECT_TRUE(refined.refined);
+  EXPECT_GE(refined.iterations, 1);
+  EXPECT_LE(refined.iterations, 5);
+  EXPECT_LT(refined.certificate.objective, learned.certificate.objective);
+  EXPECT_NEAR(refined.next.sum().item<double>(), rho.sum().item<double>(), 1e-12 * rho.sum().item<double>());
+  const CertifiedStep automatic = OperatorSolver(op, objective, OperatorSolver::Mode::Auto).step(rho);
+  EXPECT_TRUE(at::equal(automatic.next, AutoSolver(op, objective).step(rho).next));
+  EXPECT_THROW(OperatorSolver::modeFromString("reference"), InvalidParameter);
+}
+
 }  // namespace
 }  // namespace jko
