@@ -2,8 +2,15 @@
 operator (data/operators/porous-medium-3d.jko): frames of a 3D density on a
 grid coarser than the operator's training grid, the mass kept, the energy
 never rising unless the frame is flagged, frames kept (a second update of a
-frame computes nothing), and Auto on the same density."""
+frame computes nothing), and Auto on the same density; then the bundled 3D
+Fokker-Planck operator (data/operators/fokker-planck-3d.jko) on a Gaussian
+mixture in its quadratic well, and at ten times the largest mass it was
+trained on (the step's map does not depend on the mass: the operator steps
+the density rescaled into its range, so the frames are those of the largest
+mass, times 10)."""
+import json
 import os
+import struct
 
 import numpy as np
 
@@ -97,4 +104,39 @@ for k in (1, 2):
           "Auto frame %d keeps the mass and is certified (%s, certificate %.2g)"
           % (k, "refined" if refined else "learned", table.GetValueByName(k, "Certificate").ToDouble()))
 check(not messages.errors, "no error under Auto: %s" % messages.errors)
+
+# The 3D Fokker-Planck operator: D = 0.1, V = 20 |x - c|^2 / 2, masses 0.5-2.
+FP_OPERATOR = os.path.join(ROOT, "data", "operators", "fokker-planck-3d.jko")
+
+
+def fokker_planck(mass):
+    blobs = simple.JKOInitialDensity(Kind="Gaussian mixture", Dimension="3D", GridSize=[N, N, N], Mass=mass, Seed=2)
+    return simple.JKOGradientFlow(Input=blobs, EnergyPreset="Fokker-Planck", Diffusion=0.1, Potential="Quadratic",
+                                  PotentialStrength=[20, 20, 20], PotentialCentredInBox=1, Solver="Learned operator",
+                                  OperatorFile=FP_OPERATOR, NumberOfSteps=3, NumberOfThreads=2)
+
+
+with open(FP_OPERATOR, "rb") as f:  # magic, version, metadata length, metadata (JSON)
+    header = f.read(20)
+    largest_mass = json.loads(f.read(struct.unpack("<Q", header[12:20])[0]))["ranges"]["mass_max"]
+fp = fokker_planck(largest_mass)
+fp_messages = T.Messages(fp)
+fp.UpdatePipelineInformation()
+fp_times = list(fp.TimestepValues)
+fp_frames = [T.point_array(T.output(fp, t), "density", shape).copy() for t in fp_times]
+fp_table = T.output(fp, fp_times[-1], port=1)
+check(not fp_messages.errors, "no error with the 3D Fokker-Planck operator: %s" % fp_messages.errors)
+for k in range(1, 4):
+    e0, e1 = (fp_table.GetValueByName(j, "Energy").ToDouble() for j in (k - 1, k))
+    drift = abs(fp_frames[k].sum() - fp_frames[0].sum()) / fp_frames[0].sum()
+    check(drift < 1e-12 and fp_frames[k].min() >= 0 and (e1 < e0 or fp_table.GetValueByName(k, "Flagged").ToInt()),
+          "Fokker-Planck 3D frame %d: mass kept (%.1e), positive, energy %.6g after %.6g" % (k, drift, e1, e0))
+heavy = fokker_planck(10 * largest_mass)
+with T.OutputMessages() as said:
+    heavy_last = T.point_array(T.output(heavy, fp_times[-1]), "density", shape)
+check("c = 0.1 " in said.text and "does not depend on the mass" in said.text and "outside the range" not in said.text,
+      "ten times the largest mass is stepped at the largest, said, and no range warning: %s" % said.text.strip()[:400])
+check(np.allclose(heavy_last, 10 * fp_frames[-1], rtol=0, atol=1e-12 * heavy_last.max()),
+      "at ten times the largest mass the frames are ten times its frames (largest difference %.2g)"
+      % np.abs(heavy_last - 10 * fp_frames[-1]).max())
 check.finish()
