@@ -19,6 +19,7 @@ struct TrainCommandOptions {
   int dim = 2, threads = 0;
   std::string out, network, base, mode, device = "cpu", checkpoint;
   std::vector<std::string> initial;
+  std::vector<double> conditionD, conditionStrength;
   TrainingOptions given;  // values of the options given; defaults come from the preset
   bool resume = false, quiet = false;
   std::map<std::string, CLI::Option*> options;
@@ -85,7 +86,8 @@ void addTrainCommand(CLI::App& app) {
   add("--base-iterations", g.network.baseIterations, "Linearized base: conjugate-gradient iterations");
   train->add_flag("--base-smooth-inputs", o->given.network.baseSmoothInputs,
                   "Linearized base: the network sees its inputs averaged over the gate's blocks");
-  add("--base-smoothing", g.network.baseSmoothing, "Linearized base: Gauss-Seidel sweeps before and after each coarse correction");
+  add("--base-smoothing", g.network.baseSmoothing,
+      "Linearized base: Gauss-Seidel sweeps before and after each coarse correction");
   add("--base-block", g.network.baseBlock,
       "Linearized base: the network's gate acts on the base averaged over blocks of this many cells");
   add("--peak-min", g.densities.peakMin, "Smallest peak density generated (porous medium)");
@@ -96,6 +98,17 @@ void addTrainCommand(CLI::App& app) {
                    "What the network gates and corrects: linearized (the linearised implicit step on the density's "
                    "grid; the porous medium's default) or resolvent")
       ->check(CLI::IsMember({"linearized", "resolvent"}));
+  train
+      ->add_option("--condition-D", o->conditionD,
+                   "MIN,MAX: one operator for every D in this range (at --tau; other time steps reach it through "
+                   "the step's symmetries); the network sees D as an input")
+      ->delimiter(',')
+      ->expected(2);
+  train
+      ->add_option("--condition-potential-strength", o->conditionStrength,
+                   "MIN,MAX: the same for the quadratic potential's strength a")
+      ->delimiter(',')
+      ->expected(2);
   train->add_option("--mode", o->mode, "learn-to-evolve or initial-only (the ablation)")
       ->check(CLI::IsMember({"learn-to-evolve", "initial-only"}));
   train->add_option("--device", o->device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
@@ -137,6 +150,9 @@ void addTrainCommand(CLI::App& app) {
     if (!o->network.empty()) options.network.kind = o->network;
     if (!o->base.empty()) options.network.base = o->base;
     if (!o->mode.empty()) options.mode = o->mode;
+    if (o->conditionD.size() == 2) options.conditioning.diffusion = {o->conditionD[0], o->conditionD[1]};
+    if (o->conditionStrength.size() == 2)
+      options.conditioning.potentialStrength = {o->conditionStrength[0], o->conditionStrength[1]};
     options.device = o->device;
     options.checkpoint = o->checkpoint;
     options.resume = o->resume;

@@ -22,15 +22,14 @@ at::Tensor compactProfile(const at::Tensor& r2) {
 
 const std::vector<std::string>& DensityGenerator::kindNames() {
   static const std::vector<std::string> names{
-      "gaussian-mixture", "smooth-field", "ring",   "bumps",     "disk", "barenblatt",
+      "gaussian-mixture", "smooth-field", "ring",   "bumps",     "disk",  "barenblatt",
       "box-field",        "box-vacuum",   "shapes", "filaments", "noisy", "near-constant"};
   return names;
 }
 
 const std::vector<std::string>& DensityGenerator::trainingKinds() {
-  static const std::vector<std::string> names{"gaussian-mixture", "box-field", "bumps", "shapes",
-                                              "smooth-field",     "box-vacuum", "ring",  "filaments",
-                                              "noisy",            "near-constant"};
+  static const std::vector<std::string> names{"gaussian-mixture", "box-field", "bumps",     "shapes", "smooth-field",
+                                              "box-vacuum",       "ring",      "filaments", "noisy",  "near-constant"};
   return names;
 }
 

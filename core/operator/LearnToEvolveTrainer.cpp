@@ -71,18 +71,48 @@ Dataset concatenate(const Dataset& a, const Dataset& b) {
           at::cat({a.scale, b.scale})};
 }
 
-// Normalised JKO loss (J(u) - J(0)) / scale per sample, averaged.
+// Normalised JKO loss (J(u) - J(0)) / scale per sample, averaged. `ownEnergy`:
+// the objective's energy is another than the dataset's (a conditioned
+// operator's draw), so J(0) and the scale are computed for it here.
 at::Tensor batchLoss(const LearnedOperator& op, const JkoObjective& objective, const Dataset& data,
-                     const at::Tensor& index, double scaleFloor) {
+                     const at::Tensor& index, double scaleFloor, bool ownEnergy = false) {
   JkoState state;
   state.density = data.density.index_select(0, index);
   state.masses = data.masses.index_select(0, index);
   state.weights = data.weights.index_select(0, index);
   state.mass = data.mass.index_select(0, index);
+  at::Tensor initial = data.initialObjective.index_select(0, index), scale = data.scale.index_select(0, index);
+  if (ownEnergy) {
+    at::NoGradGuard noGrad;
+    const Dataset drawn = makeDataset(op, objective, state.density);
+    initial = drawn.initialObjective;
+    scale = drawn.scale;
+  }
   const at::Tensor u = objective.tau() * op.velocity(objective.energy(), state.density);
   const JkoTerms terms = objective.evaluate(state, u);
-  const at::Tensor scale = data.scale.index_select(0, index).clamp_min(scaleFloor);
-  return ((terms.objective - data.initialObjective.index_select(0, index)) / scale).mean();
+  return ((terms.objective - initial) / scale.clamp_min(scaleFloor)).mean();
+}
+
+// A conditioned training's energy: the conditioned parameters drawn
+// log-uniformly from their ranges (at `unit` in [0, 1]^2 when given).
+EnergySpec drawnEnergy(const TrainingOptions& o, std::mt19937_64& random, const double* unit = nullptr) {
+  EnergySpec e = o.energy;
+  std::uniform_real_distribution<double> uniform(0, 1);
+  auto draw = [&](const std::array<double, 2>& range, int i) {
+    const double t = unit ? unit[i] : uniform(random);
+    return range[0] * std::pow(range[1] / range[0], t);
+  };
+  if (o.conditioning.onDiffusion()) e.diffusion = draw(o.conditioning.diffusion, 0);
+  if (o.conditioning.onPotentialStrength()) {
+    const double a = draw(o.conditioning.potentialStrength, 1);
+    for (int k = 0; k < 3; ++k)
+      e.potentialStrength[k] = o.energy.potentialStrength[k] * a / o.energy.potentialStrength[0];
+  }
+  return e;
+}
+
+std::shared_ptr<const JkoObjective> objectiveFor(const EnergySpec& energy, const Grid& grid, double tau) {
+  return std::make_shared<const JkoObjective>(std::make_shared<const Energy>(energy, grid), tau);
 }
 
 // Mean over held-out densities of (J(G(rho)) - J_ref) / (J(0) - J_ref): the
@@ -92,6 +122,32 @@ double validationGap(const LearnedOperator& op, const JkoObjective& objective, c
   const at::Tensor u = objective.tau() * op.velocity(objective.energy(), v.state.density);
   const at::Tensor J = objective.evaluate(v.state, u).objective;
   return ((J - v.referenceObjective) / (v.initialObjective - v.referenceObjective)).mean().item<double>();
+}
+
+// A validation set and the objective its reference steps solved.
+struct ValidationGroup {
+  std::shared_ptr<const JkoObjective> objective;
+  Validation data;
+};
+
+// The validation gap. One energy: the mean over the states of the share of
+// each step's decrease missed. A conditioned training's groups (one energy
+// each): per group the share of the group's total decrease missed, averaged
+// over the groups; the states of a strong potential reach equilibrium
+// within the trajectory, and a mean of shares would be dominated by steps
+// that barely decrease.
+double validationGap(const LearnedOperator& op, const std::vector<ValidationGroup>& groups, bool conditioned) {
+  if (!conditioned) return validationGap(op, *groups.front().objective, groups.front().data);
+  at::NoGradGuard noGrad;
+  double sum = 0;
+  for (const ValidationGroup& g : groups) {
+    const JkoObjective& objective = *g.objective;
+    const at::Tensor u = objective.tau() * op.velocity(objective.energy(), g.data.state.density);
+    const at::Tensor J = objective.evaluate(g.data.state, u).objective;
+    sum += ((J - g.data.referenceObjective).sum() / (g.data.initialObjective - g.data.referenceObjective).sum())
+               .item<double>();
+  }
+  return sum / groups.size();
 }
 
 std::vector<at::Tensor> cloneParameters(const VelocityNetwork& network) {
@@ -178,6 +234,24 @@ std::array<int64_t, 3> TrainingOptions::cells() const {
 void TrainingOptions::validate() const {
   energy.validate(dim);
   network.validate();
+  conditioning.validate();
+  if (conditioning.onDiffusion() &&
+      (energy.internal == InternalKind::None || energy.diffusion < conditioning.diffusion[0] * (1 - 1e-9) ||
+       energy.diffusion > conditioning.diffusion[1] * (1 + 1e-9)))
+    throw InvalidParameter("conditioned D range",
+                           formatValue(conditioning.diffusion[0]) + " to " + formatValue(conditioning.diffusion[1]),
+                           "it needs an internal energy whose D (" + formatValue(energy.diffusion) + ") lies inside");
+  if (conditioning.onPotentialStrength() &&
+      (energy.potential != PotentialKind::Quadratic ||
+       energy.potentialStrength[0] < conditioning.potentialStrength[0] * (1 - 1e-9) ||
+       energy.potentialStrength[0] > conditioning.potentialStrength[1] * (1 + 1e-9)))
+    throw InvalidParameter(
+        "conditioned potential strength range",
+        formatValue(conditioning.potentialStrength[0]) + " to " + formatValue(conditioning.potentialStrength[1]),
+        "it needs a quadratic potential whose strength (" + formatValue(energy.potentialStrength[0]) + ") lies inside");
+  if (conditioning.any() && network.base == "linearized")
+    throw InvalidParameter("conditioning", "on the linearised base",
+                           "conditioned operators use the resolvent base (--base resolvent)");
   if (dim != 2 && dim != 3) throw InvalidParameter("dim", formatValue(dim), "must be 2 or 3");
   for (int a = 0; a < dim; ++a)
     if (cells()[a] < 8 || cells()[a] > 1024)
@@ -240,6 +314,7 @@ TrainingResult LearnToEvolveTrainer::train(const ProgressCallback& progress) {
   metadata.dim = o.dim;
   metadata.energy = o.energy;
   metadata.tau = o.tau;
+  metadata.conditioning = o.conditioning;
   metadata.network = o.network;
   {
     at::NoGradGuard noGrad;
@@ -276,18 +351,28 @@ TrainingResult LearnToEvolveTrainer::train(const ProgressCallback& progress) {
   }
 
   // 3. Validation: reference steps from held-out densities and from frames
-  //    along their reference trajectories (objective values only).
-  Validation validation;
+  //    along their reference trajectories (objective values only). A
+  //    conditioned training validates each density at its own energy: the
+  //    corners and the middle of the conditioned ranges in turn.
+  std::vector<ValidationGroup> validation;
   {
     ReferenceSolverOptions solverOptions;
     solverOptions.objectiveTolerance = 1e-8;
     solverOptions.gradientTolerance = 1e-5;
-    const ReferenceSolver solver(std::make_shared<const JkoObjective>(energy, o.tau), solverOptions);
-    std::vector<at::Tensor> states;
-    std::vector<double> reference;
+    const double corners[5][2] = {{0, 0}, {1, 1}, {0, 1}, {1, 0}, {0.5, 0.5}};
+    std::vector<std::shared_ptr<const JkoObjective>> objectives;
+    std::vector<std::vector<at::Tensor>> states;
+    std::vector<std::vector<double>> reference;
     // Frames 0, K/4 and K/2 of each reference trajectory (later frames move little).
     const std::vector<int> checkpoints{0, std::max(1, o.horizon / 4), std::max(2, o.horizon / 2)};
     for (size_t i = 0; i < validationInitial.size(); ++i) {
+      if (i == 0 || o.conditioning.any()) {
+        objectives.push_back(o.conditioning.any() ? objectiveFor(drawnEnergy(o, random, corners[i % 5]), grid, o.tau)
+                                                  : std::make_shared<const JkoObjective>(energy, o.tau));
+        states.emplace_back();
+        reference.emplace_back();
+      }
+      const ReferenceSolver solver(objectives.back(), solverOptions);
       at::Tensor rho = validationInitial[i];
       at::Tensor warm;
       for (int k = 0; k <= checkpoints.back(); ++k) {
@@ -301,8 +386,8 @@ TrainingResult LearnToEvolveTrainer::train(const ProgressCallback& progress) {
         };
         const ReferenceStep step = solver.step(rho, warm, withinTrajectory);
         if (std::find(checkpoints.begin(), checkpoints.end(), k) != checkpoints.end()) {
-          states.push_back(rho);
-          reference.push_back(step.objective);
+          states.back().push_back(rho);
+          reference.back().push_back(step.objective);
         }
         rho = step.next;
         warm = step.displacement;
@@ -315,9 +400,14 @@ TrainingResult LearnToEvolveTrainer::train(const ProgressCallback& progress) {
       reportProgress(progress, event);
     }
     at::NoGradGuard noGrad;
-    validation.state = objective.prepare(at::stack(states).to(device));
-    validation.initialObjective = energy->operator()(validation.state.density);
-    validation.referenceObjective = at::tensor(reference, at::kDouble).to(device);
+    for (size_t g = 0; g < objectives.size(); ++g) {
+      ValidationGroup group;
+      group.objective = objectives[g];
+      group.data.state = objectives[g]->prepare(at::stack(states[g]).to(device));
+      group.data.initialObjective = objectives[g]->energy()(group.data.state.density);
+      group.data.referenceObjective = at::tensor(reference[g], at::kDouble).to(device);
+      validation.push_back(std::move(group));
+    }
   }
 
   // 4. Optimiser and the training set B = S0.
@@ -385,11 +475,11 @@ TrainingResult LearnToEvolveTrainer::train(const ProgressCallback& progress) {
     const OperatorMetadata saved = OperatorMetadata::fromJson(meta);
     std::string difference;
     if (!saved.energy.sameAs(o.energy, &difference, o.dim) || saved.dim != o.dim ||
-        std::abs(saved.tau - o.tau) > 1e-12 || meta["checkpoint"]["seed"].get<uint64_t>() != o.seed ||
-        meta["checkpoint"]["mode"] != o.mode)
+        std::abs(saved.tau - o.tau) > 1e-12 || saved.conditioning.toJson() != o.conditioning.toJson() ||
+        meta["checkpoint"]["seed"].get<uint64_t>() != o.seed || meta["checkpoint"]["mode"] != o.mode)
       throw OperatorFileError(o.checkpoint +
-                              " was written by a different training (energy, dimension, tau, seed or "
-                              "mode differ" +
+                              " was written by a different training (energy, dimension, tau, conditioning, seed "
+                              "or mode differ" +
                               (difference.empty() ? "" : ": " + difference) + ")");
     op->metadata().scales = saved.scales;
     op->network().loadParameters(archive.tensors);
@@ -429,7 +519,7 @@ TrainingResult LearnToEvolveTrainer::train(const ProgressCallback& progress) {
   const double scaleFloor = 1e-3 * initialSet.scale.median().item<double>();
   // The untrained operator's gap (on the linearised base: the linearised
   // step alone), the mark training has to beat.
-  const double initialGap = o.resume ? std::nan("") : validationGap(*op, objective, validation);
+  const double initialGap = o.resume ? std::nan("") : validationGap(*op, validation, o.conditioning.any());
   bool stopped = false;
   int consecutiveNonFinite = 0;
   int64_t step = (firstRound - 1) * stepsPerRound;
@@ -472,7 +562,10 @@ TrainingResult LearnToEvolveTrainer::train(const ProgressCallback& progress) {
       for (auto& p : picks) p = std::uniform_int_distribution<int64_t>(0, data.size() - 1)(random);
       const at::Tensor index = at::tensor(picks, at::kLong).to(device);
       optimizer.zero_grad();
-      at::Tensor loss = batchLoss(*op, objective, data, index, scaleFloor);
+      // A conditioned training draws the energy of every optimiser step.
+      at::Tensor loss = o.conditioning.any() ? batchLoss(*op, *objectiveFor(drawnEnergy(o, random), grid, o.tau), data,
+                                                         index, scaleFloor, true)
+                                             : batchLoss(*op, objective, data, index, scaleFloor);
       if (o.lossHookForTesting) loss = o.lossHookForTesting(step, loss);
       // One non-finite loss or gradient would make the parameters and Adam's
       // moments NaN for good: such a step is skipped instead, before
@@ -545,7 +638,7 @@ TrainingResult LearnToEvolveTrainer::train(const ProgressCallback& progress) {
       }
     }
 
-    const double gap = validationGap(*op, objective, validation);
+    const double gap = validationGap(*op, validation, o.conditioning.any());
     if (gap < bestGap) {
       bestGap = gap;
       bestRound = round;
@@ -564,10 +657,24 @@ TrainingResult LearnToEvolveTrainer::train(const ProgressCallback& progress) {
       const int horizon =
           o.rounds > 1 ? std::min<int>(o.horizon, (o.horizon * round + o.rounds - 2) / (o.rounds - 1)) : o.horizon;
       std::vector<at::Tensor> frames{S0};
-      at::Tensor rho = S0;
-      for (int k = 0; k < horizon; ++k) {
-        rho = op->step(rho, grid).next;
-        frames.push_back(rho);
+      if (o.conditioning.any()) {
+        // Four chunks of S0, each rolled out at an energy of its own draw.
+        std::vector<std::vector<at::Tensor>> chunks(horizon);
+        for (const at::Tensor& chunk : S0.chunk(4)) {
+          const EnergySpec drawn = drawnEnergy(o, random);
+          at::Tensor rho = chunk;
+          for (int k = 0; k < horizon; ++k) {
+            rho = op->step(rho, grid, &drawn).next;
+            chunks[k].push_back(rho);
+          }
+        }
+        for (int k = 0; k < horizon; ++k) frames.push_back(at::cat(chunks[k]));
+      } else {
+        at::Tensor rho = S0;
+        for (int k = 0; k < horizon; ++k) {
+          rho = op->step(rho, grid).next;
+          frames.push_back(rho);
+        }
       }
       data = concatenate(
           initialSet, makeDataset(*op, objective, at::cat(std::vector<at::Tensor>(frames.begin() + 1, frames.end()))));

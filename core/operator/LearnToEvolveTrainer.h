@@ -30,6 +30,11 @@ struct TrainingOptions {
   std::array<int64_t, 3> gridShape{0, 0, 0};
   std::array<double, 3> boxLower{0, 0, 0}, boxUpper{1, 1, 1};
   double tau = 0.005;
+  /// Train one operator for a range of energy parameters (at this tau): each
+  /// optimiser step, each rollout chunk and each validation density draws
+  /// them log-uniformly from these ranges (the energy's own values must lie
+  /// inside), and the network sees them as input channels.
+  Conditioning conditioning;
   NetworkConfig network;
   std::string mode = "learn-to-evolve";  ///< or "initial-only" (the ablation: same optimiser steps)
   int rounds = 8;

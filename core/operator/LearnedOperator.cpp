@@ -22,7 +22,7 @@ namespace {}  // namespace
 
 // Features: rho, vE, vR, coordinates (dim each) and V where there is one.
 int LearnedOperator::inputChannels(const OperatorMetadata& m) {
-  return 1 + 3 * m.dim + (m.energy.potential != PotentialKind::None ? 1 : 0);
+  return 1 + 3 * m.dim + (m.energy.potential != PotentialKind::None ? 1 : 0) + m.conditioning.channels();
 }
 
 // Our networks output two gates and a correction (2 + dim channels; on the
@@ -523,11 +523,18 @@ LearnedOperator::Use LearnedOperator::checkUse(const Grid& grid, const EnergySpe
   return use;
 }
 
-std::shared_ptr<const JkoObjective> LearnedOperator::objectiveOn(const Grid& grid) const {
+bool LearnedOperator::sameEnergy(const EnergySpec& a, const EnergySpec& b) const {
+  // An operator of one energy is only ever asked for that energy.
+  return !metadata_.conditioning.any() || a.sameAs(b, nullptr, metadata_.dim);
+}
+
+std::shared_ptr<const JkoObjective> LearnedOperator::objectiveOn(const Grid& grid, const EnergySpec* energy) const {
+  const EnergySpec& spec = energy ? *energy : metadata_.energy;
   std::lock_guard<std::mutex> lock(cacheMutex());
-  if (!cachedObjective_ || !cachedObjective_->grid().sameAs(grid)) {
-    auto energy = std::make_shared<const Energy>(metadata_.energy, grid);
-    cachedObjective_ = std::make_shared<const JkoObjective>(energy, metadata_.tau);
+  if (!cachedObjective_ || !cachedObjective_->grid().sameAs(grid) ||
+      !sameEnergy(cachedObjective_->energy().spec(), spec)) {
+    auto bound = std::make_shared<const Energy>(spec, grid);
+    cachedObjective_ = std::make_shared<const JkoObjective>(bound, metadata_.tau);
   }
   return cachedObjective_;
 }
@@ -550,7 +557,8 @@ Grid LearnedOperator::networkGrid(const Grid& grid) const {
 std::shared_ptr<const Energy> LearnedOperator::networkEnergy(const Energy& energy) const {
   const Grid coarse = networkGrid(energy.grid());
   std::lock_guard<std::mutex> lock(cacheMutex());
-  if (!cachedNetworkEnergy_ || !cachedNetworkEnergy_->grid().sameAs(coarse)) {
+  if (!cachedNetworkEnergy_ || !cachedNetworkEnergy_->grid().sameAs(coarse) ||
+      !sameEnergy(cachedNetworkEnergy_->spec(), energy.spec())) {
     EnergySpec spec = energy.spec();
     if (spec.potential == PotentialKind::Values)
       spec.potentialValues = averageOnto(energy.potentialOnGrid().unsqueeze(0), coarse)[0];
@@ -565,15 +573,22 @@ std::shared_ptr<const LearnedOperator::FeatureConstants> LearnedOperator::featur
   {
     std::lock_guard<std::mutex> lock(cacheMutex());
     if (cachedFeatureConstants_ && cachedFeatureConstants_->grid.sameAs(grid) &&
-        cachedFeatureConstants_->device == device)
+        cachedFeatureConstants_->device == device && sameEnergy(cachedFeatureConstants_->energy, energy.spec()))
       return cachedFeatureConstants_;
   }
   auto constants = std::make_shared<FeatureConstants>();
   constants->grid = grid;
+  constants->energy = energy.spec();
   constants->device = device;
   const auto options = at::TensorOptions().dtype(at::kDouble).device(device);
   const FeatureScales& s = metadata_.scales;
-  constants->resolventDenominator = resolventDenominator(grid, metadata_.tau * s.diffusivity, options);
+  // kappa of the resolvent: the trained diffusivity, scaled with D for an
+  // operator conditioned on D (the linearised implicit step of the energy it steps).
+  const Conditioning& conditioning = metadata_.conditioning;
+  const double kappa = s.diffusivity * (conditioning.onDiffusion() && metadata_.energy.diffusion > 0
+                                            ? energy.spec().diffusion / metadata_.energy.diffusion
+                                            : 1.0);
+  constants->resolventDenominator = resolventDenominator(grid, metadata_.tau * kappa, options);
   if (grid.dim == 2) {
     constants->cosines0 = cosineBasis(grid.n[0], options);
     constants->cosines1 = cosineBasis(grid.n[1], options);
@@ -599,6 +614,9 @@ std::shared_ptr<const LearnedOperator::FeatureConstants> LearnedOperator::featur
     channels.push_back((grid.coordinate(a, options) - grid.boxLower(a)) / grid.boxLength(a));
   if (metadata_.energy.potential != PotentialKind::None)
     channels.push_back(energy.potentialOnGrid(device) / s.potential);
+  // A conditioned operator: its parameters as constant channels.
+  for (double value : metadata_.conditioning.channelValues(energy.spec()))
+    channels.push_back(at::full(grid.shape(), value, options));
   constants->fixedChannels = at::stack(channels, 0).unsqueeze(0);
   std::lock_guard<std::mutex> lock(cacheMutex());
   cachedFeatureConstants_ = constants;
@@ -650,7 +668,7 @@ LearnedOperator::NetworkInputs LearnedOperator::networkInputs(const Energy& ener
   if (linearizedBase) {
     // The linearised implicit step on the density's own grid, and its
     // average on the network grid as the network's third input group.
-    const auto objective = objectiveOn(energy.grid());
+    const auto objective = objectiveOn(energy.grid(), &energy.spec());
     in.baseVelocity = linearizedOn(objective)->displacement(objective->prepare(r)) / metadata_.tau;
   }
   // The network's inputs without the modes finer than the gate's blocks
@@ -758,7 +776,7 @@ at::Tensor LearnedOperator::velocity(const Energy& energy, const at::Tensor& rho
   return interpolateOnto(gatedVelocity(out, in.explicitVelocity, in.smoothedVelocity, scale), energy.grid());
 }
 
-LearnedStep LearnedOperator::step(const at::Tensor& rho, const Grid& grid) const {
+LearnedStep LearnedOperator::step(const at::Tensor& rho, const Grid& grid, const EnergySpec* energy) const {
   at::NoGradGuard noGrad;
   const bool batched = rho.dim() == grid.dim + 1;
   const at::Tensor r = (batched ? rho : rho.unsqueeze(0)).to(device_, at::kDouble);
@@ -770,7 +788,11 @@ LearnedStep LearnedOperator::step(const at::Tensor& rho, const Grid& grid) const
   const ScopedIntraOpThreads threads(serial ? 1 : 0);
   if (device_.is_cpu()) wakeTaskTeam();  // its helpers run the network once the features are ready
   validateDensity(r, grid);
-  const auto objective = objectiveOn(grid);
+  if (energy && !metadata_.conditioning.any() && !energy->sameAs(metadata_.energy, nullptr, grid.dim))
+    throw InvalidParameter(
+        "energy", energy->describe(),
+        "this operator is not conditioned on energy parameters: it steps " + metadata_.energy.describe() + " only");
+  const auto objective = objectiveOn(grid, energy);
   const PushForward& push = objective->pushForward();
   const at::Tensor v = velocity(objective->energy(), r);
   const at::Tensor next = push.limit(push.deposit(push.prefilter(r), metadata_.tau * v), push.mass(r));

@@ -112,7 +112,10 @@ class LearnedOperator {
 
   /// One step without gradients. rho: (n...) or (B, n...), on any device.
   /// One density on at most kSerialStepNodes nodes steps on one CPU thread.
-  LearnedStep step(const at::Tensor& rho, const Grid& grid) const;
+  /// `energy`: the energy to step, at the operator's tau, for a conditioned
+  /// operator (OperatorMetadata::conditioning; StepSymmetry finds it for a
+  /// panel); the operator's own when null.
+  LearnedStep step(const at::Tensor& rho, const Grid& grid, const EnergySpec* energy = nullptr) const;
   /// K steps from rho0 (n...): frames 1..K.
   std::vector<LearnedStep> rollout(const at::Tensor& rho0, const Grid& grid, int steps,
                                    const ProgressCallback& progress = {}) const;
@@ -123,8 +126,9 @@ class LearnedOperator {
 
   /// The energy of the operator bound to `grid` (cached for the last grid).
   std::shared_ptr<const Energy> energyOn(const Grid& grid) const;
-  /// The JKO objective of the operator's energy and tau on `grid`.
-  std::shared_ptr<const JkoObjective> objectiveOn(const Grid& grid) const;
+  /// The JKO objective of the operator's energy (or `energy`, for a
+  /// conditioned operator) and tau on `grid`, cached for the last one.
+  std::shared_ptr<const JkoObjective> objectiveOn(const Grid& grid, const EnergySpec* energy = nullptr) const;
   /// The linearised step (the "linearized" base) on that objective, cached.
   std::shared_ptr<const LinearizedStep> linearizedOn(const std::shared_ptr<const JkoObjective>& objective) const;
 
@@ -133,10 +137,13 @@ class LearnedOperator {
   std::shared_ptr<VelocityNetwork> network_;
   at::Device device_ = at::kCPU;
   std::shared_ptr<const Energy> networkEnergy(const Energy& energy) const;
+  /// Whether cached values for energy `a` serve `b` (always, unless conditioned).
+  bool sameEnergy(const EnergySpec& a, const EnergySpec& b) const;
 
   /// What the features need that depends on the network grid only.
   struct FeatureConstants {
     Grid grid;
+    EnergySpec energy;  ///< a conditioned operator's constants depend on it
     at::Device device = at::kCPU;
     at::Tensor resolventDenominator;  ///< 1 + c (2 - 2 cos(pi j / n)) / h^2 summed over the axes
     /// 2D: the orthonormal DCT-II matrices of the two axes (n_a x n_a) and

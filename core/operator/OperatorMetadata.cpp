@@ -180,16 +180,60 @@ TrainingRanges TrainingRanges::fromJson(const nlohmann::json& json) {
   return r;
 }
 
+namespace {
+double channelValue(double value, const std::array<double, 2>& range) {
+  const double middle = std::sqrt(range[0] * range[1]), width = std::log(range[1] / range[0]);
+  return width > 0 ? std::log(value / middle) / width : 0.0;
+}
+}  // namespace
+
+std::vector<double> Conditioning::channelValues(const EnergySpec& energy) const {
+  std::vector<double> values;
+  if (onDiffusion()) values.push_back(channelValue(energy.diffusion, diffusion));
+  if (onPotentialStrength()) values.push_back(channelValue(energy.potentialStrength[0], potentialStrength));
+  return values;
+}
+
+void Conditioning::validate() const {
+  auto check = [](const std::array<double, 2>& range, const char* name) {
+    if (range[0] == 0 && range[1] == 0) return;
+    if (!(range[0] > 0) || !(range[1] >= range[0]) || !std::isfinite(range[1]))
+      throw InvalidParameter(name, formatValue(range[0]) + " to " + formatValue(range[1]),
+                             "a conditioned range must be 0 < min <= max");
+  };
+  check(diffusion, "conditioned D range");
+  check(potentialStrength, "conditioned potential strength range");
+}
+
+nlohmann::json Conditioning::toJson() const {
+  nlohmann::json json = nlohmann::json::object();
+  if (onDiffusion()) json["D"] = {diffusion[0], diffusion[1]};
+  if (onPotentialStrength()) json["potential_strength"] = {potentialStrength[0], potentialStrength[1]};
+  return json;
+}
+
+Conditioning Conditioning::fromJson(const nlohmann::json& json) {
+  Conditioning c;
+  if (json.contains("D")) c.diffusion = {json.at("D").at(0).get<double>(), json.at("D").at(1).get<double>()};
+  if (json.contains("potential_strength"))
+    c.potentialStrength = {json.at("potential_strength").at(0).get<double>(),
+                           json.at("potential_strength").at(1).get<double>()};
+  c.validate();
+  return c;
+}
+
 nlohmann::json OperatorMetadata::toJson() const {
-  return {{"dim", dim},
-          {"energy", energy.toJson()},
-          {"tau", tau},
-          {"network", network.toJson()},
-          {"scales", scales.toJson()},
-          {"ranges", ranges.toJson()},
-          {"potential_hash", energy.potentialHash()},
-          {"training", training},
-          {"libtorch", libtorchVersion}};
+  nlohmann::json json = {{"dim", dim},
+                         {"energy", energy.toJson()},
+                         {"tau", tau},
+                         {"network", network.toJson()},
+                         {"scales", scales.toJson()},
+                         {"ranges", ranges.toJson()},
+                         {"potential_hash", energy.potentialHash()},
+                         {"training", training},
+                         {"libtorch", libtorchVersion}};
+  if (conditioning.any()) json["conditioning"] = conditioning.toJson();
+  return json;
 }
 
 OperatorMetadata OperatorMetadata::fromJson(const nlohmann::json& json) {
@@ -201,6 +245,7 @@ OperatorMetadata OperatorMetadata::fromJson(const nlohmann::json& json) {
     m.network = NetworkConfig::fromJson(json.at("network"));
     m.scales = FeatureScales::fromJson(json.at("scales"));
     m.ranges = json.contains("ranges") ? TrainingRanges::fromJson(json.at("ranges")) : TrainingRanges{};
+    if (json.contains("conditioning")) m.conditioning = Conditioning::fromJson(json.at("conditioning"));
     m.training = json.value("training", nlohmann::json::object());
     m.libtorchVersion = json.value("libtorch", std::string());
     // Out-of-range sizes are refused here, before anything is built from them.

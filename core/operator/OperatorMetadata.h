@@ -30,8 +30,8 @@ struct NetworkConfig {
   /// grid; files written before "base" existed) or "linearized" (the
   /// linearised implicit step on the density's own grid).
   std::string base = "resolvent";
-  int baseIterations = 3;         ///< "linearized": its conjugate-gradient iterations
-  int baseSmoothing = 2;  ///< "linearized": Gauss-Seidel sweeps before and after each coarse correction
+  int baseIterations = 3;  ///< "linearized": its conjugate-gradient iterations
+  int baseSmoothing = 2;   ///< "linearized": Gauss-Seidel sweeps before and after each coarse correction
   /// "linearized": the network's bounded correction, at most this many
   /// velocity scales (0: a gate on the base only).
   double baseCorrection = 2;
@@ -85,6 +85,29 @@ struct TrainingRanges {
   static TrainingRanges fromJson(const nlohmann::json& json);
 };
 
+/// An operator conditioned on energy parameters (docs/design.md, "One
+/// operator, many panels"): besides the density its network sees, as
+/// constant input channels, log(p / p_mid) / log(p_max / p_min) of each
+/// conditioned parameter p of the energy it steps at its own tau (p_mid the
+/// geometric middle of the range), trained over these ranges. Ranges of
+/// zeros: not conditioned on that parameter. Problems at other time steps
+/// and masses reach these values through the step's symmetries.
+struct Conditioning {
+  std::array<double, 2> diffusion{0, 0};          ///< D of the internal energy
+  std::array<double, 2> potentialStrength{0, 0};  ///< a of a quadratic potential (every axis scaled alike)
+
+  bool onDiffusion() const { return diffusion[1] > 0; }
+  bool onPotentialStrength() const { return potentialStrength[1] > 0; }
+  bool any() const { return onDiffusion() || onPotentialStrength(); }
+  int channels() const { return (onDiffusion() ? 1 : 0) + (onPotentialStrength() ? 1 : 0); }
+  /// The channels' values for an energy at the operator's tau, in order.
+  std::vector<double> channelValues(const EnergySpec& energy) const;
+  /// Throws InvalidParameter naming a range that is not 0 < min <= max.
+  void validate() const;
+  nlohmann::json toJson() const;
+  static Conditioning fromJson(const nlohmann::json& json);
+};
+
 struct OperatorMetadata {
   int dim = 2;
   EnergySpec energy;
@@ -92,6 +115,7 @@ struct OperatorMetadata {
   NetworkConfig network;
   FeatureScales scales;
   TrainingRanges ranges;
+  Conditioning conditioning;                           ///< none for an operator of one energy
   nlohmann::json training = nlohmann::json::object();  ///< summary: rounds, losses, time, mode, seed ...
   std::string libtorchVersion;
 

@@ -101,18 +101,59 @@ StepSymmetry relateToOperator(const OperatorMetadata& m, const EnergySpec& energ
     out.difference = difference;
     return out;
   }
-  if (!scaledEnergy(energy, s, c).sameAs(e0, &difference, dim)) {
+  // A conditioned operator steps the scaled energy itself where its
+  // conditioned parameters lie in their ranges.
+  const EnergySpec scaled = scaledEnergy(energy, s, c);
+  EnergySpec compared = scaled;
+  const Conditioning& conditioning = m.conditioning;
+  auto inside = [](double value, const std::array<double, 2>& range) {
+    return value >= range[0] * (1 - 1e-9) && value <= range[1] * (1 + 1e-9);
+  };
+  if (conditioning.onDiffusion() && scaled.internal == e0.internal) {
+    if (!inside(scaled.diffusion, conditioning.diffusion)) {
+      out.difference = "D: " + number(scaled.diffusion) + " at the operator's tau, outside its range [" +
+                       number(conditioning.diffusion[0]) + ", " + number(conditioning.diffusion[1]) + "]";
+      return out;
+    }
+    compared.diffusion = e0.diffusion;
+  }
+  if (conditioning.onPotentialStrength() && scaled.potential == e0.potential) {
+    const double ratio = scaled.potentialStrength[0] / e0.potentialStrength[0];
+    for (int a = 1; a < dim; ++a)
+      if (std::abs(scaled.potentialStrength[a] / e0.potentialStrength[a] - ratio) > 1e-9 * ratio) {
+        out.difference = "potential strength: the axes are scaled unlike the operator's (" +
+                         number(scaled.potentialStrength[0]) + " and " + number(scaled.potentialStrength[a]) + ")";
+        return out;
+      }
+    if (!inside(scaled.potentialStrength[0], conditioning.potentialStrength)) {
+      out.difference = "potential strength: " + number(scaled.potentialStrength[0]) +
+                       " at the operator's tau, outside its range [" + number(conditioning.potentialStrength[0]) +
+                       ", " + number(conditioning.potentialStrength[1]) + "]";
+      return out;
+    }
+    compared.potentialStrength = e0.potentialStrength;
+  }
+  if (!compared.sameAs(e0, &difference, dim)) {
     out.difference = difference + (s != 1 || c != 1 ? " (at the operator's tau and mass scale)" : "");
     return out;
   }
   out.exact = true;
+  out.conditioned = conditioning.any() && !scaled.sameAs(e0, nullptr, dim);
+  if (out.conditioned) out.operatorEnergy = scaled;
   out.densityFactor = std::abs(c - 1) <= 1e-12 ? 1 : c;
   out.timeFactor = std::abs(s - 1) <= 1e-12 ? 1 : s;
   if (out.identity()) return out;
   std::ostringstream note;
+  if (out.conditioned && out.densityFactor == 1 && out.timeFactor == 1) {
+    note << "the operator, conditioned on its energy's parameters, steps " << energy.describe()
+         << " (inside the ranges it was trained on)";
+    out.note = note.str();
+    return out;
+  }
   note << "the step of " << energy.describe() << " at tau = " << number(tau);
-  if (out.densityFactor != 1) note << " is 1/c times";
-  note << " the operator's step (" << e0.describe() << ", tau = " << number(m.tau) << ")";
+  note << (out.densityFactor != 1 ? " is 1/c times" : " is");
+  note << " the operator's step (" << (out.conditioned ? out.operatorEnergy : e0).describe()
+       << (out.conditioned ? ", inside its conditioned ranges" : "") << ", tau = " << number(m.tau) << ")";
   if (out.densityFactor != 1) {
     note << " of c rho, c = " << number(out.densityFactor);
     if (mass > 0) note << " (mass " << number(mass * out.densityFactor) << ")";
@@ -134,7 +175,12 @@ std::string describeCoverage(const OperatorMetadata& m) {
            number(value * std::pow(m.ranges.massMax, power)) + "]";
   };
   std::vector<std::string> groups;
-  if (e.internal == InternalKind::Entropy) groups.push_back("tau D = " + number(m.tau * e.diffusion));
+  const Conditioning& k = m.conditioning;
+  auto conditioned = [&](const std::array<double, 2>& range) {
+    return "in [" + number(m.tau * range[0]) + ", " + number(m.tau * range[1]) + "]";
+  };
+  if (e.internal == InternalKind::Entropy)
+    groups.push_back("tau D " + (k.onDiffusion() ? conditioned(k.diffusion) : "= " + number(m.tau * e.diffusion)));
   if (e.internal == InternalKind::PorousMedium)
     groups.push_back("tau D M^(m-1) " + massBand(m.tau * e.diffusion, e.exponent - 1) + " (m = " + number(e.exponent) +
                      ")");
@@ -144,7 +190,10 @@ std::string describeCoverage(const OperatorMetadata& m) {
       if (e.potential == PotentialKind::DoubleWell && a == 0) continue;
       strengths += (strengths.empty() ? "" : ", ") + number(m.tau * e.potentialStrength[a]);
     }
-    if (!strengths.empty()) groups.push_back("tau a = " + strengths);
+    if (k.onPotentialStrength())
+      groups.push_back("tau a " + conditioned(k.potentialStrength) + " (the same on every axis)");
+    else if (!strengths.empty())
+      groups.push_back("tau a = " + strengths);
     if (e.potential == PotentialKind::DoubleWell) groups.push_back("tau (well depth) = " + number(m.tau * e.wellDepth));
   }
   if (e.potential == PotentialKind::Values) groups.push_back("the potential array at tau = " + number(m.tau));
@@ -165,7 +214,7 @@ std::string describeCoverage(const OperatorMetadata& m) {
 LearnedStep stepThroughSymmetry(const LearnedOperator& op, const StepSymmetry& symmetry, const at::Tensor& rho,
                                 const Grid& grid) {
   const double c = symmetry.densityFactor;
-  LearnedStep step = op.step(c == 1 ? rho : rho * c, grid);
+  LearnedStep step = op.step(c == 1 ? rho : rho * c, grid, symmetry.conditioned ? &symmetry.operatorEnergy : nullptr);
   if (c != 1) step.next = step.next / c;
   // Same map u = tau0 v0; the problem's velocity is u / tau = v0 / s.
   if (symmetry.timeFactor != 1) step.velocity = step.velocity / symmetry.timeFactor;

@@ -63,7 +63,12 @@ struct StepSymmetry {
   std::string difference;
   /// What was mapped, for the user ("" when c = s = 1).
   std::string note;
-  bool identity() const { return exact && densityFactor == 1 && timeFactor == 1; }
+  /// A conditioned operator (OperatorMetadata::conditioning) steps
+  /// `operatorEnergy` (the problem's energy scaled to the operator's tau
+  /// and mass), not its own.
+  bool conditioned = false;
+  EnergySpec operatorEnergy;
+  bool identity() const { return exact && densityFactor == 1 && timeFactor == 1 && !conditioned; }
 };
 
 /// The symmetry that relates (energy, tau, mass) to the operator's problem,
@@ -81,7 +86,8 @@ StepSymmetry relateToOperator(const OperatorMetadata& metadata, const EnergySpec
 std::string describeCoverage(const OperatorMetadata& metadata);
 
 /// The operator's step of c rho scaled back: rho_{k+1} = (1/c) G(c rho), the
-/// velocity the operator's map divided by the problem's tau (= s tau0).
+/// velocity the operator's map divided by the problem's tau (= s tau0); a
+/// conditioned operator steps the symmetry's operatorEnergy.
 LearnedStep stepThroughSymmetry(const LearnedOperator& op, const StepSymmetry& symmetry, const at::Tensor& rho,
                                 const Grid& grid);
 

@@ -82,6 +82,11 @@ std::string trainCommand(const OperatorMetadata& m) {
           << " --repulsive-power " << number(e.repulsivePower);
   }
   out << " --tau " << number(m.tau);
+  if (m.conditioning.onDiffusion())
+    out << " --condition-D " << number(m.conditioning.diffusion[0]) << "," << number(m.conditioning.diffusion[1]);
+  if (m.conditioning.onPotentialStrength())
+    out << " --condition-potential-strength " << number(m.conditioning.potentialStrength[0]) << ","
+        << number(m.conditioning.potentialStrength[1]);
   if (m.ranges.gridMax > 0) out << " --grid " << m.ranges.gridMax;
   const std::pair<const char*, const char*> options[] = {
       {"mode", "--mode"},        {"rounds", "--rounds"},   {"epochs", "--epochs"},       {"batch", "--batch"},

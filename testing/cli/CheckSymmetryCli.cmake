@@ -3,7 +3,7 @@
 # stepping c rho, c = 0.5, says so, and stays within 3% of the exact JKO
 # chain; `jko compare` runs a related problem (tau 0.01, D 0.5) and reports
 # it; a Fokker-Planck operator asked for another D alone is refused with the
-# groups it serves.
+# groups it serves; an operator conditioned on D and a serves other time steps.
 set(porous "${SOURCE}/data/operators/porous-medium.jko")
 
 function(expect_in text part what)
@@ -50,3 +50,30 @@ endif()
 expect_in("${err}" "no symmetry of the step relates" "the refusal")
 expect_in("${err}" "D: 0.05 vs 0.1" "the refusal")
 expect_in("${err}" "tau D = 0.0005" "the groups served")
+
+# An operator conditioned on D and the potential's strength (a tiny one,
+# trained here in seconds) serves the Ornstein-Uhlenbeck step at another
+# time step, which moves both, and refuses one whose D falls outside.
+set(conditioned "${WORK}/conditioned.jko")
+execute_process(COMMAND "${JKO}" train --energy fokker-planck --grid 16 --rounds 1 --epochs 2 --generated 8
+                        --validation 5 --horizon 2 --width 8 --modes 6 --layers 2 --hidden 16
+                        --condition-D 0.05,0.5 --condition-potential-strength 10,100 --threads 2 --quiet
+                        --out "${conditioned}"
+                ERROR_VARIABLE err RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "the conditioned training failed (${rc}): ${err}")
+endif()
+execute_process(COMMAND "${JKO}" eval --case ou-step --solver learned --operator "${conditioned}" --tau 0.01
+                        --grid 16 --json --threads 2
+                OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "the conditioned operator should serve the OU step at tau 0.01 (${rc}): ${err}")
+endif()
+expect_in("${err}" "D=0.2; quadratic potential a=40), inside its conditioned ranges" "the mapping")
+execute_process(COMMAND "${JKO}" eval --case ou-step --solver learned --operator "${conditioned}" --tau 0.05
+                        --grid 16 --threads 2
+                OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
+if(rc EQUAL 0)
+  message(FATAL_ERROR "tau 0.05 puts D at 1, outside the conditioned range, and should be refused: ${out}")
+endif()
+expect_in("${err}" "outside its range [0.05, 0.5]" "the refusal")

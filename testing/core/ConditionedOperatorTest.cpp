@@ -1,0 +1,159 @@
+// Operators conditioned on energy parameters (OperatorMetadata::conditioning):
+// the file keeps the ranges, the network sees the parameters, the step of one
+// energy never reuses what was computed for another, the step's symmetries
+// reach the ranges from other time steps, and a tiny conditioned training
+// learns something at both ends of its range.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <string>
+
+#include "numerics/Errors.h"
+#include "numerics/ReferenceSolver.h"
+#include "operator/LearnToEvolveTrainer.h"
+#include "operator/StepSymmetry.h"
+#include "operator/VelocityNetwork.h"
+#include "runtime/Runtime.h"
+
+namespace jko {
+namespace {
+
+TrainingOptions tinyConditionedTraining() {
+  TrainingOptions o = TrainingOptions::defaultsFor(EnergySpec::fokkerPlanck(0.1, 20), 2);
+  o.conditioning.diffusion = {0.05, 0.5};
+  o.conditioning.potentialStrength = {10, 100};
+  o.grid = 16;
+  o.rounds = 2;
+  o.epochs = 8;
+  o.batch = 8;
+  o.generated = 16;
+  o.validation = 5;
+  o.horizon = 2;
+  o.seed = 5;
+  o.network.width = 8;
+  o.network.modes = 6;
+  o.network.layers = 2;
+  o.network.hidden = 16;
+  return o;
+}
+
+const TrainingResult& trainedConditioned() {
+  static const TrainingResult result = [] {
+    configureRuntime(2);
+    return LearnToEvolveTrainer(tinyConditionedTraining()).train();
+  }();
+  return result;
+}
+
+at::Tensor density(const Grid& grid, uint64_t seed) {
+  DensityRanges ranges;
+  ranges.massMin = ranges.massMax = 1;
+  return DensityGenerator(grid, ranges, seed).next("gaussian-mixture");
+}
+
+TEST(ConditionedOperator, MetadataKeepsTheRangesAndTheNetworkSeesThem) {
+  const auto& op = trainedConditioned().op;
+  const OperatorMetadata& m = op->metadata();
+  EXPECT_EQ(m.conditioning.channels(), 2);
+  EXPECT_EQ(LearnedOperator::inputChannels(m), 1 + 3 * 2 + 1 + 2);
+  const OperatorMetadata back = OperatorMetadata::fromJson(m.toJson());
+  EXPECT_DOUBLE_EQ(back.conditioning.diffusion[1], 0.5);
+  EXPECT_DOUBLE_EQ(back.conditioning.potentialStrength[0], 10);
+  // The middle of a range is 0, its ends -1/2 and 1/2 (log scale).
+  const std::vector<double> values = m.conditioning.channelValues(EnergySpec::fokkerPlanck(0.5, 10));
+  ASSERT_EQ(values.size(), 2u);
+  EXPECT_NEAR(values[0], 0.5, 1e-12);
+  EXPECT_NEAR(values[1], -0.5, 1e-12);
+  // An unconditioned file writes no such key, and reads as unconditioned.
+  OperatorMetadata plain = m;
+  plain.conditioning = Conditioning{};
+  EXPECT_FALSE(plain.toJson().contains("conditioning"));
+  nlohmann::json broken = m.toJson();
+  broken["conditioning"]["D"] = {0.5, 0.05};
+  EXPECT_THROW(OperatorMetadata::fromJson(broken), OperatorFileError);
+}
+
+TEST(ConditionedOperator, EachEnergyGetsItsOwnStep) {
+  const auto& op = trainedConditioned().op;
+  const Grid grid = Grid::unitBox(2, 16);
+  const at::Tensor rho = density(grid, 4);
+  const EnergySpec low = EnergySpec::fokkerPlanck(0.05, 10), high = EnergySpec::fokkerPlanck(0.5, 100);
+  const at::Tensor first = op->step(rho, grid, &low).next;
+  const at::Tensor other = op->step(rho, grid, &high).next;
+  const at::Tensor again = op->step(rho, grid, &low).next;
+  EXPECT_TRUE(at::equal(first, again)) << "a cached value of another energy was reused";
+  EXPECT_GT((first - other).abs().sum().item<double>(), 1e-3 * rho.abs().sum().item<double>());
+  EXPECT_NEAR(first.sum().item<double>(), rho.sum().item<double>(), 1e-12 * rho.sum().item<double>());
+  // An operator of one energy refuses another.
+  const auto plain = LearnedOperator::load(std::string(JKO_SOURCE_DIR) + "/data/operators/fokker-planck.jko");
+  EXPECT_THROW(plain->step(rho, Grid::unitBox(2, 16), &low), InvalidParameter);
+}
+
+TEST(ConditionedOperator, SymmetriesReachTheRangesFromOtherTimeSteps) {
+  const OperatorMetadata& m = trainedConditioned().op->metadata();
+  // D 0.2 at tau 0.005: inside, the operator steps that energy itself.
+  StepSymmetry s = relateToOperator(m, EnergySpec::fokkerPlanck(0.2, 20), 0.005, 2, 1);
+  ASSERT_TRUE(s.exact) << s.difference;
+  EXPECT_TRUE(s.conditioned);
+  EXPECT_DOUBLE_EQ(s.operatorEnergy.diffusion, 0.2);
+  // D 0.05, a 10 at tau 0.02: at the operator's tau that is D 0.2, a 40.
+  s = relateToOperator(m, EnergySpec::fokkerPlanck(0.05, 10), 0.02, 2, 1);
+  ASSERT_TRUE(s.exact) << s.difference;
+  EXPECT_NEAR(s.operatorEnergy.diffusion, 0.2, 1e-12);
+  EXPECT_NEAR(s.operatorEnergy.potentialStrength[1], 40, 1e-9);
+  EXPECT_DOUBLE_EQ(s.timeFactor, 4);
+  // Outside the ranges, or strengths that differ per axis: refused, named.
+  s = relateToOperator(m, EnergySpec::fokkerPlanck(0.02, 20), 0.005, 2, 1);
+  EXPECT_FALSE(s.exact);
+  EXPECT_NE(s.difference.find("outside its range [0.05, 0.5]"), std::string::npos) << s.difference;
+  EnergySpec anisotropic = EnergySpec::fokkerPlanck(0.1, 20);
+  anisotropic.potentialStrength[1] = 40;
+  EXPECT_FALSE(relateToOperator(m, anisotropic, 0.005, 2, 1).exact);
+  EXPECT_NE(describeCoverage(m).find("tau D in [0.00025, 0.0025]"), std::string::npos) << describeCoverage(m);
+}
+
+// The share of the step's objective decrease a learned step misses.
+double missedShare(const LearnedOperator& op, const EnergySpec& energy, const Grid& grid, const at::Tensor& rho) {
+  auto objective = std::make_shared<const JkoObjective>(std::make_shared<const Energy>(energy, grid), 0.005);
+  const ReferenceStep reference = ReferenceSolver(objective).step(rho);
+  const LearnedStep learned = op.step(rho, grid, &energy);
+  at::NoGradGuard noGrad;
+  const double J =
+      objective->evaluate(objective->prepare(rho), (0.005 * learned.velocity).unsqueeze(0)).objective.item<double>();
+  return (J - reference.objective) / (reference.initialObjective - reference.objective);
+}
+
+// Trained over the ranges, the operator misses less of the step than the
+// same network untrained, at both ends of the ranges.
+TEST(ConditionedOperator, TrainingHelpsAtBothEndsOfTheRange) {
+  const auto& op = trainedConditioned().op;
+  const OperatorMetadata& m = op->metadata();
+  const LearnedOperator untrained(m, VelocityNetwork::create(m.network, 2, LearnedOperator::inputChannels(m),
+                                                             LearnedOperator::outputChannels(m), 5));
+  const Grid grid = Grid::unitBox(2, 16);
+  for (uint64_t seed : {9, 10}) {
+    const at::Tensor rho = density(grid, seed);
+    for (const EnergySpec& energy : {EnergySpec::fokkerPlanck(0.05, 10), EnergySpec::fokkerPlanck(0.5, 100)}) {
+      const double trained = missedShare(*op, energy, grid, rho), before = missedShare(untrained, energy, grid, rho);
+      std::cerr << energy.describe() << " seed " << seed << ": missed " << trained << " (untrained " << before << ")\n";
+      EXPECT_LT(trained, before) << energy.describe();
+    }
+  }
+}
+
+TEST(ConditionedOperator, TrainingOptionsAreChecked) {
+  TrainingOptions o = tinyConditionedTraining();
+  o.conditioning.diffusion = {0.2, 0.5};  // the energy's D 0.1 is outside
+  EXPECT_THROW(o.validate(), InvalidParameter);
+  o = tinyConditionedTraining();
+  o.conditioning.potentialStrength = {100, 10};
+  EXPECT_THROW(o.validate(), InvalidParameter);
+  o = TrainingOptions::defaultsFor(EnergySpec::porousMedium(2, 1), 2);
+  o.conditioning.diffusion = {0.5, 2};
+  EXPECT_THROW(o.validate(), InvalidParameter);  // the linearised base is not conditioned
+}
+
+}  // namespace
+}  // namespace jko
