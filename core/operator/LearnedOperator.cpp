@@ -484,13 +484,14 @@ std::vector<std::string> LearnedOperator::checkCompatible(const Grid& grid, cons
   // The learned modes serve the operator's problem and every problem the
   // step's symmetries relate to it (StepSymmetry.h); the operator then steps c rho.
   double densityFactor = 1;
-  if (energy) {
+  if (energy || tau > 0) {
+    const EnergySpec& spec = energy ? *energy : m.energy;
     const double mass = rho.defined() ? rho.to(at::kDouble).sum().item<double>() * grid.cellVolume() : 0;
     const double problemTau = tau > 0 ? tau : m.tau;
-    const StepSymmetry symmetry = relateToOperator(m, *energy, problemTau, grid.dim, mass);
+    const StepSymmetry symmetry = relateToOperator(m, spec, problemTau, grid.dim, mass);
     if (!symmetry.exact)
       throw OperatorFileError("this operator was trained for " + m.energy.describe() + ", tau = " + formatValue(m.tau) +
-                              ", not for " + energy->describe() + ", tau = " + formatValue(problemTau) + " (" +
+                              ", not for " + spec.describe() + ", tau = " + formatValue(problemTau) + " (" +
                               symmetry.difference + "); it " + describeCoverage(m) +
                               ": choose such values, the Auto solver, or train a new operator");
     densityFactor = symmetry.densityFactor;
