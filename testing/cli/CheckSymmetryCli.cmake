@@ -54,6 +54,7 @@ expect_in("${err}" "tau D = 0.0005" "the groups served")
 # An operator conditioned on D and the potential's strength (a tiny one,
 # trained here in seconds) serves the Ornstein-Uhlenbeck step at another
 # time step, which moves both, and refuses one whose D falls outside.
+file(MAKE_DIRECTORY "${WORK}")
 set(conditioned "${WORK}/conditioned.jko")
 execute_process(COMMAND "${JKO}" train --energy fokker-planck --grid 16 --rounds 1 --epochs 2 --generated 8
                         --validation 5 --horizon 2 --width 8 --modes 6 --layers 2 --hidden 16
