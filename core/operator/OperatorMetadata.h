@@ -81,6 +81,8 @@ struct TrainingRanges {
   double massMin = 0, massMax = 0;
   double peakMin = 0, peakMax = 0;
 
+  /// Whether the file records a mass range (older files have zeros).
+  bool hasMasses() const { return massMax > 0 && massMin > 0 && massMin <= massMax; }
   nlohmann::json toJson() const;
   static TrainingRanges fromJson(const nlohmann::json& json);
 };

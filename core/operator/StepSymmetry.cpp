@@ -21,8 +21,6 @@ std::string number(double value) {
   return out.str();
 }
 
-bool hasMassRange(const TrainingRanges& r) { return r.massMax > 0 && r.massMin > 0 && r.massMin <= r.massMax; }
-
 // The interaction's strength: the attraction, or the repulsion of a purely
 // repulsive kernel.
 double interactionStrength(const EnergySpec& e) {
@@ -83,8 +81,7 @@ StepSymmetry relateToOperator(const OperatorMetadata& m, const EnergySpec& energ
   if (free) {
     // Entropy and potential only: the map does not depend on the mass.
     c = 1;
-    if (hasMassRange(m.ranges) && mass > 0 &&
-        (mass < m.ranges.massMin / (1 + kTrainingRangeMargin) || mass > m.ranges.massMax * (1 + kTrainingRangeMargin)))
+    if (m.ranges.hasMasses() && mass > 0 && outsideTrainingRange(mass, m.ranges.massMin, m.ranges.massMax))
       c = std::clamp(mass, m.ranges.massMin, m.ranges.massMax) / mass;
   }
   if (!std::isfinite(c) || !(c > 0)) c = 1;  // nothing relates the parts: sameAs below names the difference
@@ -168,7 +165,7 @@ StepSymmetry relateToOperator(const OperatorMetadata& m, const EnergySpec& energ
 std::string describeCoverage(const OperatorMetadata& m) {
   const EnergySpec& e = m.energy;
   const bool massFree = e.internal != InternalKind::PorousMedium && e.kernel == KernelKind::None;
-  const bool masses = hasMassRange(m.ranges);
+  const bool masses = m.ranges.hasMasses();
   auto massBand = [&](double value, double power) {
     if (!masses) return "= " + number(value) + " M^" + number(power) + " at the trained masses";
     return "in [" + number(value * std::pow(m.ranges.massMin, power)) + ", " +

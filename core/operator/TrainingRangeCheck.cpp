@@ -30,17 +30,15 @@ std::string remedy(const OperatorMetadata& m, const std::string& extra, double t
          preset + " --tau " + number(tau > 0 ? tau : m.tau) + extra + " --out NEW.jko.";
 }
 
-bool outside(double value, double lo, double hi) {
-  return value < lo / (1 + kTrainingRangeMargin) || value > hi * (1 + kTrainingRangeMargin);
-}
-
-bool hasMassRange(const TrainingRanges& r) { return r.massMax > 0 && r.massMin > 0 && r.massMin <= r.massMax; }
-
 double massOf(const Grid& grid, const at::Tensor& rho) {
   return rho.to(at::kDouble).sum().item<double>() * grid.cellVolume();
 }
 
 }  // namespace
+
+bool outsideTrainingRange(double value, double lo, double hi) {
+  return value < lo / (1 + kTrainingRangeMargin) || value > hi * (1 + kTrainingRangeMargin);
+}
 
 std::vector<RangeWarning> checkGridAgainstTraining(const OperatorMetadata& m, const Grid& grid) {
   std::vector<RangeWarning> warnings;
@@ -82,9 +80,9 @@ std::vector<RangeWarning> checkDensityAgainstTraining(const OperatorMetadata& m,
   const std::string subject =
       c == 1 ? "the density's"
              : "the density as the operator steps it (c rho, c = " + number(c) + ", by the step's symmetry) has a";
-  if (hasMassRange(r)) {
+  if (r.hasMasses()) {
     const double mass = c * massOf(grid, rho);
-    if (outside(mass, r.massMin, r.massMax)) {
+    if (outsideTrainingRange(mass, r.massMin, r.massMax)) {
       RangeWarning w;
       w.quantity = "mass";
       w.value = mass;
@@ -115,7 +113,7 @@ std::vector<RangeWarning> checkDensityAgainstTraining(const OperatorMetadata& m,
   }
   if (r.peakMax > 0 && r.peakMin > 0) {
     const double peak = c * rho.max().item<double>();
-    if (outside(peak, r.peakMin, r.peakMax)) {
+    if (outsideTrainingRange(peak, r.peakMin, r.peakMax)) {
       RangeWarning w;
       w.quantity = "peak density";
       w.value = peak;

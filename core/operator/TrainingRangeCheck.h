@@ -32,6 +32,8 @@ struct RangeWarning {
 /// Masses and peak densities within this relative margin of the trained
 /// range count as inside (the range is the extremes of the training sample).
 constexpr double kTrainingRangeMargin = 0.1;
+/// Whether `value` lies outside [lo, hi] widened by that margin.
+bool outsideTrainingRange(double value, double lo, double hi);
 
 /// The box and the grid (nodes per axis) against the training box and grids.
 /// The network works on at most NetworkConfig::grid nodes per axis, so grids
