@@ -200,8 +200,10 @@ std::string describeCoverage(const OperatorMetadata& m) {
       groups.push_back("tau A / (tau R) = " + number(e.attraction / e.repulsion) + " (R the repulsion)");
   }
   std::ostringstream out;
-  out << "serves, exactly (symmetries of the step in time and density), every Time Step tau and energy "
-         "parameters with ";
+  out << (k.any() ? "serves (trained over its conditioned ranges, and exactly through the step's symmetries in time "
+                    "and density) every Time Step tau and energy parameters with "
+                  : "serves, exactly (symmetries of the step in time and density), every Time Step tau and energy "
+                    "parameters with ");
   for (size_t i = 0; i < groups.size(); ++i) out << (i ? "; " : "") << groups[i];
   out << (massFree ? "; at any mass M (its map does not depend on the mass)"
                    : "; M the density's mass (the operator steps c rho, c fixed by the groups)");
