@@ -53,4 +53,12 @@ std::string formatValue(const T& value) {
   return out.str();
 }
 
+/// The same with this many significant digits (warnings that quote ranges).
+inline std::string formatValue(double value, int significantDigits) {
+  std::ostringstream out;
+  out.precision(significantDigits);
+  out << value;
+  return out.str();
+}
+
 }  // namespace jko

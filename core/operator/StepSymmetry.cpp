@@ -6,6 +6,7 @@
 #include <sstream>
 #include <vector>
 
+#include "numerics/Errors.h"
 #include "operator/LearnedOperator.h"
 #include "operator/TrainingRangeCheck.h"
 
@@ -14,12 +15,7 @@ namespace {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
-std::string number(double value) {
-  std::ostringstream out;
-  out.precision(4);
-  out << value;
-  return out.str();
-}
+std::string number(double value) { return formatValue(value, 4); }
 
 // The interaction's strength: the attraction, or the repulsion of a purely
 // repulsive kernel.

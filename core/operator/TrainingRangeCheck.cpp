@@ -11,12 +11,7 @@ namespace {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
-std::string number(double value) {
-  std::ostringstream out;
-  out.precision(3);
-  out << value;
-  return out.str();
-}
+std::string number(double value) { return formatValue(value, 3); }
 
 std::string range(double lo, double hi) { return "[" + number(lo) + ", " + number(hi) + "]"; }
 
