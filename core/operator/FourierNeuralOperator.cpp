@@ -52,10 +52,10 @@ class FourierNeuralOperator : public VelocityNetwork {
   // Activations are kept channels-last, (B, n..., C): the pointwise layers
   // are then one matrix product each (about 4x faster here than 1x1 convolutions).
   at::Tensor forward(const at::Tensor& input) const override {
-    // One 2D sample without autograd (a rollout step): the fused CPU pass.
-    if (!at::GradMode::is_enabled() && dim_ == 2 && input.dim() == 4 && input.size(0) == 1 && input.is_cpu() &&
+    // One sample without autograd (a rollout step): the fused CPU pass.
+    if (!at::GradMode::is_enabled() && input.dim() == dim_ + 2 && input.size(0) == 1 && input.is_cpu() &&
         input.scalar_type() == at::kFloat && parameter(0).is_cpu())
-      return fusedForward(input.size(2), input.size(3))->forward(input);
+      return fusedForward(input.sizes().slice(2))->forward(input);
     const int d = dim_;
     std::vector<int64_t> toLast{0}, toFirst{0, d + 1};
     for (int a = 0; a < d; ++a) {
@@ -127,11 +127,11 @@ class FourierNeuralOperator : public VelocityNetwork {
     return cached.weight;
   }
 
-  // The fused pass for an n0 x n1 grid, rebuilt when the grid or any
+  // The fused pass for a grid of n nodes, rebuilt when the grid or any
   // parameter changes (same identity and version check as the weights above).
-  std::shared_ptr<const FusedFourierForward> fusedForward(int64_t n0, int64_t n1) const {
+  std::shared_ptr<const FusedFourierForward> fusedForward(at::IntArrayRef n) const {
     std::lock_guard<std::mutex> lock(cacheMutex_);
-    bool current = fused_ && fused_->fits(n0, n1) && fusedSources_.size() == parameters_.size();
+    bool current = fused_ && fused_->fits(n) && fusedSources_.size() == parameters_.size();
     for (size_t j = 0; current && j < parameters_.size(); ++j)
       current =
           fusedSources_[j].is_same(parameters_[j].second) && fusedVersions_[j] == parameters_[j].second._version();
@@ -150,7 +150,7 @@ class FourierNeuralOperator : public VelocityNetwork {
       w.hiddenBias = parameter(projectHidden_ + 1);
       w.outWeight = parameter(projectOut_);
       w.outBias = parameter(projectOut_ + 1);
-      fused_ = std::make_shared<const FusedFourierForward>(w, config_.modes, config_.padFraction, n0, n1);
+      fused_ = std::make_shared<const FusedFourierForward>(w, config_.modes, config_.padFraction, n);
       fusedSources_.clear();
       fusedVersions_.clear();
       for (const auto& entry : parameters_) {

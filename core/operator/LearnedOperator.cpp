@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "numerics/Errors.h"
+#include "numerics/NeumannResolvent.h"
 #include "operator/OperatorFile.h"
 #include "operator/TrainingRangeCheck.h"
 #include "operator/VelocityNetwork.h"
@@ -145,37 +146,6 @@ at::Tensor interpolateOnto(const at::Tensor& field, const Grid& fine) {
                        : at::upsample_trilinear3d(field, {fine.n[0], fine.n[1], fine.n[2]}, false);
 }
 
-// (1 - c Lap)^-1 f with Neumann walls, by the FFT of the even extension
-// (cell-centred nodes): eigenvalues (2 - 2 cos(pi j / n)) / h^2 per axis.
-at::Tensor resolventDenominator(const Grid& grid, double c, const at::TensorOptions& options) {
-  const int d = grid.dim;
-  at::Tensor eigenvalue = at::zeros({1}, options);
-  for (int a = 0; a < d; ++a) {
-    const int64_t count = a + 1 < d ? 2 * grid.n[a] : grid.n[a] + 1;
-    const at::Tensor j = at::arange(count, options);
-    std::vector<int64_t> view(d + 1, 1);
-    view[a + 1] = count;
-    eigenvalue =
-        eigenvalue + ((2.0 - 2.0 * at::cos(M_PI * j / grid.n[a])) / (grid.spacing[a] * grid.spacing[a])).view(view);
-  }
-  return 1.0 + c * eigenvalue;
-}
-
-at::Tensor resolvent(const at::Tensor& f, const Grid& grid, const at::Tensor& denominator) {
-  const int d = grid.dim;
-  at::Tensor x = f;
-  std::vector<int64_t> dims, sizes;
-  for (int a = 0; a < d; ++a) {
-    x = at::cat({x, x.flip(a + 1)}, a + 1);
-    dims.push_back(a + 1);
-    sizes.push_back(2 * grid.n[a]);
-  }
-  const at::Tensor spectrum = at::fft_rfftn(x, c10::nullopt, at::IntArrayRef(dims));
-  at::Tensor y = at::fft_irfftn(spectrum / denominator, at::IntArrayRef(sizes), at::IntArrayRef(dims));
-  for (int a = 0; a < d; ++a) y = y.narrow(a + 1, 0, grid.n[a]);
-  return y;
-}
-
 // v = a1 vE + (1 + a2) vR + scale b from the network output (B, 2 + d, n...):
 // gates a1, a2 and correction b. One loop on the CPU (eight tensor
 // operations took a tenth of a 128^2 step), tensor operations elsewhere.
@@ -209,23 +179,6 @@ at::Tensor gatedVelocity(const at::Tensor& out, const at::Tensor& explicitVeloci
     }
   }
   return v;
-}
-
-// Orthonormal DCT-II matrix Q (n x n), Q[i][k] = s_k cos(pi (i + 1/2) k / n):
-// the eigenvectors of the cell-centred Neumann Laplacian along one axis.
-at::Tensor cosineBasis(int64_t n, const at::TensorOptions& options) {
-  const at::Tensor i = at::arange(n, options).unsqueeze(1) + 0.5, k = at::arange(n, options).unsqueeze(0);
-  at::Tensor q = at::cos(M_PI * i * k / n) * std::sqrt(2.0 / n);
-  q.select(1, 0).fill_(std::sqrt(1.0 / n));
-  return q;
-}
-
-// The same resolvent in 2D as four products with the cosine bases, the
-// modes scaled in between (half the time of the FFT of the even extension
-// at 64^2, which also builds a grid four times larger).
-at::Tensor resolvent2D(const at::Tensor& f, const at::Tensor& q0, const at::Tensor& q1, const at::Tensor& gain) {
-  const at::Tensor modes = at::matmul(q0.t(), at::matmul(f, q1)) * gain;
-  return at::matmul(q0, at::matmul(modes, q1.t()));
 }
 
 // C (m x n, row stride ldc) = op(A) op(B), op(X) = X or X^T, float64.
@@ -589,22 +542,19 @@ std::shared_ptr<const LearnedOperator::FeatureConstants> LearnedOperator::featur
   const double kappa = s.diffusivity * (conditioning.onDiffusion() && metadata_.energy.diffusion > 0
                                             ? energy.spec().diffusion / metadata_.energy.diffusion
                                             : 1.0);
-  constants->resolventDenominator = resolventDenominator(grid, metadata_.tau * kappa, options);
+  constants->resolventGain = resolventGain(grid, metadata_.tau * kappa, options);
+  for (int a = 0; a < grid.dim; ++a) constants->cosines[a] = cosineBasis(grid.n[a], options);
   if (grid.dim == 2) {
-    constants->cosines0 = cosineBasis(grid.n[0], options);
-    constants->cosines1 = cosineBasis(grid.n[1], options);
-    // The first n0 x n1 entries of the even extension's denominator are the cosine modes'.
-    constants->resolventGain = 1.0 / constants->resolventDenominator[0].narrow(0, 0, grid.n[0]).narrow(1, 0, grid.n[1]);
     if (device.is_cpu()) {
       auto modes = [&](int64_t n, int64_t first) { return at::arange(first, n, 2, options.dtype(at::kLong)); };
       auto fold = [&](const at::Tensor& q, int64_t first) {
         const int64_t n = q.size(0), rows = first == 0 ? (n + 1) / 2 : n / 2;
         return q.narrow(0, 0, rows).index_select(1, modes(n, first)).contiguous();
       };
-      constants->evenCosines0 = fold(constants->cosines0, 0);
-      constants->oddCosines0 = fold(constants->cosines0, 1);
-      constants->evenCosines1 = fold(constants->cosines1, 0);
-      constants->oddCosines1 = fold(constants->cosines1, 1);
+      constants->evenCosines0 = fold(constants->cosines[0], 0);
+      constants->oddCosines0 = fold(constants->cosines[0], 1);
+      constants->evenCosines1 = fold(constants->cosines[1], 0);
+      constants->oddCosines1 = fold(constants->cosines[1], 1);
       const at::Tensor order0 = at::cat({modes(grid.n[0], 0), modes(grid.n[0], 1)});
       const at::Tensor order1 = at::cat({modes(grid.n[1], 0), modes(grid.n[1], 1)});
       constants->foldedGain = constants->resolventGain.index_select(0, order0).index_select(1, order1).contiguous();
@@ -656,9 +606,7 @@ LearnedOperator::NetworkInputs LearnedOperator::networkInputs(const Energy& ener
                         constants->evenCosines1.data_ptr<double>(), constants->oddCosines1.data_ptr<double>(),
                         constants->foldedGain.data_ptr<double>());
   } else if (c > 0) {
-    smoothedInternal = in.grid.dim == 2
-                           ? resolvent2D(internal, constants->cosines0, constants->cosines1, constants->resolventGain)
-                           : resolvent(internal, in.grid, constants->resolventDenominator);
+    smoothedInternal = resolventByCosines(internal, constants->cosines, constants->resolventGain);
   }
   const at::Tensor smoothed = c > 0 ? variation - internal + smoothedInternal : variation;
   double hMin = 1e300;

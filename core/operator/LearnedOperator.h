@@ -28,6 +28,7 @@
 
 #include <ATen/ATen.h>
 
+#include <array>
 #include <memory>
 #include <string>
 #include <vector>
@@ -145,10 +146,10 @@ class LearnedOperator {
     Grid grid;
     EnergySpec energy;  ///< a conditioned operator's constants depend on it
     at::Device device = at::kCPU;
-    at::Tensor resolventDenominator;  ///< 1 + c (2 - 2 cos(pi j / n)) / h^2 summed over the axes
-    /// 2D: the orthonormal DCT-II matrices of the two axes (n_a x n_a) and
-    /// 1 / resolventDenominator on the n0 x n1 cosine modes.
-    at::Tensor cosines0, cosines1, resolventGain;
+    /// The orthonormal DCT-II matrices of the axes (n_a x n_a) and the gain
+    /// of the resolvent on the cosine modes, 1 / (1 + c sum_a (2 - 2 cos(pi j_a / n_a)) / h_a^2).
+    std::array<at::Tensor, 3> cosines;
+    at::Tensor resolventGain;
     /// The same bases folded by Q[n-1-i][k] = (-1)^k Q[i][k]: rows up to
     /// the middle, even and odd modes apart; the gain with its modes in that
     /// order (even, then odd, along each axis). CPU only.

@@ -1,6 +1,6 @@
 // The fused inference pass of the Fourier neural operator against the
-// LibTorch path it replaces for single 2D samples: same network, same input,
-// outputs equal up to float rounding; and it follows parameter updates.
+// LibTorch path it replaces for single 2D and 3D samples: same network, same
+// input, outputs equal up to float rounding; and it follows parameter updates.
 #include <ATen/core/grad_mode.h>
 #include <gtest/gtest.h>
 
@@ -79,6 +79,35 @@ TEST(FusedFourierForward, MatchesTheLibTorchPath) {
   }
 }
 
+// In 3D the pass adds the middle axis' transform between the last and the first.
+TEST(FusedFourierForward, MatchesTheLibTorchPathIn3D) {
+  struct Case3 {
+    std::vector<int64_t> n;
+    NetworkConfig config;
+  };
+  NetworkConfig bundled = fnoConfig(8, 32, 4);  // the 3D operators' network
+  bundled.modes = 8;
+  NetworkConfig small = fnoConfig(5, 7, 2);
+  small.modes = 12;
+  NetworkConfig unpadded = fnoConfig(3, 4, 2);
+  unpadded.modes = 3;
+  unpadded.padFraction = 0;
+  std::vector<Case3> cases{
+      {{32, 32, 32}, bundled}, {{13, 9, 11}, bundled},  // unequal, odd: other kept counts per axis
+      {{6, 5, 7}, small},                               // fewer nodes than modes: every frequency kept
+      {{6, 4, 4}, unpadded},                            // 2 k = n on the first two axes, Nyquist mode kept on the last
+      {{1, 6, 5}, unpadded},                            // one slab
+  };
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const Case3& c = cases[i];
+    auto network = VelocityNetwork::create(c.config, 3, 6, 3, 31 + i);
+    randomise(*network, 40 + i);
+    const at::Tensor input = at::randn({1, 6, c.n[0], c.n[1], c.n[2]});
+    expectSameOutput(*network, input,
+                     std::to_string(c.n[0]) + "x" + std::to_string(c.n[1]) + "x" + std::to_string(c.n[2]));
+  }
+}
+
 // The fused pass caches rearranged weights: after an update of any
 // parameter (an optimiser step, loading a file) it must use the new values,
 // and a new grid needs new transform matrices.
@@ -105,20 +134,24 @@ TEST(FusedFourierForward, FollowsParameterUpdatesAndGrids) {
   expectSameOutput(*network, input, "the first grid again");
 }
 
-// The pass cuts the padded grid into one block of rows per thread of the
-// task team: any count of blocks, even or not, gives the same numbers.
+// The pass cuts the padded grid's first axis into one slab per thread of
+// the task team: any count of slabs, even or not, gives the same numbers.
 TEST(FusedFourierForward, SameResultOnAnyNumberOfThreads) {
-  auto network = VelocityNetwork::create(NetworkConfig{}, 2, 7, 4, 9);
-  randomise(*network, 10);
-  const at::Tensor input = at::randn({1, 7, 45, 38});  // 51 padded rows: uneven blocks
   const int threads = taskTeamThreads();
-  at::NoGradGuard noGrad;
-  setTaskTeamThreads(1);
-  const at::Tensor serial = network->forward(input);
-  for (const int t : {2, 3, 4}) {
-    setTaskTeamThreads(t);
-    const at::Tensor parallel = network->forward(input);
-    EXPECT_LT((parallel - serial).abs().max().item<double>(), 1e-6 * serial.abs().max().item<double>()) << t;
+  for (const int dim : {2, 3}) {
+    auto network = VelocityNetwork::create(NetworkConfig{}, dim, 7, 4, 9);
+    randomise(*network, 10);
+    // 51 (2D) or 23 (3D) padded nodes on the first axis: uneven slabs.
+    const at::Tensor input = dim == 2 ? at::randn({1, 7, 45, 38}) : at::randn({1, 7, 20, 14, 17});
+    at::NoGradGuard noGrad;
+    setTaskTeamThreads(1);
+    const at::Tensor serial = network->forward(input);
+    for (const int t : {2, 3, 4}) {
+      setTaskTeamThreads(t);
+      const at::Tensor parallel = network->forward(input);
+      EXPECT_LT((parallel - serial).abs().max().item<double>(), 1e-6 * serial.abs().max().item<double>())
+          << dim << "D, " << t << " threads";
+    }
   }
   setTaskTeamThreads(threads);
 }
@@ -127,12 +160,14 @@ TEST(FusedFourierForward, SameResultOnAnyNumberOfThreads) {
 // non-finite outputs, which the step refuses, as on the LibTorch path; the
 // fused pass must not turn them into undefined behaviour on the way.
 TEST(FusedFourierForward, CarriesNonFiniteValues) {
-  auto network = VelocityNetwork::create(fnoConfig(4, 4, 2), 2, 2, 2, 3);
-  for (const float bad : {NAN, INFINITY, -INFINITY}) {
-    at::Tensor input = at::randn({1, 2, 12, 12});
-    input[0][1][3][4] = bad;
-    at::NoGradGuard noGrad;
-    EXPECT_FALSE(at::isfinite(network->forward(input)).all().item<bool>()) << bad;
+  for (const int dim : {2, 3}) {
+    auto network = VelocityNetwork::create(fnoConfig(4, 4, 2), dim, 2, 2, 3);
+    for (const float bad : {NAN, INFINITY, -INFINITY}) {
+      at::Tensor input = dim == 2 ? at::randn({1, 2, 12, 12}) : at::randn({1, 2, 6, 7, 5});
+      input.view({-1})[17] = bad;
+      at::NoGradGuard noGrad;
+      EXPECT_FALSE(at::isfinite(network->forward(input)).all().item<bool>()) << bad << ", " << dim << "D";
+    }
   }
 }
 
