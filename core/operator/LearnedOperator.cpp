@@ -281,70 +281,79 @@ void foldedResolvent2D(const double* f, double* out, int64_t n0, int64_t n1, con
   }
 }
 
-// One loop for 2D float64 CPU fields (B, n0, n1), n_a >= 3: v = -grad phi
-// (the differences of `gradient`), capped at |v| <= cap (as cappedVelocity),
-// for phi = the first variation and its smoothed part. About twenty tensor
-// operations otherwise. Returns false where it does not apply.
+// One loop for 2D and 3D float64 CPU fields (B, n...), n_a >= 3: v = -grad
+// phi (the differences of `gradient`), capped at |v| <= cap (as
+// cappedVelocity), for phi = the first variation and, when given, its
+// smoothed part. About twenty tensor operations otherwise. Returns false
+// where it does not apply.
 template <typename Inputs>
-bool cappedVelocities2D(const at::Tensor& variation, const at::Tensor& smoothed, const Grid& grid, double cap,
-                        Inputs& in) {
-  if (grid.dim != 2 || grid.n[0] < 3 || grid.n[1] < 3) return false;
+bool cappedVelocities(const at::Tensor& variation, const at::Tensor& smoothed, const Grid& grid, double cap,
+                      Inputs& in) {
+  const int d = grid.dim;
+  for (int a = 0; a < d; ++a)
+    if (grid.n[a] < 3) return false;
   for (const at::Tensor* phi : {&variation, &smoothed})
-    if ((at::GradMode::is_enabled() && phi->requires_grad()) || !phi->is_cpu() || phi->scalar_type() != at::kDouble ||
-        !phi->is_contiguous() || phi->dim() != 3)
-      return false;
-  const int64_t batch = variation.size(0), n0 = grid.n[0], n1 = grid.n[1], nodes = n0 * n1;
-  const double h0 = grid.spacing[0], h1 = grid.spacing[1];
+    if (phi->defined() && (!loopable(*phi) || phi->dim() != d + 1)) return false;
+  const int64_t batch = variation.size(0), nodes = grid.numNodes();
   auto velocity = [&](const at::Tensor& phiTensor) {
-    at::Tensor v = at::empty({batch, 2, n0, n1}, phiTensor.options());
+    std::vector<int64_t> shape{batch, d};
+    for (int a = 0; a < d; ++a) shape.push_back(grid.n[a]);
+    at::Tensor v = at::empty(shape, phiTensor.options());
     for (int64_t b = 0; b < batch; ++b) {
       const double* phi = phiTensor.data_ptr<double>() + b * nodes;
-      double* v0 = v.data_ptr<double>() + b * 2 * nodes;
-      double* v1 = v0 + nodes;
-      for (int64_t i = 0; i < n0; ++i) {
-        // Central differences inside, one-sided at the walls.
-        const int64_t up = std::min(i + 1, n0 - 1), down = std::max<int64_t>(i - 1, 0);
-        const double over0 = 1.0 / ((up - down) * h0);
-        for (int64_t j = 0; j < n1; ++j) v0[i * n1 + j] = -(phi[up * n1 + j] - phi[down * n1 + j]) * over0;
-        const double* row = phi + i * n1;
-        double* out = v1 + i * n1;
-        out[0] = -(row[1] - row[0]) / h1;
-        for (int64_t j = 1; j + 1 < n1; ++j) out[j] = -(row[j + 1] - row[j - 1]) / (2 * h1);
-        out[n1 - 1] = -(row[n1 - 1] - row[n1 - 2]) / h1;
+      double* vb = v.data_ptr<double>() + b * d * nodes;
+      // Central differences inside, one-sided at the walls, along axis a:
+      // nodes as (outer, n_a, inner) with inner contiguous.
+      int64_t outer = 1;
+      for (int a = 0; a < d; ++a) {
+        const int64_t n = grid.n[a], inner = nodes / (outer * n);
+        double* va = vb + a * nodes;
+        for (int64_t o = 0; o < outer; ++o)
+          for (int64_t i = 0; i < n; ++i) {
+            const int64_t up = std::min(i + 1, n - 1), down = std::max<int64_t>(i - 1, 0);
+            const double over = 1.0 / ((up - down) * grid.spacing[a]);
+            const double* high = phi + (o * n + up) * inner;
+            const double* low = phi + (o * n + down) * inner;
+            double* out = va + (o * n + i) * inner;
+            for (int64_t k = 0; k < inner; ++k) out[k] = -(high[k] - low[k]) * over;
+          }
+        outer *= n;
       }
       for (int64_t k = 0; k < nodes; ++k) {
-        const double speed = std::sqrt(v0[k] * v0[k] + v1[k] * v1[k]);
-        const double factor = std::min(cap / std::max(speed, 1e-300), 1.0);
-        v0[k] *= factor;
-        v1[k] *= factor;
+        double speed = 0;
+        for (int a = 0; a < d; ++a) speed += vb[a * nodes + k] * vb[a * nodes + k];
+        const double factor = std::min(cap / std::max(std::sqrt(speed), 1e-300), 1.0);
+        for (int a = 0; a < d; ++a) vb[a * nodes + k] *= factor;
       }
     }
     return v;
   };
   in.explicitVelocity = velocity(variation);
-  in.smoothedVelocity = velocity(smoothed);
+  if (smoothed.defined()) in.smoothedVelocity = velocity(smoothed);
   return true;
 }
 
-// The features (B, C, n0, n1) float32 in one pass: density / s_rho, vE / s_v,
-// vR / s_v, then the fixed channels (the cat of assembleFeatures' general form).
+// The features (B, C, n...) float32 in one pass: density / s_rho, vE / s_v,
+// vR / s_v, then the fixed channels (the cat of the general form below).
 template <typename Inputs>
-at::Tensor assembleFeatures2D(const Inputs& in, const at::Tensor& fixedChannels, const FeatureScales& s) {
-  const int64_t batch = in.density.size(0), nodes = in.density[0].numel(), fixed = fixedChannels.size(1);
+at::Tensor assembleFeatures(const Inputs& in, const at::Tensor& fixedChannels, const FeatureScales& s) {
+  const int64_t batch = in.density.size(0), nodes = in.density[0].numel(), fixed = fixedChannels.size(1),
+                d = in.explicitVelocity.size(1);
   const at::Tensor density = in.density.contiguous(), constants = fixedChannels.contiguous();
-  at::Tensor features =
-      at::empty({batch, 5 + fixed, in.density.size(1), in.density.size(2)}, at::TensorOptions().dtype(at::kFloat));
+  std::vector<int64_t> shape{batch, 1 + 2 * d + fixed};
+  shape.insert(shape.end(), in.density.sizes().begin() + 1, in.density.sizes().end());
+  at::Tensor features = at::empty(shape, at::TensorOptions().dtype(at::kFloat));
   float* f = features.data_ptr<float>();
   for (int64_t b = 0; b < batch; ++b) {
-    float* out = f + b * (5 + fixed) * nodes;
+    float* out = f + b * (1 + 2 * d + fixed) * nodes;
     const double* rho = density.data_ptr<double>() + b * nodes;
-    const double* vE = in.explicitVelocity.template data_ptr<double>() + b * 2 * nodes;
-    const double* vR = in.smoothedVelocity.template data_ptr<double>() + b * 2 * nodes;
+    const double* vE = in.explicitVelocity.template data_ptr<double>() + b * d * nodes;
+    const double* vR = in.smoothedVelocity.template data_ptr<double>() + b * d * nodes;
     for (int64_t k = 0; k < nodes; ++k) out[k] = static_cast<float>(rho[k] / s.density);
-    for (int64_t k = 0; k < 2 * nodes; ++k) out[nodes + k] = static_cast<float>(vE[k] / s.velocity);
-    for (int64_t k = 0; k < 2 * nodes; ++k) out[3 * nodes + k] = static_cast<float>(vR[k] / s.velocity);
+    for (int64_t k = 0; k < d * nodes; ++k) out[nodes + k] = static_cast<float>(vE[k] / s.velocity);
+    for (int64_t k = 0; k < d * nodes; ++k) out[(1 + d) * nodes + k] = static_cast<float>(vR[k] / s.velocity);
     const double* c = constants.data_ptr<double>();
-    for (int64_t k = 0; k < fixed * nodes; ++k) out[5 * nodes + k] = static_cast<float>(c[k]);
+    for (int64_t k = 0; k < fixed * nodes; ++k) out[(1 + 2 * d) * nodes + k] = static_cast<float>(c[k]);
   }
   return features;
 }
@@ -668,16 +677,18 @@ LearnedOperator::NetworkInputs LearnedOperator::networkInputs(const Energy& ener
     in.explicitVelocity = blockSmooth(in.explicitVelocity, in.grid, inputBlock, false);
     in.smoothedVelocity = blockSmooth(in.smoothedVelocity, in.grid, inputBlock, false);
   };
-  if (cappedVelocities2D(variation, smoothed, in.grid, cap, in)) {
-    if (linearizedBase) in.smoothedVelocity = coarse(in.baseVelocity, in.grid, coarsen);
-    smoothInputs();
-    in.features = assembleFeatures2D(in, constants->fixedChannels, s);
+  const bool looped = cappedVelocities(variation, linearizedBase ? at::Tensor() : smoothed, in.grid, cap, in);
+  if (!looped) in.explicitVelocity = cappedVelocity(gradient(variation, in.grid).neg(), cap);
+  if (linearizedBase)
+    in.smoothedVelocity = coarse(in.baseVelocity, in.grid, coarsen);
+  else if (!looped)
+    in.smoothedVelocity = cappedVelocity(gradient(smoothed, in.grid).neg(), cap);
+  smoothInputs();
+  auto loopable = [](const at::Tensor& t) { return t.is_contiguous() && t.scalar_type() == at::kDouble; };
+  if (looped && loopable(in.explicitVelocity) && loopable(in.smoothedVelocity)) {
+    in.features = assembleFeatures(in, constants->fixedChannels, s);
     return in;
   }
-  in.explicitVelocity = cappedVelocity(gradient(variation, in.grid).neg(), cap);
-  in.smoothedVelocity = linearizedBase ? coarse(in.baseVelocity, in.grid, coarsen)
-                                       : cappedVelocity(gradient(smoothed, in.grid).neg(), cap);
-  smoothInputs();
 
   std::vector<at::Tensor> channels{(in.density / s.density).unsqueeze(1), in.explicitVelocity / s.velocity,
                                    in.smoothedVelocity / s.velocity};

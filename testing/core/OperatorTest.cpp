@@ -199,6 +199,9 @@ TEST(LearnedOperator, InferenceLoopsMatchTheTensorOperationsIn3D) {
           << what;
       const LearnedOperator::NetworkInputs fast = op.networkInputs(*energy, rho);
       const LearnedOperator::NetworkInputs tensor = op.networkInputs(*energy, recorded);
+      for (const auto& [a, b] : {std::pair{fast.explicitVelocity, tensor.explicitVelocity},
+                                 std::pair{fast.smoothedVelocity, tensor.smoothedVelocity}})
+        EXPECT_LT(((a - b.detach()).abs().max() / b.abs().max()).item<double>(), 1e-13) << what;
       EXPECT_LT(((fast.features - tensor.features.detach()).abs().max()).item<double>(),
                 1e-6 * tensor.features.abs().max().item<double>())
           << what;
