@@ -17,6 +17,9 @@ void addBenchCommand(CLI::App& app) {
       app.add_subcommand("bench", "Measure learned and reference steps, the push-forward, energies, training");
   bench->add_option("--operator", o->operatorFile,
                     "Trained 2D operator (default: an untrained one of the default size)");
+  bench->add_option(
+      "--operator-3d", o->operatorFile3d,
+      "Trained 3D operator for the 3D steps, also at 128^3 (default: an untrained one of the 3D defaults)");
   bench->add_option("--threads", o->threads, "LibTorch threads")->capture_default_str();
   bench->add_option("--repeats", o->repeats, "Runs per figure (medians)")->capture_default_str();
   bench->add_flag("--quick", o->quick, "Small sizes only");

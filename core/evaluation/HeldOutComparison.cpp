@@ -12,6 +12,7 @@
 #include "operator/DensityGenerator.h"
 #include "operator/LearnToEvolveTrainer.h"
 #include "operator/OperatorFile.h"
+#include "operator/TrainingRangeCheck.h"
 
 namespace jko {
 
@@ -55,8 +56,9 @@ nlohmann::json compareWithReference(const LearnedOperator& op, const HeldOutOpti
       learnedSuiteStepper(std::shared_ptr<const LearnedOperator>(&op, [](const LearnedOperator*) {}), o.problem);
 
   std::vector<double> perFrame(o.steps, 0.0);
-  nlohmann::json perDensity = nlohmann::json::array();
+  nlohmann::json perDensity = nlohmann::json::array(), described = nlohmann::json::array();
   for (int i = 0; i < o.densities; ++i) {
+    const std::string kind = generator.nextKind();
     const at::Tensor rho0 = generator.next();
     const auto reference = solver.rollout(rho0, o.steps);
     std::vector<double> errors;
@@ -67,6 +69,19 @@ nlohmann::json compareWithReference(const LearnedOperator& op, const HeldOutOpti
       perFrame[k] += errors.back() / o.densities;
     }
     perDensity.push_back(errors);
+    // Which density this was, and whether the operator was trained on its
+    // like: the mass and peak of what it steps (c rho0) against its ranges.
+    const double mass = rho0.sum().item<double>() * grid.cellVolume();
+    const StepSymmetry symmetry = relateToOperator(m, energy, tau, m.dim, mass);
+    double errorMean = 0;
+    for (double e : errors) errorMean += e / o.steps;
+    described.push_back({{"kind", kind},
+                         {"mass", mass},
+                         {"peak", rho0.max().item<double>()},
+                         {"minimum", rho0.min().item<double>()},
+                         {"rel_l1_mean", errorMean},
+                         {"range_warnings", messagesOf(checkDensityAgainstTraining(
+                                                m, grid, rho0, symmetry.exact ? symmetry.densityFactor : 1.0))}});
     ProgressEvent event;
     event.stage = "held-out comparison";
     event.fraction = double(i + 1) / o.densities;
@@ -84,7 +99,8 @@ nlohmann::json compareWithReference(const LearnedOperator& op, const HeldOutOpti
           {"rel_l1_per_frame", perFrame},
           {"rel_l1_mean", mean},
           {"rel_l1_final", perFrame.back()},
-          {"rel_l1_per_density", perDensity}};
+          {"rel_l1_per_density", perDensity},
+          {"held_out_densities", described}};
 }
 
 namespace {

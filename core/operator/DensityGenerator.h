@@ -41,6 +41,8 @@ class DensityGenerator {
   /// through the list.
   at::Tensor next();
   at::Tensor next(const std::string& kind);
+  /// The kind next() draws next.
+  const std::string& nextKind() const { return kinds_[cursor_ % kinds_.size()]; }
   std::vector<at::Tensor> sample(int count);
 
   static const std::vector<std::string>& kindNames();

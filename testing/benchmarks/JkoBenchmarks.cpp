@@ -156,15 +156,25 @@ nlohmann::json runBenchmarks(const BenchOptions& o) {
     out["learned_step_ms_256_batch" + std::to_string(batch) + "_per_density"] = ms / batch;
     std::cerr << "learned step 256^2, batch " << batch << ": " << ms / batch << " ms per density\n";
   }
-  // A 3D operator of the 3D defaults (its network grid is 32 per axis).
-  OperatorMetadata meta3 = meta;
-  meta3.network = TrainingOptions::defaultsFor(meta.energy, 3).network;
-  auto op3 = untrainedOperator(meta3, 3);
+  // A 3D operator: the one given, else one of the 3D defaults (its network grid is 32 per axis).
+  std::shared_ptr<LearnedOperator> op3;
+  if (!o.operatorFile3d.empty()) {
+    op3 = LearnedOperator::load(o.operatorFile3d);
+    out["operator_3d"] = o.operatorFile3d;
+  } else {
+    OperatorMetadata meta3 = meta;
+    meta3.network = TrainingOptions::defaultsFor(meta.energy, 3).network;
+    op3 = untrainedOperator(meta3, 3);
+    out["operator_3d"] = "untrained network of the 3D defaults";
+  }
   op3->to(device);
-  out["network_3d"] = meta3.network.toJson();
-  for (int64_t n : o.quick ? std::vector<int64_t>{32} : std::vector<int64_t>{32, 64}) {
+  out["network_3d"] = op3->metadata().network.toJson();
+  const std::vector<int64_t> sizes3 =
+      o.quick ? std::vector<int64_t>{32}
+              : (o.operatorFile3d.empty() ? std::vector<int64_t>{32, 64} : std::vector<int64_t>{32, 64, 128});
+  for (int64_t n : sizes3) {
     const Grid grid = Grid::unitBox(3, n);
-    const at::Tensor rho = sampleDensity(grid, meta).to(device);
+    const at::Tensor rho = sampleDensity(grid, op3->metadata()).to(device);
     const double ms = medianMs(std::max(3, o.repeats / 3), [&] { op3->step(rho, grid); });
     out["learned_step_ms_" + std::to_string(n) + "_3d"] = ms;
     std::cerr << "learned step " << n << "^3: " << ms << " ms\n";

@@ -11,6 +11,8 @@ namespace jko::bench {
 
 struct BenchOptions {
   std::string operatorFile;  ///< trained 2D operator (empty: an untrained default-size one, same cost)
+  /// trained 3D operator for the 3D steps (empty: an untrained one of the 3D defaults)
+  std::string operatorFile3d;
   int threads = 2;
   int repeats = 15;    ///< runs per figure (medians)
   bool quick = false;  ///< small sizes only (for a smoke test)

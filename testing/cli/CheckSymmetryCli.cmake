@@ -40,6 +40,13 @@ string(JSON mean GET "${out}" rel_l1_mean)
 if(NOT tau EQUAL 0.01 OR NOT D EQUAL 0.5 OR mean GREATER 0.05)
   message(FATAL_ERROR "compare should run tau 0.01, D 0.5 within 5%: ${out}")
 endif()
+# Each held-out density says what it was: its kind, mass and the range warnings.
+string(JSON kind GET "${out}" held_out_densities 0 kind)
+string(JSON densityMass GET "${out}" held_out_densities 0 mass)
+string(JSON densityError GET "${out}" held_out_densities 0 rel_l1_mean)
+if(NOT kind STREQUAL "gaussian-mixture" OR NOT densityMass GREATER 0 OR NOT densityError EQUAL mean)
+  message(FATAL_ERROR "the held-out density should be described (gaussian-mixture, its mass, its mean error): ${out}")
+endif()
 
 execute_process(COMMAND "${JKO}" compare --operator "${SOURCE}/data/operators/fokker-planck.jko" --suite held-out
                         --D 0.05 --densities 1 --steps 1 --grid 32 --threads 2
