@@ -268,8 +268,11 @@ void addCompareCommand(CLI::App& app) {
                    "sees (photo, terrain, scan, cells, strokes, stripes)")
       ->check(CLI::IsMember({"held-out", "wild"}))
       ->capture_default_str();
-  compare->add_option("--solver", *solverName, "wild suite: learned, or linearized (the network-free linearised step)")
-      ->check(CLI::IsMember({"learned", "linearized"}))
+  compare
+      ->add_option("--solver", *solverName,
+                   "learned, linearized (the network-free linearised step) or auto (the learned step, refined by "
+                   "the reference solver where its certificate fails; the JSON counts the refined frames)")
+      ->check(CLI::IsMember({"learned", "linearized", "auto"}))
       ->capture_default_str();
   compare->add_option("--densities", options->densities, "Held-out densities")->capture_default_str();
   compare->add_option("--densities-per-family", wild->densitiesPerFamily, "Wild suite: densities per family")
@@ -295,27 +298,19 @@ void addCompareCommand(CLI::App& app) {
     if (energy->anyGiven()) problem.energy = energy->over(op->metadata().energy);
     problem.tau = *tau;
     options->problem = wild->problem = problem;
+    auto tally = std::make_shared<RefinementTally>();
+    const SuiteStepper stepper = suiteStepper(op, problem, *solverName, tally);
     nlohmann::json result;
     if (*suite == "wild") {
       wild->grid = options->grid;
       wild->steps = options->steps;
       wild->families = *families;
-      SuiteStepper stepper;
-      if (*solverName == "learned") {
-        stepper = learnedSuiteStepper(op, problem);
-      } else {
-        const EnergySpec spec = problemEnergy(*op, problem);
-        const double stepTau = problemTau(*op, problem);
-        stepper = [spec, stepTau](const at::Tensor& rho, const Grid& grid) {
-          auto objective = std::make_shared<const JkoObjective>(std::make_shared<const Energy>(spec, grid), stepTau);
-          return LinearizedStep(objective).step(rho).first;
-        };
-      }
       result = compareOnWildSuite(*op, stepper, *wild);
-      result["solver"] = *solverName;
     } else {
-      result = compareWithReference(*op, *options);
+      result = compareWithReference(*op, *options, {}, stepper);
     }
+    result["solver"] = *solverName;
+    if (*solverName == "auto") result["refinement"] = tally->toJson();
     result["operator"] = *operatorFile;
     result["training"] = op->metadata().training;
     std::cout << result.dump() << std::endl;

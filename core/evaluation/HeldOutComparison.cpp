@@ -8,6 +8,7 @@
 #include "evaluation/ReferenceCases.h"
 #include "evaluation/WildDensities.h"
 #include "numerics/Errors.h"
+#include "numerics/LinearizedStep.h"
 #include "numerics/ReferenceSolver.h"
 #include "operator/DensityGenerator.h"
 #include "operator/LearnToEvolveTrainer.h"
@@ -40,8 +41,40 @@ SuiteStepper learnedSuiteStepper(std::shared_ptr<const LearnedOperator> op, cons
   };
 }
 
+SuiteStepper suiteStepper(std::shared_ptr<const LearnedOperator> op, const ComparisonProblem& problem,
+                          const std::string& solver, std::shared_ptr<RefinementTally> tally) {
+  if (solver == "learned") return learnedSuiteStepper(op, problem);
+  const EnergySpec energy = problemEnergy(*op, problem);
+  const double tau = problemTau(*op, problem);
+  auto objectiveOn = [energy, tau](const Grid& grid) {
+    return std::make_shared<const JkoObjective>(std::make_shared<const Energy>(energy, grid), tau);
+  };
+  if (solver == "linearized")
+    return [objectiveOn](const at::Tensor& rho, const Grid& grid) {
+      return LinearizedStep(objectiveOn(grid)).step(rho).first;
+    };
+  if (solver == "auto") {
+    // One Auto solver per grid (a suite keeps its grid), built at the first step.
+    struct Current {
+      Grid grid;
+      std::shared_ptr<const AutoSolver> solver;
+    };
+    auto current = std::make_shared<Current>();
+    return [op, objectiveOn, current, tally](const at::Tensor& rho, const Grid& grid) {
+      if (!current->solver || !current->grid.sameAs(grid)) {
+        current->solver = std::make_shared<const AutoSolver>(op, objectiveOn(grid));
+        current->grid = grid;
+      }
+      const CertifiedStep step = current->solver->step(rho);
+      if (tally) tally->add(step);
+      return step.next;
+    };
+  }
+  throw InvalidParameter("solver", solver, "must be learned, linearized or auto");
+}
+
 nlohmann::json compareWithReference(const LearnedOperator& op, const HeldOutOptions& o,
-                                    const ProgressCallback& progress) {
+                                    const ProgressCallback& progress, const SuiteStepper& stepper) {
   const OperatorMetadata& m = op.metadata();
   std::array<int64_t, 3> cells{o.grid, o.grid, o.grid};
   std::array<double, 3> upper{m.ranges.boxLength[0], m.ranges.boxLength[1], m.ranges.boxLength[2]};
@@ -53,7 +86,9 @@ nlohmann::json compareWithReference(const LearnedOperator& op, const HeldOutOpti
   const ReferenceSolver solver(std::make_shared<const JkoObjective>(std::make_shared<const Energy>(energy, grid), tau));
   // A non-owning handle: the stepper lives only in this call.
   const SuiteStepper learnedStep =
-      learnedSuiteStepper(std::shared_ptr<const LearnedOperator>(&op, [](const LearnedOperator*) {}), o.problem);
+      stepper
+          ? stepper
+          : learnedSuiteStepper(std::shared_ptr<const LearnedOperator>(&op, [](const LearnedOperator*) {}), o.problem);
 
   std::vector<double> perFrame(o.steps, 0.0);
   nlohmann::json perDensity = nlohmann::json::array(), described = nlohmann::json::array();

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "numerics/Progress.h"
+#include "operator/AutoSolver.h"
 #include "operator/LearnedOperator.h"
 
 namespace jko {
@@ -29,23 +30,32 @@ struct HeldOutOptions {
   uint64_t seed = 20261122;  ///< distinct from training seeds
 };
 
-/// Rolls out the operator and the reference solver from the same generated
-/// densities (the operator's training ranges; the operator's energy and tau
-/// unless options.problem names others, served through the step's
-/// symmetries: refused when none relates them) and returns
-/// per-frame errors: "rel_l1_per_frame" (mean over densities), "rel_l1_mean"
-/// (over densities and frames), "rel_l1_per_density".
-nlohmann::json compareWithReference(const LearnedOperator& op, const HeldOutOptions& options,
-                                    const ProgressCallback& progress = {});
-
 /// A stepper under test: one step of rho (shape of the grid) on `grid`,
 /// returning the next density.
 using SuiteStepper = std::function<at::Tensor(const at::Tensor& rho, const Grid& grid)>;
+
+/// Rolls out `stepper` (the learned operator's step when empty) and the
+/// reference solver from the same generated densities (the operator's
+/// training ranges; the operator's energy and tau unless options.problem
+/// names others, served through the step's symmetries: refused when none
+/// relates them) and returns per-frame errors: "rel_l1_per_frame" (mean over
+/// densities), "rel_l1_mean" (over densities and frames),
+/// "rel_l1_per_density", and "held_out_densities" (per density: kind, mass,
+/// peak, minimum, its mean error, the range warnings).
+nlohmann::json compareWithReference(const LearnedOperator& op, const HeldOutOptions& options,
+                                    const ProgressCallback& progress = {}, const SuiteStepper& stepper = {});
 
 /// The learned operator's step of the comparison's problem: through the
 /// step's symmetries (c from each density's mass). Throws OperatorFileError
 /// when no symmetry relates the problem to the operator's.
 SuiteStepper learnedSuiteStepper(std::shared_ptr<const LearnedOperator> op, const ComparisonProblem& problem);
+/// A solver of the comparison's problem by name: "learned"
+/// (learnedSuiteStepper), "linearized" (the network-free linearised step,
+/// numerics/LinearizedStep.h) or "auto" (operator/AutoSolver.h: the learned
+/// step, refined where its certificate fails; `tally`, when given, counts
+/// the refined frames). Throws InvalidParameter for other names.
+SuiteStepper suiteStepper(std::shared_ptr<const LearnedOperator> op, const ComparisonProblem& problem,
+                          const std::string& solver, std::shared_ptr<RefinementTally> tally = nullptr);
 /// The problem's energy and tau, the operator's where not given.
 EnergySpec problemEnergy(const LearnedOperator& op, const ComparisonProblem& problem);
 double problemTau(const LearnedOperator& op, const ComparisonProblem& problem);

@@ -48,6 +48,21 @@ if(NOT kind STREQUAL "gaussian-mixture" OR NOT densityMass GREATER 0 OR NOT dens
   message(FATAL_ERROR "the held-out density should be described (gaussian-mixture, its mass, its mean error): ${out}")
 endif()
 
+# Auto on the held-out suite: every frame certified, refined where it fails, within 1% of the reference.
+execute_process(COMMAND "${JKO}" compare --operator "${porous}" --suite held-out --solver auto --densities 1
+                        --steps 2 --grid 32 --threads 2
+                OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "jko compare --solver auto failed (${rc}): ${err}")
+endif()
+string(JSON solver GET "${out}" solver)
+string(JSON frames GET "${out}" refinement frames)
+string(JSON autoMean GET "${out}" rel_l1_mean)
+if(NOT solver STREQUAL "auto" OR NOT frames EQUAL 2 OR autoMean GREATER 0.01)
+  message(FATAL_ERROR "compare --solver auto should certify 2 frames within 1% of the reference: ${out}")
+endif()
+message(STATUS "Auto on a held-out density: ${autoMean} from the reference solver")
+
 execute_process(COMMAND "${JKO}" compare --operator "${SOURCE}/data/operators/fokker-planck.jko" --suite held-out
                         --D 0.05 --densities 1 --steps 1 --grid 32 --threads 2
                 OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
