@@ -84,8 +84,9 @@ nlohmann::json compareWithReference(const LearnedOperator& op, const HeldOutOpti
   const EnergySpec energy = problemEnergy(op, o.problem);
   const double tau = problemTau(op, o.problem);
   const ReferenceSolver solver(std::make_shared<const JkoObjective>(std::make_shared<const Energy>(energy, grid), tau));
-  // A non-owning handle: the stepper lives only in this call.
-  const SuiteStepper learnedStep =
+  // The learned step unless another solver is given (a non-owning handle:
+  // the stepper lives only in this call).
+  const SuiteStepper step =
       stepper
           ? stepper
           : learnedSuiteStepper(std::shared_ptr<const LearnedOperator>(&op, [](const LearnedOperator*) {}), o.problem);
@@ -99,7 +100,7 @@ nlohmann::json compareWithReference(const LearnedOperator& op, const HeldOutOpti
     std::vector<double> errors;
     at::Tensor rho = rho0;
     for (int k = 0; k < o.steps; ++k) {
-      rho = learnedStep(rho, grid);
+      rho = step(rho, grid);
       errors.push_back(relativeL1(rho, reference[k].next));
       perFrame[k] += errors.back() / o.densities;
     }

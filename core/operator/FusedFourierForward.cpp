@@ -123,8 +123,8 @@ struct FusedFourierForward::Block {
   std::vector<float> input;  // (C_in, S, N1, N2), zero outside the unpadded corner
   std::vector<float> a, b;   // activations (W, S, N1, N2)
   std::vector<float> lines;  // 2D: (W, S, 2 k2), the last axis' spectrum of every line, re | im
-  // 3D: the last axis' spectrum across the middle axis, (re/im, N1) x (W, S, k2), and its kept modes (2 K1) x (W, S,
-  // k2).
+  // 3D: the last axis' spectrum across the middle axis, (re/im, N1) x (W, S,
+  // k2), and its kept modes, (2 K1) x (W, S, k2).
   std::vector<float> middle, middleSpectrum;
   std::vector<float> columns;  // (2, S, K1 k2 W): re rows then im rows, columns (k1, k2, c)
   // (2 K0, K1 k2 W): this slab's share of the kept spectrum, two buffers by
