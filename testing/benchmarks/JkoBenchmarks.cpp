@@ -129,7 +129,28 @@ nlohmann::json runBenchmarks(const BenchOptions& o) {
     out["operator"] = "untrained default network (same cost as a trained one)";
   }
   const OperatorMetadata& meta = op->metadata();
+  if (meta.dim != 2)
+    throw InvalidParameter("--operator", o.operatorFile,
+                           "is a " + std::to_string(meta.dim) +
+                               "D operator; the 2D steps need a 2D one "
+                               "(a 3D operator goes to --operator-3d)");
   out["network"] = meta.network.toJson();
+  // A 3D operator: the one given, else one of the 3D defaults (its network
+  // grid is 32 per axis). Loaded and checked here, before any timing.
+  std::shared_ptr<LearnedOperator> op3;
+  if (!o.operatorFile3d.empty()) {
+    op3 = LearnedOperator::load(o.operatorFile3d);
+    if (op3->metadata().dim != 3)
+      throw InvalidParameter("--operator-3d", o.operatorFile3d,
+                             "is a " + std::to_string(op3->metadata().dim) +
+                                 "D operator; give a 3D one (jko train --dim 3), or leave the option out");
+    out["operator_3d"] = o.operatorFile3d;
+  } else {
+    OperatorMetadata meta3 = meta;
+    meta3.network = TrainingOptions::defaultsFor(meta.energy, 3).network;
+    op3 = untrainedOperator(meta3, 3);
+    out["operator_3d"] = "untrained network of the 3D defaults";
+  }
   if (o.device == "cuda" && !cudaAvailable())
     throw InvalidParameter("device", "cuda", "this LibTorch build has no CUDA device; use cpu");
   const at::Device device = o.device == "cuda" ? at::Device(at::kCUDA) : at::Device(at::kCPU);
@@ -155,17 +176,6 @@ nlohmann::json runBenchmarks(const BenchOptions& o) {
     const double ms = medianMs(std::max(3, o.repeats / 3), [&] { op->step(rho, grid); });
     out["learned_step_ms_256_batch" + std::to_string(batch) + "_per_density"] = ms / batch;
     std::cerr << "learned step 256^2, batch " << batch << ": " << ms / batch << " ms per density\n";
-  }
-  // A 3D operator: the one given, else one of the 3D defaults (its network grid is 32 per axis).
-  std::shared_ptr<LearnedOperator> op3;
-  if (!o.operatorFile3d.empty()) {
-    op3 = LearnedOperator::load(o.operatorFile3d);
-    out["operator_3d"] = o.operatorFile3d;
-  } else {
-    OperatorMetadata meta3 = meta;
-    meta3.network = TrainingOptions::defaultsFor(meta.energy, 3).network;
-    op3 = untrainedOperator(meta3, 3);
-    out["operator_3d"] = "untrained network of the 3D defaults";
   }
   op3->to(device);
   out["network_3d"] = op3->metadata().network.toJson();
