@@ -293,7 +293,17 @@ std::string EnergySpec::describe() const {
   if (internal == InternalKind::Entropy) out << sep << "D rho log rho, D=" << diffusion, sep = "; ";
   if (internal == InternalKind::PorousMedium)
     out << sep << "D rho^m/(m-1), m=" << exponent << ", D=" << diffusion, sep = "; ";
-  if (potential == PotentialKind::Quadratic) out << sep << "quadratic potential a=" << potentialStrength[0], sep = "; ";
+  if (potential == PotentialKind::Quadratic) {
+    // a_k per axis where they differ (an anisotropic potential), so that two
+    // specs that describe alike are alike.
+    const auto& a = potentialStrength;
+    out << sep << "quadratic potential a=";
+    if (a[0] == a[1] && a[1] == a[2])
+      out << a[0];
+    else
+      out << "(" << a[0] << ", " << a[1] << ", " << a[2] << ") along x, y, z";
+    sep = "; ";
+  }
   if (potential == PotentialKind::DoubleWell) out << sep << "double-well potential", sep = "; ";
   if (potential == PotentialKind::Values) out << sep << "potential from an array", sep = "; ";
   if (kernel == KernelKind::Quadratic) out << sep << "quadratic interaction c=" << attraction, sep = "; ";
@@ -505,7 +515,7 @@ at::Tensor Energy::convolve(const at::Tensor& rho) const {
   return full.to(rho.scalar_type());
 }
 
-EnergyParts Energy::parts(const at::Tensor& rho) const {
+EnergyParts Energy::parts(const at::Tensor& rho, const at::Tensor& convolved) const {
   const double volume = grid_.cellVolume();
   const at::Tensor zero = at::zeros({rho.size(0)}, rho.options());
   EnergyParts parts{zero, zero, zero};
@@ -521,7 +531,8 @@ EnergyParts Energy::parts(const at::Tensor& rho) const {
   }
   if (potential_.defined())
     parts.potential = volume * sumOverGrid(rho * potentialOnGrid(rho.device()).to(rho.scalar_type()));
-  if (spec_.kernel != KernelKind::None) parts.interaction = 0.5 * volume * sumOverGrid(convolve(rho) * rho);
+  if (spec_.kernel != KernelKind::None)
+    parts.interaction = 0.5 * volume * sumOverGrid((convolved.defined() ? convolved : convolve(rho)) * rho);
   return parts;
 }
 

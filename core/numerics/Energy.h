@@ -102,7 +102,10 @@ class Energy {
   const Grid& grid() const { return grid_; }
 
   at::Tensor operator()(const at::Tensor& rho) const { return parts(rho).total(); }
-  EnergyParts parts(const at::Tensor& rho) const;
+  EnergyParts parts(const at::Tensor& rho) const { return parts(rho, at::Tensor()); }
+  /// The same with `convolved` = convolve(rho) computed by the caller
+  /// (undefined: computed here), for callers that need W * rho too.
+  EnergyParts parts(const at::Tensor& rho, const at::Tensor& convolved) const;
   /// delta E / delta rho = U'(rho) + V + W * rho on the nodes.
   at::Tensor firstVariation(const at::Tensor& rho) const;
   /// U'(rho), the internal energy's part of the first variation.

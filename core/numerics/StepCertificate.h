@@ -130,7 +130,7 @@ class StepCertifier {
 
   /// dE/drho' on the nodes for a deposited density (B, n...): |h| times the
   /// first variation, as autograd differentiates the clamped energies.
-  at::Tensor energyGradient(const at::Tensor& deposited) const;
+  at::Tensor energyGradient(const at::Tensor& deposited, const at::Tensor& convolved = at::Tensor()) const;
 
   /// H0 = diag(tau / (max(w, 1e-12 max w) |h|)) on the nodes, the reference
   /// solver's (B, n...).

@@ -3,8 +3,9 @@
 // when its descent guard fails (J(u) > E(rho_k)) or its certificate is above
 // a threshold, the step is refined from the learned map by the reference
 // solver's L-BFGS until the certificate passes (or the solver's own stopping
-// rule holds). Every step reports its certificate, whether it was refined,
-// why, and with how many iterations.
+// rule holds); a learned map far off is no start, and the step is then the
+// reference solver's own. Every step reports its certificate, whether it was
+// refined, why, and with how many iterations.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -38,7 +39,9 @@ struct AutoSolverOptions {
   /// of 10%: ten times the default threshold) is no start for the
   /// refinement: from such a map L-BFGS crawled (2000 iterations on a
   /// sharp-edged density, still 6.8% off the reference step), so the
-  /// refinement starts from u = 0, as the reference solver does.
+  /// refinement starts from u = 0 and is the reference solver's own step,
+  /// stopped by its own rule (the certificate is least reliable on such
+  /// steps).
   double restartAbove = 0.1;
   /// The refinement's L-BFGS (its `accept` is set by the solver).
   ReferenceSolverOptions reference;

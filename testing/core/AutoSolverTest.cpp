@@ -147,9 +147,9 @@ TEST(AutoSolver, DescentGuardCatchesABrokenOperator) {
 // from a tangled map); refined from u = 0 it lands within 1%.
 TEST(AutoSolver, AStepFarOffIsRefinedFromZero) {
   configureRuntime(2);
-  const auto op = LearnedOperator::load(std::string(JKO_SOURCE_DIR) + "/data/operators/aggregation-diffusion.jko");
+  const auto op = LearnedOperator::load(std::string(JKO_SOURCE_DIR) + "/data/operators/fokker-planck.jko");
   const Grid grid = Grid::unitBox(2, 48);
-  const at::Tensor shape = wildDensity(grid, "cells", 7);
+  const at::Tensor shape = wildDensity(grid, "scan", 7);
   const at::Tensor rho = shape / (shape.sum() * grid.cellVolume());
   const auto objective = op->objectiveOn(grid);
   const AutoSolver solver(op, objective);
@@ -159,7 +159,12 @@ TEST(AutoSolver, AStepFarOffIsRefinedFromZero) {
   EXPECT_TRUE(step.refined);
   EXPECT_TRUE(step.restarted);
   EXPECT_LE(step.certificate.l1ErrorEstimate, solver.options().threshold);
-  EXPECT_LT(relativeL1(step.next, ReferenceSolver(objective).step(rho).next), 0.01);
+  // From u = 0 the refinement is the reference solver's own step, stopped by
+  // its own rule and not by the certificate (which under-estimated such
+  // steps' distance 3x on stripes at the grid's scale): the same frame.
+  const ReferenceStep reference = ReferenceSolver(objective).step(rho);
+  EXPECT_EQ(step.iterations, reference.iterations);
+  EXPECT_LT(relativeL1(step.next, reference.next), 1e-12);
   RefinementTally tally;
   tally.add(step);
   EXPECT_EQ(tally.restarted, 1);

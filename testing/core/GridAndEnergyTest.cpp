@@ -137,6 +137,11 @@ TEST(EnergySpec, JsonRoundTripAndDifferences) {
   EXPECT_TRUE(fp.sameAs(fp2, nullptr, 2));
   EXPECT_FALSE(fp.sameAs(fp2, &difference, 3));
   EXPECT_NE(difference.find("potential strength"), std::string::npos);
+  // The description names every axis's strength where they differ.
+  EXPECT_NE(fp.describe().find("a=4)"), std::string::npos) << fp.describe();
+  EnergySpec anisotropic = fp;
+  anisotropic.potentialStrength = {20, 5, 12};
+  EXPECT_NE(anisotropic.describe().find("a=(20, 5, 12) along x, y, z"), std::string::npos) << anisotropic.describe();
 }
 
 }  // namespace
