@@ -183,6 +183,10 @@ void RefinementTally::add(const CertifiedStep& step) {
   ++frames;
   if (step.refined) ++refined;
   if (step.restarted) ++restarted;
+  if (step.fromScratch() && !step.refineConverged) {
+    ++unconverged;
+    unconvergedFrames.push_back(frames);
+  }
   iterations += step.iterations;
   if (step.reason != RefineReason::None) failedFrames.push_back(frames);
   if (step.reason == RefineReason::DescentFailed) ++descentFailures;
@@ -198,10 +202,12 @@ nlohmann::json RefinementTally::toJson() const {
           {"learned_failures", learnedFailures},
           {"iterations", iterations},
           {"restarted", restarted},
+          {"unconverged", unconverged},
+          {"unconverged_frames", unconvergedFrames},
           {"failed_frames", failedFrames}};
 }
 
-std::string RefinementTally::describe(double threshold, bool refining) const {
+std::string RefinementTally::describe(double threshold, bool refining, bool nameUnconverged) const {
   std::ostringstream out;
   const int failed = descentFailures + certificateFailures + learnedFailures;
   if (refining)
@@ -222,6 +228,11 @@ std::string RefinementTally::describe(double threshold, bool refining) const {
   if (refining && refined) out << ", " << iterations << " L-BFGS iterations";
   if (refining && restarted)
     out << "; " << restarted << " of them from u = 0 (the learned map was too far off to start from)";
+  if (refining && unconverged && nameUnconverged) {
+    out << "; " << unconverged << " of the steps from u = 0 stopped at the iteration cap before the reference "
+        << "solver's tolerance, not certified: frame" << (unconverged > 1 ? "s" : "");
+    for (size_t i = 0; i < unconvergedFrames.size(); ++i) out << (i ? ", " : " ") << unconvergedFrames[i];
+  }
   if (!refining && failed) {
     out << "; frames";
     const size_t shown = std::min<size_t>(failedFrames.size(), 10);

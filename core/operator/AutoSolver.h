@@ -68,6 +68,11 @@ struct CertifiedStep {
   int iterations = 0;            ///< L-BFGS iterations of the refinement
   bool refineConverged = false;  ///< the refinement stopped on the reference solver's own rule
   bool restarted = false;        ///< refined from u = 0: the learned map was too far off (restartAbove)
+  /// The refinement was the reference solver's own step from u = 0 (a
+  /// restart, or a learned step that failed): then only its own stopping
+  /// rule certifies the frame, and one that stopped at the iteration cap
+  /// (refineConverged false) is not certified whatever its certificate.
+  bool fromScratch() const { return refined && (restarted || reason == RefineReason::LearnedStepFailed); }
   /// c of the step's symmetry (operator/StepSymmetry.h): the operator
   /// stepped c rho and the frame is 1/c of its step; 1 when not used.
   double densityFactor = 1;
@@ -132,16 +137,24 @@ class OperatorSolver {
 /// Counts of refined frames and why, over a rollout.
 struct RefinementTally {
   int frames = 0, refined = 0, descentFailures = 0, certificateFailures = 0, learnedFailures = 0, restarted = 0;
+  /// Steps from u = 0 (CertifiedStep::fromScratch) that stopped before the
+  /// reference solver's tolerance (its iteration cap).
+  int unconverged = 0;
+  std::vector<int> unconvergedFrames;
   int64_t iterations = 0;
   /// Frames (1-based) whose step failed the guard or the certificate.
   std::vector<int> failedFrames;
   void add(const CertifiedStep& step);
   /// E.g. "3 of 20 frames refined (1: the learned step raised the step
   /// objective above E(rho_k), 2: certificate above 0.01), 57 L-BFGS iterations". With `refining` false (the learned
-  /// solver): "3 of 20 learned frames fail ... ; frames 4, 5, 9".
-  std::string describe(double threshold, bool refining = true) const;
+  /// solver): "3 of 20 learned frames fail ... ; frames 4, 5, 9". Steps from
+  /// u = 0 that stopped at the iteration cap are named unless
+  /// `nameUnconverged` is false (a caller that lists every frame not
+  /// certified itself).
+  std::string describe(double threshold, bool refining = true, bool nameUnconverged = true) const;
   /// {"frames", "refined", "descent_failures", "certificate_failures",
-  ///  "learned_failures", "iterations", "restarted", "failed_frames"}.
+  ///  "learned_failures", "iterations", "restarted", "failed_frames",
+  ///  "unconverged", "unconverged_frames"}.
   nlohmann::json toJson() const;
 };
 

@@ -146,7 +146,10 @@ std::string rangeAdvice(SolverKind solver) {
 
 bool flagged(const Frame& frame, SolverKind solver, double threshold, int k) {
   if (k == 0) return false;
-  if (solver == SolverKind::Reference) return !frame.converged;
+  // The reference solver's steps, and Auto's steps from u = 0 (on which the
+  // certificate is least reliable: docs/design.md, "A restart runs to the
+  // reference solver's rule"), are certified by its own rule only.
+  if (solver == SolverKind::Reference || frame.fromScratch) return !frame.converged;
   // A refinement that ran to the reference solver's own rule is as good as
   // the reference solver's step, whatever its certificate (which
   // over-estimates on stiff, fine modes: docs/design.md).
@@ -366,11 +369,12 @@ void FrameCache::reportRun(int first, int last, int runEnd, vtkAlgorithm* algori
   line << "JKO Gradient Flow (" << solverName(solver) << "), frames 1-" << frames << ": ";
   switch (solver) {
     case SolverKind::Auto:
-      line << tally_->describe(threshold);
+      line << tally_->describe(threshold, true, false);
       if (!failing.empty())
-        line << "; " << failing.size()
-             << " still fail their certificate: their refinement stopped before meeting it (Maximum Iterations "
-             << setup_.maxIterations << "), " << frameList(failing);
+        line << "; " << failing.size() << " not certified (Flagged): their refinement stopped at Maximum Iterations ("
+             << setup_.maxIterations
+             << ") before meeting the certificate, or from u = 0 the reference solver's tolerance, "
+             << frameList(failing);
       line << "."
            << (tally_->refined ? " The Per-frame Table's Refined, RefineReason and Certificate columns say which."
                                : "");
@@ -433,6 +437,7 @@ Frame FrameCache::step(int j, const ProgressCallback& report) {
     frame.refineIterations = tallied.iterations;
     frame.refineReason = toString(tallied.reason);
     frame.converged = tallied.refined && tallied.refineConverged;
+    frame.fromScratch = tallied.fromScratch();
     if (tallied.refined) frame.learnedCertificate = tallied.learned.l1ErrorEstimate;
   } else {
     // The operator's step (of c rho, scaled back, when the panel's problem is

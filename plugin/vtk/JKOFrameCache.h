@@ -73,6 +73,9 @@ struct Frame {
   /// The step met the reference solver's own stopping rule (the reference
   /// solver's steps and refinements that ran to it).
   bool converged = false;
+  /// Auto took the reference solver's own step from u = 0 (core's
+  /// CertifiedStep::fromScratch): only its stopping rule certifies the frame.
+  bool fromScratch = false;
 };
 
 /// What a training-range warning adds in ParaView for `solver`.
@@ -80,8 +83,9 @@ std::string rangeAdvice(SolverKind solver);
 
 /// Whether frame k is not certified: a learned (or refined) frame that fails
 /// its descent guard or whose certificate is above `threshold` and that the
-/// reference solver's own rule did not stop, or a reference frame whose
-/// L-BFGS stopped at its iteration cap. Frame 0 never is.
+/// reference solver's own rule did not stop, or a reference frame (or an
+/// Auto step from u = 0) whose L-BFGS stopped at its iteration cap. Frame 0
+/// never is.
 bool flagged(const Frame& frame, SolverKind solver, double threshold, int k);
 
 /// What a rollout is a function of, besides the number of frames.

@@ -169,6 +169,27 @@ TEST(AutoSolver, AStepFarOffIsRefinedFromZero) {
   tally.add(step);
   EXPECT_EQ(tally.restarted, 1);
   EXPECT_NE(tally.describe(solver.options().threshold).find("from u = 0"), std::string::npos);
+  EXPECT_TRUE(step.fromScratch());
+  EXPECT_EQ(tally.unconverged, 0);
+
+  // The same step capped at 20 iterations stops before the reference
+  // solver's tolerance: not certified, and the tally says which frame.
+  AutoSolverOptions capped;
+  capped.reference.maxIterations = 20;
+  const CertifiedStep stopped = AutoSolver(op, objective, capped).step(rho);
+  EXPECT_TRUE(stopped.fromScratch());
+  EXPECT_FALSE(stopped.refineConverged);
+  EXPECT_EQ(stopped.iterations, 20);
+  RefinementTally cappedTally;
+  cappedTally.add(step);
+  cappedTally.add(stopped);
+  EXPECT_EQ(cappedTally.unconverged, 1);
+  EXPECT_EQ(cappedTally.unconvergedFrames, std::vector<int>{2});
+  EXPECT_NE(cappedTally.describe(capped.threshold)
+                .find("stopped at the iteration cap before the reference solver's tolerance, not certified: frame 2"),
+            std::string::npos)
+      << cappedTally.describe(capped.threshold);
+  EXPECT_EQ(cappedTally.toJson()["unconverged_frames"], nlohmann::json::array({2}));
 
   // A level below the threshold would restart steps that pass: refused.
   AutoSolverOptions options;

@@ -336,4 +336,18 @@ for k in range(STEPS + 1):
 check(value(table, 0, "RefineReason") == "none" and math.isnan(value(table, 0, "Certificate")),
       "frame 0 (the input) has no step and no certificate")
 
+# 6. Refinements cut short by Maximum Iterations: every refined frame that
+# ran into the cap is flagged (from the learned map its certificate fails;
+# from u = 0 only the reference solver's tolerance certifies it, whatever
+# its certificate), and the run's line is a warning that names them.
+short = flow(heavy, MaximumIterations=5)
+with T.OutputMessages() as short_messages:
+    _, short_table, _ = rollout(short)
+capped = [k for k in range(1, STEPS + 1)
+          if value(short_table, k, "Refined") == 1 and value(short_table, k, "RefineIterations") >= 5]
+check(capped and all(value(short_table, k, "Flagged") == 1 for k in capped),
+      "refinements stopped at Maximum Iterations are flagged: frames %s" % capped)
+check(any("JKO Gradient Flow (Auto)" in w and "not certified (Flagged)" in w for w in short_messages.warnings),
+      "the run's warning names the frames not certified: %s" % short_messages.warnings[-1:])
+
 check.finish()
