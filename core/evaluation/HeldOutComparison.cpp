@@ -1,7 +1,9 @@
 #include "evaluation/HeldOutComparison.h"
 
+#include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <limits>
 #include <random>
 #include <sstream>
 
@@ -16,6 +18,15 @@
 #include "operator/TrainingRangeCheck.h"
 
 namespace jko {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double secondsSince(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+
+nlohmann::json finiteOrNull(double value) { return std::isfinite(value) ? nlohmann::json(value) : nlohmann::json(); }
+
+}  // namespace
 
 EnergySpec problemEnergy(const LearnedOperator& op, const ComparisonProblem& problem) {
   return problem.energy ? *problem.energy : op.metadata().energy;
@@ -93,14 +104,19 @@ nlohmann::json compareWithReference(const LearnedOperator& op, const HeldOutOpti
 
   std::vector<double> perFrame(o.steps, 0.0);
   nlohmann::json perDensity = nlohmann::json::array(), described = nlohmann::json::array();
+  double solverSeconds = 0, referenceSeconds = 0;
   for (int i = 0; i < o.densities; ++i) {
     const std::string kind = generator.nextKind();
     const at::Tensor rho0 = generator.next();
+    auto start = Clock::now();
     const auto reference = solver.rollout(rho0, o.steps);
+    referenceSeconds += secondsSince(start);
     std::vector<double> errors;
     at::Tensor rho = rho0;
     for (int k = 0; k < o.steps; ++k) {
+      start = Clock::now();
       rho = step(rho, grid);
+      solverSeconds += secondsSince(start);
       errors.push_back(relativeL1(rho, reference[k].next));
       perFrame[k] += errors.back() / o.densities;
     }
@@ -136,7 +152,10 @@ nlohmann::json compareWithReference(const LearnedOperator& op, const HeldOutOpti
           {"rel_l1_mean", mean},
           {"rel_l1_final", perFrame.back()},
           {"rel_l1_per_density", perDensity},
-          {"held_out_densities", described}};
+          {"held_out_densities", described},
+          {"solver_seconds", solverSeconds},
+          {"reference_seconds", referenceSeconds},
+          {"solver_over_reference_time", solverSeconds / referenceSeconds}};
 }
 
 namespace {
@@ -150,8 +169,11 @@ std::string keyOf(const std::string& text) {
   return out.str();
 }
 
+// `seconds`: the reference solver's time, or NaN when the trajectory came
+// from the cache.
 std::vector<at::Tensor> referenceTrajectory(std::shared_ptr<const JkoObjective> objective, const at::Tensor& rho0,
-                                            int steps, const std::string& cacheFile) {
+                                            int steps, const std::string& cacheFile, double& seconds) {
+  seconds = std::numeric_limits<double>::quiet_NaN();
   if (!cacheFile.empty() && std::filesystem::exists(cacheFile)) {
     try {
       const OperatorArchive archive = readOperatorArchive(cacheFile);
@@ -164,7 +186,9 @@ std::vector<at::Tensor> referenceTrajectory(std::shared_ptr<const JkoObjective> 
   }
   const ReferenceSolver solver(std::move(objective));
   std::vector<at::Tensor> frames;
+  const auto start = Clock::now();
   for (const ReferenceStep& step : solver.rollout(rho0, steps)) frames.push_back(step.next);
+  seconds = secondsSince(start);
   if (!cacheFile.empty()) {
     OperatorArchive archive;
     archive.metadata = {{"kind", "reference trajectory"}};
@@ -196,6 +220,7 @@ nlohmann::json compareOnWildSuite(const LearnedOperator& op, const SuiteStepper&
   nlohmann::json perFamily = nlohmann::json::object();
   double sum = 0, worstDensity = 0, worstFrame = 0;
   int64_t frames = 0, increases = 0, done = 0;
+  double solverSeconds = 0, referenceSeconds = 0;  // NaN once a trajectory came from the cache
   const int64_t total = static_cast<int64_t>(families.size()) * o.densitiesPerFamily;
   for (const std::string& family : families) {
     double familySum = 0, familyWorst = 0;
@@ -222,12 +247,16 @@ nlohmann::json compareOnWildSuite(const LearnedOperator& op, const SuiteStepper&
       const std::string cacheFile =
           o.cacheDirectory.empty() ? ""
                                    : (std::filesystem::path(o.cacheDirectory) / (keyOf(key.str()) + ".ref")).string();
-      const std::vector<at::Tensor> reference = referenceTrajectory(objective, rho0, o.steps, cacheFile);
+      double seconds = 0;
+      const std::vector<at::Tensor> reference = referenceTrajectory(objective, rho0, o.steps, cacheFile, seconds);
+      referenceSeconds += seconds;
       std::vector<double> errors;
       at::Tensor rho = rho0;
       double previousEnergy = energy(rho0.unsqueeze(0)).item<double>();
       for (int k = 0; k < o.steps; ++k) {
+        const auto start = Clock::now();
         rho = solver(rho, grid);
+        solverSeconds += secondsSince(start);
         errors.push_back(relativeL1(rho, reference[k]));
         const double e = energy(rho.unsqueeze(0)).item<double>();
         if (e > previousEnergy + 1e-12 * std::abs(previousEnergy)) ++increases;
@@ -265,6 +294,9 @@ nlohmann::json compareOnWildSuite(const LearnedOperator& op, const SuiteStepper&
           {"worst_density_error", worstDensity},
           {"worst_frame_error", worstFrame},
           {"energy_increase_frames", increases},
+          {"solver_seconds", solverSeconds},
+          {"reference_seconds", finiteOrNull(referenceSeconds)},
+          {"solver_over_reference_time", finiteOrNull(solverSeconds / referenceSeconds)},
           {"per_family", perFamily}};
 }
 

@@ -40,8 +40,11 @@ using SuiteStepper = std::function<at::Tensor(const at::Tensor& rho, const Grid&
 /// names others, served through the step's symmetries: refused when none
 /// relates them) and returns per-frame errors: "rel_l1_per_frame" (mean over
 /// densities), "rel_l1_mean" (over densities and frames),
-/// "rel_l1_per_density", and "held_out_densities" (per density: kind, mass,
-/// peak, minimum, its mean error, the range warnings).
+/// "rel_l1_per_density", "held_out_densities" (per density: kind, mass,
+/// peak, minimum, its mean error, the range warnings), and the time:
+/// "solver_seconds" (the stepper's steps alone), "reference_seconds" (the
+/// reference solver's rollouts, each step warm-started from the previous
+/// one's map) and "solver_over_reference_time".
 nlohmann::json compareWithReference(const LearnedOperator& op, const HeldOutOptions& options,
                                     const ProgressCallback& progress = {}, const SuiteStepper& stepper = {});
 
@@ -81,7 +84,9 @@ struct WildSuiteOptions {
 /// densities and frames), "worst_density_error" (the largest mean over
 /// frames of one density), "worst_frame_error", "energy_increase_frames"
 /// (frames whose energy exceeds the previous frame's), "per_family"
-/// (mean_error, worst_density_error, per density: errors per frame).
+/// (mean_error, worst_density_error, per density: errors per frame), and
+/// the time as for the held-out comparison ("reference_seconds" and the
+/// ratio null when a reference trajectory came from the cache).
 nlohmann::json compareOnWildSuite(const LearnedOperator& op, const SuiteStepper& solver,
                                   const WildSuiteOptions& options, const ProgressCallback& progress = {});
 

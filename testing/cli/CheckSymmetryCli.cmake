@@ -61,7 +61,14 @@ string(JSON autoMean GET "${out}" rel_l1_mean)
 if(NOT solver STREQUAL "auto" OR NOT frames EQUAL 2 OR autoMean GREATER 0.01)
   message(FATAL_ERROR "compare --solver auto should certify 2 frames within 1% of the reference: ${out}")
 endif()
-message(STATUS "Auto on a held-out density: ${autoMean} from the reference solver")
+# The time against the reference solver's (the Auto cost the reliability gates are about).
+string(JSON solverSeconds GET "${out}" solver_seconds)
+string(JSON referenceSeconds GET "${out}" reference_seconds)
+string(JSON ratio GET "${out}" solver_over_reference_time)
+if(NOT solverSeconds GREATER 0 OR NOT referenceSeconds GREATER 0 OR NOT ratio GREATER 0)
+  message(FATAL_ERROR "compare should time the solver and the reference solver: ${out}")
+endif()
+message(STATUS "Auto on a held-out density: ${autoMean} from the reference solver, in ${ratio} of its time")
 
 execute_process(COMMAND "${JKO}" compare --operator "${SOURCE}/data/operators/fokker-planck.jko" --suite held-out
                         --D 0.05 --densities 1 --steps 1 --grid 32 --threads 2
