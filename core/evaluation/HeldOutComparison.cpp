@@ -155,7 +155,7 @@ nlohmann::json compareWithReference(const LearnedOperator& op, const HeldOutOpti
           {"held_out_densities", described},
           {"solver_seconds", solverSeconds},
           {"reference_seconds", referenceSeconds},
-          {"solver_over_reference_time", solverSeconds / referenceSeconds}};
+          {"solver_over_reference_time", finiteOrNull(solverSeconds / referenceSeconds)}};
 }
 
 namespace {

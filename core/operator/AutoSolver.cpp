@@ -112,9 +112,9 @@ CertifiedStep AutoSolver::step(const at::Tensor& rho, const ProgressCallback& pr
   // reference solver's own step and stops on its own rule: the certificate
   // is least trustworthy on the steps that send a learned map far off (on
   // stripes at the grid's scale L-BFGS from u = 0 stopped at a certificate of
-  // 0.0005 was still 1.4% from the minimiser: docs/design.md, "Refining
-  // far-off steps from u = 0"). It costs a reference step, which is what
-  // such a step is worth.
+  // 0.0005 was still 1.4% from the minimiser: docs/design.md, "A restart
+  // runs to the reference solver's rule"). It costs a reference step, which
+  // is what such a step is worth.
   const bool fromScratch = farOff || out.reason == RefineReason::LearnedStepFailed;
   if (!fromScratch)
     refineOptions.accept = [&](const at::Tensor& u, const at::Tensor& g) {
