@@ -263,8 +263,9 @@ void addRolloutCommand(CLI::App& app) {
     if (o->peak > 0) rho0 = rho0 * (o->peak / rho0.max().item<double>());
 
     // One step at a time, frames written (or dropped) as they come, so that
-    // memory stays flat however long the run. Every step is certified.
-    std::function<CertifiedStep(const at::Tensor&)> step;
+    // memory stays flat however long the run. Every step is certified; the
+    // step is handed E(rho), which the loop computed for the previous frame.
+    std::function<CertifiedStep(const at::Tensor&, double)> step;
     std::shared_ptr<const JkoObjective> objective;
     std::vector<std::string> warnings;
     auto warn = [&](const std::string& message) {
@@ -289,15 +290,15 @@ void addRolloutCommand(CLI::App& app) {
       refineOptions.maxIterations = o->refineIterations;
       auto solver = std::make_shared<const OperatorSolver>(op, objective, OperatorSolver::modeFromString(solverName),
                                                            autoOptions, refineOptions);
-      step = [solver](const at::Tensor& rho) { return solver->step(rho); };
+      step = [solver](const at::Tensor& rho, double energy) { return solver->step(rho, {}, energy); };
     } else if (solverName == "linearized") {
       objective = std::make_shared<const JkoObjective>(std::make_shared<const Energy>(energySpec, grid), tau);
       auto solver = std::make_shared<const LinearizedStep>(objective, o->linearized);
       auto certifier = std::make_shared<const StepCertifier>(objective);
-      step = [solver, certifier](const at::Tensor& rho) {
+      step = [solver, certifier](const at::Tensor& rho, double energy) {
         CertifiedStep s;
         std::tie(s.next, s.displacement) = solver->step(rho);
-        s.certificate = certifier->certify(rho, s.displacement);
+        s.certificate = certifier->certify(rho, s.displacement, energy);
         return s;
       };
     } else {
@@ -305,13 +306,13 @@ void addRolloutCommand(CLI::App& app) {
       auto solver = std::make_shared<const ReferenceSolver>(objective);
       auto certifier = std::make_shared<const StepCertifier>(objective);
       auto warm = std::make_shared<at::Tensor>();
-      step = [solver, certifier, warm](const at::Tensor& rho) {
+      step = [solver, certifier, warm](const at::Tensor& rho, double energy) {
         const ReferenceStep r = solver->step(rho, *warm);
         *warm = r.displacement;
         CertifiedStep s;
         s.next = r.next;
         s.displacement = r.displacement;
-        s.certificate = certifier->certify(rho, r.displacement);  // the reference solver's own final measure
+        s.certificate = certifier->certify(rho, r.displacement, energy);  // the reference solver's own final measure
         return s;
       };
     }
@@ -347,7 +348,7 @@ void addRolloutCommand(CLI::App& app) {
     try {
       for (int k = 0; k < K; ++k) {
         const auto stepStart = std::chrono::steady_clock::now();
-        const CertifiedStep certified = step(rho);
+        const CertifiedStep certified = step(rho, energies.back());
         stepMs.push_back(
             std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - stepStart).count());
         if (check) {

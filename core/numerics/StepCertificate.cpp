@@ -203,14 +203,16 @@ double StepCertifier::l1ErrorEstimate(const JkoState& state, const at::Tensor& d
   return newtonChange(state, u, g, inverseMetric(state), objective_->pushForward().deposit(state.masses, u));
 }
 
-StepCertificate StepCertifier::certify(const at::Tensor& rho, const at::Tensor& displacement) const {
+StepCertificate StepCertifier::certify(const at::Tensor& rho, const at::Tensor& displacement,
+                                       double energyOfRho) const {
   const bool serial = rho.is_cpu() && objective_->grid().numNodes() <= kSerialNodes;
   const ScopedIntraOpThreads threads(serial ? 1 : 0);
   if (serial) wakeTaskTeam();
-  return certify(objective_->prepare(rho), displacement);
+  return certify(objective_->prepare(rho), displacement, energyOfRho);
 }
 
-StepCertificate StepCertifier::certify(const JkoState& state, const at::Tensor& displacement) const {
+StepCertificate StepCertifier::certify(const JkoState& state, const at::Tensor& displacement,
+                                       double energyOfRho) const {
   const JkoObjective& J = *objective_;
   const Grid& grid = J.grid();
   if (state.density.size(0) != 1)
@@ -221,7 +223,7 @@ StepCertificate StepCertifier::certify(const JkoState& state, const at::Tensor& 
                            .contiguous();
   StepCertificate c;
   c.mass = state.mass.item<double>();
-  c.initialObjective = J.energy()(state.density).item<double>();
+  c.initialObjective = std::isfinite(energyOfRho) ? energyOfRho : J.energy()(state.density).item<double>();
   const double transportScale = grid.cellVolume() / J.tau();
   const at::Tensor deposited = J.pushForward().deposit(state.masses, u);
   const at::Tensor H0 = inverseMetric(state);

@@ -113,9 +113,13 @@ class StepCertifier {
 
   /// The certificate of displacement u (dim, n...) for the step from rho
   /// (shape of the grid). Costs about one deposit and its adjoint (a fused
-  /// pass on CPU float64; autograd elsewhere).
-  StepCertificate certify(const at::Tensor& rho, const at::Tensor& displacement) const;
-  StepCertificate certify(const JkoState& state, const at::Tensor& displacement) const;
+  /// pass on CPU float64; autograd elsewhere). `energyOfRho`: E(rho) when
+  /// the caller has it (a rollout computed it for the previous frame; for
+  /// an interaction energy it is one FFT convolution less), else NaN.
+  StepCertificate certify(const at::Tensor& rho, const at::Tensor& displacement,
+                          double energyOfRho = std::numeric_limits<double>::quiet_NaN()) const;
+  StepCertificate certify(const JkoState& state, const at::Tensor& displacement,
+                          double energyOfRho = std::numeric_limits<double>::quiet_NaN()) const;
 
   /// g = dJ/du at u (dim, n...) or (1, dim, n...), same shape: by the fused pass
   /// where it applies, else by autograd.

@@ -72,10 +72,10 @@ CertifiedStep AutoSolver::learnedGuess(const at::Tensor& rho) const {
   return out;
 }
 
-CertifiedStep AutoSolver::learnedStep(const at::Tensor& rho) const {
+CertifiedStep AutoSolver::learnedStep(const at::Tensor& rho, double energyOfRho) const {
   CertifiedStep out = learnedGuess(rho);
   const auto start = Clock::now();
-  out.learned = certifier_.certify(rho, out.displacement);
+  out.learned = certifier_.certify(rho, out.displacement, energyOfRho);
   out.certificate = out.learned;
   out.certificateMs = millisecondsSince(start);
   if (!out.learned.descent)
@@ -85,10 +85,10 @@ CertifiedStep AutoSolver::learnedStep(const at::Tensor& rho) const {
   return out;
 }
 
-CertifiedStep AutoSolver::step(const at::Tensor& rho, const ProgressCallback& progress) const {
+CertifiedStep AutoSolver::step(const at::Tensor& rho, const ProgressCallback& progress, double energyOfRho) const {
   CertifiedStep out;
   try {
-    out = learnedStep(rho);
+    out = learnedStep(rho, energyOfRho);
   } catch (const InvalidDensity& e) {
     // A learned step that cannot be taken (NaN, overflow) is no reason to
     // stop: the reference solver takes the step from u = 0. A density that
@@ -128,7 +128,7 @@ CertifiedStep AutoSolver::step(const at::Tensor& rho, const ProgressCallback& pr
   out.refineConverged = refined.converged;
   out.next = refined.next;
   out.displacement = refined.displacement;
-  out.certificate = certifier_.certify(rho, out.displacement);
+  out.certificate = certifier_.certify(rho, out.displacement, energyOfRho);
   return out;
 }
 
@@ -143,9 +143,9 @@ OperatorSolver::OperatorSolver(std::shared_ptr<const LearnedOperator> op, std::s
                                Mode mode, AutoSolverOptions autoOptions, ReferenceSolverOptions refine)
     : mode_(mode), auto_(std::move(op), objective, std::move(autoOptions)), refiner_(objective, std::move(refine)) {}
 
-CertifiedStep OperatorSolver::step(const at::Tensor& rho, const ProgressCallback& progress) const {
-  if (mode_ == Mode::Auto) return auto_.step(rho, progress);
-  CertifiedStep step = auto_.learnedStep(rho);
+CertifiedStep OperatorSolver::step(const at::Tensor& rho, const ProgressCallback& progress, double energyOfRho) const {
+  if (mode_ == Mode::Auto) return auto_.step(rho, progress, energyOfRho);
+  CertifiedStep step = auto_.learnedStep(rho, energyOfRho);
   if (mode_ == Mode::Refine) {
     const ReferenceStep refined = refiner_.step(rho, step.displacement, progress);
     step.refined = true;
@@ -153,7 +153,7 @@ CertifiedStep OperatorSolver::step(const at::Tensor& rho, const ProgressCallback
     step.refineConverged = refined.converged;
     step.next = refined.next;
     step.displacement = refined.displacement;
-    step.certificate = auto_.certifier().certify(rho, step.displacement);
+    step.certificate = auto_.certifier().certify(rho, step.displacement, energyOfRho);
   }
   return step;
 }

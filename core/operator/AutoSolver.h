@@ -92,10 +92,12 @@ class AutoSolver {
 
   /// One step from rho (shape of the grid): learned, certified, refined
   /// when it fails.
-  CertifiedStep step(const at::Tensor& rho, const ProgressCallback& progress = {}) const;
+  /// `energyOfRho`: E(rho) when the caller has it (StepCertifier::certify).
+  CertifiedStep step(const at::Tensor& rho, const ProgressCallback& progress = {},
+                     double energyOfRho = std::numeric_limits<double>::quiet_NaN()) const;
   /// The learned step and its certificate, never refined (a failed learned
   /// step throws as LearnedOperator::step does).
-  CertifiedStep learnedStep(const at::Tensor& rho) const;
+  CertifiedStep learnedStep(const at::Tensor& rho, double energyOfRho = std::numeric_limits<double>::quiet_NaN()) const;
   /// K steps from rho0.
   std::vector<CertifiedStep> rollout(const at::Tensor& rho0, int steps, const ProgressCallback& progress = {}) const;
 
@@ -124,7 +126,8 @@ class OperatorSolver {
   /// iterations).
   OperatorSolver(std::shared_ptr<const LearnedOperator> op, std::shared_ptr<const JkoObjective> objective, Mode mode,
                  AutoSolverOptions autoOptions = {}, ReferenceSolverOptions refine = {});
-  CertifiedStep step(const at::Tensor& rho, const ProgressCallback& progress = {}) const;
+  CertifiedStep step(const at::Tensor& rho, const ProgressCallback& progress = {},
+                     double energyOfRho = std::numeric_limits<double>::quiet_NaN()) const;
   Mode mode() const { return mode_; }
   const AutoSolver& autoSolver() const { return auto_; }
 

@@ -409,6 +409,7 @@ Frame FrameCache::step(int j, const ProgressCallback& report) {
   const Grid& grid = setup_.grid;
   const double tau = setup_.tau;
   const at::Tensor& from = frames_.back().density;  // rho_k, CPU float64
+  const double energy = frames_.back().energy;      // E(rho_k), which the certificates need
   auto onCpu = [](const at::Tensor& t) { return t.to(at::kCPU, at::kDouble); };
   Frame frame;
   at::Tensor next, displacement;
@@ -426,9 +427,9 @@ Frame FrameCache::step(int j, const ProgressCallback& report) {
     frame.iterations = step.iterations;
     frame.converged = step.converged;
     // The reference solver's own final measure, in the certificate's terms.
-    certificate = certifier_->certify(from, onCpu(displacement));
+    certificate = certifier_->certify(from, onCpu(displacement), energy);
   } else if (setup_.solver == SolverKind::Auto) {
-    tallied = auto_->step(current_, report);
+    tallied = auto_->step(current_, report, energy);
     next = tallied.next;
     displacement = tallied.displacement;
     certificate = tallied.certificate;
@@ -445,7 +446,7 @@ Frame FrameCache::step(int j, const ProgressCallback& report) {
     const LearnedStep learned = stepThroughSymmetry(*setup_.op, setup_.symmetry, current_, grid);
     next = learned.next;
     displacement = tau * learned.velocity;
-    certificate = certifier_->certify(from, onCpu(displacement));
+    certificate = certifier_->certify(from, onCpu(displacement), energy);
     if (setup_.solver == SolverKind::LearnedRefined) {
       const ReferenceStep step = solver_->step(current_, displacement, report);
       frame.learnedCertificate = certificate.l1ErrorEstimate;
@@ -455,7 +456,7 @@ Frame FrameCache::step(int j, const ProgressCallback& report) {
       frame.refined = true;
       frame.refineReason = "refine-iterations";
       frame.converged = step.converged;
-      certificate = certifier_->certify(from, onCpu(displacement));
+      certificate = certifier_->certify(from, onCpu(displacement), energy);
     }
     tallied.refined = frame.refined;
     tallied.iterations = frame.iterations;

@@ -203,6 +203,12 @@ nlohmann::json runBenchmarks(const BenchOptions& o) {
     const std::string suffix = "_" + std::to_string(n);
     out["certificate_ms" + suffix] = medianMs(o.repeats, [&] { certifier.certify(rho, u); });
     out["certificate_over_learned_step" + suffix] = out["certificate_ms" + suffix].get<double>() / learned[n];
+    // What a rollout pays per frame: E(rho_k) came with the previous frame
+    // (the filter and `jko rollout` hand it in).
+    const double energy = objective->energy()(rho.unsqueeze(0)).item<double>();
+    out["certificate_in_rollout_ms" + suffix] = medianMs(o.repeats, [&] { certifier.certify(rho, u, energy); });
+    out["certificate_in_rollout_over_learned_step" + suffix] =
+        out["certificate_in_rollout_ms" + suffix].get<double>() / learned[n];
     const JkoState state = objective->prepare(rho);
     out["objective_gradient_fused_ms" + suffix] = medianMs(o.repeats, [&] { certifier.gradient(state, u); });
     out["objective_gradient_autograd_ms" + suffix] =

@@ -91,6 +91,14 @@ TEST(StepCertificate, FusedGradientEqualsAutograd) {
           (reference * reference * certifier.inverseMetric(state).unsqueeze(1)).sum().item<double>();
       EXPECT_NEAR(c.metricGradientNorm, expected, 1e-10 * expected) << name;
       EXPECT_NEAR(c.objective, J->evaluate(state, u).objective.item<double>(), 1e-12 * std::abs(c.objective)) << name;
+      // E(rho_k) handed in by a rollout that has it is the one used: the
+      // same certificate, and the guard judges against it.
+      const double energy = J->energy()(state.density).item<double>();
+      const StepCertificate known = certifier.certify(state.density[0], u[0], energy);
+      EXPECT_EQ(known.initialObjective, energy) << name;
+      EXPECT_EQ(known.descent, c.descent) << name;
+      EXPECT_NEAR(known.l1ErrorEstimate, c.l1ErrorEstimate, 1e-12 * c.l1ErrorEstimate) << name;
+      EXPECT_FALSE(certifier.certify(state.density[0], u[0], c.objective - 1).descent) << name;
     }
 }
 
