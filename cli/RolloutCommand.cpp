@@ -32,6 +32,7 @@
 #include "operator/DensityGenerator.h"
 #include "operator/LearnedOperator.h"
 #include "operator/TrainingRangeCheck.h"
+#include "runtime/JsonNumber.h"
 #include "runtime/Runtime.h"
 
 namespace jko::cli {
@@ -65,8 +66,6 @@ double peakResidentMegabytes() {
   if (getrusage(RUSAGE_SELF, &usage) != 0) return std::nan("");
   return static_cast<double>(usage.ru_maxrss) / 1024.0;
 }
-
-nlohmann::json finiteOrNull(double value) { return std::isfinite(value) ? nlohmann::json(value) : nlohmann::json(); }
 
 double relativeL1Distance(const at::Tensor& a, const at::Tensor& b) {
   return ((a - b).abs().sum() / b.abs().sum()).item<double>();

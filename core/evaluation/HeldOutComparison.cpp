@@ -16,6 +16,7 @@
 #include "operator/LearnToEvolveTrainer.h"
 #include "operator/OperatorFile.h"
 #include "operator/TrainingRangeCheck.h"
+#include "runtime/JsonNumber.h"
 
 namespace jko {
 namespace {
@@ -23,8 +24,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 double secondsSince(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
-
-nlohmann::json finiteOrNull(double value) { return std::isfinite(value) ? nlohmann::json(value) : nlohmann::json(); }
 
 }  // namespace
 

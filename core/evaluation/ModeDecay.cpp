@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "numerics/Errors.h"
+#include "runtime/JsonNumber.h"
 
 namespace jko {
 namespace {
@@ -19,8 +20,6 @@ at::Tensor cosineAlong(const Grid& grid, int axis, int64_t k) {
 double project(const at::Tensor& field, const at::Tensor& mode) {
   return (field * mode).sum().item<double>() / (mode * mode).sum().item<double>();
 }
-
-nlohmann::json finiteOrNull(double value) { return std::isfinite(value) ? nlohmann::json(value) : nlohmann::json(); }
 
 }  // namespace
 

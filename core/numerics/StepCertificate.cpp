@@ -9,6 +9,7 @@
 
 #include "numerics/Errors.h"
 #include "numerics/PushForwardKernels.h"
+#include "runtime/JsonNumber.h"
 #include "runtime/Runtime.h"
 #include "runtime/TaskTeam.h"
 
@@ -22,8 +23,6 @@ constexpr int64_t kSerialNodes = int64_t(1) << 16;
 // mu = 1 + lambda tau is floored here: below it the step objective may not
 // be convex at all, and the estimates are heuristics.
 constexpr double kModulusFloor = 0.1;
-
-nlohmann::json finiteOrNull(double value) { return std::isfinite(value) ? nlohmann::json(value) : nlohmann::json(); }
 
 // Smallest second derivative of depth (s^2 / w^2 - 1)^2 for s in [lo, hi]:
 // depth (12 s^2 / w^4 - 4 / w^2), smallest at the s of least |s| for depth

@@ -100,10 +100,8 @@ CertifiedStep AutoSolver::step(const at::Tensor& rho, const ProgressCallback& pr
   if (out.reason == RefineReason::None) return out;
 
   const auto start = Clock::now();
-  // L-BFGS from the learned map (from u = 0 when the learned step failed)
-  // until the certificate passes with a margin.
-  const JkoState state = objective_->prepare(rho);
-  const double target = options_.refineTo * options_.threshold;
+  // L-BFGS from the learned map until the certificate passes with a margin,
+  // or the reference solver's own step (below).
   const bool farOff =
       out.reason == RefineReason::CertificateAbove && !(out.learned.l1ErrorEstimate <= options_.restartAbove);
   out.restarted = farOff;
@@ -116,10 +114,14 @@ CertifiedStep AutoSolver::step(const at::Tensor& rho, const ProgressCallback& pr
   // runs to the reference solver's rule"). It costs a reference step, which
   // is what such a step is worth.
   const bool fromScratch = farOff || out.reason == RefineReason::LearnedStepFailed;
-  if (!fromScratch)
-    refineOptions.accept = [&](const at::Tensor& u, const at::Tensor& g) {
+  JkoState state;  // the certificate's, for a refinement from the learned map only
+  if (!fromScratch) {
+    state = objective_->prepare(rho);
+    const double target = options_.refineTo * options_.threshold;
+    refineOptions.accept = [this, &state, target](const at::Tensor& u, const at::Tensor& g) {
       return certifier_.l1ErrorEstimate(state, u, g) <= target;
     };
+  }
   const ReferenceStep refined =
       ReferenceSolver(objective_, refineOptions).step(rho, fromScratch ? at::Tensor() : out.displacement, progress);
   out.refineMs = millisecondsSince(start);

@@ -22,6 +22,7 @@
 #include "numerics/ReferenceSolver.h"
 #include "operator/OperatorFile.h"
 #include "operator/VelocityNetwork.h"
+#include "runtime/JsonNumber.h"
 #include "runtime/Runtime.h"
 
 namespace jko {
@@ -163,7 +164,6 @@ bool allFinite(const std::vector<at::Tensor>& tensors) {
 }
 
 // A JSON number, or null for NaN and infinities (JSON has neither).
-nlohmann::json finiteOrNull(double value) { return std::isfinite(value) ? nlohmann::json(value) : nlohmann::json(); }
 
 void restoreParameters(VelocityNetwork& network, const std::vector<at::Tensor>& values) {
   at::NoGradGuard noGrad;
