@@ -207,6 +207,10 @@ TrainingOptions TrainingOptions::defaultsFor(const EnergySpec& energy, int dim) 
     o.network.baseCorrection = 0;
     o.network.baseBlock = 4;
     o.network.baseIterations = 2;
+    // The gate is scaled by the local contrast over 0.5: without it the gate
+    // sat near 0.1-0.2 on constant states and fine modes decayed up to 0.16
+    // too fast (docs/design.md, "The gate and the density's contrast").
+    o.network.gateContrast = 0.5;
     o.densities.bumpExponent = energy.exponent;
     // Half the width and projection of the other presets: the network of a
     // step costs 0.33 ms instead of 0.76, and the errors stay within the

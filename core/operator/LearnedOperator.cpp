@@ -716,6 +716,38 @@ at::Tensor blockSmooth(const at::Tensor& field, const Grid& grid, int64_t block,
 }
 }  // namespace
 
+// Separable sliding windows on the CPU: LibTorch's max pooling took
+// 0.39 ms on 64^2, these loops a few microseconds.
+at::Tensor localContrast(const at::Tensor& rho, int dim, int64_t radius) {
+  const at::Tensor x = rho.detach().to(at::kCPU, at::kDouble).contiguous();
+  at::Tensor hi = x.clone(), lo = x.clone();
+  for (int a = 0; a < dim; ++a) {
+    const int64_t n = x.size(1 + a), stride = x.stride(1 + a);
+    const int64_t lines = x.numel() / n;
+    std::vector<double> upper(n), lower(n);
+    double* const h = hi.data_ptr<double>();
+    double* const l = lo.data_ptr<double>();
+    for (int64_t i = 0; i < lines; ++i) {
+      // The i-th line along axis a (x is (B, n...), contiguous): its first node.
+      const int64_t base = (i / stride) * stride * n + i % stride;
+      for (int64_t k = 0; k < n; ++k) {
+        double mx = h[base + k * stride], mn = l[base + k * stride];
+        for (int64_t j = std::max<int64_t>(0, k - radius); j <= std::min(n - 1, k + radius); ++j) {
+          mx = std::max(mx, h[base + j * stride]);
+          mn = std::min(mn, l[base + j * stride]);
+        }
+        upper[k] = mx;
+        lower[k] = mn;
+      }
+      for (int64_t k = 0; k < n; ++k) {
+        h[base + k * stride] = upper[k];
+        l[base + k * stride] = lower[k];
+      }
+    }
+  }
+  return ((hi - lo) / (hi + lo).clamp_min(1e-300)).to(rho.device());
+}
+
 at::Tensor LearnedOperator::baseVelocity(const Energy& energy, const at::Tensor& rho) const {
   const NetworkInputs in = networkInputs(energy, rho);
   return in.baseVelocity.defined() ? in.baseVelocity : interpolateOnto(in.smoothedVelocity, energy.grid());
@@ -740,17 +772,27 @@ at::Tensor LearnedOperator::velocity(const Energy& energy, const at::Tensor& rho
   const double scale = metadata_.scales.velocity;
   if (metadata_.network.kind == "torchscript") return interpolateOnto(out.to(at::kDouble) * scale, energy.grid());
   if (metadata_.network.base == "linearized") {
-    // v = vL + tanh(a) P(vL) + s_v beta tanh(b / beta): a gate in (0, 2) on
+    // v = vL + c tanh(a) P(vL) + s_v beta tanh(b / beta): a gate in (0, 2) on
     // the smooth part P(vL) of the linearised step (its averages over blocks
     // of `baseBlock` cells, interpolated back), the rest of vL ungated, and a
     // correction bounded by beta velocity scales, the network's outputs
     // interpolated from its grid. A mode's factor f becomes
-    // 1 - (1 + tanh(a) p)(1 - f), p in [0, 1] the mode's share in P: never
+    // 1 - (1 + c tanh(a) p)(1 - f), p in [0, 1] the mode's share in P: never
     // growing, and the deposit's own for modes finer than the blocks.
+    // c = min(1, contrast / gateContrast) on the network grid: the gate
+    // corrects what the linearisation misses, nothing on a near-constant
+    // state (docs/design.md, "The gate and the density's contrast").
     const double beta = metadata_.network.baseCorrection;
     const at::Tensor o = out.to(at::kDouble);
     const int64_t d = in.baseVelocity.size(1);
-    const at::Tensor gate = interpolateOnto(o.narrow(1, 0, 1).tanh(), energy.grid());
+    at::Tensor coarseGate = o.narrow(1, 0, 1).tanh();
+    if (metadata_.network.gateContrast > 0)
+      coarseGate = coarseGate * localContrast(in.density, in.grid.dim, kGateContrastRadius)
+                                    .div(metadata_.network.gateContrast)
+                                    .clamp_max(1)
+                                    .unsqueeze(1)
+                                    .to(coarseGate.scalar_type());
+    const at::Tensor gate = interpolateOnto(coarseGate, energy.grid());
     at::Tensor smooth = in.baseVelocity;
     if (metadata_.network.baseBlock > 1) {
       const Grid& fine = energy.grid();

@@ -3,14 +3,17 @@
 // Two forms, chosen by NetworkConfig::base and recorded in the operator file:
 //
 // "linearized" (the porous medium's default):
-//   v = (1 + tanh a) vL + s_v beta tanh(b / beta),
+//   v = vL + c tanh(a) P(vL) + s_v beta tanh(b / beta),
 // vL the linearised implicit JKO step on the density's own grid
 // (numerics/LinearizedStep.h: exact implicit Euler for every mode a grid can
-// hold, so fine detail moves as the true step moves it), a and b from the
-// network on a coarse "network grid" (at most NetworkConfig::grid nodes per
-// axis, the density averaged onto it), interpolated. The gate stays in
-// (0, 2), where no mode can grow; the correction is bounded. The explicit
-// velocity is a network input only: it never reaches the density's grid.
+// hold, so fine detail moves as the true step moves it), P its average over
+// blocks of NetworkConfig::baseBlock cells, a and b from the network on a
+// coarse "network grid" (at most NetworkConfig::grid nodes per axis, the
+// density averaged onto it), interpolated, and c = min(1, contrast / c0)
+// (localContrast; 1 when NetworkConfig::gateContrast is 0). The factor on
+// P(vL) stays in (0, 2), where no mode can grow; the correction is bounded.
+// The explicit velocity is a network input only: it never reaches the
+// density's grid.
 //
 // "resolvent" (operator files written before the linearised base existed,
 // and the other presets):
@@ -41,6 +44,13 @@
 #include "operator/StepSymmetry.h"
 
 namespace jko {
+
+/// (max - min) / (max + min) of rho, (B, n...), over `2 radius + 1` nodes
+/// per axis around each node (fewer at the walls), 0 where rho vanishes
+/// throughout: the local contrast that scales the linearised base's gate.
+/// Computed from rho's values only (no gradient), on the CPU, returned on
+/// rho's device in float64.
+at::Tensor localContrast(const at::Tensor& rho, int dim, int64_t radius);
 
 class VelocityNetwork;
 
@@ -100,6 +110,10 @@ class LearnedOperator {
     at::Tensor baseVelocity;      ///< linearized base: vL on the density's grid, (B, dim, n...), float64
   };
   static constexpr int64_t kSerialStepNodes = int64_t(1) << 16;
+  /// localContrast's radius for the gate (NetworkConfig::gateContrast), in
+  /// network-grid nodes: over 5 nodes instead of 9 the gate was cut inside
+  /// the Barenblatt profile too (docs/design.md).
+  static constexpr int64_t kGateContrastRadius = 4;
 
   /// The network grid for a density grid: at most NetworkConfig::grid nodes per axis.
   Grid networkGrid(const Grid& grid) const;

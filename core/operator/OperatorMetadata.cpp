@@ -61,6 +61,7 @@ nlohmann::json NetworkConfig::toJson() const {
     json["base_block"] = baseBlock;
     json["base_smoothing"] = baseSmoothing;
     json["base_smooth_inputs"] = baseSmoothInputs;
+    if (gateContrast > 0) json["gate_contrast"] = gateContrast;
   }
   return json;
 }
@@ -82,6 +83,7 @@ NetworkConfig NetworkConfig::fromJson(const nlohmann::json& json) {
   c.baseBlock = integerField(json, "base_block", "base block", c.baseBlock);
   c.baseSmoothing = integerField(json, "base_smoothing", "base smoothing", c.baseSmoothing);
   c.baseSmoothInputs = json.value("base_smooth_inputs", c.baseSmoothInputs);
+  c.gateContrast = json.value("gate_contrast", c.gateContrast);
   return c;
 }
 
@@ -109,6 +111,8 @@ void NetworkConfig::validate() const {
     throw InvalidParameter("base correction", formatValue(baseCorrection), "must be in [0, 100]");
   if (!(baseStabilisation >= 0 && baseStabilisation <= 1e6))
     throw InvalidParameter("base stabilisation", formatValue(baseStabilisation), "must be in [0, 1e6]");
+  if (!(gateContrast >= 0 && gateContrast <= 1))
+    throw InvalidParameter("gate contrast", formatValue(gateContrast), "must be in [0, 1] (0: no scaling)");
   if (!(padFraction >= 0 && padFraction <= 1))
     throw InvalidParameter("pad fraction", formatValue(padFraction), "must be in [0, 1]");
 }

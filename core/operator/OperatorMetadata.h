@@ -41,6 +41,10 @@ struct NetworkConfig {
   /// "linearized": the network sees its inputs averaged over the same blocks
   /// (so that no mode finer than them can move its gate).
   bool baseSmoothInputs = false;
+  /// "linearized": the gate is scaled by min(1, c / gateContrast), c the
+  /// density's local contrast (max - min) / (max + min) over 9 network
+  /// nodes per axis (0: unscaled, files written before it existed).
+  double gateContrast = 0;
   double baseStabilisation = 16;  ///< "linearized": its stabilisation at mobility jumps
 
   nlohmann::json toJson() const;

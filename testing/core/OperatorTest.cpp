@@ -209,6 +209,82 @@ TEST(LearnedOperator, InferenceLoopsMatchTheTensorOperationsIn3D) {
   }
 }
 
+// The contrast's sliding-window loops against LibTorch's max pooling, in 2D
+// and 3D, on grids of unequal sides, with vacuum (0 there).
+TEST(LearnedOperator, LocalContrastIsMaxPooling) {
+  at::manual_seed(3);
+  for (const auto& shape : std::vector<std::vector<int64_t>>{{2, 13, 20}, {1, 7, 12, 9}}) {
+    const int dim = static_cast<int>(shape.size()) - 1;
+    const at::Tensor rho = (at::rand(shape, at::kDouble) - 0.3).clamp_min(0);
+    const int64_t r = 3, w = 2 * r + 1;
+    const at::Tensor x = rho.unsqueeze(1);
+    auto pool = [&](const at::Tensor& t) {
+      return dim == 3 ? at::max_pool3d(t, {w, w, w}, {1, 1, 1}, {r, r, r}) : at::max_pool2d(t, {w, w}, {1, 1}, {r, r});
+    };
+    const at::Tensor hi = pool(x).squeeze(1), lo = pool(x.neg()).neg().squeeze(1);
+    const at::Tensor expected = at::where(hi > 0, (hi - lo) / (hi + lo), at::zeros_like(hi));
+    const at::Tensor c = localContrast(rho, dim, r);
+    ASSERT_EQ(c.sizes(), rho.sizes());
+    EXPECT_LT((c - expected).abs().max().item<double>(), 1e-15) << dim << "D";
+    EXPECT_GT(c.max().item<double>(), 0.9);
+  }
+  EXPECT_EQ(localContrast(at::zeros({1, 8, 8}, at::kDouble), 2, 4).abs().max().item<double>(), 0);
+  EXPECT_EQ(localContrast(at::full({1, 8, 8}, 0.3, at::kDouble), 2, 4).abs().max().item<double>(), 0);
+}
+
+// The gate scaled by the density's local contrast (gate_contrast c0): on a
+// 2% cosine mode of a constant state the contrast is at most 0.02, so the
+// gate, whatever the network says, moves the velocity by at most 0.02 / c0
+// of the base's smooth part; the same network unscaled moves it by far more
+// (the test could fail). At a vacuum front (contrast 1) the two agree.
+TEST(LearnedOperator, GateScaledByContrastLeavesSmallModesToTheBase) {
+  configureRuntime(2);
+  OperatorMetadata m;
+  m.dim = 2;
+  m.energy = EnergySpec::porousMedium(2, 1);
+  m.tau = 0.005;
+  m.scales.diffusivity = 0.6;
+  m.network.width = 6;
+  m.network.modes = 4;
+  m.network.layers = 2;
+  m.network.hidden = 8;
+  m.network.grid = 16;
+  m.network.base = "linearized";
+  m.network.baseBlock = 4;
+  m.network.baseCorrection = 0;
+  m.network.baseIterations = 2;
+  auto network =
+      VelocityNetwork::create(m.network, 2, LearnedOperator::inputChannels(m), LearnedOperator::outputChannels(m), 5);
+  at::manual_seed(9);
+  std::vector<std::pair<std::string, at::Tensor>> values;
+  for (const auto& [name, tensor] : network->namedParameters())
+    values.emplace_back(name, at::randn(tensor.sizes()) * (name.find("spectral") != std::string::npos ? 0.05 : 0.5));
+  network->loadParameters(values);
+  const LearnedOperator unscaled(m, network);
+  m.network.gateContrast = 0.5;
+  const LearnedOperator scaled(m, network);
+
+  const Grid grid = Grid::unitBox(2, 64);
+  const auto energy = scaled.energyOn(grid);
+  const at::Tensor x = grid.coordinate(0);
+  const at::Tensor mode = (0.3 * (1 + 0.02 * at::cos(M_PI * 8 * x))).unsqueeze(0);
+  const at::Tensor base = scaled.baseVelocity(*energy, mode);
+  const double baseMax = base.abs().max().item<double>();
+  ASSERT_GT(baseMax, 0);
+  const double scaledShift = (scaled.velocity(*energy, mode) - base).abs().max().item<double>() / baseMax;
+  const double unscaledShift = (unscaled.velocity(*energy, mode) - base).abs().max().item<double>() / baseMax;
+  EXPECT_LE(scaledShift, 0.02 / 0.5 * 1.0001) << "unscaled: " << unscaledShift;
+  EXPECT_GT(unscaledShift, 4 * scaledShift);
+
+  // A compact bump: inside the support's edge the contrast is 1 and the gates agree there.
+  const at::Tensor r2 = (x - 0.5).square() + (grid.coordinate(1) - 0.5).square();
+  const at::Tensor bump = (0.5 * (1 - r2 / 0.09)).clamp_min(0).unsqueeze(0);
+  const at::Tensor front = (r2 > 0.25 * 0.25) & (r2 < 0.3 * 0.3);
+  const at::Tensor a = scaled.velocity(*energy, bump).select(1, 0)[0].masked_select(front);
+  const at::Tensor b = unscaled.velocity(*energy, bump).select(1, 0)[0].masked_select(front);
+  EXPECT_LT((a - b).abs().max().item<double>(), 1e-12 * b.abs().max().item<double>() + 1e-300);
+}
+
 TEST(LearnedOperator, SaveLoadRoundTripIsBitForBit) {
   const auto& op = *trainedTiny().op;
   const std::string path = temporaryPath("roundtrip.jko");
