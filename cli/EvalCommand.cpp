@@ -36,6 +36,7 @@ struct EvalOptions {
   int threads = 0;
   std::string operatorFile;
   int refineIterations = 10;
+  int gaussNewton = -1;  ///< --gauss-newton; -1: the operator file's (learned), 0 (linearized)
   double threshold = AutoSolverOptions().threshold;
   ReferenceSolverOptions reference;
   LinearizedStepOptions linearized;
@@ -158,6 +159,9 @@ void addEvalCommand(CLI::App& app) {
       ->capture_default_str();
   eval->add_option("--max-iterations", options->reference.maxIterations, "Reference solver: L-BFGS iterations cap")
       ->capture_default_str();
+  eval->add_option("--gauss-newton", options->gaussNewton,
+                   "Gauss-Newton corrections of each step: the learned operator's (default: its file's; linearised "
+                   "base only) and the linearized solver's (default 0)");
   eval->add_option("--linearized-iterations", options->linearized.iterations,
                    "Linearized solver: preconditioned iterations of its elliptic problem")
       ->capture_default_str();
@@ -180,6 +184,8 @@ void addEvalCommand(CLI::App& app) {
       throw InvalidParameter("--operator", "none", "the " + options->solver + " solver needs an operator file");
     std::shared_ptr<LearnedOperator> op;
     if (learnedSolver) op = LearnedOperator::load(options->operatorFile);
+    if (op && options->gaussNewton >= 0) op->setGaussNewton(options->gaussNewton);
+    if (options->gaussNewton >= 0) options->linearized.corrections = options->gaussNewton;
     auto tally = std::make_shared<RefinementTally>();
     auto stepperFor = [&](const Grid& grid, const EnergySpec& energy, double tau, const at::Tensor& rho0) -> Stepper {
       auto objective = std::make_shared<const JkoObjective>(std::make_shared<const Energy>(energy, grid), tau);
@@ -254,6 +260,7 @@ void addCompareCommand(CLI::App& app) {
   auto json = std::make_shared<bool>(false);
   auto energy = std::make_shared<EnergyOptions>();
   auto tau = std::make_shared<double>(0);
+  auto gaussNewton = std::make_shared<int>(-1);
   CLI::App* compare = app.add_subcommand(
       "compare", "Compare a learned operator with the reference solver from held-out or wild densities");
   compare->add_option("--operator", *operatorFile, "Operator file")->required();
@@ -285,36 +292,41 @@ void addCompareCommand(CLI::App& app) {
   compare->add_option("--seed", options->seed, "Seed of the held-out densities")->capture_default_str();
   compare->add_option("--cache", wild->cacheDirectory,
                       "Wild suite: keep the reference trajectories in this folder and reuse them");
+  compare->add_option("--gauss-newton", *gaussNewton,
+                      "Gauss-Newton corrections of each step: the learned operator's (default: its file's; linearised "
+                      "base only) and the linearized solver's (default 0)");
   compare->add_option("--threads", *threads, "LibTorch threads (default: all cores)");
   compare->add_flag("--json", *json, "Print one JSON object (the default output)");
   // The callback owns every value CLI11 writes to: `json` too, though JSON
   // is the only output (a flag whose bool died with this function was a
   // write after free when given).
-  compare->callback([options, wild, operatorFile, suite, solverName, families, threads, json, energy, tau] {
-    static_cast<void>(json);
-    configureRuntime(*threads > 0 ? *threads : static_cast<int>(std::thread::hardware_concurrency()));
-    const std::shared_ptr<const LearnedOperator> op = LearnedOperator::load(*operatorFile);
-    ComparisonProblem problem;
-    if (energy->anyGiven()) problem.energy = energy->over(op->metadata().energy);
-    problem.tau = *tau;
-    options->problem = wild->problem = problem;
-    auto tally = std::make_shared<RefinementTally>();
-    const SuiteStepper stepper = suiteStepper(op, problem, *solverName, tally);
-    nlohmann::json result;
-    if (*suite == "wild") {
-      wild->grid = options->grid;
-      wild->steps = options->steps;
-      wild->families = *families;
-      result = compareOnWildSuite(*op, stepper, *wild);
-    } else {
-      result = compareWithReference(*op, *options, {}, stepper);
-    }
-    result["solver"] = *solverName;
-    if (*solverName == "auto") result["refinement"] = tally->toJson();
-    result["operator"] = *operatorFile;
-    result["training"] = op->metadata().training;
-    std::cout << result.dump() << std::endl;
-  });
+  compare->callback(
+      [options, wild, operatorFile, suite, solverName, families, threads, json, energy, tau, gaussNewton] {
+        static_cast<void>(json);
+        configureRuntime(*threads > 0 ? *threads : static_cast<int>(std::thread::hardware_concurrency()));
+        const std::shared_ptr<LearnedOperator> op = LearnedOperator::load(*operatorFile);
+        if (*gaussNewton >= 0) op->setGaussNewton(*gaussNewton);
+        ComparisonProblem problem;
+        if (energy->anyGiven()) problem.energy = energy->over(op->metadata().energy);
+        problem.tau = *tau;
+        options->problem = wild->problem = problem;
+        auto tally = std::make_shared<RefinementTally>();
+        const SuiteStepper stepper = suiteStepper(op, problem, *solverName, tally, std::max(*gaussNewton, 0));
+        nlohmann::json result;
+        if (*suite == "wild") {
+          wild->grid = options->grid;
+          wild->steps = options->steps;
+          wild->families = *families;
+          result = compareOnWildSuite(*op, stepper, *wild);
+        } else {
+          result = compareWithReference(*op, *options, {}, stepper);
+        }
+        result["solver"] = *solverName;
+        if (*solverName == "auto") result["refinement"] = tally->toJson();
+        result["operator"] = *operatorFile;
+        result["training"] = op->metadata().training;
+        std::cout << result.dump() << std::endl;
+      });
 }
 
 }  // namespace jko::cli

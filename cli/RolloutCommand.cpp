@@ -46,6 +46,7 @@ struct RolloutOptions {
   uint64_t seed = 1;
   int64_t grid = 64;
   int dim = 2, steps = 20, threads = 0, writeEvery = 1, refineIterations = 10;
+  int gaussNewton = -1;  ///< --gauss-newton; -1: the operator file's (learned), 0 (linearized)
   double tau = 0, threshold = AutoSolverOptions().threshold, mass = 0, peak = 0;
   LinearizedStepOptions linearized;
   bool json = false, referenceCheck = false;
@@ -179,6 +180,9 @@ void addRolloutCommand(CLI::App& app) {
                        "Start from a generated density of this kind (wild:FAMILY: a family of the wild suite)")
           ->check(CLI::IsMember(kinds));
   rollout->add_option("--seed", o->seed, "Seed of --generate")->capture_default_str();
+  rollout->add_option("--gauss-newton", o->gaussNewton,
+                      "Gauss-Newton corrections of each step: the learned operator's (default: its file's; linearised "
+                      "base only) and the linearized solver's (default 0)");
   rollout
       ->add_option("--linearized-iterations", o->linearized.iterations, "Linearized solver: preconditioned iterations")
       ->capture_default_str();
@@ -220,7 +224,9 @@ void addRolloutCommand(CLI::App& app) {
       if (o->operatorFile.empty())
         throw InvalidParameter("--operator", "none", "the learned solver needs an operator file");
       op = LearnedOperator::load(o->operatorFile);
+      if (o->gaussNewton >= 0) op->setGaussNewton(o->gaussNewton);
     }
+    if (o->gaussNewton >= 0) o->linearized.corrections = o->gaussNewton;
     Grid grid;
     at::Tensor rho0;
     EnergySpec energySpec;

@@ -92,6 +92,8 @@ void addTrainCommand(CLI::App& app) {
       "Linearized base: the network's gate acts on the base averaged over blocks of this many cells");
   add("--gate-contrast", g.network.gateContrast,
       "Linearized base: the gate is scaled by the density's local contrast over this value (0: unscaled)");
+  add("--gauss-newton", g.network.gaussNewton,
+      "Linearized base: Gauss-Newton corrections of the learned map at every step (0: none)");
   add("--peak-min", g.densities.peakMin, "Smallest peak density generated (porous medium)");
   add("--peak-max", g.densities.peakMax, "Largest peak density generated (porous medium)");
   train->add_option("--network", o->network, "Network: fno or unet")->check(CLI::IsMember({"fno", "unet"}));
@@ -148,6 +150,7 @@ void addTrainCommand(CLI::App& app) {
     if (g.network.baseSmoothInputs) options.network.baseSmoothInputs = true;
     if (given("--base-block")) options.network.baseBlock = g.network.baseBlock;
     if (given("--gate-contrast")) options.network.gateContrast = g.network.gateContrast;
+    if (given("--gauss-newton")) options.network.gaussNewton = g.network.gaussNewton;
     if (given("--peak-min")) options.densities.peakMin = g.densities.peakMin;
     if (given("--peak-max")) options.densities.peakMax = g.densities.peakMax;
     if (!o->network.empty()) options.network.kind = o->network;

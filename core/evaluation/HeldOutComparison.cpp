@@ -52,17 +52,21 @@ SuiteStepper learnedSuiteStepper(std::shared_ptr<const LearnedOperator> op, cons
 }
 
 SuiteStepper suiteStepper(std::shared_ptr<const LearnedOperator> op, const ComparisonProblem& problem,
-                          const std::string& solver, std::shared_ptr<RefinementTally> tally) {
+                          const std::string& solver, std::shared_ptr<RefinementTally> tally,
+                          int linearizedCorrections) {
   if (solver == "learned") return learnedSuiteStepper(op, problem);
   const EnergySpec energy = problemEnergy(*op, problem);
   const double tau = problemTau(*op, problem);
   auto objectiveOn = [energy, tau](const Grid& grid) {
     return std::make_shared<const JkoObjective>(std::make_shared<const Energy>(energy, grid), tau);
   };
-  if (solver == "linearized")
-    return [objectiveOn](const at::Tensor& rho, const Grid& grid) {
-      return LinearizedStep(objectiveOn(grid)).step(rho).first;
+  if (solver == "linearized") {
+    LinearizedStepOptions options;
+    options.corrections = linearizedCorrections;
+    return [objectiveOn, options](const at::Tensor& rho, const Grid& grid) {
+      return LinearizedStep(objectiveOn(grid), options).step(rho).first;
     };
+  }
   if (solver == "auto") {
     // One Auto solver per grid (a suite keeps its grid), built at the first step.
     struct Current {

@@ -56,9 +56,11 @@ SuiteStepper learnedSuiteStepper(std::shared_ptr<const LearnedOperator> op, cons
 /// (learnedSuiteStepper), "linearized" (the network-free linearised step,
 /// numerics/LinearizedStep.h) or "auto" (operator/AutoSolver.h: the learned
 /// step, refined where its certificate fails; `tally`, when given, counts
-/// the refined frames). Throws InvalidParameter for other names.
+/// the refined frames; `linearizedCorrections`: the linearised step's
+/// Gauss-Newton corrections). Throws InvalidParameter for other names.
 SuiteStepper suiteStepper(std::shared_ptr<const LearnedOperator> op, const ComparisonProblem& problem,
-                          const std::string& solver, std::shared_ptr<RefinementTally> tally = nullptr);
+                          const std::string& solver, std::shared_ptr<RefinementTally> tally = nullptr,
+                          int linearizedCorrections = 0);
 /// The problem's energy and tau, the operator's where not given.
 EnergySpec problemEnergy(const LearnedOperator& op, const ComparisonProblem& problem);
 double problemTau(const LearnedOperator& op, const ComparisonProblem& problem);

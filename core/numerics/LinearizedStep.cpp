@@ -11,6 +11,7 @@
 
 #include "numerics/Errors.h"
 #include "numerics/Multigrid.h"
+#include "numerics/StepCertificate.h"
 #include "runtime/TaskTeam.h"
 
 namespace jko {
@@ -71,8 +72,8 @@ JKO_VECTORISED void lineStore(const double* __restrict__ in, double* __restrict_
                               double r) {
   for (int64_t i = 1; i + 1 < n; ++i) out[i] = l * in[i - 1] + c * in[i] + r * in[i + 1];
 }
-JKO_VECTORISED void lineScaled(const double* __restrict__ in, double* __restrict__ out, const double* __restrict__ scale,
-                               int64_t n, double l, double c, double r) {
+JKO_VECTORISED void lineScaled(const double* __restrict__ in, double* __restrict__ out,
+                               const double* __restrict__ scale, int64_t n, double l, double c, double r) {
   for (int64_t i = 1; i + 1 < n; ++i) out[i] = scale[i] * (l * in[i - 1] + c * in[i] + r * in[i + 1]);
 }
 JKO_VECTORISED void lineAccumulate(const double* __restrict__ in, double* __restrict__ out, int64_t n, double l,
@@ -239,6 +240,22 @@ class SampleModel {
   }
 
   const double* masses = nullptr;  // m
+  // What the model was last prepared for: the state's masses (a handle, so
+  // that no other tensor can take their place while it is kept), their
+  // version, the sample and the objective and options.
+  struct Key {
+    at::Tensor masses;
+    int64_t version = -1, sample = -1;
+    const void* objective = nullptr;
+    double stabilisation = 0;
+    int iterations = 0;
+  };
+  bool preparedFor(const Key& k) const {
+    return key_.masses.defined() && key_.masses.unsafeGetTensorImpl() == k.masses.unsafeGetTensorImpl() &&
+           key_.version == k.version && key_.sample == k.sample && key_.objective == k.objective &&
+           key_.stabilisation == k.stabilisation && key_.iterations == k.iterations;
+  }
+  void remember(Key k) { key_ = std::move(k); }
   std::vector<double> a, rhs;
   std::vector<std::vector<double>> e;  // per axis
 
@@ -345,6 +362,32 @@ class SampleModel {
     }
   }
 
+  // The Gauss-Newton correction for an objective gradient r (dim x N, per
+  // unit cell volume) with this model's Hessian A = D + B^T H B (D_a =
+  // diag(m / (tau e_a)), B = K M): delta = -A^-1 r by Woodbury,
+  //   psi = (H^-1 + tau L)^-1 tau sum_a K_a (e_a r_a),
+  //   delta_a = -tau (e_a / m) r_a + tau e_a K_a^T psi,
+  // one more solve of the step's elliptic problem. For r = J'(0) it is the
+  // step itself.
+  void correct(const double* r, double* delta) {
+    const int64_t N = s_.nodes;
+    std::fill(work_.begin(), work_.end(), 0.0);
+    for (int axis = 0; axis < s_.dim; ++axis) {
+      const double* ra = r + axis * N;
+      const std::vector<double>& ea = e[axis];
+      for (int64_t i = 0; i < N; ++i) flux_[i] = tau_ * ea[i] * ra[i];
+      depositLinear<true>(s_, axis, flux_.data(), work_.data(), scratch_);
+    }
+    solve(work_.data(), x_.data());
+    for (int axis = 0; axis < s_.dim; ++axis) {
+      double* da = delta + axis * N;
+      const double* ra = r + axis * N;
+      const std::vector<double>& ea = e[axis];
+      depositAdjoint(s_, axis, x_.data(), da, scratch_, scaledVelocity_[axis].data());  // -tau e_a K_a^T psi
+      for (int64_t i = 0; i < N; ++i) da[i] = ea[i] > 0 ? -da[i] - tau_ * ea[i] / masses[i] * ra[i] : 0.0;
+    }
+  }
+
   // u_a = -tau e_a K_a^T x into u (dim x N).
   void step(double* u) {
     const int64_t N = s_.nodes;
@@ -360,6 +403,7 @@ class SampleModel {
   std::vector<std::vector<double>> mobility_, scaledMobility_, scaledVelocity_, faces_, thirdDifference_;
   std::vector<double> x_, r_, z_, p_, q_, flux_, work_, scratch_;
   std::unique_ptr<Multigrid> multigrid_;
+  Key key_;
 };
 
 // The calling thread's model for a grid shape and smoothing.
@@ -425,13 +469,15 @@ LinearizedStep::LinearizedStep(std::shared_ptr<const JkoObjective> objective, Li
     throw InvalidParameter("displacement cap", formatValue(options_.capCells), "must be > 0");
 }
 
-at::Tensor LinearizedStep::displacement(const JkoState& state) const {
-  at::NoGradGuard noGrad;
-  const JkoObjective& J = *objective_;
+namespace {
+// Builds each sample's model of the step from `state` (its a, rhs and e at
+// u = 0, prepared) and calls f(model, b, shape) for sample b, in parallel
+// over the batch.
+template <typename F>
+void forEachSampleModel(const JkoObjective& J, const LinearizedStepOptions& options, const JkoState& state, F&& f) {
   const Grid& grid = J.grid();
   const Energy& energy = J.energy();
   const EnergySpec& spec = energy.spec();
-  const at::Device device = state.density.device();
   const at::Tensor rho = state.density.to(at::kCPU, at::kDouble).contiguous();
   const at::Tensor masses = state.masses.to(at::kCPU, at::kDouble).contiguous();
   const at::Tensor weights = state.weights.to(at::kCPU, at::kDouble).contiguous();
@@ -445,7 +491,6 @@ at::Tensor LinearizedStep::displacement(const JkoState& state) const {
   const Shape shape = shapeOf(grid);
   const int64_t batch = rho.size(0), N = shape.nodes;
   const int d = grid.dim;
-  at::Tensor u = at::zeros({batch, d * N}, rho.options());
   const double tau = J.tau();
   at::parallel_for(0, batch, 1, [&](int64_t b0, int64_t b1) {
     std::vector<double> curvature(N, 0.0), scratch;
@@ -455,9 +500,16 @@ at::Tensor LinearizedStep::displacement(const JkoState& state) const {
       const double* w = weights.data_ptr<double>() + b * N;
       const double* g = variation.data_ptr<double>() + b * N;
       const double* phi = external.defined() ? external.data_ptr<double>() + b * N : nullptr;
-      double* out = u.data_ptr<double>() + b * d * N;
-      SampleModel& model = modelFor(shape, options_.smoothing);
+      SampleModel& model = modelFor(shape, options.smoothing);
       model.masses = m;
+      // The model of this very state and sample is still there (refine()'s
+      // corrections after the first): its fields and multigrid levels stand.
+      const SampleModel::Key key{state.masses, state.masses._version(), b,
+                                 &J,           options.stabilisation,   options.iterations};
+      if (model.preparedFor(key)) {
+        f(model, b, shape);
+        continue;
+      }
       // a = 1 / U''(rho) (the entropy: rho / D; the porous medium:
       // rho^(2-m) / (D m), bounded where m > 2 makes it infinite at vacuum;
       // no internal energy: a large, phi = g), e_a = m / (w + tau m d_a)
@@ -492,14 +544,96 @@ at::Tensor LinearizedStep::displacement(const JkoState& state) const {
           model.e[a][i] = moves ? m[i] / denominator : 0.0;
         }
       }
-      model.prepare(tau, options_);
-      model.step(out);
-      capDisplacement(shape, options_.capCells, out);
+      model.prepare(tau, options);
+      model.remember(key);
+      f(model, b, shape);
     }
   });
-  std::vector<int64_t> sizes{batch, d};
-  for (int a = 0; a < d; ++a) sizes.push_back(grid.n[a]);
-  return u.view(sizes).to(device);
+}
+
+at::Tensor displacementShaped(const at::Tensor& flat, const Grid& grid, at::Device device) {
+  std::vector<int64_t> sizes{flat.size(0), grid.dim};
+  for (int a = 0; a < grid.dim; ++a) sizes.push_back(grid.n[a]);
+  return flat.view(sizes).to(device);
+}
+}  // namespace
+
+at::Tensor LinearizedStep::displacement(const JkoState& state) const {
+  at::NoGradGuard noGrad;
+  const Grid& grid = objective_->grid();
+  const int64_t N = grid.numNodes();
+  at::Tensor u = at::zeros({state.density.size(0), grid.dim * N}, at::TensorOptions().dtype(at::kDouble));
+  forEachSampleModel(*objective_, options_, state, [&](SampleModel& model, int64_t b, const Shape& shape) {
+    double* out = u.data_ptr<double>() + b * grid.dim * N;
+    model.step(out);
+    capDisplacement(shape, options_.capCells, out);
+  });
+  return displacementShaped(u, grid, state.density.device());
+}
+
+at::Tensor LinearizedStep::correction(const JkoState& state, const at::Tensor& gradient) const {
+  at::NoGradGuard noGrad;
+  const Grid& grid = objective_->grid();
+  const int64_t N = grid.numNodes();
+  const at::Tensor r = (gradient / grid.cellVolume())
+                           .to(at::kCPU, at::kDouble)
+                           .reshape({state.density.size(0), grid.dim * N})
+                           .contiguous();
+  at::Tensor delta = at::zeros_like(r);
+  forEachSampleModel(*objective_, options_, state, [&](SampleModel& model, int64_t b, const Shape&) {
+    model.correct(r.data_ptr<double>() + b * grid.dim * N, delta.data_ptr<double>() + b * grid.dim * N);
+  });
+  return displacementShaped(delta, grid, state.density.device());
+}
+
+RefinedDisplacement LinearizedStep::refine(const JkoState& state, const at::Tensor& start, int corrections) const {
+  at::NoGradGuard noGrad;
+  std::vector<int64_t> perSample(start.dim(), 1), perDensity(start.dim() - 1, 1);
+  perSample[0] = perDensity[0] = -1;
+  JkoTerms terms = objective_->evaluate(state, start);
+  RefinedDisplacement out{start, terms.deposited};
+  if (corrections <= 0) return out;
+  const StepCertifier certifier(objective_);
+  at::Tensor current = terms.objective;
+  // A start above staying put (J(u) > J(0) = E(rho), the deposit of the
+  // pre-filtered masses at u = 0 being rho) is replaced by u = 0, so that
+  // the result never breaks the descent every minimiser satisfies.
+  const at::Tensor still = objective_->energy()(state.density);
+  const at::Tensor above = current > still;
+  if (above.any().item<bool>()) {
+    out.displacement = at::where(above.view(perSample), at::zeros_like(start), start);
+    out.deposited = at::where(above.view(perDensity), state.density, out.deposited);
+    current = at::where(above, still, current);
+  }
+  for (int k = 0; k < corrections; ++k) {
+    const at::Tensor& u = out.displacement;
+    const at::Tensor gradient = certifier.gradient(state, u, out.deposited);
+    const at::Tensor delta = correction(state, gradient);
+    // Per density: the full correction if it lowers J; else the minimiser
+    // of the parabola through J(u), its slope g . delta and J(u + delta),
+    // within [1/16, 1/2]; else a quarter of that; none lowers J: stay.
+    const at::Tensor slope = (gradient * delta).flatten(1).sum(1);
+    at::Tensor length = at::ones_like(current), accepted = at::zeros_like(current, at::kBool);
+    RefinedDisplacement next = out;
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      const at::Tensor trial = u + length.view(perSample) * delta;
+      const JkoTerms t = objective_->evaluate(state, trial);
+      const at::Tensor take = (t.objective <= current).logical_and(accepted.logical_not());
+      next.displacement = at::where(take.view(perSample), trial, next.displacement);
+      next.deposited = at::where(take.view(perDensity), t.deposited, next.deposited);
+      if (attempt == 0) {
+        const at::Tensor curvature = (t.objective - current - slope).clamp_min(1e-300);
+        length = (-slope / (2 * curvature)).clamp(1.0 / 16, 0.5).nan_to_num(0.5);
+      } else {
+        length = length * 0.25;
+      }
+      current = at::where(take, t.objective, current);
+      accepted = accepted.logical_or(take);
+      if (accepted.all().item<bool>()) break;
+    }
+    out = next;
+  }
+  return out;
 }
 
 std::pair<at::Tensor, at::Tensor> LinearizedStep::step(const at::Tensor& rho) const {
@@ -507,6 +641,7 @@ std::pair<at::Tensor, at::Tensor> LinearizedStep::step(const at::Tensor& rho) co
   const bool batched = rho.dim() == objective_->grid().dim + 1;
   const JkoState state = objective_->prepare(rho);
   at::Tensor u = displacement(state);
+  u = refine(state, u, options_.corrections).displacement;
   // A step is a descent step: J(u) <= J(0) = E(rho) holds for every JKO
   // minimiser. Where the linearisation is poor (the entropy at vacuum, large
   // drifts across sharp edges) the model's step can overshoot: halve it,

@@ -65,6 +65,10 @@ struct LinearizedStepOptions {
   /// |u| is capped at this many cells (the linearisation means nothing
   /// beyond a few cells; the entropy's log makes phi steep at vacuum).
   double capCells = 8;
+  /// Gauss-Newton corrections after the step (correction(), each with the
+  /// objective's gradient at the current displacement and a halving line
+  /// search).
+  int corrections = 0;
 };
 
 /// The deposit's response at u = 0 (K_a above): sum_a K_a f_a for a field
@@ -72,6 +76,11 @@ struct LinearizedStepOptions {
 at::Tensor depositResponse(const Grid& grid, const at::Tensor& flux);
 /// ... and its adjoint K^T phi (B, dim, n...) for phi (B, n...). Float64 CPU.
 at::Tensor depositResponseAdjoint(const Grid& grid, const at::Tensor& phi);
+
+struct RefinedDisplacement {
+  at::Tensor displacement;  ///< (B, dim, n...)
+  at::Tensor deposited;     ///< its deposit (B, n...), before the output limiter
+};
 
 class LinearizedStep {
  public:
@@ -83,6 +92,20 @@ class LinearizedStep {
   /// The displacement u (B, dim, n...) float64 of the Gauss-Newton step
   /// from u = 0 for each density of `state` (JkoObjective::prepare).
   at::Tensor displacement(const JkoState& state) const;
+
+  /// The Gauss-Newton correction -A^-1 J'(u) (B, dim, n...) with this
+  /// step's model Hessian A at u = 0, for the objective's gradient J'(u)
+  /// (B, dim, n...) at some displacement u (StepCertifier::gradient): for
+  /// u = 0 it is displacement(state), before the cap.
+  at::Tensor correction(const JkoState& state, const at::Tensor& gradient) const;
+
+  /// `start` (B, dim, n...) after `corrections` Gauss-Newton corrections,
+  /// each with the objective's gradient at the current displacement, taken
+  /// whole where that lowers J, else at the step length of a parabolic fit
+  /// (at most three trials, per density; none lowers J: skipped); a start
+  /// with J above J(0) = E(rho) is replaced by 0 first.
+  /// With the deposit of the result (before the output limiter).
+  RefinedDisplacement refine(const JkoState& state, const at::Tensor& start, int corrections) const;
 
   /// One step: the next density and the displacement, rho (n...) or (B, n...).
   /// The displacement is halved per density until the JKO objective falls

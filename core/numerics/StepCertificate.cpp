@@ -173,13 +173,19 @@ at::Tensor StepCertifier::gradientByAutograd(const JkoState& state, const at::Te
 }
 
 at::Tensor StepCertifier::gradient(const JkoState& state, const at::Tensor& displacement) const {
+  return gradient(state, displacement, at::Tensor());
+}
+
+at::Tensor StepCertifier::gradient(const JkoState& state, const at::Tensor& displacement,
+                                   const at::Tensor& deposit) const {
   const bool batched = displacement.dim() == objective_->grid().dim + 2;
   const at::Tensor u = (batched ? displacement : displacement.unsqueeze(0)).to(at::kDouble).contiguous();
   if (!fusedObjectiveGradientApplies(state.masses, u)) return gradientByAutograd(state, displacement);
   at::NoGradGuard noGrad;
   const PushForward& push = objective_->pushForward();
   const double transportScale = objective_->grid().cellVolume() / objective_->tau();
-  const at::Tensor deposited = push.deposit(state.masses, u);
+  const at::Tensor deposited =
+      deposit.defined() ? (batched ? deposit : deposit.unsqueeze(0)) : push.deposit(state.masses, u);
   const ObjectiveGradient g =
       fusedObjectiveGradient(state.masses, u, energyGradient(deposited), state.weights * transportScale,
                              inverseMetric(state), objective_->grid());

@@ -124,6 +124,9 @@ class StepCertifier {
   /// g = dJ/du at u (dim, n...) or (1, dim, n...), same shape: by the fused pass
   /// where it applies, else by autograd.
   at::Tensor gradient(const JkoState& state, const at::Tensor& displacement) const;
+  /// The same where the caller has the deposit of the displacement ((B, n...)
+  /// or (n...) as the displacement is batched or not).
+  at::Tensor gradient(const JkoState& state, const at::Tensor& displacement, const at::Tensor& deposited) const;
   /// The same by autograd through the objective's tensor operations.
   at::Tensor gradientByAutograd(const JkoState& state, const at::Tensor& displacement) const;
 

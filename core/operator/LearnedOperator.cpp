@@ -831,12 +831,35 @@ LearnedStep LearnedOperator::step(const at::Tensor& rho, const Grid& grid, const
         "this operator is not conditioned on energy parameters: it steps " + metadata_.energy.describe() + " only");
   const auto objective = objectiveOn(grid, energy);
   const PushForward& push = objective->pushForward();
-  const at::Tensor v = velocity(objective->energy(), r);
-  const at::Tensor next = push.limit(push.deposit(push.prefilter(r), metadata_.tau * v), push.mass(r));
+  at::Tensor v = velocity(objective->energy(), r);
+  // Gauss-Newton corrections of the learned map (docs/design.md, "Gauss-Newton
+  // corrections of the learned map"), from the deposit they computed.
+  const int corrections = gaussNewton();
+  at::Tensor deposited;
+  if (corrections > 0) {
+    const RefinedDisplacement refined =
+        linearizedOn(objective)->refine(objective->prepare(r), metadata_.tau * v, corrections);
+    v = refined.displacement / metadata_.tau;
+    deposited = refined.deposited;
+  } else {
+    deposited = push.deposit(push.prefilter(r), metadata_.tau * v);
+  }
+  const at::Tensor next = push.limit(deposited, push.mass(r));
   LearnedStep out;
   out.next = (batched ? next : next[0]).to(rho.device());
   out.velocity = (batched ? v : v[0]).to(rho.device());
   return out;
+}
+
+int LearnedOperator::gaussNewton() const {
+  if (metadata_.network.base != "linearized" || metadata_.network.kind == "torchscript") return 0;
+  return gaussNewtonOverride_ >= 0 ? gaussNewtonOverride_ : metadata_.network.gaussNewton;
+}
+
+void LearnedOperator::setGaussNewton(int corrections) {
+  if (corrections < 0 || corrections > 20)
+    throw InvalidParameter("Gauss-Newton corrections", formatValue(corrections), "must be 0 to 20");
+  gaussNewtonOverride_ = corrections;
 }
 
 std::vector<LearnedStep> LearnedOperator::rollout(const at::Tensor& rho0, const Grid& grid, int steps,

@@ -131,6 +131,13 @@ class LearnedOperator {
   /// operator (OperatorMetadata::conditioning; StepSymmetry finds it for a
   /// panel); the operator's own when null.
   LearnedStep step(const at::Tensor& rho, const Grid& grid, const EnergySpec* energy = nullptr) const;
+
+  /// Gauss-Newton corrections of the learned map in step() (linearised base
+  /// only; else 0): the file's NetworkConfig::gaussNewton unless set here.
+  int gaussNewton() const;
+  /// Overrides the file's count (0 to 20) for this operator object; set it
+  /// before stepping from several threads.
+  void setGaussNewton(int corrections);
   /// K steps from rho0 (n...): frames 1..K.
   std::vector<LearnedStep> rollout(const at::Tensor& rho0, const Grid& grid, int steps,
                                    const ProgressCallback& progress = {}) const;
@@ -174,6 +181,7 @@ class LearnedOperator {
 
   mutable std::shared_ptr<const JkoObjective> cachedObjective_;
   mutable std::shared_ptr<const LinearizedStep> cachedLinearized_;
+  int gaussNewtonOverride_ = -1;  ///< setGaussNewton; -1: the file's
   mutable std::shared_ptr<const Energy> cachedNetworkEnergy_;
   mutable std::shared_ptr<const FeatureConstants> cachedFeatureConstants_;
 };

@@ -62,6 +62,7 @@ nlohmann::json NetworkConfig::toJson() const {
     json["base_smoothing"] = baseSmoothing;
     json["base_smooth_inputs"] = baseSmoothInputs;
     if (gateContrast > 0) json["gate_contrast"] = gateContrast;
+    if (gaussNewton > 0) json["gauss_newton"] = gaussNewton;
   }
   return json;
 }
@@ -84,6 +85,7 @@ NetworkConfig NetworkConfig::fromJson(const nlohmann::json& json) {
   c.baseSmoothing = integerField(json, "base_smoothing", "base smoothing", c.baseSmoothing);
   c.baseSmoothInputs = json.value("base_smooth_inputs", c.baseSmoothInputs);
   c.gateContrast = json.value("gate_contrast", c.gateContrast);
+  c.gaussNewton = integerField(json, "gauss_newton", "Gauss-Newton corrections", c.gaussNewton);
   return c;
 }
 
@@ -111,6 +113,8 @@ void NetworkConfig::validate() const {
     throw InvalidParameter("base correction", formatValue(baseCorrection), "must be in [0, 100]");
   if (!(baseStabilisation >= 0 && baseStabilisation <= 1e6))
     throw InvalidParameter("base stabilisation", formatValue(baseStabilisation), "must be in [0, 1e6]");
+  if (gaussNewton < 0 || gaussNewton > 20)
+    throw InvalidParameter("Gauss-Newton corrections", formatValue(gaussNewton), "must be 0 to 20");
   if (!(gateContrast >= 0 && gateContrast <= 1))
     throw InvalidParameter("gate contrast", formatValue(gateContrast), "must be in [0, 1] (0: no scaling)");
   if (!(padFraction >= 0 && padFraction <= 1))
