@@ -641,7 +641,7 @@ std::pair<at::Tensor, at::Tensor> LinearizedStep::step(const at::Tensor& rho) co
   const bool batched = rho.dim() == objective_->grid().dim + 1;
   const JkoState state = objective_->prepare(rho);
   at::Tensor u = displacement(state);
-  u = refine(state, u, options_.corrections).displacement;
+  if (options_.corrections > 0) u = refine(state, u, options_.corrections).displacement;
   // A step is a descent step: J(u) <= J(0) = E(rho) holds for every JKO
   // minimiser. Where the linearisation is poor (the entropy at vacuum, large
   // drifts across sharp edges) the model's step can overshoot: halve it,

@@ -13,7 +13,9 @@
 // (localContrast; 1 when NetworkConfig::gateContrast is 0). The factor on
 // P(vL) stays in (0, 2), where no mode can grow; the correction is bounded.
 // The explicit velocity is a network input only: it never reaches the
-// density's grid.
+// density's grid. step() then corrects the map tau v by
+// NetworkConfig::gaussNewton Gauss-Newton iterations of the step's own
+// objective (LinearizedStep::refine), never above staying put.
 //
 // "resolvent" (operator files written before the linearised base existed,
 // and the other presets):
