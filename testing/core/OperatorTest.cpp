@@ -3,6 +3,7 @@
 #include <ATen/core/grad_mode.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -344,6 +345,16 @@ TEST(LearnedOperator, GaussNewtonCorrectionsRefineTheLearnedMap) {
                 .item<double>(),
             1e-14);
   EXPECT_THROW(op.setGaussNewton(21), InvalidParameter);
+  for (const int bad : {-1, 21}) {
+    NetworkConfig config = m.network;
+    config.gaussNewton = bad;
+    EXPECT_THROW(config.validate(), InvalidParameter) << bad;
+  }
+  for (const double bad : {-0.1, 1.5, std::nan("")}) {
+    NetworkConfig config = m.network;
+    config.gateContrast = bad;
+    EXPECT_THROW(config.validate(), InvalidParameter) << bad;
+  }
 
   // The override (0 here) is not saved: the file keeps its own count.
   const std::string path = temporaryPath("gauss-newton.jko");
