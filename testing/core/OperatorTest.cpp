@@ -58,6 +58,38 @@ at::Tensor heldOutDensities(const Grid& grid, int count) {
   return at::stack(DensityGenerator(grid, ranges, 987654321).sample(count));
 }
 
+// A small porous-medium operator (m = 2, tau = 0.005; width 6, 4 modes, 2
+// layers, projection 8) on the given base; a linearised base gates blocks
+// of 4 cells.
+OperatorMetadata smallPorousMetadata(int dim, int networkGrid, const std::string& base, double diffusivityScale) {
+  OperatorMetadata m;
+  m.dim = dim;
+  m.energy = EnergySpec::porousMedium(2, 1);
+  m.tau = 0.005;
+  m.scales.diffusivity = diffusivityScale;
+  m.network.width = 6;
+  m.network.modes = 4;
+  m.network.layers = 2;
+  m.network.hidden = 8;
+  m.network.grid = networkGrid;
+  m.network.base = base;
+  m.network.baseBlock = base == "linearized" ? 4 : 1;
+  return m;
+}
+
+// Its network with random weights: outputs of order one (the initial output
+// layer is tiny).
+std::shared_ptr<VelocityNetwork> randomNetwork(const OperatorMetadata& m, uint64_t networkSeed, uint64_t weightSeed) {
+  auto network = VelocityNetwork::create(m.network, m.dim, LearnedOperator::inputChannels(m),
+                                         LearnedOperator::outputChannels(m), networkSeed);
+  at::manual_seed(weightSeed);
+  std::vector<std::pair<std::string, at::Tensor>> values;
+  for (const auto& [name, tensor] : network->namedParameters())
+    values.emplace_back(name, at::randn(tensor.sizes()) * (name.find("spectral") != std::string::npos ? 0.05 : 0.5));
+  network->loadParameters(values);
+  return network;
+}
+
 // A single small density steps on one thread without touching LibTorch's
 // thread pools or other threads' settings.
 TEST(Runtime, ScopedIntraOpThreadsRestoresTheCount) {
@@ -166,27 +198,9 @@ TEST(LearnedOperator, InferenceLoopsMatchTheTensorOperations) {
 TEST(LearnedOperator, InferenceLoopsMatchTheTensorOperationsIn3D) {
   configureRuntime(2);
   for (const std::string base : {"resolvent", "linearized"}) {
-    OperatorMetadata m;
-    m.dim = 3;
-    m.energy = EnergySpec::porousMedium(2, 1);
-    m.tau = 0.005;
-    m.scales.diffusivity = 1.2;
-    m.network.width = 6;
-    m.network.modes = 4;
-    m.network.layers = 2;
-    m.network.hidden = 8;
-    m.network.grid = 8;
-    m.network.base = base;
-    m.network.baseBlock = base == "linearized" ? 4 : 1;
+    OperatorMetadata m = smallPorousMetadata(3, 8, base, 1.2);
     m.network.baseCorrection = base == "linearized" ? 2 : 0;
-    auto network =
-        VelocityNetwork::create(m.network, 3, LearnedOperator::inputChannels(m), LearnedOperator::outputChannels(m), 7);
-    at::manual_seed(8);  // outputs of order one (the initial output layer is tiny)
-    std::vector<std::pair<std::string, at::Tensor>> values;
-    for (const auto& [name, tensor] : network->namedParameters())
-      values.emplace_back(name, at::randn(tensor.sizes()) * (name.find("spectral") != std::string::npos ? 0.05 : 0.5));
-    network->loadParameters(values);
-    const LearnedOperator op(m, network);
+    const LearnedOperator op(m, randomNetwork(m, 7, 8));
     // Whole blocks (16^3 and 8 x 16 x 24 onto 8^3), uneven ones (12 x 10 x 9: LibTorch's pooling).
     for (const auto& n : std::vector<std::array<int64_t, 3>>{{16, 16, 16}, {8, 16, 24}, {12, 10, 9}}) {
       const Grid grid = Grid::box(3, n, {0, 0, 0}, {1, 0.9, 1.2});
@@ -241,27 +255,10 @@ TEST(LearnedOperator, LocalContrastIsMaxPooling) {
 // (the test could fail). At a vacuum front (contrast 1) the two agree.
 TEST(LearnedOperator, GateScaledByContrastLeavesSmallModesToTheBase) {
   configureRuntime(2);
-  OperatorMetadata m;
-  m.dim = 2;
-  m.energy = EnergySpec::porousMedium(2, 1);
-  m.tau = 0.005;
-  m.scales.diffusivity = 0.6;
-  m.network.width = 6;
-  m.network.modes = 4;
-  m.network.layers = 2;
-  m.network.hidden = 8;
-  m.network.grid = 16;
-  m.network.base = "linearized";
-  m.network.baseBlock = 4;
+  OperatorMetadata m = smallPorousMetadata(2, 16, "linearized", 0.6);
   m.network.baseCorrection = 0;
   m.network.baseIterations = 2;
-  auto network =
-      VelocityNetwork::create(m.network, 2, LearnedOperator::inputChannels(m), LearnedOperator::outputChannels(m), 5);
-  at::manual_seed(9);
-  std::vector<std::pair<std::string, at::Tensor>> values;
-  for (const auto& [name, tensor] : network->namedParameters())
-    values.emplace_back(name, at::randn(tensor.sizes()) * (name.find("spectral") != std::string::npos ? 0.05 : 0.5));
-  network->loadParameters(values);
+  const auto network = randomNetwork(m, 5, 9);
   const LearnedOperator unscaled(m, network);
   m.network.gateContrast = 0.5;
   const LearnedOperator scaled(m, network);
@@ -295,29 +292,11 @@ TEST(LearnedOperator, GateScaledByContrastLeavesSmallModesToTheBase) {
 TEST(LearnedOperator, GaussNewtonCorrectionsRefineTheLearnedMap) {
   at::NoGradGuard noGrad;
   configureRuntime(2);
-  OperatorMetadata m;
-  m.dim = 2;
-  m.energy = EnergySpec::porousMedium(2, 1);
-  m.tau = 0.005;
-  m.scales.diffusivity = 0.6;
-  m.network.width = 6;
-  m.network.modes = 4;
-  m.network.layers = 2;
-  m.network.hidden = 8;
-  m.network.grid = 16;
-  m.network.base = "linearized";
-  m.network.baseBlock = 4;
+  OperatorMetadata m = smallPorousMetadata(2, 16, "linearized", 0.6);
   m.network.baseCorrection = 2;
   m.network.baseIterations = 2;
   m.network.gaussNewton = 2;
-  auto network =
-      VelocityNetwork::create(m.network, 2, LearnedOperator::inputChannels(m), LearnedOperator::outputChannels(m), 5);
-  at::manual_seed(11);
-  std::vector<std::pair<std::string, at::Tensor>> values;
-  for (const auto& [name, tensor] : network->namedParameters())
-    values.emplace_back(name, at::randn(tensor.sizes()) * (name.find("spectral") != std::string::npos ? 0.05 : 0.5));
-  network->loadParameters(values);
-  LearnedOperator op(m, network);
+  LearnedOperator op(m, randomNetwork(m, 5, 11));
   ASSERT_EQ(op.gaussNewton(), 2);
 
   const Grid grid = Grid::unitBox(2, 48);
