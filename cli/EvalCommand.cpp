@@ -159,9 +159,7 @@ void addEvalCommand(CLI::App& app) {
       ->capture_default_str();
   eval->add_option("--max-iterations", options->reference.maxIterations, "Reference solver: L-BFGS iterations cap")
       ->capture_default_str();
-  eval->add_option("--gauss-newton", options->gaussNewton,
-                   "Gauss-Newton corrections of each step: the learned operator's (default: its file's; linearised "
-                   "base only) and the linearized solver's (default 0)");
+  eval->add_option("--gauss-newton", options->gaussNewton, kGaussNewtonHelp);
   eval->add_option("--linearized-iterations", options->linearized.iterations,
                    "Linearized solver: preconditioned iterations of its elliptic problem")
       ->capture_default_str();
@@ -236,6 +234,7 @@ void addEvalCommand(CLI::App& app) {
                 << tally->describe(options->threshold, options->solver != "learned") << "\n";
     }
     if (!options->operatorFile.empty()) result["operator"] = options->operatorFile;
+    if (op) result["gauss_newton"] = op->gaussNewton();
     result["solver_tolerance"] = {{"objective", options->reference.objectiveTolerance},
                                   {"gradient", options->reference.gradientTolerance},
                                   {"max_iterations", options->reference.maxIterations}};
@@ -292,9 +291,7 @@ void addCompareCommand(CLI::App& app) {
   compare->add_option("--seed", options->seed, "Seed of the held-out densities")->capture_default_str();
   compare->add_option("--cache", wild->cacheDirectory,
                       "Wild suite: keep the reference trajectories in this folder and reuse them");
-  compare->add_option("--gauss-newton", *gaussNewton,
-                      "Gauss-Newton corrections of each step: the learned operator's (default: its file's; linearised "
-                      "base only) and the linearized solver's (default 0)");
+  compare->add_option("--gauss-newton", *gaussNewton, kGaussNewtonHelp);
   compare->add_option("--threads", *threads, "LibTorch threads (default: all cores)");
   compare->add_flag("--json", *json, "Print one JSON object (the default output)");
   // The callback owns every value CLI11 writes to: `json` too, though JSON
@@ -324,6 +321,7 @@ void addCompareCommand(CLI::App& app) {
         result["solver"] = *solverName;
         if (*solverName == "auto") result["refinement"] = tally->toJson();
         result["operator"] = *operatorFile;
+        result["gauss_newton"] = *solverName == "linearized" ? std::max(*gaussNewton, 0) : op->gaussNewton();
         result["training"] = op->metadata().training;
         std::cout << result.dump() << std::endl;
       });

@@ -180,9 +180,7 @@ void addRolloutCommand(CLI::App& app) {
                        "Start from a generated density of this kind (wild:FAMILY: a family of the wild suite)")
           ->check(CLI::IsMember(kinds));
   rollout->add_option("--seed", o->seed, "Seed of --generate")->capture_default_str();
-  rollout->add_option("--gauss-newton", o->gaussNewton,
-                      "Gauss-Newton corrections of each step: the learned operator's (default: its file's; linearised "
-                      "base only) and the linearized solver's (default 0)");
+  rollout->add_option("--gauss-newton", o->gaussNewton, kGaussNewtonHelp);
   rollout
       ->add_option("--linearized-iterations", o->linearized.iterations, "Linearized solver: preconditioned iterations")
       ->capture_default_str();
@@ -461,6 +459,7 @@ void addRolloutCommand(CLI::App& app) {
     }
     if (op) {
       result["operator"] = o->operatorFile;
+      result["gauss_newton"] = op->gaussNewton();
       result["certificate_threshold"] = o->threshold;
       result["refinement"] = tally.toJson();
       if (solverName != "learned") result["learned_certificate"] = learnedCertificates;

@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   jko::cli::addCompareCommand(app);
   jko::cli::addRolloutCommand(app);
   jko::cli::addTrainCommand(app);
+  jko::cli::addConfigureCommand(app);
 #ifdef JKO_WITH_BENCHMARKS
   jko::cli::addBenchCommand(app);
 #endif

@@ -249,11 +249,13 @@ class SampleModel {
     const void* objective = nullptr;
     double stabilisation = 0;
     int iterations = 0;
+    bool negativeMassesMove = false;
   };
   bool preparedFor(const Key& k) const {
     return key_.masses.defined() && key_.masses.unsafeGetTensorImpl() == k.masses.unsafeGetTensorImpl() &&
            key_.version == k.version && key_.sample == k.sample && key_.objective == k.objective &&
-           key_.stabilisation == k.stabilisation && key_.iterations == k.iterations;
+           key_.stabilisation == k.stabilisation && key_.iterations == k.iterations &&
+           key_.negativeMassesMove == k.negativeMassesMove;
   }
   void remember(Key k) { key_ = std::move(k); }
   std::vector<double> a, rhs;
@@ -384,7 +386,7 @@ class SampleModel {
       const double* ra = r + axis * N;
       const std::vector<double>& ea = e[axis];
       depositAdjoint(s_, axis, x_.data(), da, scratch_, scaledVelocity_[axis].data());  // -tau e_a K_a^T psi
-      for (int64_t i = 0; i < N; ++i) da[i] = ea[i] > 0 ? -da[i] - tau_ * ea[i] / masses[i] * ra[i] : 0.0;
+      for (int64_t i = 0; i < N; ++i) da[i] = ea[i] != 0 ? -da[i] - tau_ * ea[i] / masses[i] * ra[i] : 0.0;
     }
   }
 
@@ -472,9 +474,11 @@ LinearizedStep::LinearizedStep(std::shared_ptr<const JkoObjective> objective, Li
 namespace {
 // Builds each sample's model of the step from `state` (its a, rhs and e at
 // u = 0, prepared) and calls f(model, b, shape) for sample b, in parallel
-// over the batch.
+// over the batch. negativeMassesMove: particles of negative pre-filtered
+// mass move too (the corrections' model; see LinearizedStep::correction).
 template <typename F>
-void forEachSampleModel(const JkoObjective& J, const LinearizedStepOptions& options, const JkoState& state, F&& f) {
+void forEachSampleModel(const JkoObjective& J, const LinearizedStepOptions& options, const JkoState& state,
+                        bool negativeMassesMove, F&& f) {
   const Grid& grid = J.grid();
   const Energy& energy = J.energy();
   const EnergySpec& spec = energy.spec();
@@ -504,8 +508,8 @@ void forEachSampleModel(const JkoObjective& J, const LinearizedStepOptions& opti
       model.masses = m;
       // The model of this very state and sample is still there (refine()'s
       // corrections after the first): its fields and multigrid levels stand.
-      const SampleModel::Key key{state.masses, state.masses._version(), b,
-                                 &J,           options.stabilisation,   options.iterations};
+      const SampleModel::Key key{state.masses,       state.masses._version(), b, &J, options.stabilisation,
+                                 options.iterations, negativeMassesMove};
       if (model.preparedFor(key)) {
         f(model, b, shape);
         continue;
@@ -536,11 +540,12 @@ void forEachSampleModel(const JkoObjective& J, const LinearizedStepOptions& opti
                      curvature.data());
         }
         for (int64_t i = 0; i < N; ++i) {
-          // Only particles of positive mass move (the pre-filter's small
-          // negative masses at steep fronts would move up the gradient), and
-          // a concave potential may not make the step's metric indefinite.
+          // In the step from u = 0 only particles of positive mass move (the
+          // pre-filter's small negative masses at steep fronts would move up
+          // the gradient); a concave potential may not make the step's
+          // metric indefinite. m e = m^2 / denominator >= 0 either way.
           const double denominator = std::max(w[i] + tau * m[i] * curvature[i], 0.5 * w[i]);
-          const bool moves = w[i] > 0 && m[i] > 0;
+          const bool moves = w[i] > 0 && (negativeMassesMove ? m[i] != 0 : m[i] > 0);
           model.e[a][i] = moves ? m[i] / denominator : 0.0;
         }
       }
@@ -563,7 +568,7 @@ at::Tensor LinearizedStep::displacement(const JkoState& state) const {
   const Grid& grid = objective_->grid();
   const int64_t N = grid.numNodes();
   at::Tensor u = at::zeros({state.density.size(0), grid.dim * N}, at::TensorOptions().dtype(at::kDouble));
-  forEachSampleModel(*objective_, options_, state, [&](SampleModel& model, int64_t b, const Shape& shape) {
+  forEachSampleModel(*objective_, options_, state, false, [&](SampleModel& model, int64_t b, const Shape& shape) {
     double* out = u.data_ptr<double>() + b * grid.dim * N;
     model.step(out);
     capDisplacement(shape, options_.capCells, out);
@@ -580,9 +585,20 @@ at::Tensor LinearizedStep::correction(const JkoState& state, const at::Tensor& g
                            .reshape({state.density.size(0), grid.dim * N})
                            .contiguous();
   at::Tensor delta = at::zeros_like(r);
-  forEachSampleModel(*objective_, options_, state, [&](SampleModel& model, int64_t b, const Shape&) {
-    model.correct(r.data_ptr<double>() + b * grid.dim * N, delta.data_ptr<double>() + b * grid.dim * N);
-  });
+  // Particles of negative pre-filtered mass (the pre-filter's ringing at
+  // sharp edges, a large share of a field of small cells) move in the
+  // corrections: held at their start, the corrections of an aggregation
+  // step from such cells stalled 17% from the minimiser (0.02% with them,
+  // docs/design.md, "Gauss-Newton corrections for every preset"). Not with
+  // an entropy, whose log makes their gradient point into vacuum: there the
+  // corrections stalled earlier with them.
+  const EnergySpec& spec = objective_->energy().spec();
+  const bool negativeMassesMove =
+      options_.negativeMassesMove && !(spec.internal == InternalKind::Entropy && spec.diffusion > 0);
+  forEachSampleModel(
+      *objective_, options_, state, negativeMassesMove, [&](SampleModel& model, int64_t b, const Shape&) {
+        model.correct(r.data_ptr<double>() + b * grid.dim * N, delta.data_ptr<double>() + b * grid.dim * N);
+      });
   return displacementShaped(delta, grid, state.density.device());
 }
 

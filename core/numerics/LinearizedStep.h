@@ -69,6 +69,9 @@ struct LinearizedStepOptions {
   /// objective's gradient at the current displacement and a halving line
   /// search).
   int corrections = 0;
+  /// In the corrections' model, particles of negative pre-filtered mass
+  /// move too (never with an entropy; see correction()).
+  bool negativeMassesMove = true;
 };
 
 /// The deposit's response at u = 0 (K_a above): sum_a K_a f_a for a field
@@ -96,7 +99,9 @@ class LinearizedStep {
   /// The Gauss-Newton correction -A^-1 J'(u) (B, dim, n...) with this
   /// step's model Hessian A at u = 0, for the objective's gradient J'(u)
   /// (B, dim, n...) at some displacement u (StepCertifier::gradient): for
-  /// u = 0 it is displacement(state), before the cap.
+  /// u = 0 it is displacement(state), before the cap, where no particle of
+  /// negative pre-filtered mass moves: unlike the step's, this model moves
+  /// them (options().negativeMassesMove) unless the energy has an entropy.
   at::Tensor correction(const JkoState& state, const at::Tensor& gradient) const;
 
   /// `start` (B, dim, n...) after `corrections` Gauss-Newton corrections,

@@ -852,7 +852,7 @@ LearnedStep LearnedOperator::step(const at::Tensor& rho, const Grid& grid, const
 }
 
 int LearnedOperator::gaussNewton() const {
-  if (metadata_.network.base != "linearized" || metadata_.network.kind == "torchscript") return 0;
+  if (metadata_.network.kind == "torchscript") return 0;
   return gaussNewtonOverride_ >= 0 ? gaussNewtonOverride_ : metadata_.network.gaussNewton;
 }
 

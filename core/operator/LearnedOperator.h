@@ -13,9 +13,7 @@
 // (localContrast; 1 when NetworkConfig::gateContrast is 0). The factor on
 // P(vL) stays in (0, 2), where no mode can grow; the correction is bounded.
 // The explicit velocity is a network input only: it never reaches the
-// density's grid. step() then corrects the map tau v by
-// NetworkConfig::gaussNewton Gauss-Newton iterations of the step's own
-// objective (LinearizedStep::refine), never above staying put.
+// density's grid.
 //
 // "resolvent" (operator files written before the linearised base existed,
 // and the other presets):
@@ -23,6 +21,12 @@
 // vE the explicit velocity -grad(dE/drho) and vR the same with the
 // internal-energy part smoothed by the resolvent (1 - tau kappa Lap)^-1 with
 // a fixed kappa, both on the network grid.
+//
+// With either base, step() then corrects the map tau v by
+// NetworkConfig::gaussNewton Gauss-Newton iterations of the step's own
+// objective (LinearizedStep::refine, the linearised step's model Hessian
+// with the base's iterations, stabilisation and smoothing), never above
+// staying put.
 //
 // In both the network maps the features (rho, vE, vR or the averaged vL,
 // coordinates, V) on the network grid, so it sees the same inputs at every
@@ -134,8 +138,9 @@ class LearnedOperator {
   /// panel); the operator's own when null.
   LearnedStep step(const at::Tensor& rho, const Grid& grid, const EnergySpec* energy = nullptr) const;
 
-  /// Gauss-Newton corrections of the learned map in step() (linearised base
-  /// only; else 0): the file's NetworkConfig::gaussNewton unless set here.
+  /// Gauss-Newton corrections of the learned map in step() (0 for a
+  /// TorchScript network): the file's NetworkConfig::gaussNewton unless set
+  /// here.
   int gaussNewton() const;
   /// Overrides the file's count (0 to 20) for this operator object; set it
   /// before stepping from several threads.

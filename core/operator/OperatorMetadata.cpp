@@ -62,8 +62,8 @@ nlohmann::json NetworkConfig::toJson() const {
     json["base_smoothing"] = baseSmoothing;
     json["base_smooth_inputs"] = baseSmoothInputs;
     if (gateContrast > 0) json["gate_contrast"] = gateContrast;
-    if (gaussNewton > 0) json["gauss_newton"] = gaussNewton;
   }
+  if (gaussNewton > 0) json["gauss_newton"] = gaussNewton;
   return json;
 }
 

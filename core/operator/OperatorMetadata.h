@@ -45,9 +45,11 @@ struct NetworkConfig {
   /// density's local contrast (max - min) / (max + min) over 9 network
   /// nodes per axis (0: unscaled, files written before it existed).
   double gateContrast = 0;
-  /// "linearized": Gauss-Newton corrections of the learned map at every
-  /// step, each with the objective's gradient and the linearised step's
+  /// Gauss-Newton corrections of the learned map at every step (either
+  /// base), each with the objective's gradient and the linearised step's
   /// model Hessian (LinearizedStep::refine; 0: none, files written before).
+  /// The linearised step takes the base_* settings above (their defaults
+  /// for a resolvent base).
   int gaussNewton = 0;
   double baseStabilisation = 16;  ///< "linearized": its stabilisation at mobility jumps
 

@@ -73,3 +73,40 @@ string(JSON ks LENGTH "${out}" modes x k)
 if(NOT growing EQUAL 0 OR largest GREATER 1 OR NOT ks EQUAL 4)
   message(FATAL_ERROR "mode-decay: ${growing} growing modes, largest factor ${largest}, ${ks} wavenumbers: ${out}")
 endif()
+# jko configure: the Gauss-Newton corrections of a file, changed without
+# touching its network; the new count is what the operator then runs (the
+# rollout's JSON says so), out-of-range counts and non-operator files are
+# refused, and the original file is left as it was.
+set(configured "${WORK}/tiny-gn0.jko")
+file(SHA256 "${op}" before)
+execute_process(COMMAND "${JKO}" configure --operator "${op}" --gauss-newton 0 --out "${configured}"
+                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+file(SHA256 "${op}" after)
+if(NOT rc EQUAL 0 OR NOT EXISTS "${configured}" OR NOT before STREQUAL after)
+  message(FATAL_ERROR "jko configure failed or changed its input (${rc}): ${out} ${err}")
+endif()
+foreach(file_and_count "${op}=2" "${configured}=0")
+  string(REPLACE "=" ";" pair "${file_and_count}")
+  list(GET pair 0 file)
+  list(GET pair 1 count)
+  execute_process(COMMAND "${JKO}" rollout --operator "${file}" --generate bumps --grid 20 --steps 2 --write-every 0
+                          --json --threads 2
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  string(JSON runs ERROR_VARIABLE missing GET "${out}" gauss_newton)
+  if(NOT rc EQUAL 0 OR NOT runs EQUAL count)
+    message(FATAL_ERROR "${file} ran ${runs} Gauss-Newton corrections, expected ${count} (${rc}): ${err}")
+  endif()
+endforeach()
+execute_process(COMMAND "${JKO}" configure --operator "${op}" --gauss-newton 21
+                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+string(FIND "${err}" "not in range 0 to 20" where)
+if(rc EQUAL 0 OR where EQUAL -1)
+  message(FATAL_ERROR "--gauss-newton 21 was not refused (${rc}): ${err}")
+endif()
+file(WRITE "${WORK}/not-an-operator.jko" "not an operator")
+execute_process(COMMAND "${JKO}" configure --operator "${WORK}/not-an-operator.jko" --gauss-newton 2
+                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+string(FIND "${err}" "not a JKO operator file" where)
+if(rc EQUAL 0 OR where EQUAL -1)
+  message(FATAL_ERROR "a file that is not an operator was not refused (${rc}): ${err}")
+endif()

@@ -74,9 +74,14 @@ foreach(run IN LISTS runs)
   json_number(rise "${out}" energy_increase_max_relative)
   expect_at_most(${preset} "largest energy rise / total decrease" ${rise} 1e-5)
   # And no slow creep: E_500 above the run's lowest energy, relative to
-  # E_0 - min E (measured 0 to 2.4e-7, except aggregation 5.0e-5: see below).
+  # E_0 - min E (measured 0 to 2.4e-7, except aggregation 5.1e-4, as the
+  # reference solver's own 5.10e-4: see below).
   json_number(creep "${out}" energy_rise_after_minimum_relative)
-  expect_at_most(${preset} "energy rise after the minimum / total decrease" ${creep} 5e-4)
+  set(creepBound 5e-5)
+  if(preset STREQUAL "aggregation")
+    set(creepBound 1e-3)
+  endif()
+  expect_at_most(${preset} "energy rise after the minimum / total decrease" ${creep} ${creepBound})
 
   # The end state. Stationary: relative L1 change of the last step.
   json_number(change "${out}" l1_change_final)
@@ -91,22 +96,24 @@ foreach(run IN LISTS runs)
     expect_at_most(${preset} "relative L1 distance to the uniform density" ${distance} 0.10)
   elseif(preset STREQUAL "fokker-planck")
     # Gibbs M exp(-V/D)/Z, reached by frame 50 (rate a = 20): measured
-    # 0.38%. The deposit's artificial diffusion without its pre-filter
+    # 5e-8 (0.38% without the operator's Gauss-Newton corrections, whose
+    # minimiser is the discrete Gibbs state). The deposit's artificial diffusion without its pre-filter
     # (h^2/(8 tau) = 6% of D here) would be about 3%.
     json_number(distance "${out}" limit_rel_l1_final)
     expect_at_most(${preset} "relative L1 distance to the Gibbs density" ${distance} 0.01)
   elseif(preset STREQUAL "aggregation")
     # The uniform disk of density a M / pi = 6.37, radius 1/sqrt(a) = 0.224,
     # around the centre of mass (DESIGN.md §5 case 4). The ring collapses
-    # onto it by frame 50 (measured 4.0%, the reference solver 4.5%: the
+    # onto it by frame 50 (measured 4.52%, the reference solver 4.52%: the
     # grid smears the edge over a cell or two). Without diffusion the edge
     # stays sharp, the pre-filter rings there and the output limiter then
-    # adds ~1e-7 of energy per step: both solvers slowly build a rim (the
-    # reference is 11.8% away by frame 200, the operator 9.0% at 500). The
-    # ring after one step is 80% away.
+    # adds ~1e-7 of energy per step: both solvers slowly build a rim (at
+    # frame 500 the reference is 14.42% away, the operator, whose four
+    # Gauss-Newton corrections follow it, 14.43%). The ring after one step
+    # is 80% away.
     json_number(formed "${out}" limit_rel_l1_at_frame)
     expect_at_most(${preset} "relative L1 distance to the disk at frame 50" ${formed} 0.06)
     json_number(distance "${out}" limit_rel_l1_final)
-    expect_at_most(${preset} "relative L1 distance to the disk at frame 500" ${distance} 0.15)
+    expect_at_most(${preset} "relative L1 distance to the disk at frame 500" ${distance} 0.18)
   endif()
 endforeach()

@@ -112,9 +112,11 @@ TEST(AutoSolver, DescentGuardCatchesABrokenOperator) {
   }
   // Break one: the bundled operator gates a stable base and cannot be broken
   // by its weights, so take the same problem on the resolvent base, whose
-  // gate on the explicit velocity is unbounded, with every weight times 10.
+  // gate on the explicit velocity is unbounded, with every weight times 10
+  // and no Gauss-Newton corrections (they would repair the map).
   OperatorMetadata metadata = trained->metadata();
   metadata.network.base = "resolvent";
+  metadata.network.gaussNewton = 0;
   const auto op = std::make_shared<LearnedOperator>(
       metadata, VelocityNetwork::create(metadata.network, 2, LearnedOperator::inputChannels(metadata),
                                         LearnedOperator::outputChannels(metadata), 7));

@@ -36,6 +36,9 @@ TrainingOptions tinyConditionedTraining() {
   o.network.modes = 6;
   o.network.layers = 2;
   o.network.hidden = 16;
+  // The network's own maps: the preset's Gauss-Newton corrections would take
+  // trained and untrained maps alike to the step's minimiser.
+  o.network.gaussNewton = 0;
   return o;
 }
 

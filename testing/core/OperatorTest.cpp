@@ -284,17 +284,22 @@ TEST(LearnedOperator, GateScaledByContrastLeavesSmallModesToTheBase) {
   EXPECT_LT((a - b).abs().max().item<double>(), 1e-12 * b.abs().max().item<double>() + 1e-300);
 }
 
-// Gauss-Newton corrections of the learned map (NetworkConfig::gaussNewton):
-// from a network of random weights (a poor map) on small tall cells, two
-// corrections bring the step much closer to the reference solver's, the
-// returned velocity is the corrected map's (its deposit is the frame), no
-// frame rises above J(0), and the count survives a save and load.
-TEST(LearnedOperator, GaussNewtonCorrectionsRefineTheLearnedMap) {
+// Gauss-Newton corrections of the learned map (NetworkConfig::gaussNewton),
+// on either base: from a network of random weights (a poor map) on small
+// tall cells, two corrections bring the step much closer to the reference
+// solver's, the returned velocity is the corrected map's (its deposit is the
+// frame), no frame rises above J(0), and the count survives a save and load.
+class GaussNewtonOnBase : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(GaussNewtonOnBase, CorrectionsRefineTheLearnedMap) {
   at::NoGradGuard noGrad;
   configureRuntime(2);
-  OperatorMetadata m = smallPorousMetadata(2, 16, "linearized", 0.6);
-  m.network.baseCorrection = 2;
-  m.network.baseIterations = 2;
+  const bool linearized = GetParam() == "linearized";
+  OperatorMetadata m = smallPorousMetadata(2, 16, GetParam(), 0.6);
+  if (linearized) {
+    m.network.baseCorrection = 2;
+    m.network.baseIterations = 2;
+  }
   m.network.gaussNewton = 2;
   LearnedOperator op(m, randomNetwork(m, 5, 11));
   ASSERT_EQ(op.gaussNewton(), 2);
@@ -336,11 +341,13 @@ TEST(LearnedOperator, GaussNewtonCorrectionsRefineTheLearnedMap) {
   }
 
   // The override (0 here) is not saved: the file keeps its own count.
-  const std::string path = temporaryPath("gauss-newton.jko");
+  const std::string path = temporaryPath("gauss-newton-" + GetParam() + ".jko");
   op.save(path);
   EXPECT_EQ(LearnedOperator::load(path)->gaussNewton(), 2);
   std::filesystem::remove(path);
 }
+
+INSTANTIATE_TEST_SUITE_P(LearnedOperator, GaussNewtonOnBase, ::testing::Values("linearized", "resolvent"));
 
 TEST(LearnedOperator, SaveLoadRoundTripIsBitForBit) {
   const auto& op = *trainedTiny().op;

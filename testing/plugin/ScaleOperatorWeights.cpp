@@ -9,9 +9,10 @@
 //
 // The second form keeps IN's problem (energy, tau, grid, ranges) but puts
 // the network on the resolvent base, whose gate on the explicit velocity is
-// unbounded, with fresh weights (seed 7) times FACTOR: an operator on the
-// linearised base gates a stable step and scaling its weights cannot make
-// it raise the step's objective.
+// unbounded, with fresh weights (seed 7) times FACTOR and no Gauss-Newton
+// corrections: an operator on the linearised base gates a stable step and
+// scaling its weights cannot make it raise the step's objective, and the
+// corrections would repair the map (they never leave it above staying put).
 #include <cstdlib>
 #include <exception>
 #include <iostream>
@@ -40,6 +41,7 @@ int main(int argc, char** argv) {
     if (resolventBase) {
       jko::OperatorMetadata metadata = op->metadata();
       metadata.network.base = "resolvent";
+      metadata.network.gaussNewton = 0;
       op = std::make_shared<jko::LearnedOperator>(
           metadata,
           jko::VelocityNetwork::create(metadata.network, metadata.dim, jko::LearnedOperator::inputChannels(metadata),
