@@ -26,7 +26,7 @@ struct AutoSolverOptions {
   /// A step passes when its descent guard holds and its certificate (the
   /// estimated relative L1 distance of the frame to the step's minimiser,
   /// StepCertificate::l1ErrorEstimate) is at most this. Chosen on the bundled
-  /// operators: it flags every frame more than 3% off and 22% of those
+  /// operators: it flags every frame more than 3% off and 7% of those
   /// less than 1% off (docs/design.md, "Certificates";
   /// scripts/certificate_study.py).
   double threshold = 0.01;
@@ -36,13 +36,16 @@ struct AutoSolverOptions {
   /// up to 10% in the study).
   double refineTo = 0.5;
   /// A learned step whose certificate is above this (an estimated L1 error
-  /// of 10%: ten times the default threshold) is no start for the
+  /// of 3%: three times the default threshold) is no start for the
   /// refinement: from such a map L-BFGS crawled (2000 iterations on a
   /// sharp-edged density, still 6.8% off the reference step), so the
   /// refinement starts from u = 0 and is the reference solver's own step,
   /// stopped by its own rule (the certificate is least reliable on such
-  /// steps).
-  double restartAbove = 0.1;
+  /// steps). 0.1 until the Gauss-Newton corrections brought more maps
+  /// below it: refined from them to the certificate, Fokker-Planck frames
+  /// of fine stripes, terrain and cells stayed 1.0-1.4% off (docs/design.md,
+  /// "Auto after the corrections").
+  double restartAbove = 0.03;
   /// The refinement's L-BFGS (its `accept` is set by the solver).
   ReferenceSolverOptions reference;
 };
