@@ -1,6 +1,5 @@
 // jko configure: changes what an operator file does at inference without
 // touching its network (today: the Gauss-Newton corrections of each step).
-#include <filesystem>
 #include <iostream>
 #include <memory>
 
