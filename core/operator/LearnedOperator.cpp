@@ -662,7 +662,8 @@ LearnedOperator::NetworkInputs LearnedOperator::networkInputs(const Energy& ener
     // The linearised implicit step on the density's own grid, and its
     // average on the network grid as the network's third input group.
     const auto objective = objectiveOn(energy.grid(), &energy.spec());
-    in.baseVelocity = linearizedOn(objective)->displacement(objective->prepare(r)) / metadata_.tau;
+    in.state = objective->prepare(r);
+    in.baseVelocity = linearizedOn(objective)->displacement(in.state) / metadata_.tau;
   }
   // The network's inputs without the modes finer than the gate's blocks
   // (base_smooth_inputs): the gate cannot react to them.
@@ -767,7 +768,10 @@ std::shared_ptr<const LinearizedStep> LearnedOperator::linearizedOn(
 }
 
 at::Tensor LearnedOperator::velocity(const Energy& energy, const at::Tensor& rho) const {
-  const NetworkInputs in = networkInputs(energy, rho.to(device_));
+  return velocity(energy, networkInputs(energy, rho.to(device_)));
+}
+
+at::Tensor LearnedOperator::velocity(const Energy& energy, const NetworkInputs& in) const {
   const at::Tensor out = network_->forward(in.features);
   const double scale = metadata_.scales.velocity;
   if (metadata_.network.kind == "torchscript") return interpolateOnto(out.to(at::kDouble) * scale, energy.grid());
@@ -831,14 +835,16 @@ LearnedStep LearnedOperator::step(const at::Tensor& rho, const Grid& grid, const
         "this operator is not conditioned on energy parameters: it steps " + metadata_.energy.describe() + " only");
   const auto objective = objectiveOn(grid, energy);
   const PushForward& push = objective->pushForward();
-  at::Tensor v = velocity(objective->energy(), r);
+  const NetworkInputs in = networkInputs(objective->energy(), r);
+  at::Tensor v = velocity(objective->energy(), in);
   // Gauss-Newton corrections of the learned map (docs/design.md, "Gauss-Newton
-  // corrections of the learned map"), from the deposit they computed.
+  // corrections of the learned map"), from the deposit they computed; the
+  // linearised base has prepared the step's state already.
   const int corrections = gaussNewton();
   at::Tensor deposited;
   if (corrections > 0) {
-    const RefinedDisplacement refined =
-        linearizedOn(objective)->refine(objective->prepare(r), metadata_.tau * v, corrections);
+    const RefinedDisplacement refined = linearizedOn(objective)->refine(
+        in.state.density.defined() ? in.state : objective->prepare(r), metadata_.tau * v, corrections);
     v = refined.displacement / metadata_.tau;
     deposited = refined.deposited;
   } else {

@@ -114,6 +114,7 @@ class LearnedOperator {
     at::Tensor smoothedVelocity;  ///< vR, capped, (B, dim, n_c...), float64 (linearized base: vL averaged)
     at::Tensor features;          ///< (B, channels, n_c...), float32
     at::Tensor baseVelocity;      ///< linearized base: vL on the density's grid, (B, dim, n...), float64
+    JkoState state;               ///< linearized base: the step's state of rho, for step()'s corrections too
   };
   static constexpr int64_t kSerialStepNodes = int64_t(1) << 16;
   /// localContrast's radius for the gate (NetworkConfig::gateContrast), in
@@ -130,6 +131,8 @@ class LearnedOperator {
   /// differentiable in the network parameters when grad mode is on.
   /// (B, dim, n...), float64.
   at::Tensor velocity(const Energy& energy, const at::Tensor& rho) const;
+  /// The same from inputs already computed (networkInputs on the device).
+  at::Tensor velocity(const Energy& energy, const NetworkInputs& in) const;
 
   /// One step without gradients. rho: (n...) or (B, n...), on any device.
   /// One density on at most kSerialStepNodes nodes steps on one CPU thread.
