@@ -72,6 +72,9 @@ struct LinearizedStepOptions {
   /// In the corrections' model, particles of negative pre-filtered mass
   /// move too (never with an entropy; see correction()).
   bool negativeMassesMove = true;
+  /// With an entropy, each correction's |delta| is capped at this many cells
+  /// per particle (0: no cap), a trust region per particle; see correction().
+  double correctionCapCells = 1;
 };
 
 /// The deposit's response at u = 0 (K_a above): sum_a K_a f_a for a field
@@ -102,6 +105,8 @@ class LinearizedStep {
   /// u = 0 it is displacement(state), before the cap, where no particle of
   /// negative pre-filtered mass moves: unlike the step's, this model moves
   /// them (options().negativeMassesMove) unless the energy has an entropy.
+  /// With an entropy each particle's correction is capped at
+  /// options().correctionCapCells cells instead.
   at::Tensor correction(const JkoState& state, const at::Tensor& gradient) const;
 
   /// `start` (B, dim, n...) after `corrections` Gauss-Newton corrections,
