@@ -471,6 +471,10 @@ LinearizedStep::LinearizedStep(std::shared_ptr<const JkoObjective> objective, Li
     throw InvalidParameter("displacement cap", formatValue(options_.capCells), "must be > 0");
   if (!(options_.correctionCapCells >= 0))
     throw InvalidParameter("correction cap", formatValue(options_.correctionCapCells), "must be >= 0 (0: none)");
+  if (!(options_.correctionTolerance >= 0))
+    throw InvalidParameter("correction tolerance", formatValue(options_.correctionTolerance), "must be >= 0 (0: none)");
+  if (options_.lineSearchTrials < 1)
+    throw InvalidParameter("line search trials", formatValue(options_.lineSearchTrials), "must be >= 1");
 }
 
 namespace {
@@ -637,17 +641,29 @@ RefinedDisplacement LinearizedStep::refine(const JkoState& state, const at::Tens
     out.deposited = at::where(above.view(perDensity), state.density, out.deposited);
     current = at::where(above, still, current);
   }
+  // Densities whose map is certified to the tolerance stop correcting: on
+  // smooth frames one or two corrections reach it, on sharp ones all are
+  // spent (docs/design.md, "Corrections until certified").
+  at::Tensor done = at::zeros_like(current, at::kBool);
   for (int k = 0; k < corrections; ++k) {
     const at::Tensor& u = out.displacement;
     const at::Tensor gradient = certifier.gradient(state, u, out.deposited);
+    if (options_.correctionTolerance > 0) {
+      done =
+          done.logical_or(certifier.l1ErrorEstimates(state, u, gradient, out.deposited) < options_.correctionTolerance);
+      if (done.all().item<bool>()) break;
+    }
     const at::Tensor delta = correction(state, gradient);
     // Per density: the full correction if it lowers J; else the minimiser
     // of the parabola through J(u), its slope g . delta and J(u + delta),
-    // within [1/16, 1/2]; else a quarter of that; none lowers J: stay.
+    // within [1/16, 1/2]; else a quarter of the last length, down to
+    // 1/4^(trials - 2) of the fit's (three trials stalled on thin strokes,
+    // where J rises steeply along the correction); none lowers J: stay, and
+    // stop (the next correction would be the same).
     const at::Tensor slope = (gradient * delta).flatten(1).sum(1);
-    at::Tensor length = at::ones_like(current), accepted = at::zeros_like(current, at::kBool);
+    at::Tensor length = at::ones_like(current), accepted = done.clone();
     RefinedDisplacement next = out;
-    for (int attempt = 0; attempt < 3; ++attempt) {
+    for (int attempt = 0; attempt < options_.lineSearchTrials; ++attempt) {
       const at::Tensor trial = u + length.view(perSample) * delta;
       const JkoTerms t = objective_->evaluate(state, trial);
       const at::Tensor take = (t.objective <= current).logical_and(accepted.logical_not());
@@ -663,6 +679,7 @@ RefinedDisplacement LinearizedStep::refine(const JkoState& state, const at::Tens
       accepted = accepted.logical_or(take);
       if (accepted.all().item<bool>()) break;
     }
+    done = done.logical_or(accepted.logical_not());
     out = next;
   }
   return out;

@@ -75,6 +75,12 @@ struct LinearizedStepOptions {
   /// With an entropy, each correction's |delta| is capped at this many cells
   /// per particle (0: no cap), a trust region per particle; see correction().
   double correctionCapCells = 1;
+  /// A density's corrections stop once the certificate's estimate of its
+  /// relative L1 distance to the step's minimiser (StepCertifier) is below
+  /// this (0: always all of them); see refine().
+  double correctionTolerance = 1e-3;
+  /// Trial lengths of each correction's line search.
+  int lineSearchTrials = 6;
 };
 
 /// The deposit's response at u = 0 (K_a above): sum_a K_a f_a for a field
@@ -109,11 +115,14 @@ class LinearizedStep {
   /// options().correctionCapCells cells instead.
   at::Tensor correction(const JkoState& state, const at::Tensor& gradient) const;
 
-  /// `start` (B, dim, n...) after `corrections` Gauss-Newton corrections,
-  /// each with the objective's gradient at the current displacement, taken
-  /// whole where that lowers J, else at the step length of a parabolic fit
-  /// (at most three trials, per density; none lowers J: skipped); a start
-  /// with J above J(0) = E(rho) is replaced by 0 first.
+  /// `start` (B, dim, n...) after at most `corrections` Gauss-Newton
+  /// corrections, each with the objective's gradient at the current
+  /// displacement, taken whole where that lowers J, else at the step length
+  /// of a parabolic fit, then a quarter of the last length (at most
+  /// options().lineSearchTrials, per density; none lowers J: skipped); a
+  /// density stops once its certificate estimate is below
+  /// options().correctionTolerance. A start with J above J(0) = E(rho) is
+  /// replaced by 0 first.
   /// With the deposit of the result (before the output limiter).
   RefinedDisplacement refine(const JkoState& state, const at::Tensor& start, int corrections) const;
 

@@ -199,6 +199,14 @@ double StepCertifier::newtonChange(const JkoState& state, const at::Tensor& u, c
   return (newton - deposited).abs().sum().item<double>() / state.density.abs().sum().item<double>();
 }
 
+at::Tensor StepCertifier::l1ErrorEstimates(const JkoState& state, const at::Tensor& displacement,
+                                           const at::Tensor& gradient, const at::Tensor& deposited) const {
+  at::NoGradGuard noGrad;
+  const at::Tensor newton = objective_->pushForward().deposit(
+      state.masses, displacement - inverseMetric(state).unsqueeze(1) * gradient / modulus());
+  return (newton - deposited).abs().flatten(1).sum(1) / state.density.abs().flatten(1).sum(1);
+}
+
 double StepCertifier::l1ErrorEstimate(const JkoState& state, const at::Tensor& displacement,
                                       const at::Tensor& gradient) const {
   at::NoGradGuard noGrad;

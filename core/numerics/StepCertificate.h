@@ -134,6 +134,10 @@ class StepCertifier {
   /// (dim, n...) or (1, dim, n...)): two deposits and a sum, for a solver
   /// that has g already.
   double l1ErrorEstimate(const JkoState& state, const at::Tensor& displacement, const at::Tensor& gradient) const;
+  /// The same per density of a batch (B,), for maps u and gradients g
+  /// (B, dim, n...) whose deposits (B, n...) the caller has: one deposit.
+  at::Tensor l1ErrorEstimates(const JkoState& state, const at::Tensor& displacement, const at::Tensor& gradient,
+                              const at::Tensor& deposited) const;
 
   /// dE/drho' on the nodes for a deposited density (B, n...): |h| times the
   /// first variation, as autograd differentiates the clamped energies.

