@@ -93,9 +93,8 @@ void addTrainCommand(CLI::App& app) {
   add("--gate-contrast", g.network.gateContrast,
       "Linearized base: the gate is scaled by the density's local contrast over this value (0: unscaled)");
   add("--gauss-newton", g.network.gaussNewton,
-      "Gauss-Newton corrections of the learned map at every step, at most (each density stops once certified to "
-      "0.1%; 0: none; default: the preset's, in 2D 8, in 3D 2 for the porous medium and 4 for the others, none for "
-      "Keller-Segel)");
+      "Gauss-Newton corrections of the learned map at every step (0: none; default: the preset's, in 2D 8 and 4 "
+      "for aggregation, in 3D 2 for the porous medium and 4 for the others, none for Keller-Segel)");
   add("--peak-min", g.densities.peakMin, "Smallest peak density generated (porous medium)");
   add("--peak-max", g.densities.peakMax, "Largest peak density generated (porous medium)");
   train->add_option("--network", o->network, "Network: fno or unet")->check(CLI::IsMember({"fno", "unet"}));

@@ -606,9 +606,10 @@ at::Tensor LinearizedStep::correction(const JkoState& state, const at::Tensor& g
   // particle's correction to 1/16-1/64. Capping each particle's correction
   // at a cell (a trust region per particle, as the step caps |u|) cut the
   // Fokker-Planck and aggregation-diffusion operators' wild-suite means by a
-  // third and their worst densities by up to half; 2 or 4 cells did less, and without an entropy it changes nothing
-  // (porous medium) or holds back the far-moving particles (aggregation;
-  // docs/design.md, "A trust region for the entropy's corrections").
+  // third and their worst densities by up to half; 2 or 4 cells did less,
+  // and without an entropy it changes nothing (porous medium) or holds back
+  // the far-moving particles (aggregation; docs/design.md, "A trust region
+  // for the entropy's corrections").
   const EnergySpec& spec = objective_->energy().spec();
   const bool entropy = spec.internal == InternalKind::Entropy && spec.diffusion > 0;
   const bool negativeMassesMove = options_.negativeMassesMove && !entropy;
@@ -641,9 +642,10 @@ RefinedDisplacement LinearizedStep::refine(const JkoState& state, const at::Tens
     out.deposited = at::where(above.view(perDensity), state.density, out.deposited);
     current = at::where(above, still, current);
   }
-  // Densities whose map is certified to the tolerance stop correcting: on
-  // smooth frames one or two corrections reach it, on sharp ones all are
-  // spent (docs/design.md, "Corrections until certified").
+  // With a tolerance, densities whose map is certified to it stop
+  // correcting (smooth frames after one or two corrections); off by
+  // default, as it made the certificates a band that no longer ranks the
+  // frames by their error (docs/design.md, "Corrections until certified").
   at::Tensor done = at::zeros_like(current, at::kBool);
   for (int k = 0; k < corrections; ++k) {
     const at::Tensor& u = out.displacement;

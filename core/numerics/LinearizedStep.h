@@ -77,8 +77,10 @@ struct LinearizedStepOptions {
   double correctionCapCells = 1;
   /// A density's corrections stop once the certificate's estimate of its
   /// relative L1 distance to the step's minimiser (StepCertifier) is below
-  /// this (0: always all of them); see refine().
-  double correctionTolerance = 1e-3;
+  /// this (0: always all of them, the default: stopping at 1e-3 made the
+  /// certificates of the frames it stopped a band that no longer ranks them
+  /// by their error; docs/design.md, "Corrections until certified").
+  double correctionTolerance = 0;
   /// Trial lengths of each correction's line search.
   int lineSearchTrials = 6;
 };
@@ -119,10 +121,10 @@ class LinearizedStep {
   /// corrections, each with the objective's gradient at the current
   /// displacement, taken whole where that lowers J, else at the step length
   /// of a parabolic fit, then a quarter of the last length (at most
-  /// options().lineSearchTrials, per density; none lowers J: skipped); a
-  /// density stops once its certificate estimate is below
-  /// options().correctionTolerance. A start with J above J(0) = E(rho) is
-  /// replaced by 0 first.
+  /// options().lineSearchTrials, per density; none lowers J: the density
+  /// stops); with options().correctionTolerance, a density also stops once
+  /// its certificate estimate is below it. A start with J above J(0) =
+  /// E(rho) is replaced by 0 first.
   /// With the deposit of the result (before the output limiter).
   RefinedDisplacement refine(const JkoState& state, const at::Tensor& start, int corrections) const;
 
