@@ -350,6 +350,26 @@ TEST(LinearizedStep, CorrectionsStopOnceCertified) {
         << b;
 }
 
+// The corrections' options are checked where they are set: a negative cap
+// or tolerance, or no line-search trial, is refused with the option's name.
+TEST(LinearizedStep, RefusesBadCorrectionOptions) {
+  const auto objective = objectiveFor(EnergySpec::fokkerPlanck(0.1, 20), Grid::unitBox(2, 16));
+  auto refused = [&](auto set, const std::string& name) {
+    LinearizedStepOptions options;
+    set(options);
+    try {
+      LinearizedStep step(objective, options);
+      ADD_FAILURE() << name << " accepted";
+    } catch (const InvalidParameter& e) {
+      EXPECT_NE(std::string(e.what()).find(name), std::string::npos) << e.what();
+    }
+  };
+  refused([](LinearizedStepOptions& o) { o.correctionCapCells = -1; }, "correction cap");
+  refused([](LinearizedStepOptions& o) { o.correctionTolerance = -1e-3; }, "correction tolerance");
+  refused([](LinearizedStepOptions& o) { o.correctionTolerance = std::nan(""); }, "correction tolerance");
+  refused([](LinearizedStepOptions& o) { o.lineSearchTrials = 0; }, "line search trials");
+}
+
 // A V-cycle reduces the residual of a variable-coefficient problem, on odd
 // grids with unequal spacing, in 2D and 3D, by 10 in six cycles, where the
 // face coefficients vary smoothly over three decades (as a density's
