@@ -192,19 +192,17 @@ at::Tensor StepCertifier::gradient(const JkoState& state, const at::Tensor& disp
   return batched ? g.gradient : g.gradient[0];
 }
 
-double StepCertifier::newtonChange(const JkoState& state, const at::Tensor& u, const at::Tensor& g,
-                                   const at::Tensor& H0, const at::Tensor& deposited) const {
-  // |deposit(u - H0 g / mu) - deposit(u)|_1 / |rho_k|_1.
+at::Tensor StepCertifier::newtonChanges(const JkoState& state, const at::Tensor& u, const at::Tensor& g,
+                                        const at::Tensor& H0, const at::Tensor& deposited) const {
+  // |deposit(u - H0 g / mu) - deposit(u)|_1 / |rho_k|_1, per density.
   const at::Tensor newton = objective_->pushForward().deposit(state.masses, u - H0.unsqueeze(1) * g / modulus());
-  return (newton - deposited).abs().sum().item<double>() / state.density.abs().sum().item<double>();
+  return (newton - deposited).abs().flatten(1).sum(1) / state.density.abs().flatten(1).sum(1);
 }
 
 at::Tensor StepCertifier::l1ErrorEstimates(const JkoState& state, const at::Tensor& displacement,
                                            const at::Tensor& gradient, const at::Tensor& deposited) const {
   at::NoGradGuard noGrad;
-  const at::Tensor newton = objective_->pushForward().deposit(
-      state.masses, displacement - inverseMetric(state).unsqueeze(1) * gradient / modulus());
-  return (newton - deposited).abs().flatten(1).sum(1) / state.density.abs().flatten(1).sum(1);
+  return newtonChanges(state, displacement, gradient, inverseMetric(state), deposited);
 }
 
 double StepCertifier::l1ErrorEstimate(const JkoState& state, const at::Tensor& displacement,
@@ -213,7 +211,8 @@ double StepCertifier::l1ErrorEstimate(const JkoState& state, const at::Tensor& d
   const int dim = objective_->grid().dim;
   const at::Tensor u = (displacement.dim() == dim + 2 ? displacement : displacement.unsqueeze(0)).to(at::kDouble);
   const at::Tensor g = (gradient.dim() == dim + 2 ? gradient : gradient.unsqueeze(0)).to(at::kDouble);
-  return newtonChange(state, u, g, inverseMetric(state), objective_->pushForward().deposit(state.masses, u));
+  return newtonChanges(state, u, g, inverseMetric(state), objective_->pushForward().deposit(state.masses, u))
+      .item<double>();
 }
 
 StepCertificate StepCertifier::certify(const at::Tensor& rho, const at::Tensor& displacement,
@@ -281,7 +280,7 @@ StepCertificate StepCertifier::certify(const JkoState& state, const at::Tensor& 
   c.displacementErrorCells = std::sqrt(w2Squared / c.mass) / hMin;
   const double l1 = state.density.abs().sum().item<double>();
   c.stepL1 = (deposited - state.density).abs().sum().item<double>() / l1;
-  c.l1ErrorEstimate = newtonChange(state, u, g, H0, deposited);
+  c.l1ErrorEstimate = newtonChanges(state, u, g, H0, deposited).item<double>();
   return c;
 }
 

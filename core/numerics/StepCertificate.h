@@ -148,8 +148,9 @@ class StepCertifier {
   at::Tensor inverseMetric(const JkoState& state) const;
 
  private:
-  double newtonChange(const JkoState& state, const at::Tensor& u, const at::Tensor& g, const at::Tensor& H0,
-                      const at::Tensor& deposited) const;
+  /// The L1 change under the metric Newton step per density (B,).
+  at::Tensor newtonChanges(const JkoState& state, const at::Tensor& u, const at::Tensor& g, const at::Tensor& H0,
+                           const at::Tensor& deposited) const;
 
   std::shared_ptr<const JkoObjective> objective_;
   EnergyConvexity convexity_;

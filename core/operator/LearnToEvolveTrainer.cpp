@@ -211,12 +211,6 @@ TrainingOptions TrainingOptions::defaultsFor(const EnergySpec& energy, int dim) 
     // sat near 0.1-0.2 on constant states and fine modes decayed up to 0.16
     // too fast (docs/design.md, "The gate and the density's contrast").
     o.network.gateContrast = 0.5;
-    // Gauss-Newton corrections of the learned map at every step (not in
-    // training, whose loss is the map's own objective): two took the wild
-    // suite at 64^2 from 5.1% to 1.5% (docs/design.md, "Gauss-Newton
-    // corrections of the learned map"); in 2D eight, below (3D: two,
-    // measured there).
-    o.network.gaussNewton = 2;
     o.densities.bumpExponent = energy.exponent;
     // Half the width and projection of the other presets: the network of a
     // step costs 0.33 ms instead of 0.76, and the errors stay within the
@@ -232,21 +226,24 @@ TrainingOptions TrainingOptions::defaultsFor(const EnergySpec& energy, int dim) 
     o.densities.massMin = 0.5;
     o.densities.massMax = 2.0;
   }
-  // Four Gauss-Newton corrections of the learned map for the resolvent-base
-  // presets: the wild suite at 64^2 went from 7.2% to 3.4% (Fokker-Planck),
-  // 8.4% to 4.5% (aggregation-diffusion) and 8.4% to 0.03% (aggregation;
-  // 0.5% at 128^2); docs/design.md, "Gauss-Newton corrections for every
-  // preset". Keller-Segel's concave kernel is not measured: none.
-  if (energy.internal != InternalKind::PorousMedium && energy.kernel != KernelKind::KellerSegel)
-    o.network.gaussNewton = 4;
+  // Gauss-Newton corrections of the learned map at every step (not in
+  // training, whose loss is the map's own objective; docs/design.md,
+  // "Gauss-Newton corrections of the learned map", "... for every preset",
+  // "Corrections until certified"). In 3D as measured there: two for the
+  // porous medium (its wild suite from 3.0% to 0.45%), four for the others.
   // In 2D eight, with six line-search trials: the porous-medium wild suite
   // at 128^2 from 1.84% to 0.89% (worst density 5.6% to 3.0%), the
-  // Fokker-Planck one at 64^2 from 2.13% to 1.70% (docs/design.md,
-  // "Corrections until certified"). The 3D files keep the counts measured
-  // there.
-  // Aggregation keeps four: its reference steps are cheap, and eight made
-  // its learned steps cost 0.83 of them for 0.003% instead of 0.022%.
-  if (dim == 2 && o.network.gaussNewton > 0 && energy.internal != InternalKind::None) o.network.gaussNewton = 8;
+  // Fokker-Planck one at 64^2 from 2.13% to 1.70%; aggregation four, as its
+  // reference steps are cheap and eight made its learned steps cost 0.83 of
+  // them for 0.003% instead of 0.022%. Keller-Segel's concave kernel is not
+  // measured: none.
+  const bool porous = energy.internal == InternalKind::PorousMedium;
+  if (porous || energy.kernel != KernelKind::KellerSegel) {
+    if (dim == 3)
+      o.network.gaussNewton = porous ? 2 : 4;
+    else
+      o.network.gaussNewton = energy.internal == InternalKind::None ? 4 : 8;
+  }
   return o;
 }
 
