@@ -431,6 +431,49 @@ void capDisplacement(const Shape& s, double capCells, double* u) {
   }
 }
 
+// One pass of a sliding window of `radius` nodes along `axis` (clamped at
+// the walls): the window's minimum, or its mean.
+void slideAlong(const Shape& s, int axis, int64_t radius, bool minimum, std::vector<double>& f,
+                std::vector<double>& work) {
+  const int slot = s.slot(axis);
+  const int64_t n = s.n[slot], stride = s.stride[slot];
+  work = f;
+  for (int64_t i = 0; i < s.nodes; ++i) {
+    const int64_t k = (i / stride) % n;
+    const int64_t lo = std::max<int64_t>(0, k - radius), hi = std::min<int64_t>(n - 1, k + radius);
+    const double* line = work.data() + i - k * stride;
+    double acc = minimum ? line[lo * stride] : 0;
+    for (int64_t j = lo; j <= hi; ++j) acc = minimum ? std::min(acc, line[j * stride]) : acc + line[j * stride];
+    f[i] = minimum ? acc : acc / static_cast<double>(hi - lo + 1);
+  }
+}
+
+// The per-particle cap's factors min(1, cap / |u_i|) made smooth: their
+// minimum over the (2r+1)^d box around each node, then that field's mean
+// over the same box. Every node's window mean only takes minima over boxes
+// that contain the node itself, so no particle moves more than the cap;
+// neighbouring particles are scaled alike, so the correction keeps its
+// shape instead of a grid-scale speckle (docs/design.md, "A smooth trust
+// region").
+void capDisplacementSmoothly(const Shape& s, double capCells, int64_t radius, double* u) {
+  double hMin = 1e300;
+  for (int a = 0; a < s.dim; ++a) hMin = std::min(hMin, s.h[s.slot(a)]);
+  const double cap = capCells * hMin;
+  const int64_t N = s.nodes;
+  std::vector<double> factor(N, 1.0), work;
+  bool any = false;
+  for (int64_t i = 0; i < N; ++i) {
+    double speed2 = 0;
+    for (int a = 0; a < s.dim; ++a) speed2 += u[a * N + i] * u[a * N + i];
+    if (speed2 > cap * cap) factor[i] = cap / std::sqrt(speed2), any = true;
+  }
+  if (!any) return;
+  for (bool minimum : {true, false})
+    for (int a = 0; a < s.dim; ++a) slideAlong(s, a, radius, minimum, factor, work);
+  for (int a = 0; a < s.dim; ++a)
+    for (int64_t i = 0; i < N; ++i) u[a * N + i] *= factor[i];
+}
+
 }  // namespace
 
 at::Tensor depositResponse(const Grid& grid, const at::Tensor& flux) {
@@ -471,6 +514,14 @@ LinearizedStep::LinearizedStep(std::shared_ptr<const JkoObjective> objective, Li
     throw InvalidParameter("displacement cap", formatValue(options_.capCells), "must be > 0");
   if (!(options_.correctionCapCells >= 0))
     throw InvalidParameter("correction cap", formatValue(options_.correctionCapCells), "must be >= 0 (0: none)");
+  if (options_.correctionCapRadius < 0)
+    throw InvalidParameter("correction cap radius", std::to_string(options_.correctionCapRadius),
+                           "must be >= 0 (0: each particle's own factor)");
+  if (options_.extraCorrections < 0)
+    throw InvalidParameter("extra corrections", std::to_string(options_.extraCorrections), "must be >= 0 (0: none)");
+  if (!(options_.extraCorrectionsAbove >= 0))
+    throw InvalidParameter("extra corrections threshold", formatValue(options_.extraCorrectionsAbove),
+                           "must be >= 0 (a share of the step's decrease)");
   if (!(options_.correctionTolerance >= 0))
     throw InvalidParameter("correction tolerance", formatValue(options_.correctionTolerance), "must be >= 0 (0: none)");
   if (options_.lineSearchTrials < 1)
@@ -618,7 +669,10 @@ at::Tensor LinearizedStep::correction(const JkoState& state, const at::Tensor& g
                      [&](SampleModel& model, int64_t b, const Shape& shape) {
                        double* out = delta.data_ptr<double>() + b * grid.dim * N;
                        model.correct(r.data_ptr<double>() + b * grid.dim * N, out);
-                       if (capCells > 0) capDisplacement(shape, capCells, out);
+                       if (capCells > 0 && options_.correctionCapRadius > 0)
+                         capDisplacementSmoothly(shape, capCells, options_.correctionCapRadius, out);
+                       else if (capCells > 0)
+                         capDisplacement(shape, capCells, out);
                      });
   return displacementShaped(delta, grid, state.density.device());
 }
@@ -647,9 +701,25 @@ RefinedDisplacement LinearizedStep::refine(const JkoState& state, const at::Tens
   // default, as it made the certificates a band that no longer ranks the
   // frames by their error (docs/design.md, "Corrections until certified").
   at::Tensor done = at::zeros_like(current, at::kBool);
-  for (int k = 0; k < corrections; ++k) {
+  const int most = corrections + std::max(0, options_.extraCorrections);
+  for (int k = 0; k < most; ++k) {
+    if (done.all().item<bool>()) break;
     const at::Tensor& u = out.displacement;
     const at::Tensor gradient = certifier.gradient(state, u, out.deposited);
+    if (k == corrections) {
+      // A hard step (sharp edges near vacuum, thin lines) is still far from
+      // its minimiser after the fixed corrections: the certificate's
+      // estimate of its relative L1 distance is above extraCorrectionsAbove.
+      // Such a density takes all the extra corrections (a rule on the
+      // certificate once, not a stopping rule: stopping at a tolerance made
+      // the certificates a band that no longer ranks the frames). The last
+      // correction's decrease of J was tried first as the sign of a hard
+      // step and missed steps whose line search had just stalled
+      // (docs/design.md, "More corrections for hard steps").
+      done = done.logical_or(certifier.l1ErrorEstimates(state, u, gradient, out.deposited) <=
+                             options_.extraCorrectionsAbove);
+      if (done.all().item<bool>()) break;
+    }
     if (options_.correctionTolerance > 0) {
       done =
           done.logical_or(certifier.l1ErrorEstimates(state, u, gradient, out.deposited) < options_.correctionTolerance);

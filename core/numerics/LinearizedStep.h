@@ -75,12 +75,23 @@ struct LinearizedStepOptions {
   /// With an entropy, each correction's |delta| is capped at this many cells
   /// per particle (0: no cap), a trust region per particle; see correction().
   double correctionCapCells = 1;
+  /// ... scaled smoothly: each particle by the mean over the (2r+1)^d box
+  /// around it of the box minima of the per-particle factors, r this radius
+  /// in nodes (0: each particle by its own factor, which leaves a speckle
+  /// at the grid scale where neighbours are capped by different factors).
+  int correctionCapRadius = 1;
   /// A density's corrections stop once the certificate's estimate of its
   /// relative L1 distance to the step's minimiser (StepCertifier) is below
   /// this (0: always all of them, the default: stopping at 1e-3 made the
   /// certificates of the frames it stopped a band that no longer ranks them
   /// by their error; docs/design.md, "Corrections until certified").
   double correctionTolerance = 0;
+  /// This many corrections more (0: none) for a density whose map after the
+  /// fixed ones the certificate (StepCertifier::l1ErrorEstimates) puts
+  /// more than extraCorrectionsAbove (relative L1) from the step's
+  /// minimiser: a hard step.
+  int extraCorrections = 12;
+  double extraCorrectionsAbove = 1e-3;
   /// Trial lengths of each correction's line search.
   int lineSearchTrials = 6;
 };

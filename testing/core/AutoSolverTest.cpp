@@ -37,8 +37,8 @@ TEST(AutoSolver, RefinesAStepForcedOutOfRangeToWithinOnePercentOfTheReference) {
   const auto op = porousMediumOperator();
   const Grid grid = Grid::unitBox(2, 48);
   // Mass 0.2: peaks of 4, four times the largest the operator was trained
-  // on (at mass 0.1 its eight Gauss-Newton corrections bring the learned
-  // step within 2.5% of the reference solver's).
+  // on (at mass 0.1 its Gauss-Newton corrections bring the learned step
+  // within 2.5% of the reference solver's).
   // (Further out, at mass 1 and peaks of 20, the discrete objective has
   // several minima: Auto, refining from the learned map, reached a lower
   // objective than the reference solver from rest, 4.04 against 4.47, 29%
@@ -52,19 +52,29 @@ TEST(AutoSolver, RefinesAStepForcedOutOfRangeToWithinOnePercentOfTheReference) {
   const AutoSolver solver(op, objective);
   const ReferenceSolver reference(objective);
   at::Tensor rho = rho0;
-  for (int k = 0; k < 2; ++k) {
+  for (int k = 0; k < 3; ++k) {
     const CertifiedStep step = solver.step(rho);
     const ReferenceStep exact = reference.step(rho);
-    // The learned step alone is far off, and its certificate says so.
     const double learnedError = relativeL1(op->step(rho, grid).next, exact.next);
-    EXPECT_GT(learnedError, 0.03) << "step " << k + 1 << ": the test no longer forces a bad learned step";
-    EXPECT_TRUE(step.refined) << "step " << k + 1;
-    EXPECT_NE(step.reason, RefineReason::None);
-    EXPECT_FALSE(step.learned.passes(solver.options().threshold));
-    EXPECT_GT(step.iterations, 0);
-    // Refined until the certificate passes, within 1% of the reference.
-    EXPECT_TRUE(step.certificate.passes(solver.options().threshold) || step.refineConverged);
-    EXPECT_LT(relativeL1(step.next, exact.next), 0.01) << "step " << k + 1;
+    if (k == 0) {
+      // The first learned step alone is far off, and its certificate says
+      // so (later ones, from the refined frames, came within 1.9-3% once
+      // hard steps took extra corrections).
+      EXPECT_GT(learnedError, 0.03) << "the test no longer forces a bad learned step";
+      EXPECT_TRUE(step.refined);
+    }
+    if (step.refined) {
+      EXPECT_NE(step.reason, RefineReason::None);
+      EXPECT_FALSE(step.learned.passes(solver.options().threshold));
+      EXPECT_GT(step.iterations, 0);
+      // Refined until the certificate passes (or the reference solver's
+      // own rule stopped it).
+      EXPECT_TRUE(step.certificate.passes(solver.options().threshold) || step.refineConverged);
+    } else {
+      EXPECT_TRUE(step.learned.passes(solver.options().threshold)) << "step " << k + 1;
+    }
+    // Either way within 1% of the reference solver's step.
+    EXPECT_LT(relativeL1(step.next, exact.next), 0.01) << "step " << k + 1 << " (learned alone " << learnedError << ")";
     rho = step.next;
   }
 }

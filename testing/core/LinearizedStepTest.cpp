@@ -303,6 +303,8 @@ TEST(LinearizedStep, EntropyCorrectionsCappedPerParticleGetCloser) {
   for (const bool capped : {false, true}) {
     LinearizedStepOptions options;
     options.correctionCapCells = capped ? 1 : 0;
+    options.correctionCapRadius = 0;
+    options.extraCorrections = 0;
     const LinearizedStep step(objective, options);
     const RefinedDisplacement refined = step.refine(state, step.displacement(state), 4);
     EXPECT_LE(objective->evaluate(state, refined.displacement).objective.item<double>(), still) << capped;
@@ -312,41 +314,115 @@ TEST(LinearizedStep, EntropyCorrectionsCappedPerParticleGetCloser) {
   EXPECT_LT(distances[1], 0.7 * distances[0]) << distances[0] << " " << distances[1];
 }
 
-// Corrections stop per density once the certificate's estimate is below
-// a tolerance, where one is set: a smooth density stops after a few (eight or twenty
-// allowed give the same map, certified), a sharp one in the same batch goes
-// on, and the batch gives each density the map it gets alone.
-TEST(LinearizedStep, CorrectionsStopOnceCertified) {
+// Capped particle by particle, neighbours are scaled by different factors
+// and the frame carries a speckle at the grid scale (docs/design.md, "A
+// smooth trust region"). The smooth cap scales each particle by the box mean
+// of the box minima of the factors: never more than its own cap, exactly the
+// raw correction two nodes away from every capped particle, and a factor
+// field with a fraction of the per-particle one's grid-scale part
+// (measured 0.13x on these cells). (What it does to the frames is measured on the wild suite: the
+// worst density of the aggregation-diffusion operator at 128^2, 4.09% ->
+// 3.59%.)
+TEST(LinearizedStep, SmoothCapNeverExceedsTheParticleCap) {
   at::NoGradGuard noGrad;
-  const Grid grid = Grid::unitBox(2, 40);
-  const auto objective = objectiveFor(EnergySpec::porousMedium(2, 1), grid);
-  const at::Tensor x = grid.coordinate(0), y = grid.coordinate(1);
-  const at::Tensor smooth = 0.3 + 0.1 * at::cos(M_PI * x) * at::cos(M_PI * y);
-  const at::Tensor sharp = 0.2 * wildDensity(grid, "cells", 7);
+  const Grid grid = Grid::unitBox(2, 64);
+  const auto objective = objectiveFor(EnergySpec::fokkerPlanck(0.1, 20), grid);
+  const at::Tensor rho = wildDensity(grid, "cells", 2);
+  const JkoState state = objective->prepare(rho.unsqueeze(0));
+  const StepCertifier certifier(objective);
   LinearizedStepOptions options;
-  options.correctionTolerance = 1e-3;
-  const LinearizedStep step(objective, options);
+  options.correctionCapCells = 0;
+  const LinearizedStep free(objective, options);
+  const at::Tensor u = free.displacement(state);
+  const at::Tensor gradient = certifier.gradient(state, u);
+  auto speed = [](const at::Tensor& delta) { return delta[0].pow(2).sum(0).sqrt(); };  // (n, n)
+  const at::Tensor raw = speed(free.correction(state, gradient));
+  options.correctionCapCells = 1;
+  options.correctionCapRadius = 0;
+  const at::Tensor own = speed(LinearizedStep(objective, options).correction(state, gradient));
+  options.correctionCapRadius = 1;
+  const at::Tensor smooth = speed(LinearizedStep(objective, options).correction(state, gradient));
+  const double h = grid.spacing[0];
+  const at::Tensor capped = raw > h;
+  ASSERT_GT(capped.sum().item<int64_t>(), 50) << "the cells must ask for corrections beyond a cell";
+  EXPECT_LE((smooth - own).max().item<double>(), 1e-12 * h);
+  // Two nodes from every capped particle the correction is the raw one.
+  const at::Tensor near = at::max_pool2d(capped.to(at::kDouble).unsqueeze(0), {5, 5}, {1, 1}, {2, 2}).squeeze(0) > 0;
+  const at::Tensor away = near.logical_not();
+  ASSERT_GT(away.sum().item<int64_t>(), 0);
+  EXPECT_LE((smooth - raw).abs().masked_select(away).max().item<double>(), 1e-12 * h);
+  // The factor field's grid-scale part: the L1 norm of its five-point
+  // Laplacian, where the node and its four neighbours all move (particles
+  // of negative pre-filtered mass do not, with an entropy).
+  const at::Tensor moves = raw > 0;
+  auto inner = [](const at::Tensor& f, int di, int dj) {
+    return f.slice(0, 1 + di, 63 + di).slice(1, 1 + dj, 63 + dj);
+  };
+  const at::Tensor all = inner(moves, 0, 0)
+                             .logical_and(inner(moves, 1, 0))
+                             .logical_and(inner(moves, -1, 0))
+                             .logical_and(inner(moves, 0, 1))
+                             .logical_and(inner(moves, 0, -1));
+  ASSERT_GT(all.sum().item<int64_t>(), 500);
+  auto roughness = [&](const at::Tensor& s) {
+    const at::Tensor f = s / raw.clamp_min(1e-300);
+    const at::Tensor lap = inner(f, 1, 0) + inner(f, -1, 0) + inner(f, 0, 1) + inner(f, 0, -1) - 4 * inner(f, 0, 0);
+    return lap.abs().masked_select(all).sum().item<double>();
+  };
+  EXPECT_LT(roughness(smooth), 0.5 * roughness(own)) << roughness(own) << " " << roughness(smooth);
+}
+
+// A hard step gets more corrections, decided once, after the fixed ones:
+// thin strokes near vacuum under Fokker-Planck are still far off after
+// eight (the certificate's estimate is above the threshold) and twelve
+// more bring them closer to the reference
+// solver's step (measured 0.77-0.80x the distance on seeds 3 and 4, at mass
+// 1 and 10; 0.77-0.93x on small cells and scans), while on a smooth density the
+// last fixed correction gains nothing and the map is the eight
+// corrections' own. In a batch each density gets the map it gets alone.
+TEST(LinearizedStep, HardStepsTakeExtraCorrections) {
+  at::NoGradGuard noGrad;
+  const Grid grid = Grid::unitBox(2, 48);
+  const auto objective = objectiveFor(EnergySpec::fokkerPlanck(0.1, 20), grid);
+  const at::Tensor x = grid.coordinate(0), y = grid.coordinate(1);
+  const at::Tensor smooth = 1 + 0.3 * at::cos(M_PI * x) * at::cos(M_PI * y);
+  const at::Tensor sharp = wildDensity(grid, "strokes", 3);
+  LinearizedStepOptions fixed, extra;
+  fixed.extraCorrections = 0;
+  ASSERT_EQ(extra.extraCorrections, 12);
+  // The network-free base leaves the smooth step 0.4% off after eight (a
+  // learned map starts closer): the threshold here sits between the two.
+  extra.extraCorrectionsAbove = 0.01;
+  const LinearizedStep fixedStep(objective, fixed), extraStep(objective, extra);
   const StepCertifier certifier(objective);
   std::vector<at::Tensor> alone;
   for (const at::Tensor& rho : {smooth, sharp}) {
     const JkoState state = objective->prepare(rho.unsqueeze(0));
-    const RefinedDisplacement eight = step.refine(state, step.displacement(state), 8);
-    const RefinedDisplacement twenty = step.refine(state, step.displacement(state), 20);
+    const RefinedDisplacement eight = fixedStep.refine(state, fixedStep.displacement(state), 8);
+    const RefinedDisplacement more = extraStep.refine(state, extraStep.displacement(state), 8);
     const double estimate =
         certifier.l1ErrorEstimate(state, eight.displacement, certifier.gradient(state, eight.displacement));
+    alone.push_back(more.displacement[0]);
     if (rho.data_ptr() == smooth.data_ptr()) {
-      EXPECT_TRUE(at::equal(eight.displacement, twenty.displacement));
-      EXPECT_LT(estimate, step.options().correctionTolerance);
-    } else {
-      EXPECT_FALSE(at::equal(eight.displacement, twenty.displacement)) << "the cells must need more corrections";
+      ASSERT_LT(estimate, extra.extraCorrectionsAbove);
+      EXPECT_TRUE(at::equal(eight.displacement, more.displacement)) << "a smooth step took extra corrections";
+      continue;
     }
-    alone.push_back(eight.displacement[0]);
+    ASSERT_GT(estimate, extra.extraCorrectionsAbove);
+    const double still = objective->energy()(state.density).item<double>();
+    EXPECT_LE(objective->evaluate(state, more.displacement).objective.item<double>(), still);
+    const at::Tensor reference = ReferenceSolver(objective).step(rho).next;
+    auto distance = [&](const RefinedDisplacement& r) {
+      const at::Tensor next = objective->nextDensity(state, r.deposited)[0];
+      return ((next - reference).abs().sum() / reference.abs().sum()).item<double>();
+    };
+    EXPECT_LT(distance(more), 0.85 * distance(eight)) << distance(eight) << " " << distance(more);
   }
   const JkoState both = objective->prepare(at::stack({smooth, sharp}));
-  const RefinedDisplacement batch = step.refine(both, step.displacement(both), 8);
+  const RefinedDisplacement batch = extraStep.refine(both, extraStep.displacement(both), 8);
   for (int b = 0; b < 2; ++b)
     EXPECT_LT((batch.displacement[b] - alone[b]).abs().max().item<double>(),
-              1e-12 * alone[b].abs().max().item<double>() + 1e-300)
+              1e-12 * alone[b].abs().max().item<double>())
         << b;
 }
 
@@ -368,6 +444,8 @@ TEST(LinearizedStep, RefusesBadCorrectionOptions) {
   refused([](LinearizedStepOptions& o) { o.correctionTolerance = -1e-3; }, "correction tolerance");
   refused([](LinearizedStepOptions& o) { o.correctionTolerance = std::nan(""); }, "correction tolerance");
   refused([](LinearizedStepOptions& o) { o.lineSearchTrials = 0; }, "line search trials");
+  refused([](LinearizedStepOptions& o) { o.extraCorrections = -1; }, "extra corrections");
+  refused([](LinearizedStepOptions& o) { o.extraCorrectionsAbove = std::nan(""); }, "extra corrections threshold");
 }
 
 // A V-cycle reduces the residual of a variable-coefficient problem, on odd
