@@ -89,9 +89,12 @@ struct LinearizedStepOptions {
   /// This many corrections more (0: none) for a density whose map after the
   /// fixed ones the certificate (StepCertifier::l1ErrorEstimates) puts
   /// more than extraCorrectionsAbove (relative L1) from the step's
-  /// minimiser: a hard step.
+  /// minimiser: a hard step, one the Auto solver's default threshold (the
+  /// same 1%) would otherwise refine. (At 0.1% smooth frames at 128^2 took
+  /// them too, at twice the time, for little: docs/design.md, "More
+  /// corrections for hard steps".)
   int extraCorrections = 12;
-  double extraCorrectionsAbove = 1e-3;
+  double extraCorrectionsAbove = 0.01;
   /// Trial lengths of each correction's line search.
   int lineSearchTrials = 6;
 };

@@ -390,9 +390,7 @@ TEST(LinearizedStep, HardStepsTakeExtraCorrections) {
   LinearizedStepOptions fixed, extra;
   fixed.extraCorrections = 0;
   ASSERT_EQ(extra.extraCorrections, 12);
-  // The network-free base leaves the smooth step 0.4% off after eight (a
-  // learned map starts closer): the threshold here sits between the two.
-  extra.extraCorrectionsAbove = 0.01;
+  ASSERT_EQ(extra.extraCorrectionsAbove, 0.01);  // the smooth step: 0.4% after eight
   const LinearizedStep fixedStep(objective, fixed), extraStep(objective, extra);
   const StepCertifier certifier(objective);
   std::vector<at::Tensor> alone;
