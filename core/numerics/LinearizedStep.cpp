@@ -521,7 +521,7 @@ LinearizedStep::LinearizedStep(std::shared_ptr<const JkoObjective> objective, Li
     throw InvalidParameter("extra corrections", std::to_string(options_.extraCorrections), "must be >= 0 (0: none)");
   if (!(options_.extraCorrectionsAbove >= 0))
     throw InvalidParameter("extra corrections threshold", formatValue(options_.extraCorrectionsAbove),
-                           "must be >= 0 (a share of the step's decrease)");
+                           "must be >= 0 (an estimated relative L1 distance to the minimiser)");
   if (!(options_.correctionTolerance >= 0))
     throw InvalidParameter("correction tolerance", formatValue(options_.correctionTolerance), "must be >= 0 (0: none)");
   if (options_.lineSearchTrials < 1)

@@ -320,9 +320,9 @@ TEST(LinearizedStep, EntropyCorrectionsCappedPerParticleGetCloser) {
 // of the box minima of the factors: never more than its own cap, exactly the
 // raw correction two nodes away from every capped particle, and a factor
 // field with a fraction of the per-particle one's grid-scale part
-// (measured 0.13x on these cells). (What it does to the frames is measured on the wild suite: the
-// worst density of the aggregation-diffusion operator at 128^2, 4.09% ->
-// 3.59%.)
+// (measured 0.13x on these cells). What it does to the frames is measured
+// on the wild suite (the worst density of the aggregation-diffusion
+// operator at 128^2: 4.09% -> 3.59%).
 TEST(LinearizedStep, SmoothCapNeverExceedsTheParticleCap) {
   at::NoGradGuard noGrad;
   const Grid grid = Grid::unitBox(2, 64);
@@ -372,14 +372,53 @@ TEST(LinearizedStep, SmoothCapNeverExceedsTheParticleCap) {
   EXPECT_LT(roughness(smooth), 0.5 * roughness(own)) << roughness(own) << " " << roughness(smooth);
 }
 
+// Corrections stop per density once the certificate's estimate is below
+// a tolerance, where one is set: a smooth density stops after a few (eight or twenty
+// allowed give the same map, certified), a sharp one in the same batch goes
+// on, and the batch gives each density the map it gets alone.
+TEST(LinearizedStep, CorrectionsStopOnceCertified) {
+  at::NoGradGuard noGrad;
+  const Grid grid = Grid::unitBox(2, 40);
+  const auto objective = objectiveFor(EnergySpec::porousMedium(2, 1), grid);
+  const at::Tensor x = grid.coordinate(0), y = grid.coordinate(1);
+  const at::Tensor smooth = 0.3 + 0.1 * at::cos(M_PI * x) * at::cos(M_PI * y);
+  const at::Tensor sharp = 0.2 * wildDensity(grid, "cells", 7);
+  LinearizedStepOptions options;
+  options.correctionTolerance = 1e-3;
+  options.extraCorrections = 0;
+  const LinearizedStep step(objective, options);
+  const StepCertifier certifier(objective);
+  std::vector<at::Tensor> alone;
+  for (const at::Tensor& rho : {smooth, sharp}) {
+    const JkoState state = objective->prepare(rho.unsqueeze(0));
+    const RefinedDisplacement eight = step.refine(state, step.displacement(state), 8);
+    const RefinedDisplacement twenty = step.refine(state, step.displacement(state), 20);
+    const double estimate =
+        certifier.l1ErrorEstimate(state, eight.displacement, certifier.gradient(state, eight.displacement));
+    if (rho.data_ptr() == smooth.data_ptr()) {
+      EXPECT_TRUE(at::equal(eight.displacement, twenty.displacement));
+      EXPECT_LT(estimate, step.options().correctionTolerance);
+    } else {
+      EXPECT_FALSE(at::equal(eight.displacement, twenty.displacement)) << "the cells must need more corrections";
+    }
+    alone.push_back(eight.displacement[0]);
+  }
+  const JkoState both = objective->prepare(at::stack({smooth, sharp}));
+  const RefinedDisplacement batch = step.refine(both, step.displacement(both), 8);
+  for (int b = 0; b < 2; ++b)
+    EXPECT_LT((batch.displacement[b] - alone[b]).abs().max().item<double>(),
+              1e-12 * alone[b].abs().max().item<double>() + 1e-300)
+        << b;
+}
+
 // A hard step gets more corrections, decided once, after the fixed ones:
 // thin strokes near vacuum under Fokker-Planck are still far off after
 // eight (the certificate's estimate is above the threshold) and twelve
-// more bring them closer to the reference
-// solver's step (measured 0.77-0.80x the distance on seeds 3 and 4, at mass
-// 1 and 10; 0.77-0.93x on small cells and scans), while on a smooth density the
-// last fixed correction gains nothing and the map is the eight
-// corrections' own. In a batch each density gets the map it gets alone.
+// more bring them closer to the reference solver's step (measured
+// 0.77-0.80x the distance on seeds 3 and 4, at mass 1 and 10; 0.77-0.93x
+// on small cells and scans), while a smooth density, certified below the
+// threshold after eight, keeps the eight corrections' map. In a batch each
+// density gets the map it gets alone.
 TEST(LinearizedStep, HardStepsTakeExtraCorrections) {
   at::NoGradGuard noGrad;
   const Grid grid = Grid::unitBox(2, 48);
