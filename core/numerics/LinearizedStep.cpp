@@ -416,21 +416,6 @@ SampleModel& modelFor(const Shape& s, int smoothing) {
   return *entry;
 }
 
-void capDisplacement(const Shape& s, double capCells, double* u) {
-  double hMin = 1e300;
-  for (int a = 0; a < s.dim; ++a) hMin = std::min(hMin, s.h[s.slot(a)]);
-  const double cap = capCells * hMin;
-  const int64_t N = s.nodes;
-  for (int64_t i = 0; i < N; ++i) {
-    double speed2 = 0;
-    for (int a = 0; a < s.dim; ++a) speed2 += u[a * N + i] * u[a * N + i];
-    if (speed2 > cap * cap) {
-      const double factor = cap / std::sqrt(speed2);
-      for (int a = 0; a < s.dim; ++a) u[a * N + i] *= factor;
-    }
-  }
-}
-
 // One pass of a sliding window of `radius` nodes along `axis` (clamped at
 // the walls): the window's minimum, or its mean.
 void slideAlong(const Shape& s, int axis, int64_t radius, bool minimum, std::vector<double>& f,
@@ -448,14 +433,15 @@ void slideAlong(const Shape& s, int axis, int64_t radius, bool minimum, std::vec
   }
 }
 
-// The per-particle cap's factors min(1, cap / |u_i|) made smooth: their
-// minimum over the (2r+1)^d box around each node, then that field's mean
-// over the same box. Every node's window mean only takes minima over boxes
-// that contain the node itself, so no particle moves more than the cap;
-// neighbouring particles are scaled alike, so the correction keeps its
-// shape instead of a grid-scale speckle (docs/design.md, "A smooth trust
+// Caps each particle's |u_i| at capCells cells: scales it by min(1, cap /
+// |u_i|), or, with a radius, by those factors made smooth: their minimum
+// over the (2r+1)^d box around each node, then that field's mean over the
+// same box. Every node's window mean only takes minima over boxes that
+// contain the node itself, so no particle moves more than the cap;
+// neighbouring particles are scaled alike, so a correction keeps its shape
+// instead of a grid-scale speckle (docs/design.md, "A smooth trust
 // region").
-void capDisplacementSmoothly(const Shape& s, double capCells, int64_t radius, double* u) {
+void capDisplacement(const Shape& s, double capCells, int64_t radius, double* u) {
   double hMin = 1e300;
   for (int a = 0; a < s.dim; ++a) hMin = std::min(hMin, s.h[s.slot(a)]);
   const double cap = capCells * hMin;
@@ -468,8 +454,9 @@ void capDisplacementSmoothly(const Shape& s, double capCells, int64_t radius, do
     if (speed2 > cap * cap) factor[i] = cap / std::sqrt(speed2), any = true;
   }
   if (!any) return;
-  for (bool minimum : {true, false})
-    for (int a = 0; a < s.dim; ++a) slideAlong(s, a, radius, minimum, factor, work);
+  if (radius > 0)
+    for (bool minimum : {true, false})
+      for (int a = 0; a < s.dim; ++a) slideAlong(s, a, radius, minimum, factor, work);
   for (int a = 0; a < s.dim; ++a)
     for (int64_t i = 0; i < N; ++i) u[a * N + i] *= factor[i];
 }
@@ -628,7 +615,7 @@ at::Tensor LinearizedStep::displacement(const JkoState& state) const {
   forEachSampleModel(*objective_, options_, state, false, [&](SampleModel& model, int64_t b, const Shape& shape) {
     double* out = u.data_ptr<double>() + b * grid.dim * N;
     model.step(out);
-    capDisplacement(shape, options_.capCells, out);
+    capDisplacement(shape, options_.capCells, 0, out);
   });
   return displacementShaped(u, grid, state.density.device());
 }
@@ -669,10 +656,7 @@ at::Tensor LinearizedStep::correction(const JkoState& state, const at::Tensor& g
                      [&](SampleModel& model, int64_t b, const Shape& shape) {
                        double* out = delta.data_ptr<double>() + b * grid.dim * N;
                        model.correct(r.data_ptr<double>() + b * grid.dim * N, out);
-                       if (capCells > 0 && options_.correctionCapRadius > 0)
-                         capDisplacementSmoothly(shape, capCells, options_.correctionCapRadius, out);
-                       else if (capCells > 0)
-                         capDisplacement(shape, capCells, out);
+                       if (capCells > 0) capDisplacement(shape, capCells, options_.correctionCapRadius, out);
                      });
   return displacementShaped(delta, grid, state.density.device());
 }
@@ -706,23 +690,20 @@ RefinedDisplacement LinearizedStep::refine(const JkoState& state, const at::Tens
     if (done.all().item<bool>()) break;
     const at::Tensor& u = out.displacement;
     const at::Tensor gradient = certifier.gradient(state, u, out.deposited);
-    if (k == corrections) {
-      // A hard step (sharp edges near vacuum, thin lines) is still far from
-      // its minimiser after the fixed corrections: the certificate's
-      // estimate of its relative L1 distance is above extraCorrectionsAbove.
-      // Such a density takes all the extra corrections (a rule on the
-      // certificate once, not a stopping rule: stopping at a tolerance made
-      // the certificates a band that no longer ranks the frames). The last
-      // correction's decrease of J was tried first as the sign of a hard
-      // step and missed steps whose line search had just stalled
-      // (docs/design.md, "More corrections for hard steps").
-      done = done.logical_or(certifier.l1ErrorEstimates(state, u, gradient, out.deposited) <=
-                             options_.extraCorrectionsAbove);
-      if (done.all().item<bool>()) break;
-    }
-    if (options_.correctionTolerance > 0) {
-      done =
-          done.logical_or(certifier.l1ErrorEstimates(state, u, gradient, out.deposited) < options_.correctionTolerance);
+    // After the fixed corrections, a hard step (sharp edges near vacuum,
+    // thin lines) is still far from its minimiser: the certificate's
+    // estimate of its relative L1 distance is above extraCorrectionsAbove.
+    // Such a density takes all the extra corrections (a rule on the
+    // certificate once, not a stopping rule like the tolerance's, which made
+    // the certificates a band that no longer ranks the frames). The last
+    // correction's decrease of J was tried first as the sign of a hard step
+    // and missed steps whose line search had just stalled (docs/design.md,
+    // "More corrections for hard steps").
+    const bool extraRule = k == corrections, toleranceRule = options_.correctionTolerance > 0;
+    if (extraRule || toleranceRule) {
+      const at::Tensor estimates = certifier.l1ErrorEstimates(state, u, gradient, out.deposited);
+      if (extraRule) done = done.logical_or(estimates <= options_.extraCorrectionsAbove);
+      if (toleranceRule) done = done.logical_or(estimates < options_.correctionTolerance);
       if (done.all().item<bool>()) break;
     }
     const at::Tensor delta = correction(state, gradient);
