@@ -481,6 +481,7 @@ TEST(LinearizedStep, RefusesBadCorrectionOptions) {
   refused([](LinearizedStepOptions& o) { o.correctionTolerance = -1e-3; }, "correction tolerance");
   refused([](LinearizedStepOptions& o) { o.correctionTolerance = std::nan(""); }, "correction tolerance");
   refused([](LinearizedStepOptions& o) { o.lineSearchTrials = 0; }, "line search trials");
+  refused([](LinearizedStepOptions& o) { o.correctionCapRadius = -1; }, "correction cap radius");
   refused([](LinearizedStepOptions& o) { o.extraCorrections = -1; }, "extra corrections");
   refused([](LinearizedStepOptions& o) { o.extraCorrectionsAbove = std::nan(""); }, "extra corrections threshold");
 }
