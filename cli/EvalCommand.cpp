@@ -136,8 +136,8 @@ void addEvalCommand(CLI::App& app) {
       ->check(CLI::IsMember({"reference", "learned", "refine", "auto", "linearized"}));
   eval->add_option("--operator", options->operatorFile, "Operator file (learned, refine, auto)");
   eval->add_option("--threshold", options->threshold,
-                   "Certificate threshold: the share of a step's decrease allowed to be missing (auto refines "
-                   "above it; learned reports the frames above it)")
+                   "Certificate threshold: the largest estimated relative L1 distance of a frame to its step's "
+                   "minimiser (auto refines above it; learned reports the frames above it)")
       ->capture_default_str();
   eval->add_option("--refine-iterations", options->refineIterations,
                    "L-BFGS iterations after the learned step (refine)")

@@ -167,8 +167,8 @@ void addRolloutCommand(CLI::App& app) {
   rollout->add_option("--operator", o->operatorFile, "Learned operator file (.jko or TorchScript .pt)");
   rollout
       ->add_option("--threshold", o->threshold,
-                   "Certificate threshold: the share of a step's decrease allowed to be missing (auto refines "
-                   "above it; learned reports the frames above it)")
+                   "Certificate threshold: the largest estimated relative L1 distance of a frame to its step's "
+                   "minimiser (auto refines above it; learned reports the frames above it)")
       ->capture_default_str();
   rollout->add_option("--refine-iterations", o->refineIterations, "L-BFGS iterations after the learned step (refine)")
       ->capture_default_str();

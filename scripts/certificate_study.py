@@ -218,8 +218,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jko", default=os.path.join(ROOT, "build/bin/jko"))
     parser.add_argument("--quick", action="store_true", help="a few runs only (smoke test)")
-    parser.add_argument("--threshold", type=float, default=0.01,
-                        help="the Auto threshold to measure (default: the Auto solver's, 0.01)")
+    parser.add_argument("--threshold", type=float, default=0.004,
+                        help="the Auto threshold to measure (default: the Auto solver's, 0.004)")
     parser.add_argument("--out", default=os.path.join(ROOT, "docs/benchmarks/certificate-study.json"))
     parser.add_argument("--figure", default=os.path.join(ROOT, "docs/images/certificate-vs-error.png"))
     parser.add_argument("--analyse", metavar="JSON",

@@ -661,7 +661,9 @@ at::Tensor LinearizedStep::correction(const JkoState& state, const at::Tensor& g
   return displacementShaped(delta, grid, state.density.device());
 }
 
-RefinedDisplacement LinearizedStep::refine(const JkoState& state, const at::Tensor& start, int corrections) const {
+RefinedDisplacement LinearizedStep::refine(const JkoState& state, const at::Tensor& start, int corrections,
+                                           double tolerance) const {
+  if (tolerance < 0) tolerance = options_.correctionTolerance;
   at::NoGradGuard noGrad;
   std::vector<int64_t> perSample(start.dim(), 1), perDensity(start.dim() - 1, 1);
   perSample[0] = perDensity[0] = -1;
@@ -699,11 +701,11 @@ RefinedDisplacement LinearizedStep::refine(const JkoState& state, const at::Tens
     // correction's decrease of J was tried first as the sign of a hard step
     // and missed steps whose line search had just stalled (docs/design.md,
     // "More corrections for hard steps").
-    const bool extraRule = k == corrections, toleranceRule = options_.correctionTolerance > 0;
+    const bool extraRule = k == corrections, toleranceRule = tolerance > 0;
     if (extraRule || toleranceRule) {
       const at::Tensor estimates = certifier.l1ErrorEstimates(state, u, gradient, out.deposited);
       if (extraRule) done = done.logical_or(estimates <= options_.extraCorrectionsAbove);
-      if (toleranceRule) done = done.logical_or(estimates < options_.correctionTolerance);
+      if (toleranceRule) done = done.logical_or(estimates < tolerance);
       if (done.all().item<bool>()) break;
     }
     const at::Tensor delta = correction(state, gradient);

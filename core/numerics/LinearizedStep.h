@@ -89,8 +89,8 @@ struct LinearizedStepOptions {
   /// This many corrections more (0: none) for a density whose map after the
   /// fixed ones the certificate (StepCertifier::l1ErrorEstimates) puts
   /// more than extraCorrectionsAbove (relative L1) from the step's
-  /// minimiser: a hard step, one the Auto solver's default threshold (the
-  /// same 1%) would otherwise refine. (At 0.1% smooth frames at 128^2 took
+  /// minimiser: a hard step, one the Auto solver would otherwise refine
+  /// (its threshold was 1% when this was measured). (At 0.1% smooth frames at 128^2 took
   /// them too, at twice the time, for little: docs/design.md, "More
   /// corrections for hard steps".)
   int extraCorrections = 12;
@@ -138,9 +138,12 @@ class LinearizedStep {
   /// options().lineSearchTrials, per density; none lowers J: the density
   /// stops); with options().correctionTolerance, a density also stops once
   /// its certificate estimate is below it. A start with J above J(0) =
-  /// E(rho) is replaced by 0 first.
+  /// E(rho) is replaced by 0 first. `tolerance` >= 0 replaces
+  /// options().correctionTolerance for this call (the Auto solver's: it
+  /// accepts any map certified below its threshold).
   /// With the deposit of the result (before the output limiter).
-  RefinedDisplacement refine(const JkoState& state, const at::Tensor& start, int corrections) const;
+  RefinedDisplacement refine(const JkoState& state, const at::Tensor& start, int corrections,
+                             double tolerance = -1) const;
 
   /// One step: the next density and the displacement, rho (n...) or (B, n...).
   /// The displacement is halved per density until the JKO objective falls

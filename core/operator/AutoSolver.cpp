@@ -47,13 +47,17 @@ AutoSolver::AutoSolver(std::shared_ptr<const LearnedOperator> op, std::shared_pt
                            "the certificate above which a refinement starts from u = 0 must be at least the "
                            "threshold (" +
                                formatValue(options_.threshold) + ")");
+  if (!(options_.correctUntil >= 0 && options_.correctUntil <= 1))
+    throw InvalidParameter("correction target", formatValue(options_.correctUntil),
+                           "the fraction of the threshold at which the learned map's corrections stop must be in "
+                           "[0, 1] (0: all of them)");
   if (op_->metadata().dim != objective_->grid().dim)
     throw OperatorFileError("this operator was trained on " + std::to_string(op_->metadata().dim) +
                             "D densities; the data is " + std::to_string(objective_->grid().dim) +
                             "D: train or load a " + std::to_string(objective_->grid().dim) + "D operator");
 }
 
-CertifiedStep AutoSolver::learnedGuess(const at::Tensor& rho) const {
+CertifiedStep AutoSolver::learnedGuess(const at::Tensor& rho, double correctionTolerance) const {
   const Grid& grid = objective_->grid();
   const OperatorMetadata& m = op_->metadata();
   const double mass = rho.to(at::kDouble).sum().item<double>() * grid.cellVolume();
@@ -65,7 +69,7 @@ CertifiedStep AutoSolver::learnedGuess(const at::Tensor& rho) const {
   CertifiedStep out;
   out.densityFactor = symmetry.densityFactor;
   const auto start = Clock::now();
-  const LearnedStep learned = stepThroughSymmetry(*op_, symmetry, rho, grid);
+  const LearnedStep learned = stepThroughSymmetry(*op_, symmetry, rho, grid, correctionTolerance);
   out.displacement = learned.velocity * objective_->tau();
   out.next = learned.next;
   out.learnedMs = millisecondsSince(start);
@@ -73,7 +77,11 @@ CertifiedStep AutoSolver::learnedGuess(const at::Tensor& rho) const {
 }
 
 CertifiedStep AutoSolver::learnedStep(const at::Tensor& rho, double energyOfRho) const {
-  CertifiedStep out = learnedGuess(rho);
+  return certifiedGuess(rho, energyOfRho, 0);
+}
+
+CertifiedStep AutoSolver::certifiedGuess(const at::Tensor& rho, double energyOfRho, double correctionTolerance) const {
+  CertifiedStep out = learnedGuess(rho, correctionTolerance);
   const auto start = Clock::now();
   out.learned = certifier_.certify(rho, out.displacement, energyOfRho);
   out.certificate = out.learned;
@@ -88,7 +96,7 @@ CertifiedStep AutoSolver::learnedStep(const at::Tensor& rho, double energyOfRho)
 CertifiedStep AutoSolver::step(const at::Tensor& rho, const ProgressCallback& progress, double energyOfRho) const {
   CertifiedStep out;
   try {
-    out = learnedStep(rho, energyOfRho);
+    out = certifiedGuess(rho, energyOfRho, options_.correctUntil * options_.threshold);
   } catch (const InvalidDensity& e) {
     // A learned step that cannot be taken (NaN, overflow) is no reason to
     // stop: the reference solver takes the step from u = 0. A density that

@@ -817,7 +817,8 @@ at::Tensor LearnedOperator::velocity(const Energy& energy, const NetworkInputs& 
   return interpolateOnto(gatedVelocity(out, in.explicitVelocity, in.smoothedVelocity, scale), energy.grid());
 }
 
-LearnedStep LearnedOperator::step(const at::Tensor& rho, const Grid& grid, const EnergySpec* energy) const {
+LearnedStep LearnedOperator::step(const at::Tensor& rho, const Grid& grid, const EnergySpec* energy,
+                                  double correctionTolerance) const {
   at::NoGradGuard noGrad;
   const bool batched = rho.dim() == grid.dim + 1;
   const at::Tensor r = (batched ? rho : rho.unsqueeze(0)).to(device_, at::kDouble);
@@ -844,7 +845,8 @@ LearnedStep LearnedOperator::step(const at::Tensor& rho, const Grid& grid, const
   at::Tensor deposited;
   if (corrections > 0) {
     const RefinedDisplacement refined = linearizedOn(objective)->refine(
-        in.state.density.defined() ? in.state : objective->prepare(r), metadata_.tau * v, corrections);
+        in.state.density.defined() ? in.state : objective->prepare(r), metadata_.tau * v, corrections,
+        std::max(0.0, correctionTolerance));
     v = refined.displacement / metadata_.tau;
     deposited = refined.deposited;
   } else {

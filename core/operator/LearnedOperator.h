@@ -138,8 +138,12 @@ class LearnedOperator {
   /// One density on at most kSerialStepNodes nodes steps on one CPU thread.
   /// `energy`: the energy to step, at the operator's tau, for a conditioned
   /// operator (OperatorMetadata::conditioning; StepSymmetry finds it for a
-  /// panel); the operator's own when null.
-  LearnedStep step(const at::Tensor& rho, const Grid& grid, const EnergySpec* energy = nullptr) const;
+  /// panel); the operator's own when null. `correctionTolerance` > 0: a
+  /// density's Gauss-Newton corrections stop once the certificate puts its
+  /// map within this relative L1 distance of the step's minimiser (the Auto
+  /// solver, which accepts such a map anyway); 0: every correction.
+  LearnedStep step(const at::Tensor& rho, const Grid& grid, const EnergySpec* energy = nullptr,
+                   double correctionTolerance = 0) const;
 
   /// Gauss-Newton corrections of the learned map in step() (0 for a
   /// TorchScript network): the file's NetworkConfig::gaussNewton unless set

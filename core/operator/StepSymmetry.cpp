@@ -207,9 +207,11 @@ std::string describeCoverage(const OperatorMetadata& m) {
 }
 
 LearnedStep stepThroughSymmetry(const LearnedOperator& op, const StepSymmetry& symmetry, const at::Tensor& rho,
-                                const Grid& grid) {
+                                const Grid& grid, double correctionTolerance) {
   const double c = symmetry.densityFactor;
-  LearnedStep step = op.step(c == 1 ? rho : rho * c, grid, symmetry.conditioned ? &symmetry.operatorEnergy : nullptr);
+  // The tolerance is a relative L1 distance: the same for rho and c rho.
+  LearnedStep step = op.step(c == 1 ? rho : rho * c, grid, symmetry.conditioned ? &symmetry.operatorEnergy : nullptr,
+                             correctionTolerance);
   if (c != 1) step.next = step.next / c;
   // Same map u = tau0 v0; the problem's velocity is u / tau = v0 / s.
   if (symmetry.timeFactor != 1) step.velocity = step.velocity / symmetry.timeFactor;

@@ -88,7 +88,8 @@ std::string describeCoverage(const OperatorMetadata& metadata);
 /// The operator's step of c rho scaled back: rho_{k+1} = (1/c) G(c rho), the
 /// velocity the operator's map divided by the problem's tau (= s tau0); a
 /// conditioned operator steps the symmetry's operatorEnergy.
+/// `correctionTolerance`: LearnedOperator::step's.
 LearnedStep stepThroughSymmetry(const LearnedOperator& op, const StepSymmetry& symmetry, const at::Tensor& rho,
-                                const Grid& grid);
+                                const Grid& grid, double correctionTolerance = 0);
 
 }  // namespace jko

@@ -24,6 +24,7 @@
 #include "numerics/Energy.h"
 #include "numerics/Grid.h"
 #include "numerics/Progress.h"
+#include "operator/AutoSolver.h"
 #include "operator/StepSymmetry.h"
 
 class vtkAlgorithm;
@@ -97,7 +98,7 @@ struct RolloutSetup {
   double tau = 0.005;
   int maxIterations = 2000;   ///< cap of a reference step's (and an Auto refinement's) L-BFGS iterations
   int refineIterations = 10;  ///< L-BFGS iterations after each learned step (Learned + refine)
-  double threshold = 0.01;    ///< certificate threshold: Auto refines above it, the others flag
+  double threshold = AutoSolverOptions().threshold;  ///< certificate threshold: Auto refines above it, the others flag
   at::Device device = at::kCPU;
   std::shared_ptr<LearnedOperator> op;  ///< the learned modes' operator
   /// The learned modes: how the operator serves the panel's problem (the

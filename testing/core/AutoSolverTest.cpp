@@ -87,7 +87,7 @@ TEST(AutoSolver, InRangeCertificatesTrackTheErrorAndGoodStepsPass) {
   const Grid grid = Grid::unitBox(2, 64);
   DensityRanges ranges;
   ranges.peakMin = 0.2, ranges.peakMax = 0.4;
-  at::Tensor rho = DensityGenerator(grid, ranges, 21).next("smooth-field");
+  at::Tensor rho = DensityGenerator(grid, ranges, 2).next("smooth-field");
   ASSERT_TRUE(checkDensityAgainstTraining(op->metadata(), grid, rho).empty());
   const auto objective = op->objectiveOn(grid);
   const AutoSolver solver(op, objective);
@@ -210,6 +210,45 @@ TEST(AutoSolver, AStepFarOffIsRefinedFromZero) {
   AutoSolverOptions options;
   options.restartAbove = 0.5 * options.threshold;
   EXPECT_THROW(AutoSolver(op, objective, options), InvalidParameter);
+}
+
+// On a density the operator handles well, Auto stops the learned map's
+// Gauss-Newton corrections once the certificate is a quarter of the
+// threshold: a different, less tight map than the learned solver's (which
+// takes all of them), still certified and still close to the reference step.
+// With correctUntil = 0 it is the learned solver's map.
+TEST(AutoSolver, StopsCorrectingOnceCertified) {
+  const auto op = porousMediumOperator();
+  const Grid grid = Grid::unitBox(2, 64);
+  DensityRanges ranges;
+  ranges.massMin = ranges.massMax = 0.02;
+  const at::Tensor rho = DensityGenerator(grid, ranges, 2).next("smooth-field");
+  const auto objective = op->objectiveOn(grid);
+  const AutoSolver solver(op, objective);
+  const CertifiedStep learned = solver.learnedStep(rho);
+  const CertifiedStep automatic = solver.step(rho);
+  const ReferenceStep exact = ReferenceSolver(objective).step(rho);
+  ASSERT_FALSE(automatic.refined);
+  const AutoSolverOptions& options = solver.options();
+  EXPECT_LE(automatic.certificate.l1ErrorEstimate, options.correctUntil * options.threshold);
+  EXPECT_FALSE(at::equal(automatic.next, learned.next)) << "the corrections did not stop early";
+  EXPECT_LT(learned.certificate.l1ErrorEstimate, automatic.certificate.l1ErrorEstimate);
+  EXPECT_LT(relativeL1(automatic.next, exact.next), options.correctUntil * options.threshold);
+  EXPECT_NEAR(automatic.next.sum().item<double>(), rho.sum().item<double>(), 1e-12 * rho.sum().item<double>());
+
+  AutoSolverOptions all;
+  all.correctUntil = 0;
+  EXPECT_TRUE(at::equal(AutoSolver(op, objective, all).step(rho).next, learned.next));
+  for (const double bad : {-0.1, 1.5}) {
+    AutoSolverOptions refused;
+    refused.correctUntil = bad;
+    try {
+      AutoSolver(op, objective, refused);
+      ADD_FAILURE() << "correctUntil " << bad << " accepted";
+    } catch (const InvalidParameter& e) {
+      EXPECT_NE(std::string(e.what()).find("correction target"), std::string::npos) << e.what();
+    }
+  }
 }
 
 // A Fokker-Planck step does not depend on the mass: the Auto solver steps a
