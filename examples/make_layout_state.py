@@ -133,7 +133,8 @@ def build_layout(simple, steps=20):
     table.UseIndexForXAxis = 0
     table.XArrayName = "Time"
     # Energy on the left axis; the certificates (estimated relative L1
-    # errors, 0.001-1) on the right one, in log scale. A refined frame shows
+    # errors, 1e-4 to 1: Auto's frames stop correcting at a quarter of its
+    # threshold, 0.001) on the right one, in log scale. A refined frame shows
     # its learned step's certificate as a point above the threshold line: the
     # step Auto did not trust, and where the refinement brought it.
     series = [("Energy", "energy E(rho_k)", "0", "4", "1", [0.85, 0.1, 0.1]),
@@ -154,7 +155,7 @@ def build_layout(simple, steps=20):
     # A fixed range, so that the threshold stays put while frames are added
     # (certificates above 1 mean "no idea" and are clipped).
     chart.RightAxisUseCustomRange = 1
-    chart.RightAxisRangeMinimum, chart.RightAxisRangeMaximum = 1e-3, 1.0
+    chart.RightAxisRangeMinimum, chart.RightAxisRangeMaximum = 1e-4, 1.0
     chart.BottomAxisTitle = "time t"
     chart.ChartTitleFontSize = chart.LeftAxisTitleFontSize = chart.BottomAxisTitleFontSize = 16
     chart.RightAxisTitleFontSize = 16
