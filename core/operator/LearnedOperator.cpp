@@ -844,9 +844,9 @@ LearnedStep LearnedOperator::step(const at::Tensor& rho, const Grid& grid, const
   const int corrections = gaussNewton();
   at::Tensor deposited;
   if (corrections > 0) {
-    const RefinedDisplacement refined = linearizedOn(objective)->refine(
-        in.state.density.defined() ? in.state : objective->prepare(r), metadata_.tau * v, corrections,
-        std::max(0.0, correctionTolerance));
+    const RefinedDisplacement refined =
+        linearizedOn(objective)->refine(in.state.density.defined() ? in.state : objective->prepare(r),
+                                        metadata_.tau * v, corrections, std::max(0.0, correctionTolerance));
     v = refined.displacement / metadata_.tau;
     deposited = refined.deposited;
   } else {
