@@ -87,7 +87,7 @@ TEST(AutoSolver, InRangeCertificatesTrackTheErrorAndGoodStepsPass) {
   const Grid grid = Grid::unitBox(2, 64);
   DensityRanges ranges;
   ranges.peakMin = 0.2, ranges.peakMax = 0.4;
-  at::Tensor rho = DensityGenerator(grid, ranges, 2).next("smooth-field");
+  at::Tensor rho = DensityGenerator(grid, ranges, 21).next("smooth-field");
   ASSERT_TRUE(checkDensityAgainstTraining(op->metadata(), grid, rho).empty());
   const auto objective = op->objectiveOn(grid);
   const AutoSolver solver(op, objective);
