@@ -620,7 +620,7 @@ at::Tensor LinearizedStep::displacement(const JkoState& state) const {
   return displacementShaped(u, grid, state.density.device());
 }
 
-at::Tensor LinearizedStep::correction(const JkoState& state, const at::Tensor& gradient) const {
+at::Tensor LinearizedStep::correction(const JkoState& state, const at::Tensor& gradient, bool hardStep) const {
   at::NoGradGuard noGrad;
   const Grid& grid = objective_->grid();
   const int64_t N = grid.numNodes();
@@ -633,9 +633,15 @@ at::Tensor LinearizedStep::correction(const JkoState& state, const at::Tensor& g
   // sharp edges, a large share of a field of small cells) move in the
   // corrections: held at their start, the corrections of an aggregation
   // step from such cells stalled 17% from the minimiser (0.02% with them,
-  // docs/design.md, "Gauss-Newton corrections for every preset"). Not with
-  // an entropy, whose log makes their gradient point into vacuum: there the
-  // corrections stalled earlier with them.
+  // docs/design.md, "Gauss-Newton corrections for every preset"). With an
+  // entropy only in a hard step's extra corrections (refine()): there,
+  // under the trust region below, they let the Fokker-Planck step from a
+  // field of small cells at 64^2 come within 3.0% of the reference solver's
+  // instead of stalling at 6.0% (the corrections could not lower J further
+  // with them held); in every correction they cost thin strokes at 128^2
+  // (3.25% -> 3.71%; docs/design.md, "Negative masses in a hard step's
+  // extra corrections"). Before the trust region they stalled the entropy's
+  // corrections earlier.
   //
   // With an entropy the model (H^-1 = rho / D of rho_k) is also far too
   // flat away from u = 0 on sharp states: on a field of small cells at
@@ -650,7 +656,7 @@ at::Tensor LinearizedStep::correction(const JkoState& state, const at::Tensor& g
   // for the entropy's corrections").
   const EnergySpec& spec = objective_->energy().spec();
   const bool entropy = spec.internal == InternalKind::Entropy && spec.diffusion > 0;
-  const bool negativeMassesMove = options_.negativeMassesMove && !entropy;
+  const bool negativeMassesMove = options_.negativeMassesMove && (!entropy || hardStep);
   const double capCells = entropy ? options_.correctionCapCells : 0;
   forEachSampleModel(*objective_, options_, state, negativeMassesMove,
                      [&](SampleModel& model, int64_t b, const Shape& shape) {
@@ -708,7 +714,7 @@ RefinedDisplacement LinearizedStep::refine(const JkoState& state, const at::Tens
       if (toleranceRule) done = done.logical_or(estimates < tolerance);
       if (done.all().item<bool>()) break;
     }
-    const at::Tensor delta = correction(state, gradient);
+    const at::Tensor delta = correction(state, gradient, k >= corrections);
     // Per density: the full correction if it lowers J; else the minimiser
     // of the parabola through J(u), its slope g . delta and J(u + delta),
     // within [1/16, 1/2]; else a quarter of the last length, down to

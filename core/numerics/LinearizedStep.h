@@ -70,7 +70,8 @@ struct LinearizedStepOptions {
   /// search).
   int corrections = 0;
   /// In the corrections' model, particles of negative pre-filtered mass
-  /// move too (never with an entropy; see correction()).
+  /// move too (with an entropy in a hard step's extra corrections only; see
+  /// correction()).
   bool negativeMassesMove = true;
   /// With an entropy, each correction's |delta| is capped at this many cells
   /// per particle (0: no cap), a trust region per particle; see correction().
@@ -126,10 +127,11 @@ class LinearizedStep {
   /// (B, dim, n...) at some displacement u (StepCertifier::gradient): for
   /// u = 0 it is displacement(state), before the cap, where no particle of
   /// negative pre-filtered mass moves: unlike the step's, this model moves
-  /// them (options().negativeMassesMove) unless the energy has an entropy.
+  /// them (options().negativeMassesMove).
   /// With an entropy each particle's correction is capped at
-  /// options().correctionCapCells cells instead.
-  at::Tensor correction(const JkoState& state, const at::Tensor& gradient) const;
+  /// options().correctionCapCells cells, and the negative masses move only
+  /// in a `hardStep`'s corrections (refine()'s extra ones).
+  at::Tensor correction(const JkoState& state, const at::Tensor& gradient, bool hardStep = false) const;
 
   /// `start` (B, dim, n...) after at most `corrections` Gauss-Newton
   /// corrections, each with the objective's gradient at the current
