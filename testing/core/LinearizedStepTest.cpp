@@ -372,6 +372,18 @@ TEST(LinearizedStep, SmoothCapNeverExceedsTheParticleCap) {
   EXPECT_LT(roughness(smooth), 0.5 * roughness(own)) << roughness(own) << " " << roughness(smooth);
 }
 
+// A batch's corrections give each density the map `alone` it gets by itself.
+void expectBatchAsAlone(const LinearizedStep& step, const JkoObjective& objective,
+                        const std::vector<at::Tensor>& densities, const std::vector<at::Tensor>& alone,
+                        int corrections) {
+  const JkoState batch = objective.prepare(at::stack(densities));
+  const RefinedDisplacement refined = step.refine(batch, step.displacement(batch), corrections);
+  for (size_t b = 0; b < densities.size(); ++b)
+    EXPECT_LT((refined.displacement[b] - alone[b]).abs().max().item<double>(),
+              1e-12 * alone[b].abs().max().item<double>() + 1e-300)
+        << b;
+}
+
 // Corrections stop per density once the certificate's estimate is below
 // a tolerance, where one is set: a smooth density stops after a few (eight or twenty
 // allowed give the same map, certified), a sharp one in the same batch goes
@@ -403,12 +415,7 @@ TEST(LinearizedStep, CorrectionsStopOnceCertified) {
     }
     alone.push_back(eight.displacement[0]);
   }
-  const JkoState both = objective->prepare(at::stack({smooth, sharp}));
-  const RefinedDisplacement batch = step.refine(both, step.displacement(both), 8);
-  for (int b = 0; b < 2; ++b)
-    EXPECT_LT((batch.displacement[b] - alone[b]).abs().max().item<double>(),
-              1e-12 * alone[b].abs().max().item<double>() + 1e-300)
-        << b;
+  expectBatchAsAlone(step, *objective, {smooth, sharp}, alone, 8);
 }
 
 // A hard step gets more corrections, decided once, after the fixed ones:
@@ -455,12 +462,7 @@ TEST(LinearizedStep, HardStepsTakeExtraCorrections) {
     };
     EXPECT_LT(distance(more), 0.85 * distance(eight)) << distance(eight) << " " << distance(more);
   }
-  const JkoState both = objective->prepare(at::stack({smooth, sharp}));
-  const RefinedDisplacement batch = extraStep.refine(both, extraStep.displacement(both), 8);
-  for (int b = 0; b < 2; ++b)
-    EXPECT_LT((batch.displacement[b] - alone[b]).abs().max().item<double>(),
-              1e-12 * alone[b].abs().max().item<double>())
-        << b;
+  expectBatchAsAlone(extraStep, *objective, {smooth, sharp}, alone, 8);
 }
 
 // The corrections' options are checked where they are set: a negative cap
