@@ -49,6 +49,7 @@
 
 #include <ATen/ATen.h>
 
+#include <deque>
 #include <memory>
 
 #include "numerics/JkoObjective.h"
@@ -96,6 +97,14 @@ struct LinearizedStepOptions {
   /// corrections for hard steps".)
   int extraCorrections = 12;
   double extraCorrectionsAbove = 0.01;
+  /// The extra corrections after the first are quasi-Newton steps: L-BFGS
+  /// with at most this many pairs (s, y) of the extra corrections before,
+  /// on top of the model (its A^-1 as the initial inverse Hessian; 0: every
+  /// one the chord step -A^-1 J'(u) of the fixed corrections). The model is
+  /// the Hessian at u = 0, far from the objective's at the map of a hard
+  /// step (thin strokes spreading over many cells); the pairs supply the
+  /// curvature it misses (docs/design.md, "Quasi-Newton extra corrections").
+  int extraCorrectionMemory = 10;
   /// Trial lengths of each correction's line search.
   int lineSearchTrials = 6;
 };
@@ -153,6 +162,12 @@ class LinearizedStep {
   std::pair<at::Tensor, at::Tensor> step(const at::Tensor& rho) const;
 
  private:
+  /// -H J'(u): L-BFGS's inverse Hessian H from the pairs (s, y) and their
+  /// per-density 1 / (s . y), on top of the model's A^-1 (a hard step's).
+  at::Tensor quasiNewtonCorrection(const JkoState& state, const at::Tensor& gradient,
+                                   const std::deque<at::Tensor>& pairS, const std::deque<at::Tensor>& pairY,
+                                   const std::deque<at::Tensor>& inverseCurvature) const;
+
   std::shared_ptr<const JkoObjective> objective_;
   LinearizedStepOptions options_;
 };
