@@ -5,8 +5,8 @@
 
 #include <algorithm>
 #include <array>
-#include <deque>
 #include <cmath>
+#include <deque>
 #include <map>
 #include <vector>
 
@@ -604,6 +604,9 @@ void forEachSampleModel(const JkoObjective& J, const LinearizedStepOptions& opti
   });
 }
 
+// a . b per density of a batch (B, ...) -> (B).
+at::Tensor perDensityDot(const at::Tensor& a, const at::Tensor& b) { return (a * b).flatten(1).sum(1); }
+
 at::Tensor displacementShaped(const at::Tensor& flat, const Grid& grid, at::Device device) {
   std::vector<int64_t> sizes{flat.size(0), grid.dim};
   for (int a = 0; a < grid.dim; ++a) sizes.push_back(grid.n[a]);
@@ -704,7 +707,6 @@ RefinedDisplacement LinearizedStep::refine(const JkoState& state, const at::Tens
   // out: their model holds the entropy's negative masses, the extra ones'
   // moves them, and with them in the wild suite's worst densities were
   // 0.1-0.5 points worse (docs/design.md, "Quasi-Newton extra corrections").
-  auto perDensityDot = [](const at::Tensor& a, const at::Tensor& b) { return (a * b).flatten(1).sum(1); };
   std::deque<at::Tensor> pairS, pairY, inverseCurvature;
   at::Tensor previousU, previousGradient;
   for (int k = 0; k < most; ++k) {
@@ -747,7 +749,7 @@ RefinedDisplacement LinearizedStep::refine(const JkoState& state, const at::Tens
     // 1/4^(trials - 2) of the fit's (three trials stalled on thin strokes,
     // where J rises steeply along the correction); none lowers J: stay, and
     // stop (the next correction would be the same).
-    const at::Tensor slope = (gradient * delta).flatten(1).sum(1);
+    const at::Tensor slope = perDensityDot(gradient, delta);
     at::Tensor length = at::ones_like(current), accepted = done.clone();
     RefinedDisplacement next = out;
     for (int attempt = 0; attempt < options_.lineSearchTrials; ++attempt) {
@@ -780,22 +782,21 @@ at::Tensor LinearizedStep::quasiNewtonCorrection(const JkoState& state, const at
   // with H0 = A^-1 applied by correction() (-A^-1 q, so r = -correction(q)).
   std::vector<int64_t> perSample(gradient.dim(), 1);
   perSample[0] = -1;
-  auto dot = [](const at::Tensor& a, const at::Tensor& b) { return (a * b).flatten(1).sum(1); };
   const int pairs = static_cast<int>(pairS.size());
   std::vector<at::Tensor> alpha(pairs);
   at::Tensor q = gradient.clone();
   for (int i = pairs - 1; i >= 0; --i) {
-    alpha[i] = inverseCurvature[i] * dot(pairS[i], q);
+    alpha[i] = inverseCurvature[i] * perDensityDot(pairS[i], q);
     q -= alpha[i].view(perSample) * pairY[i];
   }
   at::Tensor r = -correction(state, q, true);
   for (int i = 0; i < pairs; ++i) {
-    const at::Tensor beta = inverseCurvature[i] * dot(pairY[i], r);
+    const at::Tensor beta = inverseCurvature[i] * perDensityDot(pairY[i], r);
     r += (alpha[i] - beta).view(perSample) * pairS[i];
   }
   // Where the result is no descent direction (the entropy's capped model is
   // not linear), that density takes the chord step.
-  const at::Tensor descent = dot(gradient, r) > 0;
+  const at::Tensor descent = perDensityDot(gradient, r) > 0;
   if (descent.all().item<bool>()) return -r;
   return at::where(descent.view(perSample), -r, correction(state, gradient, true));
 }
