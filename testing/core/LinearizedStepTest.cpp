@@ -258,6 +258,23 @@ TEST(LinearizedStep, GaussNewtonCorrectionsApproachTheReferenceStep) {
   EXPECT_LE(objective->evaluate(state, fromBad.displacement).objective.item<double>(), still);
 }
 
+// `step`'s map for the one density of `state` after `corrections` (from
+// its own displacement), checked to stay below staying put, and its next
+// density's relative L1 distance to `reference`.
+struct RefinedAndDistance {
+  RefinedDisplacement refined;
+  double distance;
+};
+RefinedAndDistance refineAgainst(const LinearizedStep& step, const JkoState& state, const at::Tensor& reference,
+                                 int corrections) {
+  const JkoObjective& objective = step.objective();
+  const RefinedDisplacement refined = step.refine(state, step.displacement(state), corrections);
+  EXPECT_LE(objective.evaluate(state, refined.displacement).objective.item<double>(),
+            objective.energy()(state.density).item<double>());
+  const at::Tensor next = objective.nextDensity(state, refined.deposited)[0];
+  return {refined, ((next - reference).abs().sum() / reference.abs().sum()).item<double>()};
+}
+
 // Small cells of an aggregation energy (no internal energy): a large share
 // of their pre-filtered masses is negative. Held at their start, those
 // particles stop the corrections far from the minimiser (measured 17% on
@@ -273,16 +290,11 @@ TEST(LinearizedStep, CorrectionsMoveNegativeMassesOfSharpCells) {
   const JkoState state = objective->prepare(rho.unsqueeze(0));
   ASSERT_GT((state.masses < 0).sum().item<int64_t>(), grid.numNodes() / 20);
   const at::Tensor reference = ReferenceSolver(objective).step(rho).next;
-  const double still = objective->energy()(state.density).item<double>();
   std::array<double, 2> distances{};
   for (const bool move : {false, true}) {
     LinearizedStepOptions options;
     options.negativeMassesMove = move;
-    const LinearizedStep step(objective, options);
-    const RefinedDisplacement refined = step.refine(state, step.displacement(state), 8);
-    EXPECT_LE(objective->evaluate(state, refined.displacement).objective.item<double>(), still) << move;
-    const at::Tensor next = objective->nextDensity(state, refined.deposited)[0];
-    distances[move] = ((next - reference).abs().sum() / reference.abs().sum()).item<double>();
+    distances[move] = refineAgainst(LinearizedStep(objective, options), state, reference, 8).distance;
   }
   EXPECT_LT(distances[1], 0.005) << distances[1];
   EXPECT_GT(distances[0], 5 * distances[1]) << distances[0] << " " << distances[1];
@@ -486,17 +498,13 @@ TEST(LinearizedStep, ExtraCorrectionsAreQuasiNewton) {
     const at::Tensor rho = 0.3 * wildDensity(grid, "strokes", seed);
     const JkoState state = objective->prepare(rho.unsqueeze(0));
     const at::Tensor reference = ReferenceSolver(objective).step(rho).next;
-    const double still = objective->energy()(state.density).item<double>();
     std::array<double, 2> distances{};
     for (const int memory : {0, 10}) {
       LinearizedStepOptions options;
       options.extraCorrectionMemory = memory;
-      const LinearizedStep step(objective, options);
-      const RefinedDisplacement refined = step.refine(state, step.displacement(state), 8);
-      EXPECT_LE(objective->evaluate(state, refined.displacement).objective.item<double>(), still) << memory;
-      const at::Tensor next = objective->nextDensity(state, refined.deposited)[0];
-      distances[memory > 0] = ((next - reference).abs().sum() / reference.abs().sum()).item<double>();
-      if (memory > 0) alone.push_back(refined.displacement[0]);
+      const RefinedAndDistance r = refineAgainst(LinearizedStep(objective, options), state, reference, 8);
+      distances[memory > 0] = r.distance;
+      if (memory > 0) alone.push_back(r.refined.displacement[0]);
     }
     EXPECT_LT(distances[1], 0.75 * distances[0]) << seed << ": " << distances[0] << " " << distances[1];
     densities.push_back(rho);
