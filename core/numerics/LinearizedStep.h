@@ -151,7 +151,10 @@ class LinearizedStep {
   /// its certificate estimate is below it. A start with J above J(0) =
   /// E(rho) is replaced by 0 first. `tolerance` >= 0 replaces
   /// options().correctionTolerance for this call (the Auto solver's: it
-  /// accepts any map certified below its threshold).
+  /// accepts any map certified below its threshold). A density the
+  /// certificate still puts above options().extraCorrectionsAbove after
+  /// them takes options().extraCorrections more, quasi-Newton after the
+  /// first (options().extraCorrectionMemory).
   /// With the deposit of the result (before the output limiter).
   RefinedDisplacement refine(const JkoState& state, const at::Tensor& start, int corrections,
                              double tolerance = -1) const;
