@@ -707,7 +707,7 @@ RefinedDisplacement LinearizedStep::refine(const JkoState& state, const at::Tens
   // out: their model holds the entropy's negative masses, the extra ones'
   // moves them, and with them in the wild suite's worst densities were
   // 0.1-0.5 points worse (docs/design.md, "Quasi-Newton extra corrections").
-  std::deque<at::Tensor> pairS, pairY, inverseCurvature;
+  std::deque<CurvaturePair> pairs;
   at::Tensor previousU, previousGradient;
   for (int k = 0; k < most; ++k) {
     if (done.all().item<bool>()) break;
@@ -717,11 +717,8 @@ RefinedDisplacement LinearizedStep::refine(const JkoState& state, const at::Tens
       const at::Tensor s = u - previousU, y = gradient - previousGradient;
       const at::Tensor sy = perDensityDot(s, y);
       const at::Tensor usable = sy > 1e-12 * (perDensityDot(s, s) * perDensityDot(y, y)).sqrt();
-      pairS.push_back(s);
-      pairY.push_back(y);
-      inverseCurvature.push_back(at::where(usable, 1.0 / sy.clamp_min(1e-300), at::zeros_like(sy)));
-      if (static_cast<int>(pairS.size()) > options_.extraCorrectionMemory)
-        pairS.pop_front(), pairY.pop_front(), inverseCurvature.pop_front();
+      pairs.push_back({s, y, at::where(usable, 1.0 / sy.clamp_min(1e-300), at::zeros_like(sy))});
+      if (static_cast<int>(pairs.size()) > options_.extraCorrectionMemory) pairs.pop_front();
     }
     previousU = u, previousGradient = gradient;
     // After the fixed corrections, a hard step (sharp edges near vacuum,
@@ -741,8 +738,8 @@ RefinedDisplacement LinearizedStep::refine(const JkoState& state, const at::Tens
       if (done.all().item<bool>()) break;
     }
     const bool extra = k >= corrections;
-    at::Tensor delta = extra && !pairS.empty() ? quasiNewtonCorrection(state, gradient, pairS, pairY, inverseCurvature)
-                                               : correction(state, gradient, extra);
+    at::Tensor delta =
+        extra && !pairs.empty() ? quasiNewtonCorrection(state, gradient, pairs) : correction(state, gradient, extra);
     // Per density: the full correction if it lowers J; else the minimiser
     // of the parabola through J(u), its slope g . delta and J(u + delta),
     // within [1/16, 1/2]; else a quarter of the last length, down to
@@ -775,24 +772,22 @@ RefinedDisplacement LinearizedStep::refine(const JkoState& state, const at::Tens
 }
 
 at::Tensor LinearizedStep::quasiNewtonCorrection(const JkoState& state, const at::Tensor& gradient,
-                                                 const std::deque<at::Tensor>& pairS,
-                                                 const std::deque<at::Tensor>& pairY,
-                                                 const std::deque<at::Tensor>& inverseCurvature) const {
+                                                 const std::deque<CurvaturePair>& pairs) const {
   // The two-loop recursion (Nocedal & Wright, Algorithm 7.4) per density,
   // with H0 = A^-1 applied by correction() (-A^-1 q, so r = -correction(q)).
   std::vector<int64_t> perSample(gradient.dim(), 1);
   perSample[0] = -1;
-  const int pairs = static_cast<int>(pairS.size());
-  std::vector<at::Tensor> alpha(pairs);
+  const int count = static_cast<int>(pairs.size());
+  std::vector<at::Tensor> alpha(count);
   at::Tensor q = gradient.clone();
-  for (int i = pairs - 1; i >= 0; --i) {
-    alpha[i] = inverseCurvature[i] * perDensityDot(pairS[i], q);
-    q -= alpha[i].view(perSample) * pairY[i];
+  for (int i = count - 1; i >= 0; --i) {
+    alpha[i] = pairs[i].inverseCurvature * perDensityDot(pairs[i].s, q);
+    q -= alpha[i].view(perSample) * pairs[i].y;
   }
   at::Tensor r = -correction(state, q, true);
-  for (int i = 0; i < pairs; ++i) {
-    const at::Tensor beta = inverseCurvature[i] * perDensityDot(pairY[i], r);
-    r += (alpha[i] - beta).view(perSample) * pairS[i];
+  for (int i = 0; i < count; ++i) {
+    const at::Tensor beta = pairs[i].inverseCurvature * perDensityDot(pairs[i].y, r);
+    r += (alpha[i] - beta).view(perSample) * pairs[i].s;
   }
   // Where the result is no descent direction (the entropy's capped model is
   // not linear), that density takes the chord step.

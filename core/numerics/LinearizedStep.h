@@ -165,11 +165,15 @@ class LinearizedStep {
   std::pair<at::Tensor, at::Tensor> step(const at::Tensor& rho) const;
 
  private:
-  /// -H J'(u): L-BFGS's inverse Hessian H from the pairs (s, y) and their
-  /// per-density 1 / (s . y), on top of the model's A^-1 (a hard step's).
+  /// One L-BFGS pair of a batch: the changes s of the map and y of the
+  /// objective's gradient, and 1 / (s . y) per density (0 where unusable).
+  struct CurvaturePair {
+    at::Tensor s, y, inverseCurvature;
+  };
+  /// -H J'(u): L-BFGS's inverse Hessian H from the pairs, on top of the
+  /// model's A^-1 (a hard step's).
   at::Tensor quasiNewtonCorrection(const JkoState& state, const at::Tensor& gradient,
-                                   const std::deque<at::Tensor>& pairS, const std::deque<at::Tensor>& pairY,
-                                   const std::deque<at::Tensor>& inverseCurvature) const;
+                                   const std::deque<CurvaturePair>& pairs) const;
 
   std::shared_ptr<const JkoObjective> objective_;
   LinearizedStepOptions options_;
