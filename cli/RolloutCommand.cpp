@@ -341,6 +341,8 @@ void addRolloutCommand(CLI::App& app) {
     std::vector<double> energies{energyOf(rho0)};
     double massDrift = 0, minimum = rho0.min().item<double>(), lastChange = std::nan("");
     double foldedNodesMax = 0, foldedMassMax = 0, foldedMassSum = 0;
+    std::vector<int> underResolved;  // frames failing the certificate's resolution check
+    double spreadMax = 0;
     double rssEarly = std::nan(""), rssFinal = std::nan(""), limitEarly = std::nan(""), limitFinal = std::nan("");
     double rssPeak = residentMegabytes();
     bool finite = true;
@@ -363,6 +365,9 @@ void addRolloutCommand(CLI::App& app) {
         const at::Tensor &next = certified.next, &displacement = certified.displacement;
         at::NoGradGuard noGrad;
         tally.add(certified);
+        if (certified.certificate.underResolved()) underResolved.push_back(k + 1);
+        if (std::isfinite(certified.certificate.spreadMassFraction))
+          spreadMax = std::max(spreadMax, certified.certificate.spreadMassFraction);
         certificates.push_back(certified.certificate.toJson());
         learnedCertificates.push_back(certified.refined ? certified.learned.toJson() : nlohmann::json());
         refinedFrames.push_back(certified.refined);
@@ -396,6 +401,13 @@ void addRolloutCommand(CLI::App& app) {
     }
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (!o->json) std::cerr << "\n";
+    if (!underResolved.empty()) {
+      std::ostringstream frames;
+      for (size_t i = 0; i < underResolved.size() && i < 10; ++i) frames << (i ? ", " : "") << underResolved[i];
+      if (underResolved.size() > 10) frames << ", ...";
+      warn(std::to_string(underResolved.size()) + " of " + std::to_string(done) + " frames (" + frames.str() +
+           ") are under-resolved: " + underResolvedAdvice(spreadMax));
+    }
     rssFinal = residentMegabytes();
     if (limit.density.defined()) limitFinal = relativeL1Distance(rho, limit.density);
     if (series && lastDisplacement.defined()) series->add(done, {done * tau, rho, lastDisplacement / tau});
@@ -435,6 +447,8 @@ void addRolloutCommand(CLI::App& app) {
         {"folded_node_fraction_max", foldedNodesMax},
         {"folded_mass_fraction_max", foldedMassMax},
         {"folded_mass_fraction_mean", done ? foldedMassSum / done : 0.0},
+        {"spread_mass_fraction_max", spreadMax},
+        {"under_resolved_frames", underResolved},
         {"rss_frame", earlyFrame},
         {"rss_mb_at_frame", finiteOrNull(rssEarly)},
         {"rss_mb_final", finiteOrNull(rssFinal)},

@@ -35,6 +35,15 @@ double doubleWellCurvature(double depth, double halfWidth, double lo, double hi)
   return depth * (12 * s * s / (w2 * w2) - 4 / w2);
 }
 
+// StepCertificate::spreadMassFraction for rho (1, n...) and u (1, dim, n...).
+double spreadMassFraction(const PushForward& push, const at::Tensor& rho, const at::Tensor& u) {
+  const double stretched = std::pow(StepCertificate::kSpreadStretch, push.grid().dim);
+  const at::Tensor r = rho.to(at::kDouble).clamp_min(0);
+  const double mass = r.sum().item<double>();
+  if (!(mass > 0)) return 0;
+  return (r * (push.jacobianDeterminant(u) > stretched)).sum().item<double>() / mass;
+}
+
 }  // namespace
 
 EnergyConvexity energyConvexity(const Energy& energy) {
@@ -125,8 +134,19 @@ nlohmann::json StepCertificate::toJson() const {
           {"mass", finiteOrNull(mass)},
           {"step_l1", finiteOrNull(stepL1)},
           {"l1_error_estimate", finiteOrNull(l1ErrorEstimate)},
+          {"spread_mass_fraction", finiteOrNull(spreadMassFraction)},
           {"lambda", lambda},
           {"lambda_exact", lambdaExact}};
+}
+
+std::string underResolvedAdvice(double largestShare) {
+  return "up to " + formatValue(100 * largestShare, 3) + "% of the mass spreads apart by more than " +
+         formatValue(StepCertificate::kSpreadStretch, 3) +
+         " per axis in one step. With one particle per node such frames are grainy and may be far from the exact step, "
+         "whatever "
+         "the solver and whatever their certificate says (it measures the distance to the discrete step's "
+         "minimiser): the heat step of a Gaussian 1.5 cells wide at 128^2 is 41% off. Lower the time step until no "
+         "frame is under-resolved: each step then spreads the mass less.";
 }
 
 StepCertifier::StepCertifier(std::shared_ptr<const JkoObjective> objective)
@@ -281,6 +301,7 @@ StepCertificate StepCertifier::certify(const JkoState& state, const at::Tensor& 
   const double l1 = state.density.abs().sum().item<double>();
   c.stepL1 = (deposited - state.density).abs().sum().item<double>() / l1;
   c.l1ErrorEstimate = newtonChanges(state, u, g, H0, deposited).item<double>();
+  c.spreadMassFraction = spreadMassFraction(J.pushForward(), state.density, u);
   return c;
 }
 

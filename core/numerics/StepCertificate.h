@@ -91,11 +91,31 @@ struct StepCertificate {
   /// the estimated relative L1 distance of the frame to the step's minimiser.
   double l1ErrorEstimate = kNaN;
 
+  /// The map's resolution, not the solve's: the share of rho_k's mass on
+  /// particles that the map spreads apart by more than kSpreadStretch per
+  /// axis (det(I + grad u) > kSpreadStretch^d). Each particle deposits on 3
+  /// nodes per axis, so one particle per node cannot fill the room between
+  /// particles spread so far: such a frame is grainy and far from the exact
+  /// step whatever solver made it (a narrow Gaussian's heat step at 256^2,
+  /// all its mass spread: 10-106% off the exact step; docs/design.md, "Steps
+  /// that spread mass apart").
+  double spreadMassFraction = kNaN;
+  static constexpr double kSpreadStretch = 1.41421356237309505;
+  /// Above this share a frame is under-resolved (underResolved()): measured,
+  /// every Gaussian step with a share above 0.005 had it above 0.95 and was
+  /// 10% or more off the exact step, every other within 2.5%.
+  static constexpr double kUnderResolvedShare = 0.25;
+  bool underResolved() const { return spreadMassFraction > kUnderResolvedShare; }
   /// Passes when the descent guard holds and l1ErrorEstimate <= threshold.
   bool passes(double threshold) const { return descent && l1ErrorEstimate <= threshold; }
   /// The fields as JSON (non-finite values as null).
   nlohmann::json toJson() const;
 };
+
+/// What frames failing the resolution check (StepCertificate::underResolved)
+/// mean and what to do, for a message that names them first; `largestShare`
+/// is their largest spreadMassFraction.
+std::string underResolvedAdvice(double largestShare);
 
 /// relativeGap as a function of the reference solver's gradientMeasure r =
 /// g . H0 g / (J(0) - J(u)): (r / 2mu) / (1 + r / 2mu).

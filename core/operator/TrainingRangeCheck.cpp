@@ -39,14 +39,20 @@ std::vector<RangeWarning> checkGridAgainstTraining(const OperatorMetadata& m, co
   std::vector<RangeWarning> warnings;
   const TrainingRanges& r = m.ranges;
   for (int a = 0; a < grid.dim; ++a) {
-    if (!(r.boxLength[a] > 0) || std::abs(grid.boxLength(a) - r.boxLength[a]) <= 0.01 * r.boxLength[a]) continue;
+    // Within 10%: an image with spacing L / (n - 1) instead of L / n is 1.6%
+    // longer at 64 nodes, and boxes 0.9-1.25 times the trained one gave
+    // learned steps as close to the reference solver's as the trained box
+    // (docs/design.md, "Box length").
+    if (!(r.boxLength[a] > 0) || std::abs(grid.boxLength(a) - r.boxLength[a]) <= kBoxLengthTolerance * r.boxLength[a])
+      continue;
     RangeWarning w;
     w.quantity = "box length along axis " + std::to_string(a);
     w.value = grid.boxLength(a);
     w.trainedMin = w.trainedMax = r.boxLength[a];
     w.message = "the box length along axis " + std::to_string(a) + " is " + number(w.value) +
                 ", the operator was trained on " + number(r.boxLength[a]) +
-                ": porous-medium and interaction steps depend on the box, and the learned frames may be wrong." +
+                ": its cells are of another size, a step moves the mass by another number of them than in "
+                "training, and the learned frames may be wrong." +
                 remedy(m, " (on a box of this size)");
     warnings.push_back(w);
   }

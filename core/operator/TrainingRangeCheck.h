@@ -32,6 +32,9 @@ struct RangeWarning {
 /// Masses and peak densities within this relative margin of the trained
 /// range count as inside (the range is the extremes of the training sample).
 constexpr double kTrainingRangeMargin = 0.1;
+/// A box whose length along an axis is within this share of the trained
+/// one is not warned about.
+constexpr double kBoxLengthTolerance = 0.1;
 /// Whether `value` lies outside [lo, hi] widened by that margin.
 bool outsideTrainingRange(double value, double lo, double hi);
 

@@ -351,14 +351,26 @@ void FrameCache::reportRun(int first, int last, int runEnd, vtkAlgorithm* algori
   std::vector<int> failing;  // frames not certified (flagged)
   bool attention = false;    // one of this call's frames is not certified: a warning
   bool refined = false;      // one of this call's frames was refined by Auto
+  std::vector<int> coarse;   // this call's frames that fail the resolution check
+  double spreadMax = 0;
   for (int k = 1; k < this->size(); ++k) {
     const bool bad = flagged(frames_[k], solver, threshold, k);
     if (bad) failing.push_back(k);
     if (k >= first && k <= last) {
       attention = attention || bad;
       refined = refined || frames_[k].refined;
+      if (frames_[k].underResolved()) {
+        coarse.push_back(k);
+        spreadMax = std::max(spreadMax, frames_[k].spreadMass);
+      }
     }
   }
+  // Whatever the solver: no solver can make such a frame right on this grid
+  // at this time step (StepCertificate::spreadMassFraction).
+  if (!coarse.empty() && reportsMessages())
+    vtkWarningWithObjectMacro(algorithm, << "JKO Gradient Flow (" << solverName(solver) << "), under-resolved "
+                                         << frameList(coarse) << ": " << underResolvedAdvice(spreadMax)
+                                         << " The Per-frame Table's UnderResolved and SpreadMass columns show them.");
   // Frames that are not certified are a warning as soon as they exist (it
   // opens Output Messages in the GUI). A refinement is Auto doing its job:
   // plain text in Output Messages, as is the line that closes a clean run.
@@ -474,6 +486,7 @@ Frame FrameCache::step(int j, const ProgressCallback& report) {
   frame.descent = certificate.descent ? 1 : 0;
   frame.relativeGap = certificate.relativeGap;
   frame.w2Estimate = certificate.w2Estimate;
+  frame.spreadMass = certificate.spreadMassFraction;
   frame.density = onCpu(next);
   frame.velocity = onCpu(displacement) / tau;
   frame.energy = (*energy_)(frame.density.unsqueeze(0)).item<double>();
@@ -496,6 +509,8 @@ vtkSmartPointer<vtkTable> FrameCache::table(int rows, double t0, double threshol
   auto transport = column("TransportCost", rows), objective = column("Objective", rows);
   auto certificate = column("Certificate", rows), descent = column("Descent", rows);
   auto relativeGap = column("RelativeGap", rows), w2 = column("W2Estimate", rows);
+  auto spread = column("SpreadMass", rows);
+  auto underResolved = integerColumn("UnderResolved", rows);
   auto learnedCertificate = column("LearnedCertificate", rows), limit = column("CertificateThreshold", rows);
   auto step = integerColumn("Step", rows), iterations = integerColumn("Iterations", rows);
   auto refined = integerColumn("Refined", rows), refineIterations = integerColumn("RefineIterations", rows);
@@ -521,6 +536,8 @@ vtkSmartPointer<vtkTable> FrameCache::table(int rows, double t0, double threshol
     descent->SetValue(k, exists ? f->descent : missing);
     relativeGap->SetValue(k, exists ? f->relativeGap : missing);
     w2->SetValue(k, exists ? f->w2Estimate : missing);
+    spread->SetValue(k, exists ? f->spreadMass : missing);
+    underResolved->SetValue(k, exists && f->underResolved() ? 1 : 0);
     learnedCertificate->SetValue(k, exists ? f->learnedCertificate : missing);
     limit->SetValue(k, exists ? threshold : missing);  // a chart's time axis then ends where the frames do
     refined->SetValue(k, exists && f->refined ? 1 : 0);
@@ -530,8 +547,10 @@ vtkSmartPointer<vtkTable> FrameCache::table(int rows, double t0, double threshol
     computed->SetValue(k, exists ? 1 : 0);
   }
   for (vtkAbstractArray* array : std::initializer_list<vtkAbstractArray*>{
-           time, step, energy, mass, transport, objective, iterations, certificate, descent, relativeGap, w2,
-           learnedCertificate, limit, refined, refineIterations, reason, flags, computed})
+           time,          step,        energy,           mass,        transport, objective,
+           iterations,    certificate, descent,          relativeGap, w2,        learnedCertificate,
+           limit,         refined,     refineIterations, reason,      flags,     spread,
+           underResolved, computed})
     table->AddColumn(array);
   return table;
 }

@@ -64,6 +64,10 @@ struct Frame {
   double certificate = kNaN;  ///< StepCertificate::l1ErrorEstimate: the estimated relative L1 error
   double descent = kNaN;      ///< 1 when J(u) <= E(rho_k) (the descent guard holds), else 0
   double relativeGap = kNaN, w2Estimate = kNaN;
+  /// StepCertificate::spreadMassFraction: the share of rho_k's mass the step
+  /// spreads apart beyond what one particle per node resolves.
+  double spreadMass = kNaN;
+  bool underResolved() const { return spreadMass > StepCertificate::kUnderResolvedShare; }
   /// The learned step's certificate before a refinement (refined frames only).
   double learnedCertificate = kNaN;
   bool refined = false;

@@ -571,6 +571,8 @@ void vtkJKOGradientFlow::Internals::writeFrame(vtkJKOGradientFlow* self, int k, 
   field->AddArray(scalarField("Descent", frame.descent));
   field->AddArray(scalarField("RelativeGap", frame.relativeGap));
   field->AddArray(scalarField("W2Estimate", frame.w2Estimate));
+  field->AddArray(scalarField("SpreadMass", frame.spreadMass));
+  field->AddArray(integerField("UnderResolved", frame.underResolved() ? 1 : 0));
   field->AddArray(scalarField("LearnedCertificate", frame.learnedCertificate));
   field->AddArray(scalarField("CertificateThreshold", threshold));
   field->AddArray(integerField("Refined", frame.refined ? 1 : 0));

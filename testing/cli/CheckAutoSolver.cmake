@@ -3,7 +3,8 @@
 # peaks of 16, the operator was trained on peaks up to 1) warns, naming the quantity, its value and
 # the trained range; the learned solver says which frames fail their
 # certificate; auto refines them and says so in one line; --json carries the
-# per-frame certificate, refined and refine_iterations.
+# per-frame certificate, refined and refine_iterations; a step that spreads
+# thin strokes over many cells is said to be under-resolved.
 set(op "${SOURCE}/data/operators/porous-medium.jko")
 set(density "${SOURCE}/data/samples/two-bumps.vti")
 
@@ -118,3 +119,19 @@ foreach(solver reference learned)
     endif()
   endforeach()
 endforeach()
+
+# The resolution check: thin strokes at 256^2 spread over many cells in one
+# Fokker-Planck step; the frame is under-resolved whatever its certificate.
+execute_process(COMMAND "${JKO}" rollout --operator "${SOURCE}/data/operators/fokker-planck.jko" --generate wild:strokes
+                        --seed 3 --grid 256 --mass 1 --steps 1 --write-every 0 --json --threads 2
+                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "jko rollout from strokes at 256^2 failed (${rc}): ${err}")
+endif()
+string(JSON count LENGTH "${out}" under_resolved_frames)
+string(JSON share GET "${out}" certificate 0 spread_mass_fraction)
+if(NOT count EQUAL 1 OR share LESS 0.25)
+  message(FATAL_ERROR "the strokes' first frame should be under-resolved (share ${share}): ${out}")
+endif()
+expect_in("${err}" "1 of 1 frames (1) are under-resolved" "the resolution warning")
+expect_in("${err}" "Lower the time step" "the resolution warning's remedy")

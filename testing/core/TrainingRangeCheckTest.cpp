@@ -68,6 +68,12 @@ TEST(TrainingRangeCheck, InsideTheRangesNothingIsSaid) {
   EXPECT_TRUE(checkGridAgainstTraining(old, grid).empty());
 }
 
+// An image of 64 nodes with spacing 1 / 63 (a box of 1.016): no warning.
+TEST(TrainingRangeCheck, BoxOfTheOtherSpacingConvention) {
+  const Grid grid = Grid::box(2, {64, 64, 1}, {0, 0, 0}, {64.0 / 63, 64.0 / 63, 1});
+  EXPECT_TRUE(checkGridAgainstTraining(porousMetadata(), grid).empty());
+}
+
 TEST(TrainingRangeCheck, BoxAndGridOutside) {
   const Grid grid = Grid::box(2, {512, 64, 1}, {0, 0, 0}, {2, 1, 1});
   const std::vector<RangeWarning> warnings = checkGridAgainstTraining(porousMetadata(), grid);
