@@ -11,7 +11,9 @@
 #include "evaluation/WildDensities.h"
 #include "numerics/Errors.h"
 #include "numerics/LinearizedStep.h"
+#include "numerics/PushForward.h"
 #include "numerics/ReferenceSolver.h"
+#include "numerics/StepCertificate.h"
 #include "operator/DensityGenerator.h"
 #include "operator/LearnToEvolveTrainer.h"
 #include "operator/OperatorFile.h"
@@ -47,7 +49,9 @@ SuiteStepper learnedSuiteStepper(std::shared_ptr<const LearnedOperator> op, cons
                             describeCoverage(op->metadata()));
   return [op, energy, tau, dim](const at::Tensor& rho, const Grid& grid) {
     const double mass = rho.sum().item<double>() * grid.cellVolume();
-    return stepThroughSymmetry(*op, relateToOperator(op->metadata(), energy, tau, dim, mass), rho, grid).next;
+    const LearnedStep step =
+        stepThroughSymmetry(*op, relateToOperator(op->metadata(), energy, tau, dim, mass), rho, grid);
+    return SuiteStep{step.next, tau * step.velocity};
   };
 }
 
@@ -64,7 +68,8 @@ SuiteStepper suiteStepper(std::shared_ptr<const LearnedOperator> op, const Compa
     LinearizedStepOptions options;
     options.corrections = linearizedCorrections;
     return [objectiveOn, options](const at::Tensor& rho, const Grid& grid) {
-      return LinearizedStep(objectiveOn(grid), options).step(rho).first;
+      const auto [next, displacement] = LinearizedStep(objectiveOn(grid), options).step(rho);
+      return SuiteStep{next, displacement};
     };
   }
   if (solver == "auto") {
@@ -81,7 +86,7 @@ SuiteStepper suiteStepper(std::shared_ptr<const LearnedOperator> op, const Compa
       }
       const CertifiedStep step = current->solver->step(rho);
       if (tally) tally->add(step);
-      return step.next;
+      return SuiteStep{step.next, step.displacement};
     };
   }
   throw InvalidParameter("solver", solver, "must be learned, linearized or auto");
@@ -105,9 +110,11 @@ nlohmann::json compareWithReference(const LearnedOperator& op, const HeldOutOpti
           ? stepper
           : learnedSuiteStepper(std::shared_ptr<const LearnedOperator>(&op, [](const LearnedOperator*) {}), o.problem);
 
+  const PushForward pushForward(grid);
   std::vector<double> perFrame(o.steps, 0.0);
   nlohmann::json perDensity = nlohmann::json::array(), described = nlohmann::json::array();
   double solverSeconds = 0, referenceSeconds = 0;
+  int64_t underResolved = 0;  // frames whose step fails the resolution check
   for (int i = 0; i < o.densities; ++i) {
     const std::string kind = generator.nextKind();
     const at::Tensor rho0 = generator.next();
@@ -118,8 +125,11 @@ nlohmann::json compareWithReference(const LearnedOperator& op, const HeldOutOpti
     at::Tensor rho = rho0;
     for (int k = 0; k < o.steps; ++k) {
       start = Clock::now();
-      rho = step(rho, grid);
+      const SuiteStep taken = step(rho, grid);
       solverSeconds += secondsSince(start);
+      if (spreadMassFraction(pushForward, rho, taken.displacement) > StepCertificate::kUnderResolvedShare)
+        ++underResolved;
+      rho = taken.next;
       errors.push_back(relativeL1(rho, reference[k].next));
       perFrame[k] += errors.back() / o.densities;
     }
@@ -156,6 +166,7 @@ nlohmann::json compareWithReference(const LearnedOperator& op, const HeldOutOpti
           {"rel_l1_final", perFrame.back()},
           {"rel_l1_per_density", perDensity},
           {"held_out_densities", described},
+          {"under_resolved_frames", underResolved},
           {"solver_seconds", solverSeconds},
           {"reference_seconds", referenceSeconds},
           {"solver_over_reference_time", finiteOrNull(solverSeconds / referenceSeconds)}};
@@ -222,11 +233,12 @@ nlohmann::json compareOnWildSuite(const LearnedOperator& op, const SuiteStepper&
 
   nlohmann::json perFamily = nlohmann::json::object();
   double sum = 0, worstDensity = 0, worstFrame = 0;
-  int64_t frames = 0, increases = 0, done = 0;
+  int64_t frames = 0, increases = 0, done = 0, underResolved = 0;
   double solverSeconds = 0, referenceSeconds = 0;  // NaN once a trajectory came from the cache
   const int64_t total = static_cast<int64_t>(families.size()) * o.densitiesPerFamily;
   for (const std::string& family : families) {
     double familySum = 0, familyWorst = 0;
+    int64_t familyCoarse = 0;
     nlohmann::json densities = nlohmann::json::array();
     for (int j = 0; j < o.densitiesPerFamily; ++j) {
       const uint64_t seed = o.seed + 1000 * j;
@@ -254,12 +266,17 @@ nlohmann::json compareOnWildSuite(const LearnedOperator& op, const SuiteStepper&
       const std::vector<at::Tensor> reference = referenceTrajectory(objective, rho0, o.steps, cacheFile, seconds);
       referenceSeconds += seconds;
       std::vector<double> errors;
+      std::vector<int> coarse;  // frames whose step fails the resolution check
       at::Tensor rho = rho0;
       double previousEnergy = energy(rho0.unsqueeze(0)).item<double>();
       for (int k = 0; k < o.steps; ++k) {
         const auto start = Clock::now();
-        rho = solver(rho, grid);
+        const SuiteStep taken = solver(rho, grid);
         solverSeconds += secondsSince(start);
+        if (spreadMassFraction(objective->pushForward(), rho, taken.displacement) >
+            StepCertificate::kUnderResolvedShare)
+          coarse.push_back(k + 1);
+        rho = taken.next;
         errors.push_back(relativeL1(rho, reference[k]));
         const double e = energy(rho.unsqueeze(0)).item<double>();
         if (e > previousEnergy + 1e-12 * std::abs(previousEnergy)) ++increases;
@@ -273,7 +290,13 @@ nlohmann::json compareOnWildSuite(const LearnedOperator& op, const SuiteStepper&
       familySum += mean;
       familyWorst = std::max(familyWorst, mean);
       worstDensity = std::max(worstDensity, mean);
-      densities.push_back({{"seed", seed}, {"scale", scale}, {"mean_error", mean}, {"errors", errors}});
+      familyCoarse += static_cast<int64_t>(coarse.size());
+      underResolved += static_cast<int64_t>(coarse.size());
+      densities.push_back({{"seed", seed},
+                           {"scale", scale},
+                           {"mean_error", mean},
+                           {"errors", errors},
+                           {"under_resolved_frames", coarse}});
       ProgressEvent event;
       event.stage = "wild suite";
       event.fraction = double(++done) / total;
@@ -282,6 +305,7 @@ nlohmann::json compareOnWildSuite(const LearnedOperator& op, const SuiteStepper&
     }
     perFamily[family] = {{"mean_error", familySum / o.densitiesPerFamily},
                          {"worst_density_error", familyWorst},
+                         {"under_resolved_frames", familyCoarse},
                          {"densities", densities}};
   }
   return {{"suite", "wild"},
@@ -297,6 +321,11 @@ nlohmann::json compareOnWildSuite(const LearnedOperator& op, const SuiteStepper&
           {"worst_density_error", worstDensity},
           {"worst_frame_error", worstFrame},
           {"energy_increase_frames", increases},
+          // Frames whose step (the solver's map) spreads mass apart beyond
+          // what one particle per node resolves: far from the exact step
+          // whatever the solver, the reference solver's too
+          // (StepCertificate::spreadMassFraction).
+          {"under_resolved_frames", underResolved},
           {"solver_seconds", solverSeconds},
           {"reference_seconds", finiteOrNull(referenceSeconds)},
           {"solver_over_reference_time", finiteOrNull(solverSeconds / referenceSeconds)},

@@ -30,9 +30,13 @@ struct HeldOutOptions {
   uint64_t seed = 20261122;  ///< distinct from training seeds
 };
 
-/// A stepper under test: one step of rho (shape of the grid) on `grid`,
-/// returning the next density.
-using SuiteStepper = std::function<at::Tensor(const at::Tensor& rho, const Grid& grid)>;
+/// One step of a stepper under test: the next density and the displacement
+/// (dim, n...) of the map that made it.
+struct SuiteStep {
+  at::Tensor next, displacement;
+};
+/// A stepper under test: one step of rho (shape of the grid) on `grid`.
+using SuiteStepper = std::function<SuiteStep(const at::Tensor& rho, const Grid& grid)>;
 
 /// Rolls out `stepper` (the learned operator's step when empty) and the
 /// reference solver from the same generated densities (the operator's

@@ -35,15 +35,6 @@ double doubleWellCurvature(double depth, double halfWidth, double lo, double hi)
   return depth * (12 * s * s / (w2 * w2) - 4 / w2);
 }
 
-// StepCertificate::spreadMassFraction for rho (1, n...) and u (1, dim, n...).
-double spreadMassFraction(const PushForward& push, const at::Tensor& rho, const at::Tensor& u) {
-  const double stretched = std::pow(StepCertificate::kSpreadStretch, push.grid().dim);
-  const at::Tensor r = rho.to(at::kDouble).clamp_min(0);
-  const double mass = r.sum().item<double>();
-  if (!(mass > 0)) return 0;
-  return (r * (push.jacobianDeterminant(u) > stretched)).sum().item<double>() / mass;
-}
-
 }  // namespace
 
 EnergyConvexity energyConvexity(const Energy& energy) {
@@ -137,6 +128,16 @@ nlohmann::json StepCertificate::toJson() const {
           {"spread_mass_fraction", finiteOrNull(spreadMassFraction)},
           {"lambda", lambda},
           {"lambda_exact", lambdaExact}};
+}
+
+double spreadMassFraction(const PushForward& push, const at::Tensor& rho, const at::Tensor& displacement) {
+  const int d = push.grid().dim;
+  const at::Tensor u = displacement.dim() == d + 1 ? displacement.unsqueeze(0) : displacement;
+  const at::Tensor r = (rho.dim() == d ? rho.unsqueeze(0) : rho).to(at::kDouble).clamp_min(0);
+  const double mass = r.sum().item<double>();
+  if (!(mass > 0)) return 0;
+  const double stretched = std::pow(StepCertificate::kSpreadStretch, d);
+  return (r * (push.jacobianDeterminant(u) > stretched)).sum().item<double>() / mass;
 }
 
 std::string underResolvedAdvice(double largestShare) {

@@ -112,6 +112,10 @@ struct StepCertificate {
   nlohmann::json toJson() const;
 };
 
+/// StepCertificate::spreadMassFraction of displacement u ((1, dim, n...) or
+/// (dim, n...)) for the step from rho ((1, n...) or the shape of the grid).
+double spreadMassFraction(const PushForward& push, const at::Tensor& rho, const at::Tensor& displacement);
+
 /// What frames failing the resolution check (StepCertificate::underResolved)
 /// mean and what to do, for a message that names them first; `largestShare`
 /// is their largest spreadMassFraction.

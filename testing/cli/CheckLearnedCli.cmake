@@ -51,7 +51,7 @@ execute_process(COMMAND "${JKO}" compare --suite wild --operator "${op}" --grid 
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "jko compare --suite wild failed (${rc}): ${err}")
 endif()
-foreach(key mean_error worst_density_error energy_increase_frames per_family solver_seconds reference_seconds
+foreach(key mean_error worst_density_error energy_increase_frames under_resolved_frames per_family solver_seconds reference_seconds
             solver_over_reference_time)
   string(JSON value ERROR_VARIABLE missing GET "${out}" ${key})
   if(missing)
