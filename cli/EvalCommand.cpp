@@ -2,6 +2,7 @@
 // it against the exact answer.
 #include <ATen/core/grad_mode.h>
 
+#include <algorithm>
 #include <iomanip>
 #include <iostream>
 #include <memory>
@@ -17,6 +18,7 @@
 #include "numerics/JkoObjective.h"
 #include "numerics/LinearizedStep.h"
 #include "numerics/ReferenceSolver.h"
+#include "numerics/StepCertificate.h"
 #include "operator/AutoSolver.h"
 #include "operator/LearnedOperator.h"
 #include "operator/TrainingRangeCheck.h"
@@ -225,6 +227,23 @@ void addEvalCommand(CLI::App& app) {
             std::make_shared<const JkoObjective>(std::make_shared<const Energy>(c.energy, c.grid), c.tau),
             options->reference);
       result = evaluateCase(c, stepperFor(c.grid, c.energy, c.tau, c.initial), options->solver, {}, check.get());
+    }
+    // The resolution check of every frame (StepCertificate::spreadMassFraction).
+    if (result.contains("certificate") && result["certificate"].is_array()) {
+      std::vector<int> coarse;
+      double largest = 0;
+      const nlohmann::json& certificates = result["certificate"];
+      for (size_t k = 0; k < certificates.size(); ++k) {
+        const nlohmann::json& c = certificates[k];
+        if (!c.is_object() || !c.contains("spread_mass_fraction") || !c["spread_mass_fraction"].is_number()) continue;
+        const double share = c["spread_mass_fraction"].get<double>();
+        largest = std::max(largest, share);
+        if (share > StepCertificate::kUnderResolvedShare) coarse.push_back(static_cast<int>(k) + 1);
+      }
+      result["under_resolved_frames"] = coarse;
+      if (!coarse.empty())
+        std::cerr << "jko: warning: " << underResolvedWarning(coarse, static_cast<int>(certificates.size()), largest)
+                  << "\n";
     }
     if (learnedSolver) {
       result["certificate_threshold"] = options->threshold;

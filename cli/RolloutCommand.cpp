@@ -401,13 +401,7 @@ void addRolloutCommand(CLI::App& app) {
     }
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (!o->json) std::cerr << "\n";
-    if (!underResolved.empty()) {
-      std::ostringstream frames;
-      for (size_t i = 0; i < underResolved.size() && i < 10; ++i) frames << (i ? ", " : "") << underResolved[i];
-      if (underResolved.size() > 10) frames << ", ...";
-      warn(std::to_string(underResolved.size()) + " of " + std::to_string(done) + " frames (" + frames.str() +
-           ") are under-resolved: " + underResolvedAdvice(spreadMax));
-    }
+    if (!underResolved.empty()) warn(underResolvedWarning(underResolved, done, spreadMax));
     rssFinal = residentMegabytes();
     if (limit.density.defined()) limitFinal = relativeL1Distance(rho, limit.density);
     if (series && lastDisplacement.defined()) series->add(done, {done * tau, rho, lastDisplacement / tau});

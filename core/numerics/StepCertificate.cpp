@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "numerics/Errors.h"
 #include "numerics/PushForwardKernels.h"
@@ -148,6 +149,14 @@ std::string underResolvedAdvice(double largestShare) {
          "the solver and whatever their certificate says (it measures the distance to the discrete step's "
          "minimiser): the heat step of a Gaussian 1.5 cells wide at 128^2 is 41% off. Lower the time step until no "
          "frame is under-resolved: each step then spreads the mass less.";
+}
+
+std::string underResolvedWarning(const std::vector<int>& frames, int total, double largestShare) {
+  std::ostringstream list;
+  for (size_t i = 0; i < frames.size() && i < 10; ++i) list << (i ? ", " : "") << frames[i];
+  if (frames.size() > 10) list << ", ...";
+  return std::to_string(frames.size()) + " of " + std::to_string(total) + " frames (" + list.str() +
+         ") are under-resolved: " + underResolvedAdvice(largestShare);
 }
 
 StepCertifier::StepCertifier(std::shared_ptr<const JkoObjective> objective)

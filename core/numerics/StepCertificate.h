@@ -33,6 +33,7 @@
 #include <memory>
 #include <nlohmann/json_fwd.hpp>
 #include <string>
+#include <vector>
 
 #include "numerics/JkoObjective.h"
 
@@ -101,9 +102,10 @@ struct StepCertificate {
   /// that spread mass apart").
   double spreadMassFraction = kNaN;
   static constexpr double kSpreadStretch = 1.41421356237309505;
-  /// Above this share a frame is under-resolved (underResolved()): measured,
-  /// every Gaussian step with a share above 0.005 had it above 0.95 and was
-  /// 10% or more off the exact step, every other within 2.5%.
+  /// Above this share a frame is under-resolved (underResolved()). Measured
+  /// on Gaussian heat steps (narrow ones, and the gaussian-step case at large
+  /// tau): shares were either below 0.005 or above 0.9; the steps below were
+  /// within 2.5% of the exact step, those above 2.6-106% off.
   static constexpr double kUnderResolvedShare = 0.25;
   bool underResolved() const { return spreadMassFraction > kUnderResolvedShare; }
   /// Passes when the descent guard holds and l1ErrorEstimate <= threshold.
@@ -120,6 +122,8 @@ double spreadMassFraction(const PushForward& push, const at::Tensor& rho, const 
 /// mean and what to do, for a message that names them first; `largestShare`
 /// is their largest spreadMassFraction.
 std::string underResolvedAdvice(double largestShare);
+/// The command line's warning: "F of N frames (list) are under-resolved: " and the advice.
+std::string underResolvedWarning(const std::vector<int>& frames, int total, double largestShare);
 
 /// relativeGap as a function of the reference solver's gradientMeasure r =
 /// g . H0 g / (J(0) - J(u)): (r / 2mu) / (1 + r / 2mu).
