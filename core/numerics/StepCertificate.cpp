@@ -144,11 +144,10 @@ double spreadMassFraction(const PushForward& push, const at::Tensor& rho, const 
 std::string underResolvedAdvice(double largestShare) {
   return "up to " + formatValue(100 * largestShare, 3) + "% of the mass spreads apart by more than " +
          formatValue(StepCertificate::kSpreadStretch, 3) +
-         " per axis in one step. With one particle per node such frames are grainy and may be far from the exact step, "
-         "whatever "
-         "the solver and whatever their certificate says (it measures the distance to the discrete step's "
-         "minimiser): the heat step of a Gaussian 1.5 cells wide at 128^2 is 41% off. Lower the time step until no "
-         "frame is under-resolved: each step then spreads the mass less.";
+         " per axis in one step. With one particle per node such frames are grainy and may be far from the exact "
+         "step, whatever the solver and whatever their certificate says (it measures the distance to the discrete "
+         "step's minimiser): the heat step of a Gaussian 1.5 cells wide at 128^2 is 41% off. Lower the time step "
+         "until no frame is under-resolved: each step then spreads the mass less.";
 }
 
 std::string underResolvedWarning(const std::vector<int>& frames, int total, double largestShare) {
