@@ -513,6 +513,10 @@ LinearizedStep::LinearizedStep(std::shared_ptr<const JkoObjective> objective, Li
   if (!(options_.extraCorrectionsAbove >= 0))
     throw InvalidParameter("extra corrections threshold", formatValue(options_.extraCorrectionsAbove),
                            "must be >= 0 (an estimated relative L1 distance to the minimiser)");
+  if (!(options_.extraCorrectionsAboveWithoutDiffusion >= 0))
+    throw InvalidParameter("extra corrections threshold without diffusion",
+                           formatValue(options_.extraCorrectionsAboveWithoutDiffusion),
+                           "must be >= 0 (an estimated relative L1 distance to the minimiser)");
   if (!(options_.correctionTolerance >= 0))
     throw InvalidParameter("correction tolerance", formatValue(options_.correctionTolerance), "must be >= 0 (0: none)");
   if (options_.lineSearchTrials < 1)
@@ -701,6 +705,9 @@ RefinedDisplacement LinearizedStep::refine(const JkoState& state, const at::Tens
   // frames by their error (docs/design.md, "Corrections until certified").
   at::Tensor done = at::zeros_like(current, at::kBool);
   const int most = corrections + std::max(0, options_.extraCorrections);
+  const double extraAbove = objective_->energy().spec().internal == InternalKind::None
+                                ? options_.extraCorrectionsAboveWithoutDiffusion
+                                : options_.extraCorrectionsAbove;
   // L-BFGS pairs of the extra corrections, per density (s . y <= 0 or a
   // density that did not move: its inverse curvature is 0, so the pair
   // leaves its direction alone). Pairs of the fixed corrections are left
@@ -723,7 +730,8 @@ RefinedDisplacement LinearizedStep::refine(const JkoState& state, const at::Tens
     previousU = u, previousGradient = gradient;
     // After the fixed corrections, a hard step (sharp edges near vacuum,
     // thin lines) is still far from its minimiser: the certificate's
-    // estimate of its relative L1 distance is above extraCorrectionsAbove.
+    // estimate of its relative L1 distance is above extraCorrectionsAbove
+    // (extraCorrectionsAboveWithoutDiffusion for aggregation).
     // Such a density takes all the extra corrections (a rule on the
     // certificate once, not a stopping rule like the tolerance's, which made
     // the certificates a band that no longer ranks the frames). The last
@@ -733,7 +741,7 @@ RefinedDisplacement LinearizedStep::refine(const JkoState& state, const at::Tens
     const bool extraRule = k == corrections, toleranceRule = tolerance > 0;
     if (extraRule || toleranceRule) {
       const at::Tensor estimates = certifier.l1ErrorEstimates(state, u, gradient, out.deposited);
-      if (extraRule) done = done.logical_or(estimates <= options_.extraCorrectionsAbove);
+      if (extraRule) done = done.logical_or(estimates <= extraAbove);
       if (toleranceRule) done = done.logical_or(estimates < tolerance);
       if (done.all().item<bool>()) break;
     }

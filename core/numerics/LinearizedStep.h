@@ -97,6 +97,14 @@ struct LinearizedStepOptions {
   /// corrections for hard steps".)
   int extraCorrections = 12;
   double extraCorrectionsAbove = 0.01;
+  /// ... and this threshold instead for an energy without an internal part
+  /// (aggregation): nothing there damps the grid-scale texture of a
+  /// compressed patch, and a trajectory amplifies each step's error (steps
+  /// within 0.15% of the reference solver's parted to 7% by frame 20 at
+  /// 256^2; at 1e-4 the few early steps above it take the extra corrections,
+  /// and the trajectories stay within 3%: docs/design.md, "Extra corrections
+  /// for aggregation").
+  double extraCorrectionsAboveWithoutDiffusion = 1e-4;
   /// The extra corrections after the first are quasi-Newton steps: L-BFGS
   /// with at most this many pairs (s, y) of the extra corrections before,
   /// on top of the model (its A^-1 as the initial inverse Hessian; 0: every
