@@ -65,6 +65,33 @@ Stepper linearizedStepper(std::shared_ptr<const LinearizedStep> solver) {
   };
 }
 
+// The energy options given for a named case: D, --potential-strength,
+// --attraction and --m replace the case's own values where its exact answer
+// holds for them (makeReferenceCase checks which); a preset or any other
+// parameter is refused, as the case fixes its energy's form.
+CaseParameters caseParameters(const EnergyOptions& energy, const std::string& caseName) {
+  if (energy.given())
+    throw InvalidParameter("--energy", energy.preset, "each case has its own energy; --energy is for mode-decay");
+  const std::pair<const CLI::Option*, const char*> fixed[] = {{energy.potentialOption, "--potential"},
+                                                              {energy.centreOption, "--potential-centre"},
+                                                              {energy.kernelOption, "--kernel"},
+                                                              {energy.repulsionOption, "--repulsion"},
+                                                              {energy.attractivePowerOption, "--attractive-power"},
+                                                              {energy.repulsivePowerOption, "--repulsive-power"}};
+  for (const auto& [option, name] : fixed)
+    if (option && option->count())
+      throw InvalidParameter(name, option->as<std::string>(),
+                             "the case " + caseName +
+                                 " fixes its energy's form; it takes only --D, --potential-strength, --attraction "
+                                 "or --m where its exact answer holds for them");
+  CaseParameters p;
+  if (energy.DOption && energy.DOption->count()) p.diffusion = energy.D;
+  if (energy.strengthOption && energy.strengthOption->count()) p.potentialStrength = energy.potentialStrength;
+  if (energy.attractionOption && energy.attractionOption->count()) p.attraction = energy.attraction;
+  if (energy.mOption && energy.mOption->count()) p.exponent = energy.m;
+  return p;
+}
+
 // The learned operator (certified, never refined), refine (the learned step
 // followed by a fixed number of reference-solver iterations started from it)
 // or auto (refined only when its certificate fails), for the problem of
@@ -200,9 +227,9 @@ void addEvalCommand(CLI::App& app) {
       if (options->steps >= 0) throw InvalidParameter("--steps", formatValue(options->steps), "mode-decay is one step");
       ModeDecayOptions mode;
       mode.grid = Grid::unitBox(options->dim, options->grid);
-      mode.energy = options->energy.given() ? options->energy.spec()
-                    : op                    ? op->metadata().energy
-                                            : EnergySpec::porousMedium(2, 1);
+      // --energy, or the operator's energy (else the porous medium), with any
+      // parameter given on the command line.
+      mode.energy = options->energy.over(op ? op->metadata().energy : EnergySpec::porousMedium(2, 1));
       mode.tau = options->tau > 0 ? options->tau : op ? op->metadata().tau : 0.005;
       mode.level = options->level;
       mode.amplitude = options->amplitude;
@@ -216,11 +243,8 @@ void addEvalCommand(CLI::App& app) {
       }
       result = evaluateModeDecay(mode, solver, reference, options->solver);
     } else {
-      if (options->energy.given())
-        throw InvalidParameter("--energy", options->energy.preset,
-                               "each case has its own energy; --energy is for mode-decay");
-      const ReferenceCase c =
-          makeReferenceCase(options->caseName, options->grid, options->dim, options->tau, options->steps);
+      const ReferenceCase c = makeReferenceCase(options->caseName, options->grid, options->dim, options->tau,
+                                                options->steps, caseParameters(options->energy, options->caseName));
       std::unique_ptr<ReferenceCheck> check;
       if (options->referenceCheck)
         check = std::make_unique<ReferenceCheck>(

@@ -39,14 +39,14 @@ void gaussianChain(ReferenceCase& c, exact::Gaussian g, const std::array<double,
   }
 }
 
-// Porous medium (D = 1): the exact JKO chain of dilations from profile p.
-void barenblattChain(ReferenceCase& c, exact::BarenblattProfile p) {
+// Porous medium D rho^m/(m-1): the exact JKO chain of dilations from profile p.
+void barenblattChain(ReferenceCase& c, exact::BarenblattProfile p, double D) {
   c.initial = exact::density(c.grid, p);
   for (int k = 0; k < c.steps; ++k) {
     if (k == 0)
       c.firstDisplacement =
-          exact::dilationDisplacement(c.grid, p.centre, exact::barenblattDilation(p, c.grid.dim, 1, c.tau));
-    p = exact::barenblattStep(p, c.grid.dim, 1, c.tau);
+          exact::dilationDisplacement(c.grid, p.centre, exact::barenblattDilation(p, c.grid.dim, D, c.tau));
+    p = exact::barenblattStep(p, c.grid.dim, D, c.tau);
     c.jkoChain.push_back(exact::density(c.grid, p));
   }
 }
@@ -74,7 +74,16 @@ const std::vector<std::string>& referenceCaseNames() {
   return names;
 }
 
-ReferenceCase makeReferenceCase(const std::string& name, int64_t n, int dim, double tau, int steps) {
+std::vector<std::string> caseParameterNames(const std::string& name) {
+  if (name == "gaussian-step" || name == "ou-aniso-step") return {"D"};
+  if (name == "ou-step" || name == "ou-steady") return {"D", "potential strength a"};
+  if (name == "interaction-step") return {"D", "attraction"};
+  if (name == "barenblatt-step" || name == "barenblatt-flow") return {"D", "exponent m"};
+  return {};
+}
+
+ReferenceCase makeReferenceCase(const std::string& name, int64_t n, int dim, double tau, int steps,
+                                const CaseParameters& parameters) {
   if (std::find(referenceCaseNames().begin(), referenceCaseNames().end(), name) == referenceCaseNames().end())
     throw InvalidParameter("case", name,
                            "allowed: gaussian-step, ou-step, ou-aniso-step, interaction-step, barenblatt-step, "
@@ -82,6 +91,25 @@ ReferenceCase makeReferenceCase(const std::string& name, int64_t n, int dim, dou
   if (dim != 2 && dim != 3) throw InvalidParameter("dim", formatValue(dim), "must be 2 or 3");
   if (n < 8) throw InvalidParameter("grid", formatValue(n), "needs at least 8 nodes per axis");
   if (tau < 0 || std::isnan(tau)) throw InvalidParameter("tau", formatValue(tau), "the time step must be > 0");
+  // Each given parameter: one the case takes, and a value its exact answer
+  // holds for.
+  const std::vector<std::string> takes = caseParameterNames(name);
+  std::string takesText;
+  for (const std::string& t : takes) takesText += (takesText.empty() ? "" : ", ") + t;
+  auto parameter = [&](const std::optional<double>& given, const char* label, double fallback, double above) {
+    if (!given) return fallback;
+    if (std::find(takes.begin(), takes.end(), label) == takes.end())
+      throw InvalidParameter(label, formatValue(*given),
+                             "the case " + name + " has no such parameter (it takes " +
+                                 (takesText.empty() ? std::string("none") : takesText) + ")");
+    if (!(std::isfinite(*given) && *given > above))
+      throw InvalidParameter(label, formatValue(*given), "must be a number > " + formatValue(above));
+    return *given;
+  };
+  const double D = parameter(parameters.diffusion, "D", name.rfind("barenblatt", 0) == 0 ? 1.0 : 0.1, 0);
+  const double strength = parameter(parameters.potentialStrength, "potential strength a", 20, 0);
+  const double attraction = parameter(parameters.attraction, "attraction", 20, 0);
+  const double m = parameter(parameters.exponent, "exponent m", 2, 1);
 
   ReferenceCase c;
   c.name = name;
@@ -94,22 +122,19 @@ ReferenceCase makeReferenceCase(const std::string& name, int64_t n, int dim, dou
   const double sigma = dim == 2 ? 0.08 : 0.12;
 
   if (name == "gaussian-step") {
-    const double D = 0.1;
     c.energy = EnergySpec::heat(D);
     exact::Gaussian g;
     g.sigma = {sigma, sigma, sigma};
     gaussianChain(c, g, {0, 0, 0}, boxCentre(c.grid), D, false, 0);
   } else if (name == "ou-step") {
-    const double D = 0.1, a = 20;
-    c.energy = EnergySpec::fokkerPlanck(D, a);
+    c.energy = EnergySpec::fokkerPlanck(D, strength);
     exact::Gaussian g;
     g.mean = {0.42, 0.55, 0.46};
     g.sigma = {sigma, sigma, sigma};
-    gaussianChain(c, g, {a, a, a}, boxCentre(c.grid), D, false, 0);
+    gaussianChain(c, g, {strength, strength, strength}, boxCentre(c.grid), D, false, 0);
   } else if (name == "ou-aniso-step") {
     // Non-square grid, unequal spacing and a different a_k per axis: catches
     // swapped axes, transposed arrays and wrong spacing.
-    const double D = 0.1;
     const std::array<double, 3> a{20, 5, 12};
     std::array<int64_t, 3> cells{n, std::max<int64_t>(8, (2 * n) / 3), std::max<int64_t>(8, (5 * n) / 6)};
     c.grid = Grid::box(dim, cells, {0, 0, 0}, {1, 0.8, 0.9});
@@ -120,39 +145,39 @@ ReferenceCase makeReferenceCase(const std::string& name, int64_t n, int dim, dou
     g.sigma = {0.7 * sigma, 1.2 * sigma, sigma};
     gaussianChain(c, g, a, boxCentre(c.grid), D, false, 0);
   } else if (name == "interaction-step") {
-    const double D = 0.1, attraction = 20;
     c.energy = EnergySpec::aggregationDiffusion(D, attraction);
     exact::Gaussian g;
     g.mean = {0.48, 0.53, 0.5};
     g.sigma = {1.25 * sigma, 1.25 * sigma, 1.25 * sigma};
     gaussianChain(c, g, {0, 0, 0}, {0, 0, 0}, D, true, attraction);
   } else if (name == "barenblatt-step") {
-    c.energy = EnergySpec::porousMedium(2, 1);
+    c.energy = EnergySpec::porousMedium(m, D);
     exact::BarenblattProfile p;
-    p.m = 2;
+    p.m = m;
     p.q = 10;
     const double radius = dim == 2 ? 0.2 : 0.25;
     p.A = p.q * radius * radius;
-    barenblattChain(c, p);
+    barenblattChain(c, p, D);
   } else if (name == "barenblatt-flow") {
-    // m = 2, box [0,1]^d, mass 0.02, the Barenblatt solution at t0 = 0.005.
-    const double m = 2, mass = 0.02, t0 = 0.005;
-    c.energy = EnergySpec::porousMedium(m, 1);
+    // Box [0,1]^d, mass 0.02, the Barenblatt solution of rho_t = Lap rho^m at
+    // t0 = 0.005; with D the flow is rho_t = D Lap rho^m, i.e. that solution
+    // at t0 + D t.
+    const double mass = 0.02, t0 = 0.005;
+    c.energy = EnergySpec::porousMedium(m, D);
     exact::BarenblattProfile p = exact::barenblattSolution(t0, mass, dim, m, {0.5, 0.5, 0.5});
-    barenblattChain(c, p);
+    barenblattChain(c, p, D);
     for (int k = 0; k < c.steps; ++k)
       c.pde.push_back(
-          exact::density(c.grid, exact::barenblattSolution(t0 + (k + 1) * c.tau, mass, dim, m, {0.5, 0.5, 0.5})));
+          exact::density(c.grid, exact::barenblattSolution(t0 + D * (k + 1) * c.tau, mass, dim, m, {0.5, 0.5, 0.5})));
   } else if (name == "ou-steady") {
     // Gibbs state N(b, D/a) (sigma 0.071: the Fokker-Planck preset), from an
     // off-centre narrower Gaussian.
-    const double a = 20, D = 0.1;
-    c.energy = EnergySpec::fokkerPlanck(D, a);
+    c.energy = EnergySpec::fokkerPlanck(D, strength);
     exact::Gaussian g;
     g.mean = {0.4, 0.58, 0.45};
     g.sigma = {0.06, 0.06, 0.06};
-    gaussianChain(c, g, {a, a, a}, boxCentre(c.grid), D, false, 0);
-    c.steadyVariance.assign(dim, D / a);
+    gaussianChain(c, g, {strength, strength, strength}, boxCentre(c.grid), D, false, 0);
+    c.steadyVariance.assign(dim, D / strength);
   }
   return c;
 }

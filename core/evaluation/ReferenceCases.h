@@ -42,9 +42,25 @@ struct ReferenceCase {
 /// Names accepted by makeReferenceCase.
 const std::vector<std::string>& referenceCaseNames();
 
+/// The energy parameters a case may be asked for instead of its own; each
+/// case's exact answer holds for any value (the Gaussian chains for any D,
+/// potential strength a and attraction; the Barenblatt chain for any D and
+/// m). Unset: the case's default.
+struct CaseParameters {
+  std::optional<double> diffusion, potentialStrength, attraction, exponent;
+  bool any() const { return diffusion || potentialStrength || attraction || exponent; }
+};
+
+/// The parameters of CaseParameters that `name` takes ("D", "potential
+/// strength a", "attraction", "exponent m"); asking a case for another one is
+/// an error.
+std::vector<std::string> caseParameterNames(const std::string& name);
+
 /// Builds a case on an n^dim grid (ou-aniso-step: n x 2n/3 with unequal
-/// spacing). tau <= 0 or steps < 0 select the case's defaults.
-ReferenceCase makeReferenceCase(const std::string& name, int64_t n, int dim, double tau = 0, int steps = -1);
+/// spacing). tau <= 0 or steps < 0 select the case's defaults; `parameters`
+/// replaces the case's energy parameters (each must be one the case takes).
+ReferenceCase makeReferenceCase(const std::string& name, int64_t n, int dim, double tau = 0, int steps = -1,
+                                const CaseParameters& parameters = {});
 
 /// What a JKO stepper returns for one step.
 struct StepOutput {

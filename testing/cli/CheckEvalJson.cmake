@@ -65,3 +65,18 @@ string(JSON count ERROR_VARIABLE missing LENGTH "${out}" under_resolved_frames)
 if(NOT rc EQUAL 0 OR missing OR NOT count EQUAL 0)
   message(FATAL_ERROR "gaussian-step at tau 0.02 is resolved: ${err} ${out}")
 endif()
+# A case asked for other energy parameters steps that energy (its exact answer
+# holds for them), and one it cannot take is refused, never ignored.
+execute_process(COMMAND "${JKO}" eval --case ou-step --D 0.05 --potential-strength 10 --grid 24 --json --threads 2
+                OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
+string(JSON spec ERROR_VARIABLE missing GET "${out}" energy_spec)
+if(NOT rc EQUAL 0 OR missing OR NOT spec MATCHES "D=0.05; quadratic potential a=10")
+  message(FATAL_ERROR "ou-step with --D 0.05 --potential-strength 10 should step that energy: ${err} ${out}")
+endif()
+foreach(args "gaussian-step;--attraction;5" "ou-step;--kernel;quadratic" "barenblatt-flow;--m;1")
+  execute_process(COMMAND "${JKO}" eval --case ${args} --grid 16 --json OUTPUT_VARIABLE out ERROR_VARIABLE err
+                  RESULT_VARIABLE rc)
+  if(rc EQUAL 0 OR NOT err MATCHES "error: invalid")
+    message(FATAL_ERROR "eval --case ${args} should be refused with a reason: ${err} ${out}")
+  endif()
+endforeach()

@@ -30,6 +30,15 @@ TEST(BadInput, NonPositiveTau) {
   expectErrorMentioning<InvalidParameter>([&] { JkoObjective(heatOn(grid), 0.0); }, "tau");
   expectErrorMentioning<InvalidParameter>([&] { JkoObjective(heatOn(grid), -1.0); }, "tau = -1");
   expectErrorMentioning<InvalidParameter>([&] { makeReferenceCase("gaussian-step", 16, 2, -0.1); }, "tau");
+  // A parameter the case does not take is named with the ones it does.
+  CaseParameters attraction;
+  attraction.attraction = 5;
+  expectErrorMentioning<InvalidParameter>([&] { makeReferenceCase("gaussian-step", 16, 2, 0, -1, attraction); },
+                                          "it takes D");
+  CaseParameters exponent;
+  exponent.exponent = 1;
+  expectErrorMentioning<InvalidParameter>([&] { makeReferenceCase("barenblatt-flow", 16, 2, 0, -1, exponent); },
+                                          "exponent m");
 }
 
 TEST(BadInput, PorousExponentAndDiffusion) {
