@@ -70,15 +70,23 @@ if(NOT solverSeconds GREATER 0 OR NOT referenceSeconds GREATER 0 OR NOT ratio GR
 endif()
 message(STATUS "Auto on a held-out density: ${autoMean} from the reference solver, in ${ratio} of its time")
 
+# The bundled Fokker-Planck operator is conditioned on D in [0.05, 0.5] and
+# the potential's strength in [10, 100]: D 0.05 alone is served, D 1 is not.
 execute_process(COMMAND "${JKO}" compare --operator "${SOURCE}/data/operators/fokker-planck.jko" --suite held-out
                         --D 0.05 --densities 1 --steps 1 --grid 32 --threads 2
                 OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "the bundled Fokker-Planck operator should serve D 0.05 (${rc}): ${err}")
+endif()
+execute_process(COMMAND "${JKO}" compare --operator "${SOURCE}/data/operators/fokker-planck.jko" --suite held-out
+                        --D 1 --densities 1 --steps 1 --grid 32 --threads 2
+                OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
 if(rc EQUAL 0)
-  message(FATAL_ERROR "a Fokker-Planck operator asked for D 0.05 alone should be refused: ${out}")
+  message(FATAL_ERROR "the bundled Fokker-Planck operator asked for D 1 should be refused: ${out}")
 endif()
 expect_in("${err}" "no symmetry of the step relates" "the refusal")
-expect_in("${err}" "D: 0.05 vs 0.1" "the refusal")
-expect_in("${err}" "tau D = 0.0005" "the groups served")
+expect_in("${err}" "D: 1 at the operator's tau, outside its range [0.05, 0.5]" "the refusal")
+expect_in("${err}" "tau D in [0.00025, 0.0025]" "the groups served")
 
 # An operator conditioned on D and the potential's strength (a tiny one,
 # trained here in seconds) serves the Ornstein-Uhlenbeck step at another

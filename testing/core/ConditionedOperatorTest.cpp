@@ -90,7 +90,9 @@ TEST(ConditionedOperator, EachEnergyGetsItsOwnStep) {
   EXPECT_GT((first - other).abs().sum().item<double>(), 1e-3 * rho.abs().sum().item<double>());
   EXPECT_NEAR(first.sum().item<double>(), rho.sum().item<double>(), 1e-12 * rho.sum().item<double>());
   // An operator of one energy refuses another.
-  const auto plain = LearnedOperator::load(std::string(JKO_SOURCE_DIR) + "/data/operators/fokker-planck.jko");
+  const auto plain =
+      LearnedOperator::load(std::string(JKO_SOURCE_DIR) + "/data/operators/aggregation-diffusion.jko");
+  EXPECT_FALSE(plain->metadata().conditioning.any());
   EXPECT_THROW(plain->step(rho, Grid::unitBox(2, 16), &low), InvalidParameter);
 }
 
