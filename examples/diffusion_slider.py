@@ -1,8 +1,8 @@
-"""A Diffusion slider on a learned porous-medium flow: three values of D, one
-operator, no training.
+"""A Diffusion slider on a learned flow: three values of D, one operator, no
+training.
 
-    pvpython examples/diffusion_slider.py [--diffusion 0.5,1,2] [--steps 20] [--grid 64]
-                                          [--out output/diffusion-slider]
+    pvpython examples/diffusion_slider.py [--energy porous-medium|fokker-planck] [--diffusion 0.5,1,2]
+                                          [--steps 20] [--grid 64] [--out output/diffusion-slider]
 
 (under `xvfb-run -a -s "-screen 0 1280x1024x24"` for the ParaView rendering)
 
@@ -13,7 +13,13 @@ the bundled data/operators/porous-medium.jko (trained for D = 1, tau =
 and Apply would. The operator serves every D without retraining through the
 exact symmetry of the porous-medium JKO step: the step of rho with D at tau
 is 1/c times the operator's step of c rho, c = (tau D / 0.005)^(1/(m-1))
-(docs/design.md, "One operator, many panels"). Each re-run is timed. Writes
+(docs/design.md, "One operator, many panels"). With --energy fokker-planck
+the flow is Fokker-Planck in a quadratic well from the two Gaussians of
+data/samples/two-bumps.vti (default D = 0.05, 0.1, 0.5): the bundled
+data/operators/fokker-planck.jko is conditioned on D in [0.05, 0.5] and the
+potential's strength, one network for the whole range (docs/design.md,
+"Conditioned operators with the Gauss-Newton corrections"). Each re-run is
+timed. Writes
 the frames of each D (frames-D*.pvd; frames.pvd is the first D), a strip
 with one row per D (strip.png), the energies (energy.png) and, with a
 display, a ParaView rendering of the three side by side (paraview.png).
@@ -77,9 +83,14 @@ def render_side_by_side(flows, labels, time_value, path, size=(1500, 600)):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--diffusion", default="0.5,1,2", help="values of D, comma-separated")
-    parser.add_argument("--sample", default="porous-bumps.vti", help="initial density (.vti in data/samples/ or a path)")
-    parser.add_argument("--operator", default=None, help="operator file (default: data/operators/porous-medium.jko)")
+    parser.add_argument("--energy", default="porous-medium", choices=["porous-medium", "fokker-planck"],
+                        help="the energy and its bundled operator")
+    parser.add_argument("--diffusion", default=None,
+                        help="values of D, comma-separated (default: 0.5,1,2; Fokker-Planck 0.05,0.1,0.5)")
+    parser.add_argument("--sample", default=None,
+                        help="initial density (.vti in data/samples/ or a path; default porous-bumps.vti, "
+                             "Fokker-Planck two-bumps.vti)")
+    parser.add_argument("--operator", default=None, help="operator file (default: the energy's in data/operators/)")
     parser.add_argument("--steps", type=int, default=20, help="JKO steps K (frames 0..K)")
     parser.add_argument("--grid", type=int, default=0, help="resample the sample to this many nodes per axis")
     parser.add_argument("--threads", type=int, default=0, help="LibTorch threads (0: all cores)")
@@ -94,14 +105,16 @@ def main():
                         help="exit with an error unless every D keeps the mass, never raises the energy, was "
                              "served without an error and every output file was written (the smoke test)")
     args = parser.parse_args()
-    values = [float(v) for v in args.diffusion.split(",")]
+    porous = args.energy == "porous-medium"
+    values = [float(v) for v in (args.diffusion or ("0.5,1,2" if porous else "0.05,0.1,0.5")).split(",")]
+    sample = args.sample or ("porous-bumps.vti" if porous else "two-bumps.vti")
 
     J.load_plugin()
     from paraview import simple
 
     os.makedirs(args.out, exist_ok=True)
-    density = J.read_density(J.sample_path(args.sample), args.grid)
-    flow = J.gradient_flow(density, "porous-medium", solver=args.solver, operator=args.operator, steps=args.steps,
+    density = J.read_density(J.sample_path(sample), args.grid)
+    flow = J.gradient_flow(density, args.energy, solver=args.solver, operator=args.operator, steps=args.steps,
                            threads=args.threads)
     rollouts, outputs, problems, frozen = [], [], [], []
     for i, D in enumerate(values):
@@ -116,7 +129,7 @@ def main():
                 "mass kept to %.1e" % (D, args.steps, args.solver, grid, rollout.seconds, energy[0], energy[-1], decreasing,
                                        rollout.mass_drift()))
         if args.reference:
-            reference = J.gradient_flow(density, "porous-medium", solver="Reference solver", steps=args.steps,
+            reference = J.gradient_flow(density, args.energy, solver="Reference solver", steps=args.steps,
                                         threads=args.threads)
             reference.Diffusion = D
             exact = J.Rollout(reference, "the reference rollout with D = %g" % D)
@@ -135,8 +148,9 @@ def main():
         frozen.append(simple.PVDReader(FileName=os.path.join(args.out, name)))
 
     labels = ["D = %g" % D for D in values]
-    title = "Porous medium, m = 2, tau = %g: one learned operator (trained for D = 1), %s" % (
-        J.TIME_STEP, ", ".join(labels))
+    trained = "trained for D = 1" if porous else "conditioned on D in [0.05, 0.5]"
+    title = "%s, tau = %g: one learned operator (%s), %s" % (J.PRESETS[args.energy]["title"], J.TIME_STEP, trained,
+                                                             ", ".join(labels))
     outputs.append(("strip of frames", J.plot_strip([r.density for r in rollouts], rollouts[0].times,
                                                      rollouts[0].box(), os.path.join(args.out, "strip.png"), title,
                                                      row_labels=labels)))

@@ -22,6 +22,15 @@ cp output/aggregation-diffusion/strip.png "$images/aggregation-diffusion-strip.p
 "${render[@]}" pvpython examples/fokker_planck.py --out output/fokker-planck
 cp output/fokker-planck/strip.png "$images/fokker-planck-strip.png"
 
+# One operator, three values of D: the porous medium through the step's
+# symmetry, Fokker-Planck through its conditioned operator.
+"${render[@]}" pvpython examples/diffusion_slider.py --reference --out output/diffusion-slider
+cp output/diffusion-slider/paraview.png "$images/diffusion-slider.png"
+cp output/diffusion-slider/strip.png "$images/diffusion-slider-strip.png"
+"${render[@]}" pvpython examples/diffusion_slider.py --energy fokker-planck --reference \
+  --out output/diffusion-slider-fokker-planck
+cp output/diffusion-slider-fokker-planck/strip.png "$images/diffusion-slider-fokker-planck-strip.png"
+
 "${render[@]}" pvpython examples/volume_3d.py --out output/volume-3d
 cp output/volume-3d/strip.png "$images/volume-3d-strip.png"
 ls -l "$images"/*.png
