@@ -11,7 +11,9 @@ Two Gaussian bumps (data/samples/two-bumps.vti, mass 1) slide to the centre
 and merge into the Gibbs density exp(-V/D)/Z, a Gaussian of variance
 D/a = 0.005 per axis, while the free energy falls. The operator
 (data/operators/fokker-planck.jko) was trained on masses 0.5-2 on the unit
-box with tau = 0.005. Writes the frames (frames.pvd + frames/*.vti),
+box with tau = 0.005, conditioned on D in [0.05, 0.5] and the well's
+strength in [10, 100] (examples/diffusion_slider.py --energy fokker-planck
+moves D). Writes the frames (frames.pvd + frames/*.vti),
 strip.png, energy.png and paraview.png.
 """
 import os
