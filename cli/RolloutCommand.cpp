@@ -254,11 +254,15 @@ void addRolloutCommand(CLI::App& app) {
     } else {
       throw InvalidParameter("initial density", "none", "give --case NAME, --initial FILE or --generate KIND");
     }
+    // --energy, else the operator's energy (else the case's), with every
+    // parameter given on the command line applied (--D alone changes D).
     if (o->energy.given())
       energySpec = o->energy.spec();
     else if (op)
-      energySpec = op->metadata().energy;
-    else if (o->caseName.empty())
+      energySpec = o->energy.over(op->metadata().energy);
+    else if (!o->caseName.empty())
+      energySpec = o->energy.over(energySpec);
+    else
       throw InvalidParameter("--energy", "none", "give an energy preset for a density read from a file");
     rho0 = rho0.to(at::kDouble).contiguous();
     validateDensity(rho0.unsqueeze(0), grid);

@@ -87,6 +87,15 @@ endif()
 expect_in("${err}" "no symmetry of the step relates" "the refusal")
 expect_in("${err}" "D: 1 at the operator's tau, outside its range [0.05, 0.5]" "the refusal")
 expect_in("${err}" "tau D in [0.00025, 0.0025]" "the groups served")
+# jko rollout steps the energy the options give (--D alone over the
+# operator's), never silently the operator's own.
+execute_process(COMMAND "${JKO}" rollout --operator "${SOURCE}/data/operators/fokker-planck.jko" --generate bumps
+                        --seed 1 --grid 24 --steps 1 --D 0.05 --potential-strength 50 --json --threads 2
+                OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
+string(JSON stepped ERROR_VARIABLE missing GET "${out}" energy)
+if(NOT rc EQUAL 0 OR missing OR NOT stepped MATCHES "D=0.05; quadratic potential a=50")
+  message(FATAL_ERROR "rollout with --D 0.05 --potential-strength 50 should step that energy: ${err} ${out}")
+endif()
 
 # An operator conditioned on D and the potential's strength (a tiny one,
 # trained here in seconds) serves the Ornstein-Uhlenbeck step at another
