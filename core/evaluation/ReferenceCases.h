@@ -48,7 +48,6 @@ const std::vector<std::string>& referenceCaseNames();
 /// m). Unset: the case's default.
 struct CaseParameters {
   std::optional<double> diffusion, potentialStrength, attraction, exponent;
-  bool any() const { return diffusion || potentialStrength || attraction || exponent; }
 };
 
 /// The parameters of CaseParameters that `name` takes ("D", "potential
