@@ -256,14 +256,9 @@ void addRolloutCommand(CLI::App& app) {
     }
     // --energy, else the operator's energy (else the case's), with every
     // parameter given on the command line applied (--D alone changes D).
-    if (o->energy.given())
-      energySpec = o->energy.spec();
-    else if (op)
-      energySpec = o->energy.over(op->metadata().energy);
-    else if (!o->caseName.empty())
-      energySpec = o->energy.over(energySpec);
-    else
+    if (!o->energy.given() && !op && o->caseName.empty())
       throw InvalidParameter("--energy", "none", "give an energy preset for a density read from a file");
+    energySpec = o->energy.over(op ? op->metadata().energy : energySpec);
     rho0 = rho0.to(at::kDouble).contiguous();
     validateDensity(rho0.unsqueeze(0), grid);
     if (o->mass > 0) rho0 = rho0 * (o->mass / (rho0.sum().item<double>() * grid.cellVolume()));
