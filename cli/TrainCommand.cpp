@@ -19,7 +19,7 @@ struct TrainCommandOptions {
   int dim = 2, threads = 0;
   std::string out, network, base, mode, device = "cpu", checkpoint;
   std::vector<std::string> initial;
-  std::vector<double> conditionD, conditionStrength;
+  std::vector<double> conditionD, conditionStrength, conditionExponent;
   TrainingOptions given;  // values of the options given; defaults come from the preset
   bool resume = false, quiet = false;
   std::map<std::string, CLI::Option*> options;
@@ -114,6 +114,12 @@ void addTrainCommand(CLI::App& app) {
                    "MIN,MAX: the same for the quadratic potential's strength a")
       ->delimiter(',')
       ->expected(2);
+  train
+      ->add_option("--condition-m", o->conditionExponent,
+                   "MIN,MAX: the same for the porous medium's exponent m (the density's symmetry then no longer "
+                   "fixes its mass: pair it with --condition-D)")
+      ->delimiter(',')
+      ->expected(2);
   train->add_option("--mode", o->mode, "learn-to-evolve or initial-only (the ablation)")
       ->check(CLI::IsMember({"learn-to-evolve", "initial-only"}));
   train->add_option("--device", o->device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
@@ -160,6 +166,8 @@ void addTrainCommand(CLI::App& app) {
     if (o->conditionD.size() == 2) options.conditioning.diffusion = {o->conditionD[0], o->conditionD[1]};
     if (o->conditionStrength.size() == 2)
       options.conditioning.potentialStrength = {o->conditionStrength[0], o->conditionStrength[1]};
+    if (o->conditionExponent.size() == 2)
+      options.conditioning.exponent = {o->conditionExponent[0], o->conditionExponent[1]};
     options.device = o->device;
     options.checkpoint = o->checkpoint;
     options.resume = o->resume;

@@ -2,29 +2,31 @@
 training.
 
     pvpython examples/diffusion_slider.py [--energy porous-medium|fokker-planck] [--diffusion 0.5,1,2]
-                                          [--steps 20] [--grid 64] [--out output/diffusion-slider]
+                                          [--exponent 1.5,2,4] [--steps 20] [--grid 64]
+                                          [--out output/diffusion-slider]
 
 (under `xvfb-run -a -s "-screen 0 1280x1024x24"` for the ParaView rendering)
 
 What a teacher does in front of a class: one JKO Gradient Flow filter on the
 two bumps of data/samples/porous-bumps.vti, Solver "Learned operator" with
-the bundled data/operators/porous-medium.jko (trained for D = 1, tau =
-0.005), and the Diffusion property moved to each value in turn, as a slider
-and Apply would. The operator serves every D without retraining through the
-exact symmetry of the porous-medium JKO step: the step of rho with D at tau
-is 1/c times the operator's step of c rho, c = (tau D / 0.005)^(1/(m-1))
-(docs/design.md, "One operator, many panels"). With --energy fokker-planck
-the flow is Fokker-Planck in a quadratic well from the two Gaussians of
+the bundled data/operators/porous-medium.jko, and the Diffusion property
+moved to each value in turn, as a slider and Apply would. The operator is
+conditioned on D in [0.1, 10] and the exponent m in [1.5, 4] at tau =
+0.005, one network for the whole range; other time steps and masses reach
+it through the exact symmetries of the JKO step (docs/design.md, "One
+operator, many panels" and "The porous medium conditioned on D and m").
+With --exponent the slider is the Exponent property instead (D = 1).
+With --energy fokker-planck the flow is Fokker-Planck in a quadratic well from the two Gaussians of
 data/samples/two-bumps.vti (default D = 0.05, 0.1, 0.5): the bundled
 data/operators/fokker-planck.jko is conditioned on D in [0.05, 0.5] and the
 potential's strength, one network for the whole range (docs/design.md,
 "Conditioned operators with the Gauss-Newton corrections"). Each re-run is
-timed. Writes
-the frames of each D (frames-D*.pvd; frames.pvd is the first D), a strip
-with one row per D (strip.png), the energies (energy.png) and, with a
-display, a ParaView rendering of the three side by side (paraview.png).
-With --reference it also rolls out the reference solver for each D and
-prints the learned frames' error against it.
+timed. Writes the frames of each value (frames-D*.pvd or frames-m*.pvd;
+frames.pvd is the first), a strip with one row per value (strip.png), the
+energies (energy.png) and, with a display, a ParaView rendering of the three
+side by side (paraview.png). With --reference it also rolls out the
+reference solver for each value and prints the learned frames' error
+against it.
 """
 import argparse
 import os
@@ -87,6 +89,8 @@ def main():
                         help="the energy and its bundled operator")
     parser.add_argument("--diffusion", default=None,
                         help="values of D, comma-separated (default: 0.5,1,2; Fokker-Planck 0.05,0.1,0.5)")
+    parser.add_argument("--exponent", default=None,
+                        help="porous medium: slide the exponent m over these values instead of D (e.g. 1.5,2,4)")
     parser.add_argument("--sample", default=None,
                         help="initial density (.vti in data/samples/ or a path; default porous-bumps.vti, "
                              "Fokker-Planck two-bumps.vti)")
@@ -106,7 +110,12 @@ def main():
                              "served without an error and every output file was written (the smoke test)")
     args = parser.parse_args()
     porous = args.energy == "porous-medium"
-    values = [float(v) for v in (args.diffusion or ("0.5,1,2" if porous else "0.05,0.1,0.5")).split(",")]
+    if args.exponent and not porous:
+        parser.error("--exponent slides the porous medium's m: use it with --energy porous-medium")
+    # The slider: the panel property, its label and the values.
+    prop, symbol = ("Exponent", "m") if args.exponent else ("Diffusion", "D")
+    values = [float(v) for v in (args.exponent or args.diffusion or ("0.5,1,2" if porous else "0.05,0.1,0.5"))
+              .split(",")]
     sample = args.sample or ("porous-bumps.vti" if porous else "two-bumps.vti")
 
     J.load_plugin()
@@ -119,44 +128,44 @@ def main():
     rollouts, outputs, problems, frozen = [], [], [], []
     for i, D in enumerate(values):
         # The slider: one property, one Apply, the learned flow again.
-        flow.Diffusion = D
-        rollout = J.Rollout(flow, "the learned rollout with D = %g" % D)
+        setattr(flow, prop, D)
+        rollout = J.Rollout(flow, "the learned rollout with %s = %g" % (symbol, D))
         rollouts.append(rollout)
         energy = rollout.table["Energy"]
         decreasing = bool(np.all(np.diff(energy) <= 1e-12 * abs(energy[0])))
         grid = "x".join(str(d) for d in rollout.dims if d > 1)
-        line = ("D = %-5g %d steps (%s) on %s nodes in %.3f s; energy %.5g -> %.5g (never increases: %s), "
-                "mass kept to %.1e" % (D, args.steps, args.solver, grid, rollout.seconds, energy[0], energy[-1], decreasing,
+        line = ("%s = %-5g %d steps (%s) on %s nodes in %.3f s; energy %.5g -> %.5g (never increases: %s), "
+                "mass kept to %.1e" % (symbol, D, args.steps, args.solver, grid, rollout.seconds, energy[0], energy[-1], decreasing,
                                        rollout.mass_drift()))
         if args.reference:
             reference = J.gradient_flow(density, args.energy, solver="Reference solver", steps=args.steps,
                                         threads=args.threads)
-            reference.Diffusion = D
-            exact = J.Rollout(reference, "the reference rollout with D = %g" % D)
+            setattr(reference, prop, D)
+            exact = J.Rollout(reference, "the reference rollout with %s = %g" % (symbol, D))
             errors = [np.abs(a - b).sum() / np.abs(b).sum() for a, b in zip(rollout.density[1:], exact.density[1:])]
             line += "; frames against the reference solver: 1st %.2f%%, mean %.2f%%, last %.2f%%" % (
                 100 * errors[0], 100 * np.mean(errors), 100 * errors[-1])
             simple.Delete(reference)
         print(line)
         if not decreasing:
-            problems.append("the energy increased with D = %g" % D)
+            problems.append("the energy increased with %s = %g" % (symbol, D))
         if rollout.mass_drift() > 1e-10:
-            problems.append("the mass changed by %.1e with D = %g" % (rollout.mass_drift(), D))
-        name = "frames.pvd" if i == 0 else "frames-D%g.pvd" % D
-        outputs.append(("frames, D = %g" % D, J.write_frames(flow, os.path.join(args.out, name))))
+            problems.append("the mass changed by %.1e with %s = %g" % (rollout.mass_drift(), symbol, D))
+        name = "frames.pvd" if i == 0 else "frames-%s%g.pvd" % (symbol, D)
+        outputs.append(("frames, %s = %g" % (symbol, D), J.write_frames(flow, os.path.join(args.out, name))))
         # A frozen copy for the side-by-side rendering (the filter now holds this D's frames only).
         frozen.append(simple.PVDReader(FileName=os.path.join(args.out, name)))
 
-    labels = ["D = %g" % D for D in values]
-    trained = "trained for D = 1" if porous else "conditioned on D in [0.05, 0.5]"
-    title = "%s, tau = %g: one learned operator (%s), %s" % (J.PRESETS[args.energy]["title"], J.TIME_STEP, trained,
-                                                             ", ".join(labels))
+    labels = ["%s = %g" % (symbol, D) for D in values]
+    trained = "conditioned on D in [0.1, 10], m in [1.5, 4]" if porous else "conditioned on D in [0.05, 0.5]"
+    name = "Porous medium, D = 1" if args.exponent else J.PRESETS[args.energy]["title"]
+    title = "%s, tau = %g: one learned operator (%s), %s" % (name, J.TIME_STEP, trained, ", ".join(labels))
     outputs.append(("strip of frames", J.plot_strip([r.density for r in rollouts], rollouts[0].times,
                                                      rollouts[0].box(), os.path.join(args.out, "strip.png"), title,
                                                      row_labels=labels)))
     outputs.append(("energy plot", J.plot_energy(
         {label: (r.times, r.table["Energy"], "o-") for label, r in zip(labels, rollouts)},
-        os.path.join(args.out, "energy.png"), "Energy along the flow for each D")))
+        os.path.join(args.out, "energy.png"), "Energy along the flow for each %s" % symbol)))
     if args.no_render:
         pass
     elif J.have_display():

@@ -98,9 +98,11 @@ nlohmann::json compareWithReference(const LearnedOperator& op, const HeldOutOpti
   std::array<int64_t, 3> cells{o.grid, o.grid, o.grid};
   std::array<double, 3> upper{m.ranges.boxLength[0], m.ranges.boxLength[1], m.ranges.boxLength[2]};
   const Grid grid = Grid::box(m.dim, cells, {0, 0, 0}, upper);
-  DensityRanges ranges = TrainingOptions::defaultsFor(m.energy, m.dim).densities;
-  DensityGenerator generator(grid, ranges, o.seed);
   const EnergySpec energy = problemEnergy(op, o.problem);
+  // The problem's own held-out densities (the porous medium's bumps have the
+  // profile of its m), the same for every operator asked that problem.
+  DensityRanges ranges = TrainingOptions::defaultsFor(energy, m.dim).densities;
+  DensityGenerator generator(grid, ranges, o.seed);
   const double tau = problemTau(op, o.problem);
   const ReferenceSolver solver(std::make_shared<const JkoObjective>(std::make_shared<const Energy>(energy, grid), tau));
   // The learned step unless another solver is given (a non-owning handle:

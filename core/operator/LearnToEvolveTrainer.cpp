@@ -95,7 +95,8 @@ at::Tensor batchLoss(const LearnedOperator& op, const JkoObjective& objective, c
 }
 
 // A conditioned training's energy: the conditioned parameters drawn
-// log-uniformly from their ranges (at `unit` in [0, 1]^2 when given).
+// log-uniformly from their ranges (at `unit` in [0, 1]^3 when given: D,
+// the potential's strength, m).
 EnergySpec drawnEnergy(const TrainingOptions& o, std::mt19937_64& random, const double* unit = nullptr) {
   EnergySpec e = o.energy;
   std::uniform_real_distribution<double> uniform(0, 1);
@@ -109,6 +110,7 @@ EnergySpec drawnEnergy(const TrainingOptions& o, std::mt19937_64& random, const 
     for (int k = 0; k < 3; ++k)
       e.potentialStrength[k] = o.energy.potentialStrength[k] * a / o.energy.potentialStrength[0];
   }
+  if (o.conditioning.onExponent()) e.exponent = draw(o.conditioning.exponent, 2);
   return e;
 }
 
@@ -271,9 +273,13 @@ void TrainingOptions::validate() const {
         "conditioned potential strength range",
         formatValue(conditioning.potentialStrength[0]) + " to " + formatValue(conditioning.potentialStrength[1]),
         "it needs a quadratic potential whose strength (" + formatValue(energy.potentialStrength[0]) + ") lies inside");
-  if (conditioning.any() && network.base == "linearized")
-    throw InvalidParameter("conditioning", "on the linearised base",
-                           "conditioned operators use the resolvent base (--base resolvent)");
+  if (conditioning.onExponent() &&
+      (energy.internal != InternalKind::PorousMedium || energy.exponent < conditioning.exponent[0] * (1 - 1e-9) ||
+       energy.exponent > conditioning.exponent[1] * (1 + 1e-9)))
+    throw InvalidParameter(
+        "conditioned exponent m range",
+        formatValue(conditioning.exponent[0]) + " to " + formatValue(conditioning.exponent[1]),
+        "it needs a porous-medium energy whose m (" + formatValue(energy.exponent) + ") lies inside");
   if (dim != 2 && dim != 3) throw InvalidParameter("dim", formatValue(dim), "must be 2 or 3");
   for (int a = 0; a < dim; ++a)
     if (cells()[a] < 8 || cells()[a] > 1024)
@@ -381,7 +387,7 @@ TrainingResult LearnToEvolveTrainer::train(const ProgressCallback& progress) {
     ReferenceSolverOptions solverOptions;
     solverOptions.objectiveTolerance = 1e-8;
     solverOptions.gradientTolerance = 1e-5;
-    const double corners[5][2] = {{0, 0}, {1, 1}, {0, 1}, {1, 0}, {0.5, 0.5}};
+    const double corners[5][3] = {{0, 0, 0}, {1, 1, 1}, {0, 1, 1}, {1, 0, 0}, {0.5, 0.5, 0.5}};
     std::vector<std::shared_ptr<const JkoObjective>> objectives;
     std::vector<std::vector<at::Tensor>> states;
     std::vector<std::vector<double>> reference;

@@ -107,11 +107,13 @@ struct TrainingRanges {
 struct Conditioning {
   std::array<double, 2> diffusion{0, 0};          ///< D of the internal energy
   std::array<double, 2> potentialStrength{0, 0};  ///< a of a quadratic potential (every axis scaled alike)
+  std::array<double, 2> exponent{0, 0};           ///< m of the porous medium
 
   bool onDiffusion() const { return diffusion[1] > 0; }
   bool onPotentialStrength() const { return potentialStrength[1] > 0; }
-  bool any() const { return onDiffusion() || onPotentialStrength(); }
-  int channels() const { return (onDiffusion() ? 1 : 0) + (onPotentialStrength() ? 1 : 0); }
+  bool onExponent() const { return exponent[1] > 0; }
+  bool any() const { return onDiffusion() || onPotentialStrength() || onExponent(); }
+  int channels() const { return (onDiffusion() ? 1 : 0) + (onPotentialStrength() ? 1 : 0) + (onExponent() ? 1 : 0); }
   /// The channels' values for an energy at the operator's tau, in order.
   std::vector<double> channelValues(const EnergySpec& energy) const;
   /// Throws InvalidParameter naming a range that is not 0 < min <= max.

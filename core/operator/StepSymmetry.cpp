@@ -64,18 +64,27 @@ StepSymmetry relateToOperator(const OperatorMetadata& m, const EnergySpec& energ
     return out;
   }
   const EnergySpec& e0 = m.energy;
+  const Conditioning& conditioning = m.conditioning;
   const double s = tau / m.tau;
+  const bool porous = energy.internal == InternalKind::PorousMedium && e0.internal == InternalKind::PorousMedium;
+  // An operator conditioned on the porous medium's D steps any D in its
+  // range: the density's symmetry is then free to bring the mass into the
+  // trained masses, as for entropy and potential energies.
+  const bool porousConditioned = porous && conditioning.onDiffusion() && energy.kernel == KernelKind::None;
   // c is fixed by the parts that are not of degree 1 in the density.
   double c = kNaN;
-  if (energy.internal == InternalKind::PorousMedium && e0.internal == InternalKind::PorousMedium &&
-      std::abs(energy.exponent - e0.exponent) <= 1e-12 * e0.exponent && e0.diffusion > 0 && energy.diffusion > 0)
-    c = std::pow(s * energy.diffusion / e0.diffusion, 1 / (e0.exponent - 1));
+  if (porous && !porousConditioned &&
+      (conditioning.onExponent() || std::abs(energy.exponent - e0.exponent) <= 1e-12 * e0.exponent) &&
+      e0.diffusion > 0 && energy.diffusion > 0)
+    c = std::pow(s * energy.diffusion / e0.diffusion, 1 / (energy.exponent - 1));
   else if (energy.kernel != KernelKind::None && energy.kernel == e0.kernel && interactionStrength(e0) != 0 &&
            interactionStrength(energy) / interactionStrength(e0) > 0)
     c = s * interactionStrength(energy) / interactionStrength(e0);
-  const bool free = energy.internal != InternalKind::PorousMedium && energy.kernel == KernelKind::None;
+  const bool massFree = energy.internal != InternalKind::PorousMedium && energy.kernel == KernelKind::None;
+  const bool free = massFree || porousConditioned;
   if (free) {
-    // Entropy and potential only: the map does not depend on the mass.
+    // Entropy and potential only: the map does not depend on the mass; a
+    // porous medium conditioned on D: the scaled D carries it.
     c = 1;
     if (m.ranges.hasMasses() && mass > 0 && outsideTrainingRange(mass, m.ranges.massMin, m.ranges.massMax))
       c = std::clamp(mass, m.ranges.massMin, m.ranges.massMax) / mass;
@@ -89,6 +98,7 @@ StepSymmetry relateToOperator(const OperatorMetadata& m, const EnergySpec& energ
   shape.wellDepth = e0.wellDepth;
   shape.attraction = e0.attraction;
   shape.repulsion = e0.repulsion;
+  if (porous && conditioning.onExponent()) shape.exponent = e0.exponent;
   std::string difference;
   if (energy.potential != PotentialKind::Values && !shape.sameAs(e0, &difference, dim)) {
     out.difference = difference;
@@ -98,7 +108,6 @@ StepSymmetry relateToOperator(const OperatorMetadata& m, const EnergySpec& energ
   // conditioned parameters lie in their ranges.
   const EnergySpec scaled = scaledEnergy(energy, s, c);
   EnergySpec compared = scaled;
-  const Conditioning& conditioning = m.conditioning;
   auto inside = [](double value, const std::array<double, 2>& range) {
     return value >= range[0] * (1 - 1e-9) && value <= range[1] * (1 + 1e-9);
   };
@@ -126,6 +135,14 @@ StepSymmetry relateToOperator(const OperatorMetadata& m, const EnergySpec& energ
     }
     compared.potentialStrength = e0.potentialStrength;
   }
+  if (porous && conditioning.onExponent()) {
+    if (!inside(scaled.exponent, conditioning.exponent)) {
+      out.difference = "exponent m: " + number(scaled.exponent) + ", outside the operator's range [" +
+                       number(conditioning.exponent[0]) + ", " + number(conditioning.exponent[1]) + "]";
+      return out;
+    }
+    compared.exponent = e0.exponent;
+  }
   if (!compared.sameAs(e0, &difference, dim)) {
     out.difference = difference + (s != 1 || c != 1 ? " (at the operator's tau and mass scale)" : "");
     return out;
@@ -152,8 +169,10 @@ StepSymmetry relateToOperator(const OperatorMetadata& m, const EnergySpec& energ
     if (mass > 0) note << " (mass " << number(mass * out.densityFactor) << ")";
   }
   note << ": exact, by the step's symmetries in time and density";
-  if (free && out.densityFactor != 1)
+  if (massFree && out.densityFactor != 1)
     note << " (for entropy and potential energies the map does not depend on the mass)";
+  if (porousConditioned && out.densityFactor != 1)
+    note << " (the porous medium's D, conditioned on, takes up the density's scale)";
   out.note = note.str();
   return out;
 }
@@ -174,9 +193,16 @@ std::string describeCoverage(const OperatorMetadata& m) {
   };
   if (e.internal == InternalKind::Entropy)
     groups.push_back("tau D " + (k.onDiffusion() ? conditioned(k.diffusion) : "= " + number(m.tau * e.diffusion)));
-  if (e.internal == InternalKind::PorousMedium)
-    groups.push_back("tau D M^(m-1) " + massBand(m.tau * e.diffusion, e.exponent - 1) + " (m = " + number(e.exponent) +
-                     ")");
+  if (e.internal == InternalKind::PorousMedium) {
+    const std::string exponent = k.onExponent() ? "m in [" + number(k.exponent[0]) + ", " + number(k.exponent[1]) + "]"
+                                                : "m = " + number(e.exponent);
+    if (k.onDiffusion())
+      groups.push_back("tau D " + conditioned(k.diffusion) + " at the trained masses" +
+                       (masses ? " [" + number(m.ranges.massMin) + ", " + number(m.ranges.massMax) + "]" : "") +
+                       ", other masses at the same tau D M^(m-1) (" + exponent + ")");
+    else
+      groups.push_back("tau D M^(m-1) " + massBand(m.tau * e.diffusion, e.exponent - 1) + " (" + exponent + ")");
+  }
   if (e.potential == PotentialKind::Quadratic || e.potential == PotentialKind::DoubleWell) {
     std::string strengths;
     for (int a = 0; a < m.dim; ++a) {
@@ -201,8 +227,10 @@ std::string describeCoverage(const OperatorMetadata& m) {
                   : "serves, exactly (symmetries of the step in time and density), every Time Step tau and energy "
                     "parameters with ");
   for (size_t i = 0; i < groups.size(); ++i) out << (i ? "; " : "") << groups[i];
-  out << (massFree ? "; at any mass M (its map does not depend on the mass)"
-                   : "; M the density's mass (the operator steps c rho, c fixed by the groups)");
+  const bool massChosen = e.internal == InternalKind::PorousMedium && e.kernel == KernelKind::None && k.onDiffusion();
+  out << (massFree     ? "; at any mass M (its map does not depend on the mass)"
+          : massChosen ? "; M the density's mass (the operator steps c rho, c bringing M into the trained masses)"
+                       : "; M the density's mass (the operator steps c rho, c fixed by the groups)");
   return out.str();
 }
 

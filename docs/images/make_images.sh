@@ -22,11 +22,14 @@ cp output/aggregation-diffusion/strip.png "$images/aggregation-diffusion-strip.p
 "${render[@]}" pvpython examples/fokker_planck.py --out output/fokker-planck
 cp output/fokker-planck/strip.png "$images/fokker-planck-strip.png"
 
-# One operator, three values of D: the porous medium through the step's
-# symmetry, Fokker-Planck through its conditioned operator.
+# One conditioned operator, three values of D (and of m for the porous
+# medium).
 "${render[@]}" pvpython examples/diffusion_slider.py --reference --out output/diffusion-slider
 cp output/diffusion-slider/paraview.png "$images/diffusion-slider.png"
 cp output/diffusion-slider/strip.png "$images/diffusion-slider-strip.png"
+"${render[@]}" pvpython examples/diffusion_slider.py --exponent 1.5,2,4 --reference \
+  --out output/diffusion-slider-exponent
+cp output/diffusion-slider-exponent/strip.png "$images/diffusion-slider-exponent-strip.png"
 "${render[@]}" pvpython examples/diffusion_slider.py --energy fokker-planck --reference \
   --out output/diffusion-slider-fokker-planck
 cp output/diffusion-slider-fokker-planck/strip.png "$images/diffusion-slider-fokker-planck-strip.png"

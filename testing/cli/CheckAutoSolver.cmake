@@ -1,7 +1,8 @@
 # The Auto solver and the certificates from the command line: a density far
 # outside the bundled porous-medium operator's training range (mass 1 and
-# peaks of 16, the operator was trained on peaks up to 1) warns, naming the quantity, its value and
-# the trained range; the learned solver says which frames fail their
+# peaks of 16; the operator, conditioned on D, steps it as c rho with c M a
+# trained mass, whose peak is still far above the trained peaks up to 1)
+# warns, naming the quantity, its value and the trained range; the learned solver says which frames fail their
 # certificate; auto refines them and says so in one line; --json carries the
 # per-frame certificate, refined and refine_iterations; a step that spreads
 # thin strokes over many cells is said to be under-resolved.
@@ -37,10 +38,11 @@ if(NOT rc EQUAL 0)
   message(FATAL_ERROR "jko rollout --solver learned failed (${rc}): ${err}")
 endif()
 check_keys("${out}" 3)
-expect_in("${err}" "mass is 1," "the mass warning")
-expect_in("${err}" "outside the range the operator was trained on [" "the mass warning")
-expect_in("${err}" "Auto solver" "the mass warning's remedy")
-expect_in("${err}" "peak is 16.3," "the peak warning")
+expect_in("${err}" "(c rho, c = " "the peak warning")
+expect_in("${err}" "has a peak " "the peak warning")
+expect_in("${err}" "outside the range the operator was trained on [" "the peak warning")
+expect_in("${err}" "Auto solver" "the peak warning's remedy")
+expect_in("${err}" "has a peak 13.6," "the peak warning")
 expect_in("${err}" "learned frames fail their certificate" "the learned solver's summary")
 
 # Auto: every failing frame refined, one line saying so.

@@ -2,7 +2,8 @@
 // the file keeps the ranges, the network sees the parameters, the step of one
 // energy never reuses what was computed for another, the step's symmetries
 // reach the ranges from other time steps, and a tiny conditioned training
-// learns something at both ends of its range.
+// learns something at both ends of its range; the porous medium conditioned
+// on D and m on its linearised base.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -90,8 +91,7 @@ TEST(ConditionedOperator, EachEnergyGetsItsOwnStep) {
   EXPECT_GT((first - other).abs().sum().item<double>(), 1e-3 * rho.abs().sum().item<double>());
   EXPECT_NEAR(first.sum().item<double>(), rho.sum().item<double>(), 1e-12 * rho.sum().item<double>());
   // An operator of one energy refuses another.
-  const auto plain =
-      LearnedOperator::load(std::string(JKO_SOURCE_DIR) + "/data/operators/aggregation-diffusion.jko");
+  const auto plain = LearnedOperator::load(std::string(JKO_SOURCE_DIR) + "/data/operators/aggregation-diffusion.jko");
   EXPECT_FALSE(plain->metadata().conditioning.any());
   EXPECT_THROW(plain->step(rho, Grid::unitBox(2, 16), &low), InvalidParameter);
 }
@@ -156,8 +156,96 @@ TEST(ConditionedOperator, TrainingOptionsAreChecked) {
   o.conditioning.potentialStrength = {100, 10};
   EXPECT_THROW(o.validate(), InvalidParameter);
   o = TrainingOptions::defaultsFor(EnergySpec::porousMedium(2, 1), 2);
-  o.conditioning.diffusion = {0.5, 2};
-  EXPECT_THROW(o.validate(), InvalidParameter);  // the linearised base is not conditioned
+  o.conditioning.exponent = {2.5, 4};  // the energy's m 2 is outside
+  EXPECT_THROW(o.validate(), InvalidParameter);
+  o.conditioning.exponent = {1, 4};  // m must be > 1
+  EXPECT_THROW(o.validate(), InvalidParameter);
+  o = tinyConditionedTraining();
+  o.conditioning.exponent = {1.5, 4};  // no porous medium to condition
+  EXPECT_THROW(o.validate(), InvalidParameter);
+}
+
+// The porous medium on its linearised base, conditioned on D and m.
+TrainingOptions tinyPorousTraining() {
+  TrainingOptions o = TrainingOptions::defaultsFor(EnergySpec::porousMedium(2, 1), 2);
+  o.conditioning.diffusion = {0.1, 10};
+  o.conditioning.exponent = {1.5, 4};
+  o.grid = 16;
+  o.rounds = 1;
+  o.epochs = 8;
+  o.batch = 8;
+  o.generated = 16;
+  o.validation = 5;
+  o.horizon = 2;
+  o.seed = 6;
+  o.network.width = 8;
+  o.network.modes = 6;
+  o.network.layers = 2;
+  o.network.hidden = 16;
+  o.network.gaussNewton = 0;
+  return o;
+}
+
+const TrainingResult& trainedPorous() {
+  static const TrainingResult result = [] {
+    configureRuntime(2);
+    return LearnToEvolveTrainer(tinyPorousTraining()).train();
+  }();
+  return result;
+}
+
+TEST(ConditionedOperator, PorousMediumOnItsExponentAndD) {
+  const auto& op = trainedPorous().op;
+  const OperatorMetadata& m = op->metadata();
+  ASSERT_EQ(m.network.base, "linearized");
+  EXPECT_EQ(m.conditioning.channels(), 2);
+  const OperatorMetadata back = OperatorMetadata::fromJson(m.toJson());
+  EXPECT_DOUBLE_EQ(back.conditioning.exponent[0], 1.5);
+  EXPECT_DOUBLE_EQ(back.conditioning.exponent[1], 4);
+  const std::vector<double> values = m.conditioning.channelValues(EnergySpec::porousMedium(4, 0.1));
+  ASSERT_EQ(values.size(), 2u);
+  EXPECT_NEAR(values[0], -0.5, 1e-12);  // D
+  EXPECT_NEAR(values[1], 0.5, 1e-12);   // m
+
+  // m 3 and D 0.5 at a trained mass: the operator steps that energy itself.
+  const double mass = std::sqrt(m.ranges.massMin * m.ranges.massMax);
+  StepSymmetry s = relateToOperator(m, EnergySpec::porousMedium(3, 0.5), 0.005, 2, mass);
+  ASSERT_TRUE(s.exact) << s.difference;
+  EXPECT_TRUE(s.conditioned);
+  EXPECT_DOUBLE_EQ(s.densityFactor, 1);
+  EXPECT_DOUBLE_EQ(s.operatorEnergy.exponent, 3);
+  EXPECT_DOUBLE_EQ(s.operatorEnergy.diffusion, 0.5);
+  // Ten times the largest trained mass: stepped as c rho with c M the
+  // largest trained mass, D scaled by c^-(m-1) (and by tau / tau0).
+  const double big = 10 * m.ranges.massMax;
+  s = relateToOperator(m, EnergySpec::porousMedium(3, 0.01), 0.01, 2, big);
+  ASSERT_TRUE(s.exact) << s.difference;
+  EXPECT_NEAR(s.densityFactor, 0.1, 1e-12);
+  EXPECT_NEAR(s.operatorEnergy.diffusion, 2 * 0.01 * 100, 1e-9);
+  EXPECT_DOUBLE_EQ(s.timeFactor, 2);
+  // Outside the exponent's range or D's: refused, with the range named.
+  s = relateToOperator(m, EnergySpec::porousMedium(5, 1), 0.005, 2, mass);
+  EXPECT_FALSE(s.exact);
+  EXPECT_NE(s.difference.find("outside the operator's range [1.5, 4]"), std::string::npos) << s.difference;
+  s = relateToOperator(m, EnergySpec::porousMedium(2, 50), 0.005, 2, mass);
+  EXPECT_FALSE(s.exact);
+  EXPECT_NE(s.difference.find("outside its range [0.1, 10]"), std::string::npos) << s.difference;
+  const std::string coverage = describeCoverage(m);
+  EXPECT_NE(coverage.find("m in [1.5, 4]"), std::string::npos) << coverage;
+  EXPECT_NE(coverage.find("tau D in [0.0005, 0.05]"), std::string::npos) << coverage;
+
+  // Each exponent gets its own step, and a repeated one the same step.
+  const Grid grid = Grid::unitBox(2, 16);
+  DensityRanges ranges;
+  ranges.massMin = ranges.massMax = mass;
+  const at::Tensor rho = DensityGenerator(grid, ranges, 3).next("gaussian-mixture");
+  const EnergySpec low = EnergySpec::porousMedium(1.5, 1), high = EnergySpec::porousMedium(4, 1);
+  const at::Tensor first = op->step(rho, grid, &low).next;
+  const at::Tensor other = op->step(rho, grid, &high).next;
+  const at::Tensor again = op->step(rho, grid, &low).next;
+  EXPECT_TRUE(at::equal(first, again)) << "a cached value of another energy was reused";
+  EXPECT_GT((first - other).abs().sum().item<double>(), 1e-3 * rho.abs().sum().item<double>());
+  EXPECT_NEAR(first.sum().item<double>(), rho.sum().item<double>(), 1e-12 * rho.sum().item<double>());
 }
 
 }  // namespace
