@@ -33,8 +33,9 @@ def main():
     runs = study.wild_rollouts(study.OPERATORS)
     records = []
     with tempfile.TemporaryDirectory() as folder:
-        for energy, label, density in study.out_of_range_densities(folder):
-            runs.append(("out of range", f"{energy} {label}", study.OPERATORS[energy], ["--initial", density]))
+        for energy, label, density, options in study.out_of_range_densities(folder):
+            runs.append(("out of range", f"{energy} {label}", study.OPERATORS[energy],
+                         ["--initial", density] + options))
         for family, label, path, source in runs:
             auto = study.auto_rollout(os.path.abspath(args.jko), family, label, path, source, 0.01)
             record = {key: auto[key] for key in ("family", "run", "error_max", "frames_above_1_percent",

@@ -129,20 +129,24 @@ def smooth_density(n, mass, blobs, width, seed, floor=0.05):
 def out_of_range_densities(folder):
     """Densities far outside the training ranges, one per operator (64^2)."""
     cases = [
-        # Porous medium trained on masses 0.001-0.66, peaks 0.03-1.
-        ("porous-medium", "mass 10 (trained 0.001-0.66)", smooth_density(64, 10.0, 6, (0.05, 0.15), 3)),
+        # Porous medium conditioned on D in [0.1, 10], trained on masses
+        # 0.0009-0.84 and peaks 0.03-1: it steps c rho with c M = 0.84 and
+        # D c^-(m-1), so mass 10 is served at D = 0.5 (D 6 at its scale),
+        # with a peak far above the trained ones (D 1 would be D 12: refused).
+        ("porous-medium", "mass 10, D 0.5 (trained masses 0.0009-0.84)", smooth_density(64, 10.0, 6, (0.05, 0.15), 3),
+         ["--D", "0.5"]),
         # Aggregation-diffusion trained on masses 0.5-1.5.
-        ("aggregation-diffusion", "mass 4 (trained 0.5-1.5)", smooth_density(64, 4.0, 3, (0.06, 0.1), 5, 0.0)),
+        ("aggregation-diffusion", "mass 4 (trained 0.5-1.5)", smooth_density(64, 4.0, 3, (0.06, 0.1), 5, 0.0), []),
         # Fokker-Planck trained on peaks 1.1-54: narrow blobs, peak ~600.
-        ("fokker-planck", "peak ~600 (trained 1.1-54)", smooth_density(64, 1.0, 3, (0.015, 0.02), 7, 0.0)),
+        ("fokker-planck", "peak ~600 (trained 1.1-54)", smooth_density(64, 1.0, 3, (0.015, 0.02), 7, 0.0), []),
         # Aggregation trained on masses 0.5-1.5.
-        ("aggregation", "mass 3 (trained 0.5-1.5)", smooth_density(64, 3.0, 4, (0.05, 0.1), 9, 0.0)),
+        ("aggregation", "mass 3 (trained 0.5-1.5)", smooth_density(64, 3.0, 4, (0.05, 0.1), 9, 0.0), []),
     ]
     out = []
-    for energy, label, rho in cases:
+    for energy, label, rho, options in cases:
         path = os.path.join(folder, energy + ".npy")
         np.save(path, rho)
-        out.append((energy, label, path))
+        out.append((energy, label, path, options))
     return out
 
 
@@ -261,9 +265,10 @@ def main():
                                  ["--generate", kind, "--seed", str(seed), "--grid", "64"]))
     rollouts += wild_rollouts(operators, WILD_FAMILIES[:1] if args.quick else WILD_FAMILIES)
     with tempfile.TemporaryDirectory() as folder:
-        for energy, label, density in out_of_range_densities(folder):
+        for energy, label, density, options in out_of_range_densities(folder):
             if energy in operators:
-                rollouts.append(("out of range", f"{energy} {label}", OPERATORS[energy], ["--initial", density]))
+                rollouts.append(("out of range", f"{energy} {label}", OPERATORS[energy],
+                                 ["--initial", density] + options))
         for family, label, path, source in rollouts:
             common = ["rollout", "--operator", path, "--steps", "20", "--write-every", "0", "--reference-check"]
             result, _ = run(jko, common + source + ["--solver", "learned"])
