@@ -87,6 +87,8 @@ std::string trainCommand(const OperatorMetadata& m) {
   if (m.conditioning.onPotentialStrength())
     out << " --condition-potential-strength " << number(m.conditioning.potentialStrength[0]) << ","
         << number(m.conditioning.potentialStrength[1]);
+  if (m.conditioning.onExponent())
+    out << " --condition-m " << number(m.conditioning.exponent[0]) << "," << number(m.conditioning.exponent[1]);
   if (m.ranges.gridMax > 0) out << " --grid " << m.ranges.gridMax;
   const std::pair<const char*, const char*> options[] = {
       {"mode", "--mode"},        {"rounds", "--rounds"},   {"epochs", "--epochs"},       {"batch", "--batch"},

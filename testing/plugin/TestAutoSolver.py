@@ -141,6 +141,19 @@ auto.UpdatePropertyInformation()
 default = auto.GetProperty("DefaultCertificateThreshold").GetData()
 check(auto.CertificateThreshold == default and default > 0,
       "Certificate Threshold defaults to the Auto solver's default: %g == %g" % (auto.CertificateThreshold, default))
+# The bundled operator is conditioned on D and m: its description says what it
+# serves and how it was trained, and an Exponent inside the range is stepped
+# by the learned solver itself, with a line saying so.
+description = auto.OperatorDescription
+check("m in [1.5, 4]" in description and "tau D in [0.0005, 0.05]" in description
+      and "--condition-D 0.1,10" in description and "--condition-m 1.5,4" in description,
+      "the Operator Description names the conditioned ranges and the training command: %s" % description[-600:])
+exponent = flow(source, "Learned operator", Exponent=3, Diffusion=0.3)
+with T.OutputMessages() as said:
+    T.output(exponent, 0.01)
+check("conditioned on its energy's parameters, steps porous-medium" in said.text and "m=3, D=0.3" in said.text,
+      "Exponent 3 and Diffusion 0.3 are served by the conditioned operator: %s" % said.text.strip()[:300])
+simple.Delete(exponent)
 later = simple.JKOGradientFlow(Input=source)
 check(later.Solver == "Reference solver", "without an operator file the solver is the reference solver")
 later.OperatorFile = OPERATOR
