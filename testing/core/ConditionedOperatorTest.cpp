@@ -21,18 +21,17 @@
 namespace jko {
 namespace {
 
-TrainingOptions tinyConditionedTraining() {
-  TrainingOptions o = TrainingOptions::defaultsFor(EnergySpec::fokkerPlanck(0.1, 20), 2);
-  o.conditioning.diffusion = {0.05, 0.5};
-  o.conditioning.potentialStrength = {10, 100};
+// A tiny training of `energy`'s preset on 16^2, seconds on two threads.
+TrainingOptions tinyTraining(const EnergySpec& energy, int rounds, uint64_t seed) {
+  TrainingOptions o = TrainingOptions::defaultsFor(energy, 2);
   o.grid = 16;
-  o.rounds = 2;
+  o.rounds = rounds;
   o.epochs = 8;
   o.batch = 8;
   o.generated = 16;
   o.validation = 5;
   o.horizon = 2;
-  o.seed = 5;
+  o.seed = seed;
   o.network.width = 8;
   o.network.modes = 6;
   o.network.layers = 2;
@@ -43,10 +42,33 @@ TrainingOptions tinyConditionedTraining() {
   return o;
 }
 
+TrainingOptions tinyConditionedTraining() {
+  TrainingOptions o = tinyTraining(EnergySpec::fokkerPlanck(0.1, 20), 2, 5);
+  o.conditioning.diffusion = {0.05, 0.5};
+  o.conditioning.potentialStrength = {10, 100};
+  return o;
+}
+
+// The porous medium on its linearised base, conditioned on D and m.
+TrainingOptions tinyPorousTraining() {
+  TrainingOptions o = tinyTraining(EnergySpec::porousMedium(2, 1), 1, 6);
+  o.conditioning.diffusion = {0.1, 10};
+  o.conditioning.exponent = {1.5, 4};
+  return o;
+}
+
 const TrainingResult& trainedConditioned() {
   static const TrainingResult result = [] {
     configureRuntime(2);
     return LearnToEvolveTrainer(tinyConditionedTraining()).train();
+  }();
+  return result;
+}
+
+const TrainingResult& trainedPorous() {
+  static const TrainingResult result = [] {
+    configureRuntime(2);
+    return LearnToEvolveTrainer(tinyPorousTraining()).train();
   }();
   return result;
 }
@@ -163,35 +185,6 @@ TEST(ConditionedOperator, TrainingOptionsAreChecked) {
   o = tinyConditionedTraining();
   o.conditioning.exponent = {1.5, 4};  // no porous medium to condition
   EXPECT_THROW(o.validate(), InvalidParameter);
-}
-
-// The porous medium on its linearised base, conditioned on D and m.
-TrainingOptions tinyPorousTraining() {
-  TrainingOptions o = TrainingOptions::defaultsFor(EnergySpec::porousMedium(2, 1), 2);
-  o.conditioning.diffusion = {0.1, 10};
-  o.conditioning.exponent = {1.5, 4};
-  o.grid = 16;
-  o.rounds = 1;
-  o.epochs = 8;
-  o.batch = 8;
-  o.generated = 16;
-  o.validation = 5;
-  o.horizon = 2;
-  o.seed = 6;
-  o.network.width = 8;
-  o.network.modes = 6;
-  o.network.layers = 2;
-  o.network.hidden = 16;
-  o.network.gaussNewton = 0;
-  return o;
-}
-
-const TrainingResult& trainedPorous() {
-  static const TrainingResult result = [] {
-    configureRuntime(2);
-    return LearnToEvolveTrainer(tinyPorousTraining()).train();
-  }();
-  return result;
 }
 
 TEST(ConditionedOperator, PorousMediumOnItsExponentAndD) {
