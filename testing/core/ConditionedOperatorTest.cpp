@@ -101,17 +101,25 @@ TEST(ConditionedOperator, MetadataKeepsTheRangesAndTheNetworkSeesThem) {
   EXPECT_THROW(OperatorMetadata::fromJson(broken), OperatorFileError);
 }
 
+// Stepping `low`, then `high`, then `low` again: the two energies' steps
+// differ, the repeated one is bit for bit the first (no cached value of the
+// other energy reused), and the mass is kept.
+void expectOwnSteps(const LearnedOperator& op, const at::Tensor& rho, const Grid& grid, const EnergySpec& low,
+                    const EnergySpec& high) {
+  const at::Tensor first = op.step(rho, grid, &low).next;
+  const at::Tensor other = op.step(rho, grid, &high).next;
+  const at::Tensor again = op.step(rho, grid, &low).next;
+  EXPECT_TRUE(at::equal(first, again)) << "a cached value of another energy was reused";
+  EXPECT_GT((first - other).abs().sum().item<double>(), 1e-3 * rho.abs().sum().item<double>());
+  EXPECT_NEAR(first.sum().item<double>(), rho.sum().item<double>(), 1e-12 * rho.sum().item<double>());
+}
+
 TEST(ConditionedOperator, EachEnergyGetsItsOwnStep) {
   const auto& op = trainedConditioned().op;
   const Grid grid = Grid::unitBox(2, 16);
   const at::Tensor rho = density(grid, 4);
   const EnergySpec low = EnergySpec::fokkerPlanck(0.05, 10), high = EnergySpec::fokkerPlanck(0.5, 100);
-  const at::Tensor first = op->step(rho, grid, &low).next;
-  const at::Tensor other = op->step(rho, grid, &high).next;
-  const at::Tensor again = op->step(rho, grid, &low).next;
-  EXPECT_TRUE(at::equal(first, again)) << "a cached value of another energy was reused";
-  EXPECT_GT((first - other).abs().sum().item<double>(), 1e-3 * rho.abs().sum().item<double>());
-  EXPECT_NEAR(first.sum().item<double>(), rho.sum().item<double>(), 1e-12 * rho.sum().item<double>());
+  expectOwnSteps(*op, rho, grid, low, high);
   // An operator of one energy refuses another.
   const auto plain = LearnedOperator::load(std::string(JKO_SOURCE_DIR) + "/data/operators/aggregation-diffusion.jko");
   EXPECT_FALSE(plain->metadata().conditioning.any());
@@ -233,12 +241,7 @@ TEST(ConditionedOperator, PorousMediumOnItsExponentAndD) {
   ranges.massMin = ranges.massMax = mass;
   const at::Tensor rho = DensityGenerator(grid, ranges, 3).next("gaussian-mixture");
   const EnergySpec low = EnergySpec::porousMedium(1.5, 1), high = EnergySpec::porousMedium(4, 1);
-  const at::Tensor first = op->step(rho, grid, &low).next;
-  const at::Tensor other = op->step(rho, grid, &high).next;
-  const at::Tensor again = op->step(rho, grid, &low).next;
-  EXPECT_TRUE(at::equal(first, again)) << "a cached value of another energy was reused";
-  EXPECT_GT((first - other).abs().sum().item<double>(), 1e-3 * rho.abs().sum().item<double>());
-  EXPECT_NEAR(first.sum().item<double>(), rho.sum().item<double>(), 1e-12 * rho.sum().item<double>());
+  expectOwnSteps(*op, rho, grid, low, high);
 }
 
 }  // namespace
