@@ -19,7 +19,7 @@ struct TrainCommandOptions {
   int dim = 2, threads = 0;
   std::string out, network, base, mode, device = "cpu", checkpoint;
   std::vector<std::string> initial;
-  std::vector<double> conditionD, conditionStrength, conditionExponent;
+  std::vector<double> conditionD, conditionStrength, conditionExponent, conditionAttraction;
   TrainingOptions given;  // values of the options given; defaults come from the preset
   bool resume = false, quiet = false;
   std::map<std::string, CLI::Option*> options;
@@ -120,6 +120,12 @@ void addTrainCommand(CLI::App& app) {
                    "fixes its mass: pair it with --condition-D)")
       ->delimiter(',')
       ->expected(2);
+  train
+      ->add_option("--condition-attraction", o->conditionAttraction,
+                   "MIN,MAX: the same for the interaction's attraction A (a kernel without repulsion; the density's "
+                   "symmetry then brings any mass into the trained masses)")
+      ->delimiter(',')
+      ->expected(2);
   train->add_option("--mode", o->mode, "learn-to-evolve or initial-only (the ablation)")
       ->check(CLI::IsMember({"learn-to-evolve", "initial-only"}));
   train->add_option("--device", o->device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
@@ -168,6 +174,8 @@ void addTrainCommand(CLI::App& app) {
       options.conditioning.potentialStrength = {o->conditionStrength[0], o->conditionStrength[1]};
     if (o->conditionExponent.size() == 2)
       options.conditioning.exponent = {o->conditionExponent[0], o->conditionExponent[1]};
+    if (o->conditionAttraction.size() == 2)
+      options.conditioning.attraction = {o->conditionAttraction[0], o->conditionAttraction[1]};
     options.device = o->device;
     options.checkpoint = o->checkpoint;
     options.resume = o->resume;

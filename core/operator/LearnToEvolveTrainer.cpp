@@ -95,8 +95,8 @@ at::Tensor batchLoss(const LearnedOperator& op, const JkoObjective& objective, c
 }
 
 // A conditioned training's energy: the conditioned parameters drawn
-// log-uniformly from their ranges (at `unit` in [0, 1]^3 when given: D,
-// the potential's strength, m).
+// log-uniformly from their ranges (at `unit` in [0, 1]^4 when given: D,
+// the potential's strength, m, the attraction).
 EnergySpec drawnEnergy(const TrainingOptions& o, std::mt19937_64& random, const double* unit = nullptr) {
   EnergySpec e = o.energy;
   std::uniform_real_distribution<double> uniform(0, 1);
@@ -111,6 +111,7 @@ EnergySpec drawnEnergy(const TrainingOptions& o, std::mt19937_64& random, const 
       e.potentialStrength[k] = o.energy.potentialStrength[k] * a / o.energy.potentialStrength[0];
   }
   if (o.conditioning.onExponent()) e.exponent = draw(o.conditioning.exponent, 2);
+  if (o.conditioning.onAttraction()) e.attraction = draw(o.conditioning.attraction, 3);
   return e;
 }
 
@@ -280,6 +281,22 @@ void TrainingOptions::validate() const {
         "conditioned exponent m range",
         formatValue(conditioning.exponent[0]) + " to " + formatValue(conditioning.exponent[1]),
         "it needs a porous-medium energy whose m (" + formatValue(energy.exponent) + ") lies inside");
+  // The attraction alone is drawn: a repulsion would change its ratio to it.
+  if (conditioning.onAttraction()) {
+    const std::string range =
+        formatValue(conditioning.attraction[0]) + " to " + formatValue(conditioning.attraction[1]);
+    if (energy.kernel == KernelKind::None)
+      throw InvalidParameter("conditioned attraction range", range,
+                             "it needs an interaction kernel; this energy has none");
+    if (energy.kernel == KernelKind::AttractiveRepulsive && energy.repulsion != 0)
+      throw InvalidParameter("conditioned attraction range", range,
+                             "the attraction alone is conditioned on: the kernel's repulsion (" +
+                                 formatValue(energy.repulsion) + ") must be 0");
+    if (energy.attraction < conditioning.attraction[0] * (1 - 1e-9) ||
+        energy.attraction > conditioning.attraction[1] * (1 + 1e-9))
+      throw InvalidParameter("conditioned attraction range", range,
+                             "it must hold the energy's attraction (" + formatValue(energy.attraction) + ")");
+  }
   if (dim != 2 && dim != 3) throw InvalidParameter("dim", formatValue(dim), "must be 2 or 3");
   for (int a = 0; a < dim; ++a)
     if (cells()[a] < 8 || cells()[a] > 1024)
@@ -387,7 +404,7 @@ TrainingResult LearnToEvolveTrainer::train(const ProgressCallback& progress) {
     ReferenceSolverOptions solverOptions;
     solverOptions.objectiveTolerance = 1e-8;
     solverOptions.gradientTolerance = 1e-5;
-    const double corners[5][3] = {{0, 0, 0}, {1, 1, 1}, {0, 1, 1}, {1, 0, 0}, {0.5, 0.5, 0.5}};
+    const double corners[5][4] = {{0, 0, 0, 0}, {1, 1, 1, 1}, {0, 1, 1, 1}, {1, 0, 0, 0}, {0.5, 0.5, 0.5, 0.5}};
     std::vector<std::shared_ptr<const JkoObjective>> objectives;
     std::vector<std::vector<at::Tensor>> states;
     std::vector<std::vector<double>> reference;

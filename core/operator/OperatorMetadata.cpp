@@ -200,6 +200,7 @@ std::vector<double> Conditioning::channelValues(const EnergySpec& energy) const 
   if (onDiffusion()) values.push_back(channelValue(energy.diffusion, diffusion));
   if (onPotentialStrength()) values.push_back(channelValue(energy.potentialStrength[0], potentialStrength));
   if (onExponent()) values.push_back(channelValue(energy.exponent, exponent));
+  if (onAttraction()) values.push_back(channelValue(energy.attraction, attraction));
   return values;
 }
 
@@ -213,6 +214,7 @@ void Conditioning::validate() const {
   check(diffusion, "conditioned D range");
   check(potentialStrength, "conditioned potential strength range");
   check(exponent, "conditioned exponent m range");
+  check(attraction, "conditioned attraction range");
   if (onExponent() && !(exponent[0] > 1))
     throw InvalidParameter("conditioned exponent m range", formatValue(exponent[0]) + " to " + formatValue(exponent[1]),
                            "the porous medium's m must be > 1");
@@ -223,6 +225,7 @@ nlohmann::json Conditioning::toJson() const {
   if (onDiffusion()) json["D"] = {diffusion[0], diffusion[1]};
   if (onPotentialStrength()) json["potential_strength"] = {potentialStrength[0], potentialStrength[1]};
   if (onExponent()) json["m"] = {exponent[0], exponent[1]};
+  if (onAttraction()) json["attraction"] = {attraction[0], attraction[1]};
   return json;
 }
 
@@ -233,6 +236,8 @@ Conditioning Conditioning::fromJson(const nlohmann::json& json) {
     c.potentialStrength = {json.at("potential_strength").at(0).get<double>(),
                            json.at("potential_strength").at(1).get<double>()};
   if (json.contains("m")) c.exponent = {json.at("m").at(0).get<double>(), json.at("m").at(1).get<double>()};
+  if (json.contains("attraction"))
+    c.attraction = {json.at("attraction").at(0).get<double>(), json.at("attraction").at(1).get<double>()};
   c.validate();
   return c;
 }

@@ -108,13 +108,19 @@ struct Conditioning {
   std::array<double, 2> diffusion{0, 0};          ///< D of the internal energy
   std::array<double, 2> potentialStrength{0, 0};  ///< a of a quadratic potential (every axis scaled alike)
   std::array<double, 2> exponent{0, 0};           ///< m of the porous medium
+  std::array<double, 2> attraction{0, 0};         ///< A of an interaction kernel without repulsion
 
   bool onDiffusion() const { return diffusion[1] > 0; }
   bool onPotentialStrength() const { return potentialStrength[1] > 0; }
   bool onExponent() const { return exponent[1] > 0; }
-  bool any() const { return onDiffusion() || onPotentialStrength() || onExponent(); }
-  int channels() const { return (onDiffusion() ? 1 : 0) + (onPotentialStrength() ? 1 : 0) + (onExponent() ? 1 : 0); }
-  /// The channels' values for an energy at the operator's tau, in order.
+  bool onAttraction() const { return attraction[1] > 0; }
+  bool any() const { return onDiffusion() || onPotentialStrength() || onExponent() || onAttraction(); }
+  int channels() const {
+    return (onDiffusion() ? 1 : 0) + (onPotentialStrength() ? 1 : 0) + (onExponent() ? 1 : 0) +
+           (onAttraction() ? 1 : 0);
+  }
+  /// The channels' values for an energy at the operator's tau, in order (D,
+  /// a, m, A: files written before a channel existed keep their order).
   std::vector<double> channelValues(const EnergySpec& energy) const;
   /// Throws InvalidParameter naming a range that is not 0 < min <= max.
   void validate() const;

@@ -23,6 +23,16 @@ double interactionStrength(const EnergySpec& e) {
   return e.attraction != 0 || e.kernel != KernelKind::AttractiveRepulsive ? e.attraction : e.repulsion;
 }
 
+// Whether the operator's conditioning takes up the density's scale, leaving
+// the density symmetry's c free to bring the mass into the trained masses:
+// the porous medium's D conditioned on (no interaction), or the
+// interaction's attraction conditioned on (no porous medium).
+bool conditioningTakesUpMass(const EnergySpec& e, const Conditioning& k) {
+  if (e.internal == InternalKind::PorousMedium && e.kernel == KernelKind::None) return k.onDiffusion();
+  if (e.kernel != KernelKind::None && e.internal != InternalKind::PorousMedium) return k.onAttraction();
+  return false;
+}
+
 }  // namespace
 
 double homogeneityDegree(const EnergySpec& e) {
@@ -67,13 +77,15 @@ StepSymmetry relateToOperator(const OperatorMetadata& m, const EnergySpec& energ
   const Conditioning& conditioning = m.conditioning;
   const double s = tau / m.tau;
   const bool porous = energy.internal == InternalKind::PorousMedium && e0.internal == InternalKind::PorousMedium;
-  // An operator conditioned on the porous medium's D steps any D in its
-  // range: the density's symmetry is then free to bring the mass into the
-  // trained masses, as for entropy and potential energies.
-  const bool porousConditioned = porous && conditioning.onDiffusion() && energy.kernel == KernelKind::None;
+  const bool interaction = energy.kernel != KernelKind::None && energy.kernel == e0.kernel;
+  // An operator conditioned on the porous medium's D (or the interaction's
+  // attraction) steps any D (A) in its range: the density's symmetry is then
+  // free to bring the mass into the trained masses, as for entropy and
+  // potential energies.
+  const bool scaleTaken = (porous || interaction) && conditioningTakesUpMass(energy, conditioning);
   // c is fixed by the parts that are not of degree 1 in the density.
   double c = kNaN;
-  if (porous && !porousConditioned &&
+  if (porous && !scaleTaken &&
       (conditioning.onExponent() || std::abs(energy.exponent - e0.exponent) <= 1e-12 * e0.exponent) &&
       e0.diffusion > 0 && energy.diffusion > 0)
     c = std::pow(s * energy.diffusion / e0.diffusion, 1 / (energy.exponent - 1));
@@ -81,13 +93,34 @@ StepSymmetry relateToOperator(const OperatorMetadata& m, const EnergySpec& energ
            interactionStrength(energy) / interactionStrength(e0) > 0)
     c = s * interactionStrength(energy) / interactionStrength(e0);
   const bool massFree = energy.internal != InternalKind::PorousMedium && energy.kernel == KernelKind::None;
-  const bool free = massFree || porousConditioned;
-  if (free) {
-    // Entropy and potential only: the map does not depend on the mass; a
-    // porous medium conditioned on D: the scaled D carries it.
+  if (massFree || scaleTaken) {
+    // Entropy and potential only: the map does not depend on the mass. A
+    // conditioned D of the porous medium or attraction: the scaled
+    // parameter carries the mass, and c is chosen in the trained masses
+    // where the scaled parameter then lies in its range too
+    // (D' = s D c^-(m-1), A' = s A / c).
     c = 1;
-    if (m.ranges.hasMasses() && mass > 0 && outsideTrainingRange(mass, m.ranges.massMin, m.ranges.massMax))
-      c = std::clamp(mass, m.ranges.massMin, m.ranges.massMax) / mass;
+    double massLow = 0, massHigh = std::numeric_limits<double>::infinity();
+    if (m.ranges.hasMasses() && mass > 0) {
+      massLow = m.ranges.massMin / mass;
+      massHigh = m.ranges.massMax / mass;
+      c = std::clamp(1.0, massLow, massHigh);
+    }
+    if (scaleTaken) {
+      double low = massLow, high = massHigh;
+      if (porous && energy.diffusion > 0) {
+        const double power = 1 / (energy.exponent - 1);
+        low = std::pow(s * energy.diffusion / conditioning.diffusion[1], power);
+        high = std::pow(s * energy.diffusion / conditioning.diffusion[0], power);
+      } else if (interaction && energy.attraction > 0) {
+        low = s * energy.attraction / conditioning.attraction[1];
+        high = s * energy.attraction / conditioning.attraction[0];
+      }
+      // Where the two ranges meet; else c stays in the trained masses and
+      // the parameter's range is named below.
+      if (std::max(low, massLow) <= std::min(high, massHigh))
+        c = std::clamp(c, std::max(low, massLow), std::min(high, massHigh));
+    }
   }
   if (!std::isfinite(c) || !(c > 0)) c = 1;  // nothing relates the parts: sameAs below names the difference
   // What no scaling changes first (the parts, m, powers, centres), then the
@@ -135,6 +168,15 @@ StepSymmetry relateToOperator(const OperatorMetadata& m, const EnergySpec& energ
     }
     compared.potentialStrength = e0.potentialStrength;
   }
+  if (conditioning.onAttraction() && interaction) {
+    if (!inside(scaled.attraction, conditioning.attraction)) {
+      out.difference = "attraction A: " + number(scaled.attraction) +
+                       " at the operator's tau and mass scale, outside its range [" +
+                       number(conditioning.attraction[0]) + ", " + number(conditioning.attraction[1]) + "]";
+      return out;
+    }
+    compared.attraction = e0.attraction;
+  }
   if (porous && conditioning.onExponent()) {
     if (!inside(scaled.exponent, conditioning.exponent)) {
       out.difference = "exponent m: " + number(scaled.exponent) + ", outside the operator's range [" +
@@ -171,8 +213,9 @@ StepSymmetry relateToOperator(const OperatorMetadata& m, const EnergySpec& energ
   note << ": exact, by the step's symmetries in time and density";
   if (massFree && out.densityFactor != 1)
     note << " (for entropy and potential energies the map does not depend on the mass)";
-  if (porousConditioned && out.densityFactor != 1)
-    note << " (the porous medium's D, conditioned on, takes up the density's scale)";
+  if (scaleTaken && out.densityFactor != 1)
+    note << (porous ? " (the porous medium's D, conditioned on, takes up the density's scale)"
+                    : " (the attraction, conditioned on, takes up the density's scale)");
   out.note = note.str();
   return out;
 }
@@ -191,14 +234,18 @@ std::string describeCoverage(const OperatorMetadata& m) {
   auto conditioned = [&](const std::array<double, 2>& range) {
     return "in [" + number(m.tau * range[0]) + ", " + number(m.tau * range[1]) + "]";
   };
+  const bool massChosen = conditioningTakesUpMass(e, k);
+  auto trainedMasses = [&] {
+    return " at the trained masses" +
+           (masses ? " [" + number(m.ranges.massMin) + ", " + number(m.ranges.massMax) + "]" : std::string());
+  };
   if (e.internal == InternalKind::Entropy)
     groups.push_back("tau D " + (k.onDiffusion() ? conditioned(k.diffusion) : "= " + number(m.tau * e.diffusion)));
   if (e.internal == InternalKind::PorousMedium) {
     const std::string exponent = k.onExponent() ? "m in [" + number(k.exponent[0]) + ", " + number(k.exponent[1]) + "]"
                                                 : "m = " + number(e.exponent);
-    if (k.onDiffusion())
-      groups.push_back("tau D " + conditioned(k.diffusion) + " at the trained masses" +
-                       (masses ? " [" + number(m.ranges.massMin) + ", " + number(m.ranges.massMax) + "]" : "") +
+    if (massChosen)
+      groups.push_back("tau D " + conditioned(k.diffusion) + trainedMasses() +
                        ", other masses at the same tau D M^(m-1) (" + exponent + ")");
     else
       groups.push_back("tau D M^(m-1) " + massBand(m.tau * e.diffusion, e.exponent - 1) + " (" + exponent + ")");
@@ -216,7 +263,10 @@ std::string describeCoverage(const OperatorMetadata& m) {
     if (e.potential == PotentialKind::DoubleWell) groups.push_back("tau (well depth) = " + number(m.tau * e.wellDepth));
   }
   if (e.potential == PotentialKind::Values) groups.push_back("the potential array at tau = " + number(m.tau));
-  if (e.kernel != KernelKind::None) {
+  if (e.kernel != KernelKind::None && k.onAttraction() && massChosen) {
+    groups.push_back("tau A " + conditioned(k.attraction) + trainedMasses() +
+                     ", other masses at the same tau A M (A the attraction)");
+  } else if (e.kernel != KernelKind::None) {
     groups.push_back("tau A M " + massBand(m.tau * e.attraction, 1) + " (A the attraction)");
     if (e.kernel == KernelKind::AttractiveRepulsive && e.repulsion != 0)
       groups.push_back("tau A / (tau R) = " + number(e.attraction / e.repulsion) + " (R the repulsion)");
@@ -227,7 +277,6 @@ std::string describeCoverage(const OperatorMetadata& m) {
                   : "serves, exactly (symmetries of the step in time and density), every Time Step tau and energy "
                     "parameters with ");
   for (size_t i = 0; i < groups.size(); ++i) out << (i ? "; " : "") << groups[i];
-  const bool massChosen = e.internal == InternalKind::PorousMedium && e.kernel == KernelKind::None && k.onDiffusion();
   out << (massFree     ? "; at any mass M (its map does not depend on the mass)"
           : massChosen ? "; M the density's mass (the operator steps c rho, c bringing M into the trained masses)"
                        : "; M the density's mass (the operator steps c rho, c fixed by the groups)");

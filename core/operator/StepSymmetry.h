@@ -22,7 +22,10 @@
 // tau a (potential) and tau A M (interaction) of the problem, M its mass,
 // are the operator's at some mass c M. c is fixed by the porous-medium or
 // interaction part; for entropy and potential energies it is free and
-// brings the mass into the trained range.
+// brings the mass into the trained range. An operator conditioned on the
+// porous medium's D, or on the attraction, steps every D' (A') in its range:
+// c is then free too, chosen in the trained masses where D' = s D c^-(m-1)
+// (A' = s A / c) lies in the range.
 #pragma once
 
 #include <ATen/ATen.h>

@@ -89,6 +89,9 @@ std::string trainCommand(const OperatorMetadata& m) {
         << number(m.conditioning.potentialStrength[1]);
   if (m.conditioning.onExponent())
     out << " --condition-m " << number(m.conditioning.exponent[0]) << "," << number(m.conditioning.exponent[1]);
+  if (m.conditioning.onAttraction())
+    out << " --condition-attraction " << number(m.conditioning.attraction[0]) << ","
+        << number(m.conditioning.attraction[1]);
   if (m.ranges.gridMax > 0) out << " --grid " << m.ranges.gridMax;
   const std::pair<const char*, const char*> options[] = {
       {"mode", "--mode"},        {"rounds", "--rounds"},   {"epochs", "--epochs"},       {"batch", "--batch"},

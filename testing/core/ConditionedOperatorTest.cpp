@@ -3,7 +3,8 @@
 // energy never reuses what was computed for another, the step's symmetries
 // reach the ranges from other time steps, and a tiny conditioned training
 // learns something at both ends of its range; the porous medium conditioned
-// on D and m on its linearised base.
+// on D and m on its linearised base; aggregation-diffusion conditioned on D
+// and the attraction.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -54,6 +55,14 @@ TrainingOptions tinyPorousTraining() {
   TrainingOptions o = tinyTraining(EnergySpec::porousMedium(2, 1), 1, 6);
   o.conditioning.diffusion = {0.1, 10};
   o.conditioning.exponent = {1.5, 4};
+  return o;
+}
+
+// Aggregation-diffusion conditioned on D and the attraction.
+TrainingOptions tinyAggregationDiffusionTraining() {
+  TrainingOptions o = tinyTraining(EnergySpec::aggregationDiffusion(0.1, 20), 1, 7);
+  o.conditioning.diffusion = {0.05, 0.5};
+  o.conditioning.attraction = {5, 50};
   return o;
 }
 
@@ -121,7 +130,7 @@ TEST(ConditionedOperator, EachEnergyGetsItsOwnStep) {
   const EnergySpec low = EnergySpec::fokkerPlanck(0.05, 10), high = EnergySpec::fokkerPlanck(0.5, 100);
   expectOwnSteps(*op, rho, grid, low, high);
   // An operator of one energy refuses another.
-  const auto plain = LearnedOperator::load(std::string(JKO_SOURCE_DIR) + "/data/operators/aggregation-diffusion.jko");
+  const auto plain = LearnedOperator::load(std::string(JKO_SOURCE_DIR) + "/data/operators/aggregation.jko");
   EXPECT_FALSE(plain->metadata().conditioning.any());
   EXPECT_THROW(plain->step(rho, Grid::unitBox(2, 16), &low), InvalidParameter);
 }
@@ -193,6 +202,62 @@ TEST(ConditionedOperator, TrainingOptionsAreChecked) {
   o = tinyConditionedTraining();
   o.conditioning.exponent = {1.5, 4};  // no porous medium to condition
   EXPECT_THROW(o.validate(), InvalidParameter);
+  o = tinyConditionedTraining();
+  o.conditioning.attraction = {5, 50};  // no interaction to condition
+  EXPECT_THROW(o.validate(), InvalidParameter);
+  o = TrainingOptions::defaultsFor(EnergySpec::aggregation(), 2);
+  o.conditioning.attraction = {5, 50};  // a repulsion beside the attraction
+  EXPECT_THROW(o.validate(), InvalidParameter);
+  o = tinyAggregationDiffusionTraining();
+  o.conditioning.attraction = {30, 50};  // the energy's A 20 is outside
+  EXPECT_THROW(o.validate(), InvalidParameter);
+  EXPECT_NO_THROW(tinyAggregationDiffusionTraining().validate());
+}
+
+TEST(ConditionedOperator, AggregationDiffusionOnItsAttractionAndD) {
+  configureRuntime(2);
+  const auto op = LearnToEvolveTrainer(tinyAggregationDiffusionTraining()).train().op;
+  const OperatorMetadata& m = op->metadata();
+  EXPECT_EQ(m.conditioning.channels(), 2);
+  const OperatorMetadata back = OperatorMetadata::fromJson(m.toJson());
+  EXPECT_DOUBLE_EQ(back.conditioning.attraction[0], 5);
+  EXPECT_DOUBLE_EQ(back.conditioning.attraction[1], 50);
+  const std::vector<double> values = m.conditioning.channelValues(EnergySpec::aggregationDiffusion(0.5, 5));
+  ASSERT_EQ(values.size(), 2u);
+  EXPECT_NEAR(values[0], 0.5, 1e-12);   // D
+  EXPECT_NEAR(values[1], -0.5, 1e-12);  // A
+  ASSERT_TRUE(m.ranges.hasMasses());
+
+  // A 10 at a trained mass: the operator steps that energy itself.
+  const double mass = std::sqrt(m.ranges.massMin * m.ranges.massMax);
+  StepSymmetry s = relateToOperator(m, EnergySpec::aggregationDiffusion(0.1, 10), 0.005, 2, mass);
+  ASSERT_TRUE(s.exact) << s.difference;
+  EXPECT_TRUE(s.conditioned);
+  EXPECT_DOUBLE_EQ(s.densityFactor, 1);
+  EXPECT_DOUBLE_EQ(s.operatorEnergy.attraction, 10);
+  // Ten times the largest trained mass, A 3: stepped as c rho, c M the
+  // largest trained mass, A scaled by 1 / c (A M is the group).
+  const double big = 10 * m.ranges.massMax;
+  s = relateToOperator(m, EnergySpec::aggregationDiffusion(0.1, 3), 0.005, 2, big);
+  ASSERT_TRUE(s.exact) << s.difference;
+  ASSERT_TRUE(s.conditioned);
+  EXPECT_NEAR(s.densityFactor, 0.1, 1e-12);
+  EXPECT_NEAR(s.operatorEnergy.attraction, 30, 1e-9);
+  EXPECT_NE(s.note.find("the attraction, conditioned on, takes up the density's scale"), std::string::npos) << s.note;
+  // A M beyond what the range reaches at the trained masses: refused, with
+  // the range named.
+  s = relateToOperator(m, EnergySpec::aggregationDiffusion(0.1, 20), 0.005, 2, big);
+  EXPECT_FALSE(s.exact);
+  EXPECT_NE(s.difference.find("outside its range [5, 50]"), std::string::npos) << s.difference;
+  const std::string coverage = describeCoverage(m);
+  EXPECT_NE(coverage.find("tau A in [0.025, 0.25] at the trained masses"), std::string::npos) << coverage;
+  EXPECT_NE(coverage.find("tau D in [0.00025, 0.0025]"), std::string::npos) << coverage;
+
+  const Grid grid = Grid::unitBox(2, 16);
+  DensityRanges ranges;
+  ranges.massMin = ranges.massMax = mass;
+  const at::Tensor rho = DensityGenerator(grid, ranges, 3).next("gaussian-mixture");
+  expectOwnSteps(*op, rho, grid, EnergySpec::aggregationDiffusion(0.1, 5), EnergySpec::aggregationDiffusion(0.1, 50));
 }
 
 TEST(ConditionedOperator, PorousMediumOnItsExponentAndD) {
@@ -228,9 +293,15 @@ TEST(ConditionedOperator, PorousMediumOnItsExponentAndD) {
   s = relateToOperator(m, EnergySpec::porousMedium(5, 1), 0.005, 2, mass);
   EXPECT_FALSE(s.exact);
   EXPECT_NE(s.difference.find("outside the operator's range [1.5, 4]"), std::string::npos) << s.difference;
-  s = relateToOperator(m, EnergySpec::porousMedium(2, 50), 0.005, 2, mass);
+  s = relateToOperator(m, EnergySpec::porousMedium(2, 50), 0.005, 2, m.ranges.massMax);
   EXPECT_FALSE(s.exact);
   EXPECT_NE(s.difference.find("outside its range [0.1, 10]"), std::string::npos) << s.difference;
+  // The same D at a mass the trained masses leave room above: stepped as
+  // c rho, c = 5 bringing D c^-(m-1) to the top of its range.
+  s = relateToOperator(m, EnergySpec::porousMedium(2, 50), 0.005, 2, mass);
+  ASSERT_TRUE(s.exact) << s.difference;
+  EXPECT_NEAR(s.densityFactor, 5, 1e-9);
+  EXPECT_NEAR(s.operatorEnergy.diffusion, 10, 1e-9);
   const std::string coverage = describeCoverage(m);
   EXPECT_NE(coverage.find("m in [1.5, 4]"), std::string::npos) << coverage;
   EXPECT_NE(coverage.find("tau D in [0.0005, 0.05]"), std::string::npos) << coverage;
