@@ -116,10 +116,13 @@ StepSymmetry relateToOperator(const OperatorMetadata& m, const EnergySpec& energ
         low = s * energy.attraction / conditioning.attraction[1];
         high = s * energy.attraction / conditioning.attraction[0];
       }
-      // Where the two ranges meet; else c stays in the trained masses and
-      // the parameter's range is named below.
+      // Where the two ranges meet; else the parameter's range, nearest the
+      // trained masses: the range checks on c rho then warn about the mass,
+      // as for a c that the energy fixes.
       if (std::max(low, massLow) <= std::min(high, massHigh))
         c = std::clamp(c, std::max(low, massLow), std::min(high, massHigh));
+      else if (low <= high)
+        c = std::clamp(c, low, high);
     }
   }
   if (!std::isfinite(c) || !(c > 0)) c = 1;  // nothing relates the parts: sameAs below names the difference

@@ -25,7 +25,8 @@
 // brings the mass into the trained range. An operator conditioned on the
 // porous medium's D, or on the attraction, steps every D' (A') in its range:
 // c is then free too, chosen in the trained masses where D' = s D c^-(m-1)
-// (A' = s A / c) lies in the range.
+// (A' = s A / c) lies in the range; where no trained mass allows that, at
+// the range's end nearest them (and the range checks warn about c M).
 #pragma once
 
 #include <ATen/ATen.h>

@@ -16,6 +16,7 @@
 #include "numerics/ReferenceSolver.h"
 #include "operator/LearnToEvolveTrainer.h"
 #include "operator/StepSymmetry.h"
+#include "operator/TrainingRangeCheck.h"
 #include "operator/VelocityNetwork.h"
 #include "runtime/Runtime.h"
 
@@ -244,11 +245,16 @@ TEST(ConditionedOperator, AggregationDiffusionOnItsAttractionAndD) {
   EXPECT_NEAR(s.densityFactor, 0.1, 1e-12);
   EXPECT_NEAR(s.operatorEnergy.attraction, 30, 1e-9);
   EXPECT_NE(s.note.find("the attraction, conditioned on, takes up the density's scale"), std::string::npos) << s.note;
-  // A M beyond what the range reaches at the trained masses: refused, with
-  // the range named.
+  // A M beyond what the range reaches at the trained masses: A at the top
+  // of its range (c = 20 / 50), c M outside the trained masses (warned by
+  // the density's range check); D outside its range: refused, named.
   s = relateToOperator(m, EnergySpec::aggregationDiffusion(0.1, 20), 0.005, 2, big);
+  ASSERT_TRUE(s.exact) << s.difference;
+  EXPECT_NEAR(s.densityFactor, 0.4, 1e-12);
+  EXPECT_NEAR(s.operatorEnergy.attraction, 50, 1e-9);
+  s = relateToOperator(m, EnergySpec::aggregationDiffusion(1, 20), 0.005, 2, mass);
   EXPECT_FALSE(s.exact);
-  EXPECT_NE(s.difference.find("outside its range [5, 50]"), std::string::npos) << s.difference;
+  EXPECT_NE(s.difference.find("outside its range [0.05, 0.5]"), std::string::npos) << s.difference;
   const std::string coverage = describeCoverage(m);
   EXPECT_NE(coverage.find("tau A in [0.025, 0.25] at the trained masses"), std::string::npos) << coverage;
   EXPECT_NE(coverage.find("tau D in [0.00025, 0.0025]"), std::string::npos) << coverage;
@@ -293,15 +299,22 @@ TEST(ConditionedOperator, PorousMediumOnItsExponentAndD) {
   s = relateToOperator(m, EnergySpec::porousMedium(5, 1), 0.005, 2, mass);
   EXPECT_FALSE(s.exact);
   EXPECT_NE(s.difference.find("outside the operator's range [1.5, 4]"), std::string::npos) << s.difference;
-  s = relateToOperator(m, EnergySpec::porousMedium(2, 50), 0.005, 2, m.ranges.massMax);
-  EXPECT_FALSE(s.exact);
-  EXPECT_NE(s.difference.find("outside its range [0.1, 10]"), std::string::npos) << s.difference;
-  // The same D at a mass the trained masses leave room above: stepped as
-  // c rho, c = 5 bringing D c^-(m-1) to the top of its range.
+  // D 50 at a mass the trained masses leave room above: stepped as c rho,
+  // c = 5 bringing D c^-(m-1) to the top of its range.
   s = relateToOperator(m, EnergySpec::porousMedium(2, 50), 0.005, 2, mass);
   ASSERT_TRUE(s.exact) << s.difference;
   EXPECT_NEAR(s.densityFactor, 5, 1e-9);
   EXPECT_NEAR(s.operatorEnergy.diffusion, 10, 1e-9);
+  // The same D at the largest trained mass: no trained mass brings D into
+  // its range, so c = 5 still (the top of the range), c M above the trained
+  // masses, and the density's range check says so.
+  s = relateToOperator(m, EnergySpec::porousMedium(2, 50), 0.005, 2, m.ranges.massMax);
+  ASSERT_TRUE(s.exact) << s.difference;
+  EXPECT_NEAR(s.densityFactor, 5, 1e-9);
+  const Grid checkGrid = Grid::unitBox(2, 16);
+  const at::Tensor heavy = at::full({16, 16}, m.ranges.massMax, at::kDouble);
+  const auto warnings = checkDensityAgainstTraining(m, checkGrid, heavy, s.densityFactor);
+  EXPECT_FALSE(warnings.empty()) << "c M = 5 times the largest trained mass should be named";
   const std::string coverage = describeCoverage(m);
   EXPECT_NE(coverage.find("m in [1.5, 4]"), std::string::npos) << coverage;
   EXPECT_NE(coverage.find("tau D in [0.0005, 0.05]"), std::string::npos) << coverage;
