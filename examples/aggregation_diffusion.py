@@ -11,7 +11,11 @@ towards every other while diffusion spreads it. A ring (data/samples/ring.vti,
 mass 1) contracts onto its centre of mass, which the flow keeps fixed, and
 settles into a Gaussian of variance D / (20 M) = 0.005 per axis. The operator
 (data/operators/aggregation-diffusion.jko) was trained on masses 0.5-1.5 on
-the unit box with tau = 0.005: the interaction strength scales with the mass.
+the unit box with tau = 0.005, conditioned on D in [0.05, 0.5] and the
+attraction in [5, 50] (one network for every Diffusion and Attraction in
+those ranges; examples/diffusion_slider.py --energy aggregation-diffusion
+--attraction 5,20,50 moves the attraction): the interaction strength scales
+with the mass (tau A M is what the step sees).
 Writes the frames (frames.pvd + frames/*.vti), strip.png, energy.png and
 paraview.png.
 """

@@ -1,8 +1,9 @@
 """A Diffusion slider on a learned flow: three values of D, one operator, no
 training.
 
-    pvpython examples/diffusion_slider.py [--energy porous-medium|fokker-planck] [--diffusion 0.5,1,2]
-                                          [--exponent 1.5,2,4] [--steps 20] [--grid 64]
+    pvpython examples/diffusion_slider.py [--energy porous-medium|fokker-planck|aggregation-diffusion]
+                                          [--diffusion 0.5,1,2] [--exponent 1.5,2,4] [--attraction 5,20,50]
+                                          [--steps 20] [--grid 64]
                                           [--out output/diffusion-slider]
 
 (under `xvfb-run -a -s "-screen 0 1280x1024x24"` for the ParaView rendering)
@@ -20,8 +21,12 @@ With --energy fokker-planck the flow is Fokker-Planck in a quadratic well from t
 data/samples/two-bumps.vti (default D = 0.05, 0.1, 0.5): the bundled
 data/operators/fokker-planck.jko is conditioned on D in [0.05, 0.5] and the
 potential's strength, one network for the whole range (docs/design.md,
-"Conditioned operators with the Gauss-Newton corrections"). Each re-run is
-timed. Writes the frames of each value (frames-D*.pvd or frames-m*.pvd;
+"Conditioned operators with the Gauss-Newton corrections"). With --energy
+aggregation-diffusion the ring of data/samples/ring.vti contracts under a
+quadratic attraction (default D = 0.05, 0.1, 0.5; with --attraction the
+slider is the Attraction property instead, D = 0.1): the bundled
+data/operators/aggregation-diffusion.jko is conditioned on D in [0.05, 0.5]
+and the attraction A in [5, 50]. Each re-run is timed. Writes the frames of each value (frames-D*.pvd or frames-m*.pvd;
 frames.pvd is the first), a strip with one row per value (strip.png), the
 energies (energy.png) and, with a display, a ParaView rendering of the three
 side by side (paraview.png). With --reference it also rolls out the
@@ -85,15 +90,19 @@ def render_side_by_side(flows, labels, time_value, path, size=(1500, 600)):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--energy", default="porous-medium", choices=["porous-medium", "fokker-planck"],
+    parser.add_argument("--energy", default="porous-medium",
+                        choices=["porous-medium", "fokker-planck", "aggregation-diffusion"],
                         help="the energy and its bundled operator")
     parser.add_argument("--diffusion", default=None,
-                        help="values of D, comma-separated (default: 0.5,1,2; Fokker-Planck 0.05,0.1,0.5)")
+                        help="values of D, comma-separated (default: 0.5,1,2; the others 0.05,0.1,0.5)")
     parser.add_argument("--exponent", default=None,
                         help="porous medium: slide the exponent m over these values instead of D (e.g. 1.5,2,4)")
+    parser.add_argument("--attraction", default=None,
+                        help="aggregation-diffusion: slide the attraction A over these values instead of D "
+                             "(e.g. 5,20,50)")
     parser.add_argument("--sample", default=None,
                         help="initial density (.vti in data/samples/ or a path; default porous-bumps.vti, "
-                             "Fokker-Planck two-bumps.vti)")
+                             "Fokker-Planck two-bumps.vti, aggregation-diffusion ring.vti)")
     parser.add_argument("--operator", default=None, help="operator file (default: the energy's in data/operators/)")
     parser.add_argument("--steps", type=int, default=20, help="JKO steps K (frames 0..K)")
     parser.add_argument("--grid", type=int, default=0, help="resample the sample to this many nodes per axis")
@@ -112,11 +121,15 @@ def main():
     porous = args.energy == "porous-medium"
     if args.exponent and not porous:
         parser.error("--exponent slides the porous medium's m: use it with --energy porous-medium")
+    if args.attraction and args.energy != "aggregation-diffusion":
+        parser.error("--attraction slides the interaction's A: use it with --energy aggregation-diffusion")
     # The slider: the panel property, its label and the values.
-    prop, symbol = ("Exponent", "m") if args.exponent else ("Diffusion", "D")
-    values = [float(v) for v in (args.exponent or args.diffusion or ("0.5,1,2" if porous else "0.05,0.1,0.5"))
-              .split(",")]
-    sample = args.sample or ("porous-bumps.vti" if porous else "two-bumps.vti")
+    prop, symbol = (("Exponent", "m") if args.exponent else ("Attraction", "A") if args.attraction
+                    else ("Diffusion", "D"))
+    values = [float(v) for v in (args.exponent or args.attraction or args.diffusion
+                                 or ("0.5,1,2" if porous else "0.05,0.1,0.5")).split(",")]
+    sample = args.sample or {"porous-medium": "porous-bumps.vti", "fokker-planck": "two-bumps.vti",
+                             "aggregation-diffusion": "ring.vti"}[args.energy]
 
     J.load_plugin()
     from paraview import simple
@@ -157,8 +170,11 @@ def main():
         frozen.append(simple.PVDReader(FileName=os.path.join(args.out, name)))
 
     labels = ["%s = %g" % (symbol, D) for D in values]
-    trained = "conditioned on D in [0.1, 10], m in [1.5, 4]" if porous else "conditioned on D in [0.05, 0.5]"
-    name = "Porous medium, D = 1" if args.exponent else J.PRESETS[args.energy]["title"]
+    trained = {"porous-medium": "conditioned on D in [0.1, 10], m in [1.5, 4]",
+               "fokker-planck": "conditioned on D in [0.05, 0.5]",
+               "aggregation-diffusion": "conditioned on D in [0.05, 0.5], A in [5, 50]"}[args.energy]
+    name = ("Porous medium, D = 1" if args.exponent else "Aggregation-diffusion, D = 0.1" if args.attraction
+            else J.PRESETS[args.energy]["title"])
     title = "%s, tau = %g: one learned operator (%s), %s" % (name, J.TIME_STEP, trained, ", ".join(labels))
     outputs.append(("strip of frames", J.plot_strip([r.density for r in rollouts], rollouts[0].times,
                                                      rollouts[0].box(), os.path.join(args.out, "strip.png"), title,

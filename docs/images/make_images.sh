@@ -33,6 +33,9 @@ cp output/diffusion-slider-exponent/strip.png "$images/diffusion-slider-exponent
 "${render[@]}" pvpython examples/diffusion_slider.py --energy fokker-planck --reference \
   --out output/diffusion-slider-fokker-planck
 cp output/diffusion-slider-fokker-planck/strip.png "$images/diffusion-slider-fokker-planck-strip.png"
+"${render[@]}" pvpython examples/diffusion_slider.py --energy aggregation-diffusion --attraction 5,20,50 --reference \
+  --out output/diffusion-slider-attraction
+cp output/diffusion-slider-attraction/strip.png "$images/diffusion-slider-attraction-strip.png"
 
 "${render[@]}" pvpython examples/volume_3d.py --out output/volume-3d
 cp output/volume-3d/strip.png "$images/volume-3d-strip.png"

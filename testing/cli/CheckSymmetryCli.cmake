@@ -3,7 +3,9 @@
 # tau 0.0025 by stepping D 0.5 at its own tau, says so, and stays within 3% of
 # the exact JKO chain; `jko compare` runs a related problem (tau 0.01, D 0.5) and reports
 # it; a Fokker-Planck operator asked for another D alone is refused with the
-# groups it serves; an operator conditioned on D and a serves other time steps.
+# groups it serves; an operator conditioned on D and a serves other time steps;
+# the aggregation-diffusion operator, conditioned on D and A, serves other
+# attractions and masses.
 set(porous "${SOURCE}/data/operators/porous-medium.jko")
 
 function(expect_in text part what)
@@ -124,3 +126,42 @@ if(rc EQUAL 0)
   message(FATAL_ERROR "tau 0.05 puts D at 1, outside the conditioned range, and should be refused: ${out}")
 endif()
 expect_in("${err}" "outside its range [0.05, 0.5]" "the refusal")
+
+# The bundled aggregation-diffusion operator is conditioned on D in [0.05,
+# 0.5] and the attraction in [5, 50]: the interaction step at D 0.05, A 5 is
+# its own step; a density of mass 10 at A 2 is stepped as c rho with the
+# attraction taking up the density's scale (c = 0.15: c M the largest
+# trained mass, A / c = 13.3); A 500 at mass 1 is stepped at A 50 (c = 10),
+# with the mass named as outside the trained ones; D 1 is refused.
+set(interaction "${SOURCE}/data/operators/aggregation-diffusion.jko")
+execute_process(COMMAND "${JKO}" eval --case interaction-step --D 0.05 --attraction 5 --solver learned
+                        --operator "${interaction}" --grid 32 --json --threads 2
+                OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "the aggregation-diffusion operator should serve D 0.05, A 5 (${rc}): ${err}")
+endif()
+expect_in("${err}" "D=0.05; quadratic interaction c=5) (inside the ranges it was trained on)" "the note")
+execute_process(COMMAND "${JKO}" rollout --operator "${interaction}" --generate bumps --seed 1 --mass 10 --grid 32
+                        --steps 1 --attraction 2 --json --threads 2
+                OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "mass 10 at attraction 2 should be served (${rc}): ${err}")
+endif()
+expect_in("${err}" "the attraction, conditioned on, takes up the density's scale" "the symmetry's note")
+expect_in("${err}" "quadratic interaction c=13.3" "the operator's attraction")
+execute_process(COMMAND "${JKO}" eval --case interaction-step --D 0.1 --attraction 500 --solver learned
+                        --operator "${interaction}" --grid 32 --threads 2
+                OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "attraction 500 should be served at the top of the range, with a warning (${rc}): ${err}")
+endif()
+expect_in("${err}" "quadratic interaction c=50), inside its conditioned ranges" "the operator's attraction")
+expect_in("${err}" "outside the range the operator was trained on" "the mass warning")
+execute_process(COMMAND "${JKO}" eval --case interaction-step --D 1 --attraction 20 --solver learned
+                        --operator "${interaction}" --grid 32 --threads 2
+                OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
+if(rc EQUAL 0)
+  message(FATAL_ERROR "D 1 should be refused: ${out}")
+endif()
+expect_in("${err}" "outside its range [0.05, 0.5]" "the refusal")
+expect_in("${err}" "tau A in [0.025, 0.25] at the trained masses" "the groups served")
