@@ -283,7 +283,7 @@ void addRolloutCommand(CLI::App& app) {
       const LearnedOperator::Use use = op->checkUse(grid, energySpec, tau, rho0, automatic);
       for (const std::string& note : use.notes) std::cerr << "jko: " << note << "\n";
       for (const std::string& warning : use.warnings) warn(warning);
-      rangeWatch = std::make_unique<TrainingRangeWatch>(op->metadata(), grid, use.symmetry.densityFactor);
+      rangeWatch = std::make_unique<TrainingRangeWatch>(op->metadata(), grid, use.symmetry);
       rangeWatch->check(rho0, 0);  // reported above
       objective = std::make_shared<const JkoObjective>(std::make_shared<const Energy>(energySpec, grid), tau);
       AutoSolverOptions autoOptions;

@@ -148,7 +148,7 @@ nlohmann::json compareWithReference(const LearnedOperator& op, const HeldOutOpti
                          {"minimum", rho0.min().item<double>()},
                          {"rel_l1_mean", errorMean},
                          {"range_warnings", messagesOf(checkDensityAgainstTraining(
-                                                m, grid, rho0, symmetry.exact ? symmetry.densityFactor : 1.0))}});
+                                                m, grid, rho0, symmetry.exact ? symmetry : StepSymmetry()))}});
     ProgressEvent event;
     event.stage = "held-out comparison";
     event.fraction = double(i + 1) / o.densities;

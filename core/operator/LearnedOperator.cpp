@@ -480,7 +480,7 @@ std::vector<std::string> LearnedOperator::checkCompatible(const Grid& grid, cons
                             std::to_string(grid.dim) + "D: train or load a " + std::to_string(grid.dim) + "D operator");
   // The learned modes serve the operator's problem and every problem the
   // step's symmetries relate to it (StepSymmetry.h); the operator then steps c rho.
-  double densityFactor = 1;
+  StepSymmetry related;  // c = 1 where the energy is not given
   if (energy || tau > 0) {
     const EnergySpec& spec = energy ? *energy : m.energy;
     const double mass = rho.defined() ? rho.to(at::kDouble).sum().item<double>() * grid.cellVolume() : 0;
@@ -491,7 +491,7 @@ std::vector<std::string> LearnedOperator::checkCompatible(const Grid& grid, cons
                               ", not for " + spec.describe() + ", tau = " + formatValue(problemTau) + " (" +
                               symmetry.difference + "); it " + describeCoverage(m) +
                               ": choose such values, the Auto solver, or train a new operator");
-    densityFactor = symmetry.densityFactor;
+    related = symmetry;
   }
   if (m.energy.potential == PotentialKind::Values && m.energy.potentialValues.defined() &&
       m.energy.potentialValues.sizes() != at::IntArrayRef(grid.shape()))
@@ -499,7 +499,7 @@ std::vector<std::string> LearnedOperator::checkCompatible(const Grid& grid, cons
 
   std::vector<RangeWarning> warnings = checkGridAgainstTraining(m, grid);
   if (rho.defined())
-    for (RangeWarning& w : checkDensityAgainstTraining(m, grid, rho, densityFactor)) warnings.push_back(std::move(w));
+    for (RangeWarning& w : checkDensityAgainstTraining(m, grid, rho, related)) warnings.push_back(std::move(w));
   return messagesOf(warnings);
 }
 
@@ -513,7 +513,7 @@ LearnedOperator::Use LearnedOperator::checkUse(const Grid& grid, const EnergySpe
   use.warnings =
       checkCompatible(grid, firstGuess ? nullptr : &energy, firstGuess ? 0 : tau, firstGuess ? at::Tensor() : rho0);
   if (firstGuess) {
-    for (RangeWarning& w : checkDensityAgainstTraining(metadata_, grid, rho0, use.symmetry.densityFactor))
+    for (RangeWarning& w : checkDensityAgainstTraining(metadata_, grid, rho0, use.symmetry))
       use.warnings.push_back(std::move(w.message));
     for (RangeWarning& w : checkProblemAgainstTraining(metadata_, energy, tau, grid.dim, mass))
       use.warnings.push_back(std::move(w.message));

@@ -116,6 +116,22 @@ StepSymmetry relateToOperator(const OperatorMetadata& m, const EnergySpec& energ
         low = s * energy.attraction / conditioning.attraction[1];
         high = s * energy.attraction / conditioning.attraction[0];
       }
+      // What a user can change so that the two ranges meet: with
+      // P' = s P c^-q (q = m - 1, or 1 for the attraction) and c M in
+      // [Mmin, Mmax], the problem's P at this mass lies in
+      // [Pmin (Mmin/M)^q / s, Pmax (Mmax/M)^q / s], and its mass at this P in
+      // [Mmin (Pmin / sP)^(1/q), Mmax (Pmax / sP)^(1/q)].
+      const std::array<double, 2>& range = porous ? conditioning.diffusion : conditioning.attraction;
+      const double value = porous ? energy.diffusion : energy.attraction;
+      const double q = porous ? energy.exponent - 1 : 1;
+      if (m.ranges.hasMasses() && mass > 0 && value > 0 && q > 0) {
+        out.reach.parameter = porous ? "Diffusion" : "Attraction";
+        out.reach.value = value;
+        out.reach.low = range[0] * std::pow(m.ranges.massMin / mass, q) / s;
+        out.reach.high = range[1] * std::pow(m.ranges.massMax / mass, q) / s;
+        out.reach.massLow = m.ranges.massMin * std::pow(range[0] / (s * value), 1 / q);
+        out.reach.massHigh = m.ranges.massMax * std::pow(range[1] / (s * value), 1 / q);
+      }
       // Where the two ranges meet; else the parameter's range, nearest the
       // trained masses: the range checks on c rho then warn about the mass,
       // as for a c that the energy fixes.

@@ -72,6 +72,18 @@ struct StepSymmetry {
   /// and mass), not its own.
   bool conditioned = false;
   EnergySpec operatorEnergy;
+  /// Where the conditioning takes up the density's scale (the porous
+  /// medium's D or the attraction): which values of that parameter, at this
+  /// tau and mass, and which masses, at this tau and value, put c M in the
+  /// trained masses with the scaled parameter in its range. The density's
+  /// range check names them when c M falls outside the trained masses.
+  struct Reach {
+    std::string parameter;  ///< the panel's name, "" when the conditioning does not take up the scale
+    double value = 0;       ///< the problem's value of it
+    double low = 0, high = 0;
+    double massLow = 0, massHigh = 0;
+    bool any() const { return !parameter.empty(); }
+  } reach;
   bool identity() const { return exact && densityFactor == 1 && timeFactor == 1 && !conditioned; }
 };
 

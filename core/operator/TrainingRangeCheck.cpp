@@ -74,9 +74,17 @@ std::vector<RangeWarning> checkGridAgainstTraining(const OperatorMetadata& m, co
 
 std::vector<RangeWarning> checkDensityAgainstTraining(const OperatorMetadata& m, const Grid& grid,
                                                       const at::Tensor& rho, double densityFactor) {
+  StepSymmetry symmetry;
+  symmetry.densityFactor = densityFactor;
+  return checkDensityAgainstTraining(m, grid, rho, symmetry);
+}
+
+std::vector<RangeWarning> checkDensityAgainstTraining(const OperatorMetadata& m, const Grid& grid,
+                                                      const at::Tensor& rho, const StepSymmetry& symmetry) {
   std::vector<RangeWarning> warnings;
   const TrainingRanges& r = m.ranges;
-  const double p = homogeneityDegree(m.energy), c = densityFactor;
+  const double p = homogeneityDegree(m.energy), c = symmetry.densityFactor;
+  const StepSymmetry::Reach& reach = symmetry.reach;
   // What the operator steps: c rho (StepSymmetry.h).
   const std::string subject =
       c == 1 ? "the density's"
@@ -92,7 +100,17 @@ std::vector<RangeWarning> checkDensityAgainstTraining(const OperatorMetadata& m,
       w.message = subject + " mass " + (c == 1 ? "is " : "") + number(mass) +
                   ", outside the range the operator was trained on " + range(r.massMin, r.massMax) + ".";
       const double target = std::clamp(mass, r.massMin, r.massMax);
-      if (p == 1) {
+      if (reach.any()) {
+        // A conditioned operator: c already puts the parameter at the end of
+        // its range nearest the trained masses, so no single factor helps;
+        // name the intervals that are served (StepSymmetry::Reach).
+        w.message += " The operator is conditioned on " + reach.parameter +
+                     ", which takes up the density's scale: at this Time Step it serves this density for " +
+                     reach.parameter + " in " + range(reach.low, reach.high) + " (now " + number(reach.value) +
+                     "), and at this " + reach.parameter + " densities of mass in " +
+                     range(reach.massLow, reach.massHigh) + " (now " + number(c == 0 ? mass : mass / c) +
+                     "); with these values the frames may be wrong." + remedy(m, " --initial YOUR_DENSITY.vti");
+      } else if (p == 1) {
         w.message +=
             " For this energy (entropy and potential only) the step's map does not depend on the mass: step the "
             "density rescaled to mass " +
@@ -173,7 +191,7 @@ std::vector<std::string> messagesOf(const std::vector<RangeWarning>& warnings) {
 
 std::vector<RangeWarning> TrainingRangeWatch::check(const at::Tensor& rho, int frame) {
   std::vector<RangeWarning> fresh;
-  for (RangeWarning& w : checkDensityAgainstTraining(metadata_, grid_, rho, densityFactor_)) {
+  for (RangeWarning& w : checkDensityAgainstTraining(metadata_, grid_, rho, symmetry_)) {
     if (std::find(reported_.begin(), reported_.end(), w.quantity) != reported_.end()) continue;
     reported_.push_back(w.quantity);
     if (frame > 0) w.message = "frame " + std::to_string(frame) + ": " + w.message;

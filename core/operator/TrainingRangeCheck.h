@@ -49,6 +49,12 @@ std::vector<RangeWarning> checkGridAgainstTraining(const OperatorMetadata& metad
 /// ranges. Files without ranges (zeros) are not checked.
 std::vector<RangeWarning> checkDensityAgainstTraining(const OperatorMetadata& metadata, const Grid& grid,
                                                       const at::Tensor& rho, double densityFactor = 1);
+/// The same for the density as `symmetry` maps it (c its densityFactor);
+/// where the operator's conditioning takes up the density's scale
+/// (StepSymmetry::reach), the mass warning names the values of the
+/// conditioned parameter and the masses that it serves.
+std::vector<RangeWarning> checkDensityAgainstTraining(const OperatorMetadata& metadata, const Grid& grid,
+                                                      const at::Tensor& rho, const StepSymmetry& symmetry);
 
 /// The time step and the energy of a problem (on a density of mass `mass`)
 /// that uses the operator as a first guess only (the Auto solver): nothing
@@ -67,14 +73,19 @@ class TrainingRangeWatch {
  public:
   /// `densityFactor`: the operator steps c rho (StepSymmetry::densityFactor).
   TrainingRangeWatch(OperatorMetadata metadata, Grid grid, double densityFactor = 1)
-      : metadata_(std::move(metadata)), grid_(grid), densityFactor_(densityFactor) {}
+      : metadata_(std::move(metadata)), grid_(grid) {
+    symmetry_.densityFactor = densityFactor;
+  }
+  /// The operator steps the density as `symmetry` maps it.
+  TrainingRangeWatch(OperatorMetadata metadata, Grid grid, StepSymmetry symmetry)
+      : metadata_(std::move(metadata)), grid_(grid), symmetry_(std::move(symmetry)) {}
   /// Warnings for quantities of rho not reported before; `frame` is named in them.
   std::vector<RangeWarning> check(const at::Tensor& rho, int frame);
 
  private:
   OperatorMetadata metadata_;
   Grid grid_;
-  double densityFactor_ = 1;
+  StepSymmetry symmetry_;
   std::vector<std::string> reported_;
 };
 

@@ -219,7 +219,7 @@ void FrameCache::start(RolloutSetup setup, const std::string& key) {
   }
   if (usesOperator(setup.solver)) {
     // Frame 0 was checked by the filter (its warnings name the input).
-    watch_ = std::make_unique<TrainingRangeWatch>(setup.op->metadata(), setup.grid, setup.symmetry.densityFactor);
+    watch_ = std::make_unique<TrainingRangeWatch>(setup.op->metadata(), setup.grid, setup.symmetry);
     watch_->check(setup.rho0, 0);
   }
   current_ = setup.rho0.to(setup.device);

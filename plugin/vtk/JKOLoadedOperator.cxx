@@ -294,8 +294,7 @@ std::vector<RangeWarning> LoadedOperator::check(const EnergySpec& energy, double
     throw Error(where + " does not fit the input: " + error.what() + ".");
   }
   std::vector<RangeWarning> warnings = checkGridAgainstTraining(metadata, grid);
-  for (RangeWarning& w : checkDensityAgainstTraining(metadata, grid, rho0, related.densityFactor))
-    warnings.push_back(std::move(w));
+  for (RangeWarning& w : checkDensityAgainstTraining(metadata, grid, rho0, related)) warnings.push_back(std::move(w));
   if (firstGuess)
     for (RangeWarning& w : checkProblemAgainstTraining(metadata, energy, tau, grid.dim, mass))
       warnings.push_back(std::move(w));

@@ -157,6 +157,10 @@ if(NOT rc EQUAL 0)
 endif()
 expect_in("${err}" "quadratic interaction c=50), inside its conditioned ranges" "the operator's attraction")
 expect_in("${err}" "outside the range the operator was trained on" "the mass warning")
+# ... and what would be served: A 5-50 at the masses 0.509-1.5 of the
+# file, so A 2.55-75 at mass 1, or masses 0.00509-0.15 at A 500.
+expect_in("${err}" "serves this density for Attraction in [2.55, 75] (now 500)" "the attractions served")
+expect_in("${err}" "densities of mass in [0.00509, 0.15] (now 1)" "the masses served")
 execute_process(COMMAND "${JKO}" eval --case interaction-step --D 1 --attraction 20 --solver learned
                         --operator "${interaction}" --grid 32 --threads 2
                 OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)

@@ -313,8 +313,22 @@ TEST(ConditionedOperator, PorousMediumOnItsExponentAndD) {
   EXPECT_NEAR(s.densityFactor, 5, 1e-9);
   const Grid checkGrid = Grid::unitBox(2, 16);
   const at::Tensor heavy = at::full({16, 16}, m.ranges.massMax, at::kDouble);
-  const auto warnings = checkDensityAgainstTraining(m, checkGrid, heavy, s.densityFactor);
-  EXPECT_FALSE(warnings.empty()) << "c M = 5 times the largest trained mass should be named";
+  const auto warnings = checkDensityAgainstTraining(m, checkGrid, heavy, s);
+  ASSERT_FALSE(warnings.empty()) << "c M = 5 times the largest trained mass should be named";
+  // It names what is served instead (StepSymmetry::Reach): at this mass D
+  // up to the range's top (10; c = 1), and at D = 50 masses up to a fifth
+  // of the largest trained one (c M = Mmax at D' = 10).
+  EXPECT_EQ(warnings[0].quantity, "mass");
+  EXPECT_NE(warnings[0].message.find("for Diffusion in [" + formatValue(0.1 * m.ranges.massMin / m.ranges.massMax, 3) +
+                                     ", 10] (now 50)"),
+            std::string::npos)
+      << warnings[0].message;
+  EXPECT_NE(warnings[0].message.find("densities of mass in [" + formatValue(m.ranges.massMin * 0.1 / 50, 3) + ", " +
+                                     formatValue(m.ranges.massMax / 5, 3) + "] (now " +
+                                     formatValue(m.ranges.massMax, 3) + ")"),
+            std::string::npos)
+      << warnings[0].message;
+  EXPECT_EQ(warnings[0].message.find("times this one"), std::string::npos) << warnings[0].message;
   const std::string coverage = describeCoverage(m);
   EXPECT_NE(coverage.find("m in [1.5, 4]"), std::string::npos) << coverage;
   EXPECT_NE(coverage.find("tau D in [0.0005, 0.05]"), std::string::npos) << coverage;
