@@ -507,6 +507,12 @@ LinearizedStep::LinearizedStep(std::shared_ptr<const JkoObjective> objective, Li
                            "must be >= 0 (0: each particle's own factor)");
   if (options_.extraCorrections < 0)
     throw InvalidParameter("extra corrections", std::to_string(options_.extraCorrections), "must be >= 0 (0: none)");
+  if (options_.furtherCorrections < 0)
+    throw InvalidParameter("further corrections", std::to_string(options_.furtherCorrections),
+                           "must be >= 0 (0: none)");
+  if (!(options_.furtherCorrectionsAbove > 0))
+    throw InvalidParameter("further corrections threshold", formatValue(options_.furtherCorrectionsAbove),
+                           "must be > 0 (a relative L1 distance)");
   if (options_.extraCorrectionMemory < 0)
     throw InvalidParameter("extra corrections' L-BFGS memory", std::to_string(options_.extraCorrectionMemory),
                            "must be >= 0 (0: chord steps)");
@@ -704,7 +710,9 @@ RefinedDisplacement LinearizedStep::refine(const JkoState& state, const at::Tens
   // default, as it made the certificates a band that no longer ranks the
   // frames by their error (docs/design.md, "Corrections until certified").
   at::Tensor done = at::zeros_like(current, at::kBool);
-  const int most = corrections + std::max(0, options_.extraCorrections);
+  const int extra = std::max(0, options_.extraCorrections);
+  const int further = extra > 0 ? options_.furtherCorrections : 0;
+  const int most = corrections + extra + further;
   const double extraAbove = objective_->energy().spec().internal == InternalKind::None
                                 ? options_.extraCorrectionsAboveWithoutDiffusion
                                 : options_.extraCorrectionsAbove;
@@ -738,10 +746,14 @@ RefinedDisplacement LinearizedStep::refine(const JkoState& state, const at::Tens
     // correction's decrease of J was tried first as the sign of a hard step
     // and missed steps whose line search had just stalled (docs/design.md,
     // "More corrections for hard steps").
+    // Once more after the extra corrections: a density still above
+    // furtherCorrectionsAbove takes the further ones.
     const bool extraRule = k == corrections, toleranceRule = tolerance > 0;
-    if (extraRule || toleranceRule) {
+    const bool furtherRule = further > 0 && k == corrections + extra;
+    if (extraRule || furtherRule || toleranceRule) {
       const at::Tensor estimates = certifier.l1ErrorEstimates(state, u, gradient, out.deposited);
       if (extraRule) done = done.logical_or(estimates <= extraAbove);
+      if (furtherRule) done = done.logical_or(estimates <= options_.furtherCorrectionsAbove);
       if (toleranceRule) done = done.logical_or(estimates < tolerance);
       if (done.all().item<bool>()) break;
     }

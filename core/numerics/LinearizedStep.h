@@ -97,6 +97,17 @@ struct LinearizedStepOptions {
   /// corrections for hard steps".)
   int extraCorrections = 12;
   double extraCorrectionsAbove = 0.01;
+  /// A density that the certificate still puts more than
+  /// furtherCorrectionsAbove from its minimiser after the extra corrections
+  /// takes this many more (0: none), quasi-Newton as those: frames the
+  /// certificate would flag, few and early (sharp edges spreading into
+  /// vacuum). On the wild suite at 64^2 the first frames from cells were
+  /// 27% from the reference solver's after 20 corrections, 12% after 48;
+  /// at 2% smooth frames at 128^2 stop after the extra ones (0.1-0.6% by
+  /// then) and the suites' time grows by a tenth to a third
+  /// (docs/design.md, "Further corrections for frames still flagged").
+  int furtherCorrections = 28;
+  double furtherCorrectionsAbove = 0.02;
   /// ... and this threshold instead for an energy without an internal part
   /// (aggregation): nothing there damps the grid-scale texture of a
   /// compressed patch, and a trajectory amplifies each step's error (steps
@@ -162,7 +173,9 @@ class LinearizedStep {
   /// accepts any map certified below its threshold). A density the
   /// certificate still puts above options().extraCorrectionsAbove after
   /// them takes options().extraCorrections more, quasi-Newton after the
-  /// first (options().extraCorrectionMemory).
+  /// first (options().extraCorrectionMemory), and one still above
+  /// options().furtherCorrectionsAbove after those
+  /// options().furtherCorrections more.
   /// With the deposit of the result (before the output limiter).
   RefinedDisplacement refine(const JkoState& state, const at::Tensor& start, int corrections,
                              double tolerance = -1) const;
