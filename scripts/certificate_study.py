@@ -226,6 +226,9 @@ def main():
                         help="the Auto threshold to measure (default: the Auto solver's, 0.004)")
     parser.add_argument("--out", default=os.path.join(ROOT, "docs/benchmarks/certificate-study.json"))
     parser.add_argument("--figure", default=os.path.join(ROOT, "docs/images/certificate-vs-error.png"))
+    parser.add_argument("--learned-from", metavar="JSON",
+                        help="take the learned frames from an earlier run (a binary whose learned solver is the "
+                             "same) and run the Auto solver's part only")
     parser.add_argument("--analyse", metavar="JSON",
                         help="only recompute the statistics and the figure from the frames of an earlier run")
     args = parser.parse_args()
@@ -243,6 +246,12 @@ def main():
         return
     jko = os.path.abspath(args.jko)
     records, runs = [], []
+    earlier = None
+    if args.learned_from:
+        with open(args.learned_from) as f:
+            earlier = json.load(f)
+        records = [{k: (float("inf") if v is None else v) for k, v in r.items()} for r in earlier["frames"]]
+        runs = earlier["runs"]
     exact = EXACT_CASES[:2] if args.quick else EXACT_CASES
     grids = [64] if args.quick else [64, 128]
     kinds = HELD_OUT_KINDS[:1] if args.quick else HELD_OUT_KINDS
@@ -250,7 +259,7 @@ def main():
     operators = dict(list(OPERATORS.items())[:1]) if args.quick else OPERATORS
 
     # 1. Learned frames: certificate and true error.
-    for case, energy, steps in exact:
+    for case, energy, steps in ([] if earlier else exact):
         for n in grids:
             label = f"{case} {n}^2"
             result, _ = run(jko, ["eval", "--case", case, "--solver", "learned", "--operator", OPERATORS[energy],
@@ -269,7 +278,7 @@ def main():
             if energy in operators:
                 rollouts.append(("out of range", f"{energy} {label}", OPERATORS[energy],
                                  ["--initial", density] + options))
-        for family, label, path, source in rollouts:
+        for family, label, path, source in ([] if earlier else rollouts):
             common = ["rollout", "--operator", path, "--steps", "20", "--write-every", "0", "--reference-check"]
             result, _ = run(jko, common + source + ["--solver", "learned"])
             records += frames_of(result, family, label)

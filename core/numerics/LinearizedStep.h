@@ -175,7 +175,8 @@ class LinearizedStep {
   /// them takes options().extraCorrections more, quasi-Newton after the
   /// first (options().extraCorrectionMemory), and one still above
   /// options().furtherCorrectionsAbove after those
-  /// options().furtherCorrections more.
+  /// options().furtherCorrections more (not with a tolerance: the Auto
+  /// solver refines such a frame with L-BFGS instead).
   /// With the deposit of the result (before the output limiter).
   RefinedDisplacement refine(const JkoState& state, const at::Tensor& start, int corrections,
                              double tolerance = -1) const;
