@@ -714,11 +714,11 @@ RefinedDisplacement LinearizedStep::refine(const JkoState& state, const at::Tens
   // Not with a tolerance (the Auto solver): there a frame still flagged
   // goes to the reference solver's L-BFGS, whose start the further
   // corrections made worse: on two wild scans they brought the certificate
-  // down to 0.006-0.014 without bringing the map closer (3.5% off, a flat
-  // valley), and L-BFGS from there passed its test 3.2-3.4% off after
-  // 47-134 iterations, where from the extra corrections' map it went on
-  // for 334-363 to within 0.4% (docs/design.md, "Further corrections for
-  // frames still flagged").
+  // from 0.05-0.07 down to 0.006-0.014 without bringing the map closer
+  // (3.5% off, a flat valley), below Auto's restart from u = 0 (0.03), and
+  // L-BFGS from the map passed its test 3.2-3.4% off, where the restart
+  // ran to the reference solver's rule, within 0.4% (docs/design.md,
+  // "Further corrections for frames still flagged").
   const int further = extra > 0 && tolerance <= 0 ? options_.furtherCorrections : 0;
   const int most = corrections + extra + further;
   const double extraAbove = objective_->energy().spec().internal == InternalKind::None
