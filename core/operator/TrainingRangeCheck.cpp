@@ -108,7 +108,7 @@ std::vector<RangeWarning> checkDensityAgainstTraining(const OperatorMetadata& m,
                      ", which takes up the density's scale: at this Time Step it serves this density for " +
                      reach.parameter + " in " + range(reach.low, reach.high) + " (now " + number(reach.value) +
                      "), and at this " + reach.parameter + " densities of mass in " +
-                     range(reach.massLow, reach.massHigh) + " (now " + number(c == 0 ? mass : mass / c) +
+                     range(reach.massLow, reach.massHigh) + " (now " + number(mass / c) +
                      "); with these values the frames may be wrong." + remedy(m, " --initial YOUR_DENSITY.vti");
       } else if (p == 1) {
         w.message +=
