@@ -83,9 +83,10 @@ const TrainingResult& trainedPorous() {
   return result;
 }
 
-at::Tensor density(const Grid& grid, uint64_t seed) {
+// A Gaussian mixture of the given mass.
+at::Tensor density(const Grid& grid, uint64_t seed, double mass = 1) {
   DensityRanges ranges;
-  ranges.massMin = ranges.massMax = 1;
+  ranges.massMin = ranges.massMax = mass;
   return DensityGenerator(grid, ranges, seed).next("gaussian-mixture");
 }
 
@@ -260,9 +261,7 @@ TEST(ConditionedOperator, AggregationDiffusionOnItsAttractionAndD) {
   EXPECT_NE(coverage.find("tau D in [0.00025, 0.0025]"), std::string::npos) << coverage;
 
   const Grid grid = Grid::unitBox(2, 16);
-  DensityRanges ranges;
-  ranges.massMin = ranges.massMax = mass;
-  const at::Tensor rho = DensityGenerator(grid, ranges, 3).next("gaussian-mixture");
+  const at::Tensor rho = density(grid, 3, mass);
   expectOwnSteps(*op, rho, grid, EnergySpec::aggregationDiffusion(0.1, 5), EnergySpec::aggregationDiffusion(0.1, 50));
 }
 
@@ -335,9 +334,7 @@ TEST(ConditionedOperator, PorousMediumOnItsExponentAndD) {
 
   // Each exponent gets its own step, and a repeated one the same step.
   const Grid grid = Grid::unitBox(2, 16);
-  DensityRanges ranges;
-  ranges.massMin = ranges.massMax = mass;
-  const at::Tensor rho = DensityGenerator(grid, ranges, 3).next("gaussian-mixture");
+  const at::Tensor rho = density(grid, 3, mass);
   const EnergySpec low = EnergySpec::porousMedium(1.5, 1), high = EnergySpec::porousMedium(4, 1);
   expectOwnSteps(*op, rho, grid, low, high);
 }
