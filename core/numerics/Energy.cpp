@@ -397,7 +397,18 @@ Energy::Energy(EnergySpec spec, Grid grid) : spec_(std::move(spec)), grid_(grid)
     potential_ = potential_.contiguous();
   }
 
-  if (spec_.kernel != KernelKind::None) {
+  if (spec_.kernel == KernelKind::Quadratic) {
+    // |x - c|^2 and x_a - c_a about the box centre c, for the moment form of
+    // convolve(): |x - y|^2 does not depend on c, and centred coordinates keep
+    // the three terms of the expansion of the size of the result.
+    std::vector<at::Tensor> rows(1, at::zeros(grid_.shape(), at::kDouble));
+    for (int a = 0; a < d; ++a) {
+      const at::Tensor offset = grid_.coordinate(a) - 0.5 * (grid_.boxLower(a) + grid_.boxUpper(a));
+      rows[0] = rows[0] + offset * offset;
+      rows.push_back(offset.expand(grid_.shape()));
+    }
+    centredCoordinates_ = at::stack(rows).contiguous();
+  } else if (spec_.kernel != KernelKind::None) {
     // Zero-padded kernel on (2 n_a) per axis, offsets o in (-n_a, n_a).
     std::vector<int64_t> padded;
     for (int a = 0; a < d; ++a) padded.push_back(2 * grid_.n[a]);
@@ -456,7 +467,9 @@ double Energy::kernelCellAverageAtZero() const {
 at::Tensor Energy::onDevice(const at::Tensor& cpu, const at::Device& device) const {
   if (device.is_cpu()) return cpu;
   std::lock_guard<std::mutex> lock(cacheMutex_);
-  at::Tensor& cached = &cpu == &potential_ ? potentialDevice_ : kernelSpectrumDevice_;
+  at::Tensor& cached = &cpu == &potential_        ? potentialDevice_
+                       : &cpu == &kernelSpectrum_ ? kernelSpectrumDevice_
+                                                  : centredCoordinatesDevice_;
   if (!cached.defined() || cached.device() != device) cached = cpu.to(device);
   return cached;
 }
@@ -501,6 +514,25 @@ at::Tensor Energy::equilibrium(double mass) const {
 
 at::Tensor Energy::convolve(const at::Tensor& rho) const {
   const int d = grid_.dim;
+  if (spec_.kernel == KernelKind::Quadratic) {
+    // W(z) = c |z|^2 / 2 expands the discrete sum exactly:
+    //   (W * rho)_j = c/2 (M |x_j|^2 - 2 x_j . m_1 + m_2),
+    // M = sum_k rho_k |h|, m_1 = sum_k x_k rho_k |h|, m_2 = sum_k |x_k|^2 rho_k |h|
+    // (the same sum the zero-padded FFT takes, in O(N) instead of two
+    // transforms on 2^d N nodes; docs/design.md, "The quadratic interaction
+    // by its moments").
+    const at::Tensor x = onDevice(centredCoordinates_, rho.device());
+    const at::Tensor r = rho.to(at::kDouble);
+    std::vector<int64_t> spatial;
+    for (int a = 1; a <= d; ++a) spatial.push_back(a);
+    const double volume = grid_.cellVolume();
+    auto moment = [&](const at::Tensor& weight) {
+      return (r * weight).sum(at::IntArrayRef(spatial), /*keepdim=*/true) * volume;
+    };
+    at::Tensor out = r.sum(at::IntArrayRef(spatial), true) * volume * x[0] + moment(x[0]);
+    for (int a = 0; a < d; ++a) out = out - 2.0 * moment(x[a + 1]) * x[a + 1];
+    return (0.5 * spec_.attraction * out).to(rho.scalar_type());
+  }
   std::vector<int64_t> pad, padded, dims;
   for (int a = d - 1; a >= 0; --a) pad.insert(pad.end(), {0, grid_.n[a]});
   for (int a = 0; a < d; ++a) {

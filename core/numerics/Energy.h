@@ -122,7 +122,8 @@ class Energy {
   /// V/D. Undefined (no closed form) with an interaction kernel, without an
   /// internal energy or with D = 0. Float64 CPU, shape of the grid.
   at::Tensor equilibrium(double mass) const;
-  /// (W * rho)_j = sum_k W(x_j - x_k) rho_k |h|, by zero-padded FFT.
+  /// (W * rho)_j = sum_k W(x_j - x_k) rho_k |h|: for the quadratic kernel
+  /// by the density's moments, otherwise by zero-padded FFT.
   at::Tensor convolve(const at::Tensor& rho) const;
   /// W(z) for a distance |z| > 0 (exposed for tests).
   double kernel(double distance) const;
@@ -135,9 +136,12 @@ class Energy {
   EnergySpec spec_;
   Grid grid_;
   at::Tensor potential_;       ///< float64 CPU
-  at::Tensor kernelSpectrum_;  ///< rfftn of the padded kernel times |h|, CPU
+  at::Tensor kernelSpectrum_;  ///< rfftn of the padded kernel times |h|, CPU (not quadratic)
+  /// Quadratic kernel: (|x - c|^2, x_0 - c_0, ..., x_{d-1} - c_{d-1}) on the
+  /// nodes, c the box centre; shape (d + 1, n0, n1[, n2]), float64 CPU.
+  at::Tensor centredCoordinates_;
   mutable std::mutex cacheMutex_;
-  mutable at::Tensor potentialDevice_, kernelSpectrumDevice_;
+  mutable at::Tensor potentialDevice_, kernelSpectrumDevice_, centredCoordinatesDevice_;
 };
 
 }  // namespace jko
