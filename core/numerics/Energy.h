@@ -137,11 +137,11 @@ class Energy {
   Grid grid_;
   at::Tensor potential_;       ///< float64 CPU
   at::Tensor kernelSpectrum_;  ///< rfftn of the padded kernel times |h|, CPU (not quadratic)
-  /// Quadratic kernel: (|x - c|^2, x_0 - c_0, ..., x_{d-1} - c_{d-1}) on the
-  /// nodes, c the box centre; shape (d + 1, n0, n1[, n2]), float64 CPU.
-  at::Tensor centredCoordinates_;
+  /// Quadratic kernel: the basis P and the weights Q of the moment form
+  /// (W * rho = (rho Q^T) P), shape (2, d + 2, N), float64 CPU.
+  at::Tensor quadraticBasis_;
   mutable std::mutex cacheMutex_;
-  mutable at::Tensor potentialDevice_, kernelSpectrumDevice_, centredCoordinatesDevice_;
+  mutable at::Tensor potentialDevice_, kernelSpectrumDevice_, quadraticBasisDevice_;
 };
 
 }  // namespace jko

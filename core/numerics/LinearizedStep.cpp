@@ -8,6 +8,7 @@
 #include <cmath>
 #include <deque>
 #include <map>
+#include <mutex>
 #include <vector>
 
 #include "numerics/Errors.h"
@@ -422,15 +423,30 @@ SampleModel& modelFor(const Shape& s, int smoothing) {
 void slideAlong(const Shape& s, int axis, int64_t radius, bool minimum, std::vector<double>& f,
                 std::vector<double>& work) {
   const int slot = s.slot(axis);
-  const int64_t n = s.n[slot], stride = s.stride[slot];
+  const int64_t n = s.n[slot], stride = s.stride[slot], blocks = s.nodes / (n * stride);
   work = f;
-  for (int64_t i = 0; i < s.nodes; ++i) {
-    const int64_t k = (i / stride) % n;
-    const int64_t lo = std::max<int64_t>(0, k - radius), hi = std::min<int64_t>(n - 1, k + radius);
-    const double* line = work.data() + i - k * stride;
-    double acc = minimum ? line[lo * stride] : 0;
-    for (int64_t j = lo; j <= hi; ++j) acc = minimum ? std::min(acc, line[j * stride]) : acc + line[j * stride];
-    f[i] = minimum ? acc : acc / static_cast<double>(hi - lo + 1);
+  // Node (block, k, j) is block n stride + k stride + j: for each k the
+  // window's lines are contiguous runs of `stride` nodes.
+  for (int64_t block = 0; block < blocks; ++block) {
+    const double* in = work.data() + block * n * stride;
+    double* out = f.data() + block * n * stride;
+    for (int64_t k = 0; k < n; ++k) {
+      const int64_t lo = std::max<int64_t>(0, k - radius), hi = std::min<int64_t>(n - 1, k + radius);
+      double* target = out + k * stride;
+      std::copy(in + lo * stride, in + (lo + 1) * stride, target);
+      for (int64_t l = lo + 1; l <= hi; ++l) {
+        const double* line = in + l * stride;
+        if (minimum) {
+          for (int64_t j = 0; j < stride; ++j) target[j] = std::min(target[j], line[j]);
+        } else {
+          for (int64_t j = 0; j < stride; ++j) target[j] += line[j];
+        }
+      }
+      if (!minimum) {
+        const double count = static_cast<double>(hi - lo + 1);
+        for (int64_t j = 0; j < stride; ++j) target[j] /= count;
+      }
+    }
   }
 }
 
@@ -543,13 +559,20 @@ void forEachSampleModel(const JkoObjective& J, const LinearizedStepOptions& opti
   const at::Tensor rho = state.density.to(at::kCPU, at::kDouble).contiguous();
   const at::Tensor masses = state.masses.to(at::kCPU, at::kDouble).contiguous();
   const at::Tensor weights = state.weights.to(at::kCPU, at::kDouble).contiguous();
-  const at::Tensor variation = energy.firstVariation(rho).contiguous();
   const bool entropy = spec.internal == InternalKind::Entropy && spec.diffusion > 0;
   const bool porous = spec.internal == InternalKind::PorousMedium && spec.diffusion > 0;
-  // Phi = V + W * rho: the external part of the first variation.
-  at::Tensor external;
-  if (spec.potential != PotentialKind::None || spec.kernel != KernelKind::None)
-    external = (variation - energy.internalVariation(rho)).contiguous();
+  // The first variation g and Phi = V + W * rho, its external part: only
+  // for a model still to be prepared (refine()'s corrections after the
+  // first find theirs prepared).
+  at::Tensor variation, external;
+  std::once_flag variationOnce;
+  auto variations = [&] {
+    std::call_once(variationOnce, [&] {
+      variation = energy.firstVariation(rho).contiguous();
+      if (spec.potential != PotentialKind::None || spec.kernel != KernelKind::None)
+        external = (variation - energy.internalVariation(rho)).contiguous();
+    });
+  };
   const Shape shape = shapeOf(grid);
   const int64_t batch = rho.size(0), N = shape.nodes;
   const int d = grid.dim;
@@ -560,8 +583,6 @@ void forEachSampleModel(const JkoObjective& J, const LinearizedStepOptions& opti
       const double* r = rho.data_ptr<double>() + b * N;
       const double* m = masses.data_ptr<double>() + b * N;
       const double* w = weights.data_ptr<double>() + b * N;
-      const double* g = variation.data_ptr<double>() + b * N;
-      const double* phi = external.defined() ? external.data_ptr<double>() + b * N : nullptr;
       SampleModel& model = modelFor(shape, options.smoothing);
       model.masses = m;
       // The model of this very state and sample is still there (refine()'s
@@ -572,6 +593,9 @@ void forEachSampleModel(const JkoObjective& J, const LinearizedStepOptions& opti
         f(model, b, shape);
         continue;
       }
+      variations();
+      const double* g = variation.data_ptr<double>() + b * N;
+      const double* phi = external.defined() ? external.data_ptr<double>() + b * N : nullptr;
       // a = 1 / U''(rho) (the entropy: rho / D; the porous medium:
       // rho^(2-m) / (D m), bounded where m > 2 makes it infinite at vacuum;
       // no internal energy: a large, phi = g), e_a = m / (w + tau m d_a)
@@ -615,7 +639,24 @@ void forEachSampleModel(const JkoObjective& J, const LinearizedStepOptions& opti
 }
 
 // a . b per density of a batch (B, ...) -> (B).
-at::Tensor perDensityDot(const at::Tensor& a, const at::Tensor& b) { return (a * b).flatten(1).sum(1); }
+// One dot product per density, without the product tensor (OpenBLAS's
+// batched gemm for this shape was slower still), and the same sum whether
+// the density steps alone or in a batch.
+at::Tensor perDensityDot(const at::Tensor& a, const at::Tensor& b) {
+  std::vector<at::Tensor> dots;
+  for (int64_t k = 0; k < a.size(0); ++k) dots.push_back(at::dot(a[k].reshape({-1}), b[k].reshape({-1})));
+  return at::stack(dots);
+}
+
+// where(take, a, b) per density ((B) mask, tensors (B, ...)); without the
+// copy when every density (a rollout's single one) takes the same side.
+at::Tensor perDensityWhere(const at::Tensor& take, const at::Tensor& a, const at::Tensor& b) {
+  if (take.all().item<bool>()) return a;
+  if (!take.any().item<bool>()) return b;
+  std::vector<int64_t> view(a.dim(), 1);
+  view[0] = -1;
+  return at::where(take.view(view), a, b);
+}
 
 at::Tensor displacementShaped(const at::Tensor& flat, const Grid& grid, at::Device device) {
   std::vector<int64_t> sizes{flat.size(0), grid.dim};
@@ -781,8 +822,8 @@ RefinedDisplacement LinearizedStep::refine(const JkoState& state, const at::Tens
       const at::Tensor trial = u + length.view(perSample) * delta;
       const JkoTerms t = objective_->evaluate(state, trial);
       const at::Tensor take = (t.objective <= current).logical_and(accepted.logical_not());
-      next.displacement = at::where(take.view(perSample), trial, next.displacement);
-      next.deposited = at::where(take.view(perDensity), t.deposited, next.deposited);
+      next.displacement = perDensityWhere(take, trial, next.displacement);
+      next.deposited = perDensityWhere(take, t.deposited, next.deposited);
       if (attempt == 0) {
         const at::Tensor curvature = (t.objective - current - slope).clamp_min(1e-300);
         length = (-slope / (2 * curvature)).clamp(1.0 / 16, 0.5).nan_to_num(0.5);

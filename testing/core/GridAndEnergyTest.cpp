@@ -142,6 +142,14 @@ TEST(Energy, ConvolutionIsTheDirectSum) {
       const at::Tensor single = energy.convolve(rho.to(at::kFloat));
       EXPECT_EQ(single.scalar_type(), at::kFloat);
       EXPECT_LT((single.to(at::kDouble) - expected).abs().max().item<double>(), 1e-5 * scale);
+      // Under autograd (the quadratic kernel's differentiable path): the same
+      // values, and the gradient of sum(w (W * rho)) is W * w (W is even).
+      const at::Tensor tracked = rho.clone().requires_grad_(true), w = at::rand_like(rho);
+      const at::Tensor convolved = energy.convolve(tracked);
+      EXPECT_LT((convolved.detach() - expected).abs().max().item<double>(), 1e-12 * scale);
+      const at::Tensor gradient = torch::autograd::grad({(convolved * w).sum()}, {tracked})[0];
+      const at::Tensor adjoint = directConvolution(energy, w);
+      EXPECT_LT((gradient - adjoint).abs().max().item<double>(), 1e-12 * adjoint.abs().max().item<double>());
     }
   }
 }
