@@ -648,6 +648,14 @@ at::Tensor perDensityDot(const at::Tensor& a, const at::Tensor& b) {
   return at::stack(dots);
 }
 
+// x_b += c_b v_b per density, in place: one pass over x and v (at 256^2 the
+// two-loop recursion's products and their temporaries over ten pairs were a
+// quarter of an extra correction), the same arithmetic alone and in a batch.
+void addPerDensity(at::Tensor& x, const at::Tensor& c, const at::Tensor& v) {
+  const at::Tensor coefficients = c.to(at::kCPU, at::kDouble);
+  for (int64_t k = 0; k < x.size(0); ++k) x[k].add_(v[k], coefficients[k].item<double>());
+}
+
 // where(take, a, b) per density ((B) mask, tensors (B, ...)); without the
 // copy when every density (a rollout's single one) takes the same side.
 at::Tensor perDensityWhere(const at::Tensor& take, const at::Tensor& a, const at::Tensor& b) {
@@ -851,12 +859,12 @@ at::Tensor LinearizedStep::quasiNewtonCorrection(const JkoState& state, const at
   at::Tensor q = gradient.clone();
   for (int i = count - 1; i >= 0; --i) {
     alpha[i] = pairs[i].inverseCurvature * perDensityDot(pairs[i].s, q);
-    q -= alpha[i].view(perSample) * pairs[i].y;
+    addPerDensity(q, -alpha[i], pairs[i].y);
   }
   at::Tensor r = -correction(state, q, true);
   for (int i = 0; i < count; ++i) {
     const at::Tensor beta = pairs[i].inverseCurvature * perDensityDot(pairs[i].y, r);
-    r += (alpha[i] - beta).view(perSample) * pairs[i].s;
+    addPerDensity(r, alpha[i] - beta, pairs[i].s);
   }
   // Where the result is no descent direction (the entropy's capped model is
   // not linear), that density takes the chord step.
