@@ -448,28 +448,9 @@ Energy::Energy(EnergySpec spec, Grid grid) : spec_(std::move(spec)), grid_(grid)
     potential_ = potential_.contiguous();
   }
 
-  if (spec_.kernel == KernelKind::Quadratic) {
-    // The moment form of convolve(): the basis P = (1, |x - c|^2, x_a - c_a)
-    // on the nodes and the weights Q = c|h|/2 (|x - c|^2, 1, -2 (x_a - c_a)),
-    // so that W * rho = (rho Q^T) P, about the box centre c: |x - y|^2 does
-    // not depend on c, and centred coordinates keep the terms of the
-    // expansion of the size of the result.
-    const int64_t N = grid_.numNodes();
-    at::Tensor basis = at::empty({2, d + 2, N}, at::kDouble);
-    at::Tensor square = at::zeros(grid_.shape(), at::kDouble);
-    for (int a = 0; a < d; ++a) {
-      const at::Tensor offset = grid_.coordinate(a) - 0.5 * (grid_.boxLower(a) + grid_.boxUpper(a));
-      square = square + offset * offset;
-      basis[0][a + 2].copy_(offset.expand(grid_.shape()).reshape({N}));
-      basis[1][a + 2].copy_(-2.0 * offset.expand(grid_.shape()).reshape({N}));
-    }
-    basis[0][0].fill_(1.0);
-    basis[0][1].copy_(square.reshape({N}));
-    basis[1][0].copy_(square.reshape({N}));
-    basis[1][1].fill_(1.0);
-    basis[1].mul_(0.5 * spec_.attraction * grid_.cellVolume());
-    quadraticBasis_ = basis;
-  } else if (spec_.kernel != KernelKind::None) {
+  // The quadratic kernel needs no table: convolve() takes it by the
+  // density's moments (quadraticBasis() builds one where autograd needs it).
+  if (spec_.kernel != KernelKind::None && spec_.kernel != KernelKind::Quadratic) {
     // Zero-padded kernel on (2 n_a) per axis, offsets o in (-n_a, n_a).
     std::vector<int64_t> padded;
     for (int a = 0; a < d; ++a) padded.push_back(2 * grid_.n[a]);
@@ -528,11 +509,36 @@ double Energy::kernelCellAverageAtZero() const {
 at::Tensor Energy::onDevice(const at::Tensor& cpu, const at::Device& device) const {
   if (device.is_cpu()) return cpu;
   std::lock_guard<std::mutex> lock(cacheMutex_);
-  at::Tensor& cached = &cpu == &potential_        ? potentialDevice_
-                       : &cpu == &kernelSpectrum_ ? kernelSpectrumDevice_
-                                                  : quadraticBasisDevice_;
+  at::Tensor& cached = &cpu == &potential_ ? potentialDevice_ : kernelSpectrumDevice_;
   if (!cached.defined() || cached.device() != device) cached = cpu.to(device);
   return cached;
+}
+
+at::Tensor Energy::quadraticBasis(const at::Device& device) const {
+  std::lock_guard<std::mutex> lock(cacheMutex_);
+  if (!quadraticBasis_.defined() || quadraticBasis_.device() != device) {
+    // The basis P = (1, |x - c|^2, x_a - c_a) on the nodes and the weights
+    // Q = c|h|/2 (|x - c|^2, 1, -2 (x_a - c_a)), so that W * rho = (rho Q^T) P,
+    // about the box centre c: |x - y|^2 does not depend on c, and centred
+    // coordinates keep the terms of the expansion of the size of the result.
+    const int d = grid_.dim;
+    const int64_t N = grid_.numNodes();
+    at::Tensor basis = at::empty({2, d + 2, N}, at::kDouble);
+    at::Tensor square = at::zeros(grid_.shape(), at::kDouble);
+    for (int a = 0; a < d; ++a) {
+      const at::Tensor offset = grid_.coordinate(a) - 0.5 * (grid_.boxLower(a) + grid_.boxUpper(a));
+      square = square + offset * offset;
+      basis[0][a + 2].copy_(offset.expand(grid_.shape()).reshape({N}));
+      basis[1][a + 2].copy_(-2.0 * offset.expand(grid_.shape()).reshape({N}));
+    }
+    basis[0][0].fill_(1.0);
+    basis[0][1].copy_(square.reshape({N}));
+    basis[1][0].copy_(square.reshape({N}));
+    basis[1][1].fill_(1.0);
+    basis[1].mul_(0.5 * spec_.attraction * grid_.cellVolume());
+    quadraticBasis_ = basis.to(device);
+  }
+  return quadraticBasis_;
 }
 
 at::Tensor Energy::potentialOnGrid(const at::Device& device) const {
@@ -588,7 +594,7 @@ at::Tensor Energy::convolve(const at::Tensor& rho) const {
     const at::Tensor flat = rho.to(at::kDouble).reshape({rho.size(0), -1});
     if (flat.is_cpu() && !(flat.requires_grad() && at::GradMode::is_enabled()))
       return quadraticConvolution(grid_, spec_.attraction, flat.contiguous()).view(rho.sizes()).to(rho.scalar_type());
-    const at::Tensor basis = onDevice(quadraticBasis_, rho.device());
+    const at::Tensor basis = quadraticBasis(rho.device());
     return at::matmul(at::matmul(flat, basis[1].t()), basis[0]).view(rho.sizes()).to(rho.scalar_type());
   }
   std::vector<int64_t> pad, padded, dims;

@@ -132,16 +132,18 @@ class Energy {
 
  private:
   at::Tensor onDevice(const at::Tensor& cpu, const at::Device& device) const;
+  at::Tensor quadraticBasis(const at::Device& device) const;
 
   EnergySpec spec_;
   Grid grid_;
   at::Tensor potential_;       ///< float64 CPU
   at::Tensor kernelSpectrum_;  ///< rfftn of the padded kernel times |h|, CPU (not quadratic)
-  /// Quadratic kernel: the basis P and the weights Q of the moment form
-  /// (W * rho = (rho Q^T) P), shape (2, d + 2, N), float64 CPU.
-  at::Tensor quadraticBasis_;
   mutable std::mutex cacheMutex_;
-  mutable at::Tensor potentialDevice_, kernelSpectrumDevice_, quadraticBasisDevice_;
+  mutable at::Tensor potentialDevice_, kernelSpectrumDevice_;
+  /// Quadratic kernel, built on first use under autograd or on another
+  /// device: the basis P and the weights Q of the moment form
+  /// (W * rho = (rho Q^T) P), shape (2, d + 2, N), float64 on that device.
+  mutable at::Tensor quadraticBasis_;
 };
 
 }  // namespace jko
