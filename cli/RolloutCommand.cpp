@@ -46,6 +46,7 @@ struct RolloutOptions {
   uint64_t seed = 1;
   int64_t grid = 64;
   int dim = 2, steps = 20, threads = 0, writeEvery = 1, refineIterations = 10;
+  int maxIterations = ReferenceSolverOptions().maxIterations;  ///< --max-iterations: the reference solver's cap
   int gaussNewton = -1;  ///< --gauss-newton; -1: the operator file's (learned), 0 (linearized)
   double tau = 0, threshold = AutoSolverOptions().threshold, mass = 0, peak = 0;
   LinearizedStepOptions linearized;
@@ -209,6 +210,12 @@ void addRolloutCommand(CLI::App& app) {
   rollout->add_flag("--json", o->json,
                     "Print the run's statistics as one JSON object: mass drift, NaN check, energy per frame, "
                     "folded maps, resident memory at frame 50 and at the end, distance to the known limit");
+  rollout
+      ->add_option("--max-iterations", o->maxIterations,
+                   "Reference solver: L-BFGS iterations of one step at most (a step stopped there before the "
+                   "solver's tolerance is reported, with its certificate)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   rollout->add_flag("--reference-check", o->referenceCheck,
                     "Also take the reference solver's step from each frame's input and report the frame's error "
                     "against it (reference_rel_l1, reference_ms, reference_objective; step_ms is the step alone)");
@@ -269,6 +276,13 @@ void addRolloutCommand(CLI::App& app) {
     // step is handed E(rho), which the loop computed for the previous frame.
     std::function<CertifiedStep(const at::Tensor&, double)> step;
     std::shared_ptr<const JkoObjective> objective;
+    // The reference solver's iterations per step, and the steps (frame
+    // numbers) that stopped before its tolerance.
+    struct ReferenceRun {
+      std::vector<int> iterations, stopped;
+      double largestCertificate = 0;
+    };
+    std::shared_ptr<ReferenceRun> referenceRun;
     std::vector<std::string> warnings;
     auto warn = [&](const std::string& message) {
       std::cerr << "jko: warning: " << message << "\n";
@@ -305,16 +319,25 @@ void addRolloutCommand(CLI::App& app) {
       };
     } else {
       objective = std::make_shared<const JkoObjective>(std::make_shared<const Energy>(energySpec, grid), tau);
-      auto solver = std::make_shared<const ReferenceSolver>(objective);
+      ReferenceSolverOptions referenceOptions;
+      referenceOptions.maxIterations = o->maxIterations;
+      auto solver = std::make_shared<const ReferenceSolver>(objective, referenceOptions);
       auto certifier = std::make_shared<const StepCertifier>(objective);
       auto warm = std::make_shared<at::Tensor>();
-      step = [solver, certifier, warm](const at::Tensor& rho, double energy) {
+      referenceRun = std::make_shared<ReferenceRun>();
+      step = [solver, certifier, warm, run = referenceRun](const at::Tensor& rho, double energy) {
         const ReferenceStep r = solver->step(rho, *warm);
         *warm = r.displacement;
         CertifiedStep s;
         s.next = r.next;
         s.displacement = r.displacement;
         s.certificate = certifier->certify(rho, r.displacement, energy);  // the reference solver's own final measure
+        run->iterations.push_back(r.iterations);
+        if (!r.converged) {
+          run->stopped.push_back(static_cast<int>(run->iterations.size()));
+          if (std::isfinite(s.certificate.l1ErrorEstimate))
+            run->largestCertificate = std::max(run->largestCertificate, s.certificate.l1ErrorEstimate);
+        }
         return s;
       };
     }
@@ -401,6 +424,8 @@ void addRolloutCommand(CLI::App& app) {
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (!o->json) std::cerr << "\n";
     if (!underResolved.empty()) warn(underResolvedWarning(underResolved, done, spreadMax));
+    if (referenceRun && !referenceRun->stopped.empty())
+      warn(cappedReferenceWarning(referenceRun->stopped, done, o->maxIterations, referenceRun->largestCertificate));
     rssFinal = residentMegabytes();
     if (limit.density.defined()) limitFinal = relativeL1Distance(rho, limit.density);
     if (series && lastDisplacement.defined()) series->add(done, {done * tau, rho, lastDisplacement / tau});
@@ -459,6 +484,10 @@ void addRolloutCommand(CLI::App& app) {
     result["refine_reason"] = refineReasons;
     result["warnings"] = warnings;
     result["step_ms"] = stepMs;
+    if (referenceRun) {
+      result["iterations"] = referenceRun->iterations;
+      result["unconverged_frames"] = referenceRun->stopped;
+    }
     if (check) {
       result["reference_rel_l1"] = referenceErrors;
       result["reference_ms"] = referenceMs;

@@ -125,6 +125,16 @@ std::string underResolvedAdvice(double largestShare);
 /// The command line's warning: "F of N frames (list) are under-resolved: " and the advice.
 std::string underResolvedWarning(const std::vector<int>& frames, int total, double largestShare);
 
+/// What reference steps stopped at the iteration cap before the solver's
+/// tolerance mean, for a message that names them first: how far their
+/// certificates (`largestCertificate`, the largest l1ErrorEstimate) put them
+/// from their steps' minimisers, and why more iterations may not help.
+std::string cappedReferenceAdvice(double largestCertificate);
+/// The command line's warning: "F of N reference steps (frames list) stopped
+/// before the solver's tolerance (iteration cap M); " and the advice.
+std::string cappedReferenceWarning(const std::vector<int>& frames, int total, int maxIterations,
+                                   double largestCertificate);
+
 /// relativeGap as a function of the reference solver's gradientMeasure r =
 /// g . H0 g / (J(0) - J(u)): (r / 2mu) / (1 + r / 2mu).
 double relativeGapFromGradientMeasure(double gradientMeasure, double modulus);

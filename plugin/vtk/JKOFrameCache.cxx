@@ -404,12 +404,18 @@ void FrameCache::reportRun(int first, int last, int runEnd, vtkAlgorithm* algori
       if (!failing.empty())
         line << " Raise Refine Iterations, or choose Solver Auto (it refines until the certificate passes).";
       break;
-    default:
+    default: {
       if (failing.empty()) return;  // converged reference steps need no word
+      // How far such a frame may be: its certificate, the estimated relative
+      // L1 distance to its step's minimiser.
+      double largest = 0;
+      for (int k : failing)
+        if (std::isfinite(frames_[k].certificate)) largest = std::max(largest, frames_[k].certificate);
       line << failing.size() << " of " << frames << " reference steps stopped before the solver's tolerance (Maximum "
-           << "Iterations " << setup_.maxIterations << "): " << frameList(failing)
-           << ". Raise Maximum Iterations; the Per-frame Table's Flagged column marks them.";
+           << "Iterations " << setup_.maxIterations << "): " << frameList(failing) << "; "
+           << cappedReferenceAdvice(largest) << ". The Per-frame Table's Flagged and Certificate columns mark them.";
       break;
+    }
   }
   if (attention)
     vtkWarningWithObjectMacro(algorithm, << line.str());

@@ -137,3 +137,34 @@ if(NOT count EQUAL 1 OR share LESS 0.25)
 endif()
 expect_in("${err}" "1 of 1 frames (1) are under-resolved" "the resolution warning")
 expect_in("${err}" "Lower the time step" "the resolution warning's remedy")
+
+# The reference solver: steps stopped before its tolerance by the iteration
+# cap are named, with how far their certificates put them; a run that
+# converges says nothing of the kind.
+foreach(cap 3 2000)
+  execute_process(COMMAND "${JKO}" rollout --generate smooth-field --grid 32 --energy fokker-planck --steps 2
+                          --max-iterations ${cap} --write-every 0 --json --threads 2
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "jko rollout --solver reference --max-iterations ${cap} failed (${rc}): ${err}")
+  endif()
+  string(JSON stopped LENGTH "${out}" unconverged_frames)
+  string(JSON iterations GET "${out}" iterations 0)
+  string(FIND "${err}" "stopped before the solver's tolerance" said)
+  if(cap EQUAL 3)
+    if(NOT stopped EQUAL 2 OR NOT iterations EQUAL 3)
+      message(FATAL_ERROR "both steps should stop at 3 iterations (${iterations}, ${stopped} named): ${out}")
+    endif()
+    expect_in("${err}" "2 of 2 reference steps (frames 1, 2) stopped before the solver's tolerance (iteration cap 3)"
+              "the capped steps' warning")
+    # The figure itself is checked against the Per-frame Table in the
+    # plugin's TestReferenceFlow.py (CMake has no floating-point arithmetic).
+    string(REGEX MATCH "their certificates estimate them at most [0-9.]*[1-9][0-9.e+-]*% \\(relative L1\\)" said
+                 "${err}")
+    if(NOT said)
+      message(FATAL_ERROR "the warning should give the largest certificate: ${err}")
+    endif()
+  elseif(NOT stopped EQUAL 0 OR NOT said EQUAL -1 OR iterations GREATER_EQUAL 2000)
+    message(FATAL_ERROR "a converged run should name no step (${stopped} named, ${iterations} iterations): ${err}")
+  endif()
+endforeach()

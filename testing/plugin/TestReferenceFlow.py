@@ -111,4 +111,27 @@ check(len(executions) == 0, "scrubbing the downstream flow did not re-execute th
 check(T.field(T.output(downstream, 0.02), "RolloutCount") == 1, "downstream rolled out once")
 check(T.field(T.output(upstream, 0.0), "RolloutCount") == 1, "upstream rolled out once")
 
+# Reference steps stopped at Maximum Iterations are flagged, and the run's
+# warning names them with how far their certificates put them from their
+# steps' minimisers (the largest, as the Certificate column has it).
+import re
+
+capped = simple.JKOGradientFlow(Input=source)
+capped.NumberOfSteps = 2
+capped.NumberOfThreads = 2
+capped.MaximumIterations = 2
+with T.OutputMessages() as capped_messages:
+    capped_table = T.output(capped, 2 * tau, port=1)
+said = [w for w in capped_messages.warnings if "reference steps stopped before the solver's tolerance" in w]
+check(len(said) == 1 and "2 of 2" in said[0] and "frames 1, 2" in said[0],
+      "the run's warning names the capped reference steps: %s" % said)
+flags = [capped_table.GetValueByName(k, "Flagged").ToInt() for k in (1, 2)]
+certificates = [capped_table.GetValueByName(k, "Certificate").ToDouble() for k in (1, 2)]
+check(flags == [1, 1], "capped reference steps are Flagged (%s)" % flags)
+said_percent = re.search(r"at most ([0-9.eE+-]+)% \(relative L1\)", said[0]) if said else None
+check(said_percent is not None and max(certificates) > 0 and
+      abs(float(said_percent.group(1)) - 100 * max(certificates)) <= 5e-3 * 100 * max(certificates),
+      "the warning gives the largest certificate, %s%% (table: %s)"
+      % (said_percent.group(1) if said_percent else None, certificates))
+
 check.finish()
