@@ -425,6 +425,21 @@ void slideAlong(const Shape& s, int axis, int64_t radius, bool minimum, std::vec
   const int slot = s.slot(axis);
   const int64_t n = s.n[slot], stride = s.stride[slot], blocks = s.nodes / (n * stride);
   work = f;
+  if (stride == 1) {
+    // Along contiguous lines: each node's window directly (a run of one
+    // node per window line cost a copy and a loop per node).
+    for (int64_t block = 0; block < blocks; ++block) {
+      const double* in = work.data() + block * n;
+      double* out = f.data() + block * n;
+      for (int64_t k = 0; k < n; ++k) {
+        const int64_t lo = std::max<int64_t>(0, k - radius), hi = std::min<int64_t>(n - 1, k + radius);
+        double value = in[lo];
+        for (int64_t l = lo + 1; l <= hi; ++l) value = minimum ? std::min(value, in[l]) : value + in[l];
+        out[k] = minimum ? value : value / static_cast<double>(hi - lo + 1);
+      }
+    }
+    return;
+  }
   // Node (block, k, j) is block n stride + k stride + j: for each k the
   // window's lines are contiguous runs of `stride` nodes.
   for (int64_t block = 0; block < blocks; ++block) {
