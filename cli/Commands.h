@@ -2,6 +2,8 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <exception>
+#include <string>
 
 namespace jko::cli {
 
@@ -9,6 +11,24 @@ namespace jko::cli {
 inline constexpr const char* kGaussNewtonHelp =
     "Gauss-Newton corrections of each step: the learned operator's (default: its file's) and the linearized "
     "solver's (default 0)";
+
+/// A whole number of at least `lowest`, with a message that says so (CLI11's
+/// PositiveNumber and NonNegativeNumber print the range up to DBL_MAX in full).
+inline CLI::Validator atLeast(long long lowest) {
+  return CLI::Validator(
+      [lowest](std::string& value) -> std::string {
+        try {
+          size_t used = 0;
+          const long long number = std::stoll(value, &used);
+          if (used == value.size() && number >= lowest) return {};
+        } catch (const std::exception&) {
+        }
+        return "got '" + value + "', give a whole number >= " + std::to_string(lowest);
+      },
+      lowest == 1   ? "POSITIVE"
+      : lowest == 0 ? "NONNEGATIVE"
+                    : ">=" + std::to_string(lowest));
+}
 
 void addEvalCommand(CLI::App& app);
 void addCompareCommand(CLI::App& app);

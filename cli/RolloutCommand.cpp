@@ -196,16 +196,14 @@ void addRolloutCommand(CLI::App& app) {
   rollout->add_option("--array", o->array, "Point-data array of --initial (default: active scalars)");
   rollout->add_option("--grid", o->grid, "Nodes per axis (--case, --generate)")->capture_default_str();
   rollout->add_option("--dim", o->dim, "Dimension (--case)")->check(CLI::IsMember({2, 3}))->capture_default_str();
-  rollout->add_option("--steps,--frames", o->steps, "Number of JKO steps K")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
+  rollout->add_option("--steps,--frames", o->steps, "Number of JKO steps K")->check(atLeast(1))->capture_default_str();
   rollout->add_option("--tau", o->tau, "Time step (default: the case's, else 0.005)");
   rollout->add_option("--out", o->out, "Output folder")->capture_default_str();
   rollout->add_option("--prefix", o->prefix, "File name prefix")->capture_default_str();
   rollout
       ->add_option("--write-every", o->writeEvery,
                    "Write every N-th frame (and the last); 0: write no frames, only the statistics")
-      ->check(CLI::NonNegativeNumber)
+      ->check(atLeast(0))
       ->capture_default_str();
   rollout->add_flag("--json", o->json,
                     "Print the run's statistics as one JSON object: mass drift, NaN check, energy per frame, "
@@ -214,7 +212,7 @@ void addRolloutCommand(CLI::App& app) {
       ->add_option("--max-iterations", o->maxIterations,
                    "Reference solver: L-BFGS iterations of one step at most (a step stopped there before the "
                    "solver's tolerance is reported, with its certificate)")
-      ->check(CLI::PositiveNumber)
+      ->check(atLeast(1))
       ->capture_default_str();
   rollout->add_flag("--reference-check", o->referenceCheck,
                     "Also take the reference solver's step from each frame's input and report the frame's error "
