@@ -361,6 +361,12 @@ void addCompareCommand(CLI::App& app) {
         } else {
           result = compareWithReference(*op, *options, {}, stepper);
         }
+        const int64_t unconverged = result.value("reference_unconverged_frames", int64_t(0));
+        if (unconverged > 0)
+          std::cerr << "jko: note: " << unconverged
+                    << " of the reference solver's steps stopped at its iteration cap before its tolerance "
+                       "(reference_unconverged_frames, per density for the wild suite): the errors of those "
+                       "frames are measured against unconverged steps\n";
         result["solver"] = *solverName;
         if (*solverName == "auto") result["refinement"] = tally->toJson();
         result["operator"] = *operatorFile;

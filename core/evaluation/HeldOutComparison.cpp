@@ -116,13 +116,15 @@ nlohmann::json compareWithReference(const LearnedOperator& op, const HeldOutOpti
   std::vector<double> perFrame(o.steps, 0.0);
   nlohmann::json perDensity = nlohmann::json::array(), described = nlohmann::json::array();
   double solverSeconds = 0, referenceSeconds = 0;
-  int64_t underResolved = 0;  // frames whose step fails the resolution check
+  int64_t underResolved = 0;         // frames whose step fails the resolution check
+  int64_t referenceUnconverged = 0;  // reference steps stopped before the solver's tolerance
   for (int i = 0; i < o.densities; ++i) {
     const std::string kind = generator.nextKind();
     const at::Tensor rho0 = generator.next();
     auto start = Clock::now();
     const auto reference = solver.rollout(rho0, o.steps);
     referenceSeconds += secondsSince(start);
+    for (const ReferenceStep& r : reference) referenceUnconverged += r.converged ? 0 : 1;
     std::vector<double> errors;
     at::Tensor rho = rho0;
     for (int k = 0; k < o.steps; ++k) {
@@ -169,6 +171,10 @@ nlohmann::json compareWithReference(const LearnedOperator& op, const HeldOutOpti
           {"rel_l1_per_density", perDensity},
           {"held_out_densities", described},
           {"under_resolved_frames", underResolved},
+          // Reference steps that stopped before the reference solver's
+          // tolerance (its iteration cap): the frames measured against are
+          // not its converged steps there.
+          {"reference_unconverged_frames", referenceUnconverged},
           {"solver_seconds", solverSeconds},
           {"reference_seconds", referenceSeconds},
           {"solver_over_reference_time", finiteOrNull(solverSeconds / referenceSeconds)}};
@@ -185,34 +191,57 @@ std::string keyOf(const std::string& text) {
   return out.str();
 }
 
+// The reference solver's frames 1..K from rho0, and the steps (frame
+// numbers) that stopped before its tolerance: on sharp densities steps
+// run into the iteration cap, where the objective is nearly flat
+// (docs/design.md, "The reference solver's step is a local minimiser"),
+// and a figure measured against such frames should say so.
+struct ReferenceTrajectory {
+  std::vector<at::Tensor> frames;
+  std::vector<int> unconverged;
+};
+
 // `seconds`: the reference solver's time, or NaN when the trajectory came
-// from the cache.
-std::vector<at::Tensor> referenceTrajectory(std::shared_ptr<const JkoObjective> objective, const at::Tensor& rho0,
-                                            int steps, const std::string& cacheFile, double& seconds) {
+// from the cache. A cache written before the unconverged steps were kept
+// is recomputed.
+ReferenceTrajectory referenceTrajectory(std::shared_ptr<const JkoObjective> objective, const at::Tensor& rho0,
+                                        int steps, const std::string& cacheFile, double& seconds) {
   seconds = std::numeric_limits<double>::quiet_NaN();
   if (!cacheFile.empty() && std::filesystem::exists(cacheFile)) {
     try {
       const OperatorArchive archive = readOperatorArchive(cacheFile);
-      std::vector<at::Tensor> frames;
-      for (const auto& [name, tensor] : archive.tensors) frames.push_back(tensor);
-      if (static_cast<int>(frames.size()) == steps && frames.front().sizes() == rho0.sizes()) return frames;
+      ReferenceTrajectory cached;
+      for (const auto& [name, tensor] : archive.tensors) cached.frames.push_back(tensor);
+      const auto unconverged = archive.metadata.find("unconverged");
+      if (unconverged != archive.metadata.end() && unconverged->is_array() &&
+          static_cast<int>(cached.frames.size()) == steps && cached.frames.front().sizes() == rho0.sizes()) {
+        cached.unconverged = unconverged->get<std::vector<int>>();
+        return cached;
+      }
     } catch (const Error&) {
       // A damaged cache file is recomputed and overwritten.
+    } catch (const nlohmann::json::exception&) {
+      // So is one whose list of unconverged steps is not a list of frames.
     }
   }
   const ReferenceSolver solver(std::move(objective));
-  std::vector<at::Tensor> frames;
+  ReferenceTrajectory out;
   const auto start = Clock::now();
-  for (const ReferenceStep& step : solver.rollout(rho0, steps)) frames.push_back(step.next);
+  const std::vector<ReferenceStep> trajectory = solver.rollout(rho0, steps);
+  for (size_t k = 0; k < trajectory.size(); ++k) {
+    out.frames.push_back(trajectory[k].next);
+    if (!trajectory[k].converged) out.unconverged.push_back(static_cast<int>(k + 1));
+  }
   seconds = secondsSince(start);
   if (!cacheFile.empty()) {
     OperatorArchive archive;
-    archive.metadata = {{"kind", "reference trajectory"}};
-    for (size_t k = 0; k < frames.size(); ++k) archive.tensors.emplace_back("frame" + std::to_string(k + 1), frames[k]);
+    archive.metadata = {{"kind", "reference trajectory"}, {"unconverged", out.unconverged}};
+    for (size_t k = 0; k < out.frames.size(); ++k)
+      archive.tensors.emplace_back("frame" + std::to_string(k + 1), out.frames[k]);
     std::filesystem::create_directories(std::filesystem::path(cacheFile).parent_path());
     writeOperatorArchive(cacheFile, archive);
   }
-  return frames;
+  return out;
 }
 
 }  // namespace
@@ -235,12 +264,12 @@ nlohmann::json compareOnWildSuite(const LearnedOperator& op, const SuiteStepper&
 
   nlohmann::json perFamily = nlohmann::json::object();
   double sum = 0, worstDensity = 0, worstFrame = 0;
-  int64_t frames = 0, increases = 0, done = 0, underResolved = 0;
+  int64_t frames = 0, increases = 0, done = 0, underResolved = 0, referenceUnconverged = 0;
   double solverSeconds = 0, referenceSeconds = 0;  // NaN once a trajectory came from the cache
   const int64_t total = static_cast<int64_t>(families.size()) * o.densitiesPerFamily;
   for (const std::string& family : families) {
     double familySum = 0, familyWorst = 0;
-    int64_t familyCoarse = 0;
+    int64_t familyCoarse = 0, familyUnconverged = 0;
     nlohmann::json densities = nlohmann::json::array();
     for (int j = 0; j < o.densitiesPerFamily; ++j) {
       const uint64_t seed = o.seed + 1000 * j;
@@ -265,8 +294,11 @@ nlohmann::json compareOnWildSuite(const LearnedOperator& op, const SuiteStepper&
           o.cacheDirectory.empty() ? ""
                                    : (std::filesystem::path(o.cacheDirectory) / (keyOf(key.str()) + ".ref")).string();
       double seconds = 0;
-      const std::vector<at::Tensor> reference = referenceTrajectory(objective, rho0, o.steps, cacheFile, seconds);
+      const ReferenceTrajectory trajectory = referenceTrajectory(objective, rho0, o.steps, cacheFile, seconds);
+      const std::vector<at::Tensor>& reference = trajectory.frames;
       referenceSeconds += seconds;
+      referenceUnconverged += static_cast<int64_t>(trajectory.unconverged.size());
+      familyUnconverged += static_cast<int64_t>(trajectory.unconverged.size());
       std::vector<double> errors;
       std::vector<int> coarse;  // frames whose step fails the resolution check
       at::Tensor rho = rho0;
@@ -298,7 +330,8 @@ nlohmann::json compareOnWildSuite(const LearnedOperator& op, const SuiteStepper&
                            {"scale", scale},
                            {"mean_error", mean},
                            {"errors", errors},
-                           {"under_resolved_frames", coarse}});
+                           {"under_resolved_frames", coarse},
+                           {"reference_unconverged_frames", trajectory.unconverged}});
       ProgressEvent event;
       event.stage = "wild suite";
       event.fraction = double(++done) / total;
@@ -308,6 +341,7 @@ nlohmann::json compareOnWildSuite(const LearnedOperator& op, const SuiteStepper&
     perFamily[family] = {{"mean_error", familySum / o.densitiesPerFamily},
                          {"worst_density_error", familyWorst},
                          {"under_resolved_frames", familyCoarse},
+                         {"reference_unconverged_frames", familyUnconverged},
                          {"densities", densities}};
   }
   return {{"suite", "wild"},
@@ -328,6 +362,10 @@ nlohmann::json compareOnWildSuite(const LearnedOperator& op, const SuiteStepper&
           // whatever the solver, the reference solver's too
           // (StepCertificate::spreadMassFraction).
           {"under_resolved_frames", underResolved},
+          // Reference steps that stopped before the reference solver's
+          // tolerance (its iteration cap): the frames measured against are
+          // not its converged steps there.
+          {"reference_unconverged_frames", referenceUnconverged},
           {"solver_seconds", solverSeconds},
           {"reference_seconds", finiteOrNull(referenceSeconds)},
           {"solver_over_reference_time", finiteOrNull(solverSeconds / referenceSeconds)},

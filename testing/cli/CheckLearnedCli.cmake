@@ -51,8 +51,8 @@ execute_process(COMMAND "${JKO}" compare --suite wild --operator "${op}" --grid 
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "jko compare --suite wild failed (${rc}): ${err}")
 endif()
-foreach(key mean_error worst_density_error energy_increase_frames under_resolved_frames per_family solver_seconds reference_seconds
-            solver_over_reference_time)
+foreach(key mean_error worst_density_error energy_increase_frames under_resolved_frames reference_unconverged_frames
+            per_family solver_seconds reference_seconds solver_over_reference_time)
   string(JSON value ERROR_VARIABLE missing GET "${out}" ${key})
   if(missing)
     message(FATAL_ERROR "key '${key}' missing from jko compare --suite wild: ${out}")
@@ -61,6 +61,26 @@ endforeach()
 string(JSON families LENGTH "${out}" per_family)
 if(NOT families EQUAL 2)
   message(FATAL_ERROR "--families photo,scan gave ${families} families: ${out}")
+endif()
+# The reference trajectories' cache keeps which of their steps stopped
+# before the reference solver's tolerance: a second run reads the
+# trajectory (no reference time) and reports the same steps.
+file(REMOVE_RECURSE "${WORK}/wild-cache")
+foreach(run first second)
+  execute_process(COMMAND "${JKO}" compare --suite wild --operator "${op}" --grid 16 --steps 2 --densities-per-family 1
+                          --families photo --cache "${WORK}/wild-cache" --threads 2 --json
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "jko compare --suite wild --cache (${run} run) failed (${rc}): ${err}")
+  endif()
+  string(JSON seconds_${run} TYPE "${out}" reference_seconds)
+  string(JSON unconverged_${run} GET "${out}" reference_unconverged_frames)
+  string(JSON list_${run} GET "${out}" per_family photo densities 0 reference_unconverged_frames)
+endforeach()
+if(NOT seconds_first STREQUAL "NUMBER" OR NOT seconds_second STREQUAL "NULL" OR
+   NOT unconverged_first STREQUAL unconverged_second OR NOT list_first STREQUAL list_second)
+  message(FATAL_ERROR "the wild suite's cache: reference time ${seconds_first} then ${seconds_second}, unconverged "
+                      "steps ${unconverged_first} (${list_first}) then ${unconverged_second} (${list_second})")
 endif()
 execute_process(COMMAND "${JKO}" eval --case mode-decay --solver learned --operator "${op}" --grid 16 --json --threads 2
                 RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
