@@ -150,20 +150,29 @@ std::string underResolvedAdvice(double largestShare) {
          "until no frame is under-resolved: each step then spreads the mass less.";
 }
 
-std::string underResolvedWarning(const std::vector<int>& frames, int total, double largestShare) {
+namespace {
+
+// "1, 2, 3", the first ten frame numbers then ", ...".
+std::string frameNumbers(const std::vector<int>& frames) {
   std::ostringstream list;
   for (size_t i = 0; i < frames.size() && i < 10; ++i) list << (i ? ", " : "") << frames[i];
   if (frames.size() > 10) list << ", ...";
-  return std::to_string(frames.size()) + " of " + std::to_string(total) + " frames (" + list.str() +
+  return list.str();
+}
+
+}  // namespace
+
+std::string underResolvedWarning(const std::vector<int>& frames, int total, double largestShare) {
+  return std::to_string(frames.size()) + " of " + std::to_string(total) + " frames (" + frameNumbers(frames) +
          ") are under-resolved: " + underResolvedAdvice(largestShare);
 }
 
 std::string cappedReferenceAdvice(double largestCertificate) {
   // On images with pixel-sharp edges the step's objective is nearly flat:
-  // L-BFGS from three starts ended up to 8% apart in L1 at objectives within
-  // 3e-3 of the step's decrease, and from u = 0 a quarter to a half of such steps ran
-  // into 2000 iterations (docs/design.md, "The reference solver's step is a
-  // local minimiser").
+  // L-BFGS from three starts ended up to 8% apart in L1 at objectives
+  // within 3e-3 of the step's decrease, and from u = 0 a quarter to a half
+  // of such steps ran into 2000 iterations (docs/design.md, "The reference
+  // solver's step is a local minimiser").
   return "their certificates estimate them at most " + formatValue(100 * largestCertificate, 3) +
          "% (relative L1) from their steps' minimisers. Raising the cap may help where that is too far, but on images "
          "with pixel-sharp edges the step's objective is nearly flat and more iterations move such frames little";
@@ -171,12 +180,9 @@ std::string cappedReferenceAdvice(double largestCertificate) {
 
 std::string cappedReferenceWarning(const std::vector<int>& frames, int total, int maxIterations,
                                    double largestCertificate) {
-  std::ostringstream list;
-  for (size_t i = 0; i < frames.size() && i < 10; ++i) list << (i ? ", " : "") << frames[i];
-  if (frames.size() > 10) list << ", ...";
-  return std::to_string(frames.size()) + " of " + std::to_string(total) + " reference steps (frames " + list.str() +
-         ") stopped before the solver's tolerance (iteration cap " + std::to_string(maxIterations) + "); " +
-         cappedReferenceAdvice(largestCertificate) + ".";
+  return std::to_string(frames.size()) + " of " + std::to_string(total) + " reference steps (frames " +
+         frameNumbers(frames) + ") stopped before the solver's tolerance (iteration cap " +
+         std::to_string(maxIterations) + "); " + cappedReferenceAdvice(largestCertificate) + ".";
 }
 
 StepCertifier::StepCertifier(std::shared_ptr<const JkoObjective> objective)
