@@ -364,9 +364,9 @@ void addCompareCommand(CLI::App& app) {
         const int64_t unconverged = result.value("reference_unconverged_frames", int64_t(0));
         if (unconverged > 0)
           std::cerr << "jko: note: " << unconverged
-                    << " of the reference solver's steps stopped at its iteration cap before its tolerance "
-                       "(reference_unconverged_frames, per density for the wild suite): the errors of those "
-                       "frames are measured against unconverged steps\n";
+                    << " of the reference solver's steps stopped before its tolerance, at its iteration cap or where "
+                       "no step lowered the objective further: the errors of those frames are measured against "
+                       "unconverged steps (reference_unconverged_frames; per density for the wild suite)\n";
         result["solver"] = *solverName;
         if (*solverName == "auto") result["refinement"] = tally->toJson();
         result["operator"] = *operatorFile;

@@ -172,8 +172,8 @@ nlohmann::json compareWithReference(const LearnedOperator& op, const HeldOutOpti
           {"held_out_densities", described},
           {"under_resolved_frames", underResolved},
           // Reference steps that stopped before the reference solver's
-          // tolerance (its iteration cap): the frames measured against are
-          // not its converged steps there.
+          // tolerance (its iteration cap, or a stalled line search): the frames
+          // measured against are not its converged steps there.
           {"reference_unconverged_frames", referenceUnconverged},
           {"solver_seconds", solverSeconds},
           {"reference_seconds", referenceSeconds},
@@ -363,8 +363,8 @@ nlohmann::json compareOnWildSuite(const LearnedOperator& op, const SuiteStepper&
           // (StepCertificate::spreadMassFraction).
           {"under_resolved_frames", underResolved},
           // Reference steps that stopped before the reference solver's
-          // tolerance (its iteration cap): the frames measured against are
-          // not its converged steps there.
+          // tolerance (its iteration cap, or a stalled line search): the frames
+          // measured against are not its converged steps there.
           {"reference_unconverged_frames", referenceUnconverged},
           {"solver_seconds", solverSeconds},
           {"reference_seconds", finiteOrNull(referenceSeconds)},
