@@ -82,7 +82,10 @@ double cornerSingularIntegral(const std::function<double(double)>& f, int dim, s
 // on CPU float64 densities (B, N), contiguous: one pass over each density
 // for M, m_1, m_2 and one over the result, with the centred coordinates
 // made per axis on the fly instead of read from the basis.
-at::Tensor quadraticConvolution(const Grid& grid, double attraction, const at::Tensor& rho) {
+// Node coordinates per axis about the box centre (the three terms of the
+// quadratic kernel's expansion stay of the size of the result), and one
+// entry for an axis the grid does not have.
+std::array<std::vector<double>, 3> centredCoordinates(const Grid& grid) {
   std::array<std::vector<double>, 3> x;
   for (int a = 0; a < 3; ++a) {
     const int64_t n = a < grid.dim ? grid.n[a] : 1;
@@ -90,38 +93,70 @@ at::Tensor quadraticConvolution(const Grid& grid, double attraction, const at::T
     x[a].resize(n);
     for (int64_t i = 0; i < n; ++i) x[a][i] = a < grid.dim ? grid.origin[a] + i * grid.spacing[a] - centre : 0.0;
   }
+  return x;
+}
+
+// The moments sum_k rho_k (1, x_k, |x_k|^2) of one density (without |h|).
+struct QuadraticMoments {
+  double M = 0, m2 = 0;
+  std::array<double, 3> m1{0, 0, 0};
+};
+
+QuadraticMoments quadraticMoments(const std::array<std::vector<double>, 3>& x, const double* r) {
+  const int64_t n0 = x[0].size(), n1 = x[1].size(), n2 = x[2].size();
+  QuadraticMoments m;
+  for (int64_t i = 0, k = 0; i < n0; ++i) {
+    for (int64_t j = 0; j < n1; ++j) {
+      // The line along the last axis, then its share of each moment.
+      double line = 0, lineX = 0, lineX2 = 0;
+      for (int64_t l = 0; l < n2; ++l, ++k) {
+        line += r[k];
+        lineX += r[k] * x[2][l];
+        lineX2 += r[k] * x[2][l] * x[2][l];
+      }
+      m.M += line;
+      m.m1[0] += line * x[0][i];
+      m.m1[1] += line * x[1][j];
+      m.m1[2] += lineX;
+      m.m2 += line * (x[0][i] * x[0][i] + x[1][j] * x[1][j]) + lineX2;
+    }
+  }
+  return m;
+}
+
+at::Tensor quadraticConvolution(const Grid& grid, double attraction, const at::Tensor& rho) {
+  const std::array<std::vector<double>, 3> x = centredCoordinates(grid);
   const int64_t n0 = x[0].size(), n1 = x[1].size(), n2 = x[2].size(), N = n0 * n1 * n2;
   const double volume = grid.cellVolume();
   at::Tensor out = at::empty_like(rho);
   for (int64_t b = 0; b < rho.size(0); ++b) {
-    const double* r = rho.data_ptr<double>() + b * N;
-    double M = 0, m2 = 0;
-    std::array<double, 3> m1{0, 0, 0};
-    for (int64_t i = 0, k = 0; i < n0; ++i) {
-      for (int64_t j = 0; j < n1; ++j) {
-        // The line along the last axis, then its share of each moment.
-        double line = 0, lineX = 0, lineX2 = 0;
-        for (int64_t l = 0; l < n2; ++l, ++k) {
-          line += r[k];
-          lineX += r[k] * x[2][l];
-          lineX2 += r[k] * x[2][l] * x[2][l];
-        }
-        M += line;
-        m1[0] += line * x[0][i];
-        m1[1] += line * x[1][j];
-        m1[2] += lineX;
-        m2 += line * (x[0][i] * x[0][i] + x[1][j] * x[1][j]) + lineX2;
-      }
-    }
+    const QuadraticMoments m = quadraticMoments(x, rho.data_ptr<double>() + b * N);
     const double half = 0.5 * attraction * volume;
     double* o = out.data_ptr<double>() + b * N;
     for (int64_t i = 0, k = 0; i < n0; ++i) {
       for (int64_t j = 0; j < n1; ++j) {
         const double partial =
-            M * (x[0][i] * x[0][i] + x[1][j] * x[1][j]) + m2 - 2 * (m1[0] * x[0][i] + m1[1] * x[1][j]);
-        for (int64_t l = 0; l < n2; ++l, ++k) o[k] = half * (partial + M * x[2][l] * x[2][l] - 2 * m1[2] * x[2][l]);
+            m.M * (x[0][i] * x[0][i] + x[1][j] * x[1][j]) + m.m2 - 2 * (m.m1[0] * x[0][i] + m.m1[1] * x[1][j]);
+        for (int64_t l = 0; l < n2; ++l, ++k) o[k] = half * (partial + m.M * x[2][l] * x[2][l] - 2 * m.m1[2] * x[2][l]);
       }
     }
+  }
+  return out;
+}
+
+// (1/2) sum_j (W * rho)_j rho_j |h| for W = c |z|^2 / 2, per density (B,):
+// with the moments taken with |h|, c/2 (M m_2 - |m_1|^2), one pass over
+// the density and no field (the line search's evaluations need only the
+// value).
+at::Tensor quadraticInteractionEnergy(const Grid& grid, double attraction, const at::Tensor& rho) {
+  const std::array<std::vector<double>, 3> x = centredCoordinates(grid);
+  const int64_t N = rho.size(1);
+  const double volume = grid.cellVolume();
+  at::Tensor out = at::empty({rho.size(0)}, rho.options());
+  for (int64_t b = 0; b < rho.size(0); ++b) {
+    const QuadraticMoments m = quadraticMoments(x, rho.data_ptr<double>() + b * N);
+    const double spread = m.M * m.m2 - (m.m1[0] * m.m1[0] + m.m1[1] * m.m1[1] + m.m1[2] * m.m1[2]);
+    out.data_ptr<double>()[b] = 0.5 * attraction * volume * volume * spread;
   }
   return out;
 }
@@ -627,7 +662,11 @@ EnergyParts Energy::parts(const at::Tensor& rho, const at::Tensor& convolved) co
   }
   if (potential_.defined())
     parts.potential = volume * sumOverGrid(rho * potentialOnGrid(rho.device()).to(rho.scalar_type()));
-  if (spec_.kernel != KernelKind::None)
+  if (spec_.kernel == KernelKind::Quadratic && !convolved.defined() && rho.is_cpu() &&
+      rho.scalar_type() == at::kDouble && !(rho.requires_grad() && at::GradMode::is_enabled()))
+    parts.interaction =
+        quadraticInteractionEnergy(grid_, spec_.attraction, rho.reshape({rho.size(0), -1}).contiguous());
+  else if (spec_.kernel != KernelKind::None)
     parts.interaction = 0.5 * volume * sumOverGrid((convolved.defined() ? convolved : convolve(rho)) * rho);
   return parts;
 }

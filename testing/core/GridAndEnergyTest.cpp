@@ -150,6 +150,15 @@ TEST(Energy, ConvolutionIsTheDirectSum) {
       const at::Tensor gradient = torch::autograd::grad({(convolved * w).sum()}, {tracked})[0];
       const at::Tensor adjoint = directConvolution(energy, w);
       EXPECT_LT((gradient - adjoint).abs().max().item<double>(), 1e-12 * adjoint.abs().max().item<double>());
+      // The interaction energy (1/2) sum (W * rho) rho |h|: for the quadratic
+      // kernel from the moments alone (no field), else from the convolution;
+      // the same as from the direct sum, and as from a convolution given.
+      const at::Tensor direct = 0.5 * grid.cellVolume() * (expected * rho).reshape({2, -1}).sum(1);
+      const at::Tensor interaction = energy.parts(rho).interaction;
+      EXPECT_LT((interaction - direct).abs().max().item<double>(), 1e-12 * direct.abs().max().item<double>())
+          << spec.describe() << ", " << grid.dim << "D";
+      EXPECT_LT((energy.parts(rho, energy.convolve(rho)).interaction - direct).abs().max().item<double>(),
+                1e-12 * direct.abs().max().item<double>());
     }
   }
 }
