@@ -758,6 +758,7 @@ RefinedDisplacement LinearizedStep::refine(const JkoState& state, const at::Tens
   RefinedDisplacement out{start, terms.deposited};
   if (corrections <= 0) return out;
   const StepCertifier certifier(objective_);
+  const StepCertifier::TransportMetric metric = certifier.transportMetric(state);
   at::Tensor current = terms.objective;
   // A start above staying put (J(u) > J(0) = E(rho), the deposit of the
   // pre-filtered masses at u = 0 being rho) is replaced by u = 0, so that
@@ -799,7 +800,7 @@ RefinedDisplacement LinearizedStep::refine(const JkoState& state, const at::Tens
   for (int k = 0; k < most; ++k) {
     if (done.all().item<bool>()) break;
     const at::Tensor& u = out.displacement;
-    const at::Tensor gradient = certifier.gradient(state, u, out.deposited);
+    const at::Tensor gradient = certifier.gradient(state, u, out.deposited, &metric);
     if (options_.extraCorrectionMemory > 0 && k > corrections) {
       const at::Tensor s = u - previousU, y = gradient - previousGradient;
       const at::Tensor sy = perDensityDot(s, y);
@@ -823,7 +824,7 @@ RefinedDisplacement LinearizedStep::refine(const JkoState& state, const at::Tens
     const bool extraRule = k == corrections, toleranceRule = tolerance > 0;
     const bool furtherRule = further > 0 && k == corrections + extra;
     if (extraRule || furtherRule || toleranceRule) {
-      const at::Tensor estimates = certifier.l1ErrorEstimates(state, u, gradient, out.deposited);
+      const at::Tensor estimates = certifier.l1ErrorEstimates(state, u, gradient, out.deposited, &metric);
       if (extraRule) done = done.logical_or(estimates <= extraAbove);
       if (furtherRule) done = done.logical_or(estimates <= options_.furtherCorrectionsAbove);
       if (toleranceRule) done = done.logical_or(estimates < tolerance);

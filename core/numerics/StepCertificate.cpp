@@ -232,19 +232,23 @@ at::Tensor StepCertifier::gradient(const JkoState& state, const at::Tensor& disp
   return gradient(state, displacement, at::Tensor());
 }
 
-at::Tensor StepCertifier::gradient(const JkoState& state, const at::Tensor& displacement,
-                                   const at::Tensor& deposit) const {
+StepCertifier::TransportMetric StepCertifier::transportMetric(const JkoState& state) const {
+  return {state.weights * (objective_->grid().cellVolume() / objective_->tau()), inverseMetric(state)};
+}
+
+at::Tensor StepCertifier::gradient(const JkoState& state, const at::Tensor& displacement, const at::Tensor& deposit,
+                                   const TransportMetric* metric) const {
   const bool batched = displacement.dim() == objective_->grid().dim + 2;
   const at::Tensor u = (batched ? displacement : displacement.unsqueeze(0)).to(at::kDouble).contiguous();
   if (!fusedObjectiveGradientApplies(state.masses, u)) return gradientByAutograd(state, displacement);
   at::NoGradGuard noGrad;
   const PushForward& push = objective_->pushForward();
-  const double transportScale = objective_->grid().cellVolume() / objective_->tau();
   const at::Tensor deposited =
       deposit.defined() ? (batched ? deposit : deposit.unsqueeze(0)) : push.deposit(state.masses, u);
+  const TransportMetric own = metric ? TransportMetric() : transportMetric(state);
+  const TransportMetric& c = metric ? *metric : own;
   const ObjectiveGradient g =
-      fusedObjectiveGradient(state.masses, u, energyGradient(deposited), state.weights * transportScale,
-                             inverseMetric(state), objective_->grid());
+      fusedObjectiveGradient(state.masses, u, energyGradient(deposited), c.weight, c.inverse, objective_->grid());
   return batched ? g.gradient : g.gradient[0];
 }
 
@@ -256,9 +260,10 @@ at::Tensor StepCertifier::newtonChanges(const JkoState& state, const at::Tensor&
 }
 
 at::Tensor StepCertifier::l1ErrorEstimates(const JkoState& state, const at::Tensor& displacement,
-                                           const at::Tensor& gradient, const at::Tensor& deposited) const {
+                                           const at::Tensor& gradient, const at::Tensor& deposited,
+                                           const TransportMetric* metric) const {
   at::NoGradGuard noGrad;
-  return newtonChanges(state, displacement, gradient, inverseMetric(state), deposited);
+  return newtonChanges(state, displacement, gradient, metric ? metric->inverse : inverseMetric(state), deposited);
 }
 
 double StepCertifier::l1ErrorEstimate(const JkoState& state, const at::Tensor& displacement,

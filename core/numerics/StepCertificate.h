@@ -162,9 +162,18 @@ class StepCertifier {
   /// g = dJ/du at u (dim, n...) or (1, dim, n...), same shape: by the fused pass
   /// where it applies, else by autograd.
   at::Tensor gradient(const JkoState& state, const at::Tensor& displacement) const;
+  /// The transport term's diagonal on the nodes (B, n...): its Hessian
+  /// c = w |h| / tau and the metric H0 (inverseMetric()). A loop that takes
+  /// many gradients of one state computes it once.
+  struct TransportMetric {
+    at::Tensor weight, inverse;
+  };
+  TransportMetric transportMetric(const JkoState& state) const;
   /// The same where the caller has the deposit of the displacement ((B, n...)
-  /// or (n...) as the displacement is batched or not).
-  at::Tensor gradient(const JkoState& state, const at::Tensor& displacement, const at::Tensor& deposited) const;
+  /// or (n...) as the displacement is batched or not), and, when given, the
+  /// state's transportMetric().
+  at::Tensor gradient(const JkoState& state, const at::Tensor& displacement, const at::Tensor& deposited,
+                      const TransportMetric* metric = nullptr) const;
   /// The same by autograd through the objective's tensor operations.
   at::Tensor gradientByAutograd(const JkoState& state, const at::Tensor& displacement) const;
 
@@ -175,7 +184,7 @@ class StepCertifier {
   /// The same per density of a batch (B,), for maps u and gradients g
   /// (B, dim, n...) whose deposits (B, n...) the caller has: one deposit.
   at::Tensor l1ErrorEstimates(const JkoState& state, const at::Tensor& displacement, const at::Tensor& gradient,
-                              const at::Tensor& deposited) const;
+                              const at::Tensor& deposited, const TransportMetric* metric = nullptr) const;
 
   /// dE/drho' on the nodes for a deposited density (B, n...): |h| times the
   /// first variation, as autograd differentiates the clamped energies.
