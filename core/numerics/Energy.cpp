@@ -78,10 +78,6 @@ double cornerSingularIntegral(const std::function<double(double)>& f, int dim, s
   return total;
 }
 
-// The moment form of the quadratic kernel's convolution (Energy::convolve)
-// on CPU float64 densities (B, N), contiguous: one pass over each density
-// for M, m_1, m_2 and one over the result, with the centred coordinates
-// made per axis on the fly instead of read from the basis.
 // Node coordinates per axis about the box centre (the three terms of the
 // quadratic kernel's expansion stay of the size of the result), and one
 // entry for an axis the grid does not have.
@@ -124,6 +120,10 @@ QuadraticMoments quadraticMoments(const std::array<std::vector<double>, 3>& x, c
   return m;
 }
 
+// The moment form of the quadratic kernel's convolution (Energy::convolve)
+// on CPU float64 densities (B, N), contiguous: one pass over each density
+// for M, m_1, m_2 and one over the result, with the centred coordinates
+// made per axis on the fly instead of read from the basis.
 at::Tensor quadraticConvolution(const Grid& grid, double attraction, const at::Tensor& rho) {
   const std::array<std::vector<double>, 3> x = centredCoordinates(grid);
   const int64_t n0 = x[0].size(), n1 = x[1].size(), n2 = x[2].size(), N = n0 * n1 * n2;
