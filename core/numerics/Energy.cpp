@@ -120,6 +120,12 @@ QuadraticMoments quadraticMoments(const std::array<std::vector<double>, 3>& x, c
   return m;
 }
 
+// Whether the quadratic kernel's hand loops below apply: a CPU tensor
+// outside autograd (else the basis products, differentiable on any device).
+bool momentLoopsApply(const at::Tensor& rho) {
+  return rho.is_cpu() && !(rho.requires_grad() && at::GradMode::is_enabled());
+}
+
 // The moment form of the quadratic kernel's convolution (Energy::convolve)
 // on CPU float64 densities (B, N), contiguous: one pass over each density
 // for M, m_1, m_2 and one over the result, with the centred coordinates
@@ -627,7 +633,7 @@ at::Tensor Energy::convolve(const at::Tensor& rho) const {
     // result; else two products with the basis (d + 2 rows), differentiable
     // and on any device. Tested against each other and the direct sum.
     const at::Tensor flat = rho.to(at::kDouble).reshape({rho.size(0), -1});
-    if (flat.is_cpu() && !(flat.requires_grad() && at::GradMode::is_enabled()))
+    if (momentLoopsApply(flat))
       return quadraticConvolution(grid_, spec_.attraction, flat.contiguous()).view(rho.sizes()).to(rho.scalar_type());
     const at::Tensor basis = quadraticBasis(rho.device());
     return at::matmul(at::matmul(flat, basis[1].t()), basis[0]).view(rho.sizes()).to(rho.scalar_type());
@@ -662,8 +668,8 @@ EnergyParts Energy::parts(const at::Tensor& rho, const at::Tensor& convolved) co
   }
   if (potential_.defined())
     parts.potential = volume * sumOverGrid(rho * potentialOnGrid(rho.device()).to(rho.scalar_type()));
-  if (spec_.kernel == KernelKind::Quadratic && !convolved.defined() && rho.is_cpu() &&
-      rho.scalar_type() == at::kDouble && !(rho.requires_grad() && at::GradMode::is_enabled()))
+  if (spec_.kernel == KernelKind::Quadratic && !convolved.defined() && rho.scalar_type() == at::kDouble &&
+      momentLoopsApply(rho))
     parts.interaction =
         quadraticInteractionEnergy(grid_, spec_.attraction, rho.reshape({rho.size(0), -1}).contiguous());
   else if (spec_.kernel != KernelKind::None)
