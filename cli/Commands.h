@@ -12,6 +12,12 @@ inline constexpr const char* kGaussNewtonHelp =
     "Gauss-Newton corrections of each step: the learned operator's (default: its file's) and the linearized "
     "solver's (default 0)";
 
+/// --further-newton of rollout, eval and compare.
+inline constexpr const char* kFurtherNewtonHelp =
+    "Learned operator: take its further corrections (those of frames still flagged after the extra ones) as "
+    "Gauss-Newton steps at the map with this many conjugate-gradient iterations each, until certified below 0.001 "
+    "(default 0: quasi-Newton)";
+
 /// A whole number of at least `lowest`, with a message that says so (CLI11's
 /// PositiveNumber and NonNegativeNumber print the range up to DBL_MAX in full).
 inline CLI::Validator atLeast(long long lowest) {

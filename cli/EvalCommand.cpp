@@ -38,7 +38,8 @@ struct EvalOptions {
   int threads = 0;
   std::string operatorFile;
   int refineIterations = 10;
-  int gaussNewton = -1;  ///< --gauss-newton; -1: the operator file's (learned), 0 (linearized)
+  int gaussNewton = -1;   ///< --gauss-newton; -1: the operator file's (learned), 0 (linearized)
+  int furtherNewton = 0;  ///< --further-newton
   double threshold = AutoSolverOptions().threshold;
   ReferenceSolverOptions reference;
   LinearizedStepOptions linearized;
@@ -189,6 +190,7 @@ void addEvalCommand(CLI::App& app) {
   eval->add_option("--max-iterations", options->reference.maxIterations, "Reference solver: L-BFGS iterations cap")
       ->capture_default_str();
   eval->add_option("--gauss-newton", options->gaussNewton, kGaussNewtonHelp);
+  eval->add_option("--further-newton", options->furtherNewton, kFurtherNewtonHelp)->check(CLI::Range(0, 50));
   eval->add_option("--linearized-iterations", options->linearized.iterations,
                    "Linearized solver: preconditioned iterations of its elliptic problem")
       ->capture_default_str();
@@ -212,6 +214,7 @@ void addEvalCommand(CLI::App& app) {
     std::shared_ptr<LearnedOperator> op;
     if (learnedSolver) op = LearnedOperator::load(options->operatorFile);
     if (op && options->gaussNewton >= 0) op->setGaussNewton(options->gaussNewton);
+    if (op) op->setFurtherNewton(options->furtherNewton);
     if (options->gaussNewton >= 0) options->linearized.corrections = options->gaussNewton;
     auto tally = std::make_shared<RefinementTally>();
     auto stepperFor = [&](const Grid& grid, const EnergySpec& energy, double tau, const at::Tensor& rho0) -> Stepper {
@@ -303,6 +306,7 @@ void addCompareCommand(CLI::App& app) {
   auto energy = std::make_shared<EnergyOptions>();
   auto tau = std::make_shared<double>(0);
   auto gaussNewton = std::make_shared<int>(-1);
+  auto furtherNewton = std::make_shared<int>(0);
   CLI::App* compare = app.add_subcommand(
       "compare", "Compare a learned operator with the reference solver from held-out or wild densities");
   compare->add_option("--operator", *operatorFile, "Operator file")->required();
@@ -335,45 +339,48 @@ void addCompareCommand(CLI::App& app) {
   compare->add_option("--cache", wild->cacheDirectory,
                       "Wild suite: keep the reference trajectories in this folder and reuse them");
   compare->add_option("--gauss-newton", *gaussNewton, kGaussNewtonHelp);
+  compare->add_option("--further-newton", *furtherNewton, kFurtherNewtonHelp)->check(CLI::Range(0, 50));
   compare->add_option("--threads", *threads, "LibTorch threads (default: all cores)");
   compare->add_flag("--json", *json, "Print one JSON object (the default output)");
   // The callback owns every value CLI11 writes to: `json` too, though JSON
   // is the only output (a flag whose bool died with this function was a
   // write after free when given).
-  compare->callback(
-      [options, wild, operatorFile, suite, solverName, families, threads, json, energy, tau, gaussNewton] {
-        static_cast<void>(json);
-        configureRuntime(*threads > 0 ? *threads : static_cast<int>(std::thread::hardware_concurrency()));
-        const std::shared_ptr<LearnedOperator> op = LearnedOperator::load(*operatorFile);
-        if (*gaussNewton >= 0) op->setGaussNewton(*gaussNewton);
-        ComparisonProblem problem;
-        if (energy->anyGiven()) problem.energy = energy->over(op->metadata().energy);
-        problem.tau = *tau;
-        options->problem = wild->problem = problem;
-        auto tally = std::make_shared<RefinementTally>();
-        const SuiteStepper stepper = suiteStepper(op, problem, *solverName, tally, std::max(*gaussNewton, 0));
-        nlohmann::json result;
-        if (*suite == "wild") {
-          wild->grid = options->grid;
-          wild->steps = options->steps;
-          wild->families = *families;
-          result = compareOnWildSuite(*op, stepper, *wild);
-        } else {
-          result = compareWithReference(*op, *options, {}, stepper);
-        }
-        const int64_t unconverged = result.value("reference_unconverged_frames", int64_t(0));
-        if (unconverged > 0)
-          std::cerr << "jko: note: " << unconverged
-                    << " of the reference solver's steps stopped before its tolerance, at its iteration cap or where "
-                       "no step lowered the objective further: the errors of those frames are measured against "
-                       "unconverged steps (reference_unconverged_frames; per density for the wild suite)\n";
-        result["solver"] = *solverName;
-        if (*solverName == "auto") result["refinement"] = tally->toJson();
-        result["operator"] = *operatorFile;
-        result["gauss_newton"] = *solverName == "linearized" ? std::max(*gaussNewton, 0) : op->gaussNewton();
-        result["training"] = op->metadata().training;
-        std::cout << result.dump() << std::endl;
-      });
+  compare->callback([options, wild, operatorFile, suite, solverName, families, threads, json, energy, tau, gaussNewton,
+                     furtherNewton] {
+    static_cast<void>(json);
+    configureRuntime(*threads > 0 ? *threads : static_cast<int>(std::thread::hardware_concurrency()));
+    const std::shared_ptr<LearnedOperator> op = LearnedOperator::load(*operatorFile);
+    if (*gaussNewton >= 0) op->setGaussNewton(*gaussNewton);
+    op->setFurtherNewton(*furtherNewton);
+    ComparisonProblem problem;
+    if (energy->anyGiven()) problem.energy = energy->over(op->metadata().energy);
+    problem.tau = *tau;
+    options->problem = wild->problem = problem;
+    auto tally = std::make_shared<RefinementTally>();
+    const SuiteStepper stepper = suiteStepper(op, problem, *solverName, tally, std::max(*gaussNewton, 0));
+    nlohmann::json result;
+    if (*suite == "wild") {
+      wild->grid = options->grid;
+      wild->steps = options->steps;
+      wild->families = *families;
+      result = compareOnWildSuite(*op, stepper, *wild);
+    } else {
+      result = compareWithReference(*op, *options, {}, stepper);
+    }
+    const int64_t unconverged = result.value("reference_unconverged_frames", int64_t(0));
+    if (unconverged > 0)
+      std::cerr << "jko: note: " << unconverged
+                << " of the reference solver's steps stopped before its tolerance, at its iteration cap or where "
+                   "no step lowered the objective further: the errors of those frames are measured against "
+                   "unconverged steps (reference_unconverged_frames; per density for the wild suite)\n";
+    result["solver"] = *solverName;
+    if (*solverName == "auto") result["refinement"] = tally->toJson();
+    result["operator"] = *operatorFile;
+    result["gauss_newton"] = *solverName == "linearized" ? std::max(*gaussNewton, 0) : op->gaussNewton();
+    result["further_newton"] = op->furtherNewton();
+    result["training"] = op->metadata().training;
+    std::cout << result.dump() << std::endl;
+  });
 }
 
 }  // namespace jko::cli

@@ -47,7 +47,8 @@ struct RolloutOptions {
   int64_t grid = 64;
   int dim = 2, steps = 20, threads = 0, writeEvery = 1, refineIterations = 10;
   int maxIterations = ReferenceSolverOptions().maxIterations;  ///< --max-iterations: the reference solver's cap
-  int gaussNewton = -1;  ///< --gauss-newton; -1: the operator file's (learned), 0 (linearized)
+  int gaussNewton = -1;   ///< --gauss-newton; -1: the operator file's (learned), 0 (linearized)
+  int furtherNewton = 0;  ///< --further-newton
   double tau = 0, threshold = AutoSolverOptions().threshold, mass = 0, peak = 0;
   LinearizedStepOptions linearized;
   bool json = false, referenceCheck = false;
@@ -182,6 +183,7 @@ void addRolloutCommand(CLI::App& app) {
           ->check(CLI::IsMember(kinds));
   rollout->add_option("--seed", o->seed, "Seed of --generate")->capture_default_str();
   rollout->add_option("--gauss-newton", o->gaussNewton, kGaussNewtonHelp);
+  rollout->add_option("--further-newton", o->furtherNewton, kFurtherNewtonHelp)->check(CLI::Range(0, 50));
   rollout
       ->add_option("--linearized-iterations", o->linearized.iterations, "Linearized solver: preconditioned iterations")
       ->capture_default_str();
@@ -228,6 +230,7 @@ void addRolloutCommand(CLI::App& app) {
         throw InvalidParameter("--operator", "none", "the learned solver needs an operator file");
       op = LearnedOperator::load(o->operatorFile);
       if (o->gaussNewton >= 0) op->setGaussNewton(o->gaussNewton);
+      op->setFurtherNewton(o->furtherNewton);
     }
     if (o->gaussNewton >= 0) o->linearized.corrections = o->gaussNewton;
     Grid grid;
@@ -494,6 +497,7 @@ void addRolloutCommand(CLI::App& app) {
     if (op) {
       result["operator"] = o->operatorFile;
       result["gauss_newton"] = op->gaussNewton();
+      result["further_newton"] = op->furtherNewton();
       result["certificate_threshold"] = o->threshold;
       result["refinement"] = tally.toJson();
       if (solverName != "learned") result["learned_certificate"] = learnedCertificates;

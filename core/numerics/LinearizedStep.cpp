@@ -541,6 +541,12 @@ LinearizedStep::LinearizedStep(std::shared_ptr<const JkoObjective> objective, Li
   if (options_.furtherCorrections < 0)
     throw InvalidParameter("further corrections", std::to_string(options_.furtherCorrections),
                            "must be >= 0 (0: none)");
+  if (options_.furtherNewtonIterations < 0)
+    throw InvalidParameter("Gauss-Newton iterations of the further corrections",
+                           std::to_string(options_.furtherNewtonIterations), "must be >= 0 (0: quasi-Newton)");
+  if (!(options_.furtherNewtonCertified >= 0))
+    throw InvalidParameter("certificate that ends the Gauss-Newton further corrections",
+                           formatValue(options_.furtherNewtonCertified), "must be >= 0");
   if (!(options_.furtherCorrectionsAbove > 0))
     throw InvalidParameter("further corrections threshold", formatValue(options_.furtherCorrectionsAbove),
                            "must be > 0 (a relative L1 distance)");
@@ -701,7 +707,8 @@ at::Tensor LinearizedStep::displacement(const JkoState& state) const {
   return displacementShaped(u, grid, state.density.device());
 }
 
-at::Tensor LinearizedStep::correction(const JkoState& state, const at::Tensor& gradient, bool hardStep) const {
+at::Tensor LinearizedStep::correction(const JkoState& state, const at::Tensor& gradient, bool hardStep,
+                                      bool trustRegion) const {
   at::NoGradGuard noGrad;
   const Grid& grid = objective_->grid();
   const int64_t N = grid.numNodes();
@@ -738,7 +745,7 @@ at::Tensor LinearizedStep::correction(const JkoState& state, const at::Tensor& g
   const EnergySpec& spec = objective_->energy().spec();
   const bool entropy = spec.internal == InternalKind::Entropy && spec.diffusion > 0;
   const bool negativeMassesMove = options_.negativeMassesMove && (!entropy || hardStep);
-  const double capCells = entropy ? options_.correctionCapCells : 0;
+  const double capCells = entropy && trustRegion ? options_.correctionCapCells : 0;
   forEachSampleModel(*objective_, options_, state, negativeMassesMove,
                      [&](SampleModel& model, int64_t b, const Shape& shape) {
                        double* out = delta.data_ptr<double>() + b * grid.dim * N;
@@ -801,7 +808,10 @@ RefinedDisplacement LinearizedStep::refine(const JkoState& state, const at::Tens
     if (done.all().item<bool>()) break;
     const at::Tensor& u = out.displacement;
     const at::Tensor gradient = certifier.gradient(state, u, out.deposited, &metric);
-    if (options_.extraCorrectionMemory > 0 && k > corrections) {
+    // Gauss-Newton further corrections (options().furtherNewtonIterations):
+    // they need no L-BFGS pairs, and a density is done once certified.
+    const bool newton = further > 0 && k >= corrections + extra && options_.furtherNewtonIterations > 0;
+    if (options_.extraCorrectionMemory > 0 && k > corrections && !newton) {
       const at::Tensor s = u - previousU, y = gradient - previousGradient;
       const at::Tensor sy = perDensityDot(s, y);
       const at::Tensor usable = sy > 1e-12 * (perDensityDot(s, s) * perDensityDot(y, y)).sqrt();
@@ -823,16 +833,18 @@ RefinedDisplacement LinearizedStep::refine(const JkoState& state, const at::Tens
     // furtherCorrectionsAbove takes the further ones.
     const bool extraRule = k == corrections, toleranceRule = tolerance > 0;
     const bool furtherRule = further > 0 && k == corrections + extra;
-    if (extraRule || furtherRule || toleranceRule) {
+    if (extraRule || furtherRule || toleranceRule || newton) {
       const at::Tensor estimates = certifier.l1ErrorEstimates(state, u, gradient, out.deposited, &metric);
       if (extraRule) done = done.logical_or(estimates <= extraAbove);
       if (furtherRule) done = done.logical_or(estimates <= options_.furtherCorrectionsAbove);
       if (toleranceRule) done = done.logical_or(estimates < tolerance);
+      if (newton) done = done.logical_or(estimates < options_.furtherNewtonCertified);
       if (done.all().item<bool>()) break;
     }
     const bool extra = k >= corrections;
-    at::Tensor delta =
-        extra && !pairs.empty() ? quasiNewtonCorrection(state, gradient, pairs) : correction(state, gradient, extra);
+    at::Tensor delta = newton ? gaussNewtonAtMap(state, u, out.deposited, gradient, certifier, metric.weight)
+                       : extra && !pairs.empty() ? quasiNewtonCorrection(state, gradient, pairs)
+                                                 : correction(state, gradient, extra);
     // Per density: the full correction if it lowers J; else the minimiser
     // of the parabola through J(u), its slope g . delta and J(u + delta),
     // within [1/16, 1/2]; else a quarter of the last length, down to
@@ -887,6 +899,67 @@ at::Tensor LinearizedStep::quasiNewtonCorrection(const JkoState& state, const at
   const at::Tensor descent = perDensityDot(gradient, r) > 0;
   if (descent.all().item<bool>()) return -r;
   return at::where(descent.view(perSample), -r, correction(state, gradient, true));
+}
+
+at::Tensor LinearizedStep::gaussNewtonAtMap(const JkoState& state, const at::Tensor& displacement,
+                                            const at::Tensor& deposited, const at::Tensor& gradient,
+                                            const StepCertifier& certifier, const at::Tensor& transportWeight) const {
+  const Grid& grid = objective_->grid();
+  const PushForward& push = objective_->pushForward();
+  std::vector<int64_t> perSample(gradient.dim(), 1), perNode(deposited.dim(), 1);
+  perSample[0] = perNode[0] = -1;
+  const int64_t batch = gradient.size(0);
+  double hMin = grid.spacing[0];
+  for (int a = 1; a < grid.dim; ++a) hMin = std::min(hMin, grid.spacing[a]);
+  auto largest = [batch](const at::Tensor& t) { return std::get<0>(t.abs().reshape({batch, -1}).max(1)); };
+  const at::Tensor peak = largest(deposited);
+  // H p = c p + J(u)^T E''(rho') J(u) p. J(u) p by central differences of
+  // the deposit with particles moved 1e-4 cells at most (the quadratic
+  // B-spline weights are polynomials of degree 2 per axis between knots,
+  // so the difference is exact there up to rounding), E'' by differences
+  // of the energy's gradient with the deposit changed by 1e-6 of its peak,
+  // J^T by the deposit's adjoint.
+  auto hessian = [&](const at::Tensor& p) {
+    const at::Tensor move = (1e-4 * hMin) / largest(p).clamp_min(1e-300);
+    const at::Tensor m = move.view(perSample);
+    const at::Tensor tangent =
+        (push.deposit(state.masses, displacement + m * p) - push.deposit(state.masses, displacement - m * p)) /
+        (2 * move.view(perNode));
+    const at::Tensor change = (1e-6 * peak / largest(tangent).clamp_min(1e-300)).view(perNode);
+    const at::Tensor curvature = (certifier.energyGradient(deposited + change * tangent) -
+                                  certifier.energyGradient(deposited - change * tangent)) /
+                                 (2 * change);
+    return certifier.depositAdjoint(state, displacement, curvature) + transportWeight.unsqueeze(1) * p;
+  };
+  // Preconditioned conjugate gradients on H x = g per density (Nocedal &
+  // Wright, Algorithm 5.3), M = A^-1 the model's, without the cap (a hard
+  // step's model: negative masses move).
+  auto precondition = [&](const at::Tensor& r) { return -correction(state, r, true, false); };
+  const at::Tensor first = precondition(gradient);
+  at::Tensor x = at::zeros_like(gradient), r = gradient.clone(), z = first, p = first.clone();
+  at::Tensor rz = perDensityDot(r, z);
+  at::Tensor active = rz > 0;
+  const int iterations = options_.furtherNewtonIterations;
+  for (int i = 0; i < iterations; ++i) {
+    const at::Tensor Hp = hessian(p);
+    const at::Tensor pHp = perDensityDot(p, Hp);
+    // H is positive semi-definite: a direction without positive curvature
+    // is rounding, and that density keeps what it has.
+    active = active.logical_and(pHp > 0);
+    const at::Tensor alpha = at::where(active, rz / pHp.clamp_min(1e-300), at::zeros_like(rz));
+    addPerDensity(x, alpha, p);
+    addPerDensity(r, -alpha, Hp);
+    if (i + 1 == iterations || !active.any().item<bool>()) break;
+    z = precondition(r);
+    const at::Tensor next = perDensityDot(r, z);
+    const at::Tensor beta = at::where(active, next / rz.clamp_min(1e-300), at::zeros_like(rz));
+    p = z + beta.view(perSample) * p;
+    rz = next;
+    active = active.logical_and(rz > 0);
+  }
+  // A density that took no step takes the model's correction.
+  const at::Tensor moved = perDensityDot(x, x) > 0;
+  return moved.all().item<bool>() ? -x : at::where(moved.view(perSample), -x, -first);
 }
 
 std::pair<at::Tensor, at::Tensor> LinearizedStep::step(const at::Tensor& rho) const {

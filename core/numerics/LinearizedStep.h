@@ -56,6 +56,8 @@
 
 namespace jko {
 
+class StepCertifier;
+
 struct LinearizedStepOptions {
   /// Conjugate-gradient iterations, one V-cycle each.
   int iterations = 3;
@@ -108,6 +110,19 @@ struct LinearizedStepOptions {
   /// (docs/design.md, "Further corrections for frames still flagged").
   int furtherCorrections = 28;
   double furtherCorrectionsAbove = 0.02;
+  /// The further corrections as Gauss-Newton steps at the map (0: none;
+  /// they are quasi-Newton then, as the extra ones): each takes this many
+  /// conjugate-gradient iterations on (c + J(u)^T E''(rho') J(u)) delta =
+  /// -J'(u), c the transport's diagonal, J(u) the deposit's Jacobian at
+  /// the displaced particles, E'' the energy's Hessian at their deposit
+  /// rho', preconditioned by the model's A^-1 without the cap. The model,
+  /// at u = 0, is 7-16 times too soft along its own corrections on a stiff
+  /// step (Fokker-Planck at D = 0.5, 128^2): its corrections stall there,
+  /// these converge (docs/design.md, "What holds the corrections back at
+  /// the top of the D range"). A density stops taking them once its
+  /// certificate is below furtherNewtonCertified.
+  int furtherNewtonIterations = 0;
+  double furtherNewtonCertified = 0.001;
   /// ... and this threshold instead for an energy without an internal part
   /// (aggregation): nothing there damps the grid-scale texture of a
   /// compressed patch, and a trajectory amplifies each step's error (steps
@@ -159,7 +174,9 @@ class LinearizedStep {
   /// With an entropy each particle's correction is capped at
   /// options().correctionCapCells cells, and the negative masses move only
   /// in a `hardStep`'s corrections (refine()'s extra ones).
-  at::Tensor correction(const JkoState& state, const at::Tensor& gradient, bool hardStep = false) const;
+  /// `trustRegion` false: without the entropy's cap.
+  at::Tensor correction(const JkoState& state, const at::Tensor& gradient, bool hardStep = false,
+                        bool trustRegion = true) const;
 
   /// `start` (B, dim, n...) after at most `corrections` Gauss-Newton
   /// corrections, each with the objective's gradient at the current
@@ -196,6 +213,11 @@ class LinearizedStep {
   /// model's A^-1 (a hard step's).
   at::Tensor quasiNewtonCorrection(const JkoState& state, const at::Tensor& gradient,
                                    const std::deque<CurvaturePair>& pairs) const;
+  /// The Gauss-Newton correction at the map u (B, dim, n...) with deposit
+  /// `deposited` (options().furtherNewtonIterations).
+  at::Tensor gaussNewtonAtMap(const JkoState& state, const at::Tensor& displacement, const at::Tensor& deposited,
+                              const at::Tensor& gradient, const StepCertifier& certifier,
+                              const at::Tensor& transportWeight) const;
 
   std::shared_ptr<const JkoObjective> objective_;
   LinearizedStepOptions options_;

@@ -228,6 +228,22 @@ at::Tensor StepCertifier::gradientByAutograd(const JkoState& state, const at::Te
   return batched ? g : g[0];
 }
 
+at::Tensor StepCertifier::depositAdjoint(const JkoState& state, const at::Tensor& displacement,
+                                         const at::Tensor& phi) const {
+  const at::Tensor u = displacement.to(at::kDouble).contiguous();
+  if (fusedObjectiveGradientApplies(state.masses, u)) {
+    at::NoGradGuard noGrad;
+    // The objective's fused gradient with no transport term is the adjoint.
+    const at::Tensor none = at::zeros_like(state.weights);
+    return fusedObjectiveGradient(state.masses, u, phi.to(at::kDouble).contiguous(), none, none, objective_->grid())
+        .gradient;
+  }
+  at::AutoGradMode gradMode(true);
+  const at::Tensor x = u.detach().requires_grad_(true);
+  const at::Tensor total = (objective_->pushForward().deposit(state.masses, x) * phi.detach()).sum();
+  return torch::autograd::grad({total}, {x})[0];
+}
+
 at::Tensor StepCertifier::gradient(const JkoState& state, const at::Tensor& displacement) const {
   return gradient(state, displacement, at::Tensor());
 }

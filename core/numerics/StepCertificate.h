@@ -176,6 +176,11 @@ class StepCertifier {
                       const TransportMetric* metric = nullptr) const;
   /// The same by autograd through the objective's tensor operations.
   at::Tensor gradientByAutograd(const JkoState& state, const at::Tensor& displacement) const;
+  /// The deposit's adjoint at a map: d/du of sum_j phi_j deposit(m, u)_j
+  /// for u (B, dim, n...) and phi (B, n...), i.e. J(u)^T phi with J(u) the
+  /// deposit's Jacobian at the displaced particles; the fused pass on CPU
+  /// float64, else autograd.
+  at::Tensor depositAdjoint(const JkoState& state, const at::Tensor& displacement, const at::Tensor& phi) const;
 
   /// The certificate's l1ErrorEstimate for u with its gradient g (both
   /// (dim, n...) or (1, dim, n...)): two deposits and a sum, for a solver

@@ -762,6 +762,7 @@ std::shared_ptr<const LinearizedStep> LearnedOperator::linearizedOn(
     options.iterations = metadata_.network.baseIterations;
     options.stabilisation = metadata_.network.baseStabilisation;
     options.smoothing = metadata_.network.baseSmoothing;
+    options.furtherNewtonIterations = furtherNewton_;
     cachedLinearized_ = std::make_shared<const LinearizedStep>(objective, options);
   }
   return cachedLinearized_;
@@ -862,6 +863,15 @@ LearnedStep LearnedOperator::step(const at::Tensor& rho, const Grid& grid, const
 int LearnedOperator::gaussNewton() const {
   if (metadata_.network.kind == "torchscript") return 0;
   return gaussNewtonOverride_ >= 0 ? gaussNewtonOverride_ : metadata_.network.gaussNewton;
+}
+
+void LearnedOperator::setFurtherNewton(int iterations) {
+  if (iterations < 0 || iterations > 50)
+    throw InvalidParameter("Gauss-Newton iterations of the further corrections", formatValue(iterations),
+                           "must be 0 (quasi-Newton) to 50");
+  std::lock_guard<std::mutex> lock(cacheMutex());
+  furtherNewton_ = iterations;
+  cachedLinearized_.reset();
 }
 
 void LearnedOperator::setGaussNewton(int corrections) {

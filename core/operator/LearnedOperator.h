@@ -152,6 +152,12 @@ class LearnedOperator {
   /// Overrides the file's count (0 to 20) for this operator object; set it
   /// before stepping from several threads.
   void setGaussNewton(int corrections);
+  /// Conjugate-gradient iterations of each further correction taken as a
+  /// Gauss-Newton step at the map (LinearizedStepOptions::
+  /// furtherNewtonIterations; 0, the default: quasi-Newton). Set it before
+  /// stepping from several threads.
+  int furtherNewton() const { return furtherNewton_; }
+  void setFurtherNewton(int iterations);
   /// K steps from rho0 (n...): frames 1..K.
   std::vector<LearnedStep> rollout(const at::Tensor& rho0, const Grid& grid, int steps,
                                    const ProgressCallback& progress = {}) const;
@@ -196,6 +202,7 @@ class LearnedOperator {
   mutable std::shared_ptr<const JkoObjective> cachedObjective_;
   mutable std::shared_ptr<const LinearizedStep> cachedLinearized_;
   int gaussNewtonOverride_ = -1;  ///< setGaussNewton; -1: the file's
+  int furtherNewton_ = 0;         ///< setFurtherNewton
   mutable std::shared_ptr<const Energy> cachedNetworkEnergy_;
   mutable std::shared_ptr<const FeatureConstants> cachedFeatureConstants_;
 };
