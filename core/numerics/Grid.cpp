@@ -1,5 +1,6 @@
 #include "numerics/Grid.h"
 
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 
@@ -46,6 +47,12 @@ int64_t Grid::numNodes() const {
   int64_t total = 1;
   for (int a = 0; a < dim; ++a) total *= n[a];
   return total;
+}
+
+double Grid::smallestSpacing() const {
+  double h = spacing[0];
+  for (int a = 1; a < dim; ++a) h = std::min(h, spacing[a]);
+  return h;
 }
 
 double Grid::cellVolume() const {

@@ -32,7 +32,8 @@ struct Grid {
   void validate() const;
 
   int64_t numNodes() const;
-  double cellVolume() const;  ///< |h| = h_0 h_1 (h_2)
+  double cellVolume() const;       ///< |h| = h_0 h_1 (h_2)
+  double smallestSpacing() const;  ///< min_a h_a
   double boxLower(int axis) const { return origin[axis] - 0.5 * spacing[axis]; }
   double boxUpper(int axis) const { return origin[axis] + (n[axis] - 0.5) * spacing[axis]; }
   double boxLength(int axis) const { return n[axis] * spacing[axis]; }

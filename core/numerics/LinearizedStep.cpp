@@ -909,8 +909,7 @@ at::Tensor LinearizedStep::gaussNewtonAtMap(const JkoState& state, const at::Ten
   std::vector<int64_t> perSample(gradient.dim(), 1), perNode(deposited.dim(), 1);
   perSample[0] = perNode[0] = -1;
   const int64_t batch = gradient.size(0);
-  double hMin = grid.spacing[0];
-  for (int a = 1; a < grid.dim; ++a) hMin = std::min(hMin, grid.spacing[a]);
+  const double hMin = grid.smallestSpacing();
   auto largest = [batch](const at::Tensor& t) { return std::get<0>(t.abs().reshape({batch, -1}).max(1)); };
   const at::Tensor peak = largest(deposited);
   // H p = c p + J(u)^T E''(rho') J(u) p. J(u) p by central differences of

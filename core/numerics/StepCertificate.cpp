@@ -352,9 +352,7 @@ StepCertificate StepCertifier::certify(const JkoState& state, const at::Tensor& 
   c.w2Estimate = std::sqrt(w2Squared);
   const double stepLength = std::sqrt(2 * J.tau() * c.transport);
   c.w2Relative = stepLength > 0 ? c.w2Estimate / stepLength : kInfinity;
-  double hMin = grid.spacing[0];
-  for (int a = 1; a < grid.dim; ++a) hMin = std::min(hMin, grid.spacing[a]);
-  c.displacementErrorCells = std::sqrt(w2Squared / c.mass) / hMin;
+  c.displacementErrorCells = std::sqrt(w2Squared / c.mass) / grid.smallestSpacing();
   const double l1 = state.density.abs().sum().item<double>();
   c.stepL1 = (deposited - state.density).abs().sum().item<double>() / l1;
   c.l1ErrorEstimate = newtonChanges(state, u, g, H0, deposited).item<double>();

@@ -653,8 +653,7 @@ LearnedOperator::NetworkInputs LearnedOperator::networkInputs(const Energy& ener
     smoothedInternal = resolventByCosines(internal, constants->cosines, constants->resolventGain);
   }
   const at::Tensor smoothed = c > 0 ? variation - internal + smoothedInternal : variation;
-  double hMin = 1e300;
-  for (int a = 0; a < in.grid.dim; ++a) hMin = std::min(hMin, in.grid.spacing[a]);
+  const double hMin = in.grid.smallestSpacing();
   // Cap |tau v| at capCells cells: the entropy's clamped log makes v
   // unbounded at vacuum fronts, where almost no mass moves anyway.
   const double cap = s.capCells * hMin / metadata_.tau;
