@@ -282,4 +282,29 @@ at::Tensor readDensity(const std::string& path, const std::string& arrayName, Gr
   return values.view(vtkShape).permute(permutation).contiguous();
 }
 
+FrameSeries::FrameSeries(std::string directory, std::string prefix, const Grid& grid)
+    : directory_(std::move(directory)), prefix_(std::move(prefix)), grid_(grid) {
+  std::error_code error;
+  std::filesystem::create_directories(directory_, error);
+  if (error) throw Error("cannot create the output folder " + directory_ + ": " + error.message());
+  pvd_ << std::setprecision(17)
+       << "<?xml version=\"1.0\"?>\n<VTKFile type=\"Collection\" version=\"0.1\">\n  <Collection>\n";
+}
+
+void FrameSeries::add(int index, const Frame& frame) {
+  char name[64];
+  std::snprintf(name, sizeof(name), "_%04d.vti", index);
+  const std::string file = prefix_ + name;
+  writeImageFile((std::filesystem::path(directory_) / file).string(), grid_, frame);
+  pvd_ << "    <DataSet timestep=\"" << frame.time << "\" file=\"" << file << "\"/>\n";
+  ++count_;
+}
+
+std::string FrameSeries::finish() {
+  pvd_ << "  </Collection>\n</VTKFile>\n";
+  const std::string path = (std::filesystem::path(directory_) / (prefix_ + ".pvd")).string();
+  writeFileAtomically(path, pvd_.str());
+  return path;
+}
+
 }  // namespace jko::cli

@@ -6,6 +6,7 @@
 
 #include <ATen/ATen.h>
 
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -35,5 +36,22 @@ at::Tensor readDensity(const std::string& path, const std::string& arrayName, Gr
 
 /// Writes `contents` to `path` through a temporary file and a rename.
 void writeFileAtomically(const std::string& path, const std::string& contents);
+
+/// Writes frames as they are computed (and a .pvd collection of them), so a
+/// long run keeps no frame in memory.
+class FrameSeries {
+ public:
+  FrameSeries(std::string directory, std::string prefix, const Grid& grid);
+  void add(int index, const Frame& frame);
+  /// Writes the .pvd and returns its path.
+  std::string finish();
+  int count() const { return count_; }
+
+ private:
+  std::string directory_, prefix_;
+  Grid grid_;
+  std::ostringstream pvd_;
+  int count_ = 0;
+};
 
 }  // namespace jko::cli

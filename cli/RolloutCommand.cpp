@@ -21,6 +21,7 @@
 #include "Commands.h"
 #include "EnergyOptions.h"
 #include "FrameFiles.h"
+#include "SplitRollout.h"
 #include "evaluation/ReferenceCases.h"
 #include "evaluation/ReferenceCheck.h"
 #include "evaluation/WildDensities.h"
@@ -32,6 +33,7 @@
 #include "operator/DensityGenerator.h"
 #include "operator/LearnedOperator.h"
 #include "operator/TrainingRangeCheck.h"
+#include "parallel/MpiCommunicator.h"
 #include "runtime/JsonNumber.h"
 #include "runtime/Runtime.h"
 
@@ -120,40 +122,6 @@ Limit knownLimit(const Energy& energy, const at::Tensor& rho0) {
   }
   return limit;
 }
-
-// Writes frames as they are computed, so a long run keeps no frame in memory.
-class FrameSeries {
- public:
-  FrameSeries(std::string directory, std::string prefix, const Grid& grid)
-      : directory_(std::move(directory)), prefix_(std::move(prefix)), grid_(grid) {
-    std::error_code error;
-    fs::create_directories(directory_, error);
-    if (error) throw Error("cannot create the output folder " + directory_ + ": " + error.message());
-    pvd_ << std::setprecision(17)
-         << "<?xml version=\"1.0\"?>\n<VTKFile type=\"Collection\" version=\"0.1\">\n  <Collection>\n";
-  }
-  void add(int index, const Frame& frame) {
-    char name[64];
-    std::snprintf(name, sizeof(name), "_%04d.vti", index);
-    const std::string file = prefix_ + name;
-    writeImageFile((fs::path(directory_) / file).string(), grid_, frame);
-    pvd_ << "    <DataSet timestep=\"" << frame.time << "\" file=\"" << file << "\"/>\n";
-    ++count_;
-  }
-  std::string finish() {
-    pvd_ << "  </Collection>\n</VTKFile>\n";
-    const std::string path = (fs::path(directory_) / (prefix_ + ".pvd")).string();
-    writeFileAtomically(path, pvd_.str());
-    return path;
-  }
-  int count() const { return count_; }
-
- private:
-  std::string directory_, prefix_;
-  Grid grid_;
-  std::ostringstream pvd_;
-  int count_ = 0;
-};
 
 }  // namespace
 
@@ -271,6 +239,31 @@ void addRolloutCommand(CLI::App& app) {
     validateDensity(rho0.unsqueeze(0), grid);
     if (o->mass > 0) rho0 = rho0 * (o->mass / (rho0.sum().item<double>() * grid.cellVolume()));
     if (o->peak > 0) rho0 = rho0 * (o->peak / rho0.max().item<double>());
+
+    // Under mpirun with several ranks: the reference solver's steps split
+    // over them by slabs (every rank ran the lines above alike).
+    if (mpiInitialized() && mpiWorldCommunicator()->size() > 1) {
+      if (solverName != "reference")
+        throw InvalidParameter("--solver", solverName,
+                               "only the reference solver's steps are split over MPI ranks; run the " + solverName +
+                                   " solver on one process, or give --solver reference");
+      if (o->referenceCheck)
+        throw InvalidParameter("--reference-check", "on", "the reference solver is what runs split over ranks");
+      SplitRolloutRequest request;
+      request.grid = grid;
+      request.initial = rho0;
+      request.energy = energySpec;
+      request.tau = tau;
+      request.steps = o->steps;
+      request.maxIterations = o->maxIterations;
+      request.writeEvery = o->writeEvery;
+      request.out = o->out;
+      request.prefix = o->prefix;
+      request.json = o->json;
+      rho0 = at::Tensor();
+      runSplitReferenceRollout(std::move(request), mpiWorldCommunicator());
+      return;
+    }
 
     // One step at a time, frames written (or dropped) as they come, so that
     // memory stays flat however long the run. Every step is certified; the

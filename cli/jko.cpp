@@ -7,8 +7,12 @@
 
 #include "Commands.h"
 #include "numerics/Errors.h"
+#include "parallel/MpiCommunicator.h"
 
 int main(int argc, char** argv) {
+  // Under mpirun, MPI for the whole run (`jko rollout --solver reference`
+  // splits its steps over the ranks); otherwise nothing.
+  jko::MpiSession mpi(&argc, &argv);
   CLI::App app{"Neural JKO Flow: Wasserstein gradient flows with a learned JKO operator"};
   app.require_subcommand(1);
   jko::cli::addEvalCommand(app);

@@ -112,28 +112,40 @@ at::Tensor JkoObjective::nextDensity(const JkoState& state, const at::Tensor& de
   // high-order, non-monotone interpolation: moved by a fraction of a cell,
   // the masses S^-1 rho of a sharp edge ring above it (0-255 pictures: up
   // to +0.8% after 10 steps, in the minimiser itself, not in the stopping
-  // rule). Clip at that value and give the excess to the nodes of the same
-  // 3^d box that have room below it, the rest in proportion to the room
-  // left anywhere: mass exact, non-negative, and a mean-preserving
-  // contraction, so no convex U(rho) rises.
-  const int dim = grid().dim;
+  // rule).
   const std::vector<int64_t> perSample{next.size(0), 1, 1, 1};
   const at::Tensor bound =
-      std::get<0>(state.density.flatten(1).max(1)).view(at::IntArrayRef(perSample).slice(0, dim + 1));
-  const at::Tensor excess = (next - bound).clamp_min(0);
-  if (!(excess.max().item<double>() > 0)) return next;
-  const at::Tensor clipped = at::minimum(next, bound);
+      std::get<0>(state.density.flatten(1).max(1)).view(at::IntArrayRef(perSample).slice(0, grid().dim + 1));
+  return clipAtBound(next, 0, 0, bound, [](const at::Tensor& perSampleValues) { return perSampleValues; });
+}
+
+at::Tensor clipAtBound(const at::Tensor& window, int64_t before, int64_t after, const at::Tensor& bound,
+                       const std::function<at::Tensor(const at::Tensor&)>& sumAll) {
+  // Clip at the bound and give the excess to the nodes of the same 3^d box
+  // that have room below it, the rest in proportion to the room left
+  // anywhere: mass exact, non-negative, and a mean-preserving contraction,
+  // so no convex U(rho) rises. A node's value depends on the window up to
+  // two nodes away, and on two sums over the whole grid.
+  const int dim = static_cast<int>(window.dim()) - 1;
+  const int64_t planes = window.size(1) - before - after;
+  const auto owned = [&](const at::Tensor& t) { return t.narrow(1, before, planes); };
+  const at::Tensor excess = (window - bound).clamp_min(0);
+  const at::Tensor anyExcess = sumAll(std::get<0>(owned(excess).flatten(1).max(1)));
+  if (!(anyExcess.max().item<double>() > 0)) return owned(window);
+  const at::Tensor clipped = at::minimum(window, bound);
   const at::Tensor room = bound - clipped;
   const at::Tensor roomNearby = boxSum(room, dim);
   const at::Tensor share = at::where(roomNearby > 0, excess / roomNearby, at::zeros_like(excess));
-  at::Tensor limited = at::minimum(clipped + room * boxSum(share, dim), bound);
+  at::Tensor limited = owned(at::minimum(clipped + room * boxSum(share, dim), bound));
   // What did not fit nearby (a node between several clipped ones, or none
   // with room): spread over all the room left.
-  const at::Tensor missing = (next - limited).flatten(1).sum(1);
+  const at::Tensor missing = sumAll((owned(window) - limited).flatten(1).sum(1));
   const at::Tensor roomLeft = bound - limited;
-  const at::Tensor totalRoom = roomLeft.flatten(1).sum(1);
+  const at::Tensor totalRoom = sumAll(roomLeft.flatten(1).sum(1));
   const at::Tensor scale = at::where(totalRoom > 0, missing / totalRoom, at::zeros_like(totalRoom));
-  limited = limited + roomLeft * scale.view(at::IntArrayRef(perSample).slice(0, dim + 1));
+  std::vector<int64_t> perSample(dim + 1, 1);
+  perSample[0] = window.size(0);
+  limited = limited + roomLeft * scale.view(perSample);
   // Rounding (1e-17) must not leave a negative value for validateDensity.
   return limited.clamp_min(0);
 }

@@ -8,6 +8,7 @@
 
 #include <ATen/ATen.h>
 
+#include <functional>
 #include <memory>
 
 #include "numerics/Energy.h"
@@ -60,6 +61,15 @@ class JkoObjective {
   PushForward pushForward_;
   double tau_;
 };
+
+/// The maximum-principle clip of JkoObjective::nextDensity at `bound` (per
+/// sample, broadcastable), on planes of a grid: `window` (B, planes, ...)
+/// holds the planes of the first axis that are wanted plus `before` and
+/// `after` more around them (two suffice; 0 where the window reaches a wall),
+/// and the wanted planes come back. `sumAll` sums per-sample values (B,)
+/// over the whole grid: the identity when the window is the whole grid.
+at::Tensor clipAtBound(const at::Tensor& window, int64_t before, int64_t after, const at::Tensor& bound,
+                       const std::function<at::Tensor(const at::Tensor&)>& sumAll);
 
 /// Throws InvalidDensity unless rho (B, n...) has the grid's shape, finite
 /// non-negative values and positive mass per sample.

@@ -229,15 +229,17 @@ at::Tensor PushForward::limit(const at::Tensor& raw, const at::Tensor& targetMas
   return limitByTensorOperations(raw, targetMass);
 }
 
+at::Tensor PushForward::spreadNegativeMass(const at::Tensor& raw) const {
+  if (!(raw.min().item<double>() < 0)) return raw;
+  const at::Tensor positive = raw.clamp_min(0), negative = (-raw).clamp_min(0);
+  const at::Tensor neighbourhood = box3Sum(positive, grid_.dim);
+  const at::Tensor share =
+      at::where(negative > 0, negative / neighbourhood.clamp_min(1e-300), at::zeros_like(negative));
+  return (positive - positive * box3Sum(share, grid_.dim)).clamp_min(0);
+}
+
 at::Tensor PushForward::limitByTensorOperations(const at::Tensor& raw, const at::Tensor& targetMass) const {
-  at::Tensor r = raw;
-  if (r.min().item<double>() < 0) {
-    const at::Tensor positive = r.clamp_min(0), negative = (-r).clamp_min(0);
-    const at::Tensor neighbourhood = box3Sum(positive, grid_.dim);
-    const at::Tensor share =
-        at::where(negative > 0, negative / neighbourhood.clamp_min(1e-300), at::zeros_like(negative));
-    r = (positive - positive * box3Sum(share, grid_.dim)).clamp_min(0);
-  }
+  const at::Tensor r = spreadNegativeMass(raw);
   std::vector<int64_t> view(r.dim(), 1);
   view[0] = r.size(0);
   const at::Tensor current = mass(r);

@@ -43,6 +43,10 @@ class PushForward {
   /// `raw` holds NaN or infinite values (a non-finite displacement or
   /// density upstream), so that no step ever returns them.
   at::Tensor limit(const at::Tensor& raw, const at::Tensor& mass) const;
+  /// The limiter's local part: negative values moved onto the positive
+  /// nodes of their 3^d box, then clamped at zero (no rescaling). A node's
+  /// value depends on the raw values up to two nodes away.
+  at::Tensor spreadNegativeMass(const at::Tensor& raw) const;
   /// The same with tensor operations only (any device, differentiable);
   /// limit() uses a fused kernel on CPU float64 without gradients.
   at::Tensor limitByTensorOperations(const at::Tensor& raw, const at::Tensor& mass) const;

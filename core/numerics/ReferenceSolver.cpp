@@ -9,65 +9,27 @@
 #include "numerics/Errors.h"
 
 namespace jko {
-namespace {
-
-struct Evaluation {
-  double value = 0;
-  at::Tensor gradient;  ///< flat float64
-};
-
-double innerProduct(const at::Tensor& a, const at::Tensor& b) { return at::dot(a, b).item<double>(); }
-
-}  // namespace
-
 ReferenceSolver::ReferenceSolver(std::shared_ptr<const JkoObjective> objective, ReferenceSolverOptions options)
     : objective_(std::move(objective)), options_(options) {
-  if (options_.maxIterations < 1)
-    throw InvalidParameter("max iterations", formatValue(options_.maxIterations), "must be >= 1");
-  if (options_.history < 1) throw InvalidParameter("L-BFGS history", formatValue(options_.history), "must be >= 1");
-  if (!(options_.objectiveTolerance >= 0) || !(options_.gradientTolerance >= 0))
-    throw InvalidParameter("solver tolerance", formatValue(options_.objectiveTolerance), "must be >= 0");
+  validateOptions(options_);
 }
 
-ReferenceStep ReferenceSolver::step(const at::Tensor& rho, const at::Tensor& initialDisplacement,
-                                    const ProgressCallback& progress) const {
-  // The solver differentiates J, whatever the caller's grad mode.
-  at::AutoGradMode gradMode(true);
-  const JkoObjective& J = *objective_;
-  const Grid& grid = J.grid();
-  const JkoState state = J.prepare(rho);
-  std::vector<int64_t> uShape{1, grid.dim};
-  for (int a = 0; a < grid.dim; ++a) uShape.push_back(grid.n[a]);
+void ReferenceSolver::validateOptions(const ReferenceSolverOptions& options) {
+  if (options.maxIterations < 1)
+    throw InvalidParameter("max iterations", formatValue(options.maxIterations), "must be >= 1");
+  if (options.history < 1) throw InvalidParameter("L-BFGS history", formatValue(options.history), "must be >= 1");
+  if (!(options.objectiveTolerance >= 0) || !(options.gradientTolerance >= 0))
+    throw InvalidParameter("solver tolerance", formatValue(options.objectiveTolerance), "must be >= 0");
+}
 
-  auto evaluate = [&](const at::Tensor& x) {
-    at::Tensor u = x.detach().view(uShape).requires_grad_(true);
-    const JkoTerms terms = J.evaluate(state, u);
-    const at::Tensor total = terms.objective.sum();
-    Evaluation e;
-    e.value = total.item<double>();
-    e.gradient = torch::autograd::grad({total}, {u})[0].reshape({-1});
-    return e;
-  };
-
-  // H0 = diag(tau / (w_i |h|)): the inverse Hessian of the transport term.
-  const at::Tensor w = state.weights.reshape({1, 1, -1}).expand({1, grid.dim, grid.numNodes()}).reshape({-1});
-  const double wFloor = 1e-12 * w.max().item<double>();
-  const at::Tensor H0 = J.tau() / (grid.cellVolume() * w.clamp_min(wFloor));
-
-  at::Tensor x = initialDisplacement.defined() ? initialDisplacement.to(at::kDouble).reshape({-1}).clone()
-                                               : at::zeros({grid.dim * grid.numNodes()}, at::kDouble);
-  ReferenceStep result;
-  {
-    at::NoGradGuard noGrad;
-    result.initialObjective = J.evaluate(state, at::zeros(uShape, at::kDouble)).objective.item<double>();
-  }
-  // With J(0) = inf no decrease can be measured and every line search fails:
-  // say why instead of returning an unmoved density.
-  if (!std::isfinite(result.initialObjective))
-    throw InvalidDensity("the energy of the density is " + formatValue(result.initialObjective) +
-                         ": its values are too large for this energy (overflow); rescale the density or the "
-                         "energy's parameters");
-  Evaluation current = evaluate(x);
+LbfgsOutcome minimiseWithMetricLbfgs(const LbfgsProblem& problem, at::Tensor x, const ReferenceSolverOptions& options,
+                                     const ProgressCallback& progress) {
+  const auto& evaluate = problem.evaluate;
+  const auto& innerProduct = problem.dot;
+  const at::Tensor& H0 = problem.inverseMetric;
+  LbfgsOutcome result;
+  result.initialObjective = problem.initialObjective;
+  LbfgsEvaluation current = evaluate(x);
   result.evaluations = 1;
   if (current.value > result.initialObjective) {  // a warm start worse than staying put
     x.zero_();
@@ -82,28 +44,28 @@ ReferenceStep ReferenceSolver::step(const at::Tensor& rho, const at::Tensor& ini
   int iteration = 0;
   auto measures = [&](double& objectiveChange, double& gradientMeasure) {
     const double decrease = std::max(result.initialObjective - current.value, 1e-300);
-    const size_t back = std::min<size_t>(history.size() - 1, options_.window);
-    objectiveChange = history.size() > static_cast<size_t>(options_.window)
+    const size_t back = std::min<size_t>(history.size() - 1, options.window);
+    objectiveChange = history.size() > static_cast<size_t>(options.window)
                           ? (history[history.size() - 1 - back] - current.value) / decrease
                           : std::numeric_limits<double>::infinity();
     gradientMeasure = innerProduct(current.gradient, H0 * current.gradient) / decrease;
   };
 
-  for (; iteration < options_.maxIterations; ++iteration) {
+  for (; iteration < options.maxIterations; ++iteration) {
     double objectiveChange, gradientMeasure;
     measures(objectiveChange, gradientMeasure);
-    if (objectiveChange <= options_.objectiveTolerance && gradientMeasure <= options_.gradientTolerance) {
+    if (objectiveChange <= options.objectiveTolerance && gradientMeasure <= options.gradientTolerance) {
       result.converged = true;
       break;
     }
-    if (options_.accept && options_.accept(x.view(uShape), current.gradient.view(uShape))) {
+    if (problem.accept && problem.accept(x, current.gradient)) {
       result.accepted = true;
       break;
     }
-    if (progress && options_.progressInterval > 0 && iteration % options_.progressInterval == 0) {
+    if (progress && options.progressInterval > 0 && iteration % options.progressInterval == 0) {
       ProgressEvent event;
       event.stage = "reference iterations";
-      event.fraction = static_cast<double>(iteration) / options_.maxIterations;
+      event.fraction = static_cast<double>(iteration) / options.maxIterations;
       event.loss = current.value;
       event.message = "L-BFGS iteration " + std::to_string(iteration);
       reportProgress(progress, event);
@@ -131,7 +93,7 @@ ReferenceStep ReferenceSolver::step(const at::Tensor& rho, const at::Tensor& ini
 
     // Backtracking Armijo line search; quasi-Newton steps are usually accepted at 1.
     double step = 1;
-    Evaluation trial;
+    LbfgsEvaluation trial;
     bool accepted = false;
     for (int attempt = 0; attempt < 40; ++attempt) {
       trial = evaluate(x + step * direction);
@@ -153,23 +115,71 @@ ReferenceStep ReferenceSolver::step(const at::Tensor& rho, const at::Tensor& ini
     x.add_(s);
     current = std::move(trial);
     history.push_back(current.value);
-    if (history.size() > static_cast<size_t>(options_.window) + 1) history.pop_front();
+    if (history.size() > static_cast<size_t>(options.window) + 1) history.pop_front();
     if (sy > 1e-16 * std::sqrt(innerProduct(s, s) * innerProduct(y, y))) {
       S.push_back(s);
       Y.push_back(y);
       inverseCurvature.push_back(1.0 / sy);
-      if (static_cast<int>(S.size()) > options_.history) S.pop_front(), Y.pop_front(), inverseCurvature.pop_front();
+      if (static_cast<int>(S.size()) > options.history) S.pop_front(), Y.pop_front(), inverseCurvature.pop_front();
       gamma = sy / innerProduct(y, H0 * y);
     }
   }
   measures(result.objectiveChange, result.gradientMeasure);
   if (!result.converged)
     result.converged =
-        result.objectiveChange <= options_.objectiveTolerance && result.gradientMeasure <= options_.gradientTolerance;
+        result.objectiveChange <= options.objectiveTolerance && result.gradientMeasure <= options.gradientTolerance;
   result.iterations = iteration;
 
+  result.x = x;
+  result.value = current.value;
+  return result;
+}
+
+ReferenceStep ReferenceSolver::step(const at::Tensor& rho, const at::Tensor& initialDisplacement,
+                                    const ProgressCallback& progress) const {
+  // The solver differentiates J, whatever the caller's grad mode.
+  at::AutoGradMode gradMode(true);
+  const JkoObjective& J = *objective_;
+  const Grid& grid = J.grid();
+  const JkoState state = J.prepare(rho);
+  std::vector<int64_t> uShape{1, grid.dim};
+  for (int a = 0; a < grid.dim; ++a) uShape.push_back(grid.n[a]);
+
+  LbfgsProblem problem;
+  problem.evaluate = [&](const at::Tensor& x) {
+    at::Tensor u = x.detach().view(uShape).requires_grad_(true);
+    const JkoTerms terms = J.evaluate(state, u);
+    const at::Tensor total = terms.objective.sum();
+    LbfgsEvaluation e;
+    e.value = total.item<double>();
+    e.gradient = torch::autograd::grad({total}, {u})[0].reshape({-1});
+    return e;
+  };
+  problem.dot = [](const at::Tensor& a, const at::Tensor& b) { return at::dot(a, b).item<double>(); };
+  // H0 = diag(tau / (w_i |h|)): the inverse Hessian of the transport term.
+  const at::Tensor w = state.weights.reshape({1, 1, -1}).expand({1, grid.dim, grid.numNodes()}).reshape({-1});
+  problem.inverseMetric = J.tau() / (grid.cellVolume() * w.clamp_min(1e-12 * w.max().item<double>()));
+  if (options_.accept)
+    problem.accept = [&](const at::Tensor& x, const at::Tensor& g) {
+      return options_.accept(x.view(uShape), g.view(uShape));
+    };
+  {
+    at::NoGradGuard noGrad;
+    problem.initialObjective = J.evaluate(state, at::zeros(uShape, at::kDouble)).objective.item<double>();
+  }
+  // With J(0) = inf no decrease can be measured and every line search fails:
+  // say why instead of returning an unmoved density.
+  if (!std::isfinite(problem.initialObjective))
+    throw InvalidDensity("the energy of the density is " + formatValue(problem.initialObjective) +
+                         ": its values are too large for this energy (overflow); rescale the density or the "
+                         "energy's parameters");
+  const at::Tensor x0 = initialDisplacement.defined() ? initialDisplacement.to(at::kDouble).reshape({-1}).clone()
+                                                      : at::zeros({grid.dim * grid.numNodes()}, at::kDouble);
+  const LbfgsOutcome outcome = minimiseWithMetricLbfgs(problem, x0, options_, progress);
+
+  ReferenceStep result = outcome.step();
   at::NoGradGuard noGrad;
-  const at::Tensor u = x.view(uShape);
+  const at::Tensor u = outcome.x.view(uShape);
   const JkoTerms terms = J.evaluate(state, u);
   result.objective = terms.objective.item<double>();
   result.energy = terms.energy.item<double>();
@@ -179,8 +189,9 @@ ReferenceStep ReferenceSolver::step(const at::Tensor& rho, const at::Tensor& ini
   return result;
 }
 
-std::vector<ReferenceStep> ReferenceSolver::rollout(const at::Tensor& rho0, int steps,
-                                                    const ProgressCallback& progress) const {
+std::vector<ReferenceStep> warmStartedRollout(
+    const std::function<ReferenceStep(const at::Tensor&, const at::Tensor&)>& step, const at::Tensor& rho0, int steps,
+    const ProgressCallback& progress) {
   if (steps < 0) throw InvalidParameter("steps", formatValue(steps), "must be >= 0");
   std::vector<ReferenceStep> trajectory;
   at::Tensor rho = rho0, warmStart;
@@ -197,6 +208,12 @@ std::vector<ReferenceStep> ReferenceSolver::rollout(const at::Tensor& rho0, int 
     reportProgress(progress, event);
   }
   return trajectory;
+}
+
+std::vector<ReferenceStep> ReferenceSolver::rollout(const at::Tensor& rho0, int steps,
+                                                    const ProgressCallback& progress) const {
+  return warmStartedRollout([&](const at::Tensor& rho, const at::Tensor& warm) { return step(rho, warm); }, rho0, steps,
+                            progress);
 }
 
 }  // namespace jko

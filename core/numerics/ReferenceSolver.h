@@ -49,12 +49,62 @@ struct ReferenceStep {
   bool accepted = false;  ///< stopped because ReferenceSolverOptions::accept said so
 };
 
+/// J and dJ/dx at a flat iterate x (this process's part of it).
+struct LbfgsEvaluation {
+  double value = 0;
+  at::Tensor gradient;  ///< flat float64, like x
+};
+
+/// What the metric-preconditioned L-BFGS of the reference solver minimises:
+/// the objective, the inner product of two flat vectors (over all processes
+/// when x is split among them), and the diagonal initial inverse Hessian H0.
+struct LbfgsProblem {
+  std::function<LbfgsEvaluation(const at::Tensor& x)> evaluate;
+  std::function<double(const at::Tensor&, const at::Tensor&)> dot;
+  at::Tensor inverseMetric;     ///< H0, flat like x
+  double initialObjective = 0;  ///< J(0): the stopping rule measures decrease from it
+  std::function<bool(const at::Tensor& x, const at::Tensor& gradient)> accept;  ///< flat; may be empty
+};
+
+struct LbfgsOutcome {
+  at::Tensor x;  ///< the last iterate, flat
+  double value = 0, initialObjective = 0, gradientMeasure = 0, objectiveChange = 0;
+  int iterations = 0, evaluations = 0;
+  bool converged = false, accepted = false;
+  /// The solver's record of a step (all but the density and the terms).
+  ReferenceStep step() const {
+    ReferenceStep s;
+    s.initialObjective = initialObjective;
+    s.gradientMeasure = gradientMeasure;
+    s.objectiveChange = objectiveChange;
+    s.iterations = iterations;
+    s.evaluations = evaluations;
+    s.converged = converged;
+    s.accepted = accepted;
+    return s;
+  }
+};
+
+/// The reference solver's L-BFGS from x (a warm start worse than x = 0 is
+/// replaced by 0), with the stopping rule of `options` (its `accept` is not
+/// used: the problem's is).
+LbfgsOutcome minimiseWithMetricLbfgs(const LbfgsProblem& problem, at::Tensor x, const ReferenceSolverOptions& options,
+                                     const ProgressCallback& progress = {});
+
+/// K steps from rho0 by `step(rho, warmStart)`, each warm-started from the
+/// previous step's displacement, with a progress event per step.
+std::vector<ReferenceStep> warmStartedRollout(
+    const std::function<ReferenceStep(const at::Tensor& rho, const at::Tensor& warmStart)>& step,
+    const at::Tensor& rho0, int steps, const ProgressCallback& progress);
+
 class ReferenceSolver {
  public:
   explicit ReferenceSolver(std::shared_ptr<const JkoObjective> objective, ReferenceSolverOptions options = {});
 
   const JkoObjective& objective() const { return *objective_; }
   const ReferenceSolverOptions& options() const { return options_; }
+  /// Throws InvalidParameter for options no solver can run with.
+  static void validateOptions(const ReferenceSolverOptions& options);
 
   /// One JKO step from rho (shape of the grid), starting L-BFGS from
   /// `initialDisplacement` (dim, n...) when given, else from u = 0.

@@ -1,0 +1,31 @@
+// `mpirun -np N jko rollout --solver reference ...`: the reference solver's
+// steps split over the ranks by slabs of planes (core/parallel).
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <memory>
+#include <string>
+
+#include "numerics/Energy.h"
+#include "numerics/Grid.h"
+#include "parallel/Communicator.h"
+
+namespace jko::cli {
+
+struct SplitRolloutRequest {
+  Grid grid;
+  at::Tensor initial;  ///< the whole initial density (every rank reads it)
+  EnergySpec energy;
+  double tau = 0.005;
+  int steps = 20, maxIterations = 2000, writeEvery = 1;
+  std::string out = "frames", prefix = "frame";
+  bool json = false;
+};
+
+/// Runs the rollout on every rank (collective); rank 0 writes the frames
+/// (gathered from the slabs) and the report: per step its time and L-BFGS
+/// iterations, energy, mass drift, and each rank's planes and peak memory.
+void runSplitReferenceRollout(SplitRolloutRequest request, std::shared_ptr<const Communicator> communicator);
+
+}  // namespace jko::cli

@@ -1,0 +1,233 @@
+#include "parallel/DistributedReferenceSolver.h"
+
+#include <ATen/core/grad_mode.h>
+#include <torch/csrc/autograd/autograd.h>
+
+#include <cmath>
+#include <sstream>
+
+#include "numerics/Errors.h"
+#include "numerics/JkoObjective.h"
+
+namespace jko {
+namespace {
+
+// Planes of halo for the pre-filter: S^-1 of tridiag(1/8, 3/4, 1/8) decays
+// like |3 - 2 sqrt 2|^k = 0.1716^k, 4e-19 at k = 24.
+constexpr int64_t kFilterHalo = 24;
+// Planes of halo for the limiter and the clip: each is two 3^d box sums.
+constexpr int64_t kBoxHalo = 2;
+
+// Pads dimension `axis` of t with zeros: `before` planes ahead, `after` behind.
+at::Tensor padPlanes(const at::Tensor& t, int axis, int64_t before, int64_t after) {
+  if (before == 0 && after == 0) return t;
+  std::vector<int64_t> pad(2 * (t.dim() - axis), 0);
+  pad[pad.size() - 2] = before;
+  pad[pad.size() - 1] = after;
+  return at::constant_pad_nd(t, pad, 0.0);
+}
+
+// The energy of the owned planes: the whole grid's energy restricted to them
+// (the potential's centre fixed to the whole box's, given values sliced).
+EnergySpec ownedSpec(EnergySpec spec, const SlabDecomposition& slabs) {
+  if (spec.kernel != KernelKind::None)
+    throw InvalidParameter("interaction kernel", toString(spec.kernel),
+                           "a step split over ranks supports internal energies and potentials; its convolution "
+                           "needs the whole density: run an interaction energy on one rank");
+  const Grid& grid = slabs.grid();
+  if (spec.potential == PotentialKind::Values) {
+    spec.potentialValues = slabs.own(spec.potentialValues.to(at::kDouble).unsqueeze(0))[0];
+  } else {
+    for (int a = 0; a < grid.dim; ++a)
+      if (std::isnan(spec.potentialCentre[a])) spec.potentialCentre[a] = 0.5 * (grid.boxLower(a) + grid.boxUpper(a));
+  }
+  return spec;
+}
+
+}  // namespace
+
+DistributedJkoObjective::DistributedJkoObjective(const EnergySpec& spec, double tau, SlabDecomposition slabs)
+    : slabs_(std::move(slabs)), spec_(spec), tau_(tau) {
+  if (!(tau > 0) || !std::isfinite(tau))
+    throw InvalidParameter("tau", formatValue(tau), "the time step must be a positive finite number");
+  spec_.validate(slabs_.grid().dim);
+  ownedEnergy_ = std::make_unique<Energy>(ownedSpec(spec_, slabs_), slabs_.slab(slabs_.owned()));
+}
+
+bool DistributedJkoObjective::keepsMaximum() const {
+  return spec_.potential == PotentialKind::None && spec_.kernel == KernelKind::None;
+}
+
+const PushForward& DistributedJkoObjective::pushForwardOn(SlabDecomposition::Range window) const {
+  std::lock_guard<std::mutex> lock(cacheMutex_);
+  auto& slot = pushForwards_[{window.lo, window.hi}];
+  if (!slot) slot = std::make_unique<PushForward>(slabs_.slab(window));
+  return *slot;
+}
+
+DistributedJkoObjective::State DistributedJkoObjective::prepare(const at::Tensor& ownedIn) const {
+  const Grid& grid = slabs_.grid();
+  const Grid owned = slabs_.slab(slabs_.owned());
+  const at::Tensor rho = (ownedIn.dim() == grid.dim ? ownedIn.unsqueeze(0) : ownedIn).to(at::kDouble).contiguous();
+  bool shapeOk = rho.dim() == grid.dim + 1 && rho.size(0) == 1;
+  for (int a = 0; shapeOk && a < grid.dim; ++a) shapeOk = rho.size(a + 1) == owned.n[a];
+  // Every rank must reach the same verdict, or the others wait forever in
+  // the next collective call: the checks are reduced first.
+  double flags[3] = {shapeOk ? 0.0 : 1.0, 0, 0};  // bad shape, not finite, negative
+  double mass = 0;
+  if (shapeOk) {
+    const double total = rho.sum().item<double>();
+    flags[1] = std::isfinite(total) ? 0.0 : 1.0;
+    flags[2] = std::max(0.0, -rho.min().item<double>());
+    mass = total * grid.cellVolume();
+  }
+  slabs_.communicator().max(flags, 3);
+  mass = slabs_.communicator().sum(mass);
+  if (flags[0] > 0) {
+    std::ostringstream sizes;
+    sizes << ownedIn.sizes();
+    throw InvalidDensity("a rank's slab of shape " + sizes.str() + " does not fit its planes of the " +
+                         grid.describe() + " (" + owned.describe() + " on rank " + formatValue(slabs_.rank()) + ")");
+  }
+  if (flags[1] > 0)
+    throw InvalidDensity("the density has NaN or infinite values; every value must be a finite number >= 0");
+  if (flags[2] > 0)
+    throw InvalidDensity("the density has negative values (minimum " + formatValue(-flags[2]) +
+                         "); a density must be >= 0 everywhere");
+  if (!(mass > 0)) throw InvalidDensity("the density has zero mass; give a density with some positive values");
+
+  State state;
+  state.density = rho;
+  const SlabDecomposition::Range window = slabs_.window(kFilterHalo);
+  const SlabDecomposition::Range own = slabs_.owned();
+  state.masses = pushForwardOn(window)
+                     .prefilter(slabs_.withHalo(rho, kFilterHalo))
+                     .narrow(1, own.lo - window.lo, own.planes())
+                     .contiguous();
+  state.weights = at::maximum(state.density, state.masses.abs());
+  state.mass = at::full({1}, mass, at::kDouble);
+  std::vector<int64_t> perSample(grid.dim + 1, 1);
+  state.maximum = slabs_.max(std::get<0>(rho.flatten(1).max(1))).view(perSample);
+  return state;
+}
+
+DistributedJkoObjective::Terms DistributedJkoObjective::evaluate(const State& state, const at::Tensor& displacement,
+                                                                 bool withGradient) const {
+  at::AutoGradMode gradMode(withGradient);
+  const Grid& grid = slabs_.grid();
+  const SlabDecomposition::Range own = slabs_.owned();
+  at::Tensor u = displacement.detach().to(at::kDouble).contiguous();
+  if (withGradient) u.requires_grad_(true);
+  // Halo: the planes a particle of this slab can reach along the split axis
+  // (the deposit's nearest node moves by at most |u| / h + 1/2, its stencil
+  // one more), the same on every rank.
+  const double reach = slabs_.communicator().max(u.detach().select(1, 0).abs().max().item<double>() / grid.spacing[0]);
+  if (!std::isfinite(reach)) throw InvalidDensity("the displacement is not finite; the step cannot be evaluated");
+  const int64_t halo = std::min<int64_t>(grid.n[0], static_cast<int64_t>(std::ceil(reach)) + 2);
+  const SlabDecomposition::Range window = slabs_.window(halo);
+  const int64_t before = own.lo - window.lo, after = window.hi - own.hi;
+  const at::Tensor depositedWindow =
+      pushForwardOn(window).deposit(padPlanes(state.masses, 1, before, after), padPlanes(u, 2, before, after));
+
+  Terms terms;
+  at::Tensor deposited = slabs_.sumOntoOwners(depositedWindow.detach(), halo);
+  if (withGradient) deposited.requires_grad_(true);
+  const at::Tensor energy = ownedEnergy_->operator()(deposited).sum();
+  const at::Tensor transport = (0.5 / tau_) * grid.cellVolume() * (state.weights.unsqueeze(1) * u * u).sum();
+  double values[2] = {energy.item<double>(), transport.item<double>()};
+  slabs_.communicator().sum(values, 2);
+  terms.energy = values[0];
+  terms.transport = values[1];
+  terms.objective = values[0] + values[1];
+  if (withGradient) {
+    // dE/drho' on the owned planes, sent to every window that deposited
+    // there (the adjoint of the sum onto owners), then through the deposit.
+    const at::Tensor energyGradient = torch::autograd::grad({energy}, {deposited})[0];
+    const at::Tensor adjoint = slabs_.withHalo(energyGradient, halo);
+    const at::Tensor local = (depositedWindow * adjoint).sum() + transport;
+    terms.gradient = torch::autograd::grad({local}, {u})[0];
+  }
+  terms.deposited = deposited.detach();
+  return terms;
+}
+
+at::Tensor DistributedJkoObjective::nextDensity(const State& state, const at::Tensor& deposited) const {
+  const Grid& grid = slabs_.grid();
+  if (!std::isfinite(slabs_.communicator().sum(deposited.sum().item<double>())))
+    throw InvalidDensity("the step produced NaN or infinite values; the density was left as it was");
+  const SlabDecomposition::Range own = slabs_.owned(), window = slabs_.window(kBoxHalo);
+  const int64_t before = own.lo - window.lo, after = window.hi - own.hi;
+  // The limiter: negative mass onto the positive nodes of its 3^d box, then
+  // the whole density rescaled to the exact mass.
+  const at::Tensor spread =
+      pushForwardOn(window).spreadNegativeMass(slabs_.withHalo(deposited, kBoxHalo)).narrow(1, before, own.planes());
+  const double current = slabs_.communicator().sum(spread.sum().item<double>()) * grid.cellVolume();
+  at::Tensor next = spread * (state.mass.item<double>() / std::max(current, 1e-300));
+  if (!keepsMaximum()) return next.contiguous();
+  return clipAtBound(slabs_.withHalo(next, kBoxHalo), before, after, state.maximum,
+                     [&](const at::Tensor& perSample) { return slabs_.sum(perSample); })
+      .contiguous();
+}
+
+DistributedReferenceSolver::DistributedReferenceSolver(std::shared_ptr<const DistributedJkoObjective> objective,
+                                                       ReferenceSolverOptions options)
+    : objective_(std::move(objective)), options_(std::move(options)) {
+  // The same checks as the serial solver (it throws on bad options).
+  ReferenceSolver::validateOptions(options_);
+}
+
+ReferenceStep DistributedReferenceSolver::step(const at::Tensor& ownedDensity, const at::Tensor& initialDisplacement,
+                                               const ProgressCallback& progress) const {
+  const DistributedJkoObjective& J = *objective_;
+  const SlabDecomposition& slabs = J.slabs();
+  const Grid& grid = slabs.grid();
+  const DistributedJkoObjective::State state = J.prepare(ownedDensity);
+  std::vector<int64_t> uShape{1, grid.dim};
+  for (int64_t n : state.density.sizes().slice(1)) uShape.push_back(n);
+  int64_t ownedNodes = state.density.numel();
+
+  LbfgsProblem problem;
+  problem.evaluate = [&](const at::Tensor& x) {
+    const DistributedJkoObjective::Terms terms = J.evaluate(state, x.view(uShape), true);
+    LbfgsEvaluation e;
+    e.value = terms.objective;
+    e.gradient = terms.gradient.reshape({-1});
+    return e;
+  };
+  problem.dot = [&](const at::Tensor& a, const at::Tensor& b) {
+    return slabs.communicator().sum(at::dot(a, b).item<double>());
+  };
+  const at::Tensor w = state.weights.reshape({1, 1, -1}).expand({1, grid.dim, ownedNodes}).reshape({-1});
+  const double wMax = slabs.communicator().max(w.max().item<double>());
+  problem.inverseMetric = J.tau() / (grid.cellVolume() * w.clamp_min(1e-12 * wMax));
+  if (options_.accept)
+    problem.accept = [&](const at::Tensor& x, const at::Tensor& g) {
+      return options_.accept(x.view(uShape), g.view(uShape));
+    };
+  problem.initialObjective = J.evaluate(state, at::zeros(uShape, at::kDouble), false).objective;
+  if (!std::isfinite(problem.initialObjective))
+    throw InvalidDensity("the energy of the density is " + formatValue(problem.initialObjective) +
+                         ": its values are too large for this energy (overflow); rescale the density or the "
+                         "energy's parameters");
+  const at::Tensor x0 = initialDisplacement.defined() ? initialDisplacement.to(at::kDouble).reshape({-1}).clone()
+                                                      : at::zeros({grid.dim * ownedNodes}, at::kDouble);
+  const LbfgsOutcome outcome = minimiseWithMetricLbfgs(problem, x0, options_, progress);
+
+  ReferenceStep result = outcome.step();
+  const at::Tensor u = outcome.x.view(uShape);
+  const DistributedJkoObjective::Terms terms = J.evaluate(state, u, false);
+  result.objective = terms.objective;
+  result.energy = terms.energy;
+  result.transport = terms.transport;
+  result.next = J.nextDensity(state, terms.deposited)[0];
+  result.displacement = u[0].clone();
+  return result;
+}
+
+std::vector<ReferenceStep> DistributedReferenceSolver::rollout(const at::Tensor& ownedDensity, int steps,
+                                                               const ProgressCallback& progress) const {
+  return warmStartedRollout([&](const at::Tensor& rho, const at::Tensor& warm) { return step(rho, warm); },
+                            ownedDensity, steps, progress);
+}
+
+}  // namespace jko

@@ -1,0 +1,97 @@
+// The reference JKO step (numerics/ReferenceSolver) split over ranks: each
+// rank holds a slab of planes of the density and of the displacement, and
+// computes the objective and its gradient on them (docs/design.md, "Steps
+// split over ranks"):
+//   * pre-filter m = S^-1 rho: the slab with 24 planes of halo, solved
+//     locally; S^-1 decays like 0.172^k (the root of r^2 + 6 r + 1), so the
+//     artificial ends of the window change the owned planes by below 1e-18
+//     relative;
+//   * deposit: the slab's particles on its planes plus a halo covering the
+//     largest displacement along the split axis, the halo summed onto the
+//     planes' owners; its adjoint sends dE/drho' back the same way;
+//   * energies and transport cost on the owned planes, summed over ranks;
+//   * the output limiter and the maximum-principle clip with two planes of
+//     halo and the sums over ranks they need;
+//   * the same metric-preconditioned L-BFGS, its inner products over ranks.
+// The internal energies and potentials are local; interaction energies are
+// not supported here (their convolution needs the whole density).
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "numerics/Energy.h"
+#include "numerics/PushForward.h"
+#include "numerics/ReferenceSolver.h"
+#include "parallel/SlabDecomposition.h"
+
+namespace jko {
+
+class DistributedJkoObjective {
+ public:
+  /// Throws InvalidParameter for an energy with an interaction kernel.
+  DistributedJkoObjective(const EnergySpec& spec, double tau, SlabDecomposition slabs);
+
+  const SlabDecomposition& slabs() const { return slabs_; }
+  double tau() const { return tau_; }
+  /// The energy on the owned planes (a grid of their own).
+  const Energy& ownedEnergy() const { return *ownedEnergy_; }
+  bool keepsMaximum() const;
+
+  /// What J needs of the owned planes of rho_k (1, planes, ...).
+  struct State {
+    at::Tensor density, masses, weights;  ///< owned planes, (1, planes, ...)
+    at::Tensor mass;                      ///< (1,), the whole density's
+    at::Tensor maximum;                   ///< the whole density's largest value, broadcastable
+  };
+  /// Validates the owned planes (shape, finite, non-negative; positive mass
+  /// over all ranks) and pre-filters them. Collective.
+  State prepare(const at::Tensor& ownedDensity) const;
+
+  struct Terms {
+    double objective = 0, energy = 0, transport = 0;  ///< over all ranks
+    at::Tensor deposited;                             ///< rho' on the owned planes, before the limiter
+    at::Tensor gradient;                              ///< dJ/du on the owned planes, when asked for
+  };
+  /// J(u) for u (1, dim, planes, ...) on the owned planes. Collective.
+  Terms evaluate(const State& state, const at::Tensor& displacement, bool withGradient) const;
+  /// The limiter (and the clip of the maximum principle) on the owned planes. Collective.
+  at::Tensor nextDensity(const State& state, const at::Tensor& deposited) const;
+
+ private:
+  const PushForward& pushForwardOn(SlabDecomposition::Range window) const;
+
+  SlabDecomposition slabs_;
+  EnergySpec spec_;
+  double tau_;
+  std::unique_ptr<Energy> ownedEnergy_;
+  mutable std::mutex cacheMutex_;
+  mutable std::map<std::pair<int64_t, int64_t>, std::unique_ptr<PushForward>> pushForwards_;
+};
+
+class DistributedReferenceSolver {
+ public:
+  DistributedReferenceSolver(std::shared_ptr<const DistributedJkoObjective> objective,
+                             ReferenceSolverOptions options = {});
+  const DistributedJkoObjective& objective() const { return *objective_; }
+
+  /// One step from the owned planes of rho (planes, ...), from the owned
+  /// planes of `initialDisplacement` (dim, planes, ...) when given. The
+  /// step's `next` and `displacement` are the owned planes; its figures are
+  /// the whole grid's. Collective: every rank calls it.
+  ReferenceStep step(const at::Tensor& ownedDensity, const at::Tensor& initialDisplacement = {},
+                     const ProgressCallback& progress = {}) const;
+  /// K steps, each warm-started from the previous displacement. Collective.
+  std::vector<ReferenceStep> rollout(const at::Tensor& ownedDensity, int steps,
+                                     const ProgressCallback& progress = {}) const;
+
+ private:
+  std::shared_ptr<const DistributedJkoObjective> objective_;
+  ReferenceSolverOptions options_;
+};
+
+}  // namespace jko

@@ -1,0 +1,196 @@
+// The reference step split over ranks (core/parallel) against the serial
+// solver. Run under mpirun with 1, 2 and 3 ranks (testing/CMakeLists.txt);
+// every rank runs every test, and the checks compare the gathered fields.
+#include <gtest/gtest.h>
+#include <torch/csrc/autograd/autograd.h>
+
+#include <cmath>
+#include <memory>
+
+#include "numerics/Errors.h"
+#include "numerics/ReferenceSolver.h"
+#include "parallel/DistributedReferenceSolver.h"
+#include "parallel/MpiCommunicator.h"
+#include "runtime/Runtime.h"
+
+namespace jko {
+namespace {
+
+std::shared_ptr<const Communicator> world() {
+  static std::shared_ptr<const Communicator> communicator =
+      mpiInitialized() ? mpiWorldCommunicator() : std::make_shared<SerialCommunicator>();
+  return communicator;
+}
+
+// Two bumps of unequal height and width on a background, not symmetric in
+// any axis, so that every plane differs (and mass crosses every slab).
+at::Tensor twoBumps(const Grid& grid, double background) {
+  at::Tensor rho = at::full(grid.shape(), background, at::kDouble);
+  const double centres[2][3] = {{0.3, 0.35, 0.6}, {0.7, 0.6, 0.3}};
+  const double widths[2] = {0.08, 0.12}, heights[2] = {1.0, 0.6};
+  for (int b = 0; b < 2; ++b) {
+    at::Tensor r2 = at::zeros(grid.shape(), at::kDouble);
+    for (int a = 0; a < grid.dim; ++a) {
+      const at::Tensor d = grid.coordinate(a) - centres[b][a];
+      r2 = r2 + d * d;
+    }
+    rho = rho + heights[b] * at::exp(-r2 / (2 * widths[b] * widths[b]));
+  }
+  return rho;
+}
+
+double relativeL1(const at::Tensor& a, const at::Tensor& b) {
+  return ((a - b).abs().sum() / b.abs().sum()).item<double>();
+}
+
+TEST(SlabDecomposition, HalosAndSumsMoveWholePlanes) {
+  const Grid grid = Grid::unitBox(3, 13);
+  const SlabDecomposition slabs(grid, world());
+  const at::Tensor whole = at::arange(2 * 13 * 13 * 13, at::kDouble).view({2, 13, 13, 13});
+  const at::Tensor owned = slabs.own(whole);
+  EXPECT_TRUE(at::equal(slabs.gather(owned), whole));
+  for (int64_t halo : {1, 3, 13}) {
+    const SlabDecomposition::Range w = slabs.window(halo);
+    EXPECT_TRUE(at::equal(slabs.withHalo(owned, halo), whole.narrow(1, w.lo, w.planes())));
+    // Every rank's window of ones, summed onto the owners: how many windows
+    // hold each plane.
+    const at::Tensor ones = at::ones({2, w.planes(), 13, 13}, at::kDouble);
+    const at::Tensor counts = slabs.sumOntoOwners(ones, halo);
+    const SlabDecomposition::Range own = slabs.owned();
+    for (int64_t plane = own.lo; plane < own.hi; ++plane) {
+      int expected = 0;
+      for (int r = 0; r < slabs.ranks(); ++r) {
+        const SlabDecomposition::Range wr = slabs.window(halo, r);
+        expected += plane >= wr.lo && plane < wr.hi;
+      }
+      EXPECT_EQ(counts[1][plane - own.lo][5][7].item<double>(), expected) << "plane " << plane;
+    }
+  }
+  // A displacement: planes on dimension 2.
+  at::manual_seed(3);
+  const at::Tensor u = at::randn({1, 3, 13, 13, 13}, at::kDouble);
+  EXPECT_TRUE(at::equal(slabs.gather(slabs.own(u, 2), 2), u));
+}
+
+TEST(SlabDecomposition, RefusesSlabsThinnerThanTwoPlanes) {
+  const Grid grid = Grid::unitBox(2, 5);
+  if (world()->size() <= 2) GTEST_SKIP() << "needs 3 ranks or more";
+  EXPECT_THROW(SlabDecomposition(grid, world()), InvalidParameter);
+}
+
+// J and dJ/du split over ranks equal the serial ones, for displacements that
+// carry particles across several slabs.
+void expectSameObjective(const Grid& grid, const EnergySpec& spec, double tau, double amplitude) {
+  const SlabDecomposition slabs(grid, world());
+  const at::Tensor rho = twoBumps(grid, 0.05);
+  at::manual_seed(7);
+  std::vector<int64_t> uShape{1, grid.dim};
+  for (int64_t n : grid.shape()) uShape.push_back(n);
+  const at::Tensor uu = amplitude * at::randn(uShape, at::kDouble);
+
+  const JkoObjective serial(std::make_shared<const Energy>(spec, grid), tau);
+  const JkoState state = serial.prepare(rho);
+  at::Tensor leaf = uu.clone().requires_grad_(true);
+  const JkoTerms terms = serial.evaluate(state, leaf);
+  const at::Tensor gradient = torch::autograd::grad({terms.objective.sum()}, {leaf})[0];
+
+  const DistributedJkoObjective distributed(spec, tau, slabs);
+  const auto dState = distributed.prepare(slabs.own(rho.unsqueeze(0)));
+  EXPECT_LT(relativeL1(slabs.gather(dState.masses), state.masses), 1e-14);
+  const auto dTerms = distributed.evaluate(dState, slabs.own(uu, 2), true);
+  EXPECT_NEAR(dTerms.objective, terms.objective.item<double>(), 1e-12 * std::abs(terms.objective.item<double>()));
+  EXPECT_LT(relativeL1(slabs.gather(dTerms.deposited), terms.deposited), 1e-13);
+  EXPECT_LT(relativeL1(slabs.gather(dTerms.gradient, 2), gradient), 1e-12);
+  const at::Tensor next = serial.nextDensity(state, terms.deposited.detach());
+  EXPECT_LT(relativeL1(slabs.gather(distributed.nextDensity(dState, dTerms.deposited)), next), 1e-13);
+}
+
+TEST(DistributedJkoObjective, EqualsTheSerialObjective3D) {
+  configureRuntime(1);
+  // Displacements of about 3 cells: particles reach two slabs away on 3 ranks.
+  expectSameObjective(Grid::unitBox(3, 16), EnergySpec::fromPreset("porous-medium"), 0.005, 3.0 / 16);
+  expectSameObjective(Grid::unitBox(3, 16), EnergySpec::fromPreset("fokker-planck"), 0.005, 0.5 / 16);
+}
+
+TEST(DistributedJkoObjective, EqualsTheSerialObjective2D) {
+  configureRuntime(1);
+  const Grid grid = Grid::box(2, {24, 20, 1}, {0, 0, 0}, {1.2, 1, 1});
+  expectSameObjective(grid, EnergySpec::heat(0.1), 0.01, 2.0 / 20);
+  expectSameObjective(grid, EnergySpec::fromPreset("fokker-planck"), 0.005, 1.0 / 20);
+}
+
+// A whole reference step and a short rollout: the same frames as the serial
+// solver, within the solver's own tolerance.
+void expectSameSteps(const Grid& grid, const EnergySpec& spec, double tau, int steps) {
+  const SlabDecomposition slabs(grid, world());
+  const at::Tensor rho = twoBumps(grid, spec.internal == InternalKind::Entropy ? 0.01 : 0.0);
+  const ReferenceSolver serial(std::make_shared<const JkoObjective>(std::make_shared<const Energy>(spec, grid), tau));
+  const DistributedReferenceSolver distributed(std::make_shared<const DistributedJkoObjective>(spec, tau, slabs));
+  const auto expected = serial.rollout(rho, steps);
+  const auto frames = distributed.rollout(slabs.own(rho.unsqueeze(0))[0], steps);
+  ASSERT_EQ(frames.size(), expected.size());
+  for (int k = 0; k < steps; ++k) {
+    const at::Tensor next = slabs.gather(frames[k].next.unsqueeze(0))[0];
+    EXPECT_LT(relativeL1(next, expected[k].next), 1e-6) << spec.describe() << ", frame " << k + 1;
+    EXPECT_NEAR(frames[k].objective, expected[k].objective, 1e-8 * std::abs(expected[k].objective));
+    EXPECT_TRUE(frames[k].converged) << "frame " << k + 1;
+    // Mass kept exactly over the whole grid.
+    EXPECT_NEAR(next.sum().item<double>(), rho.sum().item<double>(), 1e-12 * rho.sum().item<double>());
+  }
+}
+
+TEST(DistributedReferenceSolver, StepsLikeTheSerialSolver3D) {
+  configureRuntime(1);
+  expectSameSteps(Grid::unitBox(3, 16), EnergySpec::fromPreset("porous-medium"), 0.005, 3);
+  expectSameSteps(Grid::unitBox(3, 16), EnergySpec::fromPreset("fokker-planck"), 0.005, 2);
+}
+
+TEST(DistributedReferenceSolver, StepsLikeTheSerialSolver2D) {
+  configureRuntime(1);
+  const Grid grid = Grid::box(2, {36, 28, 1}, {0, 0, 0}, {1.2, 1, 1});
+  expectSameSteps(grid, EnergySpec::heat(0.1), 0.005, 3);
+  EnergySpec values = EnergySpec::fromPreset("fokker-planck");
+  values.potential = PotentialKind::Values;
+  values.potentialValues = 5 * at::sin(3 * grid.coordinate(0)) * at::cos(2 * grid.coordinate(1));
+  expectSameSteps(grid, values, 0.005, 2);
+}
+
+// A bad slab on one rank: every rank throws (none waits in a collective).
+TEST(DistributedReferenceSolver, EveryRankRefusesABadSlab) {
+  const Grid grid = Grid::unitBox(3, 12);
+  const SlabDecomposition slabs(grid, world());
+  const DistributedReferenceSolver solver(
+      std::make_shared<const DistributedJkoObjective>(EnergySpec::heat(0.1), 0.005, slabs));
+  at::Tensor rho = slabs.own(twoBumps(grid, 0.1).unsqueeze(0))[0];
+  if (slabs.rank() == slabs.ranks() - 1) rho[0][0][0] = -1;
+  try {
+    solver.step(rho);
+    FAIL() << "a negative value was accepted";
+  } catch (const InvalidDensity& e) {
+    EXPECT_NE(std::string(e.what()).find("negative values (minimum -1)"), std::string::npos) << e.what();
+  }
+}
+
+TEST(DistributedJkoObjective, RefusesAnInteractionEnergyWithAReason) {
+  const SlabDecomposition slabs(Grid::unitBox(2, 16), world());
+  try {
+    DistributedJkoObjective(EnergySpec::fromPreset("aggregation-diffusion"), 0.005, slabs);
+    FAIL() << "an interaction energy was accepted";
+  } catch (const InvalidParameter& e) {
+    EXPECT_NE(std::string(e.what()).find("run an interaction energy on one rank"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace jko
+
+int main(int argc, char** argv) {
+  jko::MpiSession mpi(&argc, &argv);
+  ::testing::InitGoogleTest(&argc, argv);
+  // One report, from rank 0 (every rank runs every test and fails alike).
+  if (jko::mpiInitialized() && jko::world()->rank() != 0 && !std::getenv("JKO_TEST_ALL_RANKS")) {
+    auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
+    delete listeners.Release(listeners.default_result_printer());
+  }
+  return RUN_ALL_TESTS();
+}
