@@ -11,6 +11,7 @@
 
 #include "FrameFiles.h"
 #include "numerics/Errors.h"
+#include "numerics/StepCertificate.h"
 #include "parallel/DistributedReferenceSolver.h"
 
 namespace jko::cli {
@@ -53,7 +54,9 @@ void runSplitReferenceRollout(SplitRolloutRequest request, std::shared_ptr<const
 
   const double mass0 = wholeMass(rho);
   std::vector<double> energies{wholeEnergy(rho)}, stepMs;
-  std::vector<int> iterations, unconverged;
+  std::vector<int> iterations, unconverged, underResolved;
+  nlohmann::json certificates = nlohmann::json::array();
+  double largestCertificate = 0, spreadMax = 0;
   double massDrift = 0, minimum = slabs.communicator().max(-rho.min().item<double>());
   minimum = -minimum;
   at::Tensor warm, previous = rho;
@@ -64,7 +67,17 @@ void runSplitReferenceRollout(SplitRolloutRequest request, std::shared_ptr<const
     const ReferenceStep step = solver.step(rho, warm);
     stepMs.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - stepStart).count());
     iterations.push_back(step.iterations);
-    if (!step.converged) unconverged.push_back(k + 1);
+    // The step's certificate, as the serial rollout gives it: a step stopped
+    // at the iteration cap, or one that spreads mass apart, is reported.
+    const StepCertificate certificate = objective.certify(objective.prepare(rho), step.displacement, energies.back());
+    certificates.push_back(certificate.toJson());
+    if (!step.converged) {
+      unconverged.push_back(k + 1);
+      if (std::isfinite(certificate.l1ErrorEstimate))
+        largestCertificate = std::max(largestCertificate, certificate.l1ErrorEstimate);
+    }
+    if (certificate.underResolved()) underResolved.push_back(k + 1);
+    if (std::isfinite(certificate.spreadMassFraction)) spreadMax = std::max(spreadMax, certificate.spreadMassFraction);
     if (k % std::max(1, request.writeEvery) == 0) write(k, rho, step.displacement);
     warm = step.displacement;
     rho = step.next;
@@ -86,6 +99,11 @@ void runSplitReferenceRollout(SplitRolloutRequest request, std::shared_ptr<const
   slabs.communicator().sum(planes.data(), ranks);
   if (!root) return;
   if (!request.json) std::cerr << "\n";
+  std::vector<std::string> warnings;
+  if (!underResolved.empty()) warnings.push_back(underResolvedWarning(underResolved, K, spreadMax));
+  if (!unconverged.empty())
+    warnings.push_back(cappedReferenceWarning(unconverged, K, request.maxIterations, largestCertificate));
+  for (const std::string& warning : warnings) std::cerr << "jko: warning: " << warning << "\n";
   std::vector<double> sorted = stepMs;
   std::sort(sorted.begin(), sorted.end());
   nlohmann::json result = {{"solver", "reference"},
@@ -104,6 +122,10 @@ void runSplitReferenceRollout(SplitRolloutRequest request, std::shared_ptr<const
                            {"step_ms_median", sorted.empty() ? 0.0 : sorted[sorted.size() / 2]},
                            {"iterations", iterations},
                            {"unconverged_frames", unconverged},
+                           {"certificate", certificates},
+                           {"under_resolved_frames", underResolved},
+                           {"spread_mass_fraction_max", spreadMax},
+                           {"warnings", warnings},
                            {"min_density", minimum},
                            {"mass_initial", mass0},
                            {"mass_drift_max", massDrift},

@@ -24,8 +24,10 @@ struct SplitRolloutRequest {
 };
 
 /// Runs the rollout on every rank (collective); rank 0 writes the frames
-/// (gathered from the slabs) and the report: per step its time and L-BFGS
-/// iterations, energy, mass drift, and each rank's planes and peak memory.
+/// (gathered from the slabs) and the report: per step its time, L-BFGS
+/// iterations and certificate, energy, mass drift, each rank's planes and
+/// peak memory, and the warnings of the serial rollout (steps stopped at the
+/// iteration cap, under-resolved steps).
 void runSplitReferenceRollout(SplitRolloutRequest request, std::shared_ptr<const Communicator> communicator);
 
 }  // namespace jko::cli

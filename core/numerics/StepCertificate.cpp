@@ -188,6 +188,28 @@ std::string cappedReferenceWarning(const std::vector<int>& frames, int total, in
 StepCertifier::StepCertifier(std::shared_ptr<const JkoObjective> objective)
     : objective_(std::move(objective)), convexity_(energyConvexity(objective_->energy())) {}
 
+void completeCertificate(StepCertificate& c, const EnergyConvexity& convexity, double tau, double smallestSpacing) {
+  c.objective = c.energy + c.transport;
+  // The guard, up to the rounding of sums of this size.
+  const double decrease = c.initialObjective - c.objective;
+  const double rounding = 1e-12 * std::max({std::abs(c.initialObjective), std::abs(c.objective), 1e-300});
+  c.descent = std::isfinite(c.objective) && decrease >= -rounding;
+
+  c.lambda = convexity.lambda;
+  c.lambdaExact = convexity.exact && 1 + convexity.lambda * tau >= kModulusFloor;
+  c.modulus = std::max(1 + convexity.lambda * tau, kModulusFloor);
+  c.gradientMeasure = decrease > 0 ? c.metricGradientNorm / decrease : kInfinity;
+  c.gapEstimate = c.metricGradientNorm / (2 * c.modulus);
+  const double optimalDecrease = decrease + c.gapEstimate;
+  c.relativeGap = optimalDecrease > 0 && std::isfinite(c.objective) ? c.gapEstimate / optimalDecrease : kInfinity;
+  // W2^2 <= 2 gap / (1/tau + lambda) = tau g.H0g / mu^2.
+  const double w2Squared = 2 * c.gapEstimate * tau / c.modulus;
+  c.w2Estimate = std::sqrt(w2Squared);
+  const double stepLength = std::sqrt(2 * tau * c.transport);
+  c.w2Relative = stepLength > 0 ? c.w2Estimate / stepLength : kInfinity;
+  c.displacementErrorCells = std::sqrt(w2Squared / c.mass) / smallestSpacing;
+}
+
 double StepCertifier::modulus() const { return std::max(1 + convexity_.lambda * objective_->tau(), kModulusFloor); }
 
 at::Tensor StepCertifier::energyGradient(const at::Tensor& rho, const at::Tensor& convolved) const {
@@ -333,26 +355,7 @@ StepCertificate StepCertifier::certify(const JkoState& state, const at::Tensor& 
     c.transport = (0.5 * transportScale * state.weights.unsqueeze(1) * u * u).sum().item<double>();
   }
   c.energy = J.energy().parts(deposited, convolved).total().item<double>();
-  c.objective = c.energy + c.transport;
-
-  // The guard, up to the rounding of sums of this size.
-  const double decrease = c.initialObjective - c.objective;
-  const double rounding = 1e-12 * std::max({std::abs(c.initialObjective), std::abs(c.objective), 1e-300});
-  c.descent = std::isfinite(c.objective) && decrease >= -rounding;
-
-  c.lambda = convexity_.lambda;
-  c.lambdaExact = convexity_.exact && 1 + convexity_.lambda * J.tau() >= kModulusFloor;
-  c.modulus = modulus();
-  c.gradientMeasure = decrease > 0 ? c.metricGradientNorm / decrease : kInfinity;
-  c.gapEstimate = c.metricGradientNorm / (2 * c.modulus);
-  const double optimalDecrease = decrease + c.gapEstimate;
-  c.relativeGap = optimalDecrease > 0 && std::isfinite(c.objective) ? c.gapEstimate / optimalDecrease : kInfinity;
-  // W2^2 <= 2 gap / (1/tau + lambda) = tau g.H0g / mu^2.
-  const double w2Squared = 2 * c.gapEstimate * J.tau() / c.modulus;
-  c.w2Estimate = std::sqrt(w2Squared);
-  const double stepLength = std::sqrt(2 * J.tau() * c.transport);
-  c.w2Relative = stepLength > 0 ? c.w2Estimate / stepLength : kInfinity;
-  c.displacementErrorCells = std::sqrt(w2Squared / c.mass) / grid.smallestSpacing();
+  completeCertificate(c, convexity_, J.tau(), grid.smallestSpacing());
   const double l1 = state.density.abs().sum().item<double>();
   c.stepL1 = (deposited - state.density).abs().sum().item<double>() / l1;
   c.l1ErrorEstimate = newtonChanges(state, u, g, H0, deposited).item<double>();

@@ -114,6 +114,11 @@ struct StepCertificate {
   nlohmann::json toJson() const;
 };
 
+/// Fills a certificate's derived fields (objective, descent guard, gradient
+/// measure, gap, W2 estimates) from what a solver measured: its
+/// initialObjective, energy, transport, metricGradientNorm and mass.
+void completeCertificate(StepCertificate& c, const EnergyConvexity& convexity, double tau, double smallestSpacing);
+
 /// StepCertificate::spreadMassFraction of displacement u ((1, dim, n...) or
 /// (dim, n...)) for the step from rho ((1, n...) or the shape of the grid).
 double spreadMassFraction(const PushForward& push, const at::Tensor& rho, const at::Tensor& displacement);

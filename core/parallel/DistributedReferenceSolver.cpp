@@ -52,6 +52,13 @@ DistributedJkoObjective::DistributedJkoObjective(const EnergySpec& spec, double 
     throw InvalidParameter("tau", formatValue(tau), "the time step must be a positive finite number");
   spec_.validate(slabs_.grid().dim);
   ownedEnergy_ = std::make_unique<Energy>(ownedSpec(spec_, slabs_), slabs_.slab(slabs_.owned()));
+  // A potential given by values has its lambda from its second differences:
+  // the least over the slabs, exact only if every slab's is.
+  convexity_ = energyConvexity(*ownedEnergy_);
+  double least[2] = {-convexity_.lambda, convexity_.exact ? 0.0 : 1.0};
+  slabs_.communicator().max(least, 2);
+  convexity_.lambda = -least[0];
+  convexity_.exact = least[1] == 0;
 }
 
 bool DistributedJkoObjective::keepsMaximum() const {
@@ -167,6 +174,48 @@ at::Tensor DistributedJkoObjective::nextDensity(const State& state, const at::Te
   return clipAtBound(slabs_.withHalo(next, kBoxHalo), before, after, state.maximum,
                      [&](const at::Tensor& perSample) { return slabs_.sum(perSample); })
       .contiguous();
+}
+
+StepCertificate DistributedJkoObjective::certify(const State& state, const at::Tensor& displacement,
+                                                 double initialObjective) const {
+  const Grid& grid = slabs_.grid();
+  const Communicator& communicator = slabs_.communicator();
+  at::Tensor u = displacement.to(at::kDouble).contiguous();
+  if (u.dim() == grid.dim + 1) u = u.unsqueeze(0);
+  const Terms terms = evaluate(state, u, true);
+  StepCertificate c;
+  c.mass = state.mass.item<double>();
+  c.initialObjective = initialObjective;
+  c.energy = terms.energy;
+  c.transport = terms.transport;
+  const at::Tensor w = state.weights;
+  const double wMax = communicator.max(w.max().item<double>());
+  const at::Tensor H0 = tau_ / (grid.cellVolume() * w.clamp_min(1e-12 * wMax));
+  const at::Tensor g = terms.gradient;
+  const double modulus = std::max(1 + convexity_.lambda * tau_, 0.1);
+  const at::Tensor newton = evaluate(state, u - H0.unsqueeze(1) * g / modulus, false).deposited;
+  // The certificate's sums over the whole grid: g . H0 g, |rho_k|_1, the
+  // step's L1 change, the Newton step's L1 change, and the mass on particles
+  // spread apart (det(I + grad u) > 2^(d/2), central differences: one plane
+  // of halo).
+  const at::Tensor uWindow = slabs_.withHalo(u, 1, 2);
+  const SlabDecomposition::Range own = slabs_.owned(), window = slabs_.window(1);
+  const at::Tensor determinant =
+      pushForwardOn(window).jacobianDeterminant(uWindow).narrow(1, own.lo - window.lo, own.planes());
+  const at::Tensor rho = state.density.clamp_min(0);
+  double sums[6] = {(g * g * H0.unsqueeze(1)).sum().item<double>(),
+                    state.density.abs().sum().item<double>(),
+                    (terms.deposited - state.density).abs().sum().item<double>(),
+                    (newton - terms.deposited).abs().sum().item<double>(),
+                    (rho * (determinant > std::pow(StepCertificate::kSpreadStretch, grid.dim))).sum().item<double>(),
+                    rho.sum().item<double>()};
+  communicator.sum(sums, 6);
+  c.metricGradientNorm = sums[0];
+  completeCertificate(c, convexity_, tau_, grid.smallestSpacing());
+  c.stepL1 = sums[2] / sums[1];
+  c.l1ErrorEstimate = sums[3] / sums[1];
+  c.spreadMassFraction = sums[5] > 0 ? sums[4] / sums[5] : 0.0;
+  return c;
 }
 
 DistributedReferenceSolver::DistributedReferenceSolver(std::shared_ptr<const DistributedJkoObjective> objective,

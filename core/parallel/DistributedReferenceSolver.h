@@ -27,6 +27,7 @@
 #include "numerics/Energy.h"
 #include "numerics/PushForward.h"
 #include "numerics/ReferenceSolver.h"
+#include "numerics/StepCertificate.h"
 #include "parallel/SlabDecomposition.h"
 
 namespace jko {
@@ -61,6 +62,12 @@ class DistributedJkoObjective {
   Terms evaluate(const State& state, const at::Tensor& displacement, bool withGradient) const;
   /// The limiter (and the clip of the maximum principle) on the owned planes. Collective.
   at::Tensor nextDensity(const State& state, const at::Tensor& deposited) const;
+  /// The step's certificate (numerics/StepCertificate) for u on the owned
+  /// planes, its figures over the whole grid; `initialObjective` is J(0).
+  /// Costs an evaluation with its gradient and one deposit. Collective.
+  StepCertificate certify(const State& state, const at::Tensor& displacement, double initialObjective) const;
+  /// The energy's convexity over the whole grid (the least lambda of the slabs).
+  const EnergyConvexity& convexity() const { return convexity_; }
 
  private:
   const PushForward& pushForwardOn(SlabDecomposition::Range window) const;
@@ -69,6 +76,7 @@ class DistributedJkoObjective {
   EnergySpec spec_;
   double tau_;
   std::unique_ptr<Energy> ownedEnergy_;
+  EnergyConvexity convexity_;
   mutable std::mutex cacheMutex_;
   mutable std::map<std::pair<int64_t, int64_t>, std::unique_ptr<PushForward>> pushForwards_;
 };

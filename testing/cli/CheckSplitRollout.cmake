@@ -1,6 +1,7 @@
 # `mpirun -np 2 jko rollout --solver reference`: the steps split over two
-# ranks give the frames of one process (energies to 1e-9 relative), with the
-# report's per-rank figures; another solver is refused with the reason.
+# ranks give the frames of one process (energies to 9 digits), with the
+# report's per-rank figures and certificates; a step stopped at the
+# iteration cap is named; another solver is refused with the reason.
 # MPIEXEC is the launcher with its flags (a list), JKO the program.
 set(args rollout --case barenblatt-flow --dim 3 --grid 16 --steps 2 --solver reference --threads 1 --write-every 0
          --json)
@@ -31,6 +32,16 @@ foreach(frame 0 1 2)
     message(FATAL_ERROR "frame ${frame}: energy ${b} on two ranks, ${a} on one")
   endif()
 endforeach()
+# A step stopped at the iteration cap is reported with its certificate, as
+# on one process.
+execute_process(COMMAND ${MPIEXEC} -np 2 "${JKO}" ${args} --max-iterations 3 OUTPUT_VARIABLE capped ERROR_VARIABLE err
+                RESULT_VARIABLE rc)
+string(JSON stopped GET "${capped}" unconverged_frames 0)
+string(JSON estimate GET "${capped}" certificate 0 l1_error_estimate)
+string(FIND "${err}" "stopped before the solver's tolerance (iteration cap 3)" where)
+if(NOT rc EQUAL 0 OR NOT stopped EQUAL 1 OR NOT estimate GREATER 0 OR where EQUAL -1)
+  message(FATAL_ERROR "a capped split step is not reported with its certificate (${rc}): ${capped} ${err}")
+endif()
 execute_process(COMMAND ${MPIEXEC} -np 2 "${JKO}" rollout --case barenblatt-flow --dim 3 --grid 16 --steps 1
                         --solver linearized --write-every 0
                 OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)

@@ -6,9 +6,11 @@
 
 #include <cmath>
 #include <memory>
+#include <tuple>
 
 #include "numerics/Errors.h"
 #include "numerics/ReferenceSolver.h"
+#include "numerics/StepCertificate.h"
 #include "parallel/DistributedReferenceSolver.h"
 #include "parallel/MpiCommunicator.h"
 #include "runtime/Runtime.h"
@@ -88,7 +90,8 @@ void expectSameObjective(const Grid& grid, const EnergySpec& spec, double tau, d
   for (int64_t n : grid.shape()) uShape.push_back(n);
   const at::Tensor uu = amplitude * at::randn(uShape, at::kDouble);
 
-  const JkoObjective serial(std::make_shared<const Energy>(spec, grid), tau);
+  const auto objective = std::make_shared<const JkoObjective>(std::make_shared<const Energy>(spec, grid), tau);
+  const JkoObjective& serial = *objective;
   const JkoState state = serial.prepare(rho);
   at::Tensor leaf = uu.clone().requires_grad_(true);
   const JkoTerms terms = serial.evaluate(state, leaf);
@@ -103,6 +106,20 @@ void expectSameObjective(const Grid& grid, const EnergySpec& spec, double tau, d
   EXPECT_LT(relativeL1(slabs.gather(dTerms.gradient, 2), gradient), 1e-12);
   const at::Tensor next = serial.nextDensity(state, terms.deposited.detach());
   EXPECT_LT(relativeL1(slabs.gather(distributed.nextDensity(dState, dTerms.deposited)), next), 1e-13);
+
+  // The certificate: every figure as the serial certifier's.
+  const StepCertificate expected = StepCertifier(objective).certify(state, uu);
+  const StepCertificate c = distributed.certify(dState, slabs.own(uu, 2), expected.initialObjective);
+  for (auto [name, a, b] :
+       {std::tuple{"objective", c.objective, expected.objective},
+        std::tuple{"g.H0g", c.metricGradientNorm, expected.metricGradientNorm},
+        std::tuple{"gap", c.gapEstimate, expected.gapEstimate}, std::tuple{"step L1", c.stepL1, expected.stepL1},
+        std::tuple{"certificate", c.l1ErrorEstimate, expected.l1ErrorEstimate},
+        std::tuple{"spread mass", c.spreadMassFraction, expected.spreadMassFraction},
+        std::tuple{"lambda", c.lambda, expected.lambda}})
+    EXPECT_NEAR(a, b, 1e-11 * std::max(1.0, std::abs(b))) << name << ", " << spec.describe();
+  EXPECT_EQ(c.descent, expected.descent);
+  EXPECT_GT(expected.spreadMassFraction + expected.l1ErrorEstimate, 0);  // figures that can differ
 }
 
 TEST(DistributedJkoObjective, EqualsTheSerialObjective3D) {
