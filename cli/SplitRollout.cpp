@@ -37,9 +37,7 @@ void runSplitReferenceRollout(SplitRolloutRequest request, std::shared_ptr<const
 
   at::Tensor rho = slabs.own(request.initial.to(at::kDouble).unsqueeze(0))[0];
   request.initial = at::Tensor();  // each rank keeps its slab only
-  auto wholeEnergy = [&](const at::Tensor& owned) {
-    return slabs.communicator().sum(objective.ownedEnergy()(owned.unsqueeze(0)).item<double>());
-  };
+  auto wholeEnergy = [&](const at::Tensor& owned) { return objective.energy(owned); };
   auto wholeMass = [&](const at::Tensor& owned) {
     return slabs.communicator().sum(owned.sum().item<double>()) * grid.cellVolume();
   };

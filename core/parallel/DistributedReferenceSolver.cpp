@@ -27,13 +27,16 @@ at::Tensor padPlanes(const at::Tensor& t, int axis, int64_t before, int64_t afte
   return at::constant_pad_nd(t, pad, 0.0);
 }
 
-// The energy of the owned planes: the whole grid's energy restricted to them
-// (the potential's centre fixed to the whole box's, given values sliced).
+// The local part of the energy on the owned planes: the whole grid's
+// internal energy and potential restricted to them (the potential's centre
+// fixed to the whole box's, given values sliced). The quadratic interaction
+// is added from the density's moments over all ranks; other kernels need
+// the whole density.
 EnergySpec ownedSpec(EnergySpec spec, const SlabDecomposition& slabs) {
-  if (spec.kernel != KernelKind::None)
+  if (spec.kernel != KernelKind::None && spec.kernel != KernelKind::Quadratic)
     throw InvalidParameter("interaction kernel", toString(spec.kernel),
-                           "a step split over ranks supports internal energies and potentials; its convolution "
-                           "needs the whole density: run an interaction energy on one rank");
+                           "a step split over ranks supports internal energies, potentials and the quadratic "
+                           "interaction; this kernel's convolution needs the whole density: run it on one rank");
   const Grid& grid = slabs.grid();
   if (spec.potential == PotentialKind::Values) {
     spec.potentialValues = slabs.own(spec.potentialValues.to(at::kDouble).unsqueeze(0))[0];
@@ -51,10 +54,27 @@ DistributedJkoObjective::DistributedJkoObjective(const EnergySpec& spec, double 
   if (!(tau > 0) || !std::isfinite(tau))
     throw InvalidParameter("tau", formatValue(tau), "the time step must be a positive finite number");
   spec_.validate(slabs_.grid().dim);
-  ownedEnergy_ = std::make_unique<Energy>(ownedSpec(spec_, slabs_), slabs_.slab(slabs_.owned()));
+  const EnergySpec owned = ownedSpec(spec_, slabs_);
+  const Grid slab = slabs_.slab(slabs_.owned());
   // A potential given by values has its lambda from its second differences:
   // the least over the slabs, exact only if every slab's is.
-  convexity_ = energyConvexity(*ownedEnergy_);
+  convexity_ = energyConvexity(Energy(owned, slab));
+  EnergySpec local = owned;
+  local.kernel = KernelKind::None;
+  ownedEnergy_ = std::make_unique<Energy>(local, slab);
+  if (spec_.kernel == KernelKind::Quadratic) {
+    // Rows 1, x_a, |x|^2 (times |h|) over the owned nodes: the moments M, m_1,
+    // m_2 of the density are their products with it.
+    std::vector<at::Tensor> rows{at::ones(slab.shape(), at::kDouble)};
+    at::Tensor square = at::zeros(slab.shape(), at::kDouble);
+    for (int a = 0; a < slab.dim; ++a) {
+      const at::Tensor x = slab.coordinate(a).expand(slab.shape());
+      rows.push_back(x);
+      square = square + x * x;
+    }
+    rows.push_back(square);
+    momentRows_ = (at::stack(rows) * slab.cellVolume()).reshape({slab.dim + 2, -1}).contiguous();
+  }
   double least[2] = {-convexity_.lambda, convexity_.exact ? 0.0 : 1.0};
   slabs_.communicator().max(least, 2);
   convexity_.lambda = -least[0];
@@ -139,13 +159,13 @@ DistributedJkoObjective::Terms DistributedJkoObjective::evaluate(const State& st
   Terms terms;
   at::Tensor deposited = slabs_.sumOntoOwners(depositedWindow.detach(), halo);
   if (withGradient) deposited.requires_grad_(true);
-  const at::Tensor energy = ownedEnergy_->operator()(deposited).sum();
+  const WholeEnergy whole = wholeEnergy(
+      deposited, (0.5 / tau_) * grid.cellVolume() * (state.weights.unsqueeze(1) * u.detach() * u.detach()).sum());
+  const at::Tensor& energy = whole.differentiable;
   const at::Tensor transport = (0.5 / tau_) * grid.cellVolume() * (state.weights.unsqueeze(1) * u * u).sum();
-  double values[2] = {energy.item<double>(), transport.item<double>()};
-  slabs_.communicator().sum(values, 2);
-  terms.energy = values[0];
-  terms.transport = values[1];
-  terms.objective = values[0] + values[1];
+  terms.energy = whole.value;
+  terms.transport = whole.other;
+  terms.objective = terms.energy + terms.transport;
   if (withGradient) {
     // dE/drho' on the owned planes, sent to every window that deposited
     // there (the adjoint of the sum onto owners), then through the deposit.
@@ -156,6 +176,44 @@ DistributedJkoObjective::Terms DistributedJkoObjective::evaluate(const State& st
   }
   terms.deposited = deposited.detach();
   return terms;
+}
+
+DistributedJkoObjective::WholeEnergy DistributedJkoObjective::wholeEnergy(const at::Tensor& owned,
+                                                                          const at::Tensor& other) const {
+  // One sum over the ranks: the local energy, `other`, and the moments.
+  const at::Tensor local = ownedEnergy_->operator()(owned).sum();
+  const at::Tensor moments = momentRows_.defined() ? at::mv(momentRows_, owned.reshape({-1})) : at::Tensor();
+  std::vector<double> values{local.item<double>(), other.defined() ? other.item<double>() : 0.0};
+  if (moments.defined())
+    for (int64_t k = 0; k < moments.numel(); ++k) values.push_back(moments[k].item<double>());
+  slabs_.communicator().sum(values.data(), static_cast<int64_t>(values.size()));
+  WholeEnergy whole;
+  whole.value = values[0];
+  whole.other = values[1];
+  whole.differentiable = local;
+  if (moments.defined()) {
+    // W(z) = c |z|^2 / 2: E_W = (1/2) sum_j rho_j (W * rho)_j |h| = (c/2)(M m_2 - |m_1|^2),
+    // the same sum as the serial energy's (numerics/Energy, convolve).
+    const int d = slabs_.grid().dim;
+    const double c = spec_.attraction, M = values[2], m2 = values[3 + d];
+    double m1Squared = 0;
+    for (int a = 0; a < d; ++a) m1Squared += values[3 + a] * values[3 + a];
+    whole.value += 0.5 * c * (M * m2 - m1Squared);
+    // Its gradient through this rank's moments: dE_W/dM = c m_2 / 2,
+    // dE_W/dm_1 = -c m_1, dE_W/dm_2 = c M / 2.
+    std::vector<double> slope(d + 2);
+    slope[0] = 0.5 * c * m2;
+    for (int a = 0; a < d; ++a) slope[1 + a] = -c * values[3 + a];
+    slope[d + 1] = 0.5 * c * M;
+    whole.differentiable = local + at::dot(at::tensor(slope, at::kDouble), moments);
+  }
+  return whole;
+}
+
+double DistributedJkoObjective::energy(const at::Tensor& owned) const {
+  at::NoGradGuard noGrad;
+  const at::Tensor rho = owned.dim() == slabs_.grid().dim ? owned.unsqueeze(0) : owned;
+  return wholeEnergy(rho.to(at::kDouble).contiguous(), at::Tensor()).value;
 }
 
 at::Tensor DistributedJkoObjective::nextDensity(const State& state, const at::Tensor& deposited) const {

@@ -13,7 +13,8 @@
 //   * the output limiter and the maximum-principle clip with two planes of
 //     halo and the sums over ranks they need;
 //   * the same metric-preconditioned L-BFGS, its inner products over ranks.
-// The internal energies and potentials are local; interaction energies are
+// The internal energies and potentials are local; the quadratic interaction
+// takes the density's moments (one more sum); other interaction kernels are
 // not supported here (their convolution needs the whole density).
 #pragma once
 
@@ -34,13 +35,14 @@ namespace jko {
 
 class DistributedJkoObjective {
  public:
-  /// Throws InvalidParameter for an energy with an interaction kernel.
+  /// Throws InvalidParameter for an interaction kernel other than the quadratic one.
   DistributedJkoObjective(const EnergySpec& spec, double tau, SlabDecomposition slabs);
 
   const SlabDecomposition& slabs() const { return slabs_; }
   double tau() const { return tau_; }
-  /// The energy on the owned planes (a grid of their own).
-  const Energy& ownedEnergy() const { return *ownedEnergy_; }
+  /// E of the whole density from its owned planes (1, planes, ...) or
+  /// (planes, ...). Collective.
+  double energy(const at::Tensor& owned) const;
   bool keepsMaximum() const;
 
   /// What J needs of the owned planes of rho_k (1, planes, ...).
@@ -71,11 +73,20 @@ class DistributedJkoObjective {
 
  private:
   const PushForward& pushForwardOn(SlabDecomposition::Range window) const;
+  /// E over all ranks from the owned planes (1, planes, ...), with one more
+  /// per-rank number `other` summed in the same reduction; `differentiable`
+  /// has this rank's part of dE/drho as its gradient. Collective.
+  struct WholeEnergy {
+    double value = 0, other = 0;
+    at::Tensor differentiable;
+  };
+  WholeEnergy wholeEnergy(const at::Tensor& owned, const at::Tensor& other) const;
 
   SlabDecomposition slabs_;
   EnergySpec spec_;
   double tau_;
-  std::unique_ptr<Energy> ownedEnergy_;
+  std::unique_ptr<Energy> ownedEnergy_;  ///< internal energy and potential on the owned planes
+  at::Tensor momentRows_;                ///< quadratic interaction: (d + 2, owned nodes)
   EnergyConvexity convexity_;
   mutable std::mutex cacheMutex_;
   mutable std::map<std::pair<int64_t, int64_t>, std::unique_ptr<PushForward>> pushForwards_;

@@ -127,6 +127,8 @@ TEST(DistributedJkoObjective, EqualsTheSerialObjective3D) {
   // Displacements of about 3 cells: particles reach two slabs away on 3 ranks.
   expectSameObjective(Grid::unitBox(3, 16), EnergySpec::fromPreset("porous-medium"), 0.005, 3.0 / 16);
   expectSameObjective(Grid::unitBox(3, 16), EnergySpec::fromPreset("fokker-planck"), 0.005, 0.5 / 16);
+  // The quadratic interaction by the moments summed over the ranks.
+  expectSameObjective(Grid::unitBox(3, 16), EnergySpec::fromPreset("aggregation-diffusion"), 0.005, 1.0 / 16);
 }
 
 TEST(DistributedJkoObjective, EqualsTheSerialObjective2D) {
@@ -134,6 +136,7 @@ TEST(DistributedJkoObjective, EqualsTheSerialObjective2D) {
   const Grid grid = Grid::box(2, {24, 20, 1}, {0, 0, 0}, {1.2, 1, 1});
   expectSameObjective(grid, EnergySpec::heat(0.1), 0.01, 2.0 / 20);
   expectSameObjective(grid, EnergySpec::fromPreset("fokker-planck"), 0.005, 1.0 / 20);
+  expectSameObjective(grid, EnergySpec::fromPreset("aggregation-diffusion"), 0.005, 1.0 / 20);
 }
 
 // A whole reference step and a short rollout: the same frames as the serial
@@ -160,6 +163,7 @@ TEST(DistributedReferenceSolver, StepsLikeTheSerialSolver3D) {
   configureRuntime(1);
   expectSameSteps(Grid::unitBox(3, 16), EnergySpec::fromPreset("porous-medium"), 0.005, 3);
   expectSameSteps(Grid::unitBox(3, 16), EnergySpec::fromPreset("fokker-planck"), 0.005, 2);
+  expectSameSteps(Grid::unitBox(3, 16), EnergySpec::fromPreset("aggregation-diffusion"), 0.005, 2);
 }
 
 TEST(DistributedReferenceSolver, StepsLikeTheSerialSolver2D) {
@@ -188,13 +192,13 @@ TEST(DistributedReferenceSolver, EveryRankRefusesABadSlab) {
   }
 }
 
-TEST(DistributedJkoObjective, RefusesAnInteractionEnergyWithAReason) {
+TEST(DistributedJkoObjective, RefusesAConvolutionKernelWithAReason) {
   const SlabDecomposition slabs(Grid::unitBox(2, 16), world());
   try {
-    DistributedJkoObjective(EnergySpec::fromPreset("aggregation-diffusion"), 0.005, slabs);
-    FAIL() << "an interaction energy was accepted";
+    DistributedJkoObjective(EnergySpec::fromPreset("aggregation"), 0.005, slabs);
+    FAIL() << "an attractive-repulsive kernel was accepted";
   } catch (const InvalidParameter& e) {
-    EXPECT_NE(std::string(e.what()).find("run an interaction energy on one rank"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("needs the whole density: run it on one rank"), std::string::npos) << e.what();
   }
 }
 
