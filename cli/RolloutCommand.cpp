@@ -187,10 +187,14 @@ void addRolloutCommand(CLI::App& app) {
   rollout->add_flag("--reference-check", o->referenceCheck,
                     "Also take the reference solver's step from each frame's input and report the frame's error "
                     "against it (reference_rel_l1, reference_ms, reference_objective; step_ms is the step alone)");
-  rollout->add_option("--threads", o->threads, "LibTorch threads (default: all cores)");
+  rollout->add_option("--threads", o->threads,
+                      "LibTorch threads (default: all cores; under mpirun, the cores over the ranks on each machine)");
   o->energy.addTo(*rollout, false);
   rollout->callback([o] {
-    configureRuntime(o->threads > 0 ? o->threads : static_cast<int>(std::thread::hardware_concurrency()));
+    // By default the ranks on this machine share its cores.
+    configureRuntime(o->threads > 0
+                         ? o->threads
+                         : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / ranksOnThisMachine()));
     const std::string solverName = !o->solver.empty() ? o->solver : o->operatorFile.empty() ? "reference" : "learned";
     std::shared_ptr<LearnedOperator> op;
     if (solverName == "learned" || solverName == "refine" || solverName == "auto") {

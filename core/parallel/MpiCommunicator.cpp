@@ -88,6 +88,16 @@ std::shared_ptr<const Communicator> mpiCommunicator(const void* commHandle) {
   return std::make_shared<MpiCommunicator>(*static_cast<const MPI_Comm*>(commHandle));
 }
 
+int ranksOnThisMachine() {
+  if (!mpiInitialized()) return 1;
+  MPI_Comm local;
+  check(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &local), "MPI_Comm_split_type");
+  int size = 1;
+  MPI_Comm_size(local, &size);
+  MPI_Comm_free(&local);
+  return size;
+}
+
 bool launchedByMpirun() {
   for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS"})
     if (std::getenv(name)) return true;
@@ -117,6 +127,7 @@ std::shared_ptr<const Communicator> mpiWorldCommunicator() {
 }
 std::shared_ptr<const Communicator> mpiCommunicator(const void*) { return mpiWorldCommunicator(); }
 
+int ranksOnThisMachine() { return 1; }
 bool launchedByMpirun() { return false; }
 MpiSession::MpiSession(int*, char***) {}
 MpiSession::~MpiSession() = default;

@@ -20,6 +20,10 @@ bool mpiInitialized();
 std::shared_ptr<const Communicator> mpiWorldCommunicator();
 std::shared_ptr<const Communicator> mpiCommunicator(const void* commHandle);
 
+/// The number of ranks on this machine (1 without MPI): the cores are
+/// theirs to share.
+int ranksOnThisMachine();
+
 /// Whether this process was started by mpirun/mpiexec (its environment).
 bool launchedByMpirun();
 
