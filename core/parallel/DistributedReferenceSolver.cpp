@@ -159,10 +159,9 @@ DistributedJkoObjective::Terms DistributedJkoObjective::evaluate(const State& st
   Terms terms;
   at::Tensor deposited = slabs_.sumOntoOwners(depositedWindow.detach(), halo);
   if (withGradient) deposited.requires_grad_(true);
-  const WholeEnergy whole = wholeEnergy(
-      deposited, (0.5 / tau_) * grid.cellVolume() * (state.weights.unsqueeze(1) * u.detach() * u.detach()).sum());
-  const at::Tensor& energy = whole.differentiable;
   const at::Tensor transport = (0.5 / tau_) * grid.cellVolume() * (state.weights.unsqueeze(1) * u * u).sum();
+  const WholeEnergy whole = wholeEnergy(deposited, transport.detach());
+  const at::Tensor& energy = whole.differentiable;
   terms.energy = whole.value;
   terms.transport = whole.other;
   terms.objective = terms.energy + terms.transport;
