@@ -62,12 +62,13 @@ void runSplitReferenceRollout(SplitRolloutRequest request, std::shared_ptr<const
   const auto start = std::chrono::steady_clock::now();
   for (int k = 0; k < K; ++k) {
     const auto stepStart = std::chrono::steady_clock::now();
-    const ReferenceStep step = solver.step(rho, warm);
+    const DistributedJkoObjective::State state = objective.prepare(rho);
+    const ReferenceStep step = solver.step(state, warm);
     stepMs.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - stepStart).count());
     iterations.push_back(step.iterations);
     // The step's certificate, as the serial rollout gives it: a step stopped
     // at the iteration cap, or one that spreads mass apart, is reported.
-    const StepCertificate certificate = objective.certify(objective.prepare(rho), step.displacement, energies.back());
+    const StepCertificate certificate = objective.certify(state, step.displacement, energies.back());
     certificates.push_back(certificate.toJson());
     if (!step.converged) {
       unconverged.push_back(k + 1);

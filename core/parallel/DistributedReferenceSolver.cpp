@@ -284,10 +284,15 @@ DistributedReferenceSolver::DistributedReferenceSolver(std::shared_ptr<const Dis
 
 ReferenceStep DistributedReferenceSolver::step(const at::Tensor& ownedDensity, const at::Tensor& initialDisplacement,
                                                const ProgressCallback& progress) const {
+  return step(objective_->prepare(ownedDensity), initialDisplacement, progress);
+}
+
+ReferenceStep DistributedReferenceSolver::step(const DistributedJkoObjective::State& state,
+                                               const at::Tensor& initialDisplacement,
+                                               const ProgressCallback& progress) const {
   const DistributedJkoObjective& J = *objective_;
   const SlabDecomposition& slabs = J.slabs();
   const Grid& grid = slabs.grid();
-  const DistributedJkoObjective::State state = J.prepare(ownedDensity);
   std::vector<int64_t> uShape{1, grid.dim};
   for (int64_t n : state.density.sizes().slice(1)) uShape.push_back(n);
   int64_t ownedNodes = state.density.numel();

@@ -104,6 +104,10 @@ class DistributedReferenceSolver {
   /// the whole grid's. Collective: every rank calls it.
   ReferenceStep step(const at::Tensor& ownedDensity, const at::Tensor& initialDisplacement = {},
                      const ProgressCallback& progress = {}) const;
+  /// The same from the prepared state of rho_k (a caller that certifies the
+  /// step with it prepares once).
+  ReferenceStep step(const DistributedJkoObjective::State& state, const at::Tensor& initialDisplacement = {},
+                     const ProgressCallback& progress = {}) const;
   /// K steps, each warm-started from the previous displacement. Collective.
   std::vector<ReferenceStep> rollout(const at::Tensor& ownedDensity, int steps,
                                      const ProgressCallback& progress = {}) const;
