@@ -33,7 +33,7 @@ at::Tensor padPlanes(const at::Tensor& t, int axis, int64_t before, int64_t afte
 // is added from the density's moments over all ranks; other kernels need
 // the whole density.
 EnergySpec ownedSpec(EnergySpec spec, const SlabDecomposition& slabs) {
-  if (spec.kernel != KernelKind::None && spec.kernel != KernelKind::Quadratic)
+  if (!DistributedJkoObjective::splits(spec))
     throw InvalidParameter("interaction kernel", toString(spec.kernel),
                            "a step split over ranks supports internal energies, potentials and the quadratic "
                            "interaction; this kernel's convolution needs the whole density: run it on one rank");
@@ -48,6 +48,10 @@ EnergySpec ownedSpec(EnergySpec spec, const SlabDecomposition& slabs) {
 }
 
 }  // namespace
+
+bool DistributedJkoObjective::splits(const EnergySpec& spec) {
+  return spec.kernel == KernelKind::None || spec.kernel == KernelKind::Quadratic;
+}
 
 DistributedJkoObjective::DistributedJkoObjective(const EnergySpec& spec, double tau, SlabDecomposition slabs)
     : slabs_(std::move(slabs)), spec_(spec), tau_(tau) {

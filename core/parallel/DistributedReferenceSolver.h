@@ -37,6 +37,9 @@ class DistributedJkoObjective {
  public:
   /// Throws InvalidParameter for an interaction kernel other than the quadratic one.
   DistributedJkoObjective(const EnergySpec& spec, double tau, SlabDecomposition slabs);
+  /// Whether a step of `spec` can be split (no interaction kernel but the
+  /// quadratic one, whose part comes from the density's moments).
+  static bool splits(const EnergySpec& spec);
 
   const SlabDecomposition& slabs() const { return slabs_; }
   double tau() const { return tau_; }

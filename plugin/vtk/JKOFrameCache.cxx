@@ -26,6 +26,8 @@
 #include "operator/AutoSolver.h"
 #include "operator/LearnedOperator.h"
 #include "operator/TrainingRangeCheck.h"
+#include "parallel/DistributedReferenceSolver.h"
+#include "parallel/SlabDecomposition.h"
 
 namespace jko::plugin {
 namespace {
@@ -59,7 +61,7 @@ double secondsSince(Clock::time_point start) { return std::chrono::duration<doub
 
 // The abort flag of VTK's pipeline; from VTK 9.3 on, CheckAbort() also sees
 // an abort requested upstream (ParaView's Abort button sets it from 6.1).
-bool stopRequested(vtkAlgorithm* algorithm) {
+bool abortFlag(vtkAlgorithm* algorithm) {
 #if VTK_MAJOR_VERSION > 9 || (VTK_MAJOR_VERSION == 9 && VTK_MINOR_VERSION >= 3)
   return algorithm->CheckAbort();
 #else
@@ -83,6 +85,12 @@ class ProgressReport {
   vtkAlgorithm* algorithm_;
   Clock::time_point last_{};
 };
+
+std::string nonFiniteStep(int j) {
+  return "JKO step " + std::to_string(j) +
+         " gave NaN or infinite values: the density or the energy's parameters are out of range for this solver. "
+         "Lower Time Step or the energy's parameters, or rescale the density (Fit To Unit Box).";
+}
 
 std::string duration(double seconds) {
   std::ostringstream out;
@@ -172,22 +180,38 @@ void FrameCache::clear() {
   certifier_.reset();
   watch_.reset();
   tally_ = std::make_unique<RefinementTally>();
+  slabs_.reset();
+  splitObjective_.reset();
+  splitSolver_.reset();
   setup_ = RolloutSetup();
   warnedSeconds_ = 0;
 }
 
 void FrameCache::start(RolloutSetup setup, const std::string& key) {
   this->clear();
-  auto energy = std::make_shared<const Energy>(setup.energy, setup.grid);
+  ReferenceSolverOptions options;
+  // Checked at every iteration: a stop request waits for one iteration at most.
+  options.progressInterval = 1;
+  if (setup.communicator) {
+    // Each rank keeps its slab of rho0 and of every frame after it.
+    slabs_ = std::make_unique<SlabDecomposition>(setup.grid, setup.communicator);
+    splitObjective_ = std::make_shared<const DistributedJkoObjective>(setup.energy, setup.tau, *slabs_);
+    options.maxIterations = std::max(1, setup.maxIterations);
+    splitSolver_ = std::make_unique<DistributedReferenceSolver>(splitObjective_, options);
+    setup.rho0 = slabs_->own(setup.rho0.to(at::kDouble).unsqueeze(0))[0];
+  } else {
+    energy_ = std::make_shared<const Energy>(setup.energy, setup.grid);
+  }
+  setup_.grid = setup.grid;  // massOf's cells
   Frame frame;
   frame.density = setup.rho0;
-  frame.energy = (*energy)(setup.rho0.unsqueeze(0)).item<double>();
+  frame.energy = this->energyOf(setup.rho0);
   frame.objective = frame.energy;
-  frame.mass = setup.rho0.sum().item<double>() * setup.grid.cellVolume();
+  frame.mass = this->massOf(setup.rho0);
   std::vector<int64_t> shape{setup.grid.dim};
-  for (int64_t n : setup.grid.shape()) shape.push_back(n);
+  for (int64_t n : setup.rho0.sizes()) shape.push_back(n);
   frame.velocity = at::zeros(shape, at::kDouble);
-  if (!std::isfinite(frame.energy)) {
+  if (!std::isfinite(frame.energy)) {  // the same on every rank of a split rollout
     std::ostringstream message;
     message << "The energy of the input density is " << frame.energy << " (" << setup.energy.describe()
             << "): the density's values (maximum " << setup.rho0.max().item<double>()
@@ -195,13 +219,13 @@ void FrameCache::start(RolloutSetup setup, const std::string& key) {
                "Unit Box) or lower the energy's parameters.";
     throw Error(message.str());
   }
-  energy_ = energy;
-  objective_ = std::make_shared<const JkoObjective>(energy_, setup.tau);
-  certifier_ = std::make_unique<StepCertifier>(objective_);
-  ReferenceSolverOptions options;
-  // Checked at every iteration: a stop request waits for one iteration at most.
-  options.progressInterval = 1;
-  if (setup.solver == SolverKind::Reference) {
+  if (energy_) {
+    objective_ = std::make_shared<const JkoObjective>(energy_, setup.tau);
+    certifier_ = std::make_unique<StepCertifier>(objective_);
+  }
+  if (slabs_) {
+    // The split solver above.
+  } else if (setup.solver == SolverKind::Reference) {
     options.maxIterations = std::max(1, setup.maxIterations);
     solver_ = std::make_unique<ReferenceSolver>(objective_, options);
   } else if (setup.solver == SolverKind::LearnedRefined) {
@@ -228,6 +252,23 @@ void FrameCache::start(RolloutSetup setup, const std::string& key) {
   frames_.push_back(std::move(frame));
 }
 
+double FrameCache::energyOf(const at::Tensor& density) const {
+  if (splitObjective_) return splitObjective_->energy(density);
+  return (*energy_)(density.unsqueeze(0)).item<double>();
+}
+
+double FrameCache::massOf(const at::Tensor& density) const {
+  const double local = density.sum().item<double>() * setup_.grid.cellVolume();
+  return slabs_ ? slabs_->communicator().sum(local) : local;
+}
+
+bool FrameCache::stopRequested(vtkAlgorithm* algorithm) const {
+  const bool mine = abortFlag(algorithm);
+  // Every rank of a split step must leave it at the same iteration, or the
+  // others would wait in its next sum.
+  return slabs_ ? slabs_->communicator().max(mine ? 1.0 : 0.0) > 0 : mine;
+}
+
 double FrameCache::secondsPerStep() const {
   if (frames_.size() < 2) return 0;
   double total = 0;
@@ -245,6 +286,15 @@ double FrameCache::estimateSecondsPerStep() const {
   for (int repeat = 0; repeat < 3; ++repeat) {
     const Clock::time_point start = Clock::now();
     at::AutoGradMode gradMode(true);
+    if (splitObjective_) {
+      // The ranks' slabs: one evaluation of each, timed together.
+      const DistributedJkoObjective::State state = splitObjective_->prepare(current_);
+      std::vector<int64_t> owned{1, setup_.grid.dim};
+      for (int64_t n : current_.sizes()) owned.push_back(n);
+      splitObjective_->evaluate(state, at::zeros(owned, at::kDouble), true);
+      evaluation = std::min(evaluation, secondsSince(start));
+      continue;
+    }
     const JkoState state = objective_->prepare(current_);
     std::vector<int64_t> shape{1, setup_.grid.dim};
     for (int64_t n : setup_.grid.shape()) shape.push_back(n);
@@ -252,6 +302,8 @@ double FrameCache::estimateSecondsPerStep() const {
     objective_->evaluate(state, u).objective.sum().backward();
     evaluation = std::min(evaluation, secondsSince(start));
   }
+  // The slowest rank sets the pace of a split step.
+  if (slabs_) evaluation = slabs_->communicator().max(evaluation);
   if (setup_.solver == SolverKind::LearnedRefined)
     return kEvaluationsPerIteration * std::max(1, setup_.refineIterations) * evaluation;
   const EnergySpec& energy = setup_.energy;
@@ -259,7 +311,9 @@ double FrameCache::estimateSecondsPerStep() const {
   if (energy.internal == InternalKind::Entropy) diffusivity = energy.diffusion;
   if (energy.internal == InternalKind::PorousMedium) {
     const at::Tensor rho = frames_.back().density;
-    const double typical = (rho * rho).sum().item<double>() / rho.sum().item<double>();
+    double sums[2] = {(rho * rho).sum().item<double>(), rho.sum().item<double>()};
+    if (slabs_) slabs_->communicator().sum(sums, 2);  // over the slabs of a split rollout
+    const double typical = sums[0] / sums[1];
     diffusivity = energy.diffusion * energy.exponent * std::pow(typical, energy.exponent - 1);
   }
   double cell = setup_.grid.spacing[0];
@@ -304,7 +358,7 @@ Extension FrameCache::extendTo(int k, vtkAlgorithm* algorithm, int runEnd) {
   if (perStep > 0) this->warnIfLong(first, k, perStep, measured, algorithm);
   ProgressReport progress(algorithm);
   for (int j = first; j <= k; ++j) {
-    if (stopRequested(algorithm)) {
+    if (this->stopRequested(algorithm)) {
       result.stopped = true;
       break;
     }
@@ -314,7 +368,7 @@ Extension FrameCache::extendTo(int k, vtkAlgorithm* algorithm, int runEnd) {
     // Within a step the iteration count is unknown: its share grows like i / (i + 100).
     const int cap = setup_.solver == SolverKind::LearnedRefined ? setup_.refineIterations : setup_.maxIterations;
     auto report = [&](const ProgressEvent& event) {
-      if (stopRequested(algorithm)) return false;
+      if (this->stopRequested(algorithm)) return false;
       const double iterations = event.fraction * std::max(1, cap);
       // The first iteration of a step is always said: a script watching the
       // progress sees every step start inside the solver.
@@ -423,7 +477,53 @@ void FrameCache::reportRun(int first, int last, int runEnd, vtkAlgorithm* algori
     vtkOutputWindowDisplayText((line.str() + "\n").c_str());
 }
 
+namespace {
+
+// The certificate's figures in a frame (the table's and field data's columns).
+void recordCertificate(Frame& frame, const StepCertificate& certificate) {
+  frame.certificate = certificate.l1ErrorEstimate;
+  frame.descent = certificate.descent ? 1 : 0;
+  frame.relativeGap = certificate.relativeGap;
+  frame.w2Estimate = certificate.w2Estimate;
+  frame.spreadMass = certificate.spreadMassFraction;
+}
+
+// Whether the frame's figures and fields are finite (on this rank).
+bool finite(const Frame& frame) {
+  return std::isfinite(frame.energy) && std::isfinite(frame.mass) && at::isfinite(frame.density).all().item<bool>() &&
+         at::isfinite(frame.velocity).all().item<bool>();
+}
+
+}  // namespace
+
+Frame FrameCache::splitStep(const ProgressCallback& report) {
+  Frame frame;
+  const double energy = frames_.back().energy;  // E(rho_k) = J(0), which the certificate needs
+  const DistributedJkoObjective::State state = splitObjective_->prepare(current_);
+  const ReferenceStep step = splitSolver_->step(state, warmStart_, report);
+  frame.transport = step.transport;
+  frame.objective = step.objective;
+  frame.iterations = step.iterations;
+  frame.converged = step.converged;
+  // The reference solver's own final measure, in the certificate's terms.
+  recordCertificate(frame, splitObjective_->certify(state, step.displacement, energy));
+  frame.density = step.next;
+  frame.velocity = step.displacement / setup_.tau;
+  frame.energy = this->energyOf(frame.density);
+  frame.mass = this->massOf(frame.density);
+  warmStart_ = step.displacement;
+  current_ = step.next;
+  return frame;
+}
+
 Frame FrameCache::step(int j, const ProgressCallback& report) {
+  if (slabs_) {
+    Frame frame = this->splitStep(report);
+    // Every rank throws, or none (a rank alone would leave the others waiting).
+    if (slabs_->communicator().max(finite(frame) ? 0.0 : 1.0) > 0) throw Error(nonFiniteStep(j));
+    tally_->add(CertifiedStep());
+    return frame;
+  }
   const Grid& grid = setup_.grid;
   const double tau = setup_.tau;
   const at::Tensor& from = frames_.back().density;  // rho_k, CPU float64
@@ -488,21 +588,13 @@ Frame FrameCache::step(int j, const ProgressCallback& report) {
     frame.transport = certificate.transport;
     frame.objective = certificate.objective;
   }
-  frame.certificate = certificate.l1ErrorEstimate;
-  frame.descent = certificate.descent ? 1 : 0;
-  frame.relativeGap = certificate.relativeGap;
-  frame.w2Estimate = certificate.w2Estimate;
-  frame.spreadMass = certificate.spreadMassFraction;
+  recordCertificate(frame, certificate);
   frame.density = onCpu(next);
   frame.velocity = onCpu(displacement) / tau;
-  frame.energy = (*energy_)(frame.density.unsqueeze(0)).item<double>();
-  frame.mass = frame.density.sum().item<double>() * grid.cellVolume();
+  frame.energy = this->energyOf(frame.density);
+  frame.mass = this->massOf(frame.density);
   // A step that overflowed gives an error, never NaN frames.
-  if (!std::isfinite(frame.energy) || !std::isfinite(frame.mass) || !at::isfinite(frame.density).all().item<bool>() ||
-      !at::isfinite(frame.velocity).all().item<bool>())
-    throw Error("JKO step " + std::to_string(j) +
-                " gave NaN or infinite values: the density or the energy's parameters are out of range for this "
-                "solver. Lower Time Step or the energy's parameters, or rescale the density (Fit To Unit Box).");
+  if (!finite(frame)) throw Error(nonFiniteStep(j));
   tally_->add(tallied);
   current_ = next;
   return frame;

@@ -10,6 +10,13 @@
 // it says how many frames were refined (or fail their certificate) and
 // which frames left the operator's training range.
 //
+// On several MPI ranks the reference solver's steps are split over them
+// (RolloutSetup::communicator; core's DistributedReferenceSolver): each rank
+// keeps the slab of planes it owns of every frame, and every figure of a
+// frame (energy, mass, certificate) is the whole grid's. A stop request on
+// any rank then stops all of them at the same iteration, since they compute
+// each step together.
+//
 // Not wrapped: this header may include ATen.
 #pragma once
 
@@ -32,7 +39,11 @@ class vtkTable;
 
 namespace jko {
 class AutoSolver;
+class Communicator;
+class DistributedJkoObjective;
+class DistributedReferenceSolver;
 class Energy;
+class SlabDecomposition;
 class JkoObjective;
 class LearnedOperator;
 class ReferenceSolver;
@@ -49,7 +60,8 @@ const char* solverName(SolverKind solver);
 /// Whether the solver steps with a learned operator (every kind but the reference solver).
 inline bool usesOperator(SolverKind solver) { return solver != SolverKind::Reference; }
 
-/// One frame, float64 on the CPU, in the flow's units.
+/// One frame, float64 on the CPU, in the flow's units. A split rollout's
+/// frames hold the rank's own planes (FrameCache::slabs()) of both fields.
 struct Frame {
   at::Tensor density;   ///< rho_k, shape of the grid
   at::Tensor velocity;  ///< (dim, n...): u / tau of the step arriving at frame k (zero for frame 0)
@@ -109,6 +121,9 @@ struct RolloutSetup {
   /// operator steps c rho, core's StepSymmetry.h); the identity for its own.
   StepSymmetry symmetry;
   std::string description;  ///< e.g. "480x640 grid": for the time estimate
+  /// The ranks the reference solver's steps are split over (null: not split).
+  /// Every rank starts the rollout with the whole rho0 and keeps its slab.
+  std::shared_ptr<const Communicator> communicator;
 };
 
 /// How far FrameCache::extendTo got.
@@ -147,6 +162,9 @@ class FrameCache {
   /// Mean wall time of the steps computed so far (0 before the first).
   double secondsPerStep() const;
 
+  /// The slabs of a split rollout (whose frames hold this rank's planes); null otherwise.
+  const SlabDecomposition* slabs() const { return slabs_.get(); }
+
   /// The refinements (Auto) or certificate failures (the others) of the
   /// frames computed so far, in core's tally.
   const RefinementTally& tally() const { return *tally_; }
@@ -163,6 +181,14 @@ class FrameCache {
   double estimateSecondsPerStep() const;
   void warnIfLong(int from, int to, double secondsPerStep, bool measured, vtkAlgorithm* algorithm);
   Frame step(int k, const ProgressCallback& report);
+  /// The split reference step (slabs_) to frame k.
+  Frame splitStep(const ProgressCallback& report);
+  /// Whether to stop: the algorithm's abort flag, agreed over the ranks of a
+  /// split rollout (any rank's flag stops them all). Collective when split.
+  bool stopRequested(vtkAlgorithm* algorithm) const;
+  /// E and the mass of a frame's density (its slab when split: collective).
+  double energyOf(const at::Tensor& density) const;
+  double massOf(const at::Tensor& density) const;
   /// The one line of a call that computed frames first..last of a run whose
   /// last frame is `runEnd`.
   void reportRun(int first, int last, int runEnd, vtkAlgorithm* algorithm) const;
@@ -178,6 +204,9 @@ class FrameCache {
   std::unique_ptr<StepCertifier> certifier_;   ///< the reference solver's certificates
   std::unique_ptr<TrainingRangeWatch> watch_;  ///< the frames' mass and peak against the operator's training
   std::unique_ptr<RefinementTally> tally_;
+  std::unique_ptr<SlabDecomposition> slabs_;                     ///< a split rollout's planes
+  std::shared_ptr<const DistributedJkoObjective> splitObjective_;  ///< and its objective
+  std::unique_ptr<DistributedReferenceSolver> splitSolver_;
   double warnedSeconds_ = 0;  ///< the largest estimate said so far in this rollout
 };
 

@@ -11,6 +11,16 @@
 #include <vtkStreamingDemandDrivenPipeline.h>
 #include <vtkTable.h>
 
+#include <algorithm>
+
+#ifdef JKO_PLUGIN_HAVE_VTK_MPI
+#include <vtkMPI.h>
+#include <vtkMPICommunicator.h>
+#include <vtkMPIController.h>
+
+#include "parallel/MpiCommunicator.h"
+#endif
+
 namespace jko::plugin {
 
 namespace {
@@ -30,12 +40,6 @@ PieceRequest pieceRequest(vtkInformation* info) {
   return request;
 }
 
-bool sameExtent(const int* a, const int* b) {
-  for (int i = 0; i < 6; ++i)
-    if (a[i] != b[i]) return false;
-  return true;
-}
-
 }  // namespace
 
 ProcessPlace processPlace() {
@@ -51,6 +55,20 @@ ProcessPlace processPlace() {
 
 bool reportsMessages() { return processPlace().rank == 0; }
 
+std::shared_ptr<const Communicator> pipelineCommunicator() {
+#ifdef JKO_PLUGIN_HAVE_VTK_MPI
+  auto* controller = vtkMPIController::SafeDownCast(vtkMultiProcessController::GetGlobalController());
+  if (!controller || controller->GetNumberOfProcesses() < 2 || !mpiAvailable() || !mpiInitialized()) return nullptr;
+  auto* communicator = vtkMPICommunicator::SafeDownCast(controller->GetCommunicator());
+  if (!communicator || !communicator->GetMPIComm() || !communicator->GetMPIComm()->GetHandle()) return nullptr;
+  // The controller's own communicator (MPI_COMM_WORLD in pvbatch and
+  // pvserver, a sub-communicator where a host runs ParaView on one).
+  return mpiCommunicator(communicator->GetMPIComm()->GetHandle());
+#else
+  return nullptr;
+#endif
+}
+
 void declareSubExtents(vtkInformation* imageInfo) { imageInfo->Set(vtkAlgorithm::CAN_PRODUCE_SUB_EXTENT(), 1); }
 
 void requestWholeInput(vtkInformation* inputInfo) {
@@ -65,15 +83,16 @@ void requestWholeInput(vtkInformation* inputInfo) {
   inputInfo->Set(SDDP::UPDATE_NUMBER_OF_GHOST_LEVELS(), 0);
 }
 
-void cropToRequest(vtkImageData* image, vtkInformation* imageInfo) {
+void requestedExtent(vtkInformation* imageInfo, const int wholeExtent[6], int extent[6]) {
+  std::copy(wholeExtent, wholeExtent + 6, extent);
   if (!imageInfo->Has(SDDP::UPDATE_EXTENT())) return;
-  int extent[6];
-  imageInfo->Get(SDDP::UPDATE_EXTENT(), extent);
-  if (sameExtent(extent, image->GetExtent())) return;
-  // vtkImageData::Crop clamps the extent to the data's and keeps field data;
-  // an empty extent (more pieces than the extent translator can cut) leaves
-  // no points.
-  image->Crop(extent);
+  int asked[6];
+  imageInfo->Get(SDDP::UPDATE_EXTENT(), asked);
+  // Clamped to the data, as vtkImageData::Crop would.
+  for (int a = 0; a < 3; ++a) {
+    extent[2 * a] = std::max(asked[2 * a], wholeExtent[2 * a]);
+    extent[2 * a + 1] = std::min(asked[2 * a + 1], wholeExtent[2 * a + 1]);
+  }
 }
 
 void keepRowsInFirstPiece(vtkTable* table, vtkInformation* tableInfo) {

@@ -1,20 +1,28 @@
 // The flow filter in a parallel ParaView (mpirun pvbatch / pvserver): every
-// rank reads the whole input and computes the same frames, and the pipeline's
-// piece requests split only the outputs. Port 0 gives each rank its own
-// sub-extent (the piece the executive translated into UPDATE_EXTENT, with
-// the ghost levels asked for); port 1, the per-frame table, holds its rows in
-// piece 0 only, because ParaView appends the tables of all ranks (spreadsheet,
-// servermanager.Fetch). Messages are said by the first rank only, since the
-// others would repeat them word for word.
+// rank reads the whole input. The reference solver's steps are split over
+// the ranks (each rank computes and keeps a slab of every frame:
+// JKOSlabPieces.h); the other solvers compute the same whole frames on every
+// rank. Port 0 gives each rank its own sub-extent (the piece the executive
+// translated into UPDATE_EXTENT, with the ghost levels asked for); port 1, the
+// per-frame table, holds its rows in piece 0 only, because ParaView appends
+// the tables of all ranks (spreadsheet, servermanager.Fetch). Messages are
+// said by the first rank only, since the others would repeat them word for
+// word.
 //
 // Not wrapped; free of torch, so that any translation unit may include it.
 #pragma once
+
+#include <memory>
 
 class vtkAlgorithm;
 class vtkDataObject;
 class vtkImageData;
 class vtkInformation;
 class vtkTable;
+
+namespace jko {
+class Communicator;
+}
 
 namespace jko::plugin {
 
@@ -29,6 +37,11 @@ ProcessPlace processPlace();
 /// Whether this process reports the filter's warnings and text messages.
 bool reportsMessages();
 
+/// Core's communicator over the MPI communicator of VTK's global controller,
+/// when the pipeline runs on several MPI ranks and core was built with MPI;
+/// null otherwise (one process, or no MPI in ParaView or in core).
+std::shared_ptr<const Communicator> pipelineCommunicator();
+
 /// Declares on the image port's information that the filter can produce any
 /// sub-extent: the executive then translates piece requests into
 /// UPDATE_EXTENT (and adds the ghost array for ghost levels) around
@@ -39,10 +52,10 @@ void declareSubExtents(vtkInformation* imageInfo);
 /// ghost levels, whatever piece of the output was asked for.
 void requestWholeInput(vtkInformation* inputInfo);
 
-/// Crops `image` (a frame on the whole extent) to the UPDATE_EXTENT of
-/// `imageInfo`, point and cell arrays alike; field data is kept. A frame that
-/// already has that extent (one rank) is left as it is.
-void cropToRequest(vtkImageData* image, vtkInformation* imageInfo);
+/// The extent asked of the image port (UPDATE_EXTENT, the ghost levels
+/// included) within `wholeExtent`, or the whole extent when none was asked.
+/// May be empty (more pieces than the extent translator can cut).
+void requestedExtent(vtkInformation* imageInfo, const int wholeExtent[6], int extent[6]);
 
 /// Empties the rows of `table` (its columns stay, with zero rows) unless the
 /// request on its port is for piece 0.

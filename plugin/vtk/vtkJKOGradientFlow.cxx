@@ -28,12 +28,16 @@
 #include "JKOImageConversion.h"
 #include "JKOLoadedOperator.h"
 #include "JKOPieces.h"
+#include "JKOSlabPieces.h"
 #include "JKOTraining.h"
 #include "numerics/Energy.h"
 #include "numerics/Errors.h"
 #include "operator/AutoSolver.h"
 #include "operator/LearnedOperator.h"
 #include "operator/TrainingRangeCheck.h"
+#include "parallel/Communicator.h"
+#include "parallel/DistributedReferenceSolver.h"
+#include "parallel/SlabDecomposition.h"
 #include "runtime/Runtime.h"
 
 vtkStandardNewMacro(vtkJKOGradientFlow);
@@ -119,6 +123,9 @@ struct vtkJKOGradientFlow::Internals {
   vtkSmartPointer<vtkImageData> lastImage;
   vtkSmartPointer<vtkTable> lastTable;
   double lastTime = 0;
+  /// A split rollout stopped at an abort request: every rank re-executes on
+  /// the next update (GetMTime).
+  bool resumeSplit = false;
 
   /// Validates the properties, reads the input unless nothing changed,
   /// trains first when Train() asked for it, and starts a new rollout when
@@ -126,9 +133,18 @@ struct vtkJKOGradientFlow::Internals {
   void prepare(vtkJKOGradientFlow* self, vtkInformationVector** inputVector);
   jko::EnergySpec panelEnergy(vtkJKOGradientFlow* self, const jko::plugin::FlowInput& input) const;
   at::Device chooseDevice(vtkJKOGradientFlow* self) const;
-  void checkMemory(vtkJKOGradientFlow* self, const jko::plugin::FlowInput& input) const;
-  /// Writes frame k (with the table of the frames computed up to the last one shown) into the outputs.
-  void writeFrame(vtkJKOGradientFlow* self, int k, vtkImageData* image, vtkTable* table) const;
+  /// The ranks a reference rollout's steps are split over, or null with,
+  /// in `reason`, why not (empty on one process).
+  std::shared_ptr<const jko::Communicator> splitRanks(SolverKind solver, const jko::EnergySpec& energy,
+                                                      const jko::plugin::FlowInput& input, const at::Device& device,
+                                                      std::string& reason) const;
+  void checkMemory(vtkJKOGradientFlow* self, const jko::plugin::FlowInput& input,
+                   const jko::Communicator* split) const;
+  /// Writes frame k (with the table of the frames computed up to the last
+  /// one shown) into the outputs: the piece of the image `imageInfo` asks
+  /// for (collective when the rollout is split).
+  void writeFrame(vtkJKOGradientFlow* self, int k, vtkImageData* image, vtkTable* table,
+                  vtkInformation* imageInfo) const;
   /// The threshold the frames are judged by: Auto's was fixed by its rollout
   /// (it is part of the key); the learned modes flag with the panel's.
   double thresholdFor(vtkJKOGradientFlow* self) const {
@@ -152,6 +168,17 @@ vtkJKOGradientFlow::~vtkJKOGradientFlow() {
 void vtkJKOGradientFlow::Train() {
   this->TrainingRequested = true;
   this->Modified();
+}
+
+vtkMTimeType vtkJKOGradientFlow::GetMTime() {
+  vtkMTimeType time = this->Superclass::GetMTime();
+  if (this->Internal && this->Internal->resumeSplit) {
+    // A stamp taken now is newer than the stopped update's output on every rank.
+    vtkTimeStamp now;
+    now.Modified();
+    time = std::max(time, now.GetMTime());
+  }
+  return time;
 }
 
 double vtkJKOGradientFlow::GetDefaultCertificateThreshold() { return jko::AutoSolverOptions().threshold; }
@@ -187,7 +214,7 @@ int vtkJKOGradientFlow::RequestInformation(vtkInformation*, vtkInformationVector
   }
   tableInfo->Remove(vtkStreamingDemandDrivenPipeline::WHOLE_EXTENT());
   tableInfo->Remove(vtkAlgorithm::CAN_PRODUCE_SUB_EXTENT());
-  // Every rank computes the whole frames; each outputs the piece asked of it.
+  // Each rank outputs the piece asked of it.
   jko::plugin::declareSubExtents(imageInfo);
 
   const int steps = this->NumberOfSteps;
@@ -253,10 +280,10 @@ int vtkJKOGradientFlow::RequestData(vtkInformation*, vtkInformationVector** inpu
                                               static_cast<double>(this->NumberOfSteps)));
     }
     const jko::plugin::Extension extension = internal.frames.extendTo(k, this, this->NumberOfSteps);
-    internal.writeFrame(this, extension.last, image, table);
+    internal.resumeSplit = extension.stopped && internal.frames.slabs();
     // The pieces of a parallel run: this rank's sub-extent, the table's rows in piece 0.
+    internal.writeFrame(this, extension.last, image, table, imageInfo);
     vtkInformation* tableInfo = outputVector->GetInformationObject(1);
-    jko::plugin::cropToRequest(image, imageInfo);
     jko::plugin::keepRowsInFirstPiece(table, tableInfo);
     jko::plugin::stampPiece(image, imageInfo);
     jko::plugin::stampPiece(table, tableInfo);
@@ -343,11 +370,13 @@ void vtkJKOGradientFlow::Internals::prepare(vtkJKOGradientFlow* self, vtkInforma
       jko::plugin::readFlowInput(self, image, self->Potential == ARRAY_POTENTIAL, self->FitToUnitBox);
   const jko::EnergySpec energy = this->panelEnergy(self, input);
   const at::Device device = this->chooseDevice(self);
+  std::string unsplit;
+  const std::shared_ptr<const jko::Communicator> split = this->splitRanks(solver, energy, input, device, unsplit);
   // One request, one training, even if it fails; the fast path opens again
   // only once everything below has succeeded.
   this->valid = false;
   self->TrainingRequested = false;
-  this->checkMemory(self, input);
+  this->checkMemory(self, input, split.get());
 
   if (training) {
     jko::plugin::TrainingSettings settings;
@@ -388,6 +417,8 @@ void vtkJKOGradientFlow::Internals::prepare(vtkJKOGradientFlow* self, vtkInforma
   key.precision(17);
   key << input.key << "|" << static_cast<int>(solver) << "|" << energy.toJson().dump() << energy.potentialHash() << "|"
       << self->TimeStep << "|" << device.str() << "|" << self->NumberOfThreads;
+  // A split rollout's frames hold slabs (and differ from one process's by rounding).
+  if (split) key << "|split over " << split->size();
   jko::plugin::RolloutSetup setup;
   std::vector<jko::RangeWarning> rangeWarnings;
   if (solver == SolverKind::Reference || solver == SolverKind::Auto) key << "|" << self->MaximumIterations;
@@ -414,10 +445,25 @@ void vtkJKOGradientFlow::Internals::prepare(vtkJKOGradientFlow* self, vtkInforma
     setup.threshold = self->CertificateThreshold;
     setup.device = device;
     setup.description = input.mapping.describe();
+    setup.communicator = split;
     this->frames.clear();
     this->frames.start(setup, key.str());
     ++self->RolloutCount;
     const bool say = jko::plugin::reportsMessages();
+    if (say && this->frames.slabs()) {
+      const jko::SlabDecomposition& slabs = *this->frames.slabs();
+      std::ostringstream line;
+      line << "JKO Gradient Flow: the reference solver's steps are split over " << slabs.ranks()
+           << " ranks, each computing and keeping a slab of " << slabs.owned(slabs.ranks() - 1).planes() << "-"
+           << slabs.owned(0).planes() << " planes along " << "xyz"[input.mapping.imageAxis[0]]
+           << " of every frame.\n";
+      vtkOutputWindowDisplayText(line.str().c_str());
+    } else if (say && !unsplit.empty()) {
+      vtkOutputWindowDisplayText(("JKO Gradient Flow: every one of the " +
+                                  std::to_string(jko::plugin::processPlace().ranks) +
+                                  " ranks computes the whole frames and outputs its piece: " + unsplit + ".\n")
+                                     .c_str());
+    }
     if (say && !input.reduction.empty())
       vtkWarningWithObjectMacro(self, << "The array '" << input.arrayName << "' has "
                                       << (input.reduction == "its magnitude" ? "several" : "colour")
@@ -519,15 +565,45 @@ at::Device vtkJKOGradientFlow::Internals::chooseDevice(vtkJKOGradientFlow* self)
   return at::Device(at::kCUDA);
 }
 
-void vtkJKOGradientFlow::Internals::checkMemory(vtkJKOGradientFlow* self, const jko::plugin::FlowInput& input) const {
+std::shared_ptr<const jko::Communicator> vtkJKOGradientFlow::Internals::splitRanks(
+    SolverKind solver, const jko::EnergySpec& energy, const jko::plugin::FlowInput& input, const at::Device& device,
+    std::string& reason) const {
+  reason.clear();
+  const int ranks = jko::plugin::processPlace().ranks;
+  if (ranks < 2) return nullptr;
+  std::shared_ptr<const jko::Communicator> communicator = jko::plugin::pipelineCommunicator();
+  const char axis = "xyz"[input.mapping.imageAxis[0]];
+  if (!communicator)
+    reason = "this plugin or ParaView was built without MPI";
+  else if (solver != SolverKind::Reference)
+    reason = std::string("only the reference solver's steps are split over ranks, not the ") +
+             jko::plugin::solverName(solver) + "'s";
+  else if (!jko::DistributedJkoObjective::splits(energy))
+    reason = "this energy's interaction kernel (" + jko::toString(energy.kernel) +
+             ") is a convolution over the whole density";
+  else if (device != at::kCPU)
+    reason = "a split step runs on the CPU (Device)";
+  else if (input.grid.n[0] < 2 * static_cast<int64_t>(ranks))
+    reason = std::string("the image has ") + std::to_string(input.grid.n[0]) + " samples along " + axis +
+             ", fewer than 2 per rank";
+  return reason.empty() ? communicator : nullptr;
+}
+
+void vtkJKOGradientFlow::Internals::checkMemory(vtkJKOGradientFlow* self, const jko::plugin::FlowInput& input,
+                                                const jko::Communicator* split) const {
   const jko::Grid& grid = input.grid;
-  const double nodes = static_cast<double>(grid.numNodes()), dim = grid.dim, bytes = sizeof(double);
+  // A split rollout's frames and solver hold a slab of the grid on each rank.
+  const double nodes = static_cast<double>(grid.numNodes()) / (split ? split->size() : 1), dim = grid.dim,
+               bytes = sizeof(double);
   const double frames = self->NumberOfSteps + 1.0;
   // Cached frames (density + velocity), the L-BFGS history (2 x 20 vectors of
   // dim x nodes) with its temporaries, and the output arrays of one frame.
   const double needed = frames * nodes * (1 + dim) * bytes + nodes * dim * bytes * (2 * 20 + 30) + nodes * 8 * bytes;
   const double available = jko::plugin::availableMemory();
-  if (needed > 0.8 * available) {
+  bool short_ = needed > 0.8 * available;
+  // All ranks of a split rollout refuse together, or none waits for the others.
+  if (split) short_ = split->max(short_ ? 1.0 : 0.0) > 0;
+  if (short_) {
     std::ostringstream message;
     message << "The " << static_cast<long long>(frames) << " frames on the " << input.mapping.describe()
             << " need about " << jko::plugin::describeBytes(needed) << " of memory but only "
@@ -538,20 +614,43 @@ void vtkJKOGradientFlow::Internals::checkMemory(vtkJKOGradientFlow* self, const 
 }
 
 void vtkJKOGradientFlow::Internals::writeFrame(vtkJKOGradientFlow* self, int k, vtkImageData* output,
-                                               vtkTable* tableOutput) const {
+                                               vtkTable* tableOutput, vtkInformation* imageInfo) const {
   const jko::plugin::Frame& frame = this->frames.frame(k);
   const double time = self->InitialTime + k * self->TimeStep;
+  // The piece asked for: its samples cut from the frame, or put together
+  // from the ranks' slabs of a split rollout (density and velocity in one
+  // exchange).
+  int whole[6], extent[6];
+  this->structure->GetExtent(whole);
+  jko::plugin::requestedExtent(imageInfo, whole, extent);
+  const jko::plugin::SampleBox box = jko::plugin::samplesOfExtent(extent, whole, this->mapping);
+  const jko::plugin::ImageGridMapping piece = jko::plugin::pieceMapping(this->mapping, box);
+  const int dim = this->mapping.grid.dim;
+  at::Tensor density, velocity;
+  if (const jko::SlabDecomposition* slabs = this->frames.slabs()) {
+    const at::Tensor fields =
+        jko::plugin::gatherBox(at::cat({frame.density.unsqueeze(0), frame.velocity}), *slabs, box);
+    density = fields[0];
+    velocity = fields.narrow(0, 1, dim);
+  } else {
+    density = jko::plugin::cropToBox(frame.density.unsqueeze(0), box, dim)[0];
+    velocity = jko::plugin::cropToBox(frame.velocity, box, dim);
+  }
   auto image = vtkSmartPointer<vtkImageData>::New();
   image->CopyStructure(this->structure);
+  image->SetExtent(extent);
   vtkDataSetAttributes* attributes =
       this->mapping.cellData ? static_cast<vtkDataSetAttributes*>(image->GetCellData()) : image->GetPointData();
   // Back to the image's units (Fit To Unit Box): rho = rho' M / L^d, v = v' L.
-  const at::Tensor density = this->scaling.active ? frame.density * this->scaling.density : frame.density;
-  const at::Tensor velocity = this->scaling.active ? frame.velocity * this->scaling.length : frame.velocity;
-  attributes->SetScalars(jko::plugin::toScalarArray(density, this->mapping, "density"));
-  attributes->SetVectors(jko::plugin::toVectorArray(velocity, this->mapping, "velocity"));
+  if (this->scaling.active) {
+    density = density * this->scaling.density;
+    velocity = velocity * this->scaling.length;
+  }
+  attributes->SetScalars(jko::plugin::toScalarArray(density, piece, "density"));
+  attributes->SetVectors(jko::plugin::toVectorArray(velocity, piece, "velocity"));
   if (this->potential.defined())
-    attributes->AddArray(jko::plugin::toScalarArray(this->potential, this->mapping, "potential"));
+    attributes->AddArray(jko::plugin::toScalarArray(
+        jko::plugin::cropToBox(this->potential.unsqueeze(0), box, dim)[0], piece, "potential"));
 
   vtkFieldData* field = image->GetFieldData();
   field->AddArray(scalarField("Time", time));
@@ -580,6 +679,8 @@ void vtkJKOGradientFlow::Internals::writeFrame(vtkJKOGradientFlow* self, int k, 
   field->AddArray(stringField("RefineReason", frame.refineReason));
   field->AddArray(integerField("Flagged", jko::plugin::flagged(frame, solver, threshold, k) ? 1 : 0));
   field->AddArray(scalarField("TimeStep", self->TimeStep));
+  // The ranks the frame's steps were split over (1: computed whole).
+  field->AddArray(integerField("SplitRanks", this->frames.slabs() ? this->frames.slabs()->ranks() : 1));
   auto rollouts = vtkSmartPointer<vtkIntArray>::New();
   rollouts->SetName("RolloutCount");
   rollouts->InsertNextValue(self->RolloutCount);

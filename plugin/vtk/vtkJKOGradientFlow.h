@@ -47,10 +47,15 @@
  * state or a trace loads it (jko::plugin::trainOperator).
  *
  * In a parallel run (mpirun pvbatch / pvserver) every rank reads the whole
- * input and computes the same frames; output 0 gives the piece the pipeline
- * asks for (CAN_PRODUCE_SUB_EXTENT: the frame cropped to UPDATE_EXTENT),
- * output 1 has its rows in piece 0 only, and warnings come from rank 0
- * (JKOPieces.h). Training needs a single rank.
+ * input. The reference solver's steps are split over the ranks (each rank
+ * computes and keeps a slab of planes of every frame; core's
+ * DistributedReferenceSolver); the other solvers compute the same whole
+ * frames on every rank. Output 0 gives the piece the pipeline asks for
+ * (CAN_PRODUCE_SUB_EXTENT: the samples of UPDATE_EXTENT, put together from
+ * the ranks' slabs by one exchange when the steps are split), output 1 has
+ * its rows in piece 0 only, and warnings come from rank 0 (JKOPieces.h).
+ * A split rollout's RequestData makes collective calls: the pipeline must
+ * update every rank together, as ParaView does. Training needs a single rank.
  *
  * Errors (bad input, bad parameters, an operator that does not fit) are
  * reported with vtkErrorMacro; the last good output is kept, with its time.
@@ -248,6 +253,11 @@ class NEURALJKOFLOWFILTERS_EXPORT vtkJKOGradientFlow : public vtkImageAlgorithm 
   int RequestInformation(vtkInformation*, vtkInformationVector**, vtkInformationVector*) override;
   int RequestUpdateExtent(vtkInformation*, vtkInformationVector**, vtkInformationVector*) override;
   int RequestData(vtkInformation*, vtkInformationVector**, vtkInformationVector*) override;
+  /// While a split rollout that an abort request stopped waits to go on,
+  /// newer than any output: the next update then executes on every rank,
+  /// not only on the one whose cleared abort flag modified its filter (the
+  /// others would wait for it in the step's first collective call).
+  vtkMTimeType GetMTime() override;
 
   int Solver = REFERENCE;
   double CertificateThreshold;
