@@ -204,7 +204,7 @@ class FrameCache {
   std::unique_ptr<StepCertifier> certifier_;   ///< the reference solver's certificates
   std::unique_ptr<TrainingRangeWatch> watch_;  ///< the frames' mass and peak against the operator's training
   std::unique_ptr<RefinementTally> tally_;
-  std::unique_ptr<SlabDecomposition> slabs_;                     ///< a split rollout's planes
+  std::unique_ptr<SlabDecomposition> slabs_;                       ///< a split rollout's planes
   std::shared_ptr<const DistributedJkoObjective> splitObjective_;  ///< and its objective
   std::unique_ptr<DistributedReferenceSolver> splitSolver_;
   double warnedSeconds_ = 0;  ///< the largest estimate said so far in this rollout

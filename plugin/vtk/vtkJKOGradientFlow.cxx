@@ -138,8 +138,7 @@ struct vtkJKOGradientFlow::Internals {
   std::shared_ptr<const jko::Communicator> splitRanks(SolverKind solver, const jko::EnergySpec& energy,
                                                       const jko::plugin::FlowInput& input, const at::Device& device,
                                                       std::string& reason) const;
-  void checkMemory(vtkJKOGradientFlow* self, const jko::plugin::FlowInput& input,
-                   const jko::Communicator* split) const;
+  void checkMemory(vtkJKOGradientFlow* self, const jko::plugin::FlowInput& input, const jko::Communicator* split) const;
   /// Writes frame k (with the table of the frames computed up to the last
   /// one shown) into the outputs: the piece of the image `imageInfo` asks
   /// for (collective when the rollout is split).
@@ -455,8 +454,8 @@ void vtkJKOGradientFlow::Internals::prepare(vtkJKOGradientFlow* self, vtkInforma
       std::ostringstream line;
       line << "JKO Gradient Flow: the reference solver's steps are split over " << slabs.ranks()
            << " ranks, each computing and keeping a slab of " << slabs.owned(slabs.ranks() - 1).planes() << "-"
-           << slabs.owned(0).planes() << " planes along " << "xyz"[input.mapping.imageAxis[0]]
-           << " of every frame.\n";
+           << slabs.owned(0).planes() << " planes along "
+           << "xyz"[input.mapping.imageAxis[0]] << " of every frame.\n";
       vtkOutputWindowDisplayText(line.str().c_str());
     } else if (say && !unsplit.empty()) {
       vtkOutputWindowDisplayText(("JKO Gradient Flow: every one of the " +
@@ -565,9 +564,11 @@ at::Device vtkJKOGradientFlow::Internals::chooseDevice(vtkJKOGradientFlow* self)
   return at::Device(at::kCUDA);
 }
 
-std::shared_ptr<const jko::Communicator> vtkJKOGradientFlow::Internals::splitRanks(
-    SolverKind solver, const jko::EnergySpec& energy, const jko::plugin::FlowInput& input, const at::Device& device,
-    std::string& reason) const {
+std::shared_ptr<const jko::Communicator> vtkJKOGradientFlow::Internals::splitRanks(SolverKind solver,
+                                                                                   const jko::EnergySpec& energy,
+                                                                                   const jko::plugin::FlowInput& input,
+                                                                                   const at::Device& device,
+                                                                                   std::string& reason) const {
   reason.clear();
   const int ranks = jko::plugin::processPlace().ranks;
   if (ranks < 2) return nullptr;
@@ -649,8 +650,8 @@ void vtkJKOGradientFlow::Internals::writeFrame(vtkJKOGradientFlow* self, int k, 
   attributes->SetScalars(jko::plugin::toScalarArray(density, piece, "density"));
   attributes->SetVectors(jko::plugin::toVectorArray(velocity, piece, "velocity"));
   if (this->potential.defined())
-    attributes->AddArray(jko::plugin::toScalarArray(
-        jko::plugin::cropToBox(this->potential.unsqueeze(0), box, dim)[0], piece, "potential"));
+    attributes->AddArray(jko::plugin::toScalarArray(jko::plugin::cropToBox(this->potential.unsqueeze(0), box, dim)[0],
+                                                    piece, "potential"));
 
   vtkFieldData* field = image->GetFieldData();
   field->AddArray(scalarField("Time", time));
