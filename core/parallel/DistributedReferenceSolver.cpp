@@ -219,6 +219,19 @@ double DistributedJkoObjective::energy(const at::Tensor& owned) const {
   return wholeEnergy(rho.to(at::kDouble).contiguous(), at::Tensor()).value;
 }
 
+at::Tensor DistributedJkoObjective::externalVariation(const at::Tensor& owned) const {
+  at::Tensor rho = (owned.dim() == slabs_.grid().dim ? owned.unsqueeze(0) : owned).to(at::kDouble).contiguous();
+  // The gradient of the whole energy's sum, |h| dE/drho at each owned node,
+  // less the internal part.
+  at::AutoGradMode gradMode(true);
+  const at::Tensor leaf = rho.detach().requires_grad_(true);
+  const at::Tensor gradient = torch::autograd::grad({wholeEnergy(leaf, at::Tensor()).differentiable}, {leaf})[0];
+  at::NoGradGuard noGrad;
+  return gradient / slabs_.grid().cellVolume() - ownedEnergy_->internalVariation(rho);
+}
+
+at::Tensor DistributedJkoObjective::potentialOnOwned() const { return ownedEnergy_->potentialOnGrid(); }
+
 at::Tensor DistributedJkoObjective::nextDensity(const State& state, const at::Tensor& deposited) const {
   const Grid& grid = slabs_.grid();
   if (!std::isfinite(slabs_.communicator().sum(deposited.sum().item<double>())))

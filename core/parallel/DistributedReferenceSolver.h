@@ -47,6 +47,12 @@ class DistributedJkoObjective {
   /// (planes, ...). Collective.
   double energy(const at::Tensor& owned) const;
   bool keepsMaximum() const;
+  /// V + W * rho at the owned nodes (1, planes, ...): the first variation
+  /// without the internal energy's part U'(rho), the whole density's (the
+  /// quadratic interaction through its moments). Collective.
+  at::Tensor externalVariation(const at::Tensor& owned) const;
+  /// V on the owned planes (planes, ...), undefined without a potential.
+  at::Tensor potentialOnOwned() const;
 
   /// What J needs of the owned planes of rho_k (1, planes, ...).
   struct State {

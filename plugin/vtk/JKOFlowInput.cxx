@@ -9,12 +9,17 @@
 #include <vtkInformation.h>
 #include <vtkInformationVector.h>
 #include <vtkPointData.h>
+#include <vtkSmartPointer.h>
 #include <vtkType.h>
 
 #include <cmath>
 #include <cstdio>
 #include <map>
 #include <sstream>
+
+#include "parallel/Communicator.h"
+#include "parallel/DistributedReferenceSolver.h"
+#include "parallel/SlabDecomposition.h"
 
 namespace jko::plugin {
 
@@ -48,8 +53,23 @@ vtkDataArray* selectedArray(vtkAlgorithm* algorithm, int idx, vtkImageData* imag
   return image->GetCellData()->GetScalars();
 }
 
-void checkDensityValues(const at::Tensor& rho, const Grid& grid, const std::string& name) {
-  const int64_t nonFinite = (~at::isfinite(rho)).sum().item<int64_t>();
+void checkDensityValues(const at::Tensor& rho, const Grid& grid, const std::string& name, const Communicator* ranks) {
+  // The counts and extremes of this rank's values, then of all ranks' (each
+  // rank throws the same error, or none).
+  const at::Tensor finite = at::isfinite(rho);
+  const at::Tensor finiteValues = rho.masked_select(finite);
+  double counts[2] = {static_cast<double>((~finite).sum().item<int64_t>()),
+                      static_cast<double>((rho < 0).sum().item<int64_t>())};
+  double extremes[2] = {finiteValues.numel() ? -finiteValues.min().item<double>() : -HUGE_VAL,
+                        finiteValues.numel() ? finiteValues.max().item<double>() : -HUGE_VAL};
+  double sum = finiteValues.sum().item<double>();
+  if (ranks) {
+    ranks->sum(counts, 2);
+    ranks->max(extremes, 2);
+    sum = ranks->sum(sum);
+  }
+  const auto nonFinite = static_cast<int64_t>(counts[0]), negative = static_cast<int64_t>(counts[1]);
+  const double minimum = -extremes[0], maximum = extremes[1];
   if (nonFinite > 0) {
     std::ostringstream message;
     message << "The density array '" << name << "' has " << nonFinite
@@ -57,21 +77,20 @@ void checkDensityValues(const at::Tensor& rho, const Grid& grid, const std::stri
                "Calculator) or choose another array.";
     throw Error(message.str());
   }
-  const int64_t negative = (rho < 0).sum().item<int64_t>();
   if (negative > 0) {
     std::ostringstream message;
-    message << "The density array '" << name << "' has " << negative << " negative values (minimum "
-            << rho.min().item<double>() << "): a density must be non-negative. Clip it (e.g. Calculator: max(" << name
+    message << "The density array '" << name << "' has " << negative << " negative values (minimum " << minimum
+            << "): a density must be non-negative. Clip it (e.g. Calculator: max(" << name
             << ", 0)) or choose another array.";
     throw Error(message.str());
   }
-  const double mass = rho.sum().item<double>() * grid.cellVolume();
+  const double mass = sum * grid.cellVolume();
   if (std::isinf(mass)) {
     // Finite values whose sum (or the cell volume) overflows: every energy
     // and step of it would be infinite.
     std::ostringstream message;
-    message << "The density array '" << name << "' has an infinite mass (maximum " << rho.max().item<double>()
-            << ", cell volume " << grid.cellVolume()
+    message << "The density array '" << name << "' has an infinite mass (maximum " << maximum << ", cell volume "
+            << grid.cellVolume()
             << "): its values or the image's spacing are too large for double precision. Rescale the density (e.g. "
                "with the Calculator) or the image.";
     throw Error(message.str());
@@ -206,11 +225,11 @@ std::string hashTensor(const at::Tensor& tensor) {
 
 namespace {
 
-// Mass-weighted mean of |grad phi| (central differences inside, one-sided at
-// the walls).
-double meanGradientNorm(const at::Tensor& phi, const at::Tensor& rho, const Grid& grid) {
+// |grad phi|^2 from the axes from `firstAxis` on (central differences
+// inside, one-sided at the walls).
+at::Tensor gradientSquared(const at::Tensor& phi, const Grid& grid, int firstAxis) {
   at::Tensor squared = at::zeros_like(phi);
-  for (int a = 0; a < grid.dim; ++a) {
+  for (int a = firstAxis; a < grid.dim; ++a) {
     const int64_t n = grid.n[a];
     at::Tensor derivative = at::zeros_like(phi);
     derivative.narrow(a, 1, n - 2).copy_((phi.narrow(a, 2, n - 2) - phi.narrow(a, 0, n - 2)) / (2 * grid.spacing[a]));
@@ -218,7 +237,30 @@ double meanGradientNorm(const at::Tensor& phi, const at::Tensor& rho, const Grid
     derivative.narrow(a, n - 1, 1).copy_((phi.narrow(a, n - 1, 1) - phi.narrow(a, n - 2, 1)) / grid.spacing[a]);
     squared = squared + derivative * derivative;
   }
-  return (rho * squared.sqrt()).sum().item<double>() / rho.sum().item<double>();
+  return squared;
+}
+
+// Mass-weighted mean of |grad phi|.
+double meanGradientNorm(const at::Tensor& phi, const at::Tensor& rho, const Grid& grid) {
+  return (rho * gradientSquared(phi, grid, 0).sqrt()).sum().item<double>() / rho.sum().item<double>();
+}
+
+// The same over the slabs of all ranks, phi and rho on this rank's planes:
+// along the split axis with one plane of halo.
+double meanGradientNorm(const at::Tensor& phi, const at::Tensor& rho, const SlabDecomposition& slabs) {
+  const Grid& grid = slabs.grid();
+  const SlabDecomposition::Range own = slabs.owned(), window = slabs.window(1);
+  const at::Tensor phiWindow = slabs.withHalo(phi.unsqueeze(0).contiguous(), 1)[0];
+  std::vector<at::Tensor> planes;
+  for (int64_t i = own.lo; i < own.hi; ++i) {
+    const int64_t up = std::min(i + 1, grid.n[0] - 1), down = std::max<int64_t>(i - 1, 0);
+    planes.push_back((phiWindow[up - window.lo] - phiWindow[down - window.lo]) / ((up - down) * grid.spacing[0]));
+  }
+  const at::Tensor along = at::stack(planes);
+  const at::Tensor squared = gradientSquared(phi, grid, 1) + along * along;
+  double sums[2] = {(rho * squared.sqrt()).sum().item<double>(), rho.sum().item<double>()};
+  slabs.communicator().sum(sums, 2);
+  return sums[0] / sums[1];
 }
 
 std::string lengths(const Grid& grid, bool box) {
@@ -230,24 +272,13 @@ std::string lengths(const Grid& grid, bool box) {
 
 }  // namespace
 
-std::string stepLengthWarning(const EnergySpec& spec, const FlowInput& input, double tau) {
+namespace {
+
+// The warning for a step of length max(sqrt(2 D_eff tau), driftLength).
+std::string stepLengthMessage(const EnergySpec& spec, const FlowInput& input, double tau, double diffusivity,
+                              double driftLength) {
   const Grid& grid = input.grid;
-  const at::Tensor& rho = input.rho0;
-  const Energy energy(spec, grid);
-  double diffusivity = 0;
-  if (spec.internal == InternalKind::Entropy) diffusivity = spec.diffusion;
-  if (spec.internal == InternalKind::PorousMedium) {
-    const double typical = (rho * rho).sum().item<double>() / rho.sum().item<double>();
-    diffusivity = spec.diffusion * spec.exponent * std::pow(typical, spec.exponent - 1);
-  }
   const double diffusionLength = std::sqrt(2 * diffusivity * tau);
-  double driftLength = 0;
-  if (spec.potential != PotentialKind::None || spec.kernel != KernelKind::None) {
-    const at::Tensor batch = rho.unsqueeze(0);
-    at::Tensor drift = energy.firstVariation(batch)[0];
-    if (spec.internal != InternalKind::None) drift = drift - energy.internalVariation(batch)[0];
-    driftLength = tau * meanGradientNorm(drift, rho, grid);
-  }
   const double length = std::max(diffusionLength, driftLength);
   double cell = grid.spacing[0], box = grid.boxLength(0);
   for (int a = 1; a < grid.dim; ++a) {
@@ -283,9 +314,49 @@ std::string stepLengthWarning(const EnergySpec& spec, const FlowInput& input, do
   return message.str();
 }
 
-FlowInput readFlowInput(vtkAlgorithm* algorithm, vtkImageData* image, bool potentialFromArray, bool fitToUnitBox) {
-  FlowInput input;
-  bool cellData = false;
+// D_eff: D, or D m rho^(m-1) at the mass-weighted mean density (sums of rho^2 and rho given).
+double effectiveDiffusivity(const EnergySpec& spec, double squares, double mass) {
+  if (spec.internal == InternalKind::Entropy) return spec.diffusion;
+  if (spec.internal == InternalKind::PorousMedium)
+    return spec.diffusion * spec.exponent * std::pow(squares / mass, spec.exponent - 1);
+  return 0;
+}
+
+}  // namespace
+
+std::string stepLengthWarning(const EnergySpec& spec, const FlowInput& input, double tau) {
+  const Grid& grid = input.grid;
+  const at::Tensor& rho = input.rho0;
+  const Energy energy(spec, grid);
+  const double diffusivity = effectiveDiffusivity(spec, (rho * rho).sum().item<double>(), rho.sum().item<double>());
+  double driftLength = 0;
+  if (spec.potential != PotentialKind::None || spec.kernel != KernelKind::None) {
+    const at::Tensor batch = rho.unsqueeze(0);
+    at::Tensor drift = energy.firstVariation(batch)[0];
+    if (spec.internal != InternalKind::None) drift = drift - energy.internalVariation(batch)[0];
+    driftLength = tau * meanGradientNorm(drift, rho, grid);
+  }
+  return stepLengthMessage(spec, input, tau, diffusivity, driftLength);
+}
+
+std::string stepLengthWarning(const EnergySpec& spec, const FlowInput& input, double tau,
+                              const std::shared_ptr<const Communicator>& ranks) {
+  const SlabDecomposition slabs(input.grid, ranks);
+  const at::Tensor& rho = input.rho0;
+  double sums[2] = {(rho * rho).sum().item<double>(), rho.sum().item<double>()};
+  slabs.communicator().sum(sums, 2);
+  double driftLength = 0;
+  if (spec.potential != PotentialKind::None || spec.kernel != KernelKind::None) {
+    const DistributedJkoObjective energy(spec, tau, slabs);
+    driftLength = tau * meanGradientNorm(energy.externalVariation(rho)[0], rho, slabs);
+  }
+  return stepLengthMessage(spec, input, tau, effectiveDiffusivity(spec, sums[0], sums[1]), driftLength);
+}
+
+namespace {
+
+// The density array (input array 0), or Error with what to do.
+vtkDataArray* densityArray(vtkAlgorithm* algorithm, vtkImageData* image, bool& cellData) {
   std::string requested;
   vtkDataArray* array = selectedArray(algorithm, 0, image, cellData, requested);
   if (!array) {
@@ -296,6 +367,15 @@ FlowInput readFlowInput(vtkAlgorithm* algorithm, vtkImageData* image, bool poten
         "The input has no point-data scalar array to use as the density: choose one as the Density, or add one "
         "(e.g. with the Calculator or JKO Initial Density).");
   }
+  return array;
+}
+
+}  // namespace
+
+FlowInput readFlowInput(vtkAlgorithm* algorithm, vtkImageData* image, bool potentialFromArray, bool fitToUnitBox) {
+  FlowInput input;
+  bool cellData = false;
+  vtkDataArray* array = densityArray(algorithm, image, cellData);
   input.arrayName = arrayName(array);
   input.mapping = mapImage(image, cellData);
   at::Tensor rho = samplesOf(array, input.mapping, &input.reduction);
@@ -337,6 +417,62 @@ FlowInput readFlowInput(vtkAlgorithm* algorithm, vtkImageData* image, bool poten
       << (input.potentialValues.defined() ? hashTensor(input.potentialValues) : std::string("-")) << " "
       << fitToUnitBox;
   input.key = key.str();
+  return input;
+}
+
+namespace {
+
+// What the frames of a split rollout read by slabs depend on: the whole
+// image's geometry and this rank's planes (one rank's key; the ranks agree
+// on starting again).
+std::string slabKey(const FlowInput& input, const int wholeExtent[6], vtkImageData* image,
+                    const std::shared_ptr<const Communicator>& ranks) {
+  const SlabDecomposition slabs(input.grid, ranks);
+  const at::Tensor& planes = input.rho0;
+  std::ostringstream key;
+  key.precision(17);
+  for (int a = 0; a < 6; ++a) key << wholeExtent[a] << " ";
+  for (int a = 0; a < 3; ++a) key << image->GetOrigin()[a] << " " << image->GetSpacing()[a] << " ";
+  key << input.mapping.cellData << " slab " << slabs.rank() << " of " << slabs.ranks() << " " << hashTensor(planes);
+  return key.str();
+}
+
+}  // namespace
+
+FlowInput readFlowSlab(vtkAlgorithm* algorithm, vtkImageData* image, const int wholeExtent[6],
+                       const std::shared_ptr<const Communicator>& ranks) {
+  FlowInput input;
+  bool cellData = false;
+  vtkDataArray* array = densityArray(algorithm, image, cellData);  // the same arrays on every rank
+  input.arrayName = arrayName(array);
+  // The whole image's samples (the flow's grid), and this rank's.
+  auto structure = vtkSmartPointer<vtkImageData>::New();
+  structure->SetExtent(const_cast<int*>(wholeExtent));
+  structure->SetOrigin(image->GetOrigin());
+  structure->SetSpacing(image->GetSpacing());
+  structure->SetDirectionMatrix(image->GetDirectionMatrix());
+  input.mapping = mapImage(structure, cellData);
+  input.grid = input.mapping.grid;
+  const SlabDecomposition slabs(input.grid, ranks);
+  const SlabDecomposition::Range own = slabs.owned();
+  // The rank's planes, or the whole image (whose association the request
+  // for a slab needed: a rank's first update): every rank goes on alike.
+  const ImageGridMapping slab = mapImage(image, cellData);
+  const bool whole = std::equal(wholeExtent, wholeExtent + 6, image->GetExtent());
+  bool expected = whole || (slab.grid.dim == input.grid.dim && slab.grid.n[0] == own.planes() &&
+                            std::abs(slab.grid.origin[0] - (input.grid.origin[0] + own.lo * input.grid.spacing[0])) <=
+                                1e-9 * input.grid.spacing[0]);
+  for (int a = 1; a < input.grid.dim && !whole; ++a) expected = expected && slab.grid.n[a] == input.grid.n[a];
+  if (ranks->max(expected ? 0.0 : 1.0) > 0)
+    throw Error("JKO Gradient Flow: the input did not arrive as the slabs of planes the ranks asked for (rank " +
+                std::to_string(slabs.rank()) + " asked for planes " + std::to_string(own.lo) + "-" +
+                std::to_string(own.hi - 1) + " of " + std::to_string(input.grid.n[0]) + ", got " +
+                std::to_string(slab.grid.n[0]) + " planes): put Resample To Image or Pass Arrays before the flow.");
+  input.rho0 = samplesOf(array, slab, &input.reduction);
+  if (whole) input.rho0 = slabs.own(input.rho0.unsqueeze(0))[0].contiguous();
+  checkDensityValues(input.rho0, input.grid, input.arrayName, ranks.get());
+  input.slab = true;
+  input.key = slabKey(input, wholeExtent, image, ranks);
   return input;
 }
 

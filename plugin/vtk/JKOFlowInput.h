@@ -10,6 +10,7 @@
 
 #include <ATen/ATen.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,10 @@ class vtkAbstractArray;
 class vtkAlgorithm;
 class vtkDataArray;
 class vtkImageData;
+
+namespace jko {
+class Communicator;
+}
 
 namespace jko::plugin {
 
@@ -36,8 +41,11 @@ std::string arrayName(vtkAbstractArray* array);
 vtkDataArray* selectedArray(vtkAlgorithm* algorithm, int idx, vtkImageData* image, bool& cellData,
                             std::string& requestedName);
 
-/// Throws Error unless rho is finite, non-negative, of finite positive mass.
-void checkDensityValues(const at::Tensor& rho, const Grid& grid, const std::string& name);
+/// Throws Error unless rho is finite, non-negative, of finite positive mass;
+/// with `ranks`, rho is this rank's slab and the figures are all ranks'
+/// (every rank throws the same error, or none). Collective then.
+void checkDensityValues(const at::Tensor& rho, const Grid& grid, const std::string& name,
+                        const Communicator* ranks = nullptr);
 
 /// What to change in the panel for a parameter that core's validation
 /// rejects (jko::InvalidParameter::parameter()): "Change Diffusion.", ...
@@ -73,9 +81,11 @@ struct FlowInput {
   ImageGridMapping mapping;  ///< the image's samples, in the image's own units
   Grid grid;                 ///< the grid the flow runs on (mapping.grid, or its unit-box image)
   UnitBoxScaling scaling;
-  std::string arrayName;       ///< the density array
-  std::string reduction;       ///< how a multi-component array became a density ("" for a scalar one)
-  at::Tensor rho0;             ///< float64 CPU, shape of the grid, in the flow's units
+  std::string arrayName;  ///< the density array
+  std::string reduction;  ///< how a multi-component array became a density ("" for a scalar one)
+  at::Tensor rho0;        ///< float64 CPU, shape of the grid, in the flow's units (or the rank's slab)
+  /// rho0 holds this rank's planes of a split rollout (readFlowSlab), not the whole grid.
+  bool slab = false;
   at::Tensor potentialValues;  ///< V of the Potential Array (undefined without)
   std::string key;             ///< fingerprint of the geometry, density, potential values and units
 };
@@ -83,6 +93,16 @@ struct FlowInput {
 /// Reads the density (input array 0) and, when `potentialFromArray`, the
 /// potential (input array 1) of `image`. Throws Error with what to do.
 FlowInput readFlowInput(vtkAlgorithm* algorithm, vtkImageData* image, bool potentialFromArray, bool fitToUnitBox);
+
+/// The same for a split rollout: `image` is this rank's slab of the image
+/// (the planes core's SlabDecomposition gives it along the grid's first
+/// axis, of an image of extent `wholeExtent`) or the whole image (a first
+/// update, before the request for slabs could know the density's
+/// association); mapping and grid are the whole image's, rho0 the rank's
+/// planes (FlowInput::slab); the checks are agreed over the ranks. No potential array and no Fit To Unit Box (the
+/// filter reads the whole image for those). Collective.
+FlowInput readFlowSlab(vtkAlgorithm* algorithm, vtkImageData* image, const int wholeExtent[6],
+                       const std::shared_ptr<const Communicator>& ranks);
 
 /// What a user of pixel units needs to hear before a rollout: a warning when
 /// one step of `energy` at `tau` moves mass by far less than a cell (the
@@ -92,6 +112,10 @@ FlowInput readFlowInput(vtkAlgorithm* algorithm, vtkImageData* image, bool poten
 /// porous medium) and tau times the mass-weighted mean drift speed
 /// |grad(V + W * rho)|.
 std::string stepLengthWarning(const EnergySpec& energy, const FlowInput& input, double tau);
+/// The same for a slab (FlowInput::slab) of a split rollout, from sums over
+/// the ranks: the same message on every rank. Collective.
+std::string stepLengthWarning(const EnergySpec& energy, const FlowInput& input, double tau,
+                              const std::shared_ptr<const Communicator>& ranks);
 
 /// 64-bit FNV-1a of a tensor's float64 values, as 16 hex digits.
 std::string hashTensor(const at::Tensor& tensor);

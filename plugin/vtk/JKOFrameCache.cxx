@@ -198,7 +198,7 @@ void FrameCache::start(RolloutSetup setup, const std::string& key) {
     splitObjective_ = std::make_shared<const DistributedJkoObjective>(setup.energy, setup.tau, *slabs_);
     options.maxIterations = std::max(1, setup.maxIterations);
     splitSolver_ = std::make_unique<DistributedReferenceSolver>(splitObjective_, options);
-    setup.rho0 = slabs_->own(setup.rho0.to(at::kDouble).unsqueeze(0))[0];
+    if (!setup.rho0IsSlab) setup.rho0 = slabs_->own(setup.rho0.to(at::kDouble).unsqueeze(0))[0];
   } else {
     energy_ = std::make_shared<const Energy>(setup.energy, setup.grid);
   }

@@ -122,8 +122,10 @@ struct RolloutSetup {
   StepSymmetry symmetry;
   std::string description;  ///< e.g. "480x640 grid": for the time estimate
   /// The ranks the reference solver's steps are split over (null: not split).
-  /// Every rank starts the rollout with the whole rho0 and keeps its slab.
+  /// Every rank starts the rollout with the whole rho0 and keeps its slab,
+  /// or with its slab alone (rho0IsSlab: the filter read only its planes).
   std::shared_ptr<const Communicator> communicator;
+  bool rho0IsSlab = false;
 };
 
 /// How far FrameCache::extendTo got.
@@ -164,6 +166,7 @@ class FrameCache {
 
   /// The slabs of a split rollout (whose frames hold this rank's planes); null otherwise.
   const SlabDecomposition* slabs() const { return slabs_.get(); }
+  const DistributedJkoObjective* splitObjective() const { return splitObjective_.get(); }
 
   /// The refinements (Auto) or certificate failures (the others) of the
   /// frames computed so far, in core's tally.

@@ -73,11 +73,20 @@ void declareSubExtents(vtkInformation* imageInfo) { imageInfo->Set(vtkAlgorithm:
 
 void requestWholeInput(vtkInformation* inputInfo) {
   // Every step moves mass across the whole box: no piece of a frame can be
-  // computed from a piece of the density.
+  // computed from a piece of the density (unless the ranks compute each
+  // step together: requestInputExtent).
   if (inputInfo->Has(SDDP::WHOLE_EXTENT())) {
-    inputInfo->Set(SDDP::UPDATE_EXTENT(), inputInfo->Get(SDDP::WHOLE_EXTENT()), 6);
-    inputInfo->Set(SDDP::EXACT_EXTENT(), 1);
+    requestInputExtent(inputInfo, inputInfo->Get(SDDP::WHOLE_EXTENT()));
+    return;
   }
+  inputInfo->Set(SDDP::UPDATE_PIECE_NUMBER(), 0);
+  inputInfo->Set(SDDP::UPDATE_NUMBER_OF_PIECES(), 1);
+  inputInfo->Set(SDDP::UPDATE_NUMBER_OF_GHOST_LEVELS(), 0);
+}
+
+void requestInputExtent(vtkInformation* inputInfo, const int extent[6]) {
+  inputInfo->Set(SDDP::UPDATE_EXTENT(), extent, 6);
+  inputInfo->Set(SDDP::EXACT_EXTENT(), 1);
   inputInfo->Set(SDDP::UPDATE_PIECE_NUMBER(), 0);
   inputInfo->Set(SDDP::UPDATE_NUMBER_OF_PIECES(), 1);
   inputInfo->Set(SDDP::UPDATE_NUMBER_OF_GHOST_LEVELS(), 0);

@@ -51,6 +51,8 @@ void declareSubExtents(vtkInformation* imageInfo);
 /// The input request of the flow: the whole extent, in one piece, without
 /// ghost levels, whatever piece of the output was asked for.
 void requestWholeInput(vtkInformation* inputInfo);
+/// The same for `extent` only (a split rollout's slab), exactly.
+void requestInputExtent(vtkInformation* inputInfo, const int extent[6]);
 
 /// The extent asked of the image port (UPDATE_EXTENT, the ghost levels
 /// included) within `wholeExtent`, or the whole extent when none was asked.

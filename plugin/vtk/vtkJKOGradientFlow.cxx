@@ -109,7 +109,7 @@ struct vtkJKOGradientFlow::Internals {
   jko::plugin::ImageGridMapping mapping;    ///< the input image's samples
   jko::plugin::UnitBoxScaling scaling;      ///< Fit To Unit Box
   vtkSmartPointer<vtkImageData> structure;  ///< the input's geometry, without arrays
-  at::Tensor potential;                     ///< V on the grid, for display (undefined without)
+  at::Tensor potential;                     ///< V for display (a split rollout: the rank's planes), or undefined
   std::string energy, operatorFile, operatorMetadata;
 
   // The fast path skips reading the input when neither the properties, nor
@@ -132,6 +132,17 @@ struct vtkJKOGradientFlow::Internals {
   /// its settings or input changed.
   void prepare(vtkJKOGradientFlow* self, vtkInformationVector** inputVector);
   jko::EnergySpec panelEnergy(vtkJKOGradientFlow* self, const jko::plugin::FlowInput& input) const;
+  /// The preset's energy with the panel's parameters, before any potential.
+  static jko::EnergySpec presetEnergy(vtkJKOGradientFlow* self);
+  /// From the panel, the input's whole extent and the density array of
+  /// `image` (RequestUpdateExtent: the input of the last update, whose
+  /// arrays say whether the density is point or cell data; empty before the
+  /// first): the communicator when the reference solver's steps will be
+  /// split over the ranks, else null. `slabExtent` gets this rank's slab of
+  /// the input when the flow can start from it (no Fit To Unit Box, no
+  /// potential array, no training; `slabbed` says so), else the whole extent.
+  std::shared_ptr<const jko::Communicator> splitCandidate(vtkJKOGradientFlow* self, vtkInformation* inInfo,
+                                                          vtkImageData* image, int slabExtent[6], bool& slabbed) const;
   at::Device chooseDevice(vtkJKOGradientFlow* self) const;
   /// The ranks a reference rollout's steps are split over, or null with,
   /// in `reason`, why not (empty on one process).
@@ -257,7 +268,15 @@ int vtkJKOGradientFlow::RequestUpdateExtent(vtkInformation*, vtkInformationVecto
       // Scrubbing must not re-execute a temporal input (and so flush the
       // frames): the flow starts from whatever time the input holds.
       inInfo->Remove(vtkStreamingDemandDrivenPipeline::UPDATE_TIME_STEP());
-      jko::plugin::requestWholeInput(inInfo);
+      // Split steps start from each rank's slab of the density; everything
+      // else from the whole image on every rank.
+      int slab[6];
+      bool slabbed = false;
+      if (port == 0 && i == 0 &&
+          this->Internal->splitCandidate(this, inInfo, vtkImageData::GetData(inInfo), slab, slabbed) && slabbed)
+        jko::plugin::requestInputExtent(inInfo, slab);
+      else
+        jko::plugin::requestWholeInput(inInfo);
     }
   }
   return 1;
@@ -359,18 +378,40 @@ void vtkJKOGradientFlow::Internals::prepare(vtkJKOGradientFlow* self, vtkInforma
   const bool training = self->TrainingRequested;
   const vtkMTimeType filterTime = self->GetMTime(), inputTime = image->GetMTime();
   const std::string operatorStamp = learned ? operatorFile + "@" + jko::plugin::fileStamp(operatorFile) : "";
-  if (!training && this->valid && filterTime == this->filterTime && inputTime == this->inputTime &&
-      operatorStamp == this->operatorStamp)
-    return;
+  bool unchanged = !training && this->valid && filterTime == this->filterTime && inputTime == this->inputTime &&
+                   operatorStamp == this->operatorStamp;
+  // Ranks whose steps are split go on together or return together: a filter
+  // modified on one rank alone (its abort flag set and cleared) would
+  // otherwise call the rollout's collectives alone.
+  vtkInformation* inInfo = inputVector[0]->GetInformationObject(0);
+  int slabExtent[6];
+  bool slabbed = false;
+  const std::shared_ptr<const jko::Communicator> candidate =
+      this->splitCandidate(self, inInfo, image, slabExtent, slabbed);
+  if (candidate) unchanged = candidate->max(unchanged ? 0.0 : 1.0) == 0;
+  if (unchanged) return;
 
   jko::configureRuntime(self->NumberOfThreads > 0 ? self->NumberOfThreads
                                                   : static_cast<int>(std::thread::hardware_concurrency()));
+  int wholeExtent[6];
+  if (inInfo && inInfo->Has(vtkStreamingDemandDrivenPipeline::WHOLE_EXTENT()))
+    inInfo->Get(vtkStreamingDemandDrivenPipeline::WHOLE_EXTENT(), wholeExtent);
+  else
+    image->GetExtent(wholeExtent);
+  // A rollout split over the ranks starts from each rank's planes: its
+  // slab, as RequestUpdateExtent asked for it, or the whole image (a first
+  // update) cut to them, whichever arrived (ranks may differ in that).
   const jko::plugin::FlowInput input =
-      jko::plugin::readFlowInput(self, image, self->Potential == ARRAY_POTENTIAL, self->FitToUnitBox);
+      candidate && slabbed
+          ? jko::plugin::readFlowSlab(self, image, wholeExtent, candidate)
+          : jko::plugin::readFlowInput(self, image, self->Potential == ARRAY_POTENTIAL, self->FitToUnitBox);
   const jko::EnergySpec energy = this->panelEnergy(self, input);
   const at::Device device = this->chooseDevice(self);
   std::string unsplit;
   const std::shared_ptr<const jko::Communicator> split = this->splitRanks(solver, energy, input, device, unsplit);
+  if (!split != !candidate)  // the same rules from the panel and from the input read
+    throw Error("JKO Gradient Flow: the ranks could not agree whether to split the steps (" +
+                (unsplit.empty() ? std::string("split") : unsplit) + "); please report this with the pipeline.");
   // One request, one training, even if it fails; the fast path opens again
   // only once everything below has succeeded.
   this->valid = false;
@@ -433,10 +474,15 @@ void vtkJKOGradientFlow::Internals::prepare(vtkJKOGradientFlow* self, vtkInforma
     if (solver == SolverKind::Auto) key << "|" << self->CertificateThreshold;
     setup.op = this->op.op();
   }
-  if (!this->frames.holds(key.str())) {
+  // A split rollout's ranks hold different slabs (and keys): they start
+  // again together.
+  bool restart = !this->frames.holds(key.str());
+  if (split) restart = split->max(restart ? 1.0 : 0.0) > 0;
+  if (restart) {
     setup.solver = solver;
     setup.grid = input.grid;
     setup.rho0 = input.rho0;
+    setup.rho0IsSlab = input.slab;
     setup.energy = energy;
     setup.tau = self->TimeStep;
     setup.maxIterations = self->MaximumIterations;
@@ -471,7 +517,8 @@ void vtkJKOGradientFlow::Internals::prepare(vtkJKOGradientFlow* self, vtkInforma
                                          "as the Density.");
     if (say && setup.symmetry.exact && !setup.symmetry.note.empty() && solver != SolverKind::Auto)
       vtkOutputWindowDisplayText(("JKO Gradient Flow: " + setup.symmetry.note + ".\n").c_str());
-    const std::string scale = jko::plugin::stepLengthWarning(energy, input, self->TimeStep);
+    const std::string scale = input.slab ? jko::plugin::stepLengthWarning(energy, input, self->TimeStep, split)
+                                         : jko::plugin::stepLengthWarning(energy, input, self->TimeStep);
     if (say && !scale.empty()) vtkWarningWithObjectMacro(self, << scale);
     // Said when a rollout starts, not on every update that reuses its frames.
     if (say && !rangeWarnings.empty())
@@ -482,7 +529,10 @@ void vtkJKOGradientFlow::Internals::prepare(vtkJKOGradientFlow* self, vtkInforma
     this->scaling = input.scaling;
     this->structure = vtkSmartPointer<vtkImageData>::New();
     this->structure->CopyStructure(image);
-    this->potential = jko::Energy(energy, input.grid).potentialOnGrid();
+    this->structure->SetExtent(wholeExtent);  // a slab's image is the whole image's part
+    // V for display: the rank's planes of a split rollout.
+    this->potential = this->frames.splitObjective() ? this->frames.splitObjective()->potentialOnOwned()
+                                                    : jko::Energy(energy, input.grid).potentialOnGrid();
     this->energy = energy.describe();
     this->operatorFile = learned ? this->op.path() : std::string();
     this->operatorMetadata = learned ? this->op.op()->metadata().toJson().dump() : std::string();
@@ -495,16 +545,14 @@ void vtkJKOGradientFlow::Internals::prepare(vtkJKOGradientFlow* self, vtkInforma
   this->valid = true;
 }
 
-jko::EnergySpec vtkJKOGradientFlow::Internals::panelEnergy(vtkJKOGradientFlow* self,
-                                                           const jko::plugin::FlowInput& input) const {
-  const jko::plugin::ImageGridMapping& mapping = input.mapping;
+jko::EnergySpec vtkJKOGradientFlow::Internals::presetEnergy(vtkJKOGradientFlow* self) {
   jko::EnergySpec spec;
   switch (self->EnergyPreset) {
     case POROUS_MEDIUM:
       spec = jko::EnergySpec::porousMedium(self->Exponent, self->Diffusion);
       break;
     case FOKKER_PLANCK:
-      spec = jko::EnergySpec::heat(self->Diffusion);  // the potential is chosen below
+      spec = jko::EnergySpec::heat(self->Diffusion);  // the potential is the panel's (panelEnergy)
       break;
     case AGGREGATION:
       spec = jko::EnergySpec::aggregation(self->Attraction, self->Repulsion);
@@ -518,6 +566,13 @@ jko::EnergySpec vtkJKOGradientFlow::Internals::panelEnergy(vtkJKOGradientFlow* s
       spec = jko::EnergySpec::kellerSegel(self->Diffusion, self->Attraction);
       break;
   }
+  return spec;
+}
+
+jko::EnergySpec vtkJKOGradientFlow::Internals::panelEnergy(vtkJKOGradientFlow* self,
+                                                           const jko::plugin::FlowInput& input) const {
+  const jko::plugin::ImageGridMapping& mapping = input.mapping;
+  jko::EnergySpec spec = presetEnergy(self);
   // Potential parameters are given per image axis (x, y, z); grid axis a is
   // image axis mapping.imageAxis[a].
   spec.potential = jko::PotentialKind::None;
@@ -562,6 +617,42 @@ at::Device vtkJKOGradientFlow::Internals::chooseDevice(vtkJKOGradientFlow* self)
     throw Error("Device is CUDA but this LibTorch (" + jko::libtorchVersion() +
                 ") has no CUDA device here: set Device to CPU.");
   return at::Device(at::kCUDA);
+}
+
+std::shared_ptr<const jko::Communicator> vtkJKOGradientFlow::Internals::splitCandidate(
+    vtkJKOGradientFlow* self, vtkInformation* inInfo, vtkImageData* image, int slabExtent[6], bool& slabbed) const {
+  slabbed = false;
+  if (!inInfo || !inInfo->Has(vtkStreamingDemandDrivenPipeline::WHOLE_EXTENT())) return nullptr;
+  inInfo->Get(vtkStreamingDemandDrivenPipeline::WHOLE_EXTENT(), slabExtent);
+  const int ranks = jko::plugin::processPlace().ranks;
+  if (ranks < 2 || self->Solver != REFERENCE || self->Device != CPU ||
+      !jko::DistributedJkoObjective::splits(presetEnergy(self)))
+    return nullptr;
+  // The density's samples, points or cells: the array the filter would take
+  // from `image` (none before the first update).
+  bool cellData = false;
+  std::string requested;
+  if (!image || !jko::plugin::selectedArray(self, 0, image, cellData, requested)) return nullptr;
+  auto whole = vtkSmartPointer<vtkImageData>::New();
+  whole->SetExtent(slabExtent);
+  jko::plugin::ImageGridMapping mapping;
+  try {
+    mapping = jko::plugin::mapImage(whole, cellData);
+  } catch (const Error&) {
+    return nullptr;  // RequestData reads the whole image and says what is wrong
+  }
+  if (mapping.grid.n[0] < 2 * static_cast<int64_t>(ranks)) return nullptr;
+  std::shared_ptr<const jko::Communicator> communicator = jko::plugin::pipelineCommunicator();
+  if (!communicator) return nullptr;
+  // A slab of the input when the flow needs nothing else of the whole image.
+  if (!self->FitToUnitBox && self->Potential != ARRAY_POTENTIAL && !self->TrainingRequested) {
+    const jko::SlabDecomposition::Range own = jko::SlabDecomposition(mapping.grid, communicator).owned();
+    const int axis = mapping.imageAxis[0], first = slabExtent[2 * axis];
+    slabExtent[2 * axis] = first + static_cast<int>(own.lo);
+    slabExtent[2 * axis + 1] = first + static_cast<int>(own.hi) - (cellData ? 0 : 1);
+    slabbed = true;
+  }
+  return communicator;
 }
 
 std::shared_ptr<const jko::Communicator> vtkJKOGradientFlow::Internals::splitRanks(SolverKind solver,
@@ -627,15 +718,18 @@ void vtkJKOGradientFlow::Internals::writeFrame(vtkJKOGradientFlow* self, int k, 
   const jko::plugin::SampleBox box = jko::plugin::samplesOfExtent(extent, whole, this->mapping);
   const jko::plugin::ImageGridMapping piece = jko::plugin::pieceMapping(this->mapping, box);
   const int dim = this->mapping.grid.dim;
-  at::Tensor density, velocity;
+  at::Tensor density, velocity, potential;
   if (const jko::SlabDecomposition* slabs = this->frames.slabs()) {
-    const at::Tensor fields =
-        jko::plugin::gatherBox(at::cat({frame.density.unsqueeze(0), frame.velocity}), *slabs, box);
+    std::vector<at::Tensor> channels{frame.density.unsqueeze(0), frame.velocity};
+    if (this->potential.defined()) channels.push_back(this->potential.unsqueeze(0));
+    const at::Tensor fields = jko::plugin::gatherBox(at::cat(channels), *slabs, box);
     density = fields[0];
     velocity = fields.narrow(0, 1, dim);
+    if (this->potential.defined()) potential = fields[1 + dim];
   } else {
     density = jko::plugin::cropToBox(frame.density.unsqueeze(0), box, dim)[0];
     velocity = jko::plugin::cropToBox(frame.velocity, box, dim);
+    if (this->potential.defined()) potential = jko::plugin::cropToBox(this->potential.unsqueeze(0), box, dim)[0];
   }
   auto image = vtkSmartPointer<vtkImageData>::New();
   image->CopyStructure(this->structure);
@@ -649,9 +743,7 @@ void vtkJKOGradientFlow::Internals::writeFrame(vtkJKOGradientFlow* self, int k, 
   }
   attributes->SetScalars(jko::plugin::toScalarArray(density, piece, "density"));
   attributes->SetVectors(jko::plugin::toVectorArray(velocity, piece, "velocity"));
-  if (this->potential.defined())
-    attributes->AddArray(jko::plugin::toScalarArray(jko::plugin::cropToBox(this->potential.unsqueeze(0), box, dim)[0],
-                                                    piece, "potential"));
+  if (potential.defined()) attributes->AddArray(jko::plugin::toScalarArray(potential, piece, "potential"));
 
   vtkFieldData* field = image->GetFieldData();
   field->AddArray(scalarField("Time", time));

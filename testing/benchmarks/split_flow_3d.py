@@ -3,6 +3,12 @@ flow from a Barenblatt profile (the JKO Initial Density source), timed per
 step in pvbatch, with each rank's peak memory.
 
     mpirun -np N pvbatch --symmetric testing/benchmarks/split_flow_3d.py PLUGIN GRID STEPS THREADS OUT.json [FRAME.npy]
+    pvbatch testing/benchmarks/split_flow_3d.py PLUGIN GRID 0 1 - VOLUME.vti   # writes the profile to VOLUME.vti
+    mpirun -np N pvbatch --symmetric testing/benchmarks/split_flow_3d.py PLUGIN VOLUME.vti STEPS THREADS OUT.json
+
+GRID N starts from the source's profile on N^3 nodes, which every rank
+computes whole; a .vti file (written by the second form) is read by the
+XML reader, which reads each rank's slab only.
 
 Every rank runs the script (--symmetric) and measures itself; rank 0 writes
 OUT.json: the grid, ranks, threads per rank, each step's wall time (the
@@ -22,9 +28,10 @@ import numpy as np
 from paraview import servermanager, simple
 from vtkmodules.util import numpy_support
 from vtkmodules.vtkCommonCore import vtkDoubleArray
+from vtkmodules.vtkCommonExecutionModel import vtkStreamingDemandDrivenPipeline
 from vtkmodules.vtkParallelCore import vtkMultiProcessController
 
-plugin, grid, steps, threads, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+plugin, volume, steps, threads, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 frame_path = sys.argv[6] if len(sys.argv) > 6 else None
 simple.LoadPlugin(plugin, remote=False, ns=vars(simple))
 controller = vtkMultiProcessController.GetGlobalController()
@@ -32,7 +39,18 @@ rank, ranks = controller.GetLocalProcessId(), controller.GetNumberOfProcesses()
 
 # The source's Barenblatt profile (m = 2) on the unit cube, as `jko rollout
 # --case barenblatt-flow --dim 3` starts from.
-density = simple.JKOInitialDensity(Dimension=3, GridSize=[grid, grid, grid], Kind="Barenblatt profile")
+if volume.endswith(".vti"):
+    density = simple.XMLImageDataReader(FileName=[volume])
+    density.UpdatePipelineInformation()  # the whole extent, without reading the data
+    extent = density.GetClientSideObject().GetOutputInformation(0).Get(vtkStreamingDemandDrivenPipeline.WHOLE_EXTENT())
+    grid = extent[1] - extent[0] + 1
+else:
+    grid = int(volume)
+    extent = [0, grid - 1] * 3
+    density = simple.JKOInitialDensity(Dimension=3, GridSize=[grid, grid, grid], Kind="Barenblatt profile")
+if steps == 0:  # write the profile for the runs that read it
+    simple.SaveData(frame_path, proxy=density)
+    sys.exit(0)
 flow = simple.JKOGradientFlow(Input=density, NumberOfSteps=steps, NumberOfThreads=threads, Solver="Reference solver")
 flow.UpdatePipelineInformation()
 times = list(flow.TimestepValues)
@@ -61,14 +79,13 @@ peaks = [receive.GetValue(r) for r in range(ranks)]
 if frame_path:
     pieces = [servermanager.Fetch(flow, r) for r in range(ranks)]
 if rank == 0:
-    report = {"grid": [grid] * 3, "ranks": ranks, "split_ranks": split_ranks, "threads_per_rank": threads,
+    report = {"grid": [grid] * 3, "input": volume, "ranks": ranks, "split_ranks": split_ranks, "threads_per_rank": threads,
               "steps": steps, "step_seconds": seconds, "iterations": column("Iterations")[1:],
               "mass": column("Mass"), "energy": column("Energy"), "peak_rss_mb_per_rank": peaks}
     with open(out, "w") as f:
         json.dump(report, f)
     print(json.dumps(report))
     if frame_path:
-        extent = density.GetDataInformation().GetExtent()
         whole = np.zeros([extent[2 * a + 1] - extent[2 * a] + 1 for a in (2, 1, 0)])
         for piece in pieces:
             e = piece.GetExtent()

@@ -122,6 +122,29 @@ void expectSameObjective(const Grid& grid, const EnergySpec& spec, double tau, d
   EXPECT_GT(expected.spreadMassFraction + expected.l1ErrorEstimate, 0);  // figures that can differ
 }
 
+// V + W * rho and V of the split energy against the serial one's.
+TEST(DistributedJkoObjective, ExternalVariationAndPotentialEqualTheSerialOnes) {
+  configureRuntime(1);
+  for (const Grid& grid : {Grid::unitBox(3, 12), Grid::box(2, {24, 20, 1}, {0, 0, 0}, {1.2, 1, 1})})
+    for (const char* preset : {"fokker-planck", "aggregation-diffusion", "porous-medium"}) {
+      const EnergySpec spec = EnergySpec::fromPreset(preset);
+      const SlabDecomposition slabs(grid, world());
+      const at::Tensor rho = twoBumps(grid, 0.05);
+      const Energy energy(spec, grid);
+      const at::Tensor expected =
+          (energy.firstVariation(rho.unsqueeze(0)) - energy.internalVariation(rho.unsqueeze(0)))[0];
+      const DistributedJkoObjective distributed(spec, 0.005, slabs);
+      const at::Tensor external = slabs.gather(distributed.externalVariation(slabs.own(rho.unsqueeze(0))))[0];
+      EXPECT_LT((external - expected).abs().max().item<double>(),
+                1e-12 * std::max(1.0, expected.abs().max().item<double>()))
+          << preset << " on a " << grid.describe();
+      const at::Tensor potential = energy.potentialOnGrid();
+      EXPECT_EQ(potential.defined(), distributed.potentialOnOwned().defined()) << preset;
+      if (potential.defined())
+        EXPECT_LT(relativeL1(slabs.gather(distributed.potentialOnOwned().unsqueeze(0))[0], potential), 1e-14);
+    }
+}
+
 TEST(DistributedJkoObjective, EqualsTheSerialObjective3D) {
   configureRuntime(1);
   // Displacements of about 3 cells: particles reach two slabs away on 3 ranks.
