@@ -7,6 +7,7 @@
 #include <vtkDoubleArray.h>
 #include <vtkImageData.h>
 #include <vtkInformation.h>
+#include <vtkInformationInformationVectorKey.h>
 #include <vtkInformationVector.h>
 #include <vtkPointData.h>
 #include <vtkSmartPointer.h>
@@ -51,6 +52,34 @@ vtkDataArray* selectedArray(vtkAlgorithm* algorithm, int idx, vtkImageData* imag
   if (vtkDataArray* scalars = image->GetPointData()->GetScalars()) return scalars;
   cellData = image->GetCellData()->GetScalars() != nullptr;
   return image->GetCellData()->GetScalars();
+}
+
+bool announcedAssociation(vtkAlgorithm* algorithm, int idx, vtkInformation* inputInfo, bool& cellData) {
+  vtkInformationVector* arrays = algorithm->GetInformation()->Get(vtkAlgorithm::INPUT_ARRAYS_TO_PROCESS());
+  vtkInformation* selection = arrays ? arrays->GetInformationObject(idx) : nullptr;
+  if (!inputInfo || !selection || !selection->Has(vtkDataObject::FIELD_NAME())) return false;
+  const std::string name = selection->Get(vtkDataObject::FIELD_NAME());
+  const int association = selection->Has(vtkDataObject::FIELD_ASSOCIATION())
+                              ? selection->Get(vtkDataObject::FIELD_ASSOCIATION())
+                              : vtkDataObject::FIELD_ASSOCIATION_POINTS;
+  auto announces = [&](vtkInformationInformationVectorKey* key) {
+    vtkInformationVector* announced = inputInfo->Get(key);
+    for (int i = 0; announced && i < announced->GetNumberOfInformationObjects(); ++i) {
+      vtkInformation* array = announced->GetInformationObject(i);
+      if (array->Has(vtkDataObject::FIELD_NAME()) && name == array->Get(vtkDataObject::FIELD_NAME())) return true;
+    }
+    return false;
+  };
+  // As selectedArray looks: point data first unless cells were chosen.
+  if (association != vtkDataObject::FIELD_ASSOCIATION_CELLS && announces(vtkDataObject::POINT_DATA_VECTOR())) {
+    cellData = false;
+    return true;
+  }
+  if (association != vtkDataObject::FIELD_ASSOCIATION_POINTS && announces(vtkDataObject::CELL_DATA_VECTOR())) {
+    cellData = true;
+    return true;
+  }
+  return false;
 }
 
 void checkDensityValues(const at::Tensor& rho, const Grid& grid, const std::string& name, const Communicator* ranks) {

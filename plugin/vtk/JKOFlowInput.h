@@ -23,6 +23,7 @@ class vtkAbstractArray;
 class vtkAlgorithm;
 class vtkDataArray;
 class vtkImageData;
+class vtkInformation;
 
 namespace jko {
 class Communicator;
@@ -40,6 +41,12 @@ std::string arrayName(vtkAbstractArray* array);
 /// selection.
 vtkDataArray* selectedArray(vtkAlgorithm* algorithm, int idx, vtkImageData* image, bool& cellData,
                             std::string& requestedName);
+
+/// Whether the array selected as input array `idx` of `algorithm` is among
+/// the arrays the input's pipeline information announces before any data
+/// arrived (vtkDataObject::POINT_DATA_VECTOR / CELL_DATA_VECTOR, which
+/// VTK's XML readers fill), and if so whether it is cell data.
+bool announcedAssociation(vtkAlgorithm* algorithm, int idx, vtkInformation* inputInfo, bool& cellData);
 
 /// Throws Error unless rho is finite, non-negative, of finite positive mass;
 /// with `ranks`, rho is this rank's slab and the figures are all ranks'

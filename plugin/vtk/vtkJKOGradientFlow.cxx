@@ -629,10 +629,13 @@ std::shared_ptr<const jko::Communicator> vtkJKOGradientFlow::Internals::splitCan
       !jko::DistributedJkoObjective::splits(presetEnergy(self)))
     return nullptr;
   // The density's samples, points or cells: the array the filter would take
-  // from `image` (none before the first update).
+  // from `image`, or before the first update the selected array among those
+  // the input's information announces (XML readers list theirs).
   bool cellData = false;
   std::string requested;
-  if (!image || !jko::plugin::selectedArray(self, 0, image, cellData, requested)) return nullptr;
+  if (!(image && jko::plugin::selectedArray(self, 0, image, cellData, requested)) &&
+      !jko::plugin::announcedAssociation(self, 0, inInfo, cellData))
+    return nullptr;
   auto whole = vtkSmartPointer<vtkImageData>::New();
   whole->SetExtent(slabExtent);
   jko::plugin::ImageGridMapping mapping;
