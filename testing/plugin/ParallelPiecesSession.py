@@ -12,7 +12,8 @@ runs the same cases on N ranks and checks that each rank outputs its own
 piece of the image (the extent translator's, the pieces covering the cells
 once), that the pieces put together are the serial frames to 1e-12 (the
 reference solver's steps, split over the ranks, within its tolerance;
-each rank then reads only its slab of the input), that
+each rank then reads only its slab of the input), that a density whose
+negative values lie in one rank's slab is refused on every rank, that
 Integrate Variables gives the serial mass, that the tables of the ranks
 appended are the serial table (rows in piece 0 only), that a .pvti written
 in pieces by the ranks is read back as the same density, that a requested
@@ -310,6 +311,7 @@ def compare():
                   "%s: the other ranks' tables have no rows: %s" % (case, [t.GetNumberOfRows() for t in tables]))
         if case == "reference" and not remote:
             check_split_stop(source, serial, whole_extent)
+            check_bad_slab(source)
         if case == "learned":
             check_pvti(flow, times, serial, whole_extent)
             if remote:
@@ -352,6 +354,28 @@ def check_split_stop(source, serial, whole_extent):
               "after the abort flag is cleared on rank 0, every rank goes on to frame %d: %s, relative L1 %.1e" %
               (STEPS, steps, error))
     simple.Delete(flow)
+
+
+def check_bad_slab(source):
+    """Negative values in the last rank's slab alone (x > 0.8): every rank
+    refuses the density with the same error (the checks are agreed over
+    the ranks, so none waits for the others), and the flow goes on once the
+    density is good."""
+    bad = simple.Calculator(Input=source, ResultArrayName="bad", Function="density - 2*(coordsX > 0.8)")
+    flow = make_flow(bad, dict(CASES["reference"], Density=["POINTS", "bad"]))
+    messages = T.Messages(flow)
+    flow.UpdatePipeline(flow.TimestepValues[1])
+    check(len(messages.errors) == 1 and "832 negative values" in messages.errors[0],
+          "rank %d: a slab with negative values on one rank is refused on every rank: %s" % (rank, messages.errors))
+    messages.clear()
+    flow.Density = ["POINTS", "density"]
+    flow.UpdatePipeline(flow.TimestepValues[1])
+    step = int(flow.GetClientSideObject().GetOutputDataObject(0).GetFieldData().GetArray("Step").GetValue(0))
+    check(not messages.errors and step == 1, "rank %d: the flow goes on with a good density: %s" %
+          (rank, messages.errors))
+    messages.close()
+    simple.Delete(flow)
+    simple.Delete(bad)
 
 
 def check_pvti(flow, times, serial, whole_extent):
