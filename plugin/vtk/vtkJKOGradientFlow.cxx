@@ -141,14 +141,11 @@ struct vtkJKOGradientFlow::Internals {
   /// split over the ranks, else null. `slabExtent` gets this rank's slab of
   /// the input when the flow can start from it (no Fit To Unit Box, no
   /// potential array, no training; `slabbed` says so), else the whole extent.
+  /// On several ranks, `reason` says why the steps are not split.
   std::shared_ptr<const jko::Communicator> splitCandidate(vtkJKOGradientFlow* self, vtkInformation* inInfo,
-                                                          vtkImageData* image, int slabExtent[6], bool& slabbed) const;
+                                                          vtkImageData* image, int slabExtent[6], bool& slabbed,
+                                                          std::string* reason = nullptr) const;
   at::Device chooseDevice(vtkJKOGradientFlow* self) const;
-  /// The ranks a reference rollout's steps are split over, or null with,
-  /// in `reason`, why not (empty on one process).
-  std::shared_ptr<const jko::Communicator> splitRanks(SolverKind solver, const jko::EnergySpec& energy,
-                                                      const jko::plugin::FlowInput& input, const at::Device& device,
-                                                      std::string& reason) const;
   void checkMemory(vtkJKOGradientFlow* self, const jko::plugin::FlowInput& input, const jko::Communicator* split) const;
   /// Writes frame k (with the table of the frames computed up to the last
   /// one shown) into the outputs: the piece of the image `imageInfo` asks
@@ -386,9 +383,10 @@ void vtkJKOGradientFlow::Internals::prepare(vtkJKOGradientFlow* self, vtkInforma
   vtkInformation* inInfo = inputVector[0]->GetInformationObject(0);
   int slabExtent[6];
   bool slabbed = false;
-  const std::shared_ptr<const jko::Communicator> candidate =
-      this->splitCandidate(self, inInfo, image, slabExtent, slabbed);
-  if (candidate) unchanged = candidate->max(unchanged ? 0.0 : 1.0) == 0;
+  std::string unsplit;  // why the steps are not split, on several ranks
+  const std::shared_ptr<const jko::Communicator> split =
+      this->splitCandidate(self, inInfo, image, slabExtent, slabbed, &unsplit);
+  if (split) unchanged = split->max(unchanged ? 0.0 : 1.0) == 0;
   if (unchanged) return;
 
   jko::configureRuntime(self->NumberOfThreads > 0 ? self->NumberOfThreads
@@ -402,16 +400,11 @@ void vtkJKOGradientFlow::Internals::prepare(vtkJKOGradientFlow* self, vtkInforma
   // slab, as RequestUpdateExtent asked for it, or the whole image (a first
   // update) cut to them, whichever arrived (ranks may differ in that).
   const jko::plugin::FlowInput input =
-      candidate && slabbed
-          ? jko::plugin::readFlowSlab(self, image, wholeExtent, candidate)
+      split && slabbed
+          ? jko::plugin::readFlowSlab(self, image, wholeExtent, split)
           : jko::plugin::readFlowInput(self, image, self->Potential == ARRAY_POTENTIAL, self->FitToUnitBox);
   const jko::EnergySpec energy = this->panelEnergy(self, input);
   const at::Device device = this->chooseDevice(self);
-  std::string unsplit;
-  const std::shared_ptr<const jko::Communicator> split = this->splitRanks(solver, energy, input, device, unsplit);
-  if (!split != !candidate)  // the same rules from the panel and from the input read
-    throw Error("JKO Gradient Flow: the ranks could not agree whether to split the steps (" +
-                (unsplit.empty() ? std::string("split") : unsplit) + "); please report this with the pipeline.");
   // One request, one training, even if it fails; the fast path opens again
   // only once everything below has succeeded.
   this->valid = false;
@@ -619,34 +612,51 @@ at::Device vtkJKOGradientFlow::Internals::chooseDevice(vtkJKOGradientFlow* self)
   return at::Device(at::kCUDA);
 }
 
-std::shared_ptr<const jko::Communicator> vtkJKOGradientFlow::Internals::splitCandidate(
-    vtkJKOGradientFlow* self, vtkInformation* inInfo, vtkImageData* image, int slabExtent[6], bool& slabbed) const {
+std::shared_ptr<const jko::Communicator> vtkJKOGradientFlow::Internals::splitCandidate(vtkJKOGradientFlow* self,
+                                                                                       vtkInformation* inInfo,
+                                                                                       vtkImageData* image,
+                                                                                       int slabExtent[6], bool& slabbed,
+                                                                                       std::string* reason) const {
   slabbed = false;
-  if (!inInfo || !inInfo->Has(vtkStreamingDemandDrivenPipeline::WHOLE_EXTENT())) return nullptr;
+  auto refuse = [&](const std::string& why) {
+    if (reason) *reason = why;
+    return nullptr;
+  };
+  if (!inInfo || !inInfo->Has(vtkStreamingDemandDrivenPipeline::WHOLE_EXTENT())) return refuse("");
   inInfo->Get(vtkStreamingDemandDrivenPipeline::WHOLE_EXTENT(), slabExtent);
   const int ranks = jko::plugin::processPlace().ranks;
-  if (ranks < 2 || self->Solver != REFERENCE || self->Device != CPU ||
-      !jko::DistributedJkoObjective::splits(presetEnergy(self)))
-    return nullptr;
+  if (ranks < 2) return refuse("");
+  const jko::EnergySpec energy = presetEnergy(self);
+  if (self->Solver != REFERENCE)
+    return refuse(std::string("only the reference solver's steps are split over ranks, not the ") +
+                  jko::plugin::solverName(static_cast<SolverKind>(self->Solver)) + "'s");
+  if (!jko::DistributedJkoObjective::splits(energy))
+    return refuse("this energy's interaction kernel (" + jko::toString(energy.kernel) +
+                  ") is a convolution over the whole density");
+  if (self->Device != CPU) return refuse("a split step runs on the CPU (Device)");
   // The density's samples, points or cells: the array the filter would take
   // from `image`, or before the first update the selected array among those
-  // the input's information announces (XML readers list theirs).
+  // the input's information announces (XML readers list theirs). Without
+  // either the image is read whole (RequestData then knows, or says what is
+  // missing).
   bool cellData = false;
   std::string requested;
   if (!(image && jko::plugin::selectedArray(self, 0, image, cellData, requested)) &&
       !jko::plugin::announcedAssociation(self, 0, inInfo, cellData))
-    return nullptr;
+    return refuse("");
   auto whole = vtkSmartPointer<vtkImageData>::New();
   whole->SetExtent(slabExtent);
   jko::plugin::ImageGridMapping mapping;
   try {
     mapping = jko::plugin::mapImage(whole, cellData);
   } catch (const Error&) {
-    return nullptr;  // RequestData reads the whole image and says what is wrong
+    return refuse("");  // RequestData reads the whole image and says what is wrong
   }
-  if (mapping.grid.n[0] < 2 * static_cast<int64_t>(ranks)) return nullptr;
+  if (mapping.grid.n[0] < 2 * static_cast<int64_t>(ranks))
+    return refuse(std::string("the image has ") + std::to_string(mapping.grid.n[0]) + " samples along " +
+                  "xyz"[mapping.imageAxis[0]] + ", fewer than 2 per rank");
   std::shared_ptr<const jko::Communicator> communicator = jko::plugin::pipelineCommunicator();
-  if (!communicator) return nullptr;
+  if (!communicator) return refuse("this plugin or ParaView was built without MPI");
   // A slab of the input when the flow needs nothing else of the whole image.
   if (!self->FitToUnitBox && self->Potential != ARRAY_POTENTIAL && !self->TrainingRequested) {
     const jko::SlabDecomposition::Range own = jko::SlabDecomposition(mapping.grid, communicator).owned();
@@ -655,33 +665,8 @@ std::shared_ptr<const jko::Communicator> vtkJKOGradientFlow::Internals::splitCan
     slabExtent[2 * axis + 1] = first + static_cast<int>(own.hi) - (cellData ? 0 : 1);
     slabbed = true;
   }
+  if (reason) reason->clear();
   return communicator;
-}
-
-std::shared_ptr<const jko::Communicator> vtkJKOGradientFlow::Internals::splitRanks(SolverKind solver,
-                                                                                   const jko::EnergySpec& energy,
-                                                                                   const jko::plugin::FlowInput& input,
-                                                                                   const at::Device& device,
-                                                                                   std::string& reason) const {
-  reason.clear();
-  const int ranks = jko::plugin::processPlace().ranks;
-  if (ranks < 2) return nullptr;
-  std::shared_ptr<const jko::Communicator> communicator = jko::plugin::pipelineCommunicator();
-  const char axis = "xyz"[input.mapping.imageAxis[0]];
-  if (!communicator)
-    reason = "this plugin or ParaView was built without MPI";
-  else if (solver != SolverKind::Reference)
-    reason = std::string("only the reference solver's steps are split over ranks, not the ") +
-             jko::plugin::solverName(solver) + "'s";
-  else if (!jko::DistributedJkoObjective::splits(energy))
-    reason = "this energy's interaction kernel (" + jko::toString(energy.kernel) +
-             ") is a convolution over the whole density";
-  else if (device != at::kCPU)
-    reason = "a split step runs on the CPU (Device)";
-  else if (input.grid.n[0] < 2 * static_cast<int64_t>(ranks))
-    reason = std::string("the image has ") + std::to_string(input.grid.n[0]) + " samples along " + axis +
-             ", fewer than 2 per rank";
-  return reason.empty() ? communicator : nullptr;
 }
 
 void vtkJKOGradientFlow::Internals::checkMemory(vtkJKOGradientFlow* self, const jko::plugin::FlowInput& input,
