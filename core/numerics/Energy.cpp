@@ -492,60 +492,76 @@ Energy::Energy(EnergySpec spec, Grid grid) : spec_(std::move(spec)), grid_(grid)
   // The quadratic kernel needs no table: convolve() takes it by the
   // density's moments (quadraticBasis() builds one where autograd needs it).
   if (spec_.kernel != KernelKind::None && spec_.kernel != KernelKind::Quadratic) {
-    // Zero-padded kernel on (2 n_a) per axis, offsets o in (-n_a, n_a).
-    std::vector<int64_t> padded;
-    for (int a = 0; a < d; ++a) padded.push_back(2 * grid_.n[a]);
-    at::Tensor r2 = at::zeros(padded, at::kDouble);
+    std::vector<int64_t> padded, dims;
     for (int a = 0; a < d; ++a) {
-      const int64_t n = grid_.n[a];
-      at::Tensor offsets = at::arange(2 * n, at::kDouble);
-      offsets = at::where(offsets < n, offsets, offsets - 2.0 * n) * grid_.spacing[a];
-      std::vector<int64_t> view(d, 1);
-      view[a] = 2 * n;
-      r2 = r2 + (offsets * offsets).view(view);
+      padded.push_back(2 * grid_.n[a]);
+      dims.push_back(a);
     }
-    at::Tensor distance = r2.sqrt().contiguous();
-    at::Tensor values = at::empty_like(distance);
-    const double* dist = distance.data_ptr<double>();
-    double* out = values.data_ptr<double>();
-    for (int64_t i = 0; i < distance.numel(); ++i) out[i] = dist[i] > 0 ? kernel(dist[i]) : 0;
-    out[0] = kernelCellAverageAtZero();
-    // Offset n_a (never reached with zero padding) carries no weight.
-    for (int a = 0; a < d; ++a) values.select(a, grid_.n[a]).zero_();
-    std::vector<int64_t> dims;
-    for (int a = 0; a < d; ++a) dims.push_back(a);
+    const at::Tensor values = paddedInteractionKernel(spec_, grid_, 0, 2 * grid_.n[0]);
     kernelSpectrum_ = at::fft_rfftn(values, at::IntArrayRef(padded), at::IntArrayRef(dims)) * grid_.cellVolume();
   }
 }
 
-double Energy::kernel(double r) const {
-  switch (spec_.kernel) {
+double interactionKernel(const EnergySpec& spec, double r) {
+  switch (spec.kernel) {
     case KernelKind::Quadratic:
-      return spec_.attraction * 0.5 * r * r;
+      return spec.attraction * 0.5 * r * r;
     case KernelKind::AttractiveRepulsive: {
-      const double p = spec_.attractivePower, q = spec_.repulsivePower;
-      const double attractive = spec_.attraction * std::pow(r, p) / p;
+      const double p = spec.attractivePower, q = spec.repulsivePower;
+      const double attractive = spec.attraction * std::pow(r, p) / p;
       const double repulsive = q == 0 ? std::log(r) : std::pow(r, q) / q;
-      return attractive - spec_.repulsion * repulsive;
+      return attractive - spec.repulsion * repulsive;
     }
     case KernelKind::KellerSegel:
-      return spec_.attraction * std::log(r) / (2 * kPi);
+      return spec.attraction * std::log(r) / (2 * kPi);
     default:
       return 0;
   }
 }
 
-double Energy::kernelCellAverageAtZero() const {
+double interactionKernelCellAverageAtZero(const EnergySpec& spec, const Grid& grid) {
   const bool singular =
-      spec_.kernel == KernelKind::KellerSegel ||
-      (spec_.kernel == KernelKind::AttractiveRepulsive && (spec_.repulsivePower <= 0 || spec_.attractivePower <= 0));
-  if (!singular) return spec_.kernel == KernelKind::None ? 0.0 : kernel(0.0);
+      spec.kernel == KernelKind::KellerSegel ||
+      (spec.kernel == KernelKind::AttractiveRepulsive && (spec.repulsivePower <= 0 || spec.attractivePower <= 0));
+  if (!singular) return spec.kernel == KernelKind::None ? 0.0 : interactionKernel(spec, 0.0);
   // W is radial, so its mean over [-h/2, h/2]^d equals its mean over [0, h/2]^d.
-  std::array<double, 3> half{0.5 * grid_.spacing[0], 0.5 * grid_.spacing[1], 0.5 * grid_.spacing[2]};
+  std::array<double, 3> half{0.5 * grid.spacing[0], 0.5 * grid.spacing[1], 0.5 * grid.spacing[2]};
   double volume = 1;
-  for (int a = 0; a < grid_.dim; ++a) volume *= half[a];
-  return cornerSingularIntegral([this](double r) { return kernel(r); }, grid_.dim, half, 40) / volume;
+  for (int a = 0; a < grid.dim; ++a) volume *= half[a];
+  return cornerSingularIntegral([&spec](double r) { return interactionKernel(spec, r); }, grid.dim, half, 40) / volume;
 }
+
+at::Tensor paddedInteractionKernel(const EnergySpec& spec, const Grid& grid, int64_t lo, int64_t hi) {
+  // Offsets o_a = i_a h_a for i_a < n_a and (i_a - 2 n_a) h_a above:
+  // o in (-n_a, n_a) cells, the zero padding's wrap-around.
+  const int d = grid.dim;
+  std::vector<int64_t> shape;
+  at::Tensor r2;
+  for (int a = 0; a < d; ++a) {
+    const int64_t n = grid.n[a];
+    at::Tensor index = a == 0 ? at::arange(lo, hi, at::kDouble) : at::arange(2 * n, at::kDouble);
+    const at::Tensor offsets = at::where(index < n, index, index - 2.0 * n) * grid.spacing[a];
+    shape.push_back(index.numel());
+    std::vector<int64_t> view(d, 1);
+    view[a] = index.numel();
+    const at::Tensor square = (offsets * offsets).view(view);
+    r2 = r2.defined() ? r2 + square : square;
+  }
+  const at::Tensor distance = r2.expand(shape).sqrt().contiguous();
+  at::Tensor values = at::empty_like(distance);
+  const double* dist = distance.data_ptr<double>();
+  double* out = values.data_ptr<double>();
+  for (int64_t i = 0; i < distance.numel(); ++i) out[i] = dist[i] > 0 ? interactionKernel(spec, dist[i]) : 0;
+  if (lo == 0 && hi > 0) out[0] = interactionKernelCellAverageAtZero(spec, grid);
+  // Offset n_a (never reached with zero padding) carries no weight.
+  if (grid.n[0] >= lo && grid.n[0] < hi) values.select(0, grid.n[0] - lo).zero_();
+  for (int a = 1; a < d; ++a) values.select(a, grid.n[a]).zero_();
+  return values;
+}
+
+double Energy::kernel(double r) const { return interactionKernel(spec_, r); }
+
+double Energy::kernelCellAverageAtZero() const { return interactionKernelCellAverageAtZero(spec_, grid_); }
 
 at::Tensor Energy::onDevice(const at::Tensor& cpu, const at::Device& device) const {
   if (device.is_cpu()) return cpu;

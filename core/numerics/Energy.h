@@ -86,6 +86,18 @@ std::string toString(KernelKind kind);
 PotentialKind potentialKindFromString(const std::string& name);
 KernelKind kernelKindFromString(const std::string& name);
 
+/// W(z) of `spec`'s kernel for a distance |z| > 0.
+double interactionKernel(const EnergySpec& spec, double distance);
+/// Mean of W over the cell [-h/2, h/2]^d around z = 0 (finite where W is
+/// singular at 0: log and negative powers).
+double interactionKernelCellAverageAtZero(const EnergySpec& spec, const Grid& grid);
+/// Planes [lo, hi) along the first axis of W on the zero-padded grid of
+/// 2 n_a nodes per axis (offsets i h for i < n_a, (i - 2 n_a) h above; the
+/// cell average at offset 0, nothing at offset n_a): the table whose
+/// transform the convolution multiplies by (Energy::convolve, and split
+/// over ranks in parallel/SlabConvolution).
+at::Tensor paddedInteractionKernel(const EnergySpec& spec, const Grid& grid, int64_t lo, int64_t hi);
+
 /// Per-sample values of the three parts, each of shape (B,).
 struct EnergyParts {
   at::Tensor internal, potential, interaction;

@@ -39,8 +39,10 @@ double doubleWellCurvature(double depth, double halfWidth, double lo, double hi)
 }  // namespace
 
 EnergyConvexity energyConvexity(const Energy& energy) {
-  const EnergySpec& s = energy.spec();
-  const Grid& grid = energy.grid();
+  return energyConvexity(energy.spec(), energy.grid(), energy.potentialOnGrid());
+}
+
+EnergyConvexity energyConvexity(const EnergySpec& s, const Grid& grid, const at::Tensor& potential) {
   EnergyConvexity c;
   // Internal energies: rho log rho and rho^m/(m-1), m > 1 >= 1 - 1/d, are
   // displacement convex (McCann) in a convex domain: lambda = 0.
@@ -64,7 +66,7 @@ EnergyConvexity energyConvexity(const Energy& energy) {
     case PotentialKind::Values: {
       // The smallest second difference along an axis: the Hessian's diagonal
       // only, on the grid's scale, so a heuristic.
-      const at::Tensor V = energy.potentialOnGrid();
+      const at::Tensor& V = potential;
       double smallest = kInfinity;
       for (int a = 0; a < grid.dim; ++a) {
         const int64_t n = grid.n[a];

@@ -55,6 +55,9 @@ struct EnergyConvexity {
 /// Quadratic kernel (c >= 0) and attractive powers >= 1: 0. Repulsive and
 /// Keller-Segel kernels: 0 as a heuristic (they are not lambda-convex).
 EnergyConvexity energyConvexity(const Energy& energy);
+/// The same from the energy's parts: `potential` is V on `grid`'s nodes
+/// (read only for a potential given as an array).
+EnergyConvexity energyConvexity(const EnergySpec& spec, const Grid& grid, const at::Tensor& potential);
 
 struct StepCertificate {
   static constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();

@@ -8,6 +8,7 @@
 
 #include "numerics/Errors.h"
 #include "numerics/JkoObjective.h"
+#include "parallel/SlabConvolution.h"
 
 namespace jko {
 namespace {
@@ -29,14 +30,10 @@ at::Tensor padPlanes(const at::Tensor& t, int axis, int64_t before, int64_t afte
 
 // The local part of the energy on the owned planes: the whole grid's
 // internal energy and potential restricted to them (the potential's centre
-// fixed to the whole box's, given values sliced). The quadratic interaction
-// is added from the density's moments over all ranks; other kernels need
-// the whole density.
+// fixed to the whole box's, given values sliced). The interaction is added
+// over all ranks: the quadratic one from the density's moments, the others
+// by the split convolution.
 EnergySpec ownedSpec(EnergySpec spec, const SlabDecomposition& slabs) {
-  if (!DistributedJkoObjective::splits(spec))
-    throw InvalidParameter("interaction kernel", toString(spec.kernel),
-                           "a step split over ranks supports internal energies, potentials and the quadratic "
-                           "interaction; this kernel's convolution needs the whole density: run it on one rank");
   const Grid& grid = slabs.grid();
   if (spec.potential == PotentialKind::Values) {
     spec.potentialValues = slabs.own(spec.potentialValues.to(at::kDouble).unsqueeze(0))[0];
@@ -49,10 +46,6 @@ EnergySpec ownedSpec(EnergySpec spec, const SlabDecomposition& slabs) {
 
 }  // namespace
 
-bool DistributedJkoObjective::splits(const EnergySpec& spec) {
-  return spec.kernel == KernelKind::None || spec.kernel == KernelKind::Quadratic;
-}
-
 DistributedJkoObjective::DistributedJkoObjective(const EnergySpec& spec, double tau, SlabDecomposition slabs)
     : slabs_(std::move(slabs)), spec_(spec), tau_(tau) {
   if (!(tau > 0) || !std::isfinite(tau))
@@ -62,10 +55,12 @@ DistributedJkoObjective::DistributedJkoObjective(const EnergySpec& spec, double 
   const Grid slab = slabs_.slab(slabs_.owned());
   // A potential given by values has its lambda from its second differences:
   // the least over the slabs, exact only if every slab's is.
-  convexity_ = energyConvexity(Energy(owned, slab));
   EnergySpec local = owned;
   local.kernel = KernelKind::None;
   ownedEnergy_ = std::make_unique<Energy>(local, slab);
+  convexity_ = energyConvexity(owned, slab, ownedEnergy_->potentialOnGrid());
+  if (spec_.kernel != KernelKind::None && spec_.kernel != KernelKind::Quadratic)
+    convolution_ = std::make_unique<SlabConvolution>(spec_, slabs_);
   if (spec_.kernel == KernelKind::Quadratic) {
     // Rows 1, x_a, |x|^2 (times |h|) over the owned nodes: the moments M, m_1,
     // m_2 of the density are their products with it.
@@ -184,9 +179,18 @@ DistributedJkoObjective::Terms DistributedJkoObjective::evaluate(const State& st
 DistributedJkoObjective::WholeEnergy DistributedJkoObjective::wholeEnergy(const at::Tensor& owned,
                                                                           const at::Tensor& other) const {
   // One sum over the ranks: the local energy, `other`, and the moments.
-  const at::Tensor local = ownedEnergy_->operator()(owned).sum();
+  at::Tensor local = ownedEnergy_->operator()(owned).sum();
+  double localValue = local.item<double>();
+  if (convolution_) {
+    // E_W = (1/2) sum_j rho_j (W * rho)_j |h|, whose gradient is
+    // (W * rho)_j |h| (W even): carried by rho . (W * rho) held fixed.
+    const double volume = slabs_.grid().cellVolume();
+    const at::Tensor convolved = (*convolution_)(owned.detach());
+    localValue += 0.5 * volume * (owned.detach() * convolved).sum().item<double>();
+    local = local + volume * (owned * convolved).sum();
+  }
   const at::Tensor moments = momentRows_.defined() ? at::mv(momentRows_, owned.reshape({-1})) : at::Tensor();
-  std::vector<double> values{local.item<double>(), other.defined() ? other.item<double>() : 0.0};
+  std::vector<double> values{localValue, other.defined() ? other.item<double>() : 0.0};
   if (moments.defined())
     for (int64_t k = 0; k < moments.numel(); ++k) values.push_back(moments[k].item<double>());
   slabs_.communicator().sum(values.data(), static_cast<int64_t>(values.size()));

@@ -14,8 +14,8 @@
 //     halo and the sums over ranks they need;
 //   * the same metric-preconditioned L-BFGS, its inner products over ranks.
 // The internal energies and potentials are local; the quadratic interaction
-// takes the density's moments (one more sum); other interaction kernels are
-// not supported here (their convolution needs the whole density).
+// takes the density's moments (one more sum); the other interaction kernels
+// a convolution by transforms split over the ranks (parallel/SlabConvolution).
 #pragma once
 
 #include <ATen/ATen.h>
@@ -29,17 +29,15 @@
 #include "numerics/PushForward.h"
 #include "numerics/ReferenceSolver.h"
 #include "numerics/StepCertificate.h"
+#include "parallel/SlabConvolution.h"
 #include "parallel/SlabDecomposition.h"
 
 namespace jko {
 
 class DistributedJkoObjective {
  public:
-  /// Throws InvalidParameter for an interaction kernel other than the quadratic one.
+  /// Collective (an interaction kernel's transform is built over the ranks).
   DistributedJkoObjective(const EnergySpec& spec, double tau, SlabDecomposition slabs);
-  /// Whether a step of `spec` can be split (no interaction kernel but the
-  /// quadratic one, whose part comes from the density's moments).
-  static bool splits(const EnergySpec& spec);
 
   const SlabDecomposition& slabs() const { return slabs_; }
   double tau() const { return tau_; }
@@ -94,8 +92,9 @@ class DistributedJkoObjective {
   SlabDecomposition slabs_;
   EnergySpec spec_;
   double tau_;
-  std::unique_ptr<Energy> ownedEnergy_;  ///< internal energy and potential on the owned planes
-  at::Tensor momentRows_;                ///< quadratic interaction: (d + 2, owned nodes)
+  std::unique_ptr<Energy> ownedEnergy_;           ///< internal energy and potential on the owned planes
+  at::Tensor momentRows_;                         ///< quadratic interaction: (d + 2, owned nodes)
+  std::unique_ptr<SlabConvolution> convolution_;  ///< the other kernels
   EnergyConvexity convexity_;
   mutable std::mutex cacheMutex_;
   mutable std::map<std::pair<int64_t, int64_t>, std::unique_ptr<PushForward>> pushForwards_;

@@ -626,13 +626,9 @@ std::shared_ptr<const jko::Communicator> vtkJKOGradientFlow::Internals::splitCan
   inInfo->Get(vtkStreamingDemandDrivenPipeline::WHOLE_EXTENT(), slabExtent);
   const int ranks = jko::plugin::processPlace().ranks;
   if (ranks < 2) return refuse("");
-  const jko::EnergySpec energy = presetEnergy(self);
   if (self->Solver != REFERENCE)
     return refuse(std::string("only the reference solver's steps are split over ranks, not the ") +
                   jko::plugin::solverName(static_cast<SolverKind>(self->Solver)) + "'s");
-  if (!jko::DistributedJkoObjective::splits(energy))
-    return refuse("this energy's interaction kernel (" + jko::toString(energy.kernel) +
-                  ") is a convolution over the whole density");
   if (self->Device != CPU) return refuse("a split step runs on the CPU (Device)");
   // The density's samples, points or cells: the array the filter would take
   // from `image`, or before the first update the selected array among those

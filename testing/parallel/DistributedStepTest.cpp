@@ -13,6 +13,7 @@
 #include "numerics/StepCertificate.h"
 #include "parallel/DistributedReferenceSolver.h"
 #include "parallel/MpiCommunicator.h"
+#include "parallel/SlabConvolution.h"
 #include "runtime/Runtime.h"
 
 namespace jko {
@@ -126,7 +127,7 @@ void expectSameObjective(const Grid& grid, const EnergySpec& spec, double tau, d
 TEST(DistributedJkoObjective, ExternalVariationAndPotentialEqualTheSerialOnes) {
   configureRuntime(1);
   for (const Grid& grid : {Grid::unitBox(3, 12), Grid::box(2, {24, 20, 1}, {0, 0, 0}, {1.2, 1, 1})})
-    for (const char* preset : {"fokker-planck", "aggregation-diffusion", "porous-medium"}) {
+    for (const char* preset : {"fokker-planck", "aggregation-diffusion", "porous-medium", "aggregation"}) {
       const EnergySpec spec = EnergySpec::fromPreset(preset);
       const SlabDecomposition slabs(grid, world());
       const at::Tensor rho = twoBumps(grid, 0.05);
@@ -152,6 +153,8 @@ TEST(DistributedJkoObjective, EqualsTheSerialObjective3D) {
   expectSameObjective(Grid::unitBox(3, 16), EnergySpec::fromPreset("fokker-planck"), 0.005, 0.5 / 16);
   // The quadratic interaction by the moments summed over the ranks.
   expectSameObjective(Grid::unitBox(3, 16), EnergySpec::fromPreset("aggregation-diffusion"), 0.005, 1.0 / 16);
+  // An attractive-repulsive kernel by the split convolution.
+  expectSameObjective(Grid::unitBox(3, 16), EnergySpec::fromPreset("aggregation"), 0.005, 1.0 / 16);
 }
 
 TEST(DistributedJkoObjective, EqualsTheSerialObjective2D) {
@@ -160,6 +163,8 @@ TEST(DistributedJkoObjective, EqualsTheSerialObjective2D) {
   expectSameObjective(grid, EnergySpec::heat(0.1), 0.01, 2.0 / 20);
   expectSameObjective(grid, EnergySpec::fromPreset("fokker-planck"), 0.005, 1.0 / 20);
   expectSameObjective(grid, EnergySpec::fromPreset("aggregation-diffusion"), 0.005, 1.0 / 20);
+  expectSameObjective(grid, EnergySpec::fromPreset("aggregation"), 0.005, 1.0 / 20);
+  expectSameObjective(grid, EnergySpec::fromPreset("keller-segel"), 0.005, 1.0 / 20);
 }
 
 // A whole reference step and a short rollout: the same frames as the serial
@@ -187,6 +192,7 @@ TEST(DistributedReferenceSolver, StepsLikeTheSerialSolver3D) {
   expectSameSteps(Grid::unitBox(3, 16), EnergySpec::fromPreset("porous-medium"), 0.005, 3);
   expectSameSteps(Grid::unitBox(3, 16), EnergySpec::fromPreset("fokker-planck"), 0.005, 2);
   expectSameSteps(Grid::unitBox(3, 16), EnergySpec::fromPreset("aggregation-diffusion"), 0.005, 2);
+  expectSameSteps(Grid::unitBox(3, 16), EnergySpec::fromPreset("aggregation"), 0.005, 2);
 }
 
 TEST(DistributedReferenceSolver, StepsLikeTheSerialSolver2D) {
@@ -197,6 +203,7 @@ TEST(DistributedReferenceSolver, StepsLikeTheSerialSolver2D) {
   values.potential = PotentialKind::Values;
   values.potentialValues = 5 * at::sin(3 * grid.coordinate(0)) * at::cos(2 * grid.coordinate(1));
   expectSameSteps(grid, values, 0.005, 2);
+  expectSameSteps(grid, EnergySpec::fromPreset("keller-segel"), 0.005, 2);
 }
 
 // A bad slab on one rank: every rank throws (none waits in a collective).
@@ -215,13 +222,38 @@ TEST(DistributedReferenceSolver, EveryRankRefusesABadSlab) {
   }
 }
 
-TEST(DistributedJkoObjective, RefusesAConvolutionKernelWithAReason) {
+// The convolution of the kernels without a moment form, by transforms split
+// over the ranks, against the serial zero-padded FFT: odd and unequal
+// sizes, so that the planes, the columns and the padding are all uneven.
+TEST(SlabConvolution, EqualsTheSerialConvolution) {
+  configureRuntime(1);
+  EnergySpec repulsive = EnergySpec::aggregation(20, 1);
+  repulsive.attractivePower = 3;
+  repulsive.repulsivePower = -0.5;  // singular at 0: the cell average there
+  const std::vector<std::pair<Grid, EnergySpec>> cases{
+      {Grid::box(3, {13, 11, 9}, {0, 0, 0}, {1.3, 1.1, 0.9}), EnergySpec::fromPreset("aggregation")},
+      {Grid::box(3, {13, 11, 9}, {0, 0, 0}, {1.3, 1.1, 0.9}), repulsive},
+      {Grid::box(2, {24, 19, 1}, {-0.5, 0, 0}, {0.7, 1, 1}), EnergySpec::fromPreset("aggregation")},
+      {Grid::box(2, {24, 19, 1}, {-0.5, 0, 0}, {0.7, 1, 1}), EnergySpec::fromPreset("keller-segel")},
+      // Fewer columns (n_1 + 1 = 3) than ranks on 3 ranks: one holds none.
+      {Grid::box(2, {9, 2, 1}, {0, 0, 0}, {1, 0.2, 1}), EnergySpec::fromPreset("aggregation")}};
+  for (const auto& [grid, spec] : cases) {
+    const SlabDecomposition slabs(grid, world());
+    const at::Tensor rho = at::stack({twoBumps(grid, 0.05), twoBumps(grid, 0.0).flip(0)});
+    const at::Tensor expected = Energy(spec, grid).convolve(rho);
+    const at::Tensor split = slabs.gather(SlabConvolution(spec, slabs)(slabs.own(rho)));
+    EXPECT_LT((split - expected).abs().max().item<double>(), 1e-13 * expected.abs().max().item<double>())
+        << spec.describe() << " on a " << grid.describe();
+  }
+}
+
+TEST(SlabConvolution, RefusesTheQuadraticKernelWithAReason) {
   const SlabDecomposition slabs(Grid::unitBox(2, 16), world());
   try {
-    DistributedJkoObjective(EnergySpec::fromPreset("aggregation"), 0.005, slabs);
-    FAIL() << "an attractive-repulsive kernel was accepted";
+    SlabConvolution(EnergySpec::fromPreset("aggregation-diffusion"), slabs);
+    FAIL() << "the quadratic kernel was accepted";
   } catch (const InvalidParameter& e) {
-    EXPECT_NE(std::string(e.what()).find("needs the whole density: run it on one rank"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("kernels without a moment form"), std::string::npos) << e.what();
   }
 }
 

@@ -7,7 +7,8 @@ client of mpirun pvserver).
 
 `reference` computes the frames, tables and integrated masses of every case
 below (every solver on data/samples/porous-bumps.vti, and the reference
-solver on a small 3D image with cell data) in one process and saves them (and trains a small operator). `compare`
+solver on a small 3D image with cell data; the Keller-Segel and aggregation
+kernels' convolutions) in one process and saves them (and trains a small operator). `compare`
 runs the same cases on N ranks and checks that each rank outputs its own
 piece of the image (the extent translator's, the pieces covering the cells
 once), that the pieces put together are the serial frames to 1e-12 (the
@@ -44,8 +45,13 @@ TOLERANCE = 1e-12
 # The cases whose reference steps are split over the ranks: each rank
 # computes a slab, and the frames equal the serial ones within the
 # reference solver's stopping tolerance (relative L1), not to rounding.
-SPLIT = {"reference", "cells3d"}
+SPLIT = {"reference", "cells3d", "aggregation3d", "keller-segel"}
 SPLIT_TOLERANCE = 1e-6
+# The velocity (weighted by the density) of split steps: the stopping rule
+# determines the displacement less closely than the density. One process
+# on the Keller-Segel case with the density changed by 5e-14 (relative)
+# gives frames 3.3e-7 and momenta 4.7e-6 from the unchanged run's.
+SPLIT_VELOCITY_TOLERANCE = 1e-5
 
 controller = vtkMultiProcessController.GetGlobalController()
 rank, ranks = controller.GetLocalProcessId(), controller.GetNumberOfProcesses()
@@ -61,11 +67,19 @@ T.load_plugin(remote=remote)
 
 # Each case: the solver and what it needs. The learned modes use the bundled
 # porous-medium operator (the sample lies in its training range).
-# "cells3d" is a 3D image with the density in cell data (the pieces are
-# blocks of cells).
+# "cells3d" and "aggregation3d" are a 3D image with the density in cell data
+# (the pieces are blocks of cells).
 CASES = {
     "reference": dict(Solver="Reference solver"),
     "cells3d": dict(Solver="Reference solver"),
+    # Interaction kernels whose convolution is split over the ranks by
+    # transforms (3D cells, and 2D points). Keller-Segel at D = 0.1: at the
+    # panel's D = 1 the first step spreads 91% of the sample's mass apart
+    # (a frame the filter reports as under-resolved), and its frames change
+    # by 0.4-3% under a relative change of 5e-14 in the density, one process
+    # or several alike.
+    "aggregation3d": dict(Solver="Reference solver", EnergyPreset="Aggregation"),
+    "keller-segel": dict(Solver="Reference solver", EnergyPreset="Keller-Segel", Diffusion=0.1),
     "learned": dict(OperatorFile=OPERATOR, Solver="Learned operator"),
     "refine": dict(OperatorFile=OPERATOR, Solver="Learned + refine", RefineIterations=3),
     "auto": dict(OperatorFile=OPERATOR, Solver="Auto"),
@@ -84,8 +98,11 @@ def make_flow(source, settings):
     return flow
 
 
+VOLUME_CASES = {"cells3d", "aggregation3d"}
+
+
 def make_source(case):
-    if case != "cells3d":
+    if case not in VOLUME_CASES:
         return simple.XMLImageDataReader(FileName=[SAMPLE])
     volume = simple.JKOInitialDensity(Dimension=3, GridSize=[12, 10, 9], Kind="Gaussian", Sigma=[0.15, 0.15, 0.15])
     return simple.PointDatatoCellData(Input=volume)
@@ -135,7 +152,7 @@ def reference():
     source = make_source("sample")
     saved = {}
     for case, settings in CASES.items():
-        flow = make_flow(source if case != "cells3d" else make_source(case), settings)
+        flow = make_flow(make_source(case) if case in VOLUME_CASES else source, settings)
         times = list(flow.TimestepValues)
         for k, t in enumerate(times):
             data = T.output(flow, t)
@@ -213,8 +230,9 @@ def check_extents(pieces, whole_extent, case, k):
 
 # What a split step's table may differ in from the serial one: the
 # certificate's measures estimate what the stopping rule left (1e-3 of their
-# column's largest value, or 1e-9: rounding, when the steps converged far
-# below the certificate's threshold of 4e-3); the iterations by the stopping rule's luck (a
+# column's largest value, or 1e-6 absolute: values below the solver's own
+# tolerance on a frame are what its stopping rule leaves, far below the
+# certificate's threshold of 4e-3); the iterations by the stopping rule's luck (a
 # tenth); the energies, masses and transport costs by what the frames differ
 # in.
 CERTIFICATE_MEASURES = {"Certificate", "RelativeGap", "W2Estimate"}
@@ -228,7 +246,7 @@ def same_column(name, values, expected, split):
     known = ~np.isnan(expected)
     scale = max(np.abs(expected[known]).max(initial=0), 1e-300)
     if name in CERTIFICATE_MEASURES:
-        return np.abs(values - expected)[known].max(initial=0) <= max(1e-3 * scale, 1e-9)
+        return np.abs(values - expected)[known].max(initial=0) <= max(1e-3 * scale, SPLIT_TOLERANCE)
     if name == "Iterations":
         return np.all(np.abs(values - expected) <= 0.1 * expected + 2)
     return np.abs(values - expected)[known].max(initial=0) <= SPLIT_TOLERANCE * scale
@@ -252,7 +270,7 @@ def compare():
     source = make_source("sample")
     for case, settings in CASES.items():
         whole_extent = tuple(int(v) for v in serial["%s/extent" % case])
-        flow = make_flow(source if case != "cells3d" else make_source(case), settings)
+        flow = make_flow(make_source(case) if case in VOLUME_CASES else source, settings)
         times = list(flow.TimestepValues)
         # The last frame first: a frame asked for later comes from the cache.
         for k in [STEPS] + list(range(STEPS)):
@@ -278,11 +296,18 @@ def compare():
             check_extents(pieces, whole_extent, case, k)
             density, velocity = assemble(pieces, whole_extent, case, k)
             if case in SPLIT:
-                errors = (relative_l1(density, serial["%s/%d/density" % (case, k)]),
-                          relative_l1(velocity, serial["%s/%d/velocity" % (case, k)]))
-                check(max(errors) <= SPLIT_TOLERANCE,
+                # The velocity weighted by the density: where there is next
+                # to no mass the step's displacement is not determined (the
+                # objective hardly depends on it), and the stopping rule
+                # leaves it wherever its iterates went.
+                expected_density = serial["%s/%d/density" % (case, k)]
+                errors = (relative_l1(density, expected_density),
+                          relative_l1(velocity * density[:, None],
+                                      serial["%s/%d/velocity" % (case, k)] * expected_density[:, None]))
+                check(errors[0] <= SPLIT_TOLERANCE and errors[1] <= SPLIT_VELOCITY_TOLERANCE,
                       "%s frame %d: the pieces of the split steps put together are the serial frame within %g "
-                      "(relative L1 of density, velocity: %.1e, %.1e)" % ((case, k, SPLIT_TOLERANCE) + errors))
+                      "(%g for the momentum) (relative L1 of density, of the momentum density x velocity: %.1e, "
+                      "%.1e)" % ((case, k, SPLIT_TOLERANCE, SPLIT_VELOCITY_TOLERANCE) + errors))
             else:
                 check(close(density, serial["%s/%d/density" % (case, k)]) and
                       close(velocity, serial["%s/%d/velocity" % (case, k)]),
@@ -291,7 +316,10 @@ def compare():
             check(split_ranks == [ranks if case in SPLIT else 1] * ranks,
                   "%s frame %d: the steps were split over %s ranks" % (case, k, split_ranks))
             expected = serial["%s/%d/mass" % (case, k)][0]
-            check(mass is not None and abs(mass - expected) <= TOLERANCE * expected,
+            # (Integrate Variables weighs the boundary's samples by half: the
+            # split frames' differences within the solver's tolerance show.)
+            mass_tolerance = SPLIT_TOLERANCE if case in SPLIT else TOLERANCE
+            check(mass is not None and abs(mass - expected) <= mass_tolerance * expected,
                   "%s frame %d: Integrate Variables %r, serial %r" % (case, k, mass, expected))
         tables = pieces_of(flow, port=1)
         if rank > 0:
