@@ -654,18 +654,19 @@ at::Tensor Energy::convolve(const at::Tensor& rho) const {
     const at::Tensor basis = quadraticBasis(rho.device());
     return at::matmul(at::matmul(flat, basis[1].t()), basis[0]).view(rho.sizes()).to(rho.scalar_type());
   }
-  std::vector<int64_t> pad, padded, dims;
-  for (int a = d - 1; a >= 0; --a) pad.insert(pad.end(), {0, grid_.n[a]});
-  for (int a = 0; a < d; ++a) {
-    padded.push_back(2 * grid_.n[a]);
-    dims.push_back(a + 1);
-  }
+  // The zero-padded transform on 2 n_a nodes per axis, pruned: one axis
+  // at a time, each padded by the transform's length, so that the rows of
+  // padding are never transformed (forward: the last axis on n_0 ... n_{d-2}
+  // rows only, ...), and the inverse stops at the first n_a nodes of each
+  // axis. About half the work of the full transforms (as in
+  // parallel/SlabConvolution, which adds the transposes).
   const at::Tensor spectrum = onDevice(kernelSpectrum_, rho.device());
-  const at::Tensor x = at::constant_pad_nd(rho.to(at::kDouble), pad, 0);
-  at::Tensor full = at::fft_irfftn(at::fft_rfftn(x, at::IntArrayRef(padded), at::IntArrayRef(dims)) * spectrum,
-                                   at::IntArrayRef(padded), at::IntArrayRef(dims));
-  for (int a = 0; a < d; ++a) full = full.narrow(a + 1, 0, grid_.n[a]);
-  return full.to(rho.scalar_type());
+  const int last = d;  // dimension of the last axis in (B, n_0, ..., n_{d-1})
+  at::Tensor x = at::fft_rfft(rho.to(at::kDouble), 2 * grid_.n[d - 1], last);
+  for (int a = d - 2; a >= 0; --a) x = at::fft_fft(x, 2 * grid_.n[a], a + 1);
+  x = x * spectrum;
+  for (int a = 0; a <= d - 2; ++a) x = at::fft_ifft(x, 2 * grid_.n[a], a + 1).narrow(a + 1, 0, grid_.n[a]);
+  return at::fft_irfft(x, 2 * grid_.n[d - 1], last).narrow(last, 0, grid_.n[d - 1]).contiguous().to(rho.scalar_type());
 }
 
 EnergyParts Energy::parts(const at::Tensor& rho, const at::Tensor& convolved) const {
