@@ -110,19 +110,41 @@ void writeFileAtomically(const std::string& path, const std::string& contents) {
   if (error) fail("cannot rename " + temporary + " to " + path + ": " + error.message());
 }
 
-void writeImageFile(const std::string& path, const Grid& grid, const Frame& frame) {
-  const int d = grid.dim;
-  std::ostringstream xml;
-  xml << std::setprecision(17);
+namespace {
+
+// "x0 x1 y0 y1 z0 z1" of planes [first, first + n_0) of `whole` along its
+// first axis and every node of the others; origin and spacing of `whole`.
+struct ImageGeometry {
+  std::string extent, origin, spacing;
+};
+
+ImageGeometry geometryOf(const Grid& whole, int64_t first, int64_t planes) {
+  const int d = whole.dim;
   std::ostringstream extent, origin, spacing;
   extent << std::setprecision(17);
   origin << std::setprecision(17);
   spacing << std::setprecision(17);
   for (int a = 0; a < 3; ++a) {
-    extent << (a ? " " : "") << 0 << " " << (a < d ? grid.n[a] - 1 : 0);
-    origin << (a ? " " : "") << (a < d ? grid.origin[a] : 0.0);
-    spacing << (a ? " " : "") << (a < d ? grid.spacing[a] : 1.0);
+    const int64_t lo = a == 0 ? first : 0, hi = a == 0 ? first + planes - 1 : (a < d ? whole.n[a] - 1 : 0);
+    extent << (a ? " " : "") << lo << " " << hi;
+    origin << (a ? " " : "") << (a < d ? whole.origin[a] : 0.0);
+    spacing << (a ? " " : "") << (a < d ? whole.spacing[a] : 1.0);
   }
+  return {extent.str(), origin.str(), spacing.str()};
+}
+
+}  // namespace
+
+void writeImageFile(const std::string& path, const Grid& grid, const Frame& frame) {
+  writeImagePiece(path, grid, 0, frame);
+}
+
+void writeImagePiece(const std::string& path, const Grid& whole, int64_t firstPlane, const Frame& frame) {
+  const int d = whole.dim;
+  const std::vector<int64_t> shape = frame.density.sizes().vec();
+  const ImageGeometry geometry = geometryOf(whole, firstPlane, shape[0]);
+  std::ostringstream xml;
+  xml << std::setprecision(17);
   std::string blob;
   appendBlock(blob, toVtkOrder(frame.density, d));
   const uint64_t velocityOffset = blob.size();
@@ -131,7 +153,7 @@ void writeImageFile(const std::string& path, const Grid& grid, const Frame& fram
     // Three components per point, zero beyond the grid's dimension.
     std::vector<at::Tensor> components;
     for (int a = 0; a < 3; ++a)
-      components.push_back(a < d ? frame.velocity[a].to(at::kDouble) : at::zeros(grid.shape(), at::kDouble));
+      components.push_back(a < d ? frame.velocity[a].to(at::kDouble) : at::zeros(shape, at::kDouble));
     std::vector<int64_t> permutation;
     for (int a = d - 1; a >= 0; --a) permutation.push_back(a);
     permutation.push_back(d);
@@ -142,13 +164,13 @@ void writeImageFile(const std::string& path, const Grid& grid, const Frame& fram
 
   xml << "<?xml version=\"1.0\"?>\n"
       << "<VTKFile type=\"ImageData\" version=\"1.0\" byte_order=\"LittleEndian\" header_type=\"UInt64\">\n"
-      << "  <ImageData WholeExtent=\"" << extent.str() << "\" Origin=\"" << origin.str() << "\" Spacing=\""
-      << spacing.str() << "\" Direction=\"1 0 0 0 1 0 0 0 1\">\n"
+      << "  <ImageData WholeExtent=\"" << geometry.extent << "\" Origin=\"" << geometry.origin << "\" Spacing=\""
+      << geometry.spacing << "\" Direction=\"1 0 0 0 1 0 0 0 1\">\n"
       << "    <FieldData>\n"
       << "      <DataArray type=\"Float64\" Name=\"TimeValue\" NumberOfTuples=\"1\" format=\"appended\" offset=\""
       << timeOffset << "\"/>\n"
       << "    </FieldData>\n"
-      << "    <Piece Extent=\"" << extent.str() << "\">\n"
+      << "    <Piece Extent=\"" << geometry.extent << "\">\n"
       << "      <PointData Scalars=\"density\"" << (hasVelocity ? " Vectors=\"velocity\"" : "") << ">\n"
       << "        <DataArray type=\"Float64\" Name=\"density\" format=\"appended\" offset=\"0\"/>\n";
   if (hasVelocity)
@@ -161,6 +183,25 @@ void writeImageFile(const std::string& path, const Grid& grid, const Frame& fram
   contents += blob;
   contents += "\n  </AppendedData>\n</VTKFile>\n";
   writeFileAtomically(path, contents);
+}
+
+void writePieceIndex(const std::string& path, const Grid& whole, const std::vector<ImagePiece>& pieces,
+                     bool hasVelocity) {
+  const ImageGeometry geometry = geometryOf(whole, 0, whole.n[0]);
+  std::ostringstream xml;
+  xml << "<?xml version=\"1.0\"?>\n"
+      << "<VTKFile type=\"PImageData\" version=\"1.0\" byte_order=\"LittleEndian\" header_type=\"UInt64\">\n"
+      << "  <PImageData WholeExtent=\"" << geometry.extent << "\" GhostLevel=\"0\" Origin=\"" << geometry.origin
+      << "\" Spacing=\"" << geometry.spacing << "\" Direction=\"1 0 0 0 1 0 0 0 1\">\n"
+      << "    <PPointData Scalars=\"density\"" << (hasVelocity ? " Vectors=\"velocity\"" : "") << ">\n"
+      << "      <PDataArray type=\"Float64\" Name=\"density\"/>\n";
+  if (hasVelocity) xml << "      <PDataArray type=\"Float64\" Name=\"velocity\" NumberOfComponents=\"3\"/>\n";
+  xml << "    </PPointData>\n";
+  for (const ImagePiece& piece : pieces)
+    xml << "    <Piece Extent=\"" << geometryOf(whole, piece.firstPlane, piece.planes).extent << "\" Source=\""
+        << piece.file << "\"/>\n";
+  xml << "  </PImageData>\n</VTKFile>\n";
+  writeFileAtomically(path, xml.str());
 }
 
 std::string writeFrames(const std::string& directory, const std::string& prefix, const Grid& grid,
@@ -291,12 +332,20 @@ FrameSeries::FrameSeries(std::string directory, std::string prefix, const Grid& 
        << "<?xml version=\"1.0\"?>\n<VTKFile type=\"Collection\" version=\"0.1\">\n  <Collection>\n";
 }
 
-void FrameSeries::add(int index, const Frame& frame) {
+std::string frameStem(const std::string& prefix, int index) {
   char name[64];
-  std::snprintf(name, sizeof(name), "_%04d.vti", index);
-  const std::string file = prefix_ + name;
+  std::snprintf(name, sizeof(name), "_%04d", index);
+  return prefix + name;
+}
+
+void FrameSeries::add(int index, const Frame& frame) {
+  const std::string file = frameStem(prefix_, index) + ".vti";
   writeImageFile((std::filesystem::path(directory_) / file).string(), grid_, frame);
-  pvd_ << "    <DataSet timestep=\"" << frame.time << "\" file=\"" << file << "\"/>\n";
+  addFile(frame.time, file);
+}
+
+void FrameSeries::addFile(double time, const std::string& file) {
+  pvd_ << "    <DataSet timestep=\"" << time << "\" file=\"" << file << "\"/>\n";
   ++count_;
 }
 

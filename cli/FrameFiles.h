@@ -1,5 +1,6 @@
 // Gradient-flow frames on disk, readable by ParaView without this project:
-// one VTK XML image file (.vti, raw appended float64) per frame and a .pvd
+// one VTK XML image file (.vti, raw appended float64) per frame, or a .pvti
+// of one .vti piece per rank for a rollout split over ranks, and a .pvd
 // collection carrying the frame times. Every file is written to a temporary
 // name and renamed, so an interrupted run never leaves half a file.
 #pragma once
@@ -27,6 +28,21 @@ std::string writeFrames(const std::string& directory, const std::string& prefix,
 
 /// Writes one frame as a .vti file.
 void writeImageFile(const std::string& path, const Grid& grid, const Frame& frame);
+/// Writes planes [firstPlane, firstPlane + n) along the first axis of a
+/// frame on `whole` (n: the first size of frame.density) as a .vti whose
+/// extent is that part of the whole image's: a piece of a .pvti.
+void writeImagePiece(const std::string& path, const Grid& whole, int64_t firstPlane, const Frame& frame);
+
+/// A piece of a .pvti: its planes along the first axis and its file,
+/// relative to the .pvti's folder.
+struct ImagePiece {
+  int64_t firstPlane = 0, planes = 0;
+  std::string file;
+};
+/// Writes the .pvti that puts `pieces` together into an image on `whole`
+/// (point arrays density, and velocity when `hasVelocity`).
+void writePieceIndex(const std::string& path, const Grid& whole, const std::vector<ImagePiece>& pieces,
+                     bool hasVelocity);
 
 /// Reads a density from a .vti (uncompressed: ascii, or raw appended as
 /// written by writeImageFile) or a .npy file (float32/float64, C order, axes
@@ -37,12 +53,17 @@ at::Tensor readDensity(const std::string& path, const std::string& arrayName, Gr
 /// Writes `contents` to `path` through a temporary file and a rename.
 void writeFileAtomically(const std::string& path, const std::string& contents);
 
+/// `prefix`_0007 for frame 7: the name of its file, without the extension.
+std::string frameStem(const std::string& prefix, int index);
+
 /// Writes frames as they are computed (and a .pvd collection of them), so a
 /// long run keeps no frame in memory.
 class FrameSeries {
  public:
   FrameSeries(std::string directory, std::string prefix, const Grid& grid);
   void add(int index, const Frame& frame);
+  /// Lists a frame written otherwise (a .pvti of pieces), relative to the folder.
+  void addFile(double time, const std::string& file);
   /// Writes the .pvd and returns its path.
   std::string finish();
   int count() const { return count_; }

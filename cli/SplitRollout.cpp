@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <filesystem>
+#include <functional>
 #include <iomanip>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -21,6 +23,23 @@ double peakResidentMegabytes() {
   rusage usage{};
   if (getrusage(RUSAGE_SELF, &usage) != 0) return std::nan("");
   return static_cast<double>(usage.ru_maxrss) / 1024.0;
+}
+
+// Runs `work` on this rank and agrees over the ranks whether it failed
+// anywhere, so that every rank throws (none waits for the others in the
+// next collective call): with its own message, or one that names the rank
+// whose message says why.
+void agreed(const Communicator& communicator, const std::string& what, const std::function<void()>& work) {
+  std::string message;
+  try {
+    work();
+  } catch (const std::exception& e) {
+    message = e.what();
+  }
+  const double failedOn = communicator.max(message.empty() ? -1.0 : static_cast<double>(communicator.rank()));
+  if (failedOn < 0) return;
+  if (!message.empty()) throw Error(message);
+  throw Error("rank " + std::to_string(static_cast<int>(failedOn)) + " could not " + what + " (its message says why)");
 }
 
 }  // namespace
@@ -41,13 +60,39 @@ void runSplitReferenceRollout(SplitRolloutRequest request, std::shared_ptr<const
   auto wholeMass = [&](const at::Tensor& owned) {
     return slabs.communicator().sum(owned.sum().item<double>()) * grid.cellVolume();
   };
+  // Frames are written by pieces: each rank its planes and the next rank's
+  // first (the pieces share their boundary planes, as ParaView's parallel
+  // writers write them) into prefix_0007/prefix_0007_RANK.vti, rank 0 the
+  // .pvti that puts them together and the .pvd. No frame is gathered.
   std::unique_ptr<FrameSeries> series;
-  if (root && request.writeEvery > 0) series = std::make_unique<FrameSeries>(request.out, request.prefix, grid);
+  if (request.writeEvery > 0)
+    agreed(*communicator, "create the output folder", [&] {
+      if (root) series = std::make_unique<FrameSeries>(request.out, request.prefix, grid);
+    });
+  const int64_t n0 = grid.n[0];
+  auto pieceOf = [&](int r) {
+    const SlabDecomposition::Range own = slabs.owned(r);
+    return SlabDecomposition::Range{own.lo, std::min(own.hi + 1, n0)};
+  };
   auto write = [&](int index, const at::Tensor& density, const at::Tensor& displacement) {
     if (request.writeEvery <= 0) return;
-    const at::Tensor whole = slabs.gather(density.unsqueeze(0))[0];
-    const at::Tensor velocity = slabs.gather(displacement.unsqueeze(0), 2)[0] / request.tau;
-    if (series) series->add(index, {index * request.tau, whole, velocity});
+    const SlabDecomposition::Range piece = pieceOf(slabs.rank()), window = slabs.window(1);
+    const int64_t skip = piece.lo - window.lo;
+    const Frame frame{index * request.tau, slabs.withHalo(density.unsqueeze(0), 1).narrow(1, skip, piece.planes())[0],
+                      slabs.withHalo(displacement.unsqueeze(0), 1, 2).narrow(2, skip, piece.planes())[0] / request.tau};
+    const std::string stem = frameStem(request.prefix, index);
+    auto pieceFile = [&](int r) { return stem + "/" + stem + "_" + std::to_string(r) + ".vti"; };
+    agreed(*communicator, "write its piece of frame " + std::to_string(index), [&] {
+      std::filesystem::create_directories(std::filesystem::path(request.out) / stem);
+      writeImagePiece((std::filesystem::path(request.out) / pieceFile(slabs.rank())).string(), grid, piece.lo, frame);
+    });
+    agreed(*communicator, "write the index of frame " + std::to_string(index), [&] {
+      if (!series) return;
+      std::vector<ImagePiece> pieces;
+      for (int r = 0; r < slabs.ranks(); ++r) pieces.push_back({pieceOf(r).lo, pieceOf(r).planes(), pieceFile(r)});
+      writePieceIndex((std::filesystem::path(request.out) / (stem + ".pvti")).string(), grid, pieces, true);
+      series->addFile(frame.time, stem + ".pvti");
+    });
   };
 
   const double mass0 = wholeMass(rho);
@@ -87,7 +132,11 @@ void runSplitReferenceRollout(SplitRolloutRequest request, std::shared_ptr<const
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (K > 0) write(K, rho, warm);
-  const std::string pvd = series ? series->finish() : "";
+  std::string pvd;
+  if (request.writeEvery > 0)
+    agreed(*communicator, "write the frames' collection", [&] {
+      if (series) pvd = series->finish();
+    });
 
   // Each rank's planes and peak memory, in rank order.
   const int ranks = slabs.ranks();

@@ -23,8 +23,9 @@ struct SplitRolloutRequest {
   bool json = false;
 };
 
-/// Runs the rollout on every rank (collective); rank 0 writes the frames
-/// (gathered from the slabs) and the report: per step its time, L-BFGS
+/// Runs the rollout on every rank (collective); every rank writes its piece
+/// of each frame (a .vti of its planes), rank 0 the .pvti of each frame, the
+/// .pvd and the report: per step its time, L-BFGS
 /// iterations and certificate, energy, mass drift, each rank's planes and
 /// peak memory, and the warnings of the serial rollout (steps stopped at the
 /// iteration cap, under-resolved steps).

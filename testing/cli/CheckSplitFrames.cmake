@@ -1,0 +1,26 @@
+# `mpirun -np 2|3 jko rollout --solver reference --out DIR`: each rank writes
+# its piece of every frame, rank 0 a .pvti per frame and the .pvd; VTK's
+# readers give the frames of one process (check_split_frames.py).
+# MPIEXEC is the launcher with its flags (a list), JKO the program, PYTHON
+# a Python with VTK and NumPy (pvpython), WORK a scratch folder.
+set(args rollout --case barenblatt-flow --dim 3 --grid 16 --steps 2 --solver reference --threads 1)
+file(REMOVE_RECURSE "${WORK}/split-frames")
+execute_process(COMMAND "${JKO}" ${args} --out "${WORK}/split-frames/serial" OUTPUT_VARIABLE out ERROR_VARIABLE err
+                RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "one process failed (${rc}): ${out} ${err}")
+endif()
+foreach(ranks 2 3)
+  execute_process(COMMAND ${MPIEXEC} -np ${ranks} "${JKO}" ${args} --out "${WORK}/split-frames/np${ranks}"
+                  OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "${ranks} ranks failed (${rc}): ${out} ${err}")
+  endif()
+  execute_process(COMMAND "${PYTHON}" "${CMAKE_CURRENT_LIST_DIR}/check_split_frames.py" "${WORK}/split-frames/serial"
+                          "${WORK}/split-frames/np${ranks}" ${ranks}
+                  OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
+  message(STATUS "${ranks} ranks:\n${out}")
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "the frames of ${ranks} ranks are not the serial ones (${rc}): ${out} ${err}")
+  endif()
+endforeach()
