@@ -225,17 +225,43 @@ std::string writeFrames(const std::string& directory, const std::string& prefix,
   return path;
 }
 
-at::Tensor readDensity(const std::string& path, const std::string& arrayName, Grid& grid) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw InvalidDensity("cannot open " + path + ": check the path");
-  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (path.size() > 4 && path.compare(path.size() - 4, 4, ".npy") == 0) return readNpy(path, bytes, grid);
+namespace {
+
+// The file's first bytes up to and including `marker` (with `extra` more
+// bytes), or all of it when the marker never comes: the XML header of a
+// .vti without its appended data.
+std::string headOf(std::ifstream& in, const std::string& marker, size_t extra) {
+  std::string head;
+  char chunk[1 << 16];
+  while (in) {
+    in.read(chunk, sizeof(chunk));
+    head.append(chunk, static_cast<size_t>(in.gcount()));
+    const size_t at = head.find(marker);
+    if (at != std::string::npos && head.size() >= at + marker.size() + extra) break;
+  }
+  in.clear();
+  return head;
+}
+
+}  // namespace
+
+DensityFile::DensityFile(std::string path, const std::string& arrayName) : path_(std::move(path)) {
+  std::ifstream in(path_, std::ios::binary);
+  if (!in) throw InvalidDensity("cannot open " + path_ + ": check the path");
+  if (path_.size() > 4 && path_.compare(path_.size() - 4, 4, ".npy") == 0) {
+    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    whole_ = readNpy(path_, bytes, grid_);
+    return;
+  }
+  // The header, up to the appended data's first byte (raw data is not read
+  // here: a rank reads its planes only).
+  const std::string bytes = headOf(in, "<AppendedData", 4096);
 
   const size_t imageTag = bytes.find("<ImageData");
   if (bytes.find("type=\"ImageData\"") == std::string::npos || imageTag == std::string::npos)
-    throw InvalidDensity(path + " is not a VTK XML image file (.vti) or a .npy array");
+    throw InvalidDensity(path_ + " is not a VTK XML image file (.vti) or a .npy array");
   if (bytes.find("compressor=") != std::string::npos)
-    throw InvalidDensity(path +
+    throw InvalidDensity(path_ +
                          " is compressed; the jko CLI reads uncompressed .vti files (save with "
                          "compression 'None' in ParaView) or .npy arrays; the ParaView plugin reads any .vti");
   const std::string image = bytes.substr(imageTag, bytes.find('>', imageTag) - imageTag);
@@ -244,29 +270,29 @@ at::Tensor readDensity(const std::string& path, const std::string& arrayName, Gr
   const std::vector<double> spacing = numbers(attribute(image, "Spacing"));
   const std::string direction = attribute(image, "Direction");
   if (!direction.empty() && numbers(direction) != std::vector<double>{1, 0, 0, 0, 1, 0, 0, 0, 1})
-    throw InvalidDensity(path + " has a rotated image (direction matrix " + direction +
+    throw InvalidDensity(path_ + " has a rotated image (direction matrix " + direction +
                          "); resample it onto an axis-aligned grid first");
   if (extent.size() != 6 || origin.size() != 3 || spacing.size() != 3)
-    throw InvalidDensity(path + ": cannot read the image extent, origin and spacing");
+    throw InvalidDensity(path_ + ": cannot read the image extent, origin and spacing");
   std::array<int64_t, 3> n;
   for (int a = 0; a < 3; ++a) n[a] = static_cast<int64_t>(extent[2 * a + 1] - extent[2 * a]) + 1;
   const int dim = n[2] > 1 ? 3 : 2;
   if (dim == 2 && (n[0] < 2 || n[1] < 2))
-    throw InvalidDensity(path +
+    throw InvalidDensity(path_ +
                          ": a 2D image must span the x-y plane (the CLI reads x-y images; the plugin any plane)");
-  grid.dim = dim;
+  grid_.dim = dim;
   for (int a = 0; a < 3; ++a) {
-    grid.n[a] = a < dim ? n[a] : 1;
-    grid.origin[a] = a < dim ? origin[a] + extent[2 * a] * spacing[a] : 0;
-    grid.spacing[a] = a < dim ? spacing[a] : 1;
+    grid_.n[a] = a < dim ? n[a] : 1;
+    grid_.origin[a] = a < dim ? origin[a] + extent[2 * a] * spacing[a] : 0;
+    grid_.spacing[a] = a < dim ? spacing[a] : 1;
   }
-  grid.validate();
+  grid_.validate();
 
   // Find the point-data array.
   const size_t pointData = bytes.find("<PointData");
   const size_t pointDataEnd = bytes.find("</PointData>");
   if (pointData == std::string::npos || pointDataEnd == std::string::npos)
-    throw InvalidDensity(path + " has no point data; the density must be a point-data scalar");
+    throw InvalidDensity(path_ + " has no point data; the density must be a point-data scalar");
   const std::string pointTag = bytes.substr(pointData, bytes.find('>', pointData) - pointData);
   const std::string wanted = !arrayName.empty() ? arrayName : attribute(pointTag, "Scalars");
   size_t cursor = pointData;
@@ -286,41 +312,75 @@ at::Tensor readDensity(const std::string& path, const std::string& arrayName, Gr
   if (tag.empty()) {
     std::string list;
     for (const auto& name : names) list += (list.empty() ? "" : ", ") + name;
-    throw InvalidDensity(path + ": no point-data scalar named '" + wanted + "' (arrays: " + list + ")");
+    throw InvalidDensity(path_ + ": no point-data scalar named '" + wanted + "' (arrays: " + list + ")");
   }
   const std::string type = attribute(tag, "type");
   if (type != "Float64" && type != "Float32")
-    throw InvalidDensity(path + ": the density array must be Float32 or Float64, got " + type);
-  const at::ScalarType scalar = type == "Float64" ? at::kDouble : at::kFloat;
-  const int64_t count = grid.numNodes();
-  at::Tensor values;
+    throw InvalidDensity(path_ + ": the density array must be Float32 or Float64, got " + type);
+  valueBytes_ = type == "Float64" ? 8 : 4;
+  const int64_t count = grid_.numNodes();
   const std::string format = attribute(tag, "format");
   if (format == "ascii") {
-    const size_t begin = bytes.find('>', bytes.find(tag)) + 1;
-    const std::vector<double> parsed = numbers(bytes.substr(begin, bytes.find("</DataArray>", begin) - begin));
-    if (static_cast<int64_t>(parsed.size()) != count) throw InvalidDensity(path + ": wrong number of values");
-    values = at::tensor(parsed, at::kDouble);
+    // Text values: the whole file is read (ascii images are small).
+    in.seekg(0);
+    const std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const size_t begin = all.find('>', all.find(tag)) + 1;
+    const std::vector<double> parsed = numbers(all.substr(begin, all.find("</DataArray>", begin) - begin));
+    if (static_cast<int64_t>(parsed.size()) != count) throw InvalidDensity(path_ + ": wrong number of values");
+    std::vector<int64_t> vtkShape;
+    for (int a = dim - 1; a >= 0; --a) vtkShape.push_back(grid_.n[a]);
+    whole_ = fromVtkOrder(at::tensor(parsed, at::kDouble).view(vtkShape));
   } else if (format == "appended") {
     const size_t appended = bytes.find("<AppendedData");
     if (appended == std::string::npos || bytes.find("encoding=\"raw\"", appended) == std::string::npos)
-      throw InvalidDensity(path + ": only raw appended data is supported (not base64)");
+      throw InvalidDensity(path_ + ": only raw appended data is supported (not base64)");
     const size_t base = bytes.find('_', appended) + 1;
     const bool header64 = bytes.find("header_type=\"UInt64\"") != std::string::npos;
-    const size_t offset = base + std::stoull(attribute(tag, "offset"));
-    const size_t headerBytes = header64 ? 8 : 4;
-    const size_t dataBytes = count * (scalar == at::kDouble ? 8 : 4);
-    if (offset + headerBytes + dataBytes > bytes.size()) throw InvalidDensity(path + " is truncated");
-    values = at::empty({count}, scalar);
-    std::memcpy(values.data_ptr(), bytes.data() + offset + headerBytes, dataBytes);
-    values = values.to(at::kDouble);
+    dataOffset_ = base + std::stoull(attribute(tag, "offset")) + (header64 ? 8 : 4);
+    in.seekg(0, std::ios::end);
+    if (dataOffset_ + count * valueBytes_ > static_cast<uint64_t>(in.tellg()))
+      throw InvalidDensity(path_ + " is truncated");
   } else {
-    throw InvalidDensity(path + ": unsupported data format '" + format + "' (use raw appended or ascii)");
+    throw InvalidDensity(path_ + ": unsupported data format '" + format + "' (use raw appended or ascii)");
   }
-  std::vector<int64_t> vtkShape;
-  for (int a = dim - 1; a >= 0; --a) vtkShape.push_back(grid.n[a]);
+}
+
+at::Tensor DensityFile::fromVtkOrder(const at::Tensor& values) const {
   std::vector<int64_t> permutation;
-  for (int a = dim - 1; a >= 0; --a) permutation.push_back(a);
-  return values.view(vtkShape).permute(permutation).contiguous();
+  for (int a = grid_.dim - 1; a >= 0; --a) permutation.push_back(a);
+  return values.permute(permutation).contiguous();
+}
+
+at::Tensor DensityFile::read() const { return readPlanes(0, grid_.n[0]); }
+
+at::Tensor DensityFile::readPlanes(int64_t lo, int64_t hi) const {
+  if (lo < 0 || hi > grid_.n[0] || lo >= hi)
+    throw InvalidParameter("planes", formatValue(lo) + "-" + formatValue(hi),
+                           "a part of the " + formatValue(grid_.n[0]) + " planes along x of " + path_);
+  if (whole_.defined()) return whole_.narrow(0, lo, hi - lo).contiguous();
+  // VTK orders the values with x fastest: planes [lo, hi) along x are a
+  // run of hi - lo values in each row of x, one row per (y, z).
+  std::ifstream in(path_, std::ios::binary);
+  if (!in) throw InvalidDensity("cannot open " + path_ + ": check the path");
+  const int64_t rows = grid_.numNodes() / grid_.n[0], run = hi - lo;
+  const at::ScalarType scalar = valueBytes_ == 8 ? at::kDouble : at::kFloat;
+  std::vector<int64_t> shape;
+  for (int a = grid_.dim - 1; a >= 1; --a) shape.push_back(grid_.n[a]);
+  shape.push_back(run);
+  at::Tensor values = at::empty(shape, scalar);
+  char* out = static_cast<char*>(values.data_ptr());
+  for (int64_t row = 0; row < rows; ++row) {
+    in.seekg(static_cast<std::streamoff>(dataOffset_ + (row * grid_.n[0] + lo) * valueBytes_));
+    in.read(out + row * run * valueBytes_, static_cast<std::streamsize>(run * valueBytes_));
+    if (!in) throw InvalidDensity(path_ + ": reading its values failed (truncated?)");
+  }
+  return fromVtkOrder(values.to(at::kDouble));
+}
+
+at::Tensor readDensity(const std::string& path, const std::string& arrayName, Grid& grid) {
+  const DensityFile file(path, arrayName);
+  grid = file.grid();
+  return file.read();
 }
 
 FrameSeries::FrameSeries(std::string directory, std::string prefix, const Grid& grid)

@@ -50,6 +50,27 @@ void writePieceIndex(const std::string& path, const Grid& whole, const std::vect
 /// scalars or the first array). Fills `grid` from the file (.npy: unit box).
 at::Tensor readDensity(const std::string& path, const std::string& arrayName, Grid& grid);
 
+/// The same, by parts: the constructor reads the grid and where the values
+/// are (a .vti's header only), `readPlanes` the planes [lo, hi) along the
+/// first axis (x) alone, so that a rank of a split rollout reads its slab
+/// and nothing more (raw appended data: one run of values per row; ascii
+/// and .npy files are read whole).
+class DensityFile {
+ public:
+  DensityFile(std::string path, const std::string& arrayName);
+  const Grid& grid() const { return grid_; }
+  at::Tensor read() const;
+  at::Tensor readPlanes(int64_t lo, int64_t hi) const;
+
+ private:
+  at::Tensor fromVtkOrder(const at::Tensor& values) const;
+
+  std::string path_;
+  Grid grid_;
+  at::Tensor whole_;  ///< ascii and .npy: read at once
+  uint64_t dataOffset_ = 0, valueBytes_ = 8;
+};
+
 /// Writes `contents` to `path` through a temporary file and a rename.
 void writeFileAtomically(const std::string& path, const std::string& contents);
 

@@ -207,6 +207,8 @@ void addRolloutCommand(CLI::App& app) {
     if (o->gaussNewton >= 0) o->linearized.corrections = o->gaussNewton;
     Grid grid;
     at::Tensor rho0;
+    std::shared_ptr<const DensityFile> densityFile;
+    const bool split = mpiInitialized() && mpiWorldCommunicator()->size() > 1;
     EnergySpec energySpec;
     double tau = o->tau > 0 ? o->tau : op ? op->metadata().tau : 0.005;
     if (!o->generate.empty()) {
@@ -230,7 +232,10 @@ void addRolloutCommand(CLI::App& app) {
       energySpec = c.energy;
       tau = c.tau;
     } else if (!o->initial.empty()) {
-      rho0 = readDensity(o->initial, o->array, grid);
+      // Under mpirun each rank reads its planes alone (in the split rollout).
+      densityFile = std::make_shared<const DensityFile>(o->initial, o->array);
+      grid = densityFile->grid();
+      if (!split) rho0 = densityFile->read();
     } else {
       throw InvalidParameter("initial density", "none", "give --case NAME, --initial FILE or --generate KIND");
     }
@@ -239,14 +244,11 @@ void addRolloutCommand(CLI::App& app) {
     if (!o->energy.given() && !op && o->caseName.empty())
       throw InvalidParameter("--energy", "none", "give an energy preset for a density read from a file");
     energySpec = o->energy.over(op ? op->metadata().energy : energySpec);
-    rho0 = rho0.to(at::kDouble).contiguous();
-    validateDensity(rho0.unsqueeze(0), grid);
-    if (o->mass > 0) rho0 = rho0 * (o->mass / (rho0.sum().item<double>() * grid.cellVolume()));
-    if (o->peak > 0) rho0 = rho0 * (o->peak / rho0.max().item<double>());
 
     // Under mpirun with several ranks: the reference solver's steps split
-    // over them by slabs (every rank ran the lines above alike).
-    if (mpiInitialized() && mpiWorldCommunicator()->size() > 1) {
+    // over them by slabs (every rank ran the lines above alike; the split
+    // rollout checks and rescales the density over the ranks).
+    if (split) {
       if (solverName != "reference")
         throw InvalidParameter("--solver", solverName,
                                "only the reference solver's steps are split over MPI ranks; run the " + solverName +
@@ -256,6 +258,9 @@ void addRolloutCommand(CLI::App& app) {
       SplitRolloutRequest request;
       request.grid = grid;
       request.initial = rho0;
+      request.file = densityFile;
+      request.mass = o->mass;
+      request.peak = o->peak;
       request.energy = energySpec;
       request.tau = tau;
       request.steps = o->steps;
@@ -268,6 +273,10 @@ void addRolloutCommand(CLI::App& app) {
       runSplitReferenceRollout(std::move(request), mpiWorldCommunicator());
       return;
     }
+    rho0 = rho0.to(at::kDouble).contiguous();
+    validateDensity(rho0.unsqueeze(0), grid);
+    if (o->mass > 0) rho0 = rho0 * (o->mass / (rho0.sum().item<double>() * grid.cellVolume()));
+    if (o->peak > 0) rho0 = rho0 * (o->peak / rho0.max().item<double>());
 
     // One step at a time, frames written (or dropped) as they come, so that
     // memory stays flat however long the run. Every step is certified; the

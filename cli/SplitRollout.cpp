@@ -54,8 +54,23 @@ void runSplitReferenceRollout(SplitRolloutRequest request, std::shared_ptr<const
       std::make_shared<const DistributedJkoObjective>(request.energy, request.tau, slabs), options);
   const DistributedJkoObjective& objective = solver.objective();
 
-  at::Tensor rho = slabs.own(request.initial.to(at::kDouble).unsqueeze(0))[0];
+  // This rank's planes: read from the file alone, or cut from the density
+  // every rank generated; then the checks and the rescaling over the ranks
+  // (the first step's prepare() refuses a bad density on every rank alike).
+  const SlabDecomposition::Range own = slabs.owned();
+  at::Tensor rho = request.file ? request.file->readPlanes(own.lo, own.hi)
+                                : slabs.own(request.initial.to(at::kDouble).unsqueeze(0))[0];
+  rho = rho.to(at::kDouble).contiguous();
   request.initial = at::Tensor();  // each rank keeps its slab only
+  request.file.reset();
+  if (request.mass > 0) {
+    const double mass = communicator->sum(rho.sum().item<double>()) * grid.cellVolume();
+    if (mass > 0 && std::isfinite(mass)) rho = rho * (request.mass / mass);
+  }
+  if (request.peak > 0) {
+    const double peak = communicator->max(rho.max().item<double>());
+    if (peak > 0 && std::isfinite(peak)) rho = rho * (request.peak / peak);
+  }
   auto wholeEnergy = [&](const at::Tensor& owned) { return objective.energy(owned); };
   auto wholeMass = [&](const at::Tensor& owned) {
     return slabs.communicator().sum(owned.sum().item<double>()) * grid.cellVolume();

@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "FrameFiles.h"
 #include "numerics/Energy.h"
 #include "numerics/Grid.h"
 #include "parallel/Communicator.h"
@@ -15,7 +16,9 @@ namespace jko::cli {
 
 struct SplitRolloutRequest {
   Grid grid;
-  at::Tensor initial;  ///< the whole initial density (every rank reads it)
+  at::Tensor initial;                       ///< the whole initial density (generated), or
+  std::shared_ptr<const DensityFile> file;  ///< the file each rank reads its planes from
+  double mass = 0, peak = 0;                ///< rescale the initial density to these (0: as it is)
   EnergySpec energy;
   double tau = 0.005;
   int steps = 20, maxIterations = 2000, writeEvery = 1;
