@@ -245,26 +245,9 @@ std::string headOf(std::ifstream& in, const std::string& marker, size_t extra) {
 
 }  // namespace
 
-DensityFile::DensityFile(std::string path, const std::string& arrayName) : path_(std::move(path)) {
-  std::ifstream in(path_, std::ios::binary);
-  if (!in) throw InvalidDensity("cannot open " + path_ + ": check the path");
-  if (path_.size() > 4 && path_.compare(path_.size() - 4, 4, ".npy") == 0) {
-    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    whole_ = readNpy(path_, bytes, grid_);
-    return;
-  }
-  // The header, up to the appended data's first byte (raw data is not read
-  // here: a rank reads its planes only).
-  const std::string bytes = headOf(in, "<AppendedData", 4096);
+DensityFile::DensityFile(std::string path, const std::string& arrayName) : DensityFile(std::move(path), arrayName, 0) {}
 
-  const size_t imageTag = bytes.find("<ImageData");
-  if (bytes.find("type=\"ImageData\"") == std::string::npos || imageTag == std::string::npos)
-    throw InvalidDensity(path_ + " is not a VTK XML image file (.vti) or a .npy array");
-  if (bytes.find("compressor=") != std::string::npos)
-    throw InvalidDensity(path_ +
-                         " is compressed; the jko CLI reads uncompressed .vti files (save with "
-                         "compression 'None' in ParaView) or .npy arrays; the ParaView plugin reads any .vti");
-  const std::string image = bytes.substr(imageTag, bytes.find('>', imageTag) - imageTag);
+void DensityFile::setGrid(const std::string& image, int pieceOfDim) {
   const std::vector<double> extent = numbers(attribute(image, "WholeExtent"));
   const std::vector<double> origin = numbers(attribute(image, "Origin"));
   const std::vector<double> spacing = numbers(attribute(image, "Spacing"));
@@ -275,9 +258,14 @@ DensityFile::DensityFile(std::string path, const std::string& arrayName) : path_
   if (extent.size() != 6 || origin.size() != 3 || spacing.size() != 3)
     throw InvalidDensity(path_ + ": cannot read the image extent, origin and spacing");
   std::array<int64_t, 3> n;
-  for (int a = 0; a < 3; ++a) n[a] = static_cast<int64_t>(extent[2 * a + 1] - extent[2 * a]) + 1;
-  const int dim = n[2] > 1 ? 3 : 2;
-  if (dim == 2 && (n[0] < 2 || n[1] < 2))
+  for (int a = 0; a < 3; ++a) {
+    extent_[2 * a] = static_cast<int64_t>(extent[2 * a]);
+    extent_[2 * a + 1] = static_cast<int64_t>(extent[2 * a + 1]);
+    n[a] = extent_[2 * a + 1] - extent_[2 * a] + 1;
+  }
+  // A piece of a .pvti takes its image's dimension (it may be one plane thick).
+  const int dim = pieceOfDim ? pieceOfDim : n[2] > 1 ? 3 : 2;
+  if (!pieceOfDim && dim == 2 && (n[0] < 2 || n[1] < 2))
     throw InvalidDensity(path_ +
                          ": a 2D image must span the x-y plane (the CLI reads x-y images; the plugin any plane)");
   grid_.dim = dim;
@@ -286,7 +274,65 @@ DensityFile::DensityFile(std::string path, const std::string& arrayName) : path_
     grid_.origin[a] = a < dim ? origin[a] + extent[2 * a] * spacing[a] : 0;
     grid_.spacing[a] = a < dim ? spacing[a] : 1;
   }
-  grid_.validate();
+  if (!pieceOfDim) grid_.validate();
+}
+
+void DensityFile::openPieces(const std::string& bytes, const std::string& arrayName) {
+  const size_t imageTag = bytes.find("<PImageData");
+  if (bytes.find("type=\"PImageData\"") == std::string::npos || imageTag == std::string::npos)
+    throw InvalidDensity(path_ + " is not a VTK XML parallel image file (.pvti)");
+  setGrid(bytes.substr(imageTag, bytes.find('>', imageTag) - imageTag), 0);
+  const size_t pointData = bytes.find("<PPointData");
+  const std::string wanted =
+      !arrayName.empty() || pointData == std::string::npos
+          ? arrayName
+          : attribute(bytes.substr(pointData, bytes.find('>', pointData) - pointData), "Scalars");
+  const std::filesystem::path folder = std::filesystem::path(path_).parent_path();
+  for (size_t at = bytes.find("<Piece"); at != std::string::npos; at = bytes.find("<Piece", at + 1)) {
+    const std::string tag = bytes.substr(at, bytes.find('>', at) - at);
+    Piece piece;
+    piece.file = std::shared_ptr<const DensityFile>(
+        new DensityFile((folder / attribute(tag, "Source")).string(), wanted, grid_.dim));
+    const std::vector<double> extent = numbers(attribute(tag, "Extent"));
+    for (int k = 0; k < 6; ++k)
+      if (extent.size() != 6 || static_cast<int64_t>(extent[k]) != piece.file->extent_[k])
+        throw InvalidDensity(path_ + ": the extent of piece " + attribute(tag, "Source") +
+                             " is not the one its own file gives");
+    pieces_.push_back(piece);
+  }
+  if (pieces_.empty()) throw InvalidDensity(path_ + " lists no pieces");
+}
+
+DensityFile::DensityFile(std::string path, const std::string& arrayName, int pieceOfDim) : path_(std::move(path)) {
+  std::ifstream in(path_, std::ios::binary);
+  if (!in) throw InvalidDensity("cannot open " + path_ + ": check the path");
+  auto endsWith = [&](const char* suffix) {
+    const size_t n = std::strlen(suffix);
+    return path_.size() > n && path_.compare(path_.size() - n, n, suffix) == 0;
+  };
+  if (endsWith(".npy")) {
+    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    whole_ = readNpy(path_, bytes, grid_);
+    return;
+  }
+  if (endsWith(".pvti")) {
+    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    openPieces(bytes, arrayName);
+    return;
+  }
+  // The header, up to the appended data's first byte (raw data is not read
+  // here: a rank reads its planes only).
+  const std::string bytes = headOf(in, "<AppendedData", 4096);
+
+  const size_t imageTag = bytes.find("<ImageData");
+  if (bytes.find("type=\"ImageData\"") == std::string::npos || imageTag == std::string::npos)
+    throw InvalidDensity(path_ + " is not a VTK XML image file (.vti or .pvti) or a .npy array");
+  if (bytes.find("compressor=") != std::string::npos)
+    throw InvalidDensity(path_ +
+                         " is compressed; the jko CLI reads uncompressed .vti files (save with "
+                         "compression 'None' in ParaView) or .npy arrays; the ParaView plugin reads any .vti");
+  setGrid(bytes.substr(imageTag, bytes.find('>', imageTag) - imageTag), pieceOfDim);
+  const int dim = grid_.dim;
 
   // Find the point-data array.
   const size_t pointData = bytes.find("<PointData");
@@ -358,6 +404,30 @@ at::Tensor DensityFile::readPlanes(int64_t lo, int64_t hi) const {
     throw InvalidParameter("planes", formatValue(lo) + "-" + formatValue(hi),
                            "a part of the " + formatValue(grid_.n[0]) + " planes along x of " + path_);
   if (whole_.defined()) return whole_.narrow(0, lo, hi - lo).contiguous();
+  if (!pieces_.empty()) {
+    // Each piece's part of planes [lo, hi), put in place; pieces may share
+    // their boundary planes (the same values), and must cover every node.
+    std::vector<int64_t> shape{hi - lo};
+    for (int a = 1; a < grid_.dim; ++a) shape.push_back(grid_.n[a]);
+    at::Tensor values = at::zeros(shape, at::kDouble), covered = at::zeros(shape, at::kBool);
+    for (const Piece& piece : pieces_) {
+      const std::array<int64_t, 6>& e = piece.file->extent_;
+      const int64_t first = e[0] - extent_[0];
+      const int64_t a = std::max(lo, first), b = std::min(hi, first + piece.file->grid_.n[0]);
+      if (a >= b) continue;
+      at::Tensor target = values.narrow(0, a - lo, b - a), mask = covered.narrow(0, a - lo, b - a);
+      for (int axis = 1; axis < grid_.dim; ++axis) {
+        target = target.narrow(axis, e[2 * axis] - extent_[2 * axis], piece.file->grid_.n[axis]);
+        mask = mask.narrow(axis, e[2 * axis] - extent_[2 * axis], piece.file->grid_.n[axis]);
+      }
+      target.copy_(piece.file->readPlanes(a - first, b - first));
+      mask.fill_(true);
+    }
+    if (!covered.all().item<bool>())
+      throw InvalidDensity(path_ + ": its pieces do not cover planes " + formatValue(lo) + "-" + formatValue(hi - 1) +
+                           " along x; a piece file is missing from the list");
+    return values;
+  }
   // VTK orders the values with x fastest: planes [lo, hi) along x are a
   // run of hi - lo values in each row of x, one row per (y, z).
   std::ifstream in(path_, std::ios::binary);

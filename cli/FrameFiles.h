@@ -7,6 +7,8 @@
 
 #include <ATen/ATen.h>
 
+#include <array>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -54,7 +56,9 @@ at::Tensor readDensity(const std::string& path, const std::string& arrayName, Gr
 /// are (a .vti's header only), `readPlanes` the planes [lo, hi) along the
 /// first axis (x) alone, so that a rank of a split rollout reads its slab
 /// and nothing more (raw appended data: one run of values per row; ascii
-/// and .npy files are read whole).
+/// and .npy files are read whole). A .pvti (ParaView's parallel writers,
+/// or a split `jko rollout`) is read through its pieces' .vti files: those
+/// that hold some of the planes asked for.
 class DensityFile {
  public:
   DensityFile(std::string path, const std::string& arrayName);
@@ -63,12 +67,21 @@ class DensityFile {
   at::Tensor readPlanes(int64_t lo, int64_t hi) const;
 
  private:
+  /// A piece of a .pvti, a 2D or 3D image as its whole one is (`pieceOfDim`).
+  DensityFile(std::string path, const std::string& arrayName, int pieceOfDim);
+  void setGrid(const std::string& imageTag, int pieceOfDim);
+  void openPieces(const std::string& bytes, const std::string& arrayName);
   at::Tensor fromVtkOrder(const at::Tensor& values) const;
 
+  struct Piece {
+    std::shared_ptr<const DensityFile> file;
+  };
   std::string path_;
   Grid grid_;
-  at::Tensor whole_;  ///< ascii and .npy: read at once
+  std::array<int64_t, 6> extent_{};  ///< the image's extent, as the file gives it
+  at::Tensor whole_;                 ///< ascii and .npy: read at once
   uint64_t dataOffset_ = 0, valueBytes_ = 8;
+  std::vector<Piece> pieces_;  ///< .pvti
 };
 
 /// Writes `contents` to `path` through a temporary file and a rename.

@@ -159,8 +159,8 @@ void addRolloutCommand(CLI::App& app) {
   rollout->add_option("--peak", o->peak, "Rescale the initial density to this peak value")->excludes(massOption);
   auto* caseOption = rollout->add_option("--case", o->caseName, "Start from a reference case's initial density")
                          ->check(CLI::IsMember(referenceCaseNames()));
-  auto* initialOption =
-      rollout->add_option("--initial", o->initial, "Initial density file (.vti or .npy)")->check(CLI::ExistingFile);
+  auto* initialOption = rollout->add_option("--initial", o->initial, "Initial density file (.vti, .pvti or .npy)")
+                            ->check(CLI::ExistingFile);
   caseOption->excludes(initialOption);
   generateOption->excludes(caseOption)->excludes(initialOption);
   rollout->add_option("--array", o->array, "Point-data array of --initial (default: active scalars)");
