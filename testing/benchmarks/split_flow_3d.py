@@ -5,6 +5,8 @@ step in pvbatch, with each rank's peak memory.
     mpirun -np N pvbatch --symmetric testing/benchmarks/split_flow_3d.py PLUGIN GRID STEPS THREADS OUT.json [FRAME.npy]
     pvbatch testing/benchmarks/split_flow_3d.py PLUGIN GRID 0 1 - VOLUME.vti   # writes the profile to VOLUME.vti
     mpirun -np N pvbatch --symmetric testing/benchmarks/split_flow_3d.py PLUGIN VOLUME.vti STEPS THREADS OUT.json
+    ... OUT.json FRAME.npy|- Property=Value ...   # other panel settings, e.g.
+        EnergyPreset=Aggregation, or Solver="Learned operator" OperatorFile=data/operators/porous-medium-3d.jko
 
 GRID N starts from the source's profile on N^3 nodes, which every rank
 computes whole; a .vti file (written by the second form) is read by the
@@ -32,7 +34,14 @@ from vtkmodules.vtkCommonExecutionModel import vtkStreamingDemandDrivenPipeline
 from vtkmodules.vtkParallelCore import vtkMultiProcessController
 
 plugin, volume, steps, threads, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-frame_path = sys.argv[6] if len(sys.argv) > 6 else None
+frame_path = sys.argv[6] if len(sys.argv) > 6 and sys.argv[6] != "-" else None
+settings = dict(Solver="Reference solver")
+for pair in sys.argv[7:]:
+    name, value = pair.split("=", 1)
+    try:
+        settings[name] = float(value) if "." in value or "e" in value.lower() else int(value)
+    except ValueError:
+        settings[name] = value
 simple.LoadPlugin(plugin, remote=False, ns=vars(simple))
 controller = vtkMultiProcessController.GetGlobalController()
 rank, ranks = controller.GetLocalProcessId(), controller.GetNumberOfProcesses()
@@ -49,9 +58,9 @@ else:
     extent = [0, grid - 1] * 3
     density = simple.JKOInitialDensity(Dimension=3, GridSize=[grid, grid, grid], Kind="Barenblatt profile")
 if steps == 0:  # write the profile for the runs that read it
-    simple.SaveData(frame_path, proxy=density)
+    simple.SaveData(sys.argv[6], proxy=density)
     sys.exit(0)
-flow = simple.JKOGradientFlow(Input=density, NumberOfSteps=steps, NumberOfThreads=threads, Solver="Reference solver")
+flow = simple.JKOGradientFlow(Input=density, NumberOfSteps=steps, NumberOfThreads=threads, **settings)
 flow.UpdatePipelineInformation()
 times = list(flow.TimestepValues)
 flow.UpdatePipeline(times[0])
@@ -79,7 +88,7 @@ peaks = [receive.GetValue(r) for r in range(ranks)]
 if frame_path:
     pieces = [servermanager.Fetch(flow, r) for r in range(ranks)]
 if rank == 0:
-    report = {"grid": [grid] * 3, "input": volume, "ranks": ranks, "split_ranks": split_ranks, "threads_per_rank": threads,
+    report = {"grid": [grid] * 3, "input": volume, "settings": settings, "ranks": ranks, "split_ranks": split_ranks, "threads_per_rank": threads,
               "steps": steps, "step_seconds": seconds, "iterations": column("Iterations")[1:],
               "mass": column("Mass"), "energy": column("Energy"), "peak_rss_mb_per_rank": peaks}
     with open(out, "w") as f:
