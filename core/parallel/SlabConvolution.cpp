@@ -1,6 +1,7 @@
 #include "parallel/SlabConvolution.h"
 
 #include <algorithm>
+#include <sstream>
 
 #include "numerics/Errors.h"
 
@@ -117,9 +118,15 @@ at::Tensor SlabConvolution::toPlanes(const at::Tensor& columns) const {
 at::Tensor SlabConvolution::operator()(const at::Tensor& ownedIn) const {
   const Grid& grid = slabs_.grid();
   const at::Tensor owned = ownedIn.to(at::kDouble).contiguous();
-  if (owned.dim() != grid.dim + 1 || owned.size(1) != slabs_.owned().planes())
-    throw InvalidDensity("the split convolution was given a slab of " + formatValue(owned.dim()) +
-                         " dimensions that does not fit this rank's planes");
+  bool fits = owned.dim() == grid.dim + 1 && owned.size(1) == slabs_.owned().planes();
+  for (int a = 1; fits && a < grid.dim; ++a) fits = owned.size(a + 1) == grid.n[a];
+  if (!fits) {
+    std::ostringstream sizes;
+    sizes << owned.sizes();
+    throw InvalidDensity("the split convolution was given a slab of shape " + sizes.str() +
+                         " that does not fit this rank's " + formatValue(slabs_.owned().planes()) + " planes of the " +
+                         grid.describe());
+  }
   std::vector<int64_t> planesOf;
   for (int r = 0; r < slabs_.ranks(); ++r) planesOf.push_back(slabs_.owned(r).planes());
   // Along the first axis: zero-padded to 2 n_0 by the transform's length.
