@@ -36,7 +36,12 @@ at::Tensor padPlanes(const at::Tensor& t, int axis, int64_t before, int64_t afte
 EnergySpec ownedSpec(EnergySpec spec, const SlabDecomposition& slabs) {
   const Grid& grid = slabs.grid();
   if (spec.potential == PotentialKind::Values) {
-    spec.potentialValues = slabs.own(spec.potentialValues.to(at::kDouble).unsqueeze(0))[0];
+    // Given whole (every rank cuts its planes) or as this rank's planes
+    // already (a reader of slabs); one plane per rank never fits both.
+    const at::Tensor values = spec.potentialValues.to(at::kDouble);
+    const bool owned =
+        values.dim() == grid.dim && values.size(0) == slabs.owned().planes() && values.size(0) != grid.n[0];
+    spec.potentialValues = owned ? values.contiguous() : slabs.own(values.unsqueeze(0))[0];
   } else {
     for (int a = 0; a < grid.dim; ++a)
       if (std::isnan(spec.potentialCentre[a])) spec.potentialCentre[a] = 0.5 * (grid.boxLower(a) + grid.boxUpper(a));

@@ -37,6 +37,8 @@ namespace jko {
 class DistributedJkoObjective {
  public:
   /// Collective (an interaction kernel's transform is built over the ranks).
+  /// A potential given by values holds the whole grid's, or this rank's
+  /// planes alone.
   DistributedJkoObjective(const EnergySpec& spec, double tau, SlabDecomposition slabs);
 
   const SlabDecomposition& slabs() const { return slabs_; }

@@ -401,6 +401,32 @@ vtkDataArray* densityArray(vtkAlgorithm* algorithm, vtkImageData* image, bool& c
 
 }  // namespace
 
+namespace {
+
+// V from the Potential Array (input array 1) on the samples of `mapping`
+// (the density's, points or cells). Throws Error with what to do.
+at::Tensor potentialArrayValues(vtkAlgorithm* algorithm, vtkImageData* image, const ImageGridMapping& mapping) {
+  bool potentialCells = false;
+  std::string potentialName;
+  vtkDataArray* potential = selectedArray(algorithm, 1, image, potentialCells, potentialName);
+  if (!potential || potentialName.empty())
+    throw Error("Potential is 'From array' but no Potential Array is chosen" +
+                (potentialName.empty() ? std::string() : " ('" + potentialName + "' is not on the input)") +
+                ": choose a scalar array of the input as the potential V.");
+  if (potentialCells != mapping.cellData)
+    throw Error("The potential array '" + potentialName + "' is " + (potentialCells ? "cell" : "point") +
+                " data but the density is " + (mapping.cellData ? "cell" : "point") +
+                " data: choose arrays of the same kind (Point Data To Cell Data converts).");
+  at::Tensor values = toDensity(potential, mapping, "the Potential Array");
+  if (!at::isfinite(values).all().item<bool>())
+    throw Error("The potential array '" + potentialName +
+                "' has NaN or infinite values: V must be finite. Replace them (e.g. with the Calculator) or choose "
+                "another Potential Array.");
+  return values;
+}
+
+}  // namespace
+
 FlowInput readFlowInput(vtkAlgorithm* algorithm, vtkImageData* image, bool potentialFromArray, bool fitToUnitBox) {
   FlowInput input;
   bool cellData = false;
@@ -417,24 +443,7 @@ FlowInput readFlowInput(vtkAlgorithm* algorithm, vtkImageData* image, bool poten
   }
   input.rho0 = rho;
 
-  if (potentialFromArray) {
-    bool potentialCells = false;
-    std::string potentialName;
-    vtkDataArray* potential = selectedArray(algorithm, 1, image, potentialCells, potentialName);
-    if (!potential || potentialName.empty())
-      throw Error("Potential is 'From array' but no Potential Array is chosen" +
-                  (potentialName.empty() ? std::string() : " ('" + potentialName + "' is not on the input)") +
-                  ": choose a scalar array of the input as the potential V.");
-    if (potentialCells != cellData)
-      throw Error("The potential array '" + potentialName + "' is " + (potentialCells ? "cell" : "point") +
-                  " data but the density is " + (cellData ? "cell" : "point") +
-                  " data: choose arrays of the same kind (Point Data To Cell Data converts).");
-    input.potentialValues = toDensity(potential, input.mapping, "the Potential Array");
-    if (!at::isfinite(input.potentialValues).all().item<bool>())
-      throw Error("The potential array '" + potentialName +
-                  "' has NaN or infinite values: V must be finite. Replace them (e.g. with the Calculator) or choose "
-                  "another Potential Array.");
-  }
+  if (potentialFromArray) input.potentialValues = potentialArrayValues(algorithm, image, input.mapping);
 
   std::ostringstream key;
   key.precision(17);
@@ -462,14 +471,15 @@ std::string slabKey(const FlowInput& input, const int wholeExtent[6], vtkImageDa
   key.precision(17);
   for (int a = 0; a < 6; ++a) key << wholeExtent[a] << " ";
   for (int a = 0; a < 3; ++a) key << image->GetOrigin()[a] << " " << image->GetSpacing()[a] << " ";
-  key << input.mapping.cellData << " slab " << slabs.rank() << " of " << slabs.ranks() << " " << hashTensor(planes);
+  key << input.mapping.cellData << " slab " << slabs.rank() << " of " << slabs.ranks() << " " << hashTensor(planes)
+      << " " << (input.potentialValues.defined() ? hashTensor(input.potentialValues) : std::string("-"));
   return key.str();
 }
 
 }  // namespace
 
 FlowInput readFlowSlab(vtkAlgorithm* algorithm, vtkImageData* image, const int wholeExtent[6],
-                       const std::shared_ptr<const Communicator>& ranks) {
+                       const std::shared_ptr<const Communicator>& ranks, bool potentialFromArray) {
   FlowInput input;
   bool cellData = false;
   vtkDataArray* array = densityArray(algorithm, image, cellData);  // the same arrays on every rank
@@ -500,6 +510,23 @@ FlowInput readFlowSlab(vtkAlgorithm* algorithm, vtkImageData* image, const int w
   input.rho0 = samplesOf(array, slab, &input.reduction);
   if (whole) input.rho0 = slabs.own(input.rho0.unsqueeze(0))[0].contiguous();
   checkDensityValues(input.rho0, input.grid, input.arrayName, ranks.get());
+  if (potentialFromArray) {
+    // The rank's planes of V, read like the density's; what is wrong with
+    // it is agreed, so that every rank throws (this rank's message, or the
+    // first rank's that found a problem).
+    std::string problem;
+    try {
+      input.potentialValues = potentialArrayValues(algorithm, image, slab);
+      if (whole) input.potentialValues = slabs.own(input.potentialValues.unsqueeze(0))[0].contiguous();
+    } catch (const Error& e) {
+      problem = e.what();
+    }
+    const double failedOn = ranks->max(problem.empty() ? -1.0 : static_cast<double>(slabs.rank()));
+    if (failedOn >= 0)
+      throw Error(!problem.empty() ? problem
+                                   : "The Potential Array of rank " + std::to_string(static_cast<int>(failedOn)) +
+                                         "'s planes cannot be used (that rank's message says why).");
+  }
   input.slab = true;
   input.key = slabKey(input, wholeExtent, image, ranks);
   return input;

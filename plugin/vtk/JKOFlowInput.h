@@ -106,10 +106,11 @@ FlowInput readFlowInput(vtkAlgorithm* algorithm, vtkImageData* image, bool poten
 /// axis, of an image of extent `wholeExtent`) or the whole image (a first
 /// update, before the request for slabs could know the density's
 /// association); mapping and grid are the whole image's, rho0 the rank's
-/// planes (FlowInput::slab); the checks are agreed over the ranks. No potential array and no Fit To Unit Box (the
-/// filter reads the whole image for those). Collective.
+/// planes (FlowInput::slab), and so are the potential array's values when
+/// `potentialFromArray`; the checks are agreed over the ranks. No Fit To
+/// Unit Box (the filter reads the whole image for it). Collective.
 FlowInput readFlowSlab(vtkAlgorithm* algorithm, vtkImageData* image, const int wholeExtent[6],
-                       const std::shared_ptr<const Communicator>& ranks);
+                       const std::shared_ptr<const Communicator>& ranks, bool potentialFromArray);
 
 /// What a user of pixel units needs to hear before a rollout: a warning when
 /// one step of `energy` at `tau` moves mass by far less than a cell (the

@@ -401,7 +401,7 @@ void vtkJKOGradientFlow::Internals::prepare(vtkJKOGradientFlow* self, vtkInforma
   // update) cut to them, whichever arrived (ranks may differ in that).
   const jko::plugin::FlowInput input =
       split && slabbed
-          ? jko::plugin::readFlowSlab(self, image, wholeExtent, split)
+          ? jko::plugin::readFlowSlab(self, image, wholeExtent, split, self->Potential == ARRAY_POTENTIAL)
           : jko::plugin::readFlowInput(self, image, self->Potential == ARRAY_POTENTIAL, self->FitToUnitBox);
   const jko::EnergySpec energy = this->panelEnergy(self, input);
   const at::Device device = this->chooseDevice(self);
@@ -654,7 +654,7 @@ std::shared_ptr<const jko::Communicator> vtkJKOGradientFlow::Internals::splitCan
   std::shared_ptr<const jko::Communicator> communicator = jko::plugin::pipelineCommunicator();
   if (!communicator) return refuse("this plugin or ParaView was built without MPI");
   // A slab of the input when the flow needs nothing else of the whole image.
-  if (!self->FitToUnitBox && self->Potential != ARRAY_POTENTIAL && !self->TrainingRequested) {
+  if (!self->FitToUnitBox && !self->TrainingRequested) {
     const jko::SlabDecomposition::Range own = jko::SlabDecomposition(mapping.grid, communicator).owned();
     const int axis = mapping.imageAxis[0], first = slabExtent[2 * axis];
     slabExtent[2 * axis] = first + static_cast<int>(own.lo);

@@ -203,6 +203,14 @@ TEST(DistributedReferenceSolver, StepsLikeTheSerialSolver2D) {
   values.potential = PotentialKind::Values;
   values.potentialValues = 5 * at::sin(3 * grid.coordinate(0)) * at::cos(2 * grid.coordinate(1));
   expectSameSteps(grid, values, 0.005, 2);
+  // The same potential given as each rank's planes alone (a reader of slabs).
+  const SlabDecomposition slabs(grid, world());
+  EnergySpec ownedValues = values;
+  ownedValues.potentialValues = slabs.own(values.potentialValues.unsqueeze(0))[0];
+  const DistributedJkoObjective whole(values, 0.005, slabs), owned(ownedValues, 0.005, slabs);
+  EXPECT_TRUE(at::equal(owned.potentialOnOwned(), whole.potentialOnOwned()));
+  const at::Tensor rho = slabs.own(twoBumps(grid, 0.01).unsqueeze(0));
+  EXPECT_EQ(owned.energy(rho), whole.energy(rho));
   expectSameSteps(grid, EnergySpec::fromPreset("keller-segel"), 0.005, 2);
 }
 

@@ -45,7 +45,7 @@ TOLERANCE = 1e-12
 # The cases whose reference steps are split over the ranks: each rank
 # computes a slab, and the frames equal the serial ones within the
 # reference solver's stopping tolerance (relative L1), not to rounding.
-SPLIT = {"reference", "cells3d", "aggregation3d", "keller-segel"}
+SPLIT = {"reference", "cells3d", "aggregation3d", "keller-segel", "potential-array"}
 SPLIT_TOLERANCE = 1e-6
 # The velocity (weighted by the density) of split steps: the stopping rule
 # determines the displacement less closely than the density. One process
@@ -80,6 +80,12 @@ CASES = {
     # or several alike.
     "aggregation3d": dict(Solver="Reference solver", EnergyPreset="Aggregation"),
     "keller-segel": dict(Solver="Reference solver", EnergyPreset="Keller-Segel", Diffusion=0.1),
+    # A potential from an array of the input (a Calculator's), read by slabs
+    # too; with the porous medium, as "reference" (the entropy's steps on
+    # this sample's vacuum take 100-300 iterations, which stop 1e-4 apart
+    # along iterates that differ in rounding).
+    "potential-array": dict(Solver="Reference solver", Density=["POINTS", "density"], Potential="From array",
+                            PotentialArray=["POINTS", "V"]),
     "learned": dict(OperatorFile=OPERATOR, Solver="Learned operator"),
     "refine": dict(OperatorFile=OPERATOR, Solver="Learned + refine", RefineIterations=3),
     "auto": dict(OperatorFile=OPERATOR, Solver="Auto"),
@@ -99,9 +105,13 @@ def make_flow(source, settings):
 
 
 VOLUME_CASES = {"cells3d", "aggregation3d"}
+OWN_SOURCE = VOLUME_CASES | {"potential-array"}
 
 
 def make_source(case):
+    if case == "potential-array":
+        return simple.Calculator(Input=simple.XMLImageDataReader(FileName=[SAMPLE]), ResultArrayName="V",
+                                 Function="10*((coordsX-0.4)^2+(coordsY-0.55)^2)")
     if case not in VOLUME_CASES:
         return simple.XMLImageDataReader(FileName=[SAMPLE])
     volume = simple.JKOInitialDensity(Dimension=3, GridSize=[12, 10, 9], Kind="Gaussian", Sigma=[0.15, 0.15, 0.15])
@@ -152,7 +162,7 @@ def reference():
     source = make_source("sample")
     saved = {}
     for case, settings in CASES.items():
-        flow = make_flow(make_source(case) if case in VOLUME_CASES else source, settings)
+        flow = make_flow(make_source(case) if case in OWN_SOURCE else source, settings)
         times = list(flow.TimestepValues)
         for k, t in enumerate(times):
             data = T.output(flow, t)
@@ -230,12 +240,14 @@ def check_extents(pieces, whole_extent, case, k):
 
 # What a split step's table may differ in from the serial one: the
 # certificate's measures estimate what the stopping rule left (1e-3 of their
-# column's largest value, or 1e-6 absolute: values below the solver's own
-# tolerance on a frame are what its stopping rule leaves, far below the
-# certificate's threshold of 4e-3); the iterations by the stopping rule's luck (a
+# column's largest value, or 1e-5 absolute: below it they are what the
+# stopping rule leaves, 400 times below the certificate's threshold of 4e-3;
+# the potential-array case's certificates are 2.6-5.6e-6 on 1, 2 and 3
+# ranks, their frames within 1e-6); the iterations by the stopping rule's luck (a
 # tenth); the energies, masses and transport costs by what the frames differ
 # in.
 CERTIFICATE_MEASURES = {"Certificate", "RelativeGap", "W2Estimate"}
+CERTIFICATE_FLOOR = 1e-5
 
 
 def same_column(name, values, expected, split):
@@ -246,7 +258,7 @@ def same_column(name, values, expected, split):
     known = ~np.isnan(expected)
     scale = max(np.abs(expected[known]).max(initial=0), 1e-300)
     if name in CERTIFICATE_MEASURES:
-        return np.abs(values - expected)[known].max(initial=0) <= max(1e-3 * scale, SPLIT_TOLERANCE)
+        return np.abs(values - expected)[known].max(initial=0) <= max(1e-3 * scale, CERTIFICATE_FLOOR)
     if name == "Iterations":
         return np.all(np.abs(values - expected) <= 0.1 * expected + 2)
     return np.abs(values - expected)[known].max(initial=0) <= SPLIT_TOLERANCE * scale
@@ -270,12 +282,12 @@ def compare():
     source = make_source("sample")
     for case, settings in CASES.items():
         whole_extent = tuple(int(v) for v in serial["%s/extent" % case])
-        flow = make_flow(make_source(case) if case in VOLUME_CASES else source, settings)
+        flow = make_flow(make_source(case) if case in OWN_SOURCE else source, settings)
         times = list(flow.TimestepValues)
         # The last frame first: a frame asked for later comes from the cache.
         for k in [STEPS] + list(range(STEPS)):
             flow.UpdatePipeline(times[k])
-            if case == "reference" and not remote and k == STEPS:
+            if case in ("reference", "potential-array") and not remote and k == STEPS:
                 # From the first update on, each rank reads its slab of
                 # planes along x only (the XML reader announces its arrays,
                 # so the density's association is known, and reads
