@@ -217,6 +217,10 @@ at::Tensor samplesOf(vtkDataArray* array, const ImageGridMapping& mapping, std::
 }
 
 UnitBoxScaling UnitBoxScaling::fit(const Grid& grid, const at::Tensor& rho) {
+  return fit(grid, rho.sum().item<double>() * grid.cellVolume());
+}
+
+UnitBoxScaling UnitBoxScaling::fit(const Grid& grid, double mass) {
   UnitBoxScaling scaling;
   scaling.active = true;
   scaling.length = 0;
@@ -224,7 +228,6 @@ UnitBoxScaling UnitBoxScaling::fit(const Grid& grid, const at::Tensor& rho) {
     scaling.lower[a] = grid.boxLower(a);
     scaling.length = std::max(scaling.length, grid.boxLength(a));
   }
-  const double mass = rho.sum().item<double>() * grid.cellVolume();
   scaling.density = mass / std::pow(scaling.length, grid.dim);
   return scaling;
 }
@@ -472,14 +475,15 @@ std::string slabKey(const FlowInput& input, const int wholeExtent[6], vtkImageDa
   for (int a = 0; a < 6; ++a) key << wholeExtent[a] << " ";
   for (int a = 0; a < 3; ++a) key << image->GetOrigin()[a] << " " << image->GetSpacing()[a] << " ";
   key << input.mapping.cellData << " slab " << slabs.rank() << " of " << slabs.ranks() << " " << hashTensor(planes)
-      << " " << (input.potentialValues.defined() ? hashTensor(input.potentialValues) : std::string("-"));
+      << " " << (input.potentialValues.defined() ? hashTensor(input.potentialValues) : std::string("-")) << " "
+      << input.scaling.active;
   return key.str();
 }
 
 }  // namespace
 
 FlowInput readFlowSlab(vtkAlgorithm* algorithm, vtkImageData* image, const int wholeExtent[6],
-                       const std::shared_ptr<const Communicator>& ranks, bool potentialFromArray) {
+                       const std::shared_ptr<const Communicator>& ranks, bool potentialFromArray, bool fitToUnitBox) {
   FlowInput input;
   bool cellData = false;
   vtkDataArray* array = densityArray(algorithm, image, cellData);  // the same arrays on every rank
@@ -510,6 +514,13 @@ FlowInput readFlowSlab(vtkAlgorithm* algorithm, vtkImageData* image, const int w
   input.rho0 = samplesOf(array, slab, &input.reduction);
   if (whole) input.rho0 = slabs.own(input.rho0.unsqueeze(0))[0].contiguous();
   checkDensityValues(input.rho0, input.grid, input.arrayName, ranks.get());
+  if (fitToUnitBox) {
+    // The whole image's box (the mapping's) and mass (summed over the ranks).
+    input.scaling =
+        UnitBoxScaling::fit(input.grid, ranks->sum(input.rho0.sum().item<double>()) * input.grid.cellVolume());
+    input.grid = input.scaling.toUnitBox(input.grid);
+    input.rho0 = input.rho0 / input.scaling.density;
+  }
   if (potentialFromArray) {
     // The rank's planes of V, read like the density's; what is wrong with
     // it is agreed, so that every rank throws (this rank's message, or the

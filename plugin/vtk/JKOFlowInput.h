@@ -78,6 +78,8 @@ struct UnitBoxScaling {
 
   /// The scaling of the box of `grid` holding `rho` (positive mass).
   static UnitBoxScaling fit(const Grid& grid, const at::Tensor& rho);
+  /// The same from the density's mass (a split rollout's, summed over the ranks).
+  static UnitBoxScaling fit(const Grid& grid, double mass);
   Grid toUnitBox(const Grid& grid) const;
   /// An image coordinate along grid axis a in the flow's units.
   double toUnitBox(int axis, double x) const { return active ? (x - lower[axis]) / length : x; }
@@ -107,10 +109,10 @@ FlowInput readFlowInput(vtkAlgorithm* algorithm, vtkImageData* image, bool poten
 /// update, before the request for slabs could know the density's
 /// association); mapping and grid are the whole image's, rho0 the rank's
 /// planes (FlowInput::slab), and so are the potential array's values when
-/// `potentialFromArray`; the checks are agreed over the ranks. No Fit To
-/// Unit Box (the filter reads the whole image for it). Collective.
+/// `potentialFromArray`; the checks are agreed over the ranks, and Fit To
+/// Unit Box takes the mass summed over them. Collective.
 FlowInput readFlowSlab(vtkAlgorithm* algorithm, vtkImageData* image, const int wholeExtent[6],
-                       const std::shared_ptr<const Communicator>& ranks, bool potentialFromArray);
+                       const std::shared_ptr<const Communicator>& ranks, bool potentialFromArray, bool fitToUnitBox);
 
 /// What a user of pixel units needs to hear before a rollout: a warning when
 /// one step of `energy` at `tau` moves mass by far less than a cell (the

@@ -139,8 +139,8 @@ struct vtkJKOGradientFlow::Internals {
   /// arrays say whether the density is point or cell data; empty before the
   /// first): the communicator when the reference solver's steps will be
   /// split over the ranks, else null. `slabExtent` gets this rank's slab of
-  /// the input when the flow can start from it (no Fit To Unit Box, no
-  /// potential array, no training; `slabbed` says so), else the whole extent.
+  /// the input when the flow can start from it (not while training;
+  /// `slabbed` says so), else the whole extent.
   /// On several ranks, `reason` says why the steps are not split.
   std::shared_ptr<const jko::Communicator> splitCandidate(vtkJKOGradientFlow* self, vtkInformation* inInfo,
                                                           vtkImageData* image, int slabExtent[6], bool& slabbed,
@@ -401,7 +401,8 @@ void vtkJKOGradientFlow::Internals::prepare(vtkJKOGradientFlow* self, vtkInforma
   // update) cut to them, whichever arrived (ranks may differ in that).
   const jko::plugin::FlowInput input =
       split && slabbed
-          ? jko::plugin::readFlowSlab(self, image, wholeExtent, split, self->Potential == ARRAY_POTENTIAL)
+          ? jko::plugin::readFlowSlab(self, image, wholeExtent, split, self->Potential == ARRAY_POTENTIAL,
+                                      self->FitToUnitBox)
           : jko::plugin::readFlowInput(self, image, self->Potential == ARRAY_POTENTIAL, self->FitToUnitBox);
   const jko::EnergySpec energy = this->panelEnergy(self, input);
   const at::Device device = this->chooseDevice(self);
@@ -654,7 +655,7 @@ std::shared_ptr<const jko::Communicator> vtkJKOGradientFlow::Internals::splitCan
   std::shared_ptr<const jko::Communicator> communicator = jko::plugin::pipelineCommunicator();
   if (!communicator) return refuse("this plugin or ParaView was built without MPI");
   // A slab of the input when the flow needs nothing else of the whole image.
-  if (!self->FitToUnitBox && !self->TrainingRequested) {
+  if (!self->TrainingRequested) {
     const jko::SlabDecomposition::Range own = jko::SlabDecomposition(mapping.grid, communicator).owned();
     const int axis = mapping.imageAxis[0], first = slabExtent[2 * axis];
     slabExtent[2 * axis] = first + static_cast<int>(own.lo);
