@@ -402,10 +402,6 @@ vtkDataArray* densityArray(vtkAlgorithm* algorithm, vtkImageData* image, bool& c
   return array;
 }
 
-}  // namespace
-
-namespace {
-
 // V from the Potential Array (input array 1) on the samples of `mapping`
 // (the density's, points or cells). Throws Error with what to do.
 at::Tensor potentialArrayValues(vtkAlgorithm* algorithm, vtkImageData* image, const ImageGridMapping& mapping) {
@@ -523,8 +519,8 @@ FlowInput readFlowSlab(vtkAlgorithm* algorithm, vtkImageData* image, const int w
   }
   if (potentialFromArray) {
     // The rank's planes of V, read like the density's; what is wrong with
-    // it is agreed, so that every rank throws (this rank's message, or the
-    // first rank's that found a problem).
+    // it is agreed, so that every rank throws (with its own message, or one
+    // that names a rank that found a problem).
     std::string problem;
     try {
       input.potentialValues = potentialArrayValues(algorithm, image, slab);
