@@ -439,6 +439,12 @@ at::Tensor DensityFile::readPlanes(int64_t lo, int64_t hi) const {
   shape.push_back(run);
   at::Tensor values = at::empty(shape, scalar);
   char* out = static_cast<char*>(values.data_ptr());
+  if (run == grid_.n[0]) {  // whole rows: the values in one read
+    in.seekg(static_cast<std::streamoff>(dataOffset_));
+    in.read(out, static_cast<std::streamsize>(rows * run * valueBytes_));
+    if (!in) throw InvalidDensity(path_ + ": reading its values failed (truncated?)");
+    return fromVtkOrder(values.to(at::kDouble));
+  }
   for (int64_t row = 0; row < rows; ++row) {
     in.seekg(static_cast<std::streamoff>(dataOffset_ + (row * grid_.n[0] + lo) * valueBytes_));
     in.read(out + row * run * valueBytes_, static_cast<std::streamsize>(run * valueBytes_));

@@ -5,7 +5,8 @@
 # planes alone, rescaled to another mass over the ranks; from the .pvti of
 # pieces along x that two ranks wrote ("pieces"); and from a .pvti of
 # block pieces as ParaView's parallel writers write them ("blocks", against
-# one process reading the .vti they were written from).
+# one process reading the .vti they were written from). A .pvti that lists
+# too few pieces, or names a missing file, is refused with the reason.
 # MPIEXEC is the launcher with its flags (a list), JKO the program, PYTHON
 # a Python with VTK and NumPy (pvpython), WORK a scratch folder.
 set(args_case rollout --case barenblatt-flow --dim 3 --grid 16 --steps 2 --solver reference --threads 1)
@@ -45,3 +46,21 @@ foreach(run case file pieces blocks)
     endif()
   endforeach()
 endforeach()
+
+# A .pvti whose pieces do not cover the image, and one whose piece is missing.
+function(expect_refused pvti expected)
+  execute_process(COMMAND "${JKO}" rollout --initial "${pvti}" --energy porous-medium --steps 1 --solver reference
+                          --write-every 0
+                  OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
+  string(FIND "${err}" "${expected}" where)
+  if(rc EQUAL 0 OR where EQUAL -1)
+    message(FATAL_ERROR "${pvti} was not refused with '${expected}' (${rc}): ${err}")
+  endif()
+  message(STATUS "refused: ${err}")
+endfunction()
+file(READ "${WORK}/split-frames/blocks.pvti" index_text)
+string(REGEX REPLACE "<Piece [^>]*blocks_2.vti\"/>" "" partial_text "${index_text}")
+file(WRITE "${WORK}/split-frames/partial.pvti" "${partial_text}")
+expect_refused("${WORK}/split-frames/partial.pvti" "its pieces do not cover planes")
+file(RENAME "${WORK}/split-frames/blocks_3.vti" "${WORK}/split-frames/moved.vti")
+expect_refused("${WORK}/split-frames/blocks.pvti" "cannot open ${WORK}/split-frames/blocks_3.vti")
