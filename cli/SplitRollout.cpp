@@ -25,21 +25,11 @@ double peakResidentMegabytes() {
   return static_cast<double>(usage.ru_maxrss) / 1024.0;
 }
 
-// Runs `work` on this rank and agrees over the ranks whether it failed
-// anywhere, so that every rank throws (none waits for the others in the
-// next collective call): with its own message, or one that names the rank
-// whose message says why.
+// Every rank throws when `work` failed on any (agreeOnFailure).
 void agreed(const Communicator& communicator, const std::string& what, const std::function<void()>& work) {
-  std::string message;
-  try {
-    work();
-  } catch (const std::exception& e) {
-    message = e.what();
-  }
-  const double failedOn = communicator.max(message.empty() ? -1.0 : static_cast<double>(communicator.rank()));
-  if (failedOn < 0) return;
-  if (!message.empty()) throw Error(message);
-  throw Error("rank " + std::to_string(static_cast<int>(failedOn)) + " could not " + what + " (its message says why)");
+  agreeOnFailure(communicator, work, [&](int rank) {
+    return "rank " + std::to_string(rank) + " could not " + what + " (its message says why)";
+  });
 }
 
 }  // namespace

@@ -6,7 +6,9 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 namespace jko {
@@ -34,6 +36,14 @@ class Communicator {
     return value;
   }
 };
+
+/// Runs `work` on this rank and agrees over the ranks whether it threw
+/// anywhere, so that every rank throws (none waits for the others in the
+/// next collective call): the rank that failed rethrows its own exception,
+/// the others throw Error with `elsewhere(rank)`, naming a rank that failed.
+/// Collective.
+void agreeOnFailure(const Communicator& communicator, const std::function<void()>& work,
+                    const std::function<std::string(int rank)>& elsewhere);
 
 /// One process: sums and maxima are the values themselves.
 class SerialCommunicator final : public Communicator {

@@ -8,16 +8,6 @@
 namespace jko {
 namespace {
 
-// [lo, hi) of `total` items split in `parts` balanced blocks, the first
-// total % parts one longer (the rule of SlabDecomposition::owned).
-SlabDecomposition::Range balancedBlock(int64_t total, int parts, int part) {
-  const int64_t base = total / parts, extra = total % parts;
-  SlabDecomposition::Range range;
-  range.lo = part * base + std::min<int64_t>(part, extra);
-  range.hi = range.lo + base + (part < extra ? 1 : 0);
-  return range;
-}
-
 int64_t elements(const std::vector<int64_t>& shape) {
   int64_t n = 1;
   for (int64_t s : shape) n *= s;
@@ -68,7 +58,8 @@ SlabConvolution::SlabConvolution(const EnergySpec& spec, SlabDecomposition slabs
   // Columns: the transform's axis 2, n_1 + 1 frequencies in 2D (real-to-
   // complex along it), 2 n_1 in 3D (the real-to-complex axis is the last).
   const int64_t columns = d == 2 ? grid.n[1] + 1 : 2 * grid.n[1];
-  for (int r = 0; r < slabs_.ranks(); ++r) columnsOf_.push_back(balancedBlock(columns, slabs_.ranks(), r));
+  for (int r = 0; r < slabs_.ranks(); ++r)
+    columnsOf_.push_back(SlabDecomposition::balancedBlock(columns, slabs_.ranks(), r));
 
   // The padded kernel's planes [2 lo, 2 hi) on this rank: 2 n_0 in all.
   const SlabDecomposition::Range own = slabs_.owned();

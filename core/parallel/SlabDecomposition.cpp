@@ -18,15 +18,15 @@ SlabDecomposition::SlabDecomposition(const Grid& grid, std::shared_ptr<const Com
                                " ranks (2 planes each)");
 }
 
-SlabDecomposition::Range SlabDecomposition::owned(int r) const {
-  const int64_t n = grid_.n[0], p = ranks();
-  // The first n % p ranks take one plane more.
-  const int64_t base = n / p, extra = n % p;
+SlabDecomposition::Range SlabDecomposition::balancedBlock(int64_t total, int parts, int part) {
+  const int64_t base = total / parts, extra = total % parts;
   Range range;
-  range.lo = r * base + std::min<int64_t>(r, extra);
-  range.hi = range.lo + base + (r < extra ? 1 : 0);
+  range.lo = part * base + std::min<int64_t>(part, extra);
+  range.hi = range.lo + base + (part < extra ? 1 : 0);
   return range;
 }
+
+SlabDecomposition::Range SlabDecomposition::owned(int r) const { return balancedBlock(grid_.n[0], ranks(), r); }
 
 SlabDecomposition::Range SlabDecomposition::window(int64_t halo, int r) const {
   const Range own = owned(r);

@@ -33,6 +33,9 @@ class SlabDecomposition {
   int rank() const { return communicator_->rank(); }
   int ranks() const { return communicator_->size(); }
 
+  /// [lo, hi) of `total` items cut into `parts` balanced blocks in order,
+  /// the first total % parts one longer: block `part`.
+  static Range balancedBlock(int64_t total, int parts, int part);
   /// The planes rank r owns (balanced, in rank order), and this rank's.
   Range owned(int rank) const;
   Range owned() const { return owned(rank()); }

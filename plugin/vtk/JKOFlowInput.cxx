@@ -521,18 +521,16 @@ FlowInput readFlowSlab(vtkAlgorithm* algorithm, vtkImageData* image, const int w
     // The rank's planes of V, read like the density's; what is wrong with
     // it is agreed, so that every rank throws (with its own message, or one
     // that names a rank that found a problem).
-    std::string problem;
-    try {
-      input.potentialValues = potentialArrayValues(algorithm, image, slab);
-      if (whole) input.potentialValues = slabs.own(input.potentialValues.unsqueeze(0))[0].contiguous();
-    } catch (const Error& e) {
-      problem = e.what();
-    }
-    const double failedOn = ranks->max(problem.empty() ? -1.0 : static_cast<double>(slabs.rank()));
-    if (failedOn >= 0)
-      throw Error(!problem.empty() ? problem
-                                   : "The Potential Array of rank " + std::to_string(static_cast<int>(failedOn)) +
-                                         "'s planes cannot be used (that rank's message says why).");
+    agreeOnFailure(
+        *ranks,
+        [&] {
+          input.potentialValues = potentialArrayValues(algorithm, image, slab);
+          if (whole) input.potentialValues = slabs.own(input.potentialValues.unsqueeze(0))[0].contiguous();
+        },
+        [](int rank) {
+          return "The Potential Array of rank " + std::to_string(rank) +
+                 "'s planes cannot be used (that rank's message says why).";
+        });
   }
   input.slab = true;
   input.key = slabKey(input, wholeExtent, image, ranks);
