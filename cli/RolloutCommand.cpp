@@ -245,14 +245,16 @@ void addRolloutCommand(CLI::App& app) {
       throw InvalidParameter("--energy", "none", "give an energy preset for a density read from a file");
     energySpec = o->energy.over(op ? op->metadata().energy : energySpec);
 
-    // Under mpirun with several ranks: the reference solver's steps split
-    // over them by slabs (every rank ran the lines above alike; the split
-    // rollout checks and rescales the density over the ranks).
+    // Under mpirun with several ranks: the reference solver's or the
+    // linearised step's steps split over them by slabs (every rank ran the
+    // lines above alike; the split rollout checks and rescales the density
+    // over the ranks).
     if (split) {
-      if (solverName != "reference")
+      if (solverName != "reference" && solverName != "linearized")
         throw InvalidParameter("--solver", solverName,
-                               "only the reference solver's steps are split over MPI ranks; run the " + solverName +
-                                   " solver on one process, or give --solver reference");
+                               "only the reference solver's and the linearized step's steps are split over MPI "
+                               "ranks; run the " +
+                                   solverName + " solver on one process, or give --solver reference");
       if (o->referenceCheck)
         throw InvalidParameter("--reference-check", "on", "the reference solver is what runs split over ranks");
       SplitRolloutRequest request;
@@ -262,6 +264,8 @@ void addRolloutCommand(CLI::App& app) {
       request.mass = o->mass;
       request.peak = o->peak;
       request.energy = energySpec;
+      request.solver = solverName;
+      request.linearized = o->linearized;
       request.tau = tau;
       request.steps = o->steps;
       request.maxIterations = o->maxIterations;
@@ -270,7 +274,7 @@ void addRolloutCommand(CLI::App& app) {
       request.prefix = o->prefix;
       request.json = o->json;
       rho0 = at::Tensor();
-      runSplitReferenceRollout(std::move(request), mpiWorldCommunicator());
+      runSplitRollout(std::move(request), mpiWorldCommunicator());
       return;
     }
     rho0 = rho0.to(at::kDouble).contiguous();

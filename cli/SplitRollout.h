@@ -1,5 +1,6 @@
-// `mpirun -np N jko rollout --solver reference ...`: the reference solver's
-// steps split over the ranks by slabs of planes (core/parallel).
+// `mpirun -np N jko rollout --solver reference|linearized ...`: the reference
+// solver's or the linearised step's steps split over the ranks by slabs of
+// planes (core/parallel).
 #pragma once
 
 #include <ATen/ATen.h>
@@ -10,6 +11,7 @@
 #include "FrameFiles.h"
 #include "numerics/Energy.h"
 #include "numerics/Grid.h"
+#include "numerics/LinearizedStep.h"
 #include "parallel/Communicator.h"
 
 namespace jko::cli {
@@ -20,6 +22,8 @@ struct SplitRolloutRequest {
   std::shared_ptr<const DensityFile> file;  ///< the file each rank reads its planes from
   double mass = 0, peak = 0;                ///< rescale the initial density to these (0: as it is)
   EnergySpec energy;
+  std::string solver = "reference";  ///< or "linearized"
+  LinearizedStepOptions linearized;
   double tau = 0.005;
   int steps = 20, maxIterations = 2000, writeEvery = 1;
   std::string out = "frames", prefix = "frame";
@@ -29,9 +33,9 @@ struct SplitRolloutRequest {
 /// Runs the rollout on every rank (collective); every rank writes its piece
 /// of each frame (a .vti of its planes), rank 0 the .pvti of each frame, the
 /// .pvd and the report: per step its time, L-BFGS
-/// iterations and certificate, energy, mass drift, each rank's planes and
+/// iterations (reference) and certificate, energy, mass drift, each rank's planes and
 /// peak memory, and the warnings of the serial rollout (steps stopped at the
 /// iteration cap, under-resolved steps).
-void runSplitReferenceRollout(SplitRolloutRequest request, std::shared_ptr<const Communicator> communicator);
+void runSplitRollout(SplitRolloutRequest request, std::shared_ptr<const Communicator> communicator);
 
 }  // namespace jko::cli

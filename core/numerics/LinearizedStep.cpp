@@ -14,6 +14,7 @@
 #include "numerics/Errors.h"
 #include "numerics/Multigrid.h"
 #include "numerics/StepCertificate.h"
+#include "parallel/Communicator.h"
 #include "runtime/TaskTeam.h"
 
 namespace jko {
@@ -215,7 +216,9 @@ void forEachNode(const Shape& s, F&& f) {
 // allocates its fields and multigrid levels once.
 class SampleModel {
  public:
-  SampleModel(const Shape& s, int smoothing)
+  /// `s`: the grid's shape, or on a split grid the rank's window of it
+  /// (owned planes and `split->halo` more each side, fewer at the walls).
+  SampleModel(const Shape& s, int smoothing, const LinearizedSplit* split = nullptr)
       : s_(s),
         mobility_(s.dim, std::vector<double>(s.nodes)),
         scaledMobility_(s.dim, std::vector<double>(s.nodes)),
@@ -238,7 +241,35 @@ class SampleModel {
       n[axis] = s.n[s.slot(axis)];
       h[axis] = s.h[s.slot(axis)];
     }
-    multigrid_ = std::make_unique<Multigrid>(s.dim, n, h, smoothing, smoothing);
+    const int64_t plane = s.nodes / s.n[s.slot(0)];
+    ownedEnd_ = s.nodes;
+    if (split) {
+      // The window's owned planes; the multigrid is the whole grid's, split.
+      split_ = split;
+      const int rank = split->slabs.communicator->rank();
+      const int64_t lo = split->slabs.firstPlane[rank], hi = split->slabs.firstPlane[rank + 1];
+      const int64_t windowLo = std::max<int64_t>(0, lo - split->halo);
+      ownedBegin_ = (lo - windowLo) * plane;
+      ownedEnd_ = (hi - windowLo) * plane;
+      n[0] = split->slabs.firstPlane.back();
+      multigrid_ = std::make_unique<Multigrid>(s.dim, n, h, smoothing, smoothing, split->slabs);
+    } else {
+      multigrid_ = std::make_unique<Multigrid>(s.dim, n, h, smoothing, smoothing);
+    }
+  }
+
+  /// The owned nodes of the fields, [begin, end) (all but on a split grid).
+  int64_t ownedBegin() const { return ownedBegin_; }
+  int64_t ownedEnd() const { return ownedEnd_; }
+  /// A split grid: the halo planes of a window field from their owners.
+  void refreshHalo(double* field) const {
+    if (split_)
+      jko::refreshHalo(*split_->slabs.communicator, split_->slabs.firstPlane, split_->halo,
+                       s_.nodes / s_.n[s_.slot(0)], field);
+  }
+  /// Sums over the ranks of a split grid, in place.
+  void sumOverRanks(double* values, int64_t count) const {
+    if (split_) split_->slabs.communicator->sum(values, count);
   }
 
   const double* masses = nullptr;  // m
@@ -295,8 +326,8 @@ class SampleModel {
       });
     }
     std::array<const double*, 3> faceData{nullptr, nullptr, nullptr};
-    for (int axis = 0; axis < s.dim; ++axis) faceData[axis] = faces_[axis].data();
-    multigrid_->setCoefficients(a.data(), faceData);
+    for (int axis = 0; axis < s.dim; ++axis) faceData[axis] = faces_[axis].data() + ownedBegin_;
+    multigrid_->setCoefficients(a.data() + ownedBegin_, faceData);
   }
 
   // y = (diag(a) + tau L) x with the deposit's own L, plus the stabilisation
@@ -331,38 +362,49 @@ class SampleModel {
   // dominates CG's step lengths and the part that moves mass gets an
   // arbitrary polynomial (a 10^-5 cosine mode on a constant state came out
   // amplified 3x).
+  //
+  // On a split grid the vectors are windows: CG's updates and inner
+  // products run over the owned nodes (the products summed over the ranks),
+  // the V-cycle is the split multigrid's, and p's halo is refreshed before
+  // each product with the operator. x is current on the owned nodes.
   void solve(const double* b, double* x) {
-    const int64_t N = s_.nodes;
-    double bSum = 0, aSum = 0;
-    for (int64_t i = 0; i < N; ++i) bSum += b[i], aSum += a[i];
+    const int64_t first = ownedBegin_, last = ownedEnd_;
+    double sums[2] = {0, 0};
+    for (int64_t i = first; i < last; ++i) sums[0] += b[i], sums[1] += a[i];
+    sumOverRanks(sums, 2);
+    const double bSum = sums[0], aSum = sums[1];
     const double constant = aSum > 0 ? bSum / aSum : 0.0;
-    for (int64_t i = 0; i < N; ++i) {
+    for (int64_t i = first; i < last; ++i) {
       x[i] = constant;
       r_[i] = b[i] - a[i] * constant;
       z_[i] = 0;
     }
-    multigrid_->cycle(r_.data(), z_.data());
+    multigrid_->cycle(r_.data() + first, z_.data() + first);
     p_ = z_;
-    double rz = 0;
-    for (int64_t i = 0; i < N; ++i) rz += r_[i] * z_[i];
+    auto dot = [&](const std::vector<double>& u, const std::vector<double>& v) {
+      double sum = 0;
+      for (int64_t i = first; i < last; ++i) sum += u[i] * v[i];
+      sumOverRanks(&sum, 1);
+      return sum;
+    };
+    double rz = dot(r_, z_);
     for (int iteration = 0; iteration < iterations_; ++iteration) {
+      refreshHalo(p_.data());
       applyOperator(p_.data(), q_.data());
-      double pq = 0;
-      for (int64_t i = 0; i < N; ++i) pq += p_[i] * q_[i];
+      const double pq = dot(p_, q_);
       if (!(pq > 0) || !(rz > 0)) break;
       const double alpha = rz / pq;
-      for (int64_t i = 0; i < N; ++i) {
+      for (int64_t i = first; i < last; ++i) {
         x[i] += alpha * p_[i];
         r_[i] -= alpha * q_[i];
       }
       if (iteration + 1 == iterations_) break;
-      std::fill(z_.begin(), z_.end(), 0.0);
-      multigrid_->cycle(r_.data(), z_.data());
-      double rzNext = 0;
-      for (int64_t i = 0; i < N; ++i) rzNext += r_[i] * z_[i];
+      std::fill(z_.begin() + first, z_.begin() + last, 0.0);
+      multigrid_->cycle(r_.data() + first, z_.data() + first);
+      const double rzNext = dot(r_, z_);
       const double beta = rzNext / rz;
       rz = rzNext;
-      for (int64_t i = 0; i < N; ++i) p_[i] = z_[i] + beta * p_[i];
+      for (int64_t i = first; i < last; ++i) p_[i] = z_[i] + beta * p_[i];
     }
   }
 
@@ -383,6 +425,7 @@ class SampleModel {
       depositLinear<true>(s_, axis, flux_.data(), work_.data(), scratch_);
     }
     solve(work_.data(), x_.data());
+    refreshHalo(x_.data());
     for (int axis = 0; axis < s_.dim; ++axis) {
       double* da = delta + axis * N;
       const double* ra = r + axis * N;
@@ -396,6 +439,7 @@ class SampleModel {
   void step(double* u) {
     const int64_t N = s_.nodes;
     solve(rhs.data(), x_.data());
+    refreshHalo(x_.data());
     for (int axis = 0; axis < s_.dim; ++axis)
       depositAdjoint(s_, axis, x_.data(), u + axis * N, scratch_, scaledVelocity_[axis].data());
   }
@@ -408,6 +452,8 @@ class SampleModel {
   std::vector<double> x_, r_, z_, p_, q_, flux_, work_, scratch_;
   std::unique_ptr<Multigrid> multigrid_;
   Key key_;
+  const LinearizedSplit* split_ = nullptr;
+  int64_t ownedBegin_ = 0, ownedEnd_ = 0;
 };
 
 // The calling thread's model for a grid shape and smoothing.
@@ -527,46 +573,93 @@ at::Tensor depositResponseAdjoint(const Grid& grid, const at::Tensor& phi) {
 
 LinearizedStep::LinearizedStep(std::shared_ptr<const JkoObjective> objective, LinearizedStepOptions options)
     : objective_(std::move(objective)), options_(options) {
-  if (options_.iterations < 1)
-    throw InvalidParameter("linearised step iterations", formatValue(options_.iterations), "must be >= 1");
-  if (!(options_.capCells > 0))
-    throw InvalidParameter("displacement cap", formatValue(options_.capCells), "must be > 0");
-  if (!(options_.correctionCapCells >= 0))
-    throw InvalidParameter("correction cap", formatValue(options_.correctionCapCells), "must be >= 0 (0: none)");
-  if (options_.correctionCapRadius < 0)
-    throw InvalidParameter("correction cap radius", std::to_string(options_.correctionCapRadius),
+  validate(options_);
+}
+
+void LinearizedStep::validate(const LinearizedStepOptions& options) {
+  if (options.iterations < 1)
+    throw InvalidParameter("linearised step iterations", formatValue(options.iterations), "must be >= 1");
+  if (!(options.capCells > 0))
+    throw InvalidParameter("displacement cap", formatValue(options.capCells), "must be > 0");
+  if (!(options.correctionCapCells >= 0))
+    throw InvalidParameter("correction cap", formatValue(options.correctionCapCells), "must be >= 0 (0: none)");
+  if (options.correctionCapRadius < 0)
+    throw InvalidParameter("correction cap radius", std::to_string(options.correctionCapRadius),
                            "must be >= 0 (0: each particle's own factor)");
-  if (options_.extraCorrections < 0)
-    throw InvalidParameter("extra corrections", std::to_string(options_.extraCorrections), "must be >= 0 (0: none)");
-  if (options_.furtherCorrections < 0)
-    throw InvalidParameter("further corrections", std::to_string(options_.furtherCorrections),
+  if (options.extraCorrections < 0)
+    throw InvalidParameter("extra corrections", std::to_string(options.extraCorrections), "must be >= 0 (0: none)");
+  if (options.furtherCorrections < 0)
+    throw InvalidParameter("further corrections", std::to_string(options.furtherCorrections),
                            "must be >= 0 (0: none)");
-  if (options_.furtherNewtonIterations < 0)
+  if (options.furtherNewtonIterations < 0)
     throw InvalidParameter("Gauss-Newton iterations of the further corrections",
-                           std::to_string(options_.furtherNewtonIterations), "must be >= 0 (0: quasi-Newton)");
-  if (!(options_.furtherNewtonCertified >= 0))
+                           std::to_string(options.furtherNewtonIterations), "must be >= 0 (0: quasi-Newton)");
+  if (!(options.furtherNewtonCertified >= 0))
     throw InvalidParameter("certificate that ends the Gauss-Newton further corrections",
-                           formatValue(options_.furtherNewtonCertified), "must be >= 0");
-  if (!(options_.furtherCorrectionsAbove > 0))
-    throw InvalidParameter("further corrections threshold", formatValue(options_.furtherCorrectionsAbove),
+                           formatValue(options.furtherNewtonCertified), "must be >= 0");
+  if (!(options.furtherCorrectionsAbove > 0))
+    throw InvalidParameter("further corrections threshold", formatValue(options.furtherCorrectionsAbove),
                            "must be > 0 (a relative L1 distance)");
-  if (options_.extraCorrectionMemory < 0)
-    throw InvalidParameter("extra corrections' L-BFGS memory", std::to_string(options_.extraCorrectionMemory),
+  if (options.extraCorrectionMemory < 0)
+    throw InvalidParameter("extra corrections' L-BFGS memory", std::to_string(options.extraCorrectionMemory),
                            "must be >= 0 (0: chord steps)");
-  if (!(options_.extraCorrectionsAbove >= 0))
-    throw InvalidParameter("extra corrections threshold", formatValue(options_.extraCorrectionsAbove),
+  if (!(options.extraCorrectionsAbove >= 0))
+    throw InvalidParameter("extra corrections threshold", formatValue(options.extraCorrectionsAbove),
                            "must be >= 0 (an estimated relative L1 distance to the minimiser)");
-  if (!(options_.extraCorrectionsAboveWithoutDiffusion >= 0))
+  if (!(options.extraCorrectionsAboveWithoutDiffusion >= 0))
     throw InvalidParameter("extra corrections threshold without diffusion",
-                           formatValue(options_.extraCorrectionsAboveWithoutDiffusion),
+                           formatValue(options.extraCorrectionsAboveWithoutDiffusion),
                            "must be >= 0 (an estimated relative L1 distance to the minimiser)");
-  if (!(options_.correctionTolerance >= 0))
-    throw InvalidParameter("correction tolerance", formatValue(options_.correctionTolerance), "must be >= 0 (0: none)");
-  if (options_.lineSearchTrials < 1)
-    throw InvalidParameter("line search trials", formatValue(options_.lineSearchTrials), "must be >= 1");
+  if (!(options.correctionTolerance >= 0))
+    throw InvalidParameter("correction tolerance", formatValue(options.correctionTolerance), "must be >= 0 (0: none)");
+  if (options.lineSearchTrials < 1)
+    throw InvalidParameter("line search trials", formatValue(options.lineSearchTrials), "must be >= 1");
 }
 
 namespace {
+// a = 1 / U''(rho) and rhs = a g at N nodes (the entropy: rho / D; the
+// porous medium: rho^(2-m) / (D m), bounded where m > 2 makes it infinite
+// at vacuum, by rho >= 1e-6 of the density's peak; no internal energy: a
+// large, phi = g).
+void inverseHessianAndRhs(const EnergySpec& spec, int64_t N, double peak, const double* r, const double* g, double* a,
+                          double* rhs) {
+  const bool entropy = spec.internal == InternalKind::Entropy && spec.diffusion > 0;
+  const bool porous = spec.internal == InternalKind::PorousMedium && spec.diffusion > 0;
+  for (int64_t i = 0; i < N; ++i) {
+    double inverseHessian = 1e12;
+    if (entropy) {
+      inverseHessian = std::max(r[i], 0.0) / spec.diffusion;
+    } else if (porous) {
+      const double exponent = spec.exponent;
+      const double base = exponent > 2 ? std::max(r[i], 1e-6 * peak) : std::max(r[i], 0.0);
+      inverseHessian = (exponent == 2 ? 1.0 : std::pow(base, 2 - exponent)) / (spec.diffusion * exponent);
+    }
+    a[i] = inverseHessian;
+    rhs[i] = inverseHessian * g[i];
+  }
+}
+
+// d^2 Phi / dx^2 along a slot, folded at the walls.
+void secondDifference(const Shape& shape, int slot, const double* phi, double* out) {
+  const double h2 = shape.h[slot] * shape.h[slot];
+  applyAlong(shape, slot, {-1.0 / h2, 1.0 / h2, 1.0 / h2, -2.0 / h2, 1.0 / h2, 1.0 / h2, -1.0 / h2}, phi, out);
+}
+
+// e_a = m / (w + tau m d_a) at N nodes, d_a the curvature of Phi along a
+// (null: none). In the step from u = 0 only particles of positive mass
+// move (the pre-filter's small negative masses at steep fronts would move
+// up the gradient); a concave potential may not make the step's metric
+// indefinite. m e = m^2 / denominator >= 0 either way.
+void transportMobility(double tau, int64_t N, const double* m, const double* w, const double* curvature,
+                       bool negativeMassesMove, double* e) {
+  for (int64_t i = 0; i < N; ++i) {
+    const double d = curvature ? curvature[i] : 0.0;
+    const double denominator = std::max(w[i] + tau * m[i] * d, 0.5 * w[i]);
+    const bool moves = w[i] > 0 && (negativeMassesMove ? m[i] != 0 : m[i] > 0);
+    e[i] = moves ? m[i] / denominator : 0.0;
+  }
+}
+
 // Builds each sample's model of the step from `state` (its a, rhs and e at
 // u = 0, prepared) and calls f(model, b, shape) for sample b, in parallel
 // over the batch. negativeMassesMove: particles of negative pre-filtered
@@ -580,8 +673,6 @@ void forEachSampleModel(const JkoObjective& J, const LinearizedStepOptions& opti
   const at::Tensor rho = state.density.to(at::kCPU, at::kDouble).contiguous();
   const at::Tensor masses = state.masses.to(at::kCPU, at::kDouble).contiguous();
   const at::Tensor weights = state.weights.to(at::kCPU, at::kDouble).contiguous();
-  const bool entropy = spec.internal == InternalKind::Entropy && spec.diffusion > 0;
-  const bool porous = spec.internal == InternalKind::PorousMedium && spec.diffusion > 0;
   // The first variation g and Phi = V + W * rho, its external part: only
   // for a model still to be prepared (refine()'s corrections after the
   // first find theirs prepared).
@@ -599,7 +690,7 @@ void forEachSampleModel(const JkoObjective& J, const LinearizedStepOptions& opti
   const int d = grid.dim;
   const double tau = J.tau();
   at::parallel_for(0, batch, 1, [&](int64_t b0, int64_t b1) {
-    std::vector<double> curvature(N, 0.0), scratch;
+    std::vector<double> curvature(N, 0.0);
     for (int64_t b = b0; b < b1; ++b) {
       const double* r = rho.data_ptr<double>() + b * N;
       const double* m = masses.data_ptr<double>() + b * N;
@@ -617,40 +708,13 @@ void forEachSampleModel(const JkoObjective& J, const LinearizedStepOptions& opti
       variations();
       const double* g = variation.data_ptr<double>() + b * N;
       const double* phi = external.defined() ? external.data_ptr<double>() + b * N : nullptr;
-      // a = 1 / U''(rho) (the entropy: rho / D; the porous medium:
-      // rho^(2-m) / (D m), bounded where m > 2 makes it infinite at vacuum;
-      // no internal energy: a large, phi = g), e_a = m / (w + tau m d_a)
-      // with d_a the curvature of Phi along a, rhs = a g.
       double peak = 0;
       for (int64_t i = 0; i < N; ++i) peak = std::max(peak, r[i]);
-      for (int64_t i = 0; i < N; ++i) {
-        double inverseHessian = 1e12;
-        if (entropy) {
-          inverseHessian = std::max(r[i], 0.0) / spec.diffusion;
-        } else if (porous) {
-          const double exponent = spec.exponent;
-          const double base = exponent > 2 ? std::max(r[i], 1e-6 * peak) : std::max(r[i], 0.0);
-          inverseHessian = (exponent == 2 ? 1.0 : std::pow(base, 2 - exponent)) / (spec.diffusion * exponent);
-        }
-        model.a[i] = inverseHessian;
-        model.rhs[i] = inverseHessian * g[i];
-      }
+      inverseHessianAndRhs(spec, N, peak, r, g, model.a.data(), model.rhs.data());
       for (int a = 0; a < d; ++a) {
         const int slot = shape.slot(a);
-        if (phi) {
-          const double h2 = shape.h[slot] * shape.h[slot];
-          applyAlong(shape, slot, {-1.0 / h2, 1.0 / h2, 1.0 / h2, -2.0 / h2, 1.0 / h2, 1.0 / h2, -1.0 / h2}, phi,
-                     curvature.data());
-        }
-        for (int64_t i = 0; i < N; ++i) {
-          // In the step from u = 0 only particles of positive mass move (the
-          // pre-filter's small negative masses at steep fronts would move up
-          // the gradient); a concave potential may not make the step's
-          // metric indefinite. m e = m^2 / denominator >= 0 either way.
-          const double denominator = std::max(w[i] + tau * m[i] * curvature[i], 0.5 * w[i]);
-          const bool moves = w[i] > 0 && (negativeMassesMove ? m[i] != 0 : m[i] > 0);
-          model.e[a][i] = moves ? m[i] / denominator : 0.0;
-        }
+        if (phi) secondDifference(shape, slot, phi, curvature.data());
+        transportMobility(tau, N, m, w, phi ? curvature.data() : nullptr, negativeMassesMove, model.e[a].data());
       }
       model.prepare(tau, options);
       model.remember(key);
@@ -693,6 +757,67 @@ at::Tensor displacementShaped(const at::Tensor& flat, const Grid& grid, at::Devi
   return flat.view(sizes).to(device);
 }
 }  // namespace
+
+at::Tensor linearizedDisplacementOnSlab(const LinearizedSlab& in, const EnergySpec& spec, double tau,
+                                       const LinearizedStepOptions& options) {
+  at::NoGradGuard noGrad;
+  const LinearizedSplit& split = in.split;
+  const int rank = split.slabs.communicator->rank();
+  const std::vector<int64_t>& first = split.slabs.firstPlane;
+  const int64_t lo = first[rank], hi = first[rank + 1], total = first.back();
+  // Shapes of the owned planes, of the window with one plane of halo (Phi's
+  // curvature) and of the model's window.
+  const Shape whole = shapeOf(in.grid);
+  const int slot0 = whole.slot(0);
+  auto planes = [&](int64_t from, int64_t to) {
+    Shape s = whole;
+    s.n[slot0] = to - from;
+    s.stride = {s.n[1] * s.n[2], s.n[2], 1};
+    s.nodes = s.n[0] * s.n[1] * s.n[2];
+    return s;
+  };
+  const int64_t windowLo = std::max<int64_t>(0, lo - split.halo), windowHi = std::min(total, hi + split.halo);
+  const int64_t nearLo = std::max<int64_t>(0, lo - 1), nearHi = std::min(total, hi + 1);
+  const Shape owned = planes(lo, hi), window = planes(windowLo, windowHi), near = planes(nearLo, nearHi);
+  const int64_t plane = whole.nodes / whole.n[slot0], begin = (lo - windowLo) * plane, count = owned.nodes;
+  auto values = [&](const at::Tensor& t, int64_t nodes) {
+    const at::Tensor v = t.to(at::kCPU, at::kDouble).contiguous();
+    if (v.numel() != nodes)
+      throw InvalidParameter("a field of the slab", std::to_string(v.numel()) + " values",
+                             "must hold the " + std::to_string(nodes) + " nodes of its planes");
+    return v;
+  };
+  const at::Tensor rho = values(in.density, count), m = values(in.masses, count), w = values(in.weights, count),
+                   g = values(in.variation, count);
+  SampleModel model(window, options.smoothing, &split);
+  std::vector<double> masses(window.nodes, 0.0);
+  std::copy_n(m.data_ptr<double>(), count, masses.begin() + begin);
+  model.masses = masses.data();
+  inverseHessianAndRhs(spec, count, in.peak, rho.data_ptr<double>(), g.data_ptr<double>(), model.a.data() + begin,
+                       model.rhs.data() + begin);
+  std::vector<double> curvature(near.nodes, 0.0);
+  const at::Tensor phi = in.external.defined() ? values(in.external, near.nodes) : at::Tensor();
+  for (int a = 0; a < in.grid.dim; ++a) {
+    if (phi.defined()) secondDifference(near, near.slot(a), phi.data_ptr<double>(), curvature.data());
+    transportMobility(tau, count, m.data_ptr<double>(), w.data_ptr<double>(),
+                      phi.defined() ? curvature.data() + (lo - nearLo) * plane : nullptr, false,
+                      model.e[a].data() + begin);
+  }
+  // The model reads m, a and e up to three planes beyond the owned ones.
+  model.refreshHalo(masses.data());
+  model.refreshHalo(model.a.data());
+  for (int a = 0; a < in.grid.dim; ++a) model.refreshHalo(model.e[a].data());
+  model.prepare(tau, options);
+  std::vector<double> u(in.grid.dim * window.nodes);
+  model.step(u.data());
+  std::vector<int64_t> sizes{in.grid.dim};
+  for (int a = 0; a < in.grid.dim; ++a) sizes.push_back(a == 0 ? hi - lo : in.grid.n[a]);
+  at::Tensor out = at::empty(sizes, at::kDouble);
+  for (int a = 0; a < in.grid.dim; ++a)
+    std::copy_n(u.data() + a * window.nodes + begin, count, out.data_ptr<double>() + a * count);
+  capDisplacement(owned, options.capCells, 0, out.data_ptr<double>());
+  return out;
+}
 
 at::Tensor LinearizedStep::displacement(const JkoState& state) const {
   at::NoGradGuard noGrad;

@@ -53,6 +53,7 @@
 #include <memory>
 
 #include "numerics/JkoObjective.h"
+#include "numerics/Multigrid.h"
 
 namespace jko {
 
@@ -154,9 +155,40 @@ struct RefinedDisplacement {
   at::Tensor deposited;     ///< its deposit (B, n...), before the output limiter
 };
 
+/// How the linearised step's grid is split over ranks.
+struct LinearizedSplit {
+  MultigridSlabs slabs;  ///< the ranks' planes of the grid's first axis
+  /// Planes of halo of the model's fields: K_a diag(m e_a) K_a^T reads two
+  /// planes out, the stabilisation's third differences three.
+  int64_t halo = 3;
+};
+
+/// One density's linearised step on one rank's planes of a grid split over
+/// ranks (parallel/DistributedLinearizedStep.h prepares these fields).
+struct LinearizedSlab {
+  Grid grid;  ///< the whole grid
+  LinearizedSplit split;
+  /// The owned planes (planes, ...): rho, m = S^-1 rho, the transport
+  /// weights, dE/drho.
+  at::Tensor density, masses, weights, variation;
+  /// Phi = V + W * rho on the owned planes and one more on each side
+  /// within the grid; undefined without a potential or interaction.
+  at::Tensor external;
+  double peak = 0;  ///< the whole density's largest value
+};
+
+/// The displacement of LinearizedStep::displacement on the rank's planes,
+/// (dim, planes, ...), capped alike: the serial one's owned planes, to the
+/// rounding of the conjugate gradients' inner products (summed over the
+/// ranks); the multigrid's V-cycles are the serial ones. Collective.
+at::Tensor linearizedDisplacementOnSlab(const LinearizedSlab& slab, const EnergySpec& spec, double tau,
+                                        const LinearizedStepOptions& options);
+
 class LinearizedStep {
  public:
   explicit LinearizedStep(std::shared_ptr<const JkoObjective> objective, LinearizedStepOptions options = {});
+  /// Throws InvalidParameter for an option out of its range.
+  static void validate(const LinearizedStepOptions& options);
 
   const JkoObjective& objective() const { return *objective_; }
   const LinearizedStepOptions& options() const { return options_; }

@@ -45,6 +45,14 @@ class Communicator {
 void agreeOnFailure(const Communicator& communicator, const std::function<void()>& work,
                     const std::function<std::string(int rank)>& elsewhere);
 
+/// Fills the halo of a rank's window of a field split into slabs of whole
+/// planes: rank r owns planes [firstPlane[r], firstPlane[r + 1]) (ranks + 1
+/// entries) and holds the window [max(0, lo - halo), min(total, hi + halo))
+/// of `planeSize` values a plane, contiguous at `window`; the planes outside
+/// its own come from their owners. Collective.
+void refreshHalo(const Communicator& communicator, const std::vector<int64_t>& firstPlane, int64_t halo,
+                 int64_t planeSize, double* window);
+
 /// One process: sums and maxima are the values themselves.
 class SerialCommunicator final : public Communicator {
  public:

@@ -239,6 +239,11 @@ at::Tensor DistributedJkoObjective::externalVariation(const at::Tensor& owned) c
   return gradient / slabs_.grid().cellVolume() - ownedEnergy_->internalVariation(rho);
 }
 
+at::Tensor DistributedJkoObjective::internalVariation(const at::Tensor& owned) const {
+  const at::Tensor rho = (owned.dim() == slabs_.grid().dim ? owned.unsqueeze(0) : owned).to(at::kDouble);
+  return ownedEnergy_->internalVariation(rho);
+}
+
 at::Tensor DistributedJkoObjective::potentialOnOwned() const { return ownedEnergy_->potentialOnGrid(); }
 
 at::Tensor DistributedJkoObjective::nextDensity(const State& state, const at::Tensor& deposited) const {

@@ -43,6 +43,7 @@ class DistributedJkoObjective {
 
   const SlabDecomposition& slabs() const { return slabs_; }
   double tau() const { return tau_; }
+  const EnergySpec& spec() const { return spec_; }
   /// E of the whole density from its owned planes (1, planes, ...) or
   /// (planes, ...). Collective.
   double energy(const at::Tensor& owned) const;
@@ -51,6 +52,9 @@ class DistributedJkoObjective {
   /// without the internal energy's part U'(rho), the whole density's (the
   /// quadratic interaction through its moments). Collective.
   at::Tensor externalVariation(const at::Tensor& owned) const;
+  /// U'(rho) at the owned nodes (1, planes, ...): the internal energy's
+  /// part of the first variation (pointwise).
+  at::Tensor internalVariation(const at::Tensor& owned) const;
   /// V on the owned planes (planes, ...), undefined without a potential.
   at::Tensor potentialOnOwned() const;
 

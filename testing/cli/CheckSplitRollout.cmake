@@ -1,8 +1,29 @@
 # `mpirun -np 2 jko rollout --solver reference`: the steps split over two
 # ranks give the frames of one process (energies to 9 digits), with the
 # report's per-rank figures and certificates; a step stopped at the
-# iteration cap is named; another solver is refused with the reason.
-# MPIEXEC is the launcher with its flags (a list), JKO the program.
+# iteration cap is named. `--solver linearized` the same (12 digits: its
+# split step differs from the serial one by rounding alone); a solver that
+# is not split is refused with the reason.
+# MPIEXEC is the launcher with its flags (a list), JKO the program, OPERATOR
+# an operator file.
+
+# The energies of frames 0-2 of two reports agree to `digits` significant
+# digits (CMake has no floating-point arithmetic).
+function(expect_same_energies serial split digits what)
+  foreach(frame 0 1 2)
+    string(JSON a GET "${serial}" energy_per_frame ${frame})
+    string(JSON b GET "${split}" energy_per_frame ${frame})
+    foreach(v a b)
+      string(REGEX MATCH "[1-9][0-9.]*" ${v}d "${${v}}")
+      string(REPLACE "." "" ${v}d "${${v}d}")
+      string(SUBSTRING "${${v}d}" 0 ${digits} ${v}d)
+    endforeach()
+    if(NOT ad STREQUAL bd)
+      message(FATAL_ERROR "${what}, frame ${frame}: energy ${b} on two ranks, ${a} on one")
+    endif()
+  endforeach()
+endfunction()
+
 set(args rollout --case barenblatt-flow --dim 3 --grid 16 --steps 2 --solver reference --threads 1 --write-every 0
          --json)
 execute_process(COMMAND ${MPIEXEC} -np 1 "${JKO}" ${args} OUTPUT_VARIABLE serial RESULT_VARIABLE rc)
@@ -19,19 +40,7 @@ string(JSON peak GET "${split}" peak_rss_mb_per_rank 1)
 if(NOT ranks EQUAL 2 OR NOT planes EQUAL 8 OR NOT peak GREATER 0)
   message(FATAL_ERROR "the report does not describe two ranks of 8 planes: ${split}")
 endif()
-foreach(frame 0 1 2)
-  string(JSON a GET "${serial}" energy_per_frame ${frame})
-  string(JSON b GET "${split}" energy_per_frame ${frame})
-  # CMake has no floating-point arithmetic: compare 9 significant digits.
-  foreach(v a b)
-    string(REGEX MATCH "[1-9][0-9.]*" ${v}9 "${${v}}")
-    string(REPLACE "." "" ${v}9 "${${v}9}")
-    string(SUBSTRING "${${v}9}" 0 9 ${v}9)
-  endforeach()
-  if(NOT a9 STREQUAL b9)
-    message(FATAL_ERROR "frame ${frame}: energy ${b} on two ranks, ${a} on one")
-  endif()
-endforeach()
+expect_same_energies("${serial}" "${split}" 9 "reference")
 # A step stopped at the iteration cap is reported with its certificate, as
 # on one process.
 execute_process(COMMAND ${MPIEXEC} -np 2 "${JKO}" ${args} --max-iterations 3 OUTPUT_VARIABLE capped ERROR_VARIABLE err
@@ -42,11 +51,27 @@ string(FIND "${err}" "stopped before the solver's tolerance (iteration cap 3)" w
 if(NOT rc EQUAL 0 OR NOT stopped EQUAL 1 OR NOT estimate GREATER 0 OR where EQUAL -1)
   message(FATAL_ERROR "a capped split step is not reported with its certificate (${rc}): ${capped} ${err}")
 endif()
+# The linearised step split over the ranks (its multigrid gathered below
+# 32^3 nodes: the 24^3 grid's levels are gathered whole).
+set(args rollout --case barenblatt-flow --dim 3 --grid 24 --steps 2 --solver linearized --threads 1 --write-every 0
+         --json)
+execute_process(COMMAND ${MPIEXEC} -np 1 "${JKO}" ${args} OUTPUT_VARIABLE serial RESULT_VARIABLE rc)
+execute_process(COMMAND ${MPIEXEC} -np 2 "${JKO}" ${args} OUTPUT_VARIABLE split_linear ERROR_VARIABLE err
+                RESULT_VARIABLE rc2)
+if(NOT rc EQUAL 0 OR NOT rc2 EQUAL 0)
+  message(FATAL_ERROR "the linearized rollout failed (${rc}, ${rc2}): ${serial} ${split_linear} ${err}")
+endif()
+string(JSON solver GET "${split_linear}" solver)
+string(JSON ranks GET "${split_linear}" ranks)
+if(NOT solver STREQUAL "linearized" OR NOT ranks EQUAL 2)
+  message(FATAL_ERROR "the report does not describe the linearized step on two ranks: ${split_linear}")
+endif()
+expect_same_energies("${serial}" "${split_linear}" 12 "linearized")
 execute_process(COMMAND ${MPIEXEC} -np 2 "${JKO}" rollout --case barenblatt-flow --dim 3 --grid 16 --steps 1
-                        --solver linearized --write-every 0
+                        --solver learned --operator "${OPERATOR}" --write-every 0
                 OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
-string(FIND "${err}" "only the reference solver's steps are split over MPI ranks" where)
+string(FIND "${err}" "only the reference solver's and the linearized step's steps are split over MPI ranks" where)
 if(rc EQUAL 0 OR where EQUAL -1)
-  message(FATAL_ERROR "the linearized solver on two ranks was not refused with the reason (${rc}): ${err}")
+  message(FATAL_ERROR "the learned solver on two ranks was not refused with the reason (${rc}): ${err}")
 endif()
 message(STATUS "two ranks: ${split}")

@@ -9,8 +9,11 @@
 #include <tuple>
 
 #include "numerics/Errors.h"
+#include "numerics/Multigrid.h"
 #include "numerics/ReferenceSolver.h"
 #include "numerics/StepCertificate.h"
+#include "numerics/LinearizedStep.h"
+#include "parallel/DistributedLinearizedStep.h"
 #include "parallel/DistributedReferenceSolver.h"
 #include "parallel/MpiCommunicator.h"
 #include "parallel/SlabConvolution.h"
@@ -214,6 +217,54 @@ TEST(DistributedReferenceSolver, StepsLikeTheSerialSolver2D) {
   expectSameSteps(grid, EnergySpec::fromPreset("keller-segel"), 0.005, 2);
 }
 
+// The linearised step split over ranks: the serial step's displacement and
+// next density, to the rounding of its inner products; the multigrid split
+// down to a few planes a rank (gathered below 64 nodes).
+void expectSameLinearizedStep(const Grid& grid, const EnergySpec& spec, double tau, double background) {
+  const SlabDecomposition slabs(grid, world());
+  const at::Tensor rho = twoBumps(grid, background);
+  const auto objective = std::make_shared<const JkoObjective>(std::make_shared<const Energy>(spec, grid), tau);
+  const LinearizedStep serial(objective);
+  const at::Tensor expectedU = serial.displacement(objective->prepare(rho));
+  const auto [expectedNext, expectedStep] = serial.step(rho);
+
+  const auto distributed = std::make_shared<const DistributedJkoObjective>(spec, tau, slabs);
+  const DistributedLinearizedStep split(distributed, {}, 64);
+  const at::Tensor owned = slabs.own(rho.unsqueeze(0));
+  const at::Tensor u = slabs.gather(split.displacement(distributed->prepare(owned)), 2);
+  EXPECT_LT(relativeL1(u, expectedU), 1e-12) << spec.describe() << " on a " << grid.describe();
+  const auto [next, step] = split.step(owned[0]);
+  EXPECT_LT(relativeL1(slabs.gather(next.unsqueeze(0))[0], expectedNext), 1e-12) << spec.describe();
+  EXPECT_LT(relativeL1(slabs.gather(step.unsqueeze(0), 2)[0], expectedStep), 1e-12) << spec.describe();
+  // The step moved mass: a test of something.
+  EXPECT_GT(relativeL1(expectedNext, rho), 1e-4) << spec.describe();
+}
+
+TEST(DistributedLinearizedStep, StepsLikeTheSerialStep) {
+  configureRuntime(1);
+  const Grid cube = Grid::box(3, {17, 14, 12}, {0, 0, 0}, {1.2, 1, 0.9});
+  const Grid square = Grid::box(2, {37, 30, 1}, {0, 0, 0}, {1.2, 1, 1});
+  // Vacuum and sharp fronts (the stabilisation's third differences across slabs).
+  expectSameLinearizedStep(cube, EnergySpec::fromPreset("porous-medium"), 0.005, 0.0);
+  EnergySpec porous3 = EnergySpec::fromPreset("porous-medium");
+  porous3.exponent = 3;
+  expectSameLinearizedStep(square, porous3, 0.005, 0.0);
+  // A potential's curvature, the quadratic interaction's moments, a kernel's
+  // split convolution; no internal energy.
+  expectSameLinearizedStep(square, EnergySpec::fromPreset("fokker-planck"), 0.005, 0.01);
+  expectSameLinearizedStep(cube, EnergySpec::fromPreset("aggregation-diffusion"), 0.005, 0.01);
+  expectSameLinearizedStep(square, EnergySpec::fromPreset("aggregation"), 0.005, 0.0);
+}
+
+TEST(DistributedLinearizedStep, RefusesCorrections) {
+  const SlabDecomposition slabs(Grid::unitBox(2, 16), world());
+  LinearizedStepOptions options;
+  options.corrections = 2;
+  EXPECT_THROW(DistributedLinearizedStep(
+                   std::make_shared<const DistributedJkoObjective>(EnergySpec::heat(0.1), 0.005, slabs), options),
+               InvalidParameter);
+}
+
 // A bad slab on one rank: every rank throws (none waits in a collective).
 TEST(DistributedReferenceSolver, EveryRankRefusesABadSlab) {
   const Grid grid = Grid::unitBox(3, 12);
@@ -253,6 +304,87 @@ TEST(SlabConvolution, EqualsTheSerialConvolution) {
     EXPECT_LT((split - expected).abs().max().item<double>(), 1e-13 * expected.abs().max().item<double>())
         << spec.describe() << " on a " << grid.describe();
   }
+}
+
+// The V-cycle on slabs against the serial one: with the halo refreshed
+// before each colour and the restriction summed in the serial order, every
+// owned value is the serial one, bit for bit, on any number of ranks.
+void expectSplitMultigridEqualsSerial(int dim, const std::array<int64_t, 3>& n, int64_t gatherNodes,
+                                      bool expectSplitLevels) {
+  const std::array<double, 3> h{0.07, 0.05, 0.09};
+  const int64_t N = n[0] * n[1] * (dim == 3 ? n[2] : 1), plane = N / n[0];
+  // Coefficients and fields that differ at every node; a vanishes in a
+  // corner region (vacuum, as a porous medium's 1 / U'') and some faces too.
+  std::vector<double> a(N), f(N), x0(N);
+  std::array<std::vector<double>, 3> faces;
+  for (int64_t i = 0; i < N; ++i) {
+    a[i] = i % 7 == 0 || i < plane ? 0.0 : 0.5 + 0.5 * std::sin(0.37 * i);
+    f[i] = std::cos(0.23 * i) + 0.1 * std::sin(1.7 * i);
+    x0[i] = 0.3 * std::sin(0.11 * i);
+  }
+  for (int axis = 0; axis < dim; ++axis) {
+    faces[axis].resize(N);
+    for (int64_t i = 0; i < N; ++i) faces[axis][i] = i % 11 == axis ? 0.0 : std::abs(std::sin(0.13 * i + axis)) * 0.01;
+  }
+  const std::array<const double*, 3> faceData{faces[0].data(), faces[1].data(),
+                                              dim == 3 ? faces[2].data() : nullptr};
+  Multigrid serial(dim, n, h, 2, 2);
+  serial.setCoefficients(a.data(), faceData);
+  std::vector<double> x = x0, r(N);
+  for (int c = 0; c < 2; ++c) serial.cycle(f.data(), x.data());
+  serial.residual(f.data(), x.data(), r.data());
+
+  const std::shared_ptr<const Communicator> communicator = world();
+  const int ranks = communicator->size(), rank = communicator->rank();
+  MultigridSlabs slabs{communicator, {0}, gatherNodes};
+  for (int q = 0; q < ranks; ++q) slabs.firstPlane.push_back(SlabDecomposition::balancedBlock(n[0], ranks, q).hi);
+  const int64_t first = slabs.firstPlane[rank] * plane, count = slabs.firstPlane[rank + 1] * plane - first;
+  auto own = [&](const std::vector<double>& whole) {
+    return std::vector<double>(whole.begin() + first, whole.begin() + first + count);
+  };
+  Multigrid split(dim, n, h, 2, 2, slabs);
+  EXPECT_EQ(split.nodes(), count);
+  EXPECT_EQ(split.levels(), serial.levels());
+  if (expectSplitLevels && ranks > 1) EXPECT_GE(split.splitLevels(), 2);
+  const std::vector<double> aOwned = own(a);
+  std::array<std::vector<double>, 3> facesOwned;
+  std::array<const double*, 3> ownedFaceData{nullptr, nullptr, nullptr};
+  for (int axis = 0; axis < dim; ++axis) {
+    facesOwned[axis] = own(faces[axis]);
+    ownedFaceData[axis] = facesOwned[axis].data();
+  }
+  split.setCoefficients(aOwned.data(), ownedFaceData);
+  const std::vector<double> fOwned = own(f);
+  std::vector<double> xOwned = own(x0), rOwned(count);
+  for (int c = 0; c < 2; ++c) split.cycle(fOwned.data(), xOwned.data());
+  split.residual(fOwned.data(), xOwned.data(), rOwned.data());
+  double worst = 0, worstResidual = 0;
+  for (int64_t i = 0; i < count; ++i) {
+    worst = std::max(worst, std::abs(xOwned[i] - x[first + i]));
+    worstResidual = std::max(worstResidual, std::abs(rOwned[i] - r[first + i]));
+  }
+  EXPECT_EQ(worst, 0.0) << dim << "D, " << n[0] << " planes";
+  EXPECT_EQ(worstResidual, 0.0) << dim << "D, " << n[0] << " planes";
+  // The cycle did something: the residual fell.
+  double before = 0, after = 0;
+  std::vector<double> r0(N);
+  serial.residual(f.data(), x0.data(), r0.data());
+  for (int64_t i = 0; i < N; ++i) before += r0[i] * r0[i], after += r[i] * r[i];
+  EXPECT_LT(after, 0.1 * before);
+}
+
+TEST(SplitMultigrid, CyclesLikeTheSerialMultigrid) {
+  configureRuntime(1);
+  // Split down to a few planes a rank, then gathered: odd counts, so that
+  // coarse planes have children on two ranks.
+  expectSplitMultigridEqualsSerial(3, {17, 12, 10}, 64, true);
+  expectSplitMultigridEqualsSerial(2, {37, 29, 1}, 16, true);
+  // Gathered at once (a small grid under the default).
+  expectSplitMultigridEqualsSerial(3, {9, 8, 7}, MultigridSlabs{}.gatherNodes, false);
+  // Threads split the rows of a colour pass: the same numbers.
+  configureRuntime(2);
+  expectSplitMultigridEqualsSerial(3, {40, 33, 35}, 4096, true);
+  configureRuntime(1);
 }
 
 TEST(SlabConvolution, RefusesTheQuadraticKernelWithAReason) {
