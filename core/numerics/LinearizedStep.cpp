@@ -264,8 +264,8 @@ class SampleModel {
   /// A split grid: the halo planes of a window field from their owners.
   void refreshHalo(double* field) const {
     if (split_)
-      jko::refreshHalo(*split_->slabs.communicator, split_->slabs.firstPlane, split_->halo,
-                       s_.nodes / s_.n[s_.slot(0)], field);
+      jko::refreshHalo(*split_->slabs.communicator, split_->slabs.firstPlane, split_->halo, s_.nodes / s_.n[s_.slot(0)],
+                       field);
   }
   /// Sums over the ranks of a split grid, in place.
   void sumOverRanks(double* values, int64_t count) const {
@@ -464,6 +464,29 @@ SampleModel& modelFor(const Shape& s, int smoothing) {
   return *entry;
 }
 
+// The calling thread's model for a rank's window of a split grid, kept
+// while the window, the smoothing and the split stay the same (allocating
+// a model's fields and levels cost as much as its step at 128^3).
+SampleModel& splitModelFor(const Shape& window, int smoothing, const LinearizedSplit& split) {
+  struct Cached {
+    std::unique_ptr<SampleModel> model;
+    std::array<int64_t, 5> shape{};
+    LinearizedSplit split;
+  };
+  thread_local Cached cache;
+  const std::array<int64_t, 5> shape{window.dim, window.n[0], window.n[1], window.n[2], smoothing};
+  const bool same = cache.model && cache.shape == shape && cache.split.slabs.communicator == split.slabs.communicator &&
+                    cache.split.slabs.firstPlane == split.slabs.firstPlane &&
+                    cache.split.slabs.gatherNodes == split.slabs.gatherNodes && cache.split.halo == split.halo;
+  if (!same) {
+    cache.model.reset();
+    cache.shape = shape;
+    cache.split = split;
+    cache.model = std::make_unique<SampleModel>(window, smoothing, &cache.split);
+  }
+  return *cache.model;
+}
+
 // One pass of a sliding window of `radius` nodes along `axis` (clamped at
 // the walls): the window's minimum, or its mean.
 void slideAlong(const Shape& s, int axis, int64_t radius, bool minimum, std::vector<double>& f,
@@ -579,8 +602,7 @@ LinearizedStep::LinearizedStep(std::shared_ptr<const JkoObjective> objective, Li
 void LinearizedStep::validate(const LinearizedStepOptions& options) {
   if (options.iterations < 1)
     throw InvalidParameter("linearised step iterations", formatValue(options.iterations), "must be >= 1");
-  if (!(options.capCells > 0))
-    throw InvalidParameter("displacement cap", formatValue(options.capCells), "must be > 0");
+  if (!(options.capCells > 0)) throw InvalidParameter("displacement cap", formatValue(options.capCells), "must be > 0");
   if (!(options.correctionCapCells >= 0))
     throw InvalidParameter("correction cap", formatValue(options.correctionCapCells), "must be >= 0 (0: none)");
   if (options.correctionCapRadius < 0)
@@ -589,8 +611,7 @@ void LinearizedStep::validate(const LinearizedStepOptions& options) {
   if (options.extraCorrections < 0)
     throw InvalidParameter("extra corrections", std::to_string(options.extraCorrections), "must be >= 0 (0: none)");
   if (options.furtherCorrections < 0)
-    throw InvalidParameter("further corrections", std::to_string(options.furtherCorrections),
-                           "must be >= 0 (0: none)");
+    throw InvalidParameter("further corrections", std::to_string(options.furtherCorrections), "must be >= 0 (0: none)");
   if (options.furtherNewtonIterations < 0)
     throw InvalidParameter("Gauss-Newton iterations of the further corrections",
                            std::to_string(options.furtherNewtonIterations), "must be >= 0 (0: quasi-Newton)");
@@ -759,7 +780,7 @@ at::Tensor displacementShaped(const at::Tensor& flat, const Grid& grid, at::Devi
 }  // namespace
 
 at::Tensor linearizedDisplacementOnSlab(const LinearizedSlab& in, const EnergySpec& spec, double tau,
-                                       const LinearizedStepOptions& options) {
+                                        const LinearizedStepOptions& options) {
   at::NoGradGuard noGrad;
   const LinearizedSplit& split = in.split;
   const int rank = split.slabs.communicator->rank();
@@ -789,7 +810,7 @@ at::Tensor linearizedDisplacementOnSlab(const LinearizedSlab& in, const EnergySp
   };
   const at::Tensor rho = values(in.density, count), m = values(in.masses, count), w = values(in.weights, count),
                    g = values(in.variation, count);
-  SampleModel model(window, options.smoothing, &split);
+  SampleModel& model = splitModelFor(window, options.smoothing, split);
   std::vector<double> masses(window.nodes, 0.0);
   std::copy_n(m.data_ptr<double>(), count, masses.begin() + begin);
   model.masses = masses.data();

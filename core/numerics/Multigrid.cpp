@@ -135,8 +135,7 @@ Multigrid::Multigrid(int dim, const std::array<int64_t, 3>& n, const std::array<
     const Level& level = hierarchy.levels[gathered];
     if (thin || level.nodes <= slabs_.gatherNodes || gathered + 1 == hierarchy.levels.size()) break;
     std::vector<int64_t> coarse(first.size());
-    for (size_t r = 0; r < first.size(); ++r)
-      coarse[r] = level.coarsened[split] ? (first[r] + 1) / 2 : first[r];
+    for (size_t r = 0; r < first.size(); ++r) coarse[r] = level.coarsened[split] ? (first[r] + 1) / 2 : first[r];
     firstPlanes.push_back(std::move(coarse));
   }
   const int rank = slabs_.communicator->rank();
@@ -199,8 +198,7 @@ void Multigrid::build(size_t count) {
       }
     }
     // The largest intermediate fields of the separable transfers.
-    const int64_t f0 = fine.n[0], f1 = fine.n[1], f2 = fine.n[2], c0 = coarse.n[0], c1 = coarse.n[1],
-                  c2 = coarse.n[2];
+    const int64_t f0 = fine.n[0], f1 = fine.n[1], f2 = fine.n[2], c0 = coarse.n[0], c1 = coarse.n[1], c2 = coarse.n[2];
     const int64_t size = std::max({f0 * f1 * c2, f0 * c1 * c2, c0 * c1 * f2, c0 * f1 * f2});
     fine.buffer0.assign(size, 0.0);
     fine.buffer1.assign(size, 0.0);

@@ -9,10 +9,10 @@
 #include <tuple>
 
 #include "numerics/Errors.h"
+#include "numerics/LinearizedStep.h"
 #include "numerics/Multigrid.h"
 #include "numerics/ReferenceSolver.h"
 #include "numerics/StepCertificate.h"
-#include "numerics/LinearizedStep.h"
 #include "parallel/DistributedLinearizedStep.h"
 #include "parallel/DistributedReferenceSolver.h"
 #include "parallel/MpiCommunicator.h"
@@ -326,8 +326,7 @@ void expectSplitMultigridEqualsSerial(int dim, const std::array<int64_t, 3>& n, 
     faces[axis].resize(N);
     for (int64_t i = 0; i < N; ++i) faces[axis][i] = i % 11 == axis ? 0.0 : std::abs(std::sin(0.13 * i + axis)) * 0.01;
   }
-  const std::array<const double*, 3> faceData{faces[0].data(), faces[1].data(),
-                                              dim == 3 ? faces[2].data() : nullptr};
+  const std::array<const double*, 3> faceData{faces[0].data(), faces[1].data(), dim == 3 ? faces[2].data() : nullptr};
   Multigrid serial(dim, n, h, 2, 2);
   serial.setCoefficients(a.data(), faceData);
   std::vector<double> x = x0, r(N);
