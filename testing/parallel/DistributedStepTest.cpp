@@ -9,6 +9,7 @@
 #include <tuple>
 
 #include "numerics/Errors.h"
+#include "numerics/GridTransfer.h"
 #include "numerics/LinearizedStep.h"
 #include "numerics/Multigrid.h"
 #include "numerics/ReferenceSolver.h"
@@ -17,6 +18,7 @@
 #include "parallel/DistributedReferenceSolver.h"
 #include "parallel/MpiCommunicator.h"
 #include "parallel/SlabConvolution.h"
+#include "parallel/SlabGridTransfer.h"
 #include "runtime/Runtime.h"
 
 namespace jko {
@@ -263,6 +265,36 @@ TEST(DistributedLinearizedStep, RefusesCorrections) {
   EXPECT_THROW(DistributedLinearizedStep(
                    std::make_shared<const DistributedJkoObjective>(EnergySpec::heat(0.1), 0.005, slabs), options),
                InvalidParameter);
+}
+
+// Averages onto a coarse grid from the ranks' slabs, and interpolation onto
+// a rank's planes, against the whole-grid transfers: whole blocks and
+// uneven windows (17 planes onto 6), 2D and 3D.
+TEST(SlabGridTransfer, EqualsTheWholeGridTransfers) {
+  configureRuntime(1);
+  const std::vector<std::pair<Grid, Grid>> cases{
+      {Grid::box(3, {17, 12, 10}, {0, 0, 0}, {1.2, 1, 0.9}), Grid::box(3, {6, 5, 4}, {0, 0, 0}, {1.2, 1, 0.9})},
+      {Grid::box(3, {16, 12, 8}, {0, 0, 0}, {1, 1, 1}), Grid::box(3, {8, 6, 4}, {0, 0, 0}, {1, 1, 1})},
+      {Grid::box(2, {37, 30, 1}, {0, 0, 0}, {1.2, 1, 1}), Grid::box(2, {12, 10, 1}, {0, 0, 0}, {1.2, 1, 1})}};
+  for (const auto& [fine, coarse] : cases) {
+    const SlabDecomposition slabs(fine, world());
+    // A scalar batch (B, n...) and a vector field (B, dim, n...).
+    const at::Tensor rho = at::stack({twoBumps(fine, 0.05), twoBumps(fine, 0.0).flip(0)});
+    std::vector<at::Tensor> components;
+    for (int a = 0; a < fine.dim; ++a) components.push_back(at::sin(3.0 * (a + 1) * fine.coordinate(a)));
+    for (const auto& [field, axis] : {std::pair{rho, 1}, std::pair{at::stack(components).unsqueeze(0), 2}}) {
+      const at::Tensor expected = averageOnto(field.contiguous(), coarse);
+      const at::Tensor split = averageOntoFromSlabs(slabs.own(field.contiguous(), axis), slabs, coarse);
+      EXPECT_LT((split - expected).abs().max().item<double>(), 1e-14 * expected.abs().max().item<double>())
+          << fine.describe() << " onto " << coarse.describe();
+    }
+    // A coarse field (B, C, m...) onto the rank's planes.
+    const at::Tensor coarseField = at::stack({twoBumps(coarse, 0.1), twoBumps(coarse, 0.0).flip(1)}).unsqueeze(0);
+    const at::Tensor expected = interpolateOnto(coarseField, fine);
+    const at::Tensor split = slabs.gather(interpolateOntoSlab(coarseField, slabs), 2);
+    EXPECT_LT((split - expected).abs().max().item<double>(), 1e-14 * expected.abs().max().item<double>())
+        << coarse.describe() << " onto " << fine.describe();
+  }
 }
 
 // A bad slab on one rank: every rank throws (none waits in a collective).
