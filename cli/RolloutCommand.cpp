@@ -250,10 +250,10 @@ void addRolloutCommand(CLI::App& app) {
     // lines above alike; the split rollout checks and rescales the density
     // over the ranks).
     if (split) {
-      if (solverName != "reference" && solverName != "linearized")
+      if (solverName != "reference" && solverName != "linearized" && solverName != "learned")
         throw InvalidParameter("--solver", solverName,
-                               "only the reference solver's and the linearized step's steps are split over MPI "
-                               "ranks; run the " +
+                               "only the reference solver's, the linearized step's and the learned operator's "
+                               "(without corrections) steps are split over MPI ranks; run the " +
                                    solverName + " solver on one process, or give --solver reference");
       if (o->referenceCheck)
         throw InvalidParameter("--reference-check", "on", "the reference solver is what runs split over ranks");
@@ -266,6 +266,7 @@ void addRolloutCommand(CLI::App& app) {
       request.energy = energySpec;
       request.solver = solverName;
       request.linearized = o->linearized;
+      request.learned = op;
       request.tau = tau;
       request.steps = o->steps;
       request.maxIterations = o->maxIterations;

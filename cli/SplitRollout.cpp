@@ -15,6 +15,7 @@
 #include "FrameFiles.h"
 #include "numerics/Errors.h"
 #include "numerics/StepCertificate.h"
+#include "parallel/DistributedLearnedStep.h"
 #include "parallel/DistributedLinearizedStep.h"
 #include "parallel/DistributedReferenceSolver.h"
 
@@ -47,7 +48,15 @@ void runSplitRollout(SplitRolloutRequest request, std::shared_ptr<const Communic
   const DistributedJkoObjective& objective = *split;
   const bool reference = request.solver == "reference";
   std::unique_ptr<DistributedLinearizedStep> linearized;
-  if (!reference) linearized = std::make_unique<DistributedLinearizedStep>(split, request.linearized);
+  std::unique_ptr<DistributedLearnedStep> learned;
+  if (request.solver == "linearized")
+    linearized = std::make_unique<DistributedLinearizedStep>(split, request.linearized);
+  if (request.solver == "learned") {
+    learned = std::make_unique<DistributedLearnedStep>(request.learned, split);
+    if (root)
+      for (const std::string& warning : request.learned->checkCompatible(grid, &request.energy, request.tau))
+        std::cerr << "jko: warning: " << warning << "\n";
+  }
 
   // This rank's planes: read from the file alone, or cut from the density
   // every rank generated; then the checks and the rescaling over the ranks
@@ -122,8 +131,13 @@ void runSplitRollout(SplitRolloutRequest request, std::shared_ptr<const Communic
     if (reference) {
       step = solver.step(state, warm);
       iterations.push_back(step.iterations);
-    } else {
+    } else if (linearized) {
       std::tie(step.next, step.displacement) = linearized->step(state);
+      step.converged = true;
+    } else {
+      const LearnedStep l = learned->step(state);
+      step.next = l.next;
+      step.displacement = request.tau * l.velocity;
       step.converged = true;
     }
     // The step's certificate, as the serial rollout gives it: a step stopped

@@ -1,6 +1,7 @@
-// `mpirun -np N jko rollout --solver reference|linearized ...`: the reference
-// solver's or the linearised step's steps split over the ranks by slabs of
-// planes (core/parallel).
+// `mpirun -np N jko rollout --solver reference|linearized|learned ...`: the
+// reference solver's, the linearised step's or the learned operator's
+// (without its corrections) steps split over the ranks by slabs of planes
+// (core/parallel).
 #pragma once
 
 #include <ATen/ATen.h>
@@ -12,6 +13,7 @@
 #include "numerics/Energy.h"
 #include "numerics/Grid.h"
 #include "numerics/LinearizedStep.h"
+#include "operator/LearnedOperator.h"
 #include "parallel/Communicator.h"
 
 namespace jko::cli {
@@ -22,8 +24,9 @@ struct SplitRolloutRequest {
   std::shared_ptr<const DensityFile> file;  ///< the file each rank reads its planes from
   double mass = 0, peak = 0;                ///< rescale the initial density to these (0: as it is)
   EnergySpec energy;
-  std::string solver = "reference";  ///< or "linearized"
+  std::string solver = "reference";  ///< or "linearized", "learned"
   LinearizedStepOptions linearized;
+  std::shared_ptr<const LearnedOperator> learned;  ///< the operator of "learned"
   double tau = 0.005;
   int steps = 20, maxIterations = 2000, writeEvery = 1;
   std::string out = "frames", prefix = "frame";

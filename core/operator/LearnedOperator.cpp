@@ -54,11 +54,6 @@ bool startsWithZipMagic(const std::string& path) {
 // interpolated back: its part coarser than the blocks.
 at::Tensor blockSmooth(const at::Tensor& field, const Grid& grid, int64_t block, bool scalar);
 
-// The field itself, or its cell averages on the coarser network grid.
-at::Tensor coarse(const at::Tensor& field, const Grid& coarseGrid, bool coarsen) {
-  return coarsen ? averageOnto(field, coarseGrid) : field;
-}
-
 // v = a1 vE + (1 + a2) vR + scale b from the network output (B, 2 + d, n...):
 // gates a1, a2 and correction b. One loop on the CPU (eight tensor
 // operations took a tenth of a 128^2 step), tensor operations elsewhere.
@@ -431,13 +426,20 @@ Grid LearnedOperator::networkGrid(const Grid& grid) const {
 }
 
 std::shared_ptr<const Energy> LearnedOperator::networkEnergy(const Energy& energy) const {
+  const EnergySpec& spec = energy.spec();
+  if (spec.potential != PotentialKind::Values) return networkEnergy(spec, energy.grid(), at::Tensor());
   const Grid coarse = networkGrid(energy.grid());
+  return networkEnergy(spec, energy.grid(), averageOnto(energy.potentialOnGrid().unsqueeze(0), coarse)[0]);
+}
+
+std::shared_ptr<const Energy> LearnedOperator::networkEnergy(const EnergySpec& fineSpec, const Grid& grid,
+                                                             const at::Tensor& averagedPotential) const {
+  const Grid coarse = networkGrid(grid);
   std::lock_guard<std::mutex> lock(cacheMutex());
   if (!cachedNetworkEnergy_ || !cachedNetworkEnergy_->grid().sameAs(coarse) ||
-      !sameEnergy(cachedNetworkEnergy_->spec(), energy.spec())) {
-    EnergySpec spec = energy.spec();
-    if (spec.potential == PotentialKind::Values)
-      spec.potentialValues = averageOnto(energy.potentialOnGrid().unsqueeze(0), coarse)[0];
+      !sameEnergy(cachedNetworkEnergy_->spec(), fineSpec)) {
+    EnergySpec spec = fineSpec;
+    if (spec.potential == PotentialKind::Values) spec.potentialValues = averagedPotential;
     cachedNetworkEnergy_ = std::make_shared<const Energy>(spec, coarse);
   }
   return cachedNetworkEnergy_;
@@ -497,14 +499,33 @@ std::shared_ptr<const LearnedOperator::FeatureConstants> LearnedOperator::featur
 }
 
 LearnedOperator::NetworkInputs LearnedOperator::networkInputs(const Energy& energy, const at::Tensor& rho) const {
-  const FeatureScales& s = metadata_.scales;
-  NetworkInputs in;
   const bool coarsen = !networkGrid(energy.grid()).sameAs(energy.grid());
   const std::shared_ptr<const Energy> coarseEnergy = coarsen ? networkEnergy(energy) : nullptr;
-  const Energy& E = coarsen ? *coarseEnergy : energy;
+  return networkInputs(coarsen ? *coarseEnergy : energy, rho, wholeGridWork(energy));
+}
+
+LearnedOperator::FineGridWork LearnedOperator::wholeGridWork(const Energy& energy) const {
+  FineGridWork fine;
+  fine.grid = energy.grid();
+  fine.average = [grid = energy.grid()](const at::Tensor& field, const Grid& coarse) {
+    return coarse.sameAs(grid) ? field : averageOnto(field, coarse);
+  };
+  fine.interpolate = [grid = energy.grid()](const at::Tensor& field) { return interpolateOnto(field, grid); };
+  fine.baseVelocity = [this, &energy](JkoState& state) {
+    const auto objective = objectiveOn(energy.grid(), &energy.spec());
+    state = objective->prepare(state.density);
+    return linearizedOn(objective)->displacement(state) / metadata_.tau;
+  };
+  return fine;
+}
+
+LearnedOperator::NetworkInputs LearnedOperator::networkInputs(const Energy& E, const at::Tensor& rho,
+                                                              const FineGridWork& fine) const {
+  const FeatureScales& s = metadata_.scales;
+  NetworkInputs in;
   in.grid = E.grid();
   const at::Tensor r = rho.to(at::kDouble);
-  in.density = coarsen ? averageOnto(r, in.grid) : r;
+  in.density = fine.average(r, in.grid);
 
   // vE = -grad(dE/drho); vR smooths the internal part with the resolvent of
   // the linearised implicit step, (1 - tau kappa Lap)^-1, Neumann walls.
@@ -538,16 +559,15 @@ LearnedOperator::NetworkInputs LearnedOperator::networkInputs(const Energy& ener
   if (linearizedBase) {
     // The linearised implicit step on the density's own grid, and its
     // average on the network grid as the network's third input group.
-    const auto objective = objectiveOn(energy.grid(), &energy.spec());
-    in.state = objective->prepare(r);
-    in.baseVelocity = linearizedOn(objective)->displacement(in.state) / metadata_.tau;
+    in.state.density = r;
+    in.baseVelocity = fine.baseVelocity(in.state);
   }
   // The network's inputs without the modes finer than the gate's blocks
   // (base_smooth_inputs): the gate cannot react to them.
   const NetworkConfig& net = metadata_.network;
   const int64_t inputBlock =
       linearizedBase && net.baseSmoothInputs && net.baseBlock > 1
-          ? std::max<int64_t>(1, (net.baseBlock * in.grid.n[0] + energy.grid().n[0] / 2) / energy.grid().n[0])
+          ? std::max<int64_t>(1, (net.baseBlock * in.grid.n[0] + fine.grid.n[0] / 2) / fine.grid.n[0])
           : 1;
   auto smoothInputs = [&] {
     if (inputBlock <= 1) return;
@@ -558,7 +578,7 @@ LearnedOperator::NetworkInputs LearnedOperator::networkInputs(const Energy& ener
   const bool looped = cappedVelocities(variation, linearizedBase ? at::Tensor() : smoothed, in.grid, cap, in);
   if (!looped) in.explicitVelocity = cappedVelocity(gradient(variation, in.grid).neg(), cap);
   if (linearizedBase)
-    in.smoothedVelocity = coarse(in.baseVelocity, in.grid, coarsen);
+    in.smoothedVelocity = fine.average(in.baseVelocity, in.grid);
   else if (!looped)
     in.smoothedVelocity = cappedVelocity(gradient(smoothed, in.grid).neg(), cap);
   smoothInputs();
@@ -631,16 +651,20 @@ at::Tensor LearnedOperator::baseVelocity(const Energy& energy, const at::Tensor&
   return in.baseVelocity.defined() ? in.baseVelocity : interpolateOnto(in.smoothedVelocity, energy.grid());
 }
 
+LinearizedStepOptions LearnedOperator::baseOptions() const {
+  LinearizedStepOptions options;
+  options.iterations = metadata_.network.baseIterations;
+  options.stabilisation = metadata_.network.baseStabilisation;
+  options.smoothing = metadata_.network.baseSmoothing;
+  options.furtherNewtonIterations = furtherNewton_;
+  return options;
+}
+
 std::shared_ptr<const LinearizedStep> LearnedOperator::linearizedOn(
     const std::shared_ptr<const JkoObjective>& objective) const {
   std::lock_guard<std::mutex> lock(cacheMutex());
   if (!cachedLinearized_ || &cachedLinearized_->objective() != objective.get()) {
-    LinearizedStepOptions options;
-    options.iterations = metadata_.network.baseIterations;
-    options.stabilisation = metadata_.network.baseStabilisation;
-    options.smoothing = metadata_.network.baseSmoothing;
-    options.furtherNewtonIterations = furtherNewton_;
-    cachedLinearized_ = std::make_shared<const LinearizedStep>(objective, options);
+    cachedLinearized_ = std::make_shared<const LinearizedStep>(objective, baseOptions());
   }
   return cachedLinearized_;
 }
@@ -650,9 +674,13 @@ at::Tensor LearnedOperator::velocity(const Energy& energy, const at::Tensor& rho
 }
 
 at::Tensor LearnedOperator::velocity(const Energy& energy, const NetworkInputs& in) const {
+  return velocity(in, wholeGridWork(energy));
+}
+
+at::Tensor LearnedOperator::velocity(const NetworkInputs& in, const FineGridWork& fine) const {
   const at::Tensor out = network_->forward(in.features);
   const double scale = metadata_.scales.velocity;
-  if (metadata_.network.kind == "torchscript") return interpolateOnto(out.to(at::kDouble) * scale, energy.grid());
+  if (metadata_.network.kind == "torchscript") return fine.interpolate(out.to(at::kDouble) * scale);
   if (metadata_.network.base == "linearized") {
     // v = vL + c tanh(a) P(vL) + s_v beta tanh(b / beta): a gate in (0, 2) on
     // the smooth part P(vL) of the linearised step (its averages over blocks
@@ -674,25 +702,25 @@ at::Tensor LearnedOperator::velocity(const Energy& energy, const NetworkInputs& 
                                     .clamp_max(1)
                                     .unsqueeze(1)
                                     .to(coarseGate.scalar_type());
-    const at::Tensor gate = interpolateOnto(coarseGate, energy.grid());
+    const at::Tensor gate = fine.interpolate(coarseGate);
     at::Tensor smooth = in.baseVelocity;
     if (metadata_.network.baseBlock > 1) {
-      const Grid& fine = energy.grid();
+      const Grid& grid = fine.grid;
       std::array<int64_t, 3> cells{1, 1, 1};
       std::array<double, 3> lower{0, 0, 0}, upper{1, 1, 1};
-      for (int a = 0; a < fine.dim; ++a) {
-        cells[a] = std::max<int64_t>(2, fine.n[a] / metadata_.network.baseBlock);
-        lower[a] = fine.boxLower(a);
-        upper[a] = fine.boxUpper(a);
+      for (int a = 0; a < grid.dim; ++a) {
+        cells[a] = std::max<int64_t>(2, grid.n[a] / metadata_.network.baseBlock);
+        lower[a] = grid.boxLower(a);
+        upper[a] = grid.boxUpper(a);
       }
-      smooth = interpolateOnto(averageOnto(in.baseVelocity, Grid::box(fine.dim, cells, lower, upper)), fine);
+      smooth = fine.interpolate(fine.average(in.baseVelocity, Grid::box(grid.dim, cells, lower, upper)));
     }
     at::Tensor v = in.baseVelocity + gate * smooth;
-    if (beta > 0) v = v + interpolateOnto((o.narrow(1, 1, d) / beta).tanh() * (beta * scale), energy.grid());
+    if (beta > 0) v = v + fine.interpolate((o.narrow(1, 1, d) / beta).tanh() * (beta * scale));
     return v;
   }
   // v = a1 vE + (1 + a2) vR + b v_ref: gates and a correction of the base velocities.
-  return interpolateOnto(gatedVelocity(out, in.explicitVelocity, in.smoothedVelocity, scale), energy.grid());
+  return fine.interpolate(gatedVelocity(out, in.explicitVelocity, in.smoothedVelocity, scale));
 }
 
 LearnedStep LearnedOperator::step(const at::Tensor& rho, const Grid& grid, const EnergySpec* energy,

@@ -38,6 +38,7 @@
 #include <ATen/ATen.h>
 
 #include <array>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -125,6 +126,30 @@ class LearnedOperator {
   /// The network grid for a density grid: at most NetworkConfig::grid nodes per axis.
   Grid networkGrid(const Grid& grid) const;
   NetworkInputs networkInputs(const Energy& energy, const at::Tensor& rho) const;
+
+  /// What networkInputs and velocity do on the density's grid, the whole
+  /// grid's (the serial forms above) or a rank's slab of it
+  /// (parallel/DistributedLearnedStep.h); the network's grid is whole.
+  struct FineGridWork {
+    Grid grid;  ///< the density's whole grid
+    /// A field on the density's grid (B, C..., n...) averaged onto a
+    /// coarser grid (the network's, the gate's blocks): whole.
+    std::function<at::Tensor(const at::Tensor&, const Grid&)> average;
+    /// A whole coarse field (B, C, m...) interpolated onto the density's grid.
+    std::function<at::Tensor(const at::Tensor&)> interpolate;
+    /// The linearised base vL = u / tau on the density's grid; it may set
+    /// the step's state (the serial form does).
+    std::function<at::Tensor(JkoState&)> baseVelocity;
+  };
+  /// networkInputs from rho on the density's grid (whole or a slab), with
+  /// `networkEnergy` the energy on the network grid.
+  NetworkInputs networkInputs(const Energy& networkEnergy, const at::Tensor& rho, const FineGridWork& fine) const;
+  /// velocity on the density's grid (whole or a slab).
+  at::Tensor velocity(const NetworkInputs& in, const FineGridWork& fine) const;
+  /// The energy of `spec` on the network grid for `grid`, a potential given
+  /// by values averaged onto it (`averagedPotential`, whole, when given).
+  std::shared_ptr<const Energy> networkEnergy(const EnergySpec& spec, const Grid& grid,
+                                              const at::Tensor& averagedPotential) const;
   /// vR on the density grid: the velocity of the untrained operator (float64).
   at::Tensor baseVelocity(const Energy& energy, const at::Tensor& rho) const;
   /// The velocity field the operator predicts on `energy`'s grid,
@@ -171,6 +196,9 @@ class LearnedOperator {
   /// The JKO objective of the operator's energy (or `energy`, for a
   /// conditioned operator) and tau on `grid`, cached for the last one.
   std::shared_ptr<const JkoObjective> objectiveOn(const Grid& grid, const EnergySpec* energy = nullptr) const;
+  /// The options of the linearised step the "linearized" base takes (its
+  /// iterations, stabilisation and smoothing, the file's).
+  LinearizedStepOptions baseOptions() const;
   /// The linearised step (the "linearized" base) on that objective, cached.
   std::shared_ptr<const LinearizedStep> linearizedOn(const std::shared_ptr<const JkoObjective>& objective) const;
 
@@ -179,6 +207,8 @@ class LearnedOperator {
   std::shared_ptr<VelocityNetwork> network_;
   at::Device device_ = at::kCPU;
   std::shared_ptr<const Energy> networkEnergy(const Energy& energy) const;
+  /// The serial FineGridWork: the whole grid of `energy`.
+  FineGridWork wholeGridWork(const Energy& energy) const;
   /// Whether cached values for energy `a` serve `b` (always, unless conditioned).
   bool sameEnergy(const EnergySpec& a, const EnergySpec& b) const;
 

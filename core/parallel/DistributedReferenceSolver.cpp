@@ -246,19 +246,25 @@ at::Tensor DistributedJkoObjective::internalVariation(const at::Tensor& owned) c
 
 at::Tensor DistributedJkoObjective::potentialOnOwned() const { return ownedEnergy_->potentialOnGrid(); }
 
-at::Tensor DistributedJkoObjective::nextDensity(const State& state, const at::Tensor& deposited) const {
+at::Tensor DistributedJkoObjective::limit(const State& state, const at::Tensor& deposited) const {
   const Grid& grid = slabs_.grid();
   if (!std::isfinite(slabs_.communicator().sum(deposited.sum().item<double>())))
     throw InvalidDensity("the step produced NaN or infinite values; the density was left as it was");
   const SlabDecomposition::Range own = slabs_.owned(), window = slabs_.window(kBoxHalo);
-  const int64_t before = own.lo - window.lo, after = window.hi - own.hi;
-  // The limiter: negative mass onto the positive nodes of its 3^d box, then
-  // the whole density rescaled to the exact mass.
+  const int64_t before = own.lo - window.lo;
+  // Negative mass onto the positive nodes of its 3^d box, then the whole
+  // density rescaled to the exact mass.
   const at::Tensor spread =
       pushForwardOn(window).spreadNegativeMass(slabs_.withHalo(deposited, kBoxHalo)).narrow(1, before, own.planes());
   const double current = slabs_.communicator().sum(spread.sum().item<double>()) * grid.cellVolume();
-  at::Tensor next = spread * (state.mass.item<double>() / std::max(current, 1e-300));
-  if (!keepsMaximum()) return next.contiguous();
+  return (spread * (state.mass.item<double>() / std::max(current, 1e-300))).contiguous();
+}
+
+at::Tensor DistributedJkoObjective::nextDensity(const State& state, const at::Tensor& deposited) const {
+  const at::Tensor next = limit(state, deposited);
+  if (!keepsMaximum()) return next;
+  const SlabDecomposition::Range own = slabs_.owned(), window = slabs_.window(kBoxHalo);
+  const int64_t before = own.lo - window.lo, after = window.hi - own.hi;
   return clipAtBound(slabs_.withHalo(next, kBoxHalo), before, after, state.maximum,
                      [&](const at::Tensor& perSample) { return slabs_.sum(perSample); })
       .contiguous();

@@ -77,6 +77,10 @@ class DistributedJkoObjective {
   Terms evaluate(const State& state, const at::Tensor& displacement, bool withGradient) const;
   /// The limiter (and the clip of the maximum principle) on the owned planes. Collective.
   at::Tensor nextDensity(const State& state, const at::Tensor& deposited) const;
+  /// The limiter alone (PushForward::limit: negative mass spread onto its
+  /// box's positive nodes, the mass rescaled to the state's), as the
+  /// learned step takes it. Collective.
+  at::Tensor limit(const State& state, const at::Tensor& deposited) const;
   /// The step's certificate (numerics/StepCertificate) for u on the owned
   /// planes, its figures over the whole grid; `initialObjective` is J(0).
   /// Costs an evaluation with its gradient and one deposit. Collective.

@@ -2,8 +2,8 @@
 # ranks give the frames of one process (energies to 9 digits), with the
 # report's per-rank figures and certificates; a step stopped at the
 # iteration cap is named. `--solver linearized` the same (12 digits: its
-# split step differs from the serial one by rounding alone); a solver that
-# is not split is refused with the reason.
+# split step differs from the serial one by rounding alone), and `--solver
+# learned --gauss-newton 0`; what is not split is refused with the reason.
 # MPIEXEC is the launcher with its flags (a list), JKO the program, OPERATOR
 # an operator file.
 
@@ -67,11 +67,35 @@ if(NOT solver STREQUAL "linearized" OR NOT ranks EQUAL 2)
   message(FATAL_ERROR "the report does not describe the linearized step on two ranks: ${split_linear}")
 endif()
 expect_same_energies("${serial}" "${split_linear}" 12 "linearized")
+# The learned operator without its corrections split over the ranks (its
+# network whole on every rank): the frames of one process to 9 digits (the
+# float32 network can round a feature differently); with its corrections,
+# and the Auto solver, refused with the reason.
+set(args rollout --case barenblatt-flow --dim 3 --grid 24 --steps 2 --solver learned --operator "${OPERATOR}"
+         --gauss-newton 0 --threads 1 --write-every 0 --json)
+execute_process(COMMAND ${MPIEXEC} -np 1 "${JKO}" ${args} OUTPUT_VARIABLE serial RESULT_VARIABLE rc)
+execute_process(COMMAND ${MPIEXEC} -np 2 "${JKO}" ${args} OUTPUT_VARIABLE split_learned ERROR_VARIABLE err
+                RESULT_VARIABLE rc2)
+if(NOT rc EQUAL 0 OR NOT rc2 EQUAL 0)
+  message(FATAL_ERROR "the learned rollout failed (${rc}, ${rc2}): ${serial} ${split_learned} ${err}")
+endif()
+string(JSON solver GET "${split_learned}" solver)
+if(NOT solver STREQUAL "learned")
+  message(FATAL_ERROR "the report does not describe the learned operator on two ranks: ${split_learned}")
+endif()
+expect_same_energies("${serial}" "${split_learned}" 9 "learned")
 execute_process(COMMAND ${MPIEXEC} -np 2 "${JKO}" rollout --case barenblatt-flow --dim 3 --grid 16 --steps 1
                         --solver learned --operator "${OPERATOR}" --write-every 0
                 OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
-string(FIND "${err}" "only the reference solver's and the linearized step's steps are split over MPI ranks" where)
+string(FIND "${err}" "are not split over ranks yet; step with none (--gauss-newton 0)" where)
 if(rc EQUAL 0 OR where EQUAL -1)
-  message(FATAL_ERROR "the learned solver on two ranks was not refused with the reason (${rc}): ${err}")
+  message(FATAL_ERROR "the learned corrections on two ranks were not refused with the reason (${rc}): ${err}")
+endif()
+execute_process(COMMAND ${MPIEXEC} -np 2 "${JKO}" rollout --case barenblatt-flow --dim 3 --grid 16 --steps 1
+                        --solver auto --operator "${OPERATOR}" --write-every 0
+                OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
+string(FIND "${err}" "steps are split over MPI ranks; run the auto solver on one process" where)
+if(rc EQUAL 0 OR where EQUAL -1)
+  message(FATAL_ERROR "the auto solver on two ranks was not refused with the reason (${rc}): ${err}")
 endif()
 message(STATUS "two ranks: ${split}")

@@ -5,6 +5,7 @@
 #include <torch/csrc/autograd/autograd.h>
 
 #include <cmath>
+#include <iostream>
 #include <memory>
 #include <tuple>
 
@@ -14,6 +15,8 @@
 #include "numerics/Multigrid.h"
 #include "numerics/ReferenceSolver.h"
 #include "numerics/StepCertificate.h"
+#include "operator/LearnedOperator.h"
+#include "parallel/DistributedLearnedStep.h"
 #include "parallel/DistributedLinearizedStep.h"
 #include "parallel/DistributedReferenceSolver.h"
 #include "parallel/MpiCommunicator.h"
@@ -295,6 +298,55 @@ TEST(SlabGridTransfer, EqualsTheWholeGridTransfers) {
     EXPECT_LT((split - expected).abs().max().item<double>(), 1e-14 * expected.abs().max().item<double>())
         << coarse.describe() << " onto " << fine.describe();
   }
+}
+
+// The learned step without corrections split over ranks against the serial
+// one: the bundled 3D operators on a grid the network's is coarser than
+// (uneven averaging windows) and on one it is not, the 2D porous-medium
+// operator on a non-square grid.
+void expectSameLearnedStep(const std::string& file, const Grid& grid, double peak) {
+  auto op = LearnedOperator::load(std::string(JKO_SOURCE_DIR) + "/data/operators/" + file);
+  op->setGaussNewton(0);
+  const OperatorMetadata& metadata = op->metadata();
+  at::Tensor rho = twoBumps(grid, 0.02);
+  rho = rho * (peak / rho.max());
+  const LearnedStep expected = op->step(rho, grid);
+  const SlabDecomposition slabs(grid, world());
+  const auto objective = std::make_shared<const DistributedJkoObjective>(metadata.energy, metadata.tau, slabs);
+  const DistributedLearnedStep split(op, objective);
+  const LearnedStep step = split.step(slabs.own(rho.unsqueeze(0))[0]);
+  const at::Tensor v = slabs.gather(step.velocity.unsqueeze(0), 2)[0];
+  const at::Tensor next = slabs.gather(step.next.unsqueeze(0))[0];
+  const double velocityError = relativeL1(v, expected.velocity), nextError = relativeL1(next, expected.next);
+  EXPECT_LT(velocityError, 1e-12) << file << " on a " << grid.describe();
+  EXPECT_LT(nextError, 1e-12) << file << " on a " << grid.describe();
+  EXPECT_GT(relativeL1(expected.next, rho), 1e-4) << file;  // the step moved mass
+  if (slabs.rank() == 0)
+    std::cout << file << " on a " << grid.describe() << ": velocity " << velocityError << ", next " << nextError
+              << " (relative L1)\n";
+}
+
+TEST(DistributedLearnedStep, StepsLikeTheSerialOperatorWithoutCorrections) {
+  configureRuntime(1);
+  expectSameLearnedStep("porous-medium-3d.jko", Grid::box(3, {40, 36, 34}, {0, 0, 0}, {1, 1, 1}), 1.0);
+  expectSameLearnedStep("porous-medium-3d.jko", Grid::unitBox(3, 20), 1.0);
+  expectSameLearnedStep("fokker-planck-3d.jko", Grid::box(3, {40, 36, 34}, {0, 0, 0}, {1, 1, 1}), 5.0);
+  expectSameLearnedStep("porous-medium.jko", Grid::box(2, {90, 72, 1}, {0, 0, 0}, {1, 1, 1}), 1.0);
+}
+
+TEST(DistributedLearnedStep, RefusesCorrectionsAndAnotherTau) {
+  const Grid grid = Grid::unitBox(3, 16);
+  const SlabDecomposition slabs(grid, world());
+  auto op = LearnedOperator::load(std::string(JKO_SOURCE_DIR) + "/data/operators/porous-medium-3d.jko");
+  const OperatorMetadata& metadata = op->metadata();
+  if (op->gaussNewton() > 0)
+    EXPECT_THROW(DistributedLearnedStep(
+                     op, std::make_shared<const DistributedJkoObjective>(metadata.energy, metadata.tau, slabs)),
+                 InvalidParameter);
+  op->setGaussNewton(0);
+  EXPECT_THROW(DistributedLearnedStep(
+                   op, std::make_shared<const DistributedJkoObjective>(metadata.energy, 2 * metadata.tau, slabs)),
+               InvalidParameter);
 }
 
 // A bad slab on one rank: every rank throws (none waits in a collective).

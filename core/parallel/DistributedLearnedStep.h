@@ -1,0 +1,49 @@
+// The learned operator's step (operator/LearnedOperator.h) split over ranks
+// by the slabs of the split reference step (DistributedReferenceSolver.h):
+// the density's grid's work on each rank's planes (the linearised base by
+// DistributedLinearizedStep, the averages onto the network grid summed over
+// the ranks, the network's outputs interpolated onto the rank's planes, the
+// deposit and the limiter), the network on its coarse grid whole on every
+// rank. Without the Gauss-Newton corrections for now: an operator is run
+// with none (LearnedOperator::setGaussNewton(0)), or refused.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <memory>
+
+#include "operator/LearnedOperator.h"
+#include "parallel/DistributedLinearizedStep.h"
+#include "parallel/DistributedReferenceSolver.h"
+
+namespace jko {
+
+class DistributedLearnedStep {
+ public:
+  /// The operator steps the objective's energy at its tau: they must be
+  /// the operator's (or one its conditioning covers), and the operator must
+  /// take no Gauss-Newton corrections; else InvalidParameter says why.
+  /// Collective.
+  DistributedLearnedStep(std::shared_ptr<const LearnedOperator> op,
+                         std::shared_ptr<const DistributedJkoObjective> objective);
+
+  /// The operator's velocity v on the owned planes, (1, dim, planes, ...):
+  /// the serial LearnedOperator::velocity's owned planes to rounding.
+  /// Collective.
+  at::Tensor velocity(const DistributedJkoObjective::State& state) const;
+
+  /// One step from the owned planes of rho (planes, ...): `next` (planes,
+  /// ...) and `velocity` (dim, planes, ...), as LearnedOperator::step's
+  /// owned planes. Collective.
+  LearnedStep step(const at::Tensor& ownedDensity) const;
+  /// The same from the prepared state of rho_k.
+  LearnedStep step(const DistributedJkoObjective::State& state) const;
+
+ private:
+  std::shared_ptr<const LearnedOperator> operator_;
+  std::shared_ptr<const DistributedJkoObjective> objective_;
+  std::unique_ptr<DistributedLinearizedStep> base_;
+  std::shared_ptr<const Energy> networkEnergy_;
+};
+
+}  // namespace jko
