@@ -51,51 +51,47 @@ string(FIND "${err}" "stopped before the solver's tolerance (iteration cap 3)" w
 if(NOT rc EQUAL 0 OR NOT stopped EQUAL 1 OR NOT estimate GREATER 0 OR where EQUAL -1)
   message(FATAL_ERROR "a capped split step is not reported with its certificate (${rc}): ${capped} ${err}")
 endif()
+# `jko rollout` with `run_args` on one process and on two ranks: both
+# succeed, the report names the solver `name`, and the frames' energies
+# agree to `digits` digits.
+function(expect_split_like_serial name digits)
+  execute_process(COMMAND ${MPIEXEC} -np 1 "${JKO}" ${run_args} OUTPUT_VARIABLE one RESULT_VARIABLE rc)
+  execute_process(COMMAND ${MPIEXEC} -np 2 "${JKO}" ${run_args} OUTPUT_VARIABLE two ERROR_VARIABLE err
+                  RESULT_VARIABLE rc2)
+  if(NOT rc EQUAL 0 OR NOT rc2 EQUAL 0)
+    message(FATAL_ERROR "the ${name} rollout failed (${rc}, ${rc2}): ${one} ${two} ${err}")
+  endif()
+  string(JSON solver GET "${two}" solver)
+  string(JSON ranks GET "${two}" ranks)
+  if(NOT solver STREQUAL name OR NOT ranks EQUAL 2)
+    message(FATAL_ERROR "the report does not describe the ${name} solver on two ranks: ${two}")
+  endif()
+  expect_same_energies("${one}" "${two}" ${digits} "${name}")
+endfunction()
 # The linearised step split over the ranks (its multigrid gathered below
-# 32^3 nodes: the 24^3 grid's levels are gathered whole).
-set(args rollout --case barenblatt-flow --dim 3 --grid 24 --steps 2 --solver linearized --threads 1 --write-every 0
-         --json)
-execute_process(COMMAND ${MPIEXEC} -np 1 "${JKO}" ${args} OUTPUT_VARIABLE serial RESULT_VARIABLE rc)
-execute_process(COMMAND ${MPIEXEC} -np 2 "${JKO}" ${args} OUTPUT_VARIABLE split_linear ERROR_VARIABLE err
-                RESULT_VARIABLE rc2)
-if(NOT rc EQUAL 0 OR NOT rc2 EQUAL 0)
-  message(FATAL_ERROR "the linearized rollout failed (${rc}, ${rc2}): ${serial} ${split_linear} ${err}")
-endif()
-string(JSON solver GET "${split_linear}" solver)
-string(JSON ranks GET "${split_linear}" ranks)
-if(NOT solver STREQUAL "linearized" OR NOT ranks EQUAL 2)
-  message(FATAL_ERROR "the report does not describe the linearized step on two ranks: ${split_linear}")
-endif()
-expect_same_energies("${serial}" "${split_linear}" 12 "linearized")
+# 32^3 nodes: the 24^3 grid's levels are gathered whole): 12 digits.
+set(run_args rollout --case barenblatt-flow --dim 3 --grid 24 --steps 2 --solver linearized --threads 1
+             --write-every 0 --json)
+expect_split_like_serial(linearized 12)
 # The learned operator without its corrections split over the ranks (its
-# network whole on every rank): the frames of one process to 9 digits (the
-# float32 network can round a feature differently); with its corrections,
-# and the Auto solver, refused with the reason.
-set(args rollout --case barenblatt-flow --dim 3 --grid 24 --steps 2 --solver learned --operator "${OPERATOR}"
-         --gauss-newton 0 --threads 1 --write-every 0 --json)
-execute_process(COMMAND ${MPIEXEC} -np 1 "${JKO}" ${args} OUTPUT_VARIABLE serial RESULT_VARIABLE rc)
-execute_process(COMMAND ${MPIEXEC} -np 2 "${JKO}" ${args} OUTPUT_VARIABLE split_learned ERROR_VARIABLE err
-                RESULT_VARIABLE rc2)
-if(NOT rc EQUAL 0 OR NOT rc2 EQUAL 0)
-  message(FATAL_ERROR "the learned rollout failed (${rc}, ${rc2}): ${serial} ${split_learned} ${err}")
-endif()
-string(JSON solver GET "${split_learned}" solver)
-if(NOT solver STREQUAL "learned")
-  message(FATAL_ERROR "the report does not describe the learned operator on two ranks: ${split_learned}")
-endif()
-expect_same_energies("${serial}" "${split_learned}" 9 "learned")
-execute_process(COMMAND ${MPIEXEC} -np 2 "${JKO}" rollout --case barenblatt-flow --dim 3 --grid 16 --steps 1
-                        --solver learned --operator "${OPERATOR}" --write-every 0
-                OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
-string(FIND "${err}" "are not split over ranks yet; step with none (--gauss-newton 0)" where)
-if(rc EQUAL 0 OR where EQUAL -1)
-  message(FATAL_ERROR "the learned corrections on two ranks were not refused with the reason (${rc}): ${err}")
-endif()
-execute_process(COMMAND ${MPIEXEC} -np 2 "${JKO}" rollout --case barenblatt-flow --dim 3 --grid 16 --steps 1
-                        --solver auto --operator "${OPERATOR}" --write-every 0
-                OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
-string(FIND "${err}" "steps are split over MPI ranks; run the auto solver on one process" where)
-if(rc EQUAL 0 OR where EQUAL -1)
-  message(FATAL_ERROR "the auto solver on two ranks was not refused with the reason (${rc}): ${err}")
-endif()
+# network whole on every rank): 9 digits (the float32 network can round a
+# feature differently). With its corrections, and the Auto solver, refused
+# with the reason.
+set(run_args rollout --case barenblatt-flow --dim 3 --grid 24 --steps 2 --solver learned --operator "${OPERATOR}"
+             --gauss-newton 0 --threads 1 --write-every 0 --json)
+expect_split_like_serial(learned 9)
+# `jko rollout` on two ranks with the 16^3 Barenblatt flow and the further
+# arguments fails, with `reason` in its message.
+function(expect_refused reason)
+  execute_process(COMMAND ${MPIEXEC} -np 2 "${JKO}" rollout --case barenblatt-flow --dim 3 --grid 16 --steps 1
+                          --write-every 0 ${ARGN} OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
+  string(FIND "${err}" "${reason}" where)
+  if(rc EQUAL 0 OR where EQUAL -1)
+    message(FATAL_ERROR "${ARGN} on two ranks was not refused with the reason (${rc}): ${err}")
+  endif()
+endfunction()
+expect_refused("are not split over ranks yet; step with none (--gauss-newton 0)" --solver learned --operator
+               "${OPERATOR}")
+expect_refused("steps are split over MPI ranks; run the auto solver on one process" --solver auto --operator
+               "${OPERATOR}")
 message(STATUS "two ranks: ${split}")
