@@ -258,9 +258,6 @@ class SampleModel {
     }
   }
 
-  /// The owned nodes of the fields, [begin, end) (all but on a split grid).
-  int64_t ownedBegin() const { return ownedBegin_; }
-  int64_t ownedEnd() const { return ownedEnd_; }
   /// A split grid: the halo planes of a window field from their owners.
   void refreshHalo(double* field) const {
     if (split_)
@@ -453,7 +450,7 @@ class SampleModel {
   std::unique_ptr<Multigrid> multigrid_;
   Key key_;
   const LinearizedSplit* split_ = nullptr;
-  int64_t ownedBegin_ = 0, ownedEnd_ = 0;
+  int64_t ownedBegin_ = 0, ownedEnd_ = 0;  ///< the owned nodes of the fields (all but on a split grid)
 };
 
 // The calling thread's model for a grid shape and smoothing.
