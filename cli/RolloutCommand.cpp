@@ -267,6 +267,7 @@ void addRolloutCommand(CLI::App& app) {
       request.solver = solverName;
       request.linearized = o->linearized;
       request.learned = op;
+      request.threshold = o->threshold;
       request.tau = tau;
       request.steps = o->steps;
       request.maxIterations = o->maxIterations;

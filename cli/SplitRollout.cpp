@@ -15,6 +15,7 @@
 #include "FrameFiles.h"
 #include "numerics/Errors.h"
 #include "numerics/StepCertificate.h"
+#include "operator/AutoSolver.h"
 #include "parallel/DistributedLearnedStep.h"
 #include "parallel/DistributedLinearizedStep.h"
 #include "parallel/DistributedReferenceSolver.h"
@@ -118,6 +119,7 @@ void runSplitRollout(SplitRolloutRequest request, std::shared_ptr<const Communic
   std::vector<double> energies{wholeEnergy(rho)}, stepMs, certificateMs;
   std::vector<int> iterations, unconverged, underResolved;
   nlohmann::json certificates = nlohmann::json::array();
+  RefinementTally tally;
   double largestCertificate = 0, spreadMax = 0;
   double massDrift = 0, minimum = slabs.communicator().max(-rho.min().item<double>());
   minimum = -minimum;
@@ -155,6 +157,14 @@ void runSplitRollout(SplitRolloutRequest request, std::shared_ptr<const Communic
         largestCertificate = std::max(largestCertificate, certificate.l1ErrorEstimate);
     }
     if (certificate.underResolved()) underResolved.push_back(k + 1);
+    if (learned) {
+      // A learned frame that fails its descent guard or its certificate is
+      // named, as the serial rollout names it.
+      CertifiedStep certified;
+      certified.learned = certified.certificate = certificate;
+      certified.reason = learnedStepVerdict(certificate, request.threshold);
+      tally.add(certified);
+    }
     if (std::isfinite(certificate.spreadMassFraction)) spreadMax = std::max(spreadMax, certificate.spreadMassFraction);
     if (k % std::max(1, request.writeEvery) == 0) write(k, rho, step.displacement);
     warm = step.displacement;
@@ -186,6 +196,7 @@ void runSplitRollout(SplitRolloutRequest request, std::shared_ptr<const Communic
   if (!unconverged.empty())
     warnings.push_back(cappedReferenceWarning(unconverged, K, request.maxIterations, largestCertificate));
   for (const std::string& warning : warnings) std::cerr << "jko: warning: " << warning << "\n";
+  if (learned) std::cerr << "jko: learned: " << tally.describe(request.threshold, false) << "\n";
   std::vector<double> sorted = stepMs;
   std::sort(sorted.begin(), sorted.end());
   nlohmann::json result = {{"solver", request.solver},
@@ -215,6 +226,11 @@ void runSplitRollout(SplitRolloutRequest request, std::shared_ptr<const Communic
                            {"energy_per_frame", energies},
                            {"frames_written", series ? series->count() : 0},
                            {"pvd", pvd}};
+  if (learned) {
+    result["gauss_newton"] = 0;
+    result["certificate_threshold"] = request.threshold;
+    result["refinement"] = tally.toJson();
+  }
   if (request.json) {
     std::cout << result.dump() << std::endl;
     return;

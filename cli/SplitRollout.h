@@ -27,6 +27,7 @@ struct SplitRolloutRequest {
   std::string solver = "reference";  ///< or "linearized", "learned"
   LinearizedStepOptions linearized;
   std::shared_ptr<const LearnedOperator> learned;  ///< the operator of "learned"
+  double threshold = 0.004;                        ///< a learned frame's certificate threshold
   double tau = 0.005;
   int steps = 20, maxIterations = 2000, writeEvery = 1;
   std::string out = "frames", prefix = "frame";
@@ -36,7 +37,8 @@ struct SplitRolloutRequest {
 /// Runs the rollout on every rank (collective); every rank writes its piece
 /// of each frame (a .vti of its planes), rank 0 the .pvti of each frame, the
 /// .pvd and the report: per step its time, L-BFGS
-/// iterations (reference) and certificate, energy, mass drift, each rank's planes and
+/// iterations (reference) and certificate (learned: the frames that fail
+/// it, named on stderr as the serial rollout names them), energy, mass drift, each rank's planes and
 /// peak memory, and the warnings of the serial rollout (steps stopped at the
 /// iteration cap, under-resolved steps).
 void runSplitRollout(SplitRolloutRequest request, std::shared_ptr<const Communicator> communicator);

@@ -86,11 +86,14 @@ CertifiedStep AutoSolver::certifiedGuess(const at::Tensor& rho, double energyOfR
   out.learned = certifier_.certify(rho, out.displacement, energyOfRho);
   out.certificate = out.learned;
   out.certificateMs = millisecondsSince(start);
-  if (!out.learned.descent)
-    out.reason = RefineReason::DescentFailed;
-  else if (!out.learned.passes(options_.threshold))
-    out.reason = RefineReason::CertificateAbove;
+  out.reason = learnedStepVerdict(out.learned, options_.threshold);
   return out;
+}
+
+RefineReason learnedStepVerdict(const StepCertificate& certificate, double threshold) {
+  if (!certificate.descent) return RefineReason::DescentFailed;
+  if (!certificate.passes(threshold)) return RefineReason::CertificateAbove;
+  return RefineReason::None;
 }
 
 CertifiedStep AutoSolver::step(const at::Tensor& rho, const ProgressCallback& progress, double energyOfRho) const {

@@ -67,6 +67,9 @@ enum class RefineReason {
 };
 /// "none", "descent", "certificate", "learned-step-failed".
 std::string toString(RefineReason reason);
+/// Why a learned frame with this certificate is not certified at
+/// `threshold` (its descent guard first), or None.
+RefineReason learnedStepVerdict(const StepCertificate& certificate, double threshold);
 
 /// One step of the Auto solver (or the learned step alone, certified).
 struct CertifiedStep {

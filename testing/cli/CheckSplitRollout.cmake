@@ -67,6 +67,8 @@ function(expect_split_like_serial name digits)
     message(FATAL_ERROR "the report does not describe the ${name} solver on two ranks: ${two}")
   endif()
   expect_same_energies("${one}" "${two}" ${digits} "${name}")
+  set(split_report "${two}" PARENT_SCOPE)
+  set(split_err "${err}" PARENT_SCOPE)
 endfunction()
 # The linearised step split over the ranks (its multigrid gathered below
 # 32^3 nodes: the 24^3 grid's levels are gathered whole): 12 digits.
@@ -80,6 +82,12 @@ expect_split_like_serial(linearized 12)
 set(run_args rollout --case barenblatt-flow --dim 3 --grid 24 --steps 2 --solver learned --operator "${OPERATOR}"
              --gauss-newton 0 --threads 1 --write-every 0 --json)
 expect_split_like_serial(learned 9)
+# Its frames' certificates tallied and the count said, as one process says it.
+string(JSON counted GET "${split_report}" refinement frames)
+string(FIND "${split_err}" "learned frames fail their certificate" said)
+if(NOT counted EQUAL 2 OR said EQUAL -1)
+  message(FATAL_ERROR "the split learned frames' certificates are not tallied and said: ${split_report} ${split_err}")
+endif()
 # `jko rollout` on two ranks with the 16^3 Barenblatt flow and the further
 # arguments fails, with `reason` in its message.
 function(expect_refused reason)
