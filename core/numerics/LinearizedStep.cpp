@@ -850,22 +850,14 @@ at::Tensor LinearizedStep::displacement(const JkoState& state) const {
   return displacementShaped(u, grid, state.density.device());
 }
 
-at::Tensor LinearizedStep::correction(const JkoState& state, const at::Tensor& gradient, bool hardStep,
-                                      bool trustRegion) const {
-  at::NoGradGuard noGrad;
-  const Grid& grid = objective_->grid();
-  const int64_t N = grid.numNodes();
-  const at::Tensor r = (gradient / grid.cellVolume())
-                           .to(at::kCPU, at::kDouble)
-                           .reshape({state.density.size(0), grid.dim * N})
-                           .contiguous();
-  at::Tensor delta = at::zeros_like(r);
+CorrectionRule correctionRule(const EnergySpec& spec, const LinearizedStepOptions& options, bool hardStep,
+                              bool trustRegion) {
   // Particles of negative pre-filtered mass (the pre-filter's ringing at
   // sharp edges, a large share of a field of small cells) move in the
   // corrections: held at their start, the corrections of an aggregation
   // step from such cells stalled 17% from the minimiser (0.02% with them,
   // docs/design.md, "Gauss-Newton corrections for every preset"). With an
-  // entropy only in a hard step's extra corrections (refine()): there,
+  // entropy only in a hard step's extra corrections (refineMap()): there,
   // under the trust region below, they let the Fokker-Planck step from a
   // field of small cells at 64^2 come within 3.0% of the reference solver's
   // instead of stalling at 6.0% (the corrections could not lower J further
@@ -885,39 +877,85 @@ at::Tensor LinearizedStep::correction(const JkoState& state, const at::Tensor& g
   // and without an entropy it changes nothing (porous medium) or holds back
   // the far-moving particles (aggregation; docs/design.md, "A trust region
   // for the entropy's corrections").
-  const EnergySpec& spec = objective_->energy().spec();
   const bool entropy = spec.internal == InternalKind::Entropy && spec.diffusion > 0;
-  const bool negativeMassesMove = options_.negativeMassesMove && (!entropy || hardStep);
-  const double capCells = entropy && trustRegion ? options_.correctionCapCells : 0;
-  forEachSampleModel(*objective_, options_, state, negativeMassesMove,
+  CorrectionRule rule;
+  rule.negativeMassesMove = options.negativeMassesMove && (!entropy || hardStep);
+  rule.capCells = entropy && trustRegion ? options.correctionCapCells : 0;
+  return rule;
+}
+
+at::Tensor LinearizedStep::correction(const JkoState& state, const at::Tensor& gradient, bool hardStep,
+                                      bool trustRegion) const {
+  at::NoGradGuard noGrad;
+  const Grid& grid = objective_->grid();
+  const int64_t N = grid.numNodes();
+  const at::Tensor r = (gradient / grid.cellVolume())
+                           .to(at::kCPU, at::kDouble)
+                           .reshape({state.density.size(0), grid.dim * N})
+                           .contiguous();
+  at::Tensor delta = at::zeros_like(r);
+  const CorrectionRule rule = correctionRule(objective_->energy().spec(), options_, hardStep, trustRegion);
+  forEachSampleModel(*objective_, options_, state, rule.negativeMassesMove,
                      [&](SampleModel& model, int64_t b, const Shape& shape) {
                        double* out = delta.data_ptr<double>() + b * grid.dim * N;
                        model.correct(r.data_ptr<double>() + b * grid.dim * N, out);
-                       if (capCells > 0) capDisplacement(shape, capCells, options_.correctionCapRadius, out);
+                       if (rule.capCells > 0) capDisplacement(shape, rule.capCells, options_.correctionCapRadius, out);
                      });
   return displacementShaped(delta, grid, state.density.device());
 }
 
-RefinedDisplacement LinearizedStep::refine(const JkoState& state, const at::Tensor& start, int corrections,
-                                           double tolerance) const {
-  if (tolerance < 0) tolerance = options_.correctionTolerance;
+namespace {
+// One L-BFGS pair of a batch: the changes s of the map and y of the
+// objective's gradient, and 1 / (s . y) per density (0 where unusable).
+struct CurvaturePair {
+  at::Tensor s, y, inverseCurvature;
+};
+
+// -H J'(u): L-BFGS's inverse Hessian H from the pairs, on top of the
+// model's A^-1 (a hard step's).
+at::Tensor quasiNewtonCorrection(const MapCorrections& J, const at::Tensor& gradient,
+                                 const std::deque<CurvaturePair>& pairs) {
+  // The two-loop recursion (Nocedal & Wright, Algorithm 7.4) per density,
+  // with H0 = A^-1 applied by the correction (-A^-1 q, so r = -correction(q)).
+  std::vector<int64_t> perSample(gradient.dim(), 1);
+  perSample[0] = -1;
+  const int count = static_cast<int>(pairs.size());
+  std::vector<at::Tensor> alpha(count);
+  at::Tensor q = gradient.clone();
+  for (int i = count - 1; i >= 0; --i) {
+    alpha[i] = pairs[i].inverseCurvature * J.dot(pairs[i].s, q);
+    addPerDensity(q, -alpha[i], pairs[i].y);
+  }
+  at::Tensor r = -J.correction(q, true);
+  for (int i = 0; i < count; ++i) {
+    const at::Tensor beta = pairs[i].inverseCurvature * J.dot(pairs[i].y, r);
+    addPerDensity(r, alpha[i] - beta, pairs[i].s);
+  }
+  // Where the result is no descent direction (the entropy's capped model is
+  // not linear), that density takes the chord step.
+  const at::Tensor descent = J.dot(gradient, r) > 0;
+  if (descent.all().item<bool>()) return -r;
+  return at::where(descent.view(perSample), -r, J.correction(gradient, true));
+}
+}  // namespace
+
+RefinedDisplacement refineMap(const MapCorrections& J, const LinearizedStepOptions& options, const at::Tensor& start,
+                              int corrections, double tolerance) {
   at::NoGradGuard noGrad;
   std::vector<int64_t> perSample(start.dim(), 1), perDensity(start.dim() - 1, 1);
   perSample[0] = perDensity[0] = -1;
-  JkoTerms terms = objective_->evaluate(state, start);
+  const MapCorrections::Evaluation terms = J.evaluate(start);
   RefinedDisplacement out{start, terms.deposited};
   if (corrections <= 0) return out;
-  const StepCertifier certifier(objective_);
-  const StepCertifier::TransportMetric metric = certifier.transportMetric(state);
   at::Tensor current = terms.objective;
   // A start above staying put (J(u) > J(0) = E(rho), the deposit of the
   // pre-filtered masses at u = 0 being rho) is replaced by u = 0, so that
   // the result never breaks the descent every minimiser satisfies.
-  const at::Tensor still = objective_->energy()(state.density);
+  const at::Tensor still = J.stayingPut();
   const at::Tensor above = current > still;
   if (above.any().item<bool>()) {
     out.displacement = at::where(above.view(perSample), at::zeros_like(start), start);
-    out.deposited = at::where(above.view(perDensity), state.density, out.deposited);
+    out.deposited = at::where(above.view(perDensity), J.density(), out.deposited);
     current = at::where(above, still, current);
   }
   // With a tolerance, densities whose map is certified to it stop
@@ -925,7 +963,7 @@ RefinedDisplacement LinearizedStep::refine(const JkoState& state, const at::Tens
   // default, as it made the certificates a band that no longer ranks the
   // frames by their error (docs/design.md, "Corrections until certified").
   at::Tensor done = at::zeros_like(current, at::kBool);
-  const int extra = std::max(0, options_.extraCorrections);
+  const int extra = std::max(0, options.extraCorrections);
   // Not with a tolerance (the Auto solver): there a frame still flagged
   // goes to the reference solver's L-BFGS, whose start the further
   // corrections made worse: on two wild scans they brought the certificate
@@ -934,11 +972,10 @@ RefinedDisplacement LinearizedStep::refine(const JkoState& state, const at::Tens
   // L-BFGS from the map passed its test 3.2-3.4% off, where the restart
   // ran to the reference solver's rule, within 0.4% (docs/design.md,
   // "Further corrections for frames still flagged").
-  const int further = extra > 0 && tolerance <= 0 ? options_.furtherCorrections : 0;
+  const int further = extra > 0 && tolerance <= 0 ? options.furtherCorrections : 0;
   const int most = corrections + extra + further;
-  const double extraAbove = objective_->energy().spec().internal == InternalKind::None
-                                ? options_.extraCorrectionsAboveWithoutDiffusion
-                                : options_.extraCorrectionsAbove;
+  const double extraAbove =
+      J.withoutInternalEnergy() ? options.extraCorrectionsAboveWithoutDiffusion : options.extraCorrectionsAbove;
   // L-BFGS pairs of the extra corrections, per density (s . y <= 0 or a
   // density that did not move: its inverse curvature is 0, so the pair
   // leaves its direction alone). Pairs of the fixed corrections are left
@@ -950,16 +987,16 @@ RefinedDisplacement LinearizedStep::refine(const JkoState& state, const at::Tens
   for (int k = 0; k < most; ++k) {
     if (done.all().item<bool>()) break;
     const at::Tensor& u = out.displacement;
-    const at::Tensor gradient = certifier.gradient(state, u, out.deposited, &metric);
+    const at::Tensor gradient = J.gradient(u, out.deposited);
     // Gauss-Newton further corrections (options().furtherNewtonIterations):
     // they need no L-BFGS pairs, and a density is done once certified.
-    const bool newton = further > 0 && k >= corrections + extra && options_.furtherNewtonIterations > 0;
-    if (options_.extraCorrectionMemory > 0 && k > corrections && !newton) {
+    const bool newton = further > 0 && k >= corrections + extra && options.furtherNewtonIterations > 0;
+    if (options.extraCorrectionMemory > 0 && k > corrections && !newton) {
       const at::Tensor s = u - previousU, y = gradient - previousGradient;
-      const at::Tensor sy = perDensityDot(s, y);
-      const at::Tensor usable = sy > 1e-12 * (perDensityDot(s, s) * perDensityDot(y, y)).sqrt();
+      const at::Tensor sy = J.dot(s, y);
+      const at::Tensor usable = sy > 1e-12 * (J.dot(s, s) * J.dot(y, y)).sqrt();
       pairs.push_back({s, y, at::where(usable, 1.0 / sy.clamp_min(1e-300), at::zeros_like(sy))});
-      if (static_cast<int>(pairs.size()) > options_.extraCorrectionMemory) pairs.pop_front();
+      if (static_cast<int>(pairs.size()) > options.extraCorrectionMemory) pairs.pop_front();
     }
     previousU = u, previousGradient = gradient;
     // After the fixed corrections, a hard step (sharp edges near vacuum,
@@ -977,29 +1014,29 @@ RefinedDisplacement LinearizedStep::refine(const JkoState& state, const at::Tens
     const bool extraRule = k == corrections, toleranceRule = tolerance > 0;
     const bool furtherRule = further > 0 && k == corrections + extra;
     if (extraRule || furtherRule || toleranceRule || newton) {
-      const at::Tensor estimates = certifier.l1ErrorEstimates(state, u, gradient, out.deposited, &metric);
+      const at::Tensor estimates = J.l1ErrorEstimates(u, gradient, out.deposited);
       if (extraRule) done = done.logical_or(estimates <= extraAbove);
-      if (furtherRule) done = done.logical_or(estimates <= options_.furtherCorrectionsAbove);
+      if (furtherRule) done = done.logical_or(estimates <= options.furtherCorrectionsAbove);
       if (toleranceRule) done = done.logical_or(estimates < tolerance);
-      if (newton) done = done.logical_or(estimates < options_.furtherNewtonCertified);
+      if (newton) done = done.logical_or(estimates < options.furtherNewtonCertified);
       if (done.all().item<bool>()) break;
     }
     const bool extra = k >= corrections;
-    at::Tensor delta = newton ? gaussNewtonAtMap(state, u, out.deposited, gradient, certifier, metric.weight)
-                       : extra && !pairs.empty() ? quasiNewtonCorrection(state, gradient, pairs)
-                                                 : correction(state, gradient, extra);
+    at::Tensor delta = newton                    ? J.gaussNewtonAtMap(u, out.deposited, gradient)
+                       : extra && !pairs.empty() ? quasiNewtonCorrection(J, gradient, pairs)
+                                                 : J.correction(gradient, extra);
     // Per density: the full correction if it lowers J; else the minimiser
     // of the parabola through J(u), its slope g . delta and J(u + delta),
     // within [1/16, 1/2]; else a quarter of the last length, down to
     // 1/4^(trials - 2) of the fit's (three trials stalled on thin strokes,
     // where J rises steeply along the correction); none lowers J: stay, and
     // stop (the next correction would be the same).
-    const at::Tensor slope = perDensityDot(gradient, delta);
+    const at::Tensor slope = J.dot(gradient, delta);
     at::Tensor length = at::ones_like(current), accepted = done.clone();
     RefinedDisplacement next = out;
-    for (int attempt = 0; attempt < options_.lineSearchTrials; ++attempt) {
+    for (int attempt = 0; attempt < options.lineSearchTrials; ++attempt) {
       const at::Tensor trial = u + length.view(perSample) * delta;
-      const JkoTerms t = objective_->evaluate(state, trial);
+      const MapCorrections::Evaluation t = J.evaluate(trial);
       const at::Tensor take = (t.objective <= current).logical_and(accepted.logical_not());
       next.displacement = perDensityWhere(take, trial, next.displacement);
       next.deposited = perDensityWhere(take, t.deposited, next.deposited);
@@ -1019,29 +1056,52 @@ RefinedDisplacement LinearizedStep::refine(const JkoState& state, const at::Tens
   return out;
 }
 
-at::Tensor LinearizedStep::quasiNewtonCorrection(const JkoState& state, const at::Tensor& gradient,
-                                                 const std::deque<CurvaturePair>& pairs) const {
-  // The two-loop recursion (Nocedal & Wright, Algorithm 7.4) per density,
-  // with H0 = A^-1 applied by correction() (-A^-1 q, so r = -correction(q)).
-  std::vector<int64_t> perSample(gradient.dim(), 1);
-  perSample[0] = -1;
-  const int count = static_cast<int>(pairs.size());
-  std::vector<at::Tensor> alpha(count);
-  at::Tensor q = gradient.clone();
-  for (int i = count - 1; i >= 0; --i) {
-    alpha[i] = pairs[i].inverseCurvature * perDensityDot(pairs[i].s, q);
-    addPerDensity(q, -alpha[i], pairs[i].y);
+// The corrections' problem on the whole grid: the objective, its
+// certifier's gradient and estimates, and the step's model.
+class LinearizedStep::WholeGridCorrections final : public MapCorrections {
+ public:
+  WholeGridCorrections(const LinearizedStep& step, const JkoState& state)
+      : step_(step), state_(state), certifier_(step.objective_), metric_(certifier_.transportMetric(state)) {}
+  Evaluation evaluate(const at::Tensor& u) const override {
+    const JkoTerms terms = step_.objective_->evaluate(state_, u);
+    return {terms.objective, terms.deposited};
   }
-  at::Tensor r = -correction(state, q, true);
-  for (int i = 0; i < count; ++i) {
-    const at::Tensor beta = pairs[i].inverseCurvature * perDensityDot(pairs[i].y, r);
-    addPerDensity(r, alpha[i] - beta, pairs[i].s);
+  at::Tensor stayingPut() const override { return step_.objective_->energy()(state_.density); }
+  at::Tensor density() const override { return state_.density; }
+  at::Tensor gradient(const at::Tensor& u, const at::Tensor& deposited) const override {
+    return certifier_.gradient(state_, u, deposited, &metric_);
   }
-  // Where the result is no descent direction (the entropy's capped model is
-  // not linear), that density takes the chord step.
-  const at::Tensor descent = perDensityDot(gradient, r) > 0;
-  if (descent.all().item<bool>()) return -r;
-  return at::where(descent.view(perSample), -r, correction(state, gradient, true));
+  at::Tensor l1ErrorEstimates(const at::Tensor& u, const at::Tensor& gradient,
+                              const at::Tensor& deposited) const override {
+    return certifier_.l1ErrorEstimates(state_, u, gradient, deposited, &metric_);
+  }
+  at::Tensor correction(const at::Tensor& gradient, bool hardStep) const override {
+    return step_.correction(state_, gradient, hardStep);
+  }
+  at::Tensor gaussNewtonAtMap(const at::Tensor& u, const at::Tensor& deposited,
+                              const at::Tensor& gradient) const override {
+    return step_.gaussNewtonAtMap(state_, u, deposited, gradient, certifier_, metric_.weight);
+  }
+  at::Tensor dot(const at::Tensor& a, const at::Tensor& b) const override { return perDensityDot(a, b); }
+  bool withoutInternalEnergy() const override {
+    return step_.objective_->energy().spec().internal == InternalKind::None;
+  }
+
+ private:
+  const LinearizedStep& step_;
+  const JkoState& state_;
+  const StepCertifier certifier_;
+  const StepCertifier::TransportMetric metric_;
+};
+
+RefinedDisplacement LinearizedStep::refine(const JkoState& state, const at::Tensor& start, int corrections,
+                                           double tolerance) const {
+  if (corrections <= 0) {
+    at::NoGradGuard noGrad;
+    return {start, objective_->evaluate(state, start).deposited};
+  }
+  return refineMap(WholeGridCorrections(*this, state), options_, start, corrections,
+                   tolerance < 0 ? options_.correctionTolerance : tolerance);
 }
 
 at::Tensor LinearizedStep::gaussNewtonAtMap(const JkoState& state, const at::Tensor& displacement,

@@ -155,6 +155,16 @@ struct RefinedDisplacement {
   at::Tensor deposited;     ///< its deposit (B, n...), before the output limiter
 };
 
+/// Who moves in a correction and how far (LinearizedStep::correction): the
+/// particles of negative pre-filtered mass too, and each particle's cap in
+/// cells (0: none).
+struct CorrectionRule {
+  bool negativeMassesMove = true;
+  double capCells = 0;
+};
+CorrectionRule correctionRule(const EnergySpec& spec, const LinearizedStepOptions& options, bool hardStep,
+                              bool trustRegion);
+
 /// How the linearised step's grid is split over ranks.
 struct LinearizedSplit {
   MultigridSlabs slabs;  ///< the ranks' planes of the grid's first axis
@@ -175,6 +185,9 @@ struct LinearizedSlab {
   /// within the grid; undefined without a potential or interaction.
   at::Tensor external;
   double peak = 0;  ///< the whole density's largest value
+  /// The step these fields belong to: a rank's model stays prepared for it
+  /// (and for `masses`' tensor) across the step and its corrections.
+  const void* step = nullptr;
 };
 
 /// The displacement of LinearizedStep::displacement on the rank's planes,
@@ -183,6 +196,54 @@ struct LinearizedSlab {
 /// ranks); the multigrid's V-cycles are the serial ones. Collective.
 at::Tensor linearizedDisplacementOnSlab(const LinearizedSlab& slab, const EnergySpec& spec, double tau,
                                         const LinearizedStepOptions& options);
+
+/// LinearizedStep::correction on the rank's planes: the correction
+/// (1, dim, planes, ...) for the objective's gradient on the owned planes
+/// (1, dim, planes, ...), capped alike (the cap's smoothing reads the
+/// factors of 2 r planes of halo): the serial one's owned planes to the
+/// rounding of the inner products summed over the ranks. Collective.
+at::Tensor linearizedCorrectionOnSlab(const LinearizedSlab& slab, const EnergySpec& spec, double tau,
+                                      const LinearizedStepOptions& options, const at::Tensor& gradient,
+                                      const CorrectionRule& rule);
+
+/// What the corrections of a map (refineMap) need of one JKO step, per
+/// density of a batch (B, ...): the objective on the whole grid
+/// (LinearizedStep::refine) or on one rank's planes of a grid split over
+/// ranks (parallel/DistributedLinearizedStep), its sums over the ranks
+/// inside, so that both run the one algorithm.
+class MapCorrections {
+ public:
+  virtual ~MapCorrections() = default;
+  struct Evaluation {
+    at::Tensor objective;  ///< J(u) (B,)
+    at::Tensor deposited;  ///< rho' (B, n...)
+  };
+  virtual Evaluation evaluate(const at::Tensor& displacement) const = 0;
+  /// J(0) = E(rho_k) (B,), and rho_k (B, n...), the deposit at u = 0.
+  virtual at::Tensor stayingPut() const = 0;
+  virtual at::Tensor density() const = 0;
+  /// dJ/du at u, whose deposit the caller has.
+  virtual at::Tensor gradient(const at::Tensor& displacement, const at::Tensor& deposited) const = 0;
+  /// StepCertifier::l1ErrorEstimates (B,).
+  virtual at::Tensor l1ErrorEstimates(const at::Tensor& displacement, const at::Tensor& gradient,
+                                      const at::Tensor& deposited) const = 0;
+  /// LinearizedStep::correction for the objective's gradient.
+  virtual at::Tensor correction(const at::Tensor& gradient, bool hardStep) const = 0;
+  /// The Gauss-Newton correction at the map (LinearizedStepOptions::furtherNewtonIterations).
+  virtual at::Tensor gaussNewtonAtMap(const at::Tensor& displacement, const at::Tensor& deposited,
+                                      const at::Tensor& gradient) const = 0;
+  /// a . b per density (B,).
+  virtual at::Tensor dot(const at::Tensor& a, const at::Tensor& b) const = 0;
+  /// The energy has no internal part (extraCorrectionsAboveWithoutDiffusion applies).
+  virtual bool withoutInternalEnergy() const = 0;
+};
+
+/// LinearizedStep::refine's corrections of `start` (B, dim, n...) for the
+/// step `problem` describes, with `options`' corrections (its
+/// correctionTolerance replaced by `tolerance`). Collective where the
+/// problem's sums are.
+RefinedDisplacement refineMap(const MapCorrections& problem, const LinearizedStepOptions& options,
+                              const at::Tensor& start, int corrections, double tolerance);
 
 class LinearizedStep {
  public:
@@ -236,15 +297,7 @@ class LinearizedStep {
   std::pair<at::Tensor, at::Tensor> step(const at::Tensor& rho) const;
 
  private:
-  /// One L-BFGS pair of a batch: the changes s of the map and y of the
-  /// objective's gradient, and 1 / (s . y) per density (0 where unusable).
-  struct CurvaturePair {
-    at::Tensor s, y, inverseCurvature;
-  };
-  /// -H J'(u): L-BFGS's inverse Hessian H from the pairs, on top of the
-  /// model's A^-1 (a hard step's).
-  at::Tensor quasiNewtonCorrection(const JkoState& state, const at::Tensor& gradient,
-                                   const std::deque<CurvaturePair>& pairs) const;
+  class WholeGridCorrections;
   /// The Gauss-Newton correction at the map u (B, dim, n...) with deposit
   /// `deposited` (options().furtherNewtonIterations).
   at::Tensor gaussNewtonAtMap(const JkoState& state, const at::Tensor& displacement, const at::Tensor& deposited,
