@@ -245,15 +245,15 @@ void addRolloutCommand(CLI::App& app) {
       throw InvalidParameter("--energy", "none", "give an energy preset for a density read from a file");
     energySpec = o->energy.over(op ? op->metadata().energy : energySpec);
 
-    // Under mpirun with several ranks: the reference solver's or the
-    // linearised step's steps split over them by slabs (every rank ran the
+    // Under mpirun with several ranks: the reference solver's, the
+    // linearised step's or the learned operator's steps split over them by slabs (every rank ran the
     // lines above alike; the split rollout checks and rescales the density
     // over the ranks).
     if (split) {
       if (solverName != "reference" && solverName != "linearized" && solverName != "learned")
         throw InvalidParameter("--solver", solverName,
                                "only the reference solver's, the linearized step's and the learned operator's "
-                               "(without corrections) steps are split over MPI ranks; run the " +
+                               "steps are split over MPI ranks; run the " +
                                    solverName + " solver on one process, or give --solver reference");
       if (o->referenceCheck)
         throw InvalidParameter("--reference-check", "on", "the reference solver is what runs split over ranks");
@@ -516,6 +516,7 @@ void addRolloutCommand(CLI::App& app) {
       // One line on what was refined (auto, refine) or would need to be (learned).
       std::cerr << "jko: " << solverName << ": " << tally.describe(o->threshold, solverName != "learned") << "\n";
     }
+    if (solverName == "linearized") result["gauss_newton"] = o->linearized.corrections;
     if (!failure.empty()) result["error"] = failure;
     if (o->json) {
       std::cout << result.dump() << std::endl;

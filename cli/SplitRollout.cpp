@@ -227,10 +227,11 @@ void runSplitRollout(SplitRolloutRequest request, std::shared_ptr<const Communic
                            {"frames_written", series ? series->count() : 0},
                            {"pvd", pvd}};
   if (learned) {
-    result["gauss_newton"] = 0;
+    result["gauss_newton"] = request.learned->gaussNewton();
     result["certificate_threshold"] = request.threshold;
     result["refinement"] = tally.toJson();
   }
+  if (linearized) result["gauss_newton"] = request.linearized.corrections;
   if (request.json) {
     std::cout << result.dump() << std::endl;
     return;

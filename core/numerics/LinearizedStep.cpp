@@ -270,6 +270,8 @@ class SampleModel {
   }
 
   const double* masses = nullptr;  // m
+  /// On a split grid: m on the window, where `masses` points.
+  std::vector<double> windowMasses;
   // What the model was last prepared for: the state's masses (a handle, so
   // that no other tensor can take their place while it is kept), their
   // version, the sample and the objective and options.
@@ -776,49 +778,73 @@ at::Tensor displacementShaped(const at::Tensor& flat, const Grid& grid, at::Devi
 }
 }  // namespace
 
-at::Tensor linearizedDisplacementOnSlab(const LinearizedSlab& in, const EnergySpec& spec, double tau,
-                                        const LinearizedStepOptions& options) {
-  at::NoGradGuard noGrad;
-  const LinearizedSplit& split = in.split;
-  const int rank = split.slabs.communicator->rank();
-  const std::vector<int64_t>& first = split.slabs.firstPlane;
-  const int64_t lo = first[rank], hi = first[rank + 1], total = first.back();
-  // Shapes of the owned planes, of the window with one plane of halo (Phi's
-  // curvature) and of the model's window.
-  const Shape whole = shapeOf(in.grid);
-  const int slot0 = whole.slot(0);
-  auto planes = [&](int64_t from, int64_t to) {
+namespace {
+// A rank's planes of a split grid: the whole grid's shape, the shapes of
+// the owned planes, of the model's window (the split's halo) and of the
+// owned planes with one more each side (Phi's curvature); where the owned
+// nodes begin in the window, and how many there are.
+struct SlabLayout {
+  Shape whole, owned, window, near;
+  int64_t lo = 0, hi = 0, total = 0, windowLo = 0, nearLo = 0, plane = 0, begin = 0, count = 0;
+
+  explicit SlabLayout(const LinearizedSlab& in) : whole(shapeOf(in.grid)) {
+    const std::vector<int64_t>& first = in.split.slabs.firstPlane;
+    const int rank = in.split.slabs.communicator->rank();
+    lo = first[rank], hi = first[rank + 1], total = first.back();
+    plane = whole.nodes / whole.n[whole.slot(0)];
+    windowLo = std::max<int64_t>(0, lo - in.split.halo);
+    nearLo = std::max<int64_t>(0, lo - 1);
+    owned = planes(lo, hi);
+    window = planes(windowLo, std::min(total, hi + in.split.halo));
+    near = planes(nearLo, std::min(total, hi + 1));
+    begin = (lo - windowLo) * plane;
+    count = owned.nodes;
+  }
+  // The shape of planes [from, to) of the first axis.
+  Shape planes(int64_t from, int64_t to) const {
     Shape s = whole;
-    s.n[slot0] = to - from;
+    s.n[s.slot(0)] = to - from;
     s.stride = {s.n[1] * s.n[2], s.n[2], 1};
     s.nodes = s.n[0] * s.n[1] * s.n[2];
     return s;
-  };
-  const int64_t windowLo = std::max<int64_t>(0, lo - split.halo), windowHi = std::min(total, hi + split.halo);
-  const int64_t nearLo = std::max<int64_t>(0, lo - 1), nearHi = std::min(total, hi + 1);
-  const Shape owned = planes(lo, hi), window = planes(windowLo, windowHi), near = planes(nearLo, nearHi);
-  const int64_t plane = whole.nodes / whole.n[slot0], begin = (lo - windowLo) * plane, count = owned.nodes;
-  auto values = [&](const at::Tensor& t, int64_t nodes) {
-    const at::Tensor v = t.to(at::kCPU, at::kDouble).contiguous();
-    if (v.numel() != nodes)
-      throw InvalidParameter("a field of the slab", std::to_string(v.numel()) + " values",
-                             "must hold the " + std::to_string(nodes) + " nodes of its planes");
-    return v;
-  };
-  const at::Tensor rho = values(in.density, count), m = values(in.masses, count), w = values(in.weights, count),
-                   g = values(in.variation, count);
-  SampleModel& model = splitModelFor(window, options.smoothing, split);
-  std::vector<double> masses(window.nodes, 0.0);
+  }
+};
+
+// A field of the slab's owned nodes as a contiguous float64 CPU tensor.
+at::Tensor slabValues(const at::Tensor& t, int64_t nodes) {
+  const at::Tensor v = t.to(at::kCPU, at::kDouble).contiguous();
+  if (v.numel() != nodes)
+    throw InvalidParameter("a field of the slab", std::to_string(v.numel()) + " values",
+                           "must hold the " + std::to_string(nodes) + " nodes of its planes");
+  return v;
+}
+
+// The calling thread's model of the slab's step on the rank's window,
+// prepared (a, rhs and e at u = 0, their halo from the owners) unless it
+// is prepared for this step and rule already (the step's model serves its
+// corrections, as the serial step's does). Collective.
+SampleModel& preparedSlabModel(const LinearizedSlab& in, const SlabLayout& L, const EnergySpec& spec, double tau,
+                               const LinearizedStepOptions& options, bool negativeMassesMove) {
+  SampleModel& model = splitModelFor(L.window, options.smoothing, in.split);
+  const SampleModel::Key key{in.masses,          in.masses._version(), 0, in.step, options.stabilisation,
+                             options.iterations, negativeMassesMove};
+  // Every rank holds the same step and rule: they all skip, or all prepare.
+  if (in.step && model.preparedFor(key)) return model;
+  const int64_t count = L.count, begin = L.begin;
+  const at::Tensor rho = slabValues(in.density, count), m = slabValues(in.masses, count),
+                   w = slabValues(in.weights, count), g = slabValues(in.variation, count);
+  std::vector<double>& masses = model.windowMasses;
+  masses.assign(L.window.nodes, 0.0);
   std::copy_n(m.data_ptr<double>(), count, masses.begin() + begin);
   model.masses = masses.data();
   inverseHessianAndRhs(spec, count, in.peak, rho.data_ptr<double>(), g.data_ptr<double>(), model.a.data() + begin,
                        model.rhs.data() + begin);
-  std::vector<double> curvature(near.nodes, 0.0);
-  const at::Tensor phi = in.external.defined() ? values(in.external, near.nodes) : at::Tensor();
+  std::vector<double> curvature(L.near.nodes, 0.0);
+  const at::Tensor phi = in.external.defined() ? slabValues(in.external, L.near.nodes) : at::Tensor();
   for (int a = 0; a < in.grid.dim; ++a) {
-    if (phi.defined()) secondDifference(near, near.slot(a), phi.data_ptr<double>(), curvature.data());
+    if (phi.defined()) secondDifference(L.near, L.near.slot(a), phi.data_ptr<double>(), curvature.data());
     transportMobility(tau, count, m.data_ptr<double>(), w.data_ptr<double>(),
-                      phi.defined() ? curvature.data() + (lo - nearLo) * plane : nullptr, false,
+                      phi.defined() ? curvature.data() + (L.lo - L.nearLo) * L.plane : nullptr, negativeMassesMove,
                       model.e[a].data() + begin);
   }
   // The model reads m, a and e up to three planes beyond the owned ones.
@@ -826,14 +852,80 @@ at::Tensor linearizedDisplacementOnSlab(const LinearizedSlab& in, const EnergySp
   model.refreshHalo(model.a.data());
   for (int a = 0; a < in.grid.dim; ++a) model.refreshHalo(model.e[a].data());
   model.prepare(tau, options);
-  std::vector<double> u(in.grid.dim * window.nodes);
-  model.step(u.data());
-  std::vector<int64_t> sizes{in.grid.dim};
-  for (int a = 0; a < in.grid.dim; ++a) sizes.push_back(a == 0 ? hi - lo : in.grid.n[a]);
+  if (in.step) model.remember(key);
+  return model;
+}
+
+// The owned planes (1, dim, planes, ...) of a window field (dim x window nodes).
+at::Tensor ownedPlanes(const std::vector<double>& field, const LinearizedSlab& in, const SlabLayout& L) {
+  std::vector<int64_t> sizes{1, in.grid.dim};
+  for (int a = 0; a < in.grid.dim; ++a) sizes.push_back(a == 0 ? L.hi - L.lo : in.grid.n[a]);
   at::Tensor out = at::empty(sizes, at::kDouble);
   for (int a = 0; a < in.grid.dim; ++a)
-    std::copy_n(u.data() + a * window.nodes + begin, count, out.data_ptr<double>() + a * count);
-  capDisplacement(owned, options.capCells, 0, out.data_ptr<double>());
+    std::copy_n(field.data() + a * L.window.nodes + L.begin, L.count, out.data_ptr<double>() + a * L.count);
+  return out;
+}
+
+// capDisplacement on the owned planes u (dim x owned nodes) of a split
+// grid: each particle's own factor is local; the smoothing over boxes of
+// radius r reads the factors of 2 r planes beyond (r for the box minima,
+// r more for their means), from their owners. Collective when r > 0.
+void capDisplacementOnSlab(const SlabLayout& L, const LinearizedSplit& split, double capCells, int64_t radius,
+                           double* u) {
+  if (radius == 0) return capDisplacement(L.owned, capCells, 0, u);
+  const int64_t halo = 2 * radius, from = std::max<int64_t>(0, L.lo - halo);
+  const Shape s = L.planes(from, std::min(L.total, L.hi + halo));
+  const int64_t begin = (L.lo - from) * L.plane, count = L.count;
+  double hMin = 1e300;
+  for (int a = 0; a < s.dim; ++a) hMin = std::min(hMin, s.h[s.slot(a)]);
+  const double cap = capCells * hMin;
+  std::vector<double> factor(s.nodes, 1.0), work;
+  for (int64_t i = 0; i < count; ++i) {
+    double speed2 = 0;
+    for (int a = 0; a < s.dim; ++a) speed2 += u[a * count + i] * u[a * count + i];
+    if (speed2 > cap * cap) factor[begin + i] = cap / std::sqrt(speed2);
+  }
+  refreshHalo(*split.slabs.communicator, split.slabs.firstPlane, halo, L.plane, factor.data());
+  // No capped particle within reach: every factor here stays 1, as the
+  // serial smoothing of ones gives exactly.
+  if (std::all_of(factor.begin(), factor.end(), [](double f) { return f == 1.0; })) return;
+  for (bool minimum : {true, false})
+    for (int a = 0; a < s.dim; ++a) slideAlong(s, a, radius, minimum, factor, work);
+  for (int a = 0; a < s.dim; ++a)
+    for (int64_t i = 0; i < count; ++i) u[a * count + i] *= factor[begin + i];
+}
+}  // namespace
+
+at::Tensor linearizedDisplacementOnSlab(const LinearizedSlab& in, const EnergySpec& spec, double tau,
+                                        const LinearizedStepOptions& options) {
+  at::NoGradGuard noGrad;
+  const SlabLayout L(in);
+  SampleModel& model = preparedSlabModel(in, L, spec, tau, options, false);
+  std::vector<double> u(in.grid.dim * L.window.nodes);
+  model.step(u.data());
+  at::Tensor out = ownedPlanes(u, in, L)[0];
+  capDisplacement(L.owned, options.capCells, 0, out.data_ptr<double>());
+  return out;
+}
+
+at::Tensor linearizedCorrectionOnSlab(const LinearizedSlab& in, const EnergySpec& spec, double tau,
+                                      const LinearizedStepOptions& options, const at::Tensor& gradient,
+                                      const CorrectionRule& rule) {
+  at::NoGradGuard noGrad;
+  const SlabLayout L(in);
+  const int d = in.grid.dim;
+  const at::Tensor r = slabValues(gradient / in.grid.cellVolume(), d * L.count);
+  SampleModel& model = preparedSlabModel(in, L, spec, tau, options, rule.negativeMassesMove);
+  // The model's deposit reads the gradient one plane beyond the owned ones.
+  std::vector<double> window(d * L.window.nodes, 0.0), delta(d * L.window.nodes);
+  for (int a = 0; a < d; ++a) {
+    std::copy_n(r.data_ptr<double>() + a * L.count, L.count, window.data() + a * L.window.nodes + L.begin);
+    model.refreshHalo(window.data() + a * L.window.nodes);
+  }
+  model.correct(window.data(), delta.data());
+  at::Tensor out = ownedPlanes(delta, in, L);
+  if (rule.capCells > 0)
+    capDisplacementOnSlab(L, in.split, rule.capCells, options.correctionCapRadius, out.data_ptr<double>());
   return out;
 }
 

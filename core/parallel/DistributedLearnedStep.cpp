@@ -18,17 +18,15 @@ DistributedLearnedStep::DistributedLearnedStep(std::shared_ptr<const LearnedOper
   if (metadata.dim != grid.dim)
     throw InvalidParameter("operator", std::to_string(metadata.dim) + "D",
                            "steps " + std::to_string(grid.dim) + "D densities only");
-  if (operator_->gaussNewton() > 0)
-    throw InvalidParameter("Gauss-Newton corrections of the learned step", std::to_string(operator_->gaussNewton()),
-                           "are not split over ranks yet; step with none (--gauss-newton 0), or on one process");
   if (std::abs(objective_->tau() - metadata.tau) > 1e-12 * metadata.tau)
     throw InvalidParameter("tau", formatValue(objective_->tau()),
                            "the split learned step takes the operator's own, " + formatValue(metadata.tau));
   if (!metadata.conditioning.any() && !objective_->spec().sameAs(metadata.energy, nullptr, grid.dim))
     throw InvalidParameter("energy", objective_->spec().describe(),
                            "this operator steps " + metadata.energy.describe() + " only");
-  if (metadata.network.base == "linearized")
-    base_ = std::make_unique<DistributedLinearizedStep>(objective_, operator_->baseOptions());
+  // The linearised step: the base of the network's velocity, and the
+  // corrections' model (as LearnedOperator::linearizedOn's).
+  base_ = std::make_unique<DistributedLinearizedStep>(objective_, operator_->baseOptions());
   // The energy on the network grid, whole on every rank: a potential given
   // by values averaged onto it from the ranks' planes.
   const EnergySpec& spec = objective_->spec();
@@ -59,10 +57,19 @@ LearnedStep DistributedLearnedStep::step(const at::Tensor& ownedDensity) const {
 
 LearnedStep DistributedLearnedStep::step(const DistributedJkoObjective::State& state) const {
   at::NoGradGuard noGrad;
-  const at::Tensor v = velocity(state);
-  const DistributedJkoObjective::Terms terms = objective_->evaluate(state, objective_->tau() * v, false);
+  at::Tensor v = velocity(state);
+  const double tau = objective_->tau();
+  at::Tensor deposited;
+  if (operator_->gaussNewton() > 0) {
+    // The Gauss-Newton corrections of the learned map, as the serial step's.
+    const RefinedDisplacement refined = base_->refine(state, tau * v, operator_->gaussNewton(), 0.0);
+    v = refined.displacement / tau;
+    deposited = refined.deposited;
+  } else {
+    deposited = objective_->deposit(state, tau * v);
+  }
   LearnedStep out;
-  out.next = objective_->limit(state, terms.deposited)[0];
+  out.next = objective_->limit(state, deposited)[0];
   out.velocity = v[0];
   return out;
 }

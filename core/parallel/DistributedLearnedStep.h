@@ -4,8 +4,9 @@
 // DistributedLinearizedStep, the averages onto the network grid summed over
 // the ranks, the network's outputs interpolated onto the rank's planes, the
 // deposit and the limiter), the network on its coarse grid whole on every
-// rank. Without the Gauss-Newton corrections for now: an operator is run
-// with none (LearnedOperator::setGaussNewton(0)), or refused.
+// rank; the operator's Gauss-Newton corrections by the split linearised
+// step's (DistributedLinearizedStep::refine: the serial algorithm, its sums
+// over the ranks).
 #pragma once
 
 #include <ATen/ATen.h>
@@ -21,9 +22,9 @@ namespace jko {
 class DistributedLearnedStep {
  public:
   /// The operator steps the objective's energy at its tau: they must be
-  /// the operator's (or one its conditioning covers), and the operator must
-  /// take no Gauss-Newton corrections; else InvalidParameter says why.
-  /// Collective.
+  /// the operator's (or one its conditioning covers), and its further
+  /// corrections quasi-Newton (LearnedOperator::setFurtherNewton(0)); else
+  /// InvalidParameter says why. Collective.
   DistributedLearnedStep(std::shared_ptr<const LearnedOperator> op,
                          std::shared_ptr<const DistributedJkoObjective> objective);
 
@@ -33,8 +34,8 @@ class DistributedLearnedStep {
   at::Tensor velocity(const DistributedJkoObjective::State& state) const;
 
   /// One step from the owned planes of rho (planes, ...): `next` (planes,
-  /// ...) and `velocity` (dim, planes, ...), as LearnedOperator::step's
-  /// owned planes. Collective.
+  /// ...) and `velocity` (dim, planes, ...), with the operator's
+  /// corrections, as LearnedOperator::step's owned planes. Collective.
   LearnedStep step(const at::Tensor& ownedDensity) const;
   /// The same from the prepared state of rho_k.
   LearnedStep step(const DistributedJkoObjective::State& state) const;

@@ -146,19 +146,11 @@ DistributedJkoObjective::Terms DistributedJkoObjective::evaluate(const State& st
                                                                  bool withGradient) const {
   at::AutoGradMode gradMode(withGradient);
   const Grid& grid = slabs_.grid();
-  const SlabDecomposition::Range own = slabs_.owned();
   at::Tensor u = displacement.detach().to(at::kDouble).contiguous();
   if (withGradient) u.requires_grad_(true);
-  // Halo: the planes a particle of this slab can reach along the split axis
-  // (the deposit's nearest node moves by at most |u| / h + 1/2, its stencil
-  // one more), the same on every rank.
-  const double reach = slabs_.communicator().max(u.detach().select(1, 0).abs().max().item<double>() / grid.spacing[0]);
-  if (!std::isfinite(reach)) throw InvalidDensity("the displacement is not finite; the step cannot be evaluated");
-  const int64_t halo = std::min<int64_t>(grid.n[0], static_cast<int64_t>(std::ceil(reach)) + 2);
-  const SlabDecomposition::Range window = slabs_.window(halo);
-  const int64_t before = own.lo - window.lo, after = window.hi - own.hi;
-  const at::Tensor depositedWindow =
-      pushForwardOn(window).deposit(padPlanes(state.masses, 1, before, after), padPlanes(u, 2, before, after));
+  const WindowDeposit window = depositOnWindow(state, u);
+  const at::Tensor& depositedWindow = window.deposited;
+  const int64_t halo = window.halo;
 
   Terms terms;
   at::Tensor deposited = slabs_.sumOntoOwners(depositedWindow.detach(), halo);
@@ -179,6 +171,48 @@ DistributedJkoObjective::Terms DistributedJkoObjective::evaluate(const State& st
   }
   terms.deposited = deposited.detach();
   return terms;
+}
+
+DistributedJkoObjective::WindowDeposit DistributedJkoObjective::depositOnWindow(const State& state,
+                                                                                const at::Tensor& u) const {
+  const Grid& grid = slabs_.grid();
+  const SlabDecomposition::Range own = slabs_.owned();
+  // Halo: the planes a particle of this slab can reach along the split axis
+  // (the deposit's nearest node moves by at most |u| / h + 1/2, its stencil
+  // one more), the same on every rank.
+  const double reach = slabs_.communicator().max(u.detach().select(1, 0).abs().max().item<double>() / grid.spacing[0]);
+  if (!std::isfinite(reach)) throw InvalidDensity("the displacement is not finite; the step cannot be evaluated");
+  WindowDeposit out;
+  out.halo = std::min<int64_t>(grid.n[0], static_cast<int64_t>(std::ceil(reach)) + 2);
+  const SlabDecomposition::Range window = slabs_.window(out.halo);
+  const int64_t before = own.lo - window.lo, after = window.hi - own.hi;
+  out.deposited =
+      pushForwardOn(window).deposit(padPlanes(state.masses, 1, before, after), padPlanes(u, 2, before, after));
+  return out;
+}
+
+at::Tensor DistributedJkoObjective::deposit(const State& state, const at::Tensor& displacement) const {
+  at::NoGradGuard noGrad;
+  const at::Tensor u = displacement.to(at::kDouble).contiguous();
+  const WindowDeposit window = depositOnWindow(state, u);
+  return slabs_.sumOntoOwners(window.deposited, window.halo);
+}
+
+at::Tensor DistributedJkoObjective::inverseMetric(const State& state) const {
+  const at::Tensor& w = state.weights;
+  const double wMax = slabs_.communicator().max(w.max().item<double>());
+  return tau_ / (slabs_.grid().cellVolume() * w.clamp_min(1e-12 * wMax));
+}
+
+double DistributedJkoObjective::modulus() const { return std::max(1 + convexity_.lambda * tau_, 0.1); }
+
+double DistributedJkoObjective::l1ErrorEstimate(const State& state, const at::Tensor& displacement,
+                                                const at::Tensor& gradient, const at::Tensor& deposited) const {
+  at::NoGradGuard noGrad;
+  const at::Tensor newton = deposit(state, displacement - inverseMetric(state).unsqueeze(1) * gradient / modulus());
+  double sums[2] = {(newton - deposited).abs().sum().item<double>(), state.density.abs().sum().item<double>()};
+  slabs_.communicator().sum(sums, 2);
+  return sums[0] / sums[1];
 }
 
 DistributedJkoObjective::WholeEnergy DistributedJkoObjective::wholeEnergy(const at::Tensor& owned,
@@ -229,14 +263,30 @@ double DistributedJkoObjective::energy(const at::Tensor& owned) const {
 }
 
 at::Tensor DistributedJkoObjective::externalVariation(const at::Tensor& owned) const {
-  at::Tensor rho = (owned.dim() == slabs_.grid().dim ? owned.unsqueeze(0) : owned).to(at::kDouble).contiguous();
-  // The gradient of the whole energy's sum, |h| dE/drho at each owned node,
-  // less the internal part.
-  at::AutoGradMode gradMode(true);
-  const at::Tensor leaf = rho.detach().requires_grad_(true);
-  const at::Tensor gradient = torch::autograd::grad({wholeEnergy(leaf, at::Tensor()).differentiable}, {leaf})[0];
   at::NoGradGuard noGrad;
-  return gradient / slabs_.grid().cellVolume() - ownedEnergy_->internalVariation(rho);
+  const at::Tensor rho = (owned.dim() == slabs_.grid().dim ? owned.unsqueeze(0) : owned).to(at::kDouble).contiguous();
+  // V + W * rho directly (not the energy's gradient less U'(rho): at vacuum
+  // the entropy's clamped log has another derivative than U', and the
+  // difference polluted Phi there).
+  at::Tensor phi = at::zeros_like(rho);
+  const at::Tensor V = ownedEnergy_->potentialOnGrid();
+  if (V.defined()) phi = phi + V.to(at::kDouble);
+  if (convolution_) phi = phi + (*convolution_)(rho);
+  if (momentRows_.defined()) {
+    // W(z) = c |z|^2 / 2: (W * rho)(x) = (c/2)(M |x|^2 - 2 x . m_1 + m_2),
+    // the gradient of wholeEnergy's moment term per unit cell volume.
+    const int d = slabs_.grid().dim;
+    const double c = spec_.attraction;
+    at::Tensor moments = at::mv(momentRows_, rho.reshape({-1})).contiguous();
+    slabs_.communicator().sum(moments.data_ptr<double>(), moments.numel());
+    std::vector<double> slope(d + 2);
+    slope[0] = 0.5 * c * moments[d + 1].item<double>();
+    for (int a = 0; a < d; ++a) slope[1 + a] = -c * moments[1 + a].item<double>();
+    slope[d + 1] = 0.5 * c * moments[0].item<double>();
+    const at::Tensor field = at::mv(momentRows_.t(), at::tensor(slope, at::kDouble)) / slabs_.grid().cellVolume();
+    phi = phi + field.view_as(rho);
+  }
+  return phi;
 }
 
 at::Tensor DistributedJkoObjective::internalVariation(const at::Tensor& owned) const {
@@ -282,12 +332,9 @@ StepCertificate DistributedJkoObjective::certify(const State& state, const at::T
   c.initialObjective = initialObjective;
   c.energy = terms.energy;
   c.transport = terms.transport;
-  const at::Tensor w = state.weights;
-  const double wMax = communicator.max(w.max().item<double>());
-  const at::Tensor H0 = tau_ / (grid.cellVolume() * w.clamp_min(1e-12 * wMax));
+  const at::Tensor H0 = inverseMetric(state);
   const at::Tensor g = terms.gradient;
-  const double modulus = std::max(1 + convexity_.lambda * tau_, 0.1);
-  const at::Tensor newton = evaluate(state, u - H0.unsqueeze(1) * g / modulus, false).deposited;
+  const at::Tensor newton = deposit(state, u - H0.unsqueeze(1) * g / modulus());
   // The certificate's sums over the whole grid: g . H0 g, |rho_k|_1, the
   // step's L1 change, the Newton step's L1 change, and the mass on particles
   // spread apart (det(I + grad u) > 2^(d/2), central differences: one plane

@@ -85,11 +85,30 @@ class DistributedJkoObjective {
   /// planes, its figures over the whole grid; `initialObjective` is J(0).
   /// Costs an evaluation with its gradient and one deposit. Collective.
   StepCertificate certify(const State& state, const at::Tensor& displacement, double initialObjective) const;
+  /// rho' = deposit(m, u) on the owned planes, for u (1, dim, planes, ...),
+  /// without the energies. Collective.
+  at::Tensor deposit(const State& state, const at::Tensor& displacement) const;
+  /// StepCertificate::l1ErrorEstimate of u (1, dim, planes, ...) with its
+  /// gradient g and deposit: one deposit, the sums over the whole grid (as
+  /// StepCertifier::l1ErrorEstimates). Collective.
+  double l1ErrorEstimate(const State& state, const at::Tensor& displacement, const at::Tensor& gradient,
+                         const at::Tensor& deposited) const;
   /// The energy's convexity over the whole grid (the least lambda of the slabs).
   const EnergyConvexity& convexity() const { return convexity_; }
 
  private:
   const PushForward& pushForwardOn(SlabDecomposition::Range window) const;
+  /// This rank's deposit of u on the planes its particles reach, and that
+  /// halo (the same on every rank). Collective.
+  struct WindowDeposit {
+    at::Tensor deposited;
+    int64_t halo = 0;
+  };
+  WindowDeposit depositOnWindow(const State& state, const at::Tensor& u) const;
+  /// H0 = tau / (|h| max(w, 1e-12 max w)) on the owned nodes, and mu =
+  /// 1 + lambda tau floored at 0.1 (StepCertifier's).
+  at::Tensor inverseMetric(const State& state) const;
+  double modulus() const;
   /// E over all ranks from the owned planes (1, planes, ...), with one more
   /// per-rank number `other` summed in the same reduction; `differentiable`
   /// has this rank's part of dE/drho as its gradient. Collective.

@@ -2,8 +2,9 @@
 # ranks give the frames of one process (energies to 9 digits), with the
 # report's per-rank figures and certificates; a step stopped at the
 # iteration cap is named. `--solver linearized` the same (12 digits: its
-# split step differs from the serial one by rounding alone), and `--solver
-# learned --gauss-newton 0`; what is not split is refused with the reason.
+# split step differs from the serial one by rounding alone), with its
+# Gauss-Newton corrections, and `--solver learned` with and without its
+# corrections; what is not split is refused with the reason.
 # MPIEXEC is the launcher with its flags (a list), JKO the program, OPERATOR
 # an operator file.
 
@@ -71,21 +72,34 @@ function(expect_split_like_serial name digits)
   set(split_err "${err}" PARENT_SCOPE)
 endfunction()
 # The linearised step split over the ranks (its multigrid gathered below
-# 32^3 nodes: the 24^3 grid's levels are gathered whole): 12 digits.
+# 32^3 nodes: the 24^3 grid's levels are gathered whole): 12 digits; with
+# two Gauss-Newton corrections (and the extra ones the certificate asks
+# for): 9 (the line searches' parabolas carry the sums' rounding further).
 set(run_args rollout --case barenblatt-flow --dim 3 --grid 24 --steps 2 --solver linearized --threads 1
              --write-every 0 --json)
 expect_split_like_serial(linearized 12)
-# The learned operator without its corrections split over the ranks (its
-# network whole on every rank): 9 digits (the float32 network can round a
-# feature differently). With its corrections, and the Auto solver, refused
-# with the reason.
+set(run_args rollout --case barenblatt-flow --dim 3 --grid 24 --steps 2 --solver linearized --gauss-newton 2
+             --threads 1 --write-every 0 --json)
+expect_split_like_serial(linearized 9)
+string(JSON corrections GET "${split_report}" gauss_newton)
+if(NOT corrections EQUAL 2)
+  message(FATAL_ERROR "the split linearized report does not give its corrections: ${split_report}")
+endif()
+# The learned operator split over the ranks (its network whole on every
+# rank), without and with its file's corrections: 9 digits (the float32
+# network can round a feature differently).
 set(run_args rollout --case barenblatt-flow --dim 3 --grid 24 --steps 2 --solver learned --operator "${OPERATOR}"
              --gauss-newton 0 --threads 1 --write-every 0 --json)
 expect_split_like_serial(learned 9)
-# Its frames' certificates tallied and the count said, as one process says it.
+set(run_args rollout --case barenblatt-flow --dim 3 --grid 24 --steps 2 --solver learned --operator "${OPERATOR}"
+             --threads 1 --write-every 0 --json)
+expect_split_like_serial(learned 9)
+# Its frames' certificates tallied and the count said, as one process says
+# it, with the corrections it took.
 string(JSON counted GET "${split_report}" refinement frames)
+string(JSON corrections GET "${split_report}" gauss_newton)
 string(FIND "${split_err}" "learned frames fail their certificate" said)
-if(NOT counted EQUAL 2 OR said EQUAL -1)
+if(NOT counted EQUAL 2 OR NOT corrections GREATER 0 OR said EQUAL -1)
   message(FATAL_ERROR "the split learned frames' certificates are not tallied and said: ${split_report} ${split_err}")
 endif()
 # `jko rollout` on two ranks with the 16^3 Barenblatt flow and the further
@@ -98,8 +112,8 @@ function(expect_refused reason)
     message(FATAL_ERROR "${ARGN} on two ranks was not refused with the reason (${rc}): ${err}")
   endif()
 endfunction()
-expect_refused("are not split over ranks yet; step with none (--gauss-newton 0)" --solver learned --operator
-               "${OPERATOR}")
+expect_refused("are not split over ranks; take quasi-Newton further corrections (0)" --solver learned --operator
+               "${OPERATOR}" --further-newton 4)
 expect_refused("steps are split over MPI ranks; run the auto solver on one process" --solver auto --operator
                "${OPERATOR}")
 message(STATUS "two ranks: ${split}")
