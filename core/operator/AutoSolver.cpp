@@ -33,24 +33,28 @@ std::string toString(RefineReason reason) {
   }
 }
 
+void AutoSolver::validate(const AutoSolverOptions& options) {
+  if (!(options.threshold > 0) || !std::isfinite(options.threshold))
+    throw InvalidParameter("certificate threshold", formatValue(options.threshold),
+                           "the estimated relative L1 error a frame may have must be a number > 0 (e.g. 0.01)");
+  if (!(options.refineTo > 0 && options.refineTo <= 1))
+    throw InvalidParameter("refinement target", formatValue(options.refineTo),
+                           "the fraction of the threshold a refinement aims at must be in (0, 1]");
+  if (!(options.restartAbove >= options.threshold))
+    throw InvalidParameter("restart level", formatValue(options.restartAbove),
+                           "the certificate above which a refinement starts from u = 0 must be at least the "
+                           "threshold (" +
+                               formatValue(options.threshold) + ")");
+  if (!(options.correctUntil >= 0 && options.correctUntil <= 1))
+    throw InvalidParameter("correction target", formatValue(options.correctUntil),
+                           "the fraction of the threshold at which the learned map's corrections stop must be in "
+                           "[0, 1] (0: all of them)");
+}
+
 AutoSolver::AutoSolver(std::shared_ptr<const LearnedOperator> op, std::shared_ptr<const JkoObjective> objective,
                        AutoSolverOptions options)
     : op_(std::move(op)), objective_(std::move(objective)), options_(options), certifier_(objective_) {
-  if (!(options_.threshold > 0) || !std::isfinite(options_.threshold))
-    throw InvalidParameter("certificate threshold", formatValue(options_.threshold),
-                           "the estimated relative L1 error a frame may have must be a number > 0 (e.g. 0.01)");
-  if (!(options_.refineTo > 0 && options_.refineTo <= 1))
-    throw InvalidParameter("refinement target", formatValue(options_.refineTo),
-                           "the fraction of the threshold a refinement aims at must be in (0, 1]");
-  if (!(options_.restartAbove >= options_.threshold))
-    throw InvalidParameter("restart level", formatValue(options_.restartAbove),
-                           "the certificate above which a refinement starts from u = 0 must be at least the "
-                           "threshold (" +
-                               formatValue(options_.threshold) + ")");
-  if (!(options_.correctUntil >= 0 && options_.correctUntil <= 1))
-    throw InvalidParameter("correction target", formatValue(options_.correctUntil),
-                           "the fraction of the threshold at which the learned map's corrections stop must be in "
-                           "[0, 1] (0: all of them)");
+  validate(options_);
   if (op_->metadata().dim != objective_->grid().dim)
     throw OperatorFileError("this operator was trained on " + std::to_string(op_->metadata().dim) +
                             "D densities; the data is " + std::to_string(objective_->grid().dim) +
@@ -64,8 +68,7 @@ CertifiedStep AutoSolver::learnedGuess(const at::Tensor& rho, double correctionT
   // The operator's own problem up to the step's symmetries: its map is the
   // step's map. Otherwise (another energy) the operator's step at c = 1 is a
   // first guess only.
-  StepSymmetry symmetry = relateToOperator(m, objective_->energy().spec(), objective_->tau(), grid.dim, mass);
-  if (!symmetry.exact) symmetry = StepSymmetry();
+  const StepSymmetry symmetry = guessSymmetry(m, objective_->energy().spec(), objective_->tau(), grid.dim, mass);
   CertifiedStep out;
   out.densityFactor = symmetry.densityFactor;
   const auto start = Clock::now();
@@ -90,6 +93,30 @@ CertifiedStep AutoSolver::certifiedGuess(const at::Tensor& rho, double energyOfR
   return out;
 }
 
+StepSymmetry guessSymmetry(const OperatorMetadata& metadata, const EnergySpec& energy, double tau, int dim,
+                           double mass) {
+  const StepSymmetry symmetry = relateToOperator(metadata, energy, tau, dim, mass);
+  return symmetry.exact ? symmetry : StepSymmetry();
+}
+
+RefinementPlan refinementPlan(const CertifiedStep& guess, const AutoSolverOptions& options) {
+  RefinementPlan plan;
+  // L-BFGS from the learned map until the certificate passes with a margin,
+  // or the reference solver's own step (below).
+  plan.restarted =
+      guess.reason == RefineReason::CertificateAbove && !(guess.learned.l1ErrorEstimate <= options.restartAbove);
+  // A refinement from u = 0 (a learned step far off, or none) is the
+  // reference solver's own step and stops on its own rule: the certificate
+  // is least trustworthy on the steps that send a learned map far off (on
+  // stripes at the grid's scale L-BFGS from u = 0 stopped at a certificate of
+  // 0.0005 was still 1.4% from the minimiser: docs/design.md, "A restart
+  // runs to the reference solver's rule"). It costs a reference step, which
+  // is what such a step is worth.
+  plan.fromScratch = plan.restarted || guess.reason == RefineReason::LearnedStepFailed;
+  plan.target = options.refineTo * options.threshold;
+  return plan;
+}
+
 RefineReason learnedStepVerdict(const StepCertificate& certificate, double threshold) {
   if (!certificate.descent) return RefineReason::DescentFailed;
   if (!certificate.passes(threshold)) return RefineReason::CertificateAbove;
@@ -111,25 +138,14 @@ CertifiedStep AutoSolver::step(const at::Tensor& rho, const ProgressCallback& pr
   if (out.reason == RefineReason::None) return out;
 
   const auto start = Clock::now();
-  // L-BFGS from the learned map until the certificate passes with a margin,
-  // or the reference solver's own step (below).
-  const bool farOff =
-      out.reason == RefineReason::CertificateAbove && !(out.learned.l1ErrorEstimate <= options_.restartAbove);
-  out.restarted = farOff;
+  const RefinementPlan plan = refinementPlan(out, options_);
+  out.restarted = plan.restarted;
   ReferenceSolverOptions refineOptions = options_.reference;
-  // A refinement from u = 0 (a learned step far off, or none) is the
-  // reference solver's own step and stops on its own rule: the certificate
-  // is least trustworthy on the steps that send a learned map far off (on
-  // stripes at the grid's scale L-BFGS from u = 0 stopped at a certificate of
-  // 0.0005 was still 1.4% from the minimiser: docs/design.md, "A restart
-  // runs to the reference solver's rule"). It costs a reference step, which
-  // is what such a step is worth.
-  const bool fromScratch = farOff || out.reason == RefineReason::LearnedStepFailed;
+  const bool fromScratch = plan.fromScratch;
   JkoState state;  // the certificate's, for a refinement from the learned map only
   if (!fromScratch) {
     state = objective_->prepare(rho);
-    const double target = options_.refineTo * options_.threshold;
-    refineOptions.accept = [this, &state, target](const at::Tensor& u, const at::Tensor& g) {
+    refineOptions.accept = [this, &state, target = plan.target](const at::Tensor& u, const at::Tensor& g) {
       return certifier_.l1ErrorEstimate(state, u, g) <= target;
     };
   }

@@ -19,6 +19,7 @@
 #include "numerics/ReferenceSolver.h"
 #include "numerics/StepCertificate.h"
 #include "operator/LearnedOperator.h"
+#include "operator/StepSymmetry.h"
 
 namespace jko {
 
@@ -94,12 +95,30 @@ struct CertifiedStep {
   double learnedMs = 0, certificateMs = 0, refineMs = 0;
 };
 
+/// The step's symmetry through which the operator's step is Auto's first
+/// guess for (energy, tau) at this mass (operator/StepSymmetry.h): the
+/// exact one, else the identity (the operator's own step at c = 1).
+StepSymmetry guessSymmetry(const OperatorMetadata& metadata, const EnergySpec& energy, double tau, int dim,
+                           double mass);
+
+/// How Auto refines a learned step that failed (AutoSolver::step): from the
+/// learned map by L-BFGS until the certificate is at most `target`, or, from
+/// a map too far off or none, the reference solver's own step from u = 0.
+struct RefinementPlan {
+  bool restarted = false;    ///< the learned map was too far off (restartAbove)
+  bool fromScratch = false;  ///< from u = 0, on the reference solver's own rule
+  double target = 0;         ///< the certificate that ends a refinement from the map
+};
+RefinementPlan refinementPlan(const CertifiedStep& guess, const AutoSolverOptions& options);
+
 class AutoSolver {
  public:
   /// `objective` is the problem solved (energy, tau, grid); the operator's
   /// step is a first guess for it (the same energy and tau, usually).
   AutoSolver(std::shared_ptr<const LearnedOperator> op, std::shared_ptr<const JkoObjective> objective,
              AutoSolverOptions options = {});
+  /// Throws InvalidParameter for an option out of its range.
+  static void validate(const AutoSolverOptions& options);
 
   const AutoSolverOptions& options() const { return options_; }
   const StepCertifier& certifier() const { return certifier_; }

@@ -2,6 +2,7 @@
 
 #include <ATen/core/grad_mode.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "numerics/Errors.h"
@@ -55,14 +56,16 @@ LearnedStep DistributedLearnedStep::step(const at::Tensor& ownedDensity) const {
   return step(objective_->prepare(ownedDensity));
 }
 
-LearnedStep DistributedLearnedStep::step(const DistributedJkoObjective::State& state) const {
+LearnedStep DistributedLearnedStep::step(const DistributedJkoObjective::State& state,
+                                         double correctionTolerance) const {
   at::NoGradGuard noGrad;
   at::Tensor v = velocity(state);
   const double tau = objective_->tau();
   at::Tensor deposited;
   if (operator_->gaussNewton() > 0) {
     // The Gauss-Newton corrections of the learned map, as the serial step's.
-    const RefinedDisplacement refined = base_->refine(state, tau * v, operator_->gaussNewton(), 0.0);
+    const RefinedDisplacement refined =
+        base_->refine(state, tau * v, operator_->gaussNewton(), std::max(0.0, correctionTolerance));
     v = refined.displacement / tau;
     deposited = refined.deposited;
   } else {

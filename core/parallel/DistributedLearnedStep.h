@@ -37,8 +37,11 @@ class DistributedLearnedStep {
   /// ...) and `velocity` (dim, planes, ...), with the operator's
   /// corrections, as LearnedOperator::step's owned planes. Collective.
   LearnedStep step(const at::Tensor& ownedDensity) const;
-  /// The same from the prepared state of rho_k.
-  LearnedStep step(const DistributedJkoObjective::State& state) const;
+  /// The same from the prepared state of rho_k; the corrections stop once
+  /// the certificate is below `correctionTolerance` (0: all of them, as
+  /// LearnedOperator::step's).
+  LearnedStep step(const DistributedJkoObjective::State& state, double correctionTolerance = 0) const;
+  const DistributedJkoObjective& objective() const { return *objective_; }
 
  private:
   std::shared_ptr<const LearnedOperator> operator_;

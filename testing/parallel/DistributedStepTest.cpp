@@ -15,9 +15,11 @@
 #include "numerics/Multigrid.h"
 #include "numerics/ReferenceSolver.h"
 #include "numerics/StepCertificate.h"
+#include "operator/AutoSolver.h"
 #include "operator/LearnedOperator.h"
 #include "parallel/DistributedLearnedStep.h"
 #include "parallel/DistributedLinearizedStep.h"
+#include "parallel/DistributedOperatorSolver.h"
 #include "parallel/DistributedReferenceSolver.h"
 #include "parallel/MpiCommunicator.h"
 #include "parallel/SlabConvolution.h"
@@ -435,6 +437,65 @@ TEST(DistributedLearnedStep, RefusesGaussNewtonFurtherCorrectionsAndAnotherTau) 
   EXPECT_THROW(DistributedLearnedStep(
                    op, std::make_shared<const DistributedJkoObjective>(metadata.energy, 2 * metadata.tau, slabs)),
                InvalidParameter);
+}
+
+// The solvers that start from the operator's step split over ranks against
+// the serial ones: the learned step (also at twice the operator's tau,
+// through the step's symmetries: the operator steps 2 rho), Refine, and
+// Auto refining from the learned map (a threshold every learned frame
+// fails) and from u = 0 (a map "far off" at any certificate).
+TEST(DistributedOperatorSolver, StepsLikeTheSerialSolvers) {
+  configureRuntime(1);
+  const Grid grid = Grid::box(2, {40, 34, 1}, {0, 0, 0}, {1, 1, 1});
+  auto op = LearnedOperator::load(std::string(JKO_SOURCE_DIR) + "/data/operators/porous-medium.jko");
+  const OperatorMetadata& metadata = op->metadata();
+  at::Tensor rho = twoBumps(grid, 0.02);
+  rho = rho * (1.0 / rho.max());
+  const SlabDecomposition slabs(grid, world());
+  struct Case {
+    std::string name;
+    OperatorSolver::Mode mode;
+    double tau, threshold, restartAbove;
+  };
+  const double tau0 = metadata.tau;
+  for (const Case& c : {Case{"learned", OperatorSolver::Mode::Learned, tau0, 0.004, 0.03},
+                        Case{"learned at 2 tau", OperatorSolver::Mode::Learned, 2 * tau0, 0.004, 0.03},
+                        Case{"refine", OperatorSolver::Mode::Refine, tau0, 0.004, 0.03},
+                        Case{"auto from the map", OperatorSolver::Mode::Auto, tau0, 1e-5, 1.0},
+                        Case{"auto from u = 0", OperatorSolver::Mode::Auto, tau0, 1e-5, 1e-5}}) {
+    AutoSolverOptions automatic;
+    automatic.threshold = c.threshold;
+    automatic.restartAbove = c.restartAbove;
+    ReferenceSolverOptions refine;
+    refine.maxIterations = 4;
+    const auto objective =
+        std::make_shared<const JkoObjective>(std::make_shared<const Energy>(metadata.energy, grid), c.tau);
+    const CertifiedStep expected = OperatorSolver(op, objective, c.mode, automatic, refine).step(rho);
+    const auto split = std::make_shared<const DistributedJkoObjective>(metadata.energy, c.tau, slabs);
+    const DistributedOperatorSolver solver(op, split, c.mode, automatic, refine);
+    const CertifiedStep step = solver.step(split->prepare(slabs.own(rho.unsqueeze(0))[0]));
+    const double nextError = relativeL1(slabs.gather(step.next.unsqueeze(0))[0], expected.next);
+    const double mapError = relativeL1(slabs.gather(step.displacement.unsqueeze(0), 2)[0], expected.displacement);
+    EXPECT_EQ(step.refined, expected.refined) << c.name;
+    EXPECT_EQ(step.reason, expected.reason) << c.name;
+    EXPECT_EQ(step.restarted, expected.restarted) << c.name;
+    EXPECT_NEAR(step.densityFactor, expected.densityFactor, 1e-12) << c.name;
+    // The learned frames to the corrections' rounding; refined ones within
+    // the L-BFGS stopping rule (the split sums round otherwise).
+    const double tolerance = step.refined ? 1e-6 : 1e-8;
+    EXPECT_LT(nextError, tolerance) << c.name;
+    EXPECT_LT(mapError, 100 * tolerance) << c.name;
+    EXPECT_NEAR(step.certificate.l1ErrorEstimate, expected.certificate.l1ErrorEstimate,
+                1e-3 * expected.certificate.l1ErrorEstimate + 1e-9)
+        << c.name;
+    EXPECT_NEAR(step.learned.l1ErrorEstimate, expected.learned.l1ErrorEstimate, 1e-6 * expected.learned.l1ErrorEstimate)
+        << c.name;
+    if (c.mode != OperatorSolver::Mode::Learned) EXPECT_TRUE(step.refined) << c.name;
+    if (step.refined) EXPECT_LE(std::abs(step.iterations - expected.iterations), 2) << c.name;
+    if (slabs.rank() == 0)
+      std::cout << c.name << ": next " << nextError << ", map " << mapError << " (relative L1), " << step.iterations
+                << " / " << expected.iterations << " iterations, c = " << step.densityFactor << "\n";
+  }
 }
 
 // A bad slab on one rank: every rank throws (none waits in a collective).
