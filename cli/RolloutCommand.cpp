@@ -245,16 +245,10 @@ void addRolloutCommand(CLI::App& app) {
       throw InvalidParameter("--energy", "none", "give an energy preset for a density read from a file");
     energySpec = o->energy.over(op ? op->metadata().energy : energySpec);
 
-    // Under mpirun with several ranks: the reference solver's, the
-    // linearised step's or the learned operator's steps split over them by slabs (every rank ran the
+    // Under mpirun with several ranks: every solver's steps split over them by slabs (every rank ran the
     // lines above alike; the split rollout checks and rescales the density
     // over the ranks).
     if (split) {
-      if (solverName != "reference" && solverName != "linearized" && solverName != "learned")
-        throw InvalidParameter("--solver", solverName,
-                               "only the reference solver's, the linearized step's and the learned operator's "
-                               "steps are split over MPI ranks; run the " +
-                                   solverName + " solver on one process, or give --solver reference");
       if (o->referenceCheck)
         throw InvalidParameter("--reference-check", "on", "the reference solver is what runs split over ranks");
       SplitRolloutRequest request;
@@ -268,6 +262,7 @@ void addRolloutCommand(CLI::App& app) {
       request.linearized = o->linearized;
       request.learned = op;
       request.threshold = o->threshold;
+      request.refineIterations = o->refineIterations;
       request.tau = tau;
       request.steps = o->steps;
       request.maxIterations = o->maxIterations;

@@ -16,8 +16,8 @@
 #include "numerics/Errors.h"
 #include "numerics/StepCertificate.h"
 #include "operator/AutoSolver.h"
-#include "parallel/DistributedLearnedStep.h"
 #include "parallel/DistributedLinearizedStep.h"
+#include "parallel/DistributedOperatorSolver.h"
 #include "parallel/DistributedReferenceSolver.h"
 
 namespace jko::cli {
@@ -49,14 +49,25 @@ void runSplitRollout(SplitRolloutRequest request, std::shared_ptr<const Communic
   const DistributedJkoObjective& objective = *split;
   const bool reference = request.solver == "reference";
   std::unique_ptr<DistributedLinearizedStep> linearized;
-  std::unique_ptr<DistributedLearnedStep> learned;
+  std::unique_ptr<DistributedOperatorSolver> learned;  // learned, refine, auto
   if (request.solver == "linearized")
     linearized = std::make_unique<DistributedLinearizedStep>(split, request.linearized);
-  if (request.solver == "learned") {
-    learned = std::make_unique<DistributedLearnedStep>(request.learned, split);
+  if (request.learned) {
+    // Learned and refine solve the operator's problem or one the step's
+    // symmetries relate to it (anything else is refused, as on one
+    // process); Auto uses the operator as a first guess.
+    const bool automatic = request.solver == "auto";
+    const std::vector<std::string> warnings =
+        request.learned->checkCompatible(grid, automatic ? nullptr : &request.energy, automatic ? 0 : request.tau);
+    AutoSolverOptions autoOptions;
+    autoOptions.threshold = request.threshold;
+    autoOptions.reference.maxIterations = request.maxIterations;
+    ReferenceSolverOptions refine;
+    refine.maxIterations = request.refineIterations;
+    learned = std::make_unique<DistributedOperatorSolver>(
+        request.learned, split, OperatorSolver::modeFromString(request.solver), autoOptions, refine);
     if (root)
-      for (const std::string& warning : request.learned->checkCompatible(grid, &request.energy, request.tau))
-        std::cerr << "jko: warning: " << warning << "\n";
+      for (const std::string& warning : warnings) std::cerr << "jko: warning: " << warning << "\n";
   }
 
   // This rank's planes: read from the file alone, or cut from the density
@@ -118,7 +129,10 @@ void runSplitRollout(SplitRolloutRequest request, std::shared_ptr<const Communic
   const double mass0 = wholeMass(rho);
   std::vector<double> energies{wholeEnergy(rho)}, stepMs, certificateMs;
   std::vector<int> iterations, unconverged, underResolved;
-  nlohmann::json certificates = nlohmann::json::array();
+  nlohmann::json certificates = nlohmann::json::array(), learnedCertificates = nlohmann::json::array();
+  std::vector<int> refineIterations;
+  std::vector<bool> refinedFrames;
+  std::vector<std::string> refineReasons;
   RefinementTally tally;
   double largestCertificate = 0, spreadMax = 0;
   double massDrift = 0, minimum = slabs.communicator().max(-rho.min().item<double>());
@@ -136,20 +150,38 @@ void runSplitRollout(SplitRolloutRequest request, std::shared_ptr<const Communic
     } else if (linearized) {
       std::tie(step.next, step.displacement) = linearized->step(state);
       step.converged = true;
-    } else {
-      const LearnedStep l = learned->step(state);
-      step.next = l.next;
-      step.displacement = request.tau * l.velocity;
-      step.converged = true;
     }
     // The step's certificate, as the serial rollout gives it: a step stopped
     // at the iteration cap, or one that spreads mass apart, is reported.
-    // Timed with the step, as the serial rollout times it, and apart.
+    // Timed with the step, as the serial rollout times it, and apart (the
+    // operator's solvers certify their own steps).
     const auto certificateStart = std::chrono::steady_clock::now();
-    const StepCertificate certificate = objective.certify(state, step.displacement, energies.back());
+    StepCertificate certificate;
+    double learnedCertificateMs = -1;
+    if (learned) {
+      const CertifiedStep certified = learned->step(state, {}, energies.back());
+      step.next = certified.next;
+      step.displacement = certified.displacement;
+      // Only a step from u = 0 answers to the reference solver's rule.
+      step.converged = !certified.fromScratch() || certified.refineConverged;
+      certificate = certified.certificate;
+      learnedCertificateMs = certified.certificateMs;
+      // A frame that fails its descent guard or its certificate is named
+      // (learned), or refined and counted (refine, auto), as the serial
+      // rollout does.
+      tally.add(certified);
+      refinedFrames.push_back(certified.refined);
+      refineIterations.push_back(certified.iterations);
+      refineReasons.push_back(toString(certified.reason));
+      learnedCertificates.push_back(certified.refined ? certified.learned.toJson() : nlohmann::json());
+    } else {
+      certificate = objective.certify(state, step.displacement, energies.back());
+    }
     const auto stepEnd = std::chrono::steady_clock::now();
     stepMs.push_back(std::chrono::duration<double, std::milli>(stepEnd - stepStart).count());
-    certificateMs.push_back(std::chrono::duration<double, std::milli>(stepEnd - certificateStart).count());
+    certificateMs.push_back(learnedCertificateMs >= 0
+                                ? learnedCertificateMs
+                                : std::chrono::duration<double, std::milli>(stepEnd - certificateStart).count());
     certificates.push_back(certificate.toJson());
     if (!step.converged) {
       unconverged.push_back(k + 1);
@@ -157,14 +189,6 @@ void runSplitRollout(SplitRolloutRequest request, std::shared_ptr<const Communic
         largestCertificate = std::max(largestCertificate, certificate.l1ErrorEstimate);
     }
     if (certificate.underResolved()) underResolved.push_back(k + 1);
-    if (learned) {
-      // A learned frame that fails its descent guard or its certificate is
-      // named, as the serial rollout names it.
-      CertifiedStep certified;
-      certified.learned = certified.certificate = certificate;
-      certified.reason = learnedStepVerdict(certificate, request.threshold);
-      tally.add(certified);
-    }
     if (std::isfinite(certificate.spreadMassFraction)) spreadMax = std::max(spreadMax, certificate.spreadMassFraction);
     if (k % std::max(1, request.writeEvery) == 0) write(k, rho, step.displacement);
     warm = step.displacement;
@@ -196,7 +220,9 @@ void runSplitRollout(SplitRolloutRequest request, std::shared_ptr<const Communic
   if (!unconverged.empty())
     warnings.push_back(cappedReferenceWarning(unconverged, K, request.maxIterations, largestCertificate));
   for (const std::string& warning : warnings) std::cerr << "jko: warning: " << warning << "\n";
-  if (learned) std::cerr << "jko: learned: " << tally.describe(request.threshold, false) << "\n";
+  if (learned)
+    std::cerr << "jko: " << request.solver << ": " << tally.describe(request.threshold, request.solver != "learned")
+              << "\n";
   std::vector<double> sorted = stepMs;
   std::sort(sorted.begin(), sorted.end());
   nlohmann::json result = {{"solver", request.solver},
@@ -228,8 +254,13 @@ void runSplitRollout(SplitRolloutRequest request, std::shared_ptr<const Communic
                            {"pvd", pvd}};
   if (learned) {
     result["gauss_newton"] = request.learned->gaussNewton();
+    result["further_newton"] = request.learned->furtherNewton();
     result["certificate_threshold"] = request.threshold;
     result["refinement"] = tally.toJson();
+    result["refined"] = refinedFrames;
+    result["refine_iterations"] = refineIterations;
+    result["refine_reason"] = refineReasons;
+    if (request.solver != "learned") result["learned_certificate"] = learnedCertificates;
   }
   if (linearized) result["gauss_newton"] = request.linearized.corrections;
   if (request.json) {

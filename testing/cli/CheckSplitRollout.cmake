@@ -3,8 +3,9 @@
 # report's per-rank figures and certificates; a step stopped at the
 # iteration cap is named. `--solver linearized` the same (12 digits: its
 # split step differs from the serial one by rounding alone), with its
-# Gauss-Newton corrections, and `--solver learned` with and without its
-# corrections; what is not split is refused with the reason.
+# Gauss-Newton corrections, `--solver learned` with and without its
+# corrections, refine and auto; what is not split is refused with the
+# reason.
 # MPIEXEC is the launcher with its flags (a list), JKO the program, OPERATOR
 # an operator file.
 
@@ -102,6 +103,19 @@ string(FIND "${split_err}" "learned frames fail their certificate" said)
 if(NOT counted EQUAL 2 OR NOT corrections GREATER 0 OR said EQUAL -1)
   message(FATAL_ERROR "the split learned frames' certificates are not tallied and said: ${split_report} ${split_err}")
 endif()
+# Refine and Auto split over the ranks: the learned frames refined by the
+# split reference solver's L-BFGS (Auto: those that fail their certificate,
+# at a threshold of 1e-4 the second), counted as one process counts them.
+foreach(solver refine auto)
+  set(run_args rollout --case barenblatt-flow --dim 3 --grid 24 --steps 2 --solver ${solver} --operator
+               "${OPERATOR}" --refine-iterations 3 --threshold 1e-4 --threads 1 --write-every 0 --json)
+  expect_split_like_serial(${solver} 9)
+  string(JSON refined GET "${split_report}" refinement refined)
+  string(FIND "${split_err}" "of 2 frames refined" said)
+  if(NOT refined GREATER 0 OR (solver STREQUAL "refine" AND NOT refined EQUAL 2) OR said EQUAL -1)
+    message(FATAL_ERROR "the split ${solver} frames are not refined and counted: ${split_report} ${split_err}")
+  endif()
+endforeach()
 # `jko rollout` on two ranks with the 16^3 Barenblatt flow and the further
 # arguments fails, with `reason` in its message.
 function(expect_refused reason)
@@ -114,6 +128,5 @@ function(expect_refused reason)
 endfunction()
 expect_refused("are not split over ranks; take quasi-Newton further corrections (0)" --solver learned --operator
                "${OPERATOR}" --further-newton 4)
-expect_refused("steps are split over MPI ranks; run the auto solver on one process" --solver auto --operator
-               "${OPERATOR}")
+expect_refused("the reference solver is what runs split over ranks" --reference-check)
 message(STATUS "two ranks: ${split}")
