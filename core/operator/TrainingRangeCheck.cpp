@@ -79,8 +79,20 @@ std::vector<RangeWarning> checkDensityAgainstTraining(const OperatorMetadata& m,
   return checkDensityAgainstTraining(m, grid, rho, symmetry);
 }
 
+DensitySummary DensitySummary::of(const Grid& grid, const at::Tensor& rho) {
+  DensitySummary summary;
+  summary.mass = massOf(grid, rho);
+  summary.peak = rho.max().item<double>();
+  return summary;
+}
+
 std::vector<RangeWarning> checkDensityAgainstTraining(const OperatorMetadata& m, const Grid& grid,
                                                       const at::Tensor& rho, const StepSymmetry& symmetry) {
+  return checkDensityAgainstTraining(m, DensitySummary::of(grid, rho), symmetry);
+}
+
+std::vector<RangeWarning> checkDensityAgainstTraining(const OperatorMetadata& m, const DensitySummary& density,
+                                                      const StepSymmetry& symmetry) {
   std::vector<RangeWarning> warnings;
   const TrainingRanges& r = m.ranges;
   const double p = homogeneityDegree(m.energy), c = symmetry.densityFactor;
@@ -90,7 +102,7 @@ std::vector<RangeWarning> checkDensityAgainstTraining(const OperatorMetadata& m,
       c == 1 ? "the density's"
              : "the density as the operator steps it (c rho, c = " + number(c) + ", by the step's symmetry) has a";
   if (r.hasMasses()) {
-    const double mass = c * massOf(grid, rho);
+    const double mass = c * density.mass;
     if (outsideTrainingRange(mass, r.massMin, r.massMax)) {
       RangeWarning w;
       w.quantity = "mass";
@@ -131,7 +143,7 @@ std::vector<RangeWarning> checkDensityAgainstTraining(const OperatorMetadata& m,
     }
   }
   if (r.peakMax > 0 && r.peakMin > 0) {
-    const double peak = c * rho.max().item<double>();
+    const double peak = c * density.peak;
     if (outsideTrainingRange(peak, r.peakMin, r.peakMax)) {
       RangeWarning w;
       w.quantity = "peak density";
@@ -190,8 +202,12 @@ std::vector<std::string> messagesOf(const std::vector<RangeWarning>& warnings) {
 }
 
 std::vector<RangeWarning> TrainingRangeWatch::check(const at::Tensor& rho, int frame) {
+  return check(DensitySummary::of(grid_, rho), frame);
+}
+
+std::vector<RangeWarning> TrainingRangeWatch::check(const DensitySummary& density, int frame) {
   std::vector<RangeWarning> fresh;
-  for (RangeWarning& w : checkDensityAgainstTraining(metadata_, grid_, rho, symmetry_)) {
+  for (RangeWarning& w : checkDensityAgainstTraining(metadata_, density, symmetry_)) {
     if (std::find(reported_.begin(), reported_.end(), w.quantity) != reported_.end()) continue;
     reported_.push_back(w.quantity);
     if (frame > 0) w.message = "frame " + std::to_string(frame) + ": " + w.message;

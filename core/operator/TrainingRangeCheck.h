@@ -44,6 +44,13 @@ bool outsideTrainingRange(double value, double lo, double hi);
 /// as supported.
 std::vector<RangeWarning> checkGridAgainstTraining(const OperatorMetadata& metadata, const Grid& grid);
 
+/// What the range checks read of a density: its mass and its largest value
+/// (a density split over ranks gives its sum and maximum over them).
+struct DensitySummary {
+  double mass = 0, peak = 0;
+  static DensitySummary of(const Grid& grid, const at::Tensor& rho);
+};
+
 /// The mass and the peak density of what the operator steps, c rho (c =
 /// `densityFactor`, StepSymmetry::densityFactor), against the trained
 /// ranges. Files without ranges (zeros) are not checked.
@@ -55,6 +62,8 @@ std::vector<RangeWarning> checkDensityAgainstTraining(const OperatorMetadata& me
 /// conditioned parameter and the masses that it serves.
 std::vector<RangeWarning> checkDensityAgainstTraining(const OperatorMetadata& metadata, const Grid& grid,
                                                       const at::Tensor& rho, const StepSymmetry& symmetry);
+std::vector<RangeWarning> checkDensityAgainstTraining(const OperatorMetadata& metadata, const DensitySummary& density,
+                                                      const StepSymmetry& symmetry);
 
 /// The time step and the energy of a problem (on a density of mass `mass`)
 /// that uses the operator as a first guess only (the Auto solver): nothing
@@ -81,6 +90,7 @@ class TrainingRangeWatch {
       : metadata_(std::move(metadata)), grid_(grid), symmetry_(std::move(symmetry)) {}
   /// Warnings for quantities of rho not reported before; `frame` is named in them.
   std::vector<RangeWarning> check(const at::Tensor& rho, int frame);
+  std::vector<RangeWarning> check(const DensitySummary& density, int frame);
 
  private:
   OperatorMetadata metadata_;

@@ -26,6 +26,7 @@
 #include "operator/AutoSolver.h"
 #include "operator/LearnedOperator.h"
 #include "operator/TrainingRangeCheck.h"
+#include "parallel/DistributedOperatorSolver.h"
 #include "parallel/DistributedReferenceSolver.h"
 #include "parallel/SlabDecomposition.h"
 
@@ -183,6 +184,7 @@ void FrameCache::clear() {
   slabs_.reset();
   splitObjective_.reset();
   splitSolver_.reset();
+  splitOperator_.reset();
   setup_ = RolloutSetup();
   warnedSeconds_ = 0;
 }
@@ -196,8 +198,23 @@ void FrameCache::start(RolloutSetup setup, const std::string& key) {
     // Each rank keeps its slab of rho0 and of every frame after it.
     slabs_ = std::make_unique<SlabDecomposition>(setup.grid, setup.communicator);
     splitObjective_ = std::make_shared<const DistributedJkoObjective>(setup.energy, setup.tau, *slabs_);
-    options.maxIterations = std::max(1, setup.maxIterations);
-    splitSolver_ = std::make_unique<DistributedReferenceSolver>(splitObjective_, options);
+    if (usesOperator(setup.solver)) {
+      // The operator's steps (through the step's symmetries), refined by the
+      // split L-BFGS as one process refines them.
+      AutoSolverOptions automatic;
+      automatic.threshold = setup.threshold;
+      automatic.reference = options;
+      automatic.reference.maxIterations = std::max(1, setup.maxIterations);
+      ReferenceSolverOptions refine = options;
+      refine.maxIterations = std::max(1, setup.refineIterations);
+      const OperatorSolver::Mode mode = setup.solver == SolverKind::Auto             ? OperatorSolver::Mode::Auto
+                                        : setup.solver == SolverKind::LearnedRefined ? OperatorSolver::Mode::Refine
+                                                                                     : OperatorSolver::Mode::Learned;
+      splitOperator_ = std::make_unique<DistributedOperatorSolver>(setup.op, splitObjective_, mode, automatic, refine);
+    } else {
+      options.maxIterations = std::max(1, setup.maxIterations);
+      splitSolver_ = std::make_unique<DistributedReferenceSolver>(splitObjective_, options);
+    }
     if (!setup.rho0IsSlab) setup.rho0 = slabs_->own(setup.rho0.to(at::kDouble).unsqueeze(0))[0];
   } else {
     energy_ = std::make_shared<const Energy>(setup.energy, setup.grid);
@@ -244,7 +261,7 @@ void FrameCache::start(RolloutSetup setup, const std::string& key) {
   if (usesOperator(setup.solver)) {
     // Frame 0 was checked by the filter (its warnings name the input).
     watch_ = std::make_unique<TrainingRangeWatch>(setup.op->metadata(), setup.grid, setup.symmetry);
-    watch_->check(setup.rho0, 0);
+    watch_->check(this->summaryOf(setup.rho0), 0);
   }
   current_ = setup.rho0.to(setup.device);
   setup_ = std::move(setup);
@@ -255,6 +272,14 @@ void FrameCache::start(RolloutSetup setup, const std::string& key) {
 double FrameCache::energyOf(const at::Tensor& density) const {
   if (splitObjective_) return splitObjective_->energy(density);
   return (*energy_)(density.unsqueeze(0)).item<double>();
+}
+
+DensitySummary FrameCache::summaryOf(const at::Tensor& density) const {
+  DensitySummary summary;
+  summary.mass = this->massOf(density);
+  summary.peak = density.max().item<double>();
+  if (slabs_) summary.peak = slabs_->communicator().max(summary.peak);
+  return summary;
 }
 
 double FrameCache::massOf(const at::Tensor& density) const {
@@ -386,7 +411,7 @@ Extension FrameCache::extendTo(int k, vtkAlgorithm* algorithm, int runEnd) {
       break;
     }
     if (watch_)
-      for (const RangeWarning& warning : watch_->check(frames_.back().density, j))
+      for (const RangeWarning& warning : watch_->check(this->summaryOf(frames_.back().density), j))
         if (reportsMessages())
           vtkWarningWithObjectMacro(algorithm,
                                     << "JKO Gradient Flow, " << warning.message << rangeAdvice(setup_.solver));
@@ -516,12 +541,51 @@ Frame FrameCache::splitStep(const ProgressCallback& report) {
   return frame;
 }
 
+Frame FrameCache::splitOperatorStep(const ProgressCallback& report, CertifiedStep& tallied) {
+  const double energy = frames_.back().energy;  // E(rho_k) = J(0), which the certificates need
+  const DistributedJkoObjective::State state = splitObjective_->prepare(current_);
+  const CertifiedStep step = splitOperator_->step(state, report, energy);
+  Frame frame;
+  if (setup_.solver == SolverKind::Auto) {
+    tallied = step;
+    frame.iterations = frame.refineIterations = step.iterations;
+    frame.refined = step.refined;
+    frame.refineReason = toString(step.reason);
+    frame.converged = step.refined && step.refineConverged;
+    frame.fromScratch = step.fromScratch();
+    if (step.refined) frame.learnedCertificate = step.learned.l1ErrorEstimate;
+  } else {
+    if (setup_.solver == SolverKind::LearnedRefined) {
+      frame.learnedCertificate = step.learned.l1ErrorEstimate;
+      frame.iterations = frame.refineIterations = step.iterations;
+      frame.refined = true;
+      frame.refineReason = "refine-iterations";
+      frame.converged = step.refineConverged;
+    }
+    // As one process tallies them: the returned frame's verdict.
+    tallied.refined = frame.refined;
+    tallied.iterations = frame.iterations;
+    tallied.reason = learnedStepVerdict(step.certificate, setup_.threshold);
+  }
+  // J(u) of DESIGN.md §2.2 with the panel's energy, as the certificate measured it.
+  frame.transport = step.certificate.transport;
+  frame.objective = step.certificate.objective;
+  recordCertificate(frame, step.certificate);
+  frame.density = step.next;
+  frame.velocity = step.displacement / setup_.tau;
+  frame.energy = this->energyOf(frame.density);
+  frame.mass = this->massOf(frame.density);
+  current_ = step.next;
+  return frame;
+}
+
 Frame FrameCache::step(int j, const ProgressCallback& report) {
   if (slabs_) {
-    Frame frame = this->splitStep(report);
+    CertifiedStep tallied;
+    Frame frame = splitOperator_ ? this->splitOperatorStep(report, tallied) : this->splitStep(report);
     // Every rank throws, or none (a rank alone would leave the others waiting).
     if (slabs_->communicator().max(finite(frame) ? 0.0 : 1.0) > 0) throw Error(nonFiniteStep(j));
-    tally_->add(CertifiedStep());
+    tally_->add(tallied);
     return frame;
   }
   const Grid& grid = setup_.grid;
@@ -578,10 +642,7 @@ Frame FrameCache::step(int j, const ProgressCallback& report) {
     }
     tallied.refined = frame.refined;
     tallied.iterations = frame.iterations;
-    if (!certificate.descent)
-      tallied.reason = RefineReason::DescentFailed;
-    else if (!certificate.passes(setup_.threshold))
-      tallied.reason = RefineReason::CertificateAbove;
+    tallied.reason = learnedStepVerdict(certificate, setup_.threshold);
   }
   if (setup_.solver != SolverKind::Reference) {
     // J(u) of DESIGN.md §2.2 with the panel's energy, as the certificate measured it.

@@ -10,12 +10,13 @@
 // it says how many frames were refined (or fail their certificate) and
 // which frames left the operator's training range.
 //
-// On several MPI ranks the reference solver's steps are split over them
-// (RolloutSetup::communicator; core's DistributedReferenceSolver): each rank
-// keeps the slab of planes it owns of every frame, and every figure of a
-// frame (energy, mass, certificate) is the whole grid's. A stop request on
-// any rank then stops all of them at the same iteration, since they compute
-// each step together.
+// On several MPI ranks every solver's steps are split over them
+// (RolloutSetup::communicator; core's DistributedReferenceSolver and
+// DistributedOperatorSolver): each rank keeps the slab of planes it owns of
+// every frame, and every figure of a frame (energy, mass, certificate, the
+// training-range checks) is the whole grid's. A stop request on any rank
+// then stops all of them at the same iteration, since they compute each
+// step together.
 //
 // Not wrapped: this header may include ATen.
 #pragma once
@@ -33,6 +34,7 @@
 #include "numerics/Progress.h"
 #include "operator/AutoSolver.h"
 #include "operator/StepSymmetry.h"
+#include "operator/TrainingRangeCheck.h"
 
 class vtkAlgorithm;
 class vtkTable;
@@ -41,6 +43,7 @@ namespace jko {
 class AutoSolver;
 class Communicator;
 class DistributedJkoObjective;
+class DistributedOperatorSolver;
 class DistributedReferenceSolver;
 class Energy;
 class SlabDecomposition;
@@ -121,7 +124,7 @@ struct RolloutSetup {
   /// operator steps c rho, core's StepSymmetry.h); the identity for its own.
   StepSymmetry symmetry;
   std::string description;  ///< e.g. "480x640 grid": for the time estimate
-  /// The ranks the reference solver's steps are split over (null: not split).
+  /// The ranks the steps are split over (null: not split).
   /// Every rank starts the rollout with the whole rho0 and keeps its slab,
   /// or with its slab alone (rho0IsSlab: the filter read only its planes).
   std::shared_ptr<const Communicator> communicator;
@@ -186,6 +189,12 @@ class FrameCache {
   Frame step(int k, const ProgressCallback& report);
   /// The split reference step (slabs_) to frame k.
   Frame splitStep(const ProgressCallback& report);
+  /// The split step of a solver that starts from the operator's, and what
+  /// core's tally counts of it.
+  Frame splitOperatorStep(const ProgressCallback& report, CertifiedStep& tallied);
+  /// What the training-range checks read of a frame's density (over the
+  /// ranks of a split rollout: collective).
+  DensitySummary summaryOf(const at::Tensor& density) const;
   /// Whether to stop: the algorithm's abort flag, agreed over the ranks of a
   /// split rollout (any rank's flag stops them all). Collective when split.
   bool stopRequested(vtkAlgorithm* algorithm) const;
@@ -210,7 +219,8 @@ class FrameCache {
   std::unique_ptr<SlabDecomposition> slabs_;                       ///< a split rollout's planes
   std::shared_ptr<const DistributedJkoObjective> splitObjective_;  ///< and its objective
   std::unique_ptr<DistributedReferenceSolver> splitSolver_;
-  double warnedSeconds_ = 0;  ///< the largest estimate said so far in this rollout
+  std::unique_ptr<DistributedOperatorSolver> splitOperator_;  ///< the learned modes' split steps
+  double warnedSeconds_ = 0;                                  ///< the largest estimate said so far in this rollout
 };
 
 }  // namespace jko::plugin

@@ -254,7 +254,7 @@ void LoadedOperator::load(const std::string& path, const at::Device& device, con
 }
 
 std::vector<RangeWarning> LoadedOperator::check(const EnergySpec& energy, double tau, const Grid& grid,
-                                                const at::Tensor& rho0, const std::array<int, 3>& imageAxis,
+                                                const DensitySummary& rho0, const std::array<int, 3>& imageAxis,
                                                 bool firstGuess, StepSymmetry* symmetry) const {
   const OperatorMetadata& metadata = op_->metadata();
   const std::string where = "The operator in '" + path_ + "'";
@@ -268,7 +268,7 @@ std::vector<RangeWarning> LoadedOperator::check(const EnergySpec& energy, double
   // of them at once, so that one round of edits fixes the panel. Auto solves
   // the panel's problem and only starts from the operator's steps: there
   // they are warnings (below).
-  const double mass = rho0.to(at::kDouble).sum().item<double>() * grid.cellVolume();
+  const double mass = rho0.mass;
   StepSymmetry related = relateToOperator(metadata, energy, tau, grid.dim, mass);
   if (!related.exact) related = StepSymmetry();
   if (symmetry) *symmetry = related;
@@ -294,7 +294,7 @@ std::vector<RangeWarning> LoadedOperator::check(const EnergySpec& energy, double
     throw Error(where + " does not fit the input: " + error.what() + ".");
   }
   std::vector<RangeWarning> warnings = checkGridAgainstTraining(metadata, grid);
-  for (RangeWarning& w : checkDensityAgainstTraining(metadata, grid, rho0, related)) warnings.push_back(std::move(w));
+  for (RangeWarning& w : checkDensityAgainstTraining(metadata, rho0, related)) warnings.push_back(std::move(w));
   if (firstGuess)
     for (RangeWarning& w : checkProblemAgainstTraining(metadata, energy, tau, grid.dim, mass))
       warnings.push_back(std::move(w));

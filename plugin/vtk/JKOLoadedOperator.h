@@ -60,8 +60,9 @@ class LoadedOperator {
   /// TrainingRangeCheck): box and grid, the mass and peak of what the
   /// operator steps (c rho0), and with `firstGuess` the time step and the
   /// energy. `symmetry`, when given, receives how the operator serves the
-  /// panel's problem.
-  std::vector<RangeWarning> check(const EnergySpec& energy, double tau, const Grid& grid, const at::Tensor& rho0,
+  /// panel's problem. rho0 is read for its mass and peak alone (a rollout
+  /// split over ranks gives them over its ranks' slabs).
+  std::vector<RangeWarning> check(const EnergySpec& energy, double tau, const Grid& grid, const DensitySummary& rho0,
                                   const std::array<int, 3>& imageAxis, bool firstGuess,
                                   StepSymmetry* symmetry = nullptr) const;
 

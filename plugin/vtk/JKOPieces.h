@@ -1,13 +1,10 @@
 // The flow filter in a parallel ParaView (mpirun pvbatch / pvserver): every
-// rank reads the whole input. The reference solver's steps are split over
-// the ranks (each rank computes and keeps a slab of every frame:
-// JKOSlabPieces.h); the other solvers compute the same whole frames on every
-// rank. Port 0 gives each rank its own sub-extent (the piece the executive
-// translated into UPDATE_EXTENT, with the ghost levels asked for); port 1, the
-// per-frame table, holds its rows in piece 0 only, because ParaView appends
-// the tables of all ranks (spreadsheet, servermanager.Fetch). Messages are
-// said by the first rank only, since the others would repeat them word for
-// word.
+// rank reads the whole input. Every solver's steps are split over the
+// ranks (each rank computes and keeps a slab of every frame:
+// JKOSlabPieces.h); on CUDA every rank computes the same whole frames. Port 0 gives each rank its own sub-extent (the
+// piece the executive translated into UPDATE_EXTENT, with the ghost levels asked for); port 1, the per-frame table,
+// holds its rows in piece 0 only, because ParaView appends the tables of all ranks (spreadsheet, servermanager.Fetch).
+// Messages are said by the first rank only, since the others would repeat them word for word.
 //
 // Not wrapped; free of torch, so that any translation unit may include it.
 #pragma once

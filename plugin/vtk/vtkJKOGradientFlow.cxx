@@ -459,7 +459,13 @@ void vtkJKOGradientFlow::Internals::prepare(vtkJKOGradientFlow* self, vtkInforma
   if (learned) {
     const std::string path = self->OperatorFile ? self->OperatorFile : "";
     this->op.load(path, device, jko::plugin::solverName(solver));
-    rangeWarnings = this->op.check(energy, self->TimeStep, input.grid, input.rho0, input.mapping.imageAxis,
+    // The mass and peak of the whole density (over the ranks' slabs).
+    jko::DensitySummary density = jko::DensitySummary::of(input.grid, input.rho0);
+    if (input.slab) {
+      density.mass = split->sum(density.mass);
+      density.peak = split->max(density.peak);
+    }
+    rangeWarnings = this->op.check(energy, self->TimeStep, input.grid, density, input.mapping.imageAxis,
                                    solver == SolverKind::Auto, &setup.symmetry);
     key << "|" << this->op.path() << "@" << this->op.stamp();
     if (solver == SolverKind::LearnedRefined) key << "|" << self->RefineIterations;
@@ -492,9 +498,11 @@ void vtkJKOGradientFlow::Internals::prepare(vtkJKOGradientFlow* self, vtkInforma
     if (say && this->frames.slabs()) {
       const jko::SlabDecomposition& slabs = *this->frames.slabs();
       std::ostringstream line;
-      line << "JKO Gradient Flow: the reference solver's steps are split over " << slabs.ranks()
-           << " ranks, each computing and keeping a slab of " << slabs.owned(slabs.ranks() - 1).planes() << "-"
-           << slabs.owned(0).planes() << " planes along "
+      std::string solverText = jko::plugin::solverName(solver);
+      solverText[0] = static_cast<char>(std::tolower(solverText[0]));
+      line << "JKO Gradient Flow: the " << solverText << (solver == SolverKind::Auto ? " solver" : "")
+           << "'s steps are split over " << slabs.ranks() << " ranks, each computing and keeping a slab of "
+           << slabs.owned(slabs.ranks() - 1).planes() << "-" << slabs.owned(0).planes() << " planes along "
            << "xyz"[input.mapping.imageAxis[0]] << " of every frame.\n";
       vtkOutputWindowDisplayText(line.str().c_str());
     } else if (say && !unsplit.empty()) {
@@ -627,9 +635,6 @@ std::shared_ptr<const jko::Communicator> vtkJKOGradientFlow::Internals::splitCan
   inInfo->Get(vtkStreamingDemandDrivenPipeline::WHOLE_EXTENT(), slabExtent);
   const int ranks = jko::plugin::processPlace().ranks;
   if (ranks < 2) return refuse("");
-  if (self->Solver != REFERENCE)
-    return refuse(std::string("only the reference solver's steps are split over ranks, not the ") +
-                  jko::plugin::solverName(static_cast<SolverKind>(self->Solver)) + "'s");
   if (self->Device != CPU) return refuse("a split step runs on the CPU (Device)");
   // The density's samples, points or cells: the array the filter would take
   // from `image`, or before the first update the selected array among those

@@ -47,10 +47,10 @@
  * state or a trace loads it (jko::plugin::trainOperator).
  *
  * In a parallel run (mpirun pvbatch / pvserver) every rank reads the whole
- * input. The reference solver's steps are split over the ranks (each rank
- * computes and keeps a slab of planes of every frame; core's
- * DistributedReferenceSolver); the other solvers compute the same whole
- * frames on every rank. Output 0 gives the piece the pipeline asks for
+ * input. Every solver's steps are split over the ranks (each rank computes
+ * and keeps a slab of planes of every frame; core's DistributedReferenceSolver
+ * and DistributedOperatorSolver); on CUDA every rank computes the same whole
+ * frames. Output 0 gives the piece the pipeline asks for
  * (CAN_PRODUCE_SUB_EXTENT: the samples of UPDATE_EXTENT, put together from
  * the ranks' slabs by one exchange when the steps are split), output 1 has
  * its rows in piece 0 only, and warnings come from rank 0 (JKOPieces.h).
