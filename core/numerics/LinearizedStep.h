@@ -49,7 +49,6 @@
 
 #include <ATen/ATen.h>
 
-#include <deque>
 #include <memory>
 
 #include "numerics/JkoObjective.h"

@@ -5,11 +5,8 @@ ranks, and numbers that show the frames are the same on any N.
 
 SOLVER is "Reference solver" (default) or "Auto" (with the bundled
 porous-medium operator); the density is data/samples/porous-bumps.vti
-(64^2), one LibTorch thread per rank. The reference solver's steps are
-split over the ranks (each computes a slab of every frame); under Auto
-every rank computes every frame and the ranks split only the output, so
-the time per rank is the serial time as long as each rank has a core of
-its own. Prints the time to compute all frames, and for the last frame the
+(64^2), one LibTorch thread per rank. Either solver's steps are split
+over the ranks (each computes a slab of every frame). Prints the time to compute all frames, and for the last frame the
 integrals of rho and rho^2 over the pieces of all ranks (Integrate
 Variables).
 """
