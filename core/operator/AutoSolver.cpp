@@ -2,23 +2,14 @@
 
 #include <ATen/core/grad_mode.h>
 
-#include <chrono>
 #include <cmath>
 #include <sstream>
 
 #include "numerics/Errors.h"
 #include "operator/TrainingRangeCheck.h"
+#include "runtime/Timing.h"
 
 namespace jko {
-namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double millisecondsSince(Clock::time_point start) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-}
-
-}  // namespace
 
 std::string toString(RefineReason reason) {
   switch (reason) {
@@ -99,6 +90,27 @@ StepSymmetry guessSymmetry(const OperatorMetadata& metadata, const EnergySpec& e
   return symmetry.exact ? symmetry : StepSymmetry();
 }
 
+void recordRefinement(CertifiedStep& step, const ReferenceStep& refined) {
+  step.refined = true;
+  step.iterations = refined.iterations;
+  step.refineConverged = refined.converged;
+  step.next = refined.next;
+  step.displacement = refined.displacement;
+}
+
+CertifiedStep guessOrFailure(const std::function<CertifiedStep()>& guess) {
+  try {
+    return guess();
+  } catch (const InvalidDensity& e) {
+    // A density that is itself invalid fails again in the reference
+    // solver's step, with its own message.
+    CertifiedStep out;
+    out.reason = RefineReason::LearnedStepFailed;
+    out.learnedFailure = e.what();
+    return out;
+  }
+}
+
 RefinementPlan refinementPlan(const CertifiedStep& guess, const AutoSolverOptions& options) {
   RefinementPlan plan;
   // L-BFGS from the learned map until the certificate passes with a margin,
@@ -124,17 +136,8 @@ RefineReason learnedStepVerdict(const StepCertificate& certificate, double thres
 }
 
 CertifiedStep AutoSolver::step(const at::Tensor& rho, const ProgressCallback& progress, double energyOfRho) const {
-  CertifiedStep out;
-  try {
-    out = certifiedGuess(rho, energyOfRho, options_.correctUntil * options_.threshold);
-  } catch (const InvalidDensity& e) {
-    // A learned step that cannot be taken (NaN, overflow) is no reason to
-    // stop: the reference solver takes the step from u = 0. A density that
-    // is itself invalid fails there again, with its own message.
-    out = CertifiedStep();
-    out.reason = RefineReason::LearnedStepFailed;
-    out.learnedFailure = e.what();
-  }
+  CertifiedStep out =
+      guessOrFailure([&] { return certifiedGuess(rho, energyOfRho, options_.correctUntil * options_.threshold); });
   if (out.reason == RefineReason::None) return out;
 
   const auto start = Clock::now();
@@ -152,11 +155,7 @@ CertifiedStep AutoSolver::step(const at::Tensor& rho, const ProgressCallback& pr
   const ReferenceStep refined =
       ReferenceSolver(objective_, refineOptions).step(rho, fromScratch ? at::Tensor() : out.displacement, progress);
   out.refineMs = millisecondsSince(start);
-  out.refined = true;
-  out.iterations = refined.iterations;
-  out.refineConverged = refined.converged;
-  out.next = refined.next;
-  out.displacement = refined.displacement;
+  recordRefinement(out, refined);
   out.certificate = certifier_.certify(rho, out.displacement, energyOfRho);
   return out;
 }
@@ -176,12 +175,7 @@ CertifiedStep OperatorSolver::step(const at::Tensor& rho, const ProgressCallback
   if (mode_ == Mode::Auto) return auto_.step(rho, progress, energyOfRho);
   CertifiedStep step = auto_.learnedStep(rho, energyOfRho);
   if (mode_ == Mode::Refine) {
-    const ReferenceStep refined = refiner_.step(rho, step.displacement, progress);
-    step.refined = true;
-    step.iterations = refined.iterations;
-    step.refineConverged = refined.converged;
-    step.next = refined.next;
-    step.displacement = refined.displacement;
+    recordRefinement(step, refiner_.step(rho, step.displacement, progress));
     step.certificate = auto_.certifier().certify(rho, step.displacement, energyOfRho);
   }
   return step;

@@ -10,6 +10,7 @@
 
 #include <ATen/ATen.h>
 
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -100,6 +101,18 @@ struct CertifiedStep {
 /// exact one, else the identity (the operator's own step at c = 1).
 StepSymmetry guessSymmetry(const OperatorMetadata& metadata, const EnergySpec& energy, double tau, int dim,
                            double mass);
+
+/// Auto's first guess (AutoSolver::step): `guess()`, the learned step
+/// certified; a learned step that cannot be taken (it throws InvalidDensity:
+/// NaN, overflow) is no reason to stop, but a guess with reason
+/// LearnedStepFailed, which the reference solver then takes from u = 0.
+CertifiedStep guessOrFailure(const std::function<CertifiedStep()>& guess);
+
+/// The step after its refinement `refined` (the reference solver's L-BFGS
+/// from the learned map or from u = 0): its frame, map, iterations and
+/// whether it stopped on the solver's own rule; the certificate is the
+/// caller's to take again.
+void recordRefinement(CertifiedStep& step, const ReferenceStep& refined);
 
 /// How Auto refines a learned step that failed (AutoSolver::step): from the
 /// learned map by L-BFGS until the certificate is at most `target`, or, from

@@ -1,17 +1,11 @@
 #include "parallel/DistributedOperatorSolver.h"
 
-#include <chrono>
 #include <cmath>
 
 #include "numerics/Errors.h"
+#include "runtime/Timing.h"
 
 namespace jko {
-namespace {
-using Clock = std::chrono::steady_clock;
-double millisecondsSince(Clock::time_point start) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-}
-}  // namespace
 
 DistributedOperatorSolver::DistributedOperatorSolver(std::shared_ptr<const LearnedOperator> op,
                                                      std::shared_ptr<const DistributedJkoObjective> objective,
@@ -81,13 +75,8 @@ CertifiedStep DistributedOperatorSolver::step(const DistributedJkoObjective::Sta
   if (std::isnan(energyOfRho)) energyOfRho = J.energy(state.density);
   auto refined = [&](CertifiedStep& out, const ReferenceSolverOptions& options, const at::Tensor& start) {
     const auto begin = Clock::now();
-    const ReferenceStep step = DistributedReferenceSolver(objective_, options).step(state, start, progress);
+    recordRefinement(out, DistributedReferenceSolver(objective_, options).step(state, start, progress));
     out.refineMs = millisecondsSince(begin);
-    out.refined = true;
-    out.iterations = step.iterations;
-    out.refineConverged = step.converged;
-    out.next = step.next;
-    out.displacement = step.displacement;
     out.certificate = J.certify(state, out.displacement, energyOfRho);
   };
   if (mode_ != OperatorSolver::Mode::Auto) {
@@ -95,16 +84,10 @@ CertifiedStep DistributedOperatorSolver::step(const DistributedJkoObjective::Sta
     if (mode_ == OperatorSolver::Mode::Refine) refined(out, refine_, out.displacement);
     return out;
   }
-  CertifiedStep out;
-  try {
-    out = certifiedGuess(state, energyOfRho, autoOptions_.correctUntil * autoOptions_.threshold);
-  } catch (const InvalidDensity& e) {
-    // As AutoSolver::step: the reference solver takes the step from u = 0.
-    // Every rank threw (the split step's checks are agreed over the ranks).
-    out = CertifiedStep();
-    out.reason = RefineReason::LearnedStepFailed;
-    out.learnedFailure = e.what();
-  }
+  // A learned step that cannot be taken fails on every rank alike (the
+  // split step's checks are agreed over the ranks).
+  CertifiedStep out = guessOrFailure(
+      [&] { return certifiedGuess(state, energyOfRho, autoOptions_.correctUntil * autoOptions_.threshold); });
   if (out.reason == RefineReason::None) return out;
   const RefinementPlan plan = refinementPlan(out, autoOptions_);
   out.restarted = plan.restarted;

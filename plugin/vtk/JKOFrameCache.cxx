@@ -513,6 +513,16 @@ void recordCertificate(Frame& frame, const StepCertificate& certificate) {
   frame.spreadMass = certificate.spreadMassFraction;
 }
 
+// What an Auto step did (refined or not, why, how), in its frame.
+void recordAutoStep(Frame& frame, const CertifiedStep& step) {
+  frame.iterations = frame.refineIterations = step.iterations;
+  frame.refined = step.refined;
+  frame.refineReason = toString(step.reason);
+  frame.converged = step.refined && step.refineConverged;
+  frame.fromScratch = step.fromScratch();
+  if (step.refined) frame.learnedCertificate = step.learned.l1ErrorEstimate;
+}
+
 // Whether the frame's figures and fields are finite (on this rank).
 bool finite(const Frame& frame) {
   return std::isfinite(frame.energy) && std::isfinite(frame.mass) && at::isfinite(frame.density).all().item<bool>() &&
@@ -548,12 +558,7 @@ Frame FrameCache::splitOperatorStep(const ProgressCallback& report, CertifiedSte
   Frame frame;
   if (setup_.solver == SolverKind::Auto) {
     tallied = step;
-    frame.iterations = frame.refineIterations = step.iterations;
-    frame.refined = step.refined;
-    frame.refineReason = toString(step.reason);
-    frame.converged = step.refined && step.refineConverged;
-    frame.fromScratch = step.fromScratch();
-    if (step.refined) frame.learnedCertificate = step.learned.l1ErrorEstimate;
+    recordAutoStep(frame, step);
   } else {
     if (setup_.solver == SolverKind::LearnedRefined) {
       frame.learnedCertificate = step.learned.l1ErrorEstimate;
@@ -615,13 +620,7 @@ Frame FrameCache::step(int j, const ProgressCallback& report) {
     next = tallied.next;
     displacement = tallied.displacement;
     certificate = tallied.certificate;
-    frame.iterations = tallied.iterations;
-    frame.refined = tallied.refined;
-    frame.refineIterations = tallied.iterations;
-    frame.refineReason = toString(tallied.reason);
-    frame.converged = tallied.refined && tallied.refineConverged;
-    frame.fromScratch = tallied.fromScratch();
-    if (tallied.refined) frame.learnedCertificate = tallied.learned.l1ErrorEstimate;
+    recordAutoStep(frame, tallied);
   } else {
     // The operator's step (of c rho, scaled back, when the panel's problem is
     // related to the operator's by the step's symmetries), then certified.
