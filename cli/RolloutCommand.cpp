@@ -53,7 +53,7 @@ struct RolloutOptions {
   int furtherNewton = 0;  ///< --further-newton
   double tau = 0, threshold = AutoSolverOptions().threshold, mass = 0, peak = 0;
   LinearizedStepOptions linearized;
-  bool json = false, referenceCheck = false;
+  bool json = false, referenceCheck = false, completeGridScale = false;
   EnergyOptions energy;
 };
 
@@ -184,6 +184,10 @@ void addRolloutCommand(CLI::App& app) {
                    "solver's tolerance is reported, with its certificate)")
       ->check(atLeast(1))
       ->capture_default_str();
+  rollout->add_flag("--complete-grid-scale", o->completeGridScale,
+                    "Reference solver: complete each step at the grid scale, so that detail at the pixel scale "
+                    "decays as in the exact step (the map-form step alone leaves a pixel checkerboard as it is; "
+                    "docs/design.md, \"Grid-scale modes\")");
   rollout->add_flag("--reference-check", o->referenceCheck,
                     "Also take the reference solver's step from each frame's input and report the frame's error "
                     "against it (reference_rel_l1, reference_ms, reference_objective; step_ms is the step alone)");
@@ -266,6 +270,7 @@ void addRolloutCommand(CLI::App& app) {
       request.tau = tau;
       request.steps = o->steps;
       request.maxIterations = o->maxIterations;
+      request.completeGridScale = o->completeGridScale;
       request.writeEvery = o->writeEvery;
       request.out = o->out;
       request.prefix = o->prefix;
@@ -288,6 +293,7 @@ void addRolloutCommand(CLI::App& app) {
     // numbers) that stopped before its tolerance.
     struct ReferenceRun {
       std::vector<int> iterations, stopped;
+      std::vector<int> completionIterations;  ///< the grid-scale completion's, per step (0: not completed)
       double largestCertificate = 0;
     };
     std::shared_ptr<ReferenceRun> referenceRun;
@@ -329,6 +335,7 @@ void addRolloutCommand(CLI::App& app) {
       objective = std::make_shared<const JkoObjective>(std::make_shared<const Energy>(energySpec, grid), tau);
       ReferenceSolverOptions referenceOptions;
       referenceOptions.maxIterations = o->maxIterations;
+      referenceOptions.completeGridScale = o->completeGridScale;
       auto solver = std::make_shared<const ReferenceSolver>(objective, referenceOptions);
       auto certifier = std::make_shared<const StepCertifier>(objective);
       auto warm = std::make_shared<at::Tensor>();
@@ -341,6 +348,7 @@ void addRolloutCommand(CLI::App& app) {
         s.displacement = r.displacement;
         s.certificate = certifier->certify(rho, r.displacement, energy);  // the reference solver's own final measure
         run->iterations.push_back(r.iterations);
+        run->completionIterations.push_back(r.completed ? r.completionIterations : 0);
         if (!r.converged) {
           run->stopped.push_back(static_cast<int>(run->iterations.size()));
           if (std::isfinite(s.certificate.l1ErrorEstimate))
@@ -494,6 +502,7 @@ void addRolloutCommand(CLI::App& app) {
     result["step_ms"] = stepMs;
     if (referenceRun) {
       result["iterations"] = referenceRun->iterations;
+      if (o->completeGridScale) result["grid_scale_completion_iterations"] = referenceRun->completionIterations;
       result["unconverged_frames"] = referenceRun->stopped;
     }
     if (check) {

@@ -44,6 +44,7 @@ void runSplitRollout(SplitRolloutRequest request, std::shared_ptr<const Communic
   const bool root = slabs.rank() == 0;
   ReferenceSolverOptions options;
   options.maxIterations = request.maxIterations;
+  options.completeGridScale = request.completeGridScale;
   const auto split = std::make_shared<const DistributedJkoObjective>(request.energy, request.tau, slabs);
   const DistributedReferenceSolver solver(split, options);
   const DistributedJkoObjective& objective = *split;

@@ -30,6 +30,7 @@ struct SplitRolloutRequest {
   int refineIterations = 10;                       ///< L-BFGS iterations after each learned step (refine)
   double tau = 0.005;
   int steps = 20, maxIterations = 2000, writeEvery = 1;
+  bool completeGridScale = false;  ///< the reference solver's grid-scale completion
   std::string out = "frames", prefix = "frame";
   bool json = false;
 };

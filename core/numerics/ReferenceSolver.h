@@ -12,6 +12,7 @@
 #include <memory>
 #include <vector>
 
+#include "numerics/GridScaleCompletion.h"
 #include "numerics/JkoObjective.h"
 #include "numerics/Progress.h"
 
@@ -35,6 +36,13 @@ struct ReferenceSolverOptions {
   std::function<bool(const at::Tensor& displacement, const at::Tensor& gradient)> accept;
   /// Report progress every this many L-BFGS iterations (within a step).
   int progressInterval = 25;
+  /// Complete the step's response at the grid scale (numerics/
+  /// GridScaleCompletion: without it a pixel checkerboard is never
+  /// flattened); kept only where it does not raise the energy. Off by
+  /// default: the learned and linearised steps approximate the map-form
+  /// step alone, and its conjugate gradients cost up to a reference step
+  /// more on fine grids (docs/design.md, "Grid-scale modes").
+  bool completeGridScale = false;
 };
 
 struct ReferenceStep {
@@ -47,6 +55,11 @@ struct ReferenceStep {
   int iterations = 0, evaluations = 0;
   bool converged = false;
   bool accepted = false;  ///< stopped because ReferenceSolverOptions::accept said so
+  /// The grid-scale completion: its conjugate-gradient iterations, and
+  /// whether `next` is the completed frame (false where it is off, has
+  /// nothing to complete, or would have raised the energy).
+  int completionIterations = 0;
+  bool completed = false;
 };
 
 /// J and dJ/dx at a flat iterate x (this process's part of it).
@@ -90,6 +103,16 @@ struct LbfgsOutcome {
 /// used: the problem's is).
 LbfgsOutcome minimiseWithMetricLbfgs(const LbfgsProblem& problem, at::Tensor x, const ReferenceSolverOptions& options,
                                      const ProgressCallback& progress = {});
+
+/// The step's frame from its deposit: the objective's limiter and clip,
+/// after the grid-scale completion when `complete` is set and it lowers (or
+/// keeps) the energy; records the completion in `step`. `window` is the
+/// whole grid on one process or a rank's planes; `nextDensity` and
+/// `energy` are the objective's (over all ranks).
+at::Tensor completedFrame(const at::Tensor& deposited, bool complete, const GridScaleCompletion& completion,
+                          const GridScaleCompletion::Window& window,
+                          const std::function<at::Tensor(const at::Tensor&)>& nextDensity,
+                          const std::function<double(const at::Tensor&)>& energy, ReferenceStep& step);
 
 /// K steps from rho0 by `step(rho, warmStart)`, each warm-started from the
 /// previous step's displacement, with a progress event per step.

@@ -414,9 +414,22 @@ ReferenceStep DistributedReferenceSolver::step(const DistributedJkoObjective::St
   result.objective = terms.objective;
   result.energy = terms.energy;
   result.transport = terms.transport;
-  result.next = J.nextDensity(state, terms.deposited)[0];
+  const GridScaleCompletion completion(J.spec(), grid, J.tau());
+  result.next = completedFrame(
+      terms.deposited, options_.completeGridScale, completion, completionWindow(slabs),
+      [&](const at::Tensor& deposited) { return J.nextDensity(state, deposited); },
+      [&](const at::Tensor& rho) { return J.energy(rho); }, result)[0];
   result.displacement = u[0].clone();
   return result;
+}
+
+GridScaleCompletion::Window completionWindow(const SlabDecomposition& slabs) {
+  GridScaleCompletion::Window window;
+  const SlabDecomposition::Range own = slabs.owned(), halo = slabs.window(GridScaleCompletion::kHalo);
+  window.withHalo = [&slabs](const at::Tensor& owned) { return slabs.withHalo(owned, GridScaleCompletion::kHalo); };
+  window.owned = [own, halo](const at::Tensor& t) { return t.narrow(1, own.lo - halo.lo, own.planes()); };
+  window.sum = [&slabs](double value) { return slabs.communicator().sum(value); };
+  return window;
 }
 
 std::vector<ReferenceStep> DistributedReferenceSolver::rollout(const at::Tensor& ownedDensity, int steps,

@@ -129,6 +129,10 @@ class DistributedJkoObjective {
   mutable std::map<std::pair<int64_t, int64_t>, std::unique_ptr<PushForward>> pushForwards_;
 };
 
+/// The grid-scale completion's window on this rank's planes: kHalo planes
+/// of halo from the neighbours, dot products summed over the ranks.
+GridScaleCompletion::Window completionWindow(const SlabDecomposition& slabs);
+
 class DistributedReferenceSolver {
  public:
   DistributedReferenceSolver(std::shared_ptr<const DistributedJkoObjective> objective,

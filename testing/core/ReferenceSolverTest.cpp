@@ -192,34 +192,39 @@ TEST(ReferenceSolver, KeepsTheMaximumOfASharpPicture) {
   configureRuntime(2);
   const at::Tensor picture = sharpPicture();
   const Grid grid = Grid::box(2, {96, 64, 1}, {0, 0, 0}, {96, 64, 0});  // spacing 1, as a PNG reads
-  for (const EnergySpec& spec : {EnergySpec::heat(1), EnergySpec::porousMedium(2, 0.01)}) {
-    auto energy = std::make_shared<const Energy>(spec, grid);
-    auto objective = std::make_shared<const JkoObjective>(energy, 0.005);
-    ASSERT_TRUE(objective->keepsMaximum());
-    const ReferenceSolver solver(objective);
-    at::Tensor rho = picture, warm;
-    const double mass = picture.sum().item<double>();
-    double rawMaximum = 0, energyBefore = (*energy)(picture.unsqueeze(0)).item<double>();
-    for (int k = 0; k < 4; ++k) {
-      const ReferenceStep step = solver.step(rho, warm);
-      {
-        at::NoGradGuard noGrad;
-        const JkoState state = objective->prepare(rho);
-        rawMaximum = std::max(
-            rawMaximum, objective->evaluate(state, step.displacement.unsqueeze(0)).deposited.max().item<double>());
+  for (const bool completed : {false, true})
+    for (const EnergySpec& spec : {EnergySpec::heat(1), EnergySpec::porousMedium(2, 0.01)}) {
+      auto energy = std::make_shared<const Energy>(spec, grid);
+      auto objective = std::make_shared<const JkoObjective>(energy, 0.005);
+      ASSERT_TRUE(objective->keepsMaximum());
+      // With the grid-scale completion too: its higher differences overshoot
+      // at a sharp edge, and the same limiter and clip follow it.
+      ReferenceSolverOptions options;
+      options.completeGridScale = completed;
+      const ReferenceSolver solver(objective, options);
+      at::Tensor rho = picture, warm;
+      const double mass = picture.sum().item<double>();
+      double rawMaximum = 0, energyBefore = (*energy)(picture.unsqueeze(0)).item<double>();
+      for (int k = 0; k < 4; ++k) {
+        const ReferenceStep step = solver.step(rho, warm);
+        {
+          at::NoGradGuard noGrad;
+          const JkoState state = objective->prepare(rho);
+          rawMaximum = std::max(
+              rawMaximum, objective->evaluate(state, step.displacement.unsqueeze(0)).deposited.max().item<double>());
+        }
+        rho = step.next;
+        warm = step.displacement;
+        EXPECT_LE(rho.max().item<double>(), 255.0 * (1 + 1e-12)) << spec.describe() << ", step " << k + 1;
+        EXPECT_GE(rho.min().item<double>(), 0.0);
+        EXPECT_NEAR(rho.sum().item<double>(), mass, 1e-12 * mass);
+        const double energyAfter = (*energy)(rho.unsqueeze(0)).item<double>();
+        EXPECT_LT(energyAfter, energyBefore) << spec.describe() << ", step " << k + 1;
+        energyBefore = energyAfter;
       }
-      rho = step.next;
-      warm = step.displacement;
-      EXPECT_LE(rho.max().item<double>(), 255.0 * (1 + 1e-12)) << spec.describe() << ", step " << k + 1;
-      EXPECT_GE(rho.min().item<double>(), 0.0);
-      EXPECT_NEAR(rho.sum().item<double>(), mass, 1e-12 * mass);
-      const double energyAfter = (*energy)(rho.unsqueeze(0)).item<double>();
-      EXPECT_LT(energyAfter, energyBefore) << spec.describe() << ", step " << k + 1;
-      energyBefore = energyAfter;
+      // The case is one where the minimiser itself overshoots: the limiter is what keeps the maximum.
+      EXPECT_GT(rawMaximum, 255.0 * 1.0003) << spec.describe();
     }
-    // The case is one where the minimiser itself overshoots: the limiter is what keeps the maximum.
-    EXPECT_GT(rawMaximum, 255.0 * 1.0003) << spec.describe();
-  }
 }
 
 // With a potential the maximum may grow (mass gathers in the well): the
@@ -239,45 +244,80 @@ TEST(ReferenceSolver, LetsAPotentialRaiseTheMaximum) {
 // Linear response of one heat step on a constant state: a cosine mode of k
 // half-waves across the box shrinks by the implicit-Euler factor
 // 1 / (1 + tau D (pi k / L)^2) (DESIGN.md §6, "Mode decay"). The map-form
-// scheme moves node masses with a symmetric kernel, so its response is the
-// central difference squared, 1 / (1 + tau D sin^2(pi k h / L) / h^2)
-// (measured to 4 digits): within 2% of the exact step up to k = n / 8 ...
-double modeFactor(int64_t n, int k, double D, double tau) {
+// scheme moves node masses with a symmetric kernel, so its own response is
+// the central difference squared, sin^2(pi k h / L) / h^2; the grid-scale
+// completion (numerics/GridScaleCompletion) supplies the rest.
+struct ModeResponse {
+  double factor = 0;
+  ReferenceStep step;
+};
+
+// The mode's shape on the nodes (n x n), projected away from the walls,
+// where the deposit folds weights.
+ModeResponse modeResponse(int64_t n, const at::Tensor& mode, double D, double tau, bool completeGridScale = true) {
   const Grid grid = Grid::unitBox(2, n);
-  const at::Tensor mode = at::cos(M_PI * k * grid.coordinate(0)).expand({n, n});
   auto objective = std::make_shared<const JkoObjective>(std::make_shared<const Energy>(EnergySpec::heat(D), grid), tau);
-  const at::Tensor next = ReferenceSolver(objective).step(1 + 0.01 * mode).next;
-  // Away from the walls, where the deposit folds weights.
-  const auto inner = [&](const at::Tensor& t) { return t.narrow(0, n / 8, n - n / 4); };
-  return (inner((next - 1) * mode).sum() / inner(0.01 * mode * mode).sum()).item<double>();
+  ReferenceSolverOptions options;
+  options.completeGridScale = completeGridScale;
+  ModeResponse r;
+  r.step = ReferenceSolver(objective, options).step(1 + 0.01 * mode);
+  const auto inner = [&](const at::Tensor& t) { return t.narrow(0, n / 8, n - n / 4).narrow(1, n / 8, n - n / 4); };
+  r.factor = (inner((r.step.next - 1) * mode).sum() / inner(0.01 * mode * mode).sum()).item<double>();
+  return r;
 }
+
+// cos(pi k x) at the cell centres x = (i + 1/2) h: the Neumann modes.
+at::Tensor cosineMode(int64_t n, int k) {
+  const Grid grid = Grid::unitBox(2, n);
+  return at::cos(M_PI * k * grid.coordinate(0)).expand({n, n}).contiguous();
+}
+
+// cos(pi k i h) on node i: at k = n the pixel checkerboard (-1)^i along x.
+at::Tensor nodeAlignedMode(int64_t n, int k) {
+  const at::Tensor i = at::arange(n, at::kDouble).view({n, 1});
+  return at::cos(M_PI * k * i / n).expand({n, n}).contiguous();
+}
+
+double exactFactor(double k2, double D, double tau) { return 1 / (1 + tau * D * M_PI * M_PI * k2); }
 
 TEST(ReferenceSolver, ResolvedModesDecayLikeTheExactStep) {
   configureRuntime(2);
   const int64_t n = 64;
   const double D = 0.1, tau = 0.005;
   for (int k : {2, 4, 8}) {
-    const double exact = 1 / (1 + tau * D * (M_PI * k) * (M_PI * k));
-    EXPECT_NEAR(modeFactor(n, k, D, tau), exact, 0.02 * exact) << "k = " << k;
+    const double exact = exactFactor(k * k, D, tau);
+    EXPECT_NEAR(modeResponse(n, cosineMode(n, k), D, tau).factor, exact, 0.02 * exact) << "k = " << k;
+    // The scheme alone is as close at this scale: the completion leaves it.
+    EXPECT_NEAR(modeResponse(n, cosineMode(n, k), D, tau, false).factor, exact, 0.02 * exact) << "k = " << k;
   }
 }
 
-// ... and blind to the grid scale: a pixel checkerboard (k = n) is not
-// flattened at all (factor 1.004 against the exact 0.047 here), k = n / 2
-// decays by 0.33 against 0.17. No limiter, log floor or stopping rule is
-// involved: the first-order response of a node mass moved by a symmetric
-// kernel vanishes at the grid's highest frequency. Fixing it needs masses
-// that move between neighbouring nodes directly (a staggered flux or split
-// particles), a change of the scheme (docs/design.md, "Grid-scale modes").
-// Disabled until then, so that the requirement stays visible.
-TEST(ReferenceSolver, DISABLED_PixelCheckerboardFlattensLikeTheExactStep) {
+// Grid-scale detail: a period of 4 nodes (k = n / 2) and the pixel
+// checkerboard (k = n, along one axis and along both) decay as the exact
+// step says. Without the completion the map-form step leaves the
+// checkerboard as it is (its linear response vanishes there: factor 1.0
+// against the exact 0.047) and damps k = n / 2 by half as much.
+TEST(ReferenceSolver, PixelCheckerboardFlattensLikeTheExactStep) {
   configureRuntime(2);
   const int64_t n = 64;
   const double D = 0.1, tau = 0.005;
   for (int k : {32, 64}) {
-    const double exact = 1 / (1 + tau * D * (M_PI * k) * (M_PI * k));
-    EXPECT_NEAR(modeFactor(n, k, D, tau), exact, 0.2 * exact) << "k = " << k;
+    const double exact = exactFactor(double(k) * k, D, tau);
+    const ModeResponse completed = modeResponse(n, nodeAlignedMode(n, k), D, tau);
+    EXPECT_NEAR(completed.factor, exact, 0.1 * exact) << "k = " << k;
+    EXPECT_TRUE(completed.step.completed);
+    EXPECT_GT(completed.step.completionIterations, 0);
+    const double scheme = modeResponse(n, nodeAlignedMode(n, k), D, tau, false).factor;
+    EXPECT_GT(scheme, 1.8 * exact) << "k = " << k << ": the scheme alone";
   }
+  const at::Tensor i = at::arange(n, at::kDouble);
+  const at::Tensor checkerboard = at::cos(M_PI * (i.view({n, 1}) + i.view({1, n})));
+  const double exact = exactFactor(2.0 * n * n, D, tau);
+  const ModeResponse both = modeResponse(n, checkerboard, D, tau);
+  EXPECT_NEAR(both.factor, exact, 0.1 * exact);
+  // Mass exact, and the frame stays positive.
+  EXPECT_NEAR(both.step.next.sum().item<double>(), (1 + 0.01 * checkerboard).sum().item<double>(), 1e-10 * n * n);
+  EXPECT_GT(both.step.next.min().item<double>(), 0);
 }
 
 }  // namespace

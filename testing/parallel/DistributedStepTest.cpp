@@ -179,11 +179,14 @@ TEST(DistributedJkoObjective, EqualsTheSerialObjective2D) {
 
 // A whole reference step and a short rollout: the same frames as the serial
 // solver, within the solver's own tolerance.
-void expectSameSteps(const Grid& grid, const EnergySpec& spec, double tau, int steps) {
+void expectSameSteps(const Grid& grid, const EnergySpec& spec, double tau, int steps,
+                     const ReferenceSolverOptions& options = {}) {
   const SlabDecomposition slabs(grid, world());
   const at::Tensor rho = twoBumps(grid, spec.internal == InternalKind::Entropy ? 0.01 : 0.0);
-  const ReferenceSolver serial(std::make_shared<const JkoObjective>(std::make_shared<const Energy>(spec, grid), tau));
-  const DistributedReferenceSolver distributed(std::make_shared<const DistributedJkoObjective>(spec, tau, slabs));
+  const ReferenceSolver serial(std::make_shared<const JkoObjective>(std::make_shared<const Energy>(spec, grid), tau),
+                               options);
+  const DistributedReferenceSolver distributed(std::make_shared<const DistributedJkoObjective>(spec, tau, slabs),
+                                               options);
   const auto expected = serial.rollout(rho, steps);
   const auto frames = distributed.rollout(slabs.own(rho.unsqueeze(0))[0], steps);
   ASSERT_EQ(frames.size(), expected.size());
@@ -192,6 +195,9 @@ void expectSameSteps(const Grid& grid, const EnergySpec& spec, double tau, int s
     EXPECT_LT(relativeL1(next, expected[k].next), 1e-6) << spec.describe() << ", frame " << k + 1;
     EXPECT_NEAR(frames[k].objective, expected[k].objective, 1e-8 * std::abs(expected[k].objective));
     EXPECT_TRUE(frames[k].converged) << "frame " << k + 1;
+    EXPECT_EQ(frames[k].completed, expected[k].completed) << "frame " << k + 1;
+    EXPECT_EQ(frames[k].completed, options.completeGridScale && spec.internal != InternalKind::None)
+        << "frame " << k + 1;
     // Mass kept exactly over the whole grid.
     EXPECT_NEAR(next.sum().item<double>(), rho.sum().item<double>(), 1e-12 * rho.sum().item<double>());
   }
@@ -222,6 +228,43 @@ TEST(DistributedReferenceSolver, StepsLikeTheSerialSolver2D) {
   const at::Tensor rho = slabs.own(twoBumps(grid, 0.01).unsqueeze(0));
   EXPECT_EQ(owned.energy(rho), whole.energy(rho));
   expectSameSteps(grid, EnergySpec::fromPreset("keller-segel"), 0.005, 2);
+  // With the grid-scale completion (conjugate gradients on each rank's
+  // planes with three of halo).
+  ReferenceSolverOptions completed;
+  completed.completeGridScale = true;
+  expectSameSteps(grid, EnergySpec::heat(0.1), 0.005, 3, completed);
+  expectSameSteps(grid, EnergySpec::fromPreset("porous-medium"), 0.005, 2, completed);
+}
+
+// The grid-scale completion on each rank's planes (three of halo, dot
+// products summed): the serial completion to the rounding of its inner
+// products, on a density with detail at the pixel scale.
+void expectSameCompletion(const Grid& grid, const EnergySpec& spec, double tau) {
+  const SlabDecomposition slabs(grid, world());
+  const at::Tensor rho = twoBumps(grid, 0.05);
+  // A checkerboard of 10% on the bumps and the background: the mode the
+  // map-form step leaves alone.
+  at::Tensor checkerboard = at::zeros(grid.shape(), at::kDouble);
+  for (int a = 0; a < grid.dim; ++a)
+    checkerboard = checkerboard + at::round((grid.coordinate(a) - grid.origin[a]) / grid.spacing[a]);
+  const at::Tensor noisy = (rho * (1 + 0.1 * at::cos(M_PI * checkerboard))).unsqueeze(0);
+  const GridScaleCompletion completion(spec, grid, tau);
+  ASSERT_TRUE(completion.active());
+  const auto expected = completion.complete(noisy, GridScaleCompletion::wholeGrid());
+  const auto split = completion.complete(slabs.own(noisy), completionWindow(slabs));
+  EXPECT_EQ(split.iterations, expected.iterations) << spec.describe();
+  EXPECT_TRUE(split.converged);
+  EXPECT_LT(relativeL1(slabs.gather(split.next), expected.next), 1e-12) << spec.describe();
+  // Something was completed: the checkerboard shrank, the mass stayed.
+  EXPECT_GT(relativeL1(expected.next, noisy), 1e-3) << spec.describe();
+  EXPECT_NEAR(expected.next.sum().item<double>(), noisy.sum().item<double>(), 1e-12 * noisy.sum().item<double>());
+}
+
+TEST(GridScaleCompletion, CompletesLikeTheSerialCompletion) {
+  configureRuntime(1);
+  expectSameCompletion(Grid::box(3, {20, 14, 12}, {0, 0, 0}, {1.2, 1, 0.8}), EnergySpec::fromPreset("porous-medium"),
+                       0.005);
+  expectSameCompletion(Grid::box(2, {36, 28, 1}, {0, 0, 0}, {1.2, 1, 1}), EnergySpec::heat(0.1), 0.005);
 }
 
 // The linearised step split over ranks: the serial step's displacement and
