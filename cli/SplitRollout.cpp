@@ -129,7 +129,7 @@ void runSplitRollout(SplitRolloutRequest request, std::shared_ptr<const Communic
 
   const double mass0 = wholeMass(rho);
   std::vector<double> energies{wholeEnergy(rho)}, stepMs, certificateMs;
-  std::vector<int> iterations, unconverged, underResolved;
+  std::vector<int> iterations, unconverged, underResolved, completionIterations;
   nlohmann::json certificates = nlohmann::json::array(), learnedCertificates = nlohmann::json::array();
   std::vector<int> refineIterations;
   std::vector<bool> refinedFrames;
@@ -148,6 +148,7 @@ void runSplitRollout(SplitRolloutRequest request, std::shared_ptr<const Communic
     if (reference) {
       step = solver.step(state, warm);
       iterations.push_back(step.iterations);
+      completionIterations.push_back(step.completed ? step.completionIterations : 0);
     } else if (linearized) {
       std::tie(step.next, step.displacement) = linearized->step(state);
       step.converged = true;
@@ -254,6 +255,7 @@ void runSplitRollout(SplitRolloutRequest request, std::shared_ptr<const Communic
                            {"energy_per_frame", energies},
                            {"frames_written", series ? series->count() : 0},
                            {"pvd", pvd}};
+  if (reference && request.completeGridScale) result["grid_scale_completion_iterations"] = completionIterations;
   if (learned) {
     result["gauss_newton"] = request.learned->gaussNewton();
     result["further_newton"] = request.learned->furtherNewton();

@@ -185,29 +185,31 @@ ReferenceStep ReferenceSolver::step(const at::Tensor& rho, const at::Tensor& ini
   result.energy = terms.energy.item<double>();
   result.transport = terms.transport.item<double>();
   const GridScaleCompletion completion(J.energy().spec(), grid, J.tau());
-  result.next = completedFrame(
-      terms.deposited, options_.completeGridScale, completion, GridScaleCompletion::wholeGrid(),
-      [&](const at::Tensor& deposited) { return J.nextDensity(state, deposited); },
-      [&](const at::Tensor& rho) { return J.energy()(rho).sum().item<double>(); }, result)[0];
+  FrameFinish finish;
+  finish.nextDensity = [&](const at::Tensor& deposited) { return J.nextDensity(state, deposited); };
+  finish.energy = [&](const at::Tensor& rho) { return J.energy()(rho).sum().item<double>(); };
+  finish.internalEnergy = [&](const at::Tensor& rho) { return J.energy().parts(rho).internal.sum().item<double>(); };
+  result.next = completedFrame(terms.deposited, result.initialObjective, options_.completeGridScale, completion,
+                               GridScaleCompletion::wholeGrid(), finish, result)[0];
   result.displacement = u[0].clone();
   return result;
 }
 
-at::Tensor completedFrame(const at::Tensor& deposited, bool complete, const GridScaleCompletion& completion,
-                          const GridScaleCompletion::Window& window,
-                          const std::function<at::Tensor(const at::Tensor&)>& nextDensity,
-                          const std::function<double(const at::Tensor&)>& energy, ReferenceStep& step) {
-  const at::Tensor frame = nextDensity(deposited);
+at::Tensor completedFrame(const at::Tensor& deposited, double initialEnergy, bool complete,
+                          const GridScaleCompletion& completion, const GridScaleCompletion::Window& window,
+                          const FrameFinish& finish, ReferenceStep& step) {
+  const at::Tensor frame = finish.nextDensity(deposited);
   if (!complete || !completion.active()) return frame;
   const GridScaleCompletion::Outcome outcome = completion.complete(frame, window);
   step.completionIterations = outcome.iterations;
   if (outcome.iterations == 0) return frame;
   // The limiter spreads what the completion's higher differences pushed
-  // below zero at a sharp edge; a completion that would raise the energy
-  // (it is not a monotone scheme) is not kept.
-  const at::Tensor completed = nextDensity(outcome.next);
-  const double before = energy(frame), after = energy(completed);
-  if (!(after <= before + 1e-14 * std::abs(before))) return frame;
+  // below zero at a sharp edge; it is not a monotone scheme, so a
+  // completion that raises U, or E above E(rho_k), is not kept.
+  const at::Tensor completed = finish.nextDensity(outcome.next);
+  if (!(finish.internalEnergy(completed) <= finish.internalEnergy(frame) + 1e-14 * std::abs(initialEnergy)) ||
+      !(finish.energy(completed) <= initialEnergy))
+    return frame;
   step.completed = true;
   return completed;
 }

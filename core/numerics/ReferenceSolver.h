@@ -104,15 +104,23 @@ struct LbfgsOutcome {
 LbfgsOutcome minimiseWithMetricLbfgs(const LbfgsProblem& problem, at::Tensor x, const ReferenceSolverOptions& options,
                                      const ProgressCallback& progress = {});
 
+/// What completedFrame needs of an objective: its limiter and clip, and E
+/// and the internal energy U of a density (over all ranks).
+struct FrameFinish {
+  std::function<at::Tensor(const at::Tensor& deposited)> nextDensity;
+  std::function<double(const at::Tensor&rho)> energy, internalEnergy;
+};
+
 /// The step's frame from its deposit: the objective's limiter and clip,
-/// after the grid-scale completion when `complete` is set and it lowers (or
-/// keeps) the energy; records the completion in `step`. `window` is the
-/// whole grid on one process or a rank's planes; `nextDensity` and
-/// `energy` are the objective's (over all ranks).
-at::Tensor completedFrame(const at::Tensor& deposited, bool complete, const GridScaleCompletion& completion,
-                          const GridScaleCompletion::Window& window,
-                          const std::function<at::Tensor(const at::Tensor&)>& nextDensity,
-                          const std::function<double(const at::Tensor&)>& energy, ReferenceStep& step);
+/// after the grid-scale completion when `complete` is set and the completed
+/// frame still has E <= E(rho_k) = `initialEnergy` and no more internal
+/// energy than the map-form frame (the completion is a diffusion of it: a
+/// potential's or an interaction's energy may rise by what it spreads).
+/// Records the completion in `step`. `window` is the whole grid on one
+/// process or a rank's planes.
+at::Tensor completedFrame(const at::Tensor& deposited, double initialEnergy, bool complete,
+                          const GridScaleCompletion& completion, const GridScaleCompletion::Window& window,
+                          const FrameFinish& finish, ReferenceStep& step);
 
 /// K steps from rho0 by `step(rho, warmStart)`, each warm-started from the
 /// previous step's displacement, with a progress event per step.

@@ -256,6 +256,12 @@ DistributedJkoObjective::WholeEnergy DistributedJkoObjective::wholeEnergy(const 
   return whole;
 }
 
+double DistributedJkoObjective::internalEnergy(const at::Tensor& owned) const {
+  at::NoGradGuard noGrad;
+  const at::Tensor rho = owned.dim() == slabs_.grid().dim ? owned.unsqueeze(0) : owned;
+  return slabs_.communicator().sum(ownedEnergy_->parts(rho.to(at::kDouble)).internal.sum().item<double>());
+}
+
 double DistributedJkoObjective::energy(const at::Tensor& owned) const {
   at::NoGradGuard noGrad;
   const at::Tensor rho = owned.dim() == slabs_.grid().dim ? owned.unsqueeze(0) : owned;
@@ -415,10 +421,12 @@ ReferenceStep DistributedReferenceSolver::step(const DistributedJkoObjective::St
   result.energy = terms.energy;
   result.transport = terms.transport;
   const GridScaleCompletion completion(J.spec(), grid, J.tau());
-  result.next = completedFrame(
-      terms.deposited, options_.completeGridScale, completion, completionWindow(slabs),
-      [&](const at::Tensor& deposited) { return J.nextDensity(state, deposited); },
-      [&](const at::Tensor& rho) { return J.energy(rho); }, result)[0];
+  FrameFinish finish;
+  finish.nextDensity = [&](const at::Tensor& deposited) { return J.nextDensity(state, deposited); };
+  finish.energy = [&](const at::Tensor& rho) { return J.energy(rho); };
+  finish.internalEnergy = [&](const at::Tensor& rho) { return J.internalEnergy(rho); };
+  result.next = completedFrame(terms.deposited, result.initialObjective, options_.completeGridScale, completion,
+                               completionWindow(slabs), finish, result)[0];
   result.displacement = u[0].clone();
   return result;
 }

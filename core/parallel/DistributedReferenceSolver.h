@@ -47,6 +47,8 @@ class DistributedJkoObjective {
   /// E of the whole density from its owned planes (1, planes, ...) or
   /// (planes, ...). Collective.
   double energy(const at::Tensor& owned) const;
+  /// The internal energy alone, likewise. Collective.
+  double internalEnergy(const at::Tensor& owned) const;
   bool keepsMaximum() const;
   /// V + W * rho at the owned nodes (1, planes, ...): the first variation
   /// without the internal energy's part U'(rho), the whole density's (the
