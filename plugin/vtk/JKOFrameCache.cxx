@@ -213,6 +213,7 @@ void FrameCache::start(RolloutSetup setup, const std::string& key) {
       splitOperator_ = std::make_unique<DistributedOperatorSolver>(setup.op, splitObjective_, mode, automatic, refine);
     } else {
       options.maxIterations = std::max(1, setup.maxIterations);
+      options.completeGridScale = setup.completeGridScale;
       splitSolver_ = std::make_unique<DistributedReferenceSolver>(splitObjective_, options);
     }
     if (!setup.rho0IsSlab) setup.rho0 = slabs_->own(setup.rho0.to(at::kDouble).unsqueeze(0))[0];
@@ -244,6 +245,7 @@ void FrameCache::start(RolloutSetup setup, const std::string& key) {
     // The split solver above.
   } else if (setup.solver == SolverKind::Reference) {
     options.maxIterations = std::max(1, setup.maxIterations);
+    options.completeGridScale = setup.completeGridScale;
     solver_ = std::make_unique<ReferenceSolver>(objective_, options);
   } else if (setup.solver == SolverKind::LearnedRefined) {
     options.maxIterations = std::max(1, setup.refineIterations);

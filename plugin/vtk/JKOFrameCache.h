@@ -115,8 +115,9 @@ struct RolloutSetup {
   at::Tensor rho0;  ///< float64 CPU, shape of the grid
   EnergySpec energy;
   double tau = 0.005;
-  int maxIterations = 2000;   ///< cap of a reference step's (and an Auto refinement's) L-BFGS iterations
-  int refineIterations = 10;  ///< L-BFGS iterations after each learned step (Learned + refine)
+  int maxIterations = 2000;        ///< cap of a reference step's (and an Auto refinement's) L-BFGS iterations
+  int refineIterations = 10;       ///< L-BFGS iterations after each learned step (Learned + refine)
+  bool completeGridScale = false;  ///< the reference solver's grid-scale completion
   double threshold = AutoSolverOptions().threshold;  ///< certificate threshold: Auto refines above it, the others flag
   at::Device device = at::kCPU;
   std::shared_ptr<LearnedOperator> op;  ///< the learned modes' operator

@@ -456,6 +456,7 @@ void vtkJKOGradientFlow::Internals::prepare(vtkJKOGradientFlow* self, vtkInforma
   jko::plugin::RolloutSetup setup;
   std::vector<jko::RangeWarning> rangeWarnings;
   if (solver == SolverKind::Reference || solver == SolverKind::Auto) key << "|" << self->MaximumIterations;
+  if (solver == SolverKind::Reference) key << "|completion " << (self->CompleteGridScale ? 1 : 0);
   if (learned) {
     const std::string path = self->OperatorFile ? self->OperatorFile : "";
     this->op.load(path, device, jko::plugin::solverName(solver));
@@ -486,6 +487,7 @@ void vtkJKOGradientFlow::Internals::prepare(vtkJKOGradientFlow* self, vtkInforma
     setup.energy = energy;
     setup.tau = self->TimeStep;
     setup.maxIterations = self->MaximumIterations;
+    setup.completeGridScale = self->CompleteGridScale != 0;
     setup.refineIterations = self->RefineIterations;
     setup.threshold = self->CertificateThreshold;
     setup.device = device;
@@ -810,6 +812,7 @@ void vtkJKOGradientFlow::PrintSelf(ostream& os, vtkIndent indent) {
   os << indent << "FitToUnitBox: " << this->FitToUnitBox << "\n";
   os << indent << "MaximumIterations: " << this->MaximumIterations << "\n";
   os << indent << "RefineIterations: " << this->RefineIterations << "\n";
+  os << indent << "CompleteGridScale: " << this->CompleteGridScale << "\n";
   os << indent << "OperatorFile: " << (this->OperatorFile ? this->OperatorFile : "(none)") << "\n";
   os << indent << "Device: " << (this->Device == CUDA ? "CUDA" : "CPU") << "\n";
   os << indent << "NumberOfThreads: " << this->NumberOfThreads << "\n";

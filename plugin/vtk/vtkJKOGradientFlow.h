@@ -179,6 +179,15 @@ class NEURALJKOFLOWFILTERS_EXPORT vtkJKOGradientFlow : public vtkImageAlgorithm 
   ///@}
 
   ///@{
+  /// The reference solver's grid-scale completion (numerics/
+  /// GridScaleCompletion): detail at the pixel scale decays as in the exact
+  /// step. Off by default.
+  vtkSetMacro(CompleteGridScale, vtkTypeBool);
+  vtkGetMacro(CompleteGridScale, vtkTypeBool);
+  vtkBooleanMacro(CompleteGridScale, vtkTypeBool);
+  ///@}
+
+  ///@{
   /// The operator file (.jko or TorchScript .pt) of the learned modes.
   vtkSetFilePathMacro(OperatorFile);
   vtkGetFilePathMacro(OperatorFile);
@@ -280,6 +289,7 @@ class NEURALJKOFLOWFILTERS_EXPORT vtkJKOGradientFlow : public vtkImageAlgorithm 
   vtkTypeBool FitToUnitBox = 0;
   int MaximumIterations = 2000;
   int RefineIterations = 10;
+  vtkTypeBool CompleteGridScale = 0;
   char* OperatorFile = nullptr;
   int Device = CPU;
   int NumberOfThreads = 0;
