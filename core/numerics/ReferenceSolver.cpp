@@ -202,7 +202,10 @@ at::Tensor completedFrame(const at::Tensor& deposited, double initialEnergy, boo
   if (!complete || !completion.active()) return frame;
   const GridScaleCompletion::Outcome outcome = completion.complete(frame, window);
   step.completionIterations = outcome.iterations;
-  if (outcome.iterations == 0) return frame;
+  // A solve that stopped at its iteration cap is not kept either: the frame
+  // is then the map-form step's, as with the completion off (and the step
+  // says it was not completed).
+  if (outcome.iterations == 0 || !outcome.converged) return frame;
   // The limiter spreads what the completion's higher differences pushed
   // below zero at a sharp edge; it is not a monotone scheme, so a
   // completion that raises U, or E above E(rho_k), is not kept.

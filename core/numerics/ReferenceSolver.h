@@ -112,8 +112,9 @@ struct FrameFinish {
 };
 
 /// The step's frame from its deposit: the objective's limiter and clip,
-/// after the grid-scale completion when `complete` is set and the completed
-/// frame still has E <= E(rho_k) = `initialEnergy` and no more internal
+/// after the grid-scale completion when `complete` is set, its solve
+/// converged, and the completed frame still has E <= E(rho_k) =
+/// `initialEnergy` and no more internal
 /// energy than the map-form frame (the completion is a diffusion of it: a
 /// potential's or an interaction's energy may rise by what it spreads).
 /// Records the completion in `step`. `window` is the whole grid on one
