@@ -16,11 +16,7 @@ DistributedLinearizedStep::DistributedLinearizedStep(std::shared_ptr<const Distr
         "Gauss-Newton iterations of the further corrections", std::to_string(options_.furtherNewtonIterations),
         "are not split over ranks; take quasi-Newton further corrections (0), or run on one process");
   LinearizedStep::validate(options_);
-  const SlabDecomposition& slabs = objective_->slabs();
-  split_.slabs.communicator = slabs.communicatorPointer();
-  split_.slabs.gatherNodes = multigridGatherNodes;
-  split_.slabs.firstPlane = {0};
-  for (int r = 0; r < slabs.ranks(); ++r) split_.slabs.firstPlane.push_back(slabs.owned(r).hi);
+  split_.slabs = objective_->slabs().multigridSlabs(multigridGatherNodes);
 }
 
 LinearizedSlab DistributedLinearizedStep::slab(const DistributedJkoObjective::State& state) const {

@@ -437,9 +437,7 @@ GridScaleCompletion::Window completionWindow(const SlabDecomposition& slabs) {
   window.withHalo = [&slabs](const at::Tensor& owned) { return slabs.withHalo(owned, GridScaleCompletion::kHalo); };
   window.owned = [own, halo](const at::Tensor& t) { return t.narrow(1, own.lo - halo.lo, own.planes()); };
   window.sum = [&slabs](double value) { return slabs.communicator().sum(value); };
-  window.slabs.communicator = slabs.communicatorPointer();
-  window.slabs.firstPlane = {0};
-  for (int r = 0; r < slabs.ranks(); ++r) window.slabs.firstPlane.push_back(slabs.owned(r).hi);
+  window.slabs = slabs.multigridSlabs();
   return window;
 }
 

@@ -33,6 +33,15 @@ SlabDecomposition::Range SlabDecomposition::window(int64_t halo, int r) const {
   return {std::max<int64_t>(0, own.lo - halo), std::min<int64_t>(grid_.n[0], own.hi + halo)};
 }
 
+MultigridSlabs SlabDecomposition::multigridSlabs(int64_t gatherNodes) const {
+  MultigridSlabs slabs;
+  slabs.communicator = communicator_;
+  slabs.gatherNodes = gatherNodes;
+  slabs.firstPlane = {0};
+  for (int r = 0; r < ranks(); ++r) slabs.firstPlane.push_back(owned(r).hi);
+  return slabs;
+}
+
 Grid SlabDecomposition::slab(Range planes) const {
   Grid g = grid_;
   g.n[0] = planes.planes();

@@ -12,6 +12,7 @@
 #include <memory>
 
 #include "numerics/Grid.h"
+#include "numerics/Multigrid.h"
 #include "parallel/Communicator.h"
 
 namespace jko {
@@ -42,6 +43,8 @@ class SlabDecomposition {
   /// The owned planes and `halo` more on each side, within the grid.
   Range window(int64_t halo, int rank) const;
   Range window(int64_t halo) const { return window(halo, rank()); }
+  /// The ranks' planes as a split multigrid takes them.
+  MultigridSlabs multigridSlabs(int64_t gatherNodes = MultigridSlabs{}.gatherNodes) const;
   /// Planes [lo, hi) as a grid of their own (the origin moved to plane lo).
   Grid slab(Range planes) const;
 
