@@ -255,22 +255,30 @@ void addEvalCommand(CLI::App& app) {
             options->reference);
       result = evaluateCase(c, stepperFor(c.grid, c.energy, c.tau, c.initial), options->solver, {}, check.get());
     }
-    // The resolution check of every frame (StepCertificate::spreadMassFraction).
+    // The resolution check (StepCertificate::spreadMassFraction) and the
+    // grid-scale check (StepCertificate::gridScaleDefect) of every frame.
     if (result.contains("certificate") && result["certificate"].is_array()) {
-      std::vector<int> coarse;
-      double largest = 0;
       const nlohmann::json& certificates = result["certificate"];
-      for (size_t k = 0; k < certificates.size(); ++k) {
-        const nlohmann::json& c = certificates[k];
-        if (!c.is_object() || !c.contains("spread_mass_fraction") || !c["spread_mass_fraction"].is_number()) continue;
-        const double share = c["spread_mass_fraction"].get<double>();
-        largest = std::max(largest, share);
-        if (share > StepCertificate::kUnderResolvedShare) coarse.push_back(static_cast<int>(k) + 1);
-      }
+      const int total = static_cast<int>(certificates.size());
+      // The frames whose `key` is above `limit`, and the largest value.
+      const auto above = [&](const char* key, double limit, double& largest) {
+        std::vector<int> frames;
+        largest = 0;
+        for (size_t k = 0; k < certificates.size(); ++k) {
+          const nlohmann::json& c = certificates[k];
+          if (!c.is_object() || !c.contains(key) || !c[key].is_number()) continue;
+          largest = std::max(largest, c[key].get<double>());
+          if (c[key].get<double>() > limit) frames.push_back(static_cast<int>(k) + 1);
+        }
+        return frames;
+      };
+      double spread = 0, defect = 0;
+      const std::vector<int> coarse = above("spread_mass_fraction", StepCertificate::kUnderResolvedShare, spread);
+      const std::vector<int> detailed = above("grid_scale_defect", StepCertificate::kGridScaleDefectShare, defect);
       result["under_resolved_frames"] = coarse;
-      if (!coarse.empty())
-        std::cerr << "jko: warning: " << underResolvedWarning(coarse, static_cast<int>(certificates.size()), largest)
-                  << "\n";
+      result["grid_scale_frames"] = detailed;
+      if (!coarse.empty()) std::cerr << "jko: warning: " << underResolvedWarning(coarse, total, spread) << "\n";
+      if (!detailed.empty()) std::cerr << "jko: warning: " << gridScaleWarning(detailed, total, defect) << "\n";
     }
     if (learnedSolver) {
       result["certificate_threshold"] = options->threshold;

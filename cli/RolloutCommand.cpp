@@ -185,9 +185,10 @@ void addRolloutCommand(CLI::App& app) {
       ->check(atLeast(1))
       ->capture_default_str();
   rollout->add_flag("--complete-grid-scale", o->completeGridScale,
-                    "Reference solver: complete each step at the grid scale, so that detail at the pixel scale "
-                    "decays as in the exact step (the map-form step alone leaves a pixel checkerboard as it is; "
-                    "docs/design.md, \"Grid-scale modes\")");
+                    "Complete each step at the grid scale, so that detail at the pixel scale decays as in the exact "
+                    "step (the map-form step alone leaves a pixel checkerboard as it is; docs/design.md, "
+                    "\"Grid-scale modes\"): the reference solver within its step, every other solver after its "
+                    "step");
   rollout->add_flag("--reference-check", o->referenceCheck,
                     "Also take the reference solver's step from each frame's input and report the frame's error "
                     "against it (reference_rel_l1, reference_ms, reference_objective; step_ms is the step alone)");
@@ -347,6 +348,7 @@ void addRolloutCommand(CLI::App& app) {
         s.next = r.next;
         s.displacement = r.displacement;
         s.certificate = certifier->certify(rho, r.displacement, energy);  // the reference solver's own final measure
+        s.certificate.gridScaleDefect = r.gridScaleDefect;                // where its completion ran
         run->iterations.push_back(r.iterations);
         run->completionIterations.push_back(r.completed ? r.completionIterations : 0);
         if (!r.converged) {
@@ -357,6 +359,7 @@ void addRolloutCommand(CLI::App& app) {
         return s;
       };
     }
+    const StepCertifier frameCertifier(objective);  // each frame's grid-scale check
     RefinementTally tally;
     nlohmann::json certificates = nlohmann::json::array(), learnedCertificates = nlohmann::json::array();
     std::vector<bool> refinedFrames;
@@ -381,6 +384,10 @@ void addRolloutCommand(CLI::App& app) {
     double foldedNodesMax = 0, foldedMassMax = 0, foldedMassSum = 0;
     std::vector<int> underResolved;  // frames failing the certificate's resolution check
     double spreadMax = 0;
+    // Frames that keep detail at the grid scale (not completed), and the
+    // grid-scale completion's iterations per step (0: not completed).
+    std::vector<int> gridScaleFrames, completionIterations;
+    double defectMax = 0;
     double rssEarly = std::nan(""), rssFinal = std::nan(""), limitEarly = std::nan(""), limitFinal = std::nan("");
     double rssPeak = residentMegabytes();
     bool finite = true;
@@ -391,7 +398,22 @@ void addRolloutCommand(CLI::App& app) {
     try {
       for (int k = 0; k < K; ++k) {
         const auto stepStart = std::chrono::steady_clock::now();
-        const CertifiedStep certified = step(rho, energies.back());
+        CertifiedStep certified = step(rho, energies.back());
+        bool completed = false;
+        if (o->completeGridScale) {
+          if (referenceRun) {
+            completionIterations.push_back(referenceRun->completionIterations.back());
+          } else {
+            ReferenceStep record;
+            certified.next = completeFrame(*objective, rho, certified.next, energies.back(), record);
+            completionIterations.push_back(record.completed ? record.completionIterations : 0);
+            certified.certificate.gridScaleDefect = record.gridScaleDefect;
+          }
+          completed = completionIterations.back() > 0;
+        }
+        // Where no completion ran, the grid-scale check of the frame.
+        if (!std::isfinite(certified.certificate.gridScaleDefect))
+          certified.certificate.gridScaleDefect = frameCertifier.gridScaleDefect(certified.next);
         stepMs.push_back(
             std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - stepStart).count());
         if (check) {
@@ -406,6 +428,10 @@ void addRolloutCommand(CLI::App& app) {
         if (certified.certificate.underResolved()) underResolved.push_back(k + 1);
         if (std::isfinite(certified.certificate.spreadMassFraction))
           spreadMax = std::max(spreadMax, certified.certificate.spreadMassFraction);
+        if (certified.certificate.keepsGridScaleDetail() && !completed) {
+          gridScaleFrames.push_back(k + 1);
+          defectMax = std::max(defectMax, certified.certificate.gridScaleDefect);
+        }
         certificates.push_back(certified.certificate.toJson());
         learnedCertificates.push_back(certified.refined ? certified.learned.toJson() : nlohmann::json());
         refinedFrames.push_back(certified.refined);
@@ -440,6 +466,7 @@ void addRolloutCommand(CLI::App& app) {
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (!o->json) std::cerr << "\n";
     if (!underResolved.empty()) warn(underResolvedWarning(underResolved, done, spreadMax));
+    if (!gridScaleFrames.empty()) warn(gridScaleWarning(gridScaleFrames, done, defectMax));
     if (referenceRun && !referenceRun->stopped.empty())
       warn(cappedReferenceWarning(referenceRun->stopped, done, o->maxIterations, referenceRun->largestCertificate));
     rssFinal = residentMegabytes();
@@ -483,6 +510,9 @@ void addRolloutCommand(CLI::App& app) {
         {"folded_mass_fraction_mean", done ? foldedMassSum / done : 0.0},
         {"spread_mass_fraction_max", spreadMax},
         {"under_resolved_frames", underResolved},
+        // Frames whose certificate's grid_scale_defect is above
+        // StepCertificate::kGridScaleDefectShare and that were not completed.
+        {"grid_scale_frames", gridScaleFrames},
         {"rss_frame", earlyFrame},
         {"rss_mb_at_frame", finiteOrNull(rssEarly)},
         {"rss_mb_final", finiteOrNull(rssFinal)},
@@ -500,9 +530,9 @@ void addRolloutCommand(CLI::App& app) {
     result["refine_reason"] = refineReasons;
     result["warnings"] = warnings;
     result["step_ms"] = stepMs;
+    if (o->completeGridScale) result["grid_scale_completion_iterations"] = completionIterations;
     if (referenceRun) {
       result["iterations"] = referenceRun->iterations;
-      if (o->completeGridScale) result["grid_scale_completion_iterations"] = referenceRun->completionIterations;
       result["unconverged_frames"] = referenceRun->stopped;
     }
     if (check) {

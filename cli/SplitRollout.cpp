@@ -129,7 +129,8 @@ void runSplitRollout(SplitRolloutRequest request, std::shared_ptr<const Communic
 
   const double mass0 = wholeMass(rho);
   std::vector<double> energies{wholeEnergy(rho)}, stepMs, certificateMs;
-  std::vector<int> iterations, unconverged, underResolved, completionIterations;
+  std::vector<int> iterations, unconverged, underResolved, completionIterations, gridScaleFrames;
+  double defectMax = 0;
   nlohmann::json certificates = nlohmann::json::array(), learnedCertificates = nlohmann::json::array();
   std::vector<int> refineIterations;
   std::vector<bool> refinedFrames;
@@ -180,6 +181,21 @@ void runSplitRollout(SplitRolloutRequest request, std::shared_ptr<const Communic
     } else {
       certificate = objective.certify(state, step.displacement, energies.back());
     }
+    // The other solvers' frames are completed after their steps, as on one
+    // process.
+    if (request.completeGridScale && !reference) {
+      const at::Tensor frame = step.next;
+      step.next = completeFrame(objective, state, frame, energies.back(), step);
+      completionIterations.push_back(step.completed ? step.completionIterations : 0);
+    }
+    // Where no completion ran, the grid-scale check of the frame.
+    certificate.gridScaleDefect =
+        std::isfinite(step.gridScaleDefect) ? step.gridScaleDefect : objective.gridScaleDefect(step.next);
+    const bool completed = request.completeGridScale && completionIterations.back() > 0;
+    if (certificate.keepsGridScaleDetail() && !completed) {
+      gridScaleFrames.push_back(k + 1);
+      defectMax = std::max(defectMax, certificate.gridScaleDefect);
+    }
     const auto stepEnd = std::chrono::steady_clock::now();
     stepMs.push_back(std::chrono::duration<double, std::milli>(stepEnd - stepStart).count());
     certificateMs.push_back(learnedCertificateMs >= 0
@@ -220,6 +236,7 @@ void runSplitRollout(SplitRolloutRequest request, std::shared_ptr<const Communic
   if (!request.json) std::cerr << "\n";
   std::vector<std::string> warnings;
   if (!underResolved.empty()) warnings.push_back(underResolvedWarning(underResolved, K, spreadMax));
+  if (!gridScaleFrames.empty()) warnings.push_back(gridScaleWarning(gridScaleFrames, K, defectMax));
   if (!unconverged.empty())
     warnings.push_back(cappedReferenceWarning(unconverged, K, request.maxIterations, largestCertificate));
   for (const std::string& warning : warnings) std::cerr << "jko: warning: " << warning << "\n";
@@ -248,6 +265,7 @@ void runSplitRollout(SplitRolloutRequest request, std::shared_ptr<const Communic
                            {"certificate", certificates},
                            {"under_resolved_frames", underResolved},
                            {"spread_mass_fraction_max", spreadMax},
+                           {"grid_scale_frames", gridScaleFrames},
                            {"warnings", warnings},
                            {"min_density", minimum},
                            {"mass_initial", mass0},
@@ -255,7 +273,7 @@ void runSplitRollout(SplitRolloutRequest request, std::shared_ptr<const Communic
                            {"energy_per_frame", energies},
                            {"frames_written", series ? series->count() : 0},
                            {"pvd", pvd}};
-  if (reference && request.completeGridScale) result["grid_scale_completion_iterations"] = completionIterations;
+  if (request.completeGridScale) result["grid_scale_completion_iterations"] = completionIterations;
   if (learned) {
     result["gauss_newton"] = request.learned->gaussNewton();
     result["further_newton"] = request.learned->furtherNewton();

@@ -251,6 +251,8 @@ nlohmann::json evaluateCase(const ReferenceCase& c, const Stepper& stepper, cons
     iterations.push_back(step.iterations);
     converged.push_back(step.converged);
     if (!step.certificate && step.displacement.defined()) step.certificate = certifier.certify(rho, step.displacement);
+    if (step.certificate && !std::isfinite(step.certificate->gridScaleDefect))
+      step.certificate->gridScaleDefect = certifier.gridScaleDefect(next);  // the frame's grid-scale check
     certificates.push_back(step.certificate ? step.certificate->toJson() : nlohmann::json());
     learnedCertificates.push_back(step.learnedCertificate ? step.learnedCertificate->toJson() : nlohmann::json());
     anyLearnedCertificate = anyLearnedCertificate || step.learnedCertificate.has_value();

@@ -213,4 +213,16 @@ GridScaleCompletion::Outcome GridScaleCompletion::complete(const at::Tensor& rho
   return outcome;
 }
 
+double GridScaleCompletion::defect(const at::Tensor& rho, const Window& window) const {
+  if (!active_) return 0.0;
+  at::NoGradGuard noGrad;
+  // A deposit may carry small negative masses (the limiter spreads them
+  // later); D_eff is taken of the non-negative part.
+  const at::Tensor frame = rho.clamp_min(0);
+  const Outcome outcome = complete(frame, window, 0.0, kDefectIterations);
+  const double moved = window.sum((outcome.next - frame).abs().sum().item<double>());
+  const double size = window.sum(frame.sum().item<double>());
+  return size > 0 ? moved / size : 0.0;
+}
+
 }  // namespace jko

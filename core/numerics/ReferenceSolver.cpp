@@ -202,6 +202,8 @@ at::Tensor completedFrame(const at::Tensor& deposited, double initialEnergy, boo
   if (!complete || !completion.active()) return frame;
   const GridScaleCompletion::Outcome outcome = completion.complete(frame, window);
   step.completionIterations = outcome.iterations;
+  const double size = window.sum(frame.abs().sum().item<double>());
+  step.gridScaleDefect = size > 0 ? window.sum((outcome.next - frame).abs().sum().item<double>()) / size : 0.0;
   // A solve that stopped at its iteration cap is not kept either: the frame
   // is then the map-form step's, as with the completion off (and the step
   // says it was not completed).
@@ -215,6 +217,24 @@ at::Tensor completedFrame(const at::Tensor& deposited, double initialEnergy, boo
     return frame;
   step.completed = true;
   return completed;
+}
+
+at::Tensor completeFrame(const JkoObjective& J, const at::Tensor& rho, const at::Tensor& next, double energyOfRho,
+                         ReferenceStep& step) {
+  at::NoGradGuard noGrad;
+  const GridScaleCompletion completion(J.energy().spec(), J.grid(), J.tau());
+  if (!completion.active()) return next;
+  const JkoState state = J.prepare(rho);
+  FrameFinish finish;
+  // The frame passed the limiter already: again it changes nothing, and it
+  // spreads what the completion pushes below zero.
+  finish.nextDensity = [&](const at::Tensor& deposited) { return J.nextDensity(state, deposited); };
+  finish.energy = [&](const at::Tensor& x) { return J.energy()(x).sum().item<double>(); };
+  finish.internalEnergy = [&](const at::Tensor& x) { return J.energy().parts(x).internal.sum().item<double>(); };
+  const double initialEnergy = std::isfinite(energyOfRho) ? energyOfRho : finish.energy(rho.unsqueeze(0));
+  const at::Tensor cpu = next.to(at::kCPU, at::kDouble).unsqueeze(0).contiguous();
+  return completedFrame(cpu, initialEnergy, true, completion, GridScaleCompletion::wholeGrid(), finish, step)[0].to(
+      next.options());
 }
 
 std::vector<ReferenceStep> warmStartedRollout(

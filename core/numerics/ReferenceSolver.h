@@ -60,6 +60,10 @@ struct ReferenceStep {
   /// nothing to complete, or would have raised the energy).
   int completionIterations = 0;
   bool completed = false;
+  /// Where the completion's solve ran: the relative L1 change it made to
+  /// the map-form frame (StepCertificate::gridScaleDefect, exactly), kept
+  /// or not; NaN where it did not run.
+  double gridScaleDefect = std::numeric_limits<double>::quiet_NaN();
 };
 
 /// J and dJ/dx at a flat iterate x (this process's part of it).
@@ -122,6 +126,14 @@ struct FrameFinish {
 at::Tensor completedFrame(const at::Tensor& deposited, double initialEnergy, bool complete,
                           const GridScaleCompletion& completion, const GridScaleCompletion::Window& window,
                           const FrameFinish& finish, ReferenceStep& step);
+
+/// The grid-scale completion of another solver's frame `next` (the grid's
+/// shape) for the step from `rho`: completedFrame with J's limiter and
+/// clip, under the same conditions (the reference solver completes its own
+/// frames). Records the completion in `step` (completionIterations,
+/// completed, gridScaleDefect).
+at::Tensor completeFrame(const JkoObjective& J, const at::Tensor& rho, const at::Tensor& next, double energyOfRho,
+                         ReferenceStep& step);
 
 /// K steps from rho0 by `step(rho, warmStart)`, each warm-started from the
 /// previous step's displacement, with a progress event per step.

@@ -35,6 +35,7 @@
 #include <string>
 #include <vector>
 
+#include "numerics/GridScaleCompletion.h"
 #include "numerics/JkoObjective.h"
 
 namespace jko {
@@ -111,6 +112,26 @@ struct StepCertificate {
   /// within 2.5% of the exact step, those above 2.6-106% off.
   static constexpr double kUnderResolvedShare = 0.25;
   bool underResolved() const { return spreadMassFraction > kUnderResolvedShare; }
+  /// The discretisation's, not the solve's, either: the frame's grid-scale
+  /// defect, the share of its mass the grid-scale completion would move
+  /// (StepCertifier::gridScaleDefect, or exactly where the completion ran;
+  /// 0 without an internal energy; not set by certify(): the rollouts and
+  /// the filter measure it once per frame, not on every trial map). The map
+  /// form damps a pattern a few cells across far less than the flow does (a
+  /// pixel checkerboard not at all), so detail at the grid scale stays in
+  /// every frame whatever solver made it, about this share of the mass from
+  /// the flow of the density (docs/design.md, "How far a frame is from the
+  /// flow at the grid scale").
+  double gridScaleDefect = kNaN;
+  /// Above this share a frame keeps grid-scale detail the flow would have
+  /// damped (keepsGridScaleDetail()). Measured on reference and learned
+  /// frames at 64^2: Gaussians 0.1-0.2%; the porous medium's compact fronts
+  /// 0.5-0.6% (Barenblatt; there the completion's change is not an error:
+  /// 0.66% from the exact chain before it, 0.75% after) and 0.8-1.5% (bumps
+  /// a few cells wide); images with detail at the cell (photographs,
+  /// terrain, scans) 2.4-20%.
+  static constexpr double kGridScaleDefectShare = 0.02;
+  bool keepsGridScaleDetail() const { return gridScaleDefect > kGridScaleDefectShare; }
   /// Passes when the descent guard holds and l1ErrorEstimate <= threshold.
   bool passes(double threshold) const { return descent && l1ErrorEstimate <= threshold; }
   /// The fields as JSON (non-finite values as null).
@@ -132,6 +153,14 @@ double spreadMassFraction(const PushForward& push, const at::Tensor& rho, const 
 std::string underResolvedAdvice(double largestShare);
 /// The command line's warning: "F of N frames (list) are under-resolved: " and the advice.
 std::string underResolvedWarning(const std::vector<int>& frames, int total, double largestShare);
+
+/// What frames failing the grid-scale check (StepCertificate::
+/// keepsGridScaleDetail) mean and what to do, for a message that names them
+/// first; `largestDefect` is their largest gridScaleDefect.
+std::string gridScaleAdvice(double largestDefect);
+/// The command line's warning: "F of N frames (list) keep detail at the grid
+/// scale: " and the advice.
+std::string gridScaleWarning(const std::vector<int>& frames, int total, double largestDefect);
 
 /// What reference steps stopped at the iteration cap before the solver's
 /// tolerance mean, for a message that names them first: how far their
@@ -166,6 +195,11 @@ class StepCertifier {
                           double energyOfRho = std::numeric_limits<double>::quiet_NaN()) const;
   StepCertificate certify(const JkoState& state, const at::Tensor& displacement,
                           double energyOfRho = std::numeric_limits<double>::quiet_NaN()) const;
+
+  /// StepCertificate::gridScaleDefect of a map-form frame (shape of the grid
+  /// or (1, n...)): GridScaleCompletion::defect, two iterations of the
+  /// completion's solve (about 1 ms at 64^2, 3-4 ms at 128^2).
+  double gridScaleDefect(const at::Tensor& frame) const;
 
   /// g = dJ/du at u (dim, n...) or (1, dim, n...), same shape: by the fused pass
   /// where it applies, else by autograd.
@@ -214,6 +248,7 @@ class StepCertifier {
 
   std::shared_ptr<const JkoObjective> objective_;
   EnergyConvexity convexity_;
+  GridScaleCompletion completion_;
 };
 
 }  // namespace jko

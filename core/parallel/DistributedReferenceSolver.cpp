@@ -431,6 +431,12 @@ ReferenceStep DistributedReferenceSolver::step(const DistributedJkoObjective::St
   return result;
 }
 
+double DistributedJkoObjective::gridScaleDefect(const at::Tensor& frame) const {
+  const at::Tensor rho = frame.dim() == slabs_.grid().dim ? frame.unsqueeze(0) : frame;
+  return GridScaleCompletion(spec_, slabs_.grid(), tau_)
+      .defect(rho.to(at::kDouble).contiguous(), completionWindow(slabs_));
+}
+
 GridScaleCompletion::Window completionWindow(const SlabDecomposition& slabs) {
   GridScaleCompletion::Window window;
   const SlabDecomposition::Range own = slabs.owned(), halo = slabs.window(GridScaleCompletion::kHalo);
@@ -439,6 +445,20 @@ GridScaleCompletion::Window completionWindow(const SlabDecomposition& slabs) {
   window.sum = [&slabs](double value) { return slabs.communicator().sum(value); };
   window.slabs = slabs.multigridSlabs();
   return window;
+}
+
+at::Tensor completeFrame(const DistributedJkoObjective& J, const DistributedJkoObjective::State& state,
+                         const at::Tensor& next, double energyOfRho, ReferenceStep& step) {
+  at::NoGradGuard noGrad;
+  const GridScaleCompletion completion(J.spec(), J.slabs().grid(), J.tau());
+  if (!completion.active()) return next;
+  FrameFinish finish;
+  finish.nextDensity = [&](const at::Tensor& deposited) { return J.nextDensity(state, deposited); };
+  finish.energy = [&](const at::Tensor& rho) { return J.energy(rho); };
+  finish.internalEnergy = [&](const at::Tensor& rho) { return J.internalEnergy(rho); };
+  const double initialEnergy = std::isfinite(energyOfRho) ? energyOfRho : J.energy(state.density);
+  return completedFrame(next.to(at::kDouble).unsqueeze(0).contiguous(), initialEnergy, true, completion,
+                        completionWindow(J.slabs()), finish, step)[0];
 }
 
 std::vector<ReferenceStep> DistributedReferenceSolver::rollout(const at::Tensor& ownedDensity, int steps,

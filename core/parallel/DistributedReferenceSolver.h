@@ -87,6 +87,9 @@ class DistributedJkoObjective {
   /// planes, its figures over the whole grid; `initialObjective` is J(0).
   /// Costs an evaluation with its gradient and one deposit. Collective.
   StepCertificate certify(const State& state, const at::Tensor& displacement, double initialObjective) const;
+  /// StepCertifier::gridScaleDefect of a map-form frame on the owned planes.
+  /// Collective.
+  double gridScaleDefect(const at::Tensor& frame) const;
   /// rho' = deposit(m, u) on the owned planes, for u (1, dim, planes, ...),
   /// without the energies. Collective.
   at::Tensor deposit(const State& state, const at::Tensor& displacement) const;
@@ -134,6 +137,12 @@ class DistributedJkoObjective {
 /// The grid-scale completion's window on this rank's planes: kHalo planes
 /// of halo from the neighbours, dot products summed over the ranks.
 GridScaleCompletion::Window completionWindow(const SlabDecomposition& slabs);
+
+/// completeFrame split over the ranks: the grid-scale completion of another
+/// solver's frame `next` (this rank's planes) for the step from `state`.
+/// Collective.
+at::Tensor completeFrame(const DistributedJkoObjective& J, const DistributedJkoObjective::State& state,
+                         const at::Tensor& next, double energyOfRho, ReferenceStep& step);
 
 class DistributedReferenceSolver {
  public:

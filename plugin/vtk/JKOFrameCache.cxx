@@ -434,6 +434,8 @@ void FrameCache::reportRun(int first, int last, int runEnd, vtkAlgorithm* algori
   bool refined = false;      // one of this call's frames was refined by Auto
   std::vector<int> coarse;   // this call's frames that fail the resolution check
   double spreadMax = 0;
+  std::vector<int> detailed;  // this call's frames that keep detail at the grid scale
+  double defectMax = 0;
   for (int k = 1; k < this->size(); ++k) {
     const bool bad = flagged(frames_[k], solver, threshold, k);
     if (bad) failing.push_back(k);
@@ -444,6 +446,10 @@ void FrameCache::reportRun(int first, int last, int runEnd, vtkAlgorithm* algori
         coarse.push_back(k);
         spreadMax = std::max(spreadMax, frames_[k].spreadMass);
       }
+      if (frames_[k].keepsGridScaleDetail()) {
+        detailed.push_back(k);
+        defectMax = std::max(defectMax, frames_[k].gridScaleDefect);
+      }
     }
   }
   // Whatever the solver: no solver can make such a frame right on this grid
@@ -452,6 +458,12 @@ void FrameCache::reportRun(int first, int last, int runEnd, vtkAlgorithm* algori
     vtkWarningWithObjectMacro(algorithm, << "JKO Gradient Flow (" << solverName(solver) << "), under-resolved "
                                          << frameList(coarse) << ": " << underResolvedAdvice(spreadMax)
                                          << " The Per-frame Table's UnderResolved and SpreadMass columns show them.");
+  // Whatever the solver, too: the map form's damping at the grid scale
+  // (StepCertificate::gridScaleDefect), which Complete Grid Scale corrects.
+  if (!detailed.empty() && reportsMessages())
+    vtkWarningWithObjectMacro(algorithm, << "JKO Gradient Flow (" << solverName(solver) << "), detail at the grid "
+                                         << "scale in " << frameList(detailed) << ": " << gridScaleAdvice(defectMax)
+                                         << ". The Per-frame Table's GridScaleDefect column shows it.");
   // Frames that are not certified are a warning as soon as they exist (it
   // opens Output Messages in the GUI). A refinement is Auto doing its job:
   // plain text in Output Messages, as is the line that closes a clean run.
@@ -513,6 +525,7 @@ void recordCertificate(Frame& frame, const StepCertificate& certificate) {
   frame.relativeGap = certificate.relativeGap;
   frame.w2Estimate = certificate.w2Estimate;
   frame.spreadMass = certificate.spreadMassFraction;
+  frame.gridScaleDefect = certificate.gridScaleDefect;
 }
 
 // What an Auto step did (refined or not, why, how), in its frame.
@@ -544,6 +557,9 @@ Frame FrameCache::splitStep(const ProgressCallback& report) {
   frame.converged = step.converged;
   // The reference solver's own final measure, in the certificate's terms.
   recordCertificate(frame, splitObjective_->certify(state, step.displacement, energy));
+  frame.gridScaleCompleted = step.completed;
+  frame.gridScaleDefect =
+      std::isfinite(step.gridScaleDefect) ? step.gridScaleDefect : splitObjective_->gridScaleDefect(step.next);
   frame.density = step.next;
   frame.velocity = step.displacement / setup_.tau;
   frame.energy = this->energyOf(frame.density);
@@ -579,10 +595,17 @@ Frame FrameCache::splitOperatorStep(const ProgressCallback& report, CertifiedSte
   frame.objective = step.certificate.objective;
   recordCertificate(frame, step.certificate);
   frame.density = step.next;
+  ReferenceStep completion;
+  if (setup_.completeGridScale) {
+    frame.density = completeFrame(*splitObjective_, state, step.next, energy, completion);
+    frame.gridScaleCompleted = completion.completed;
+  }
+  frame.gridScaleDefect = std::isfinite(completion.gridScaleDefect) ? completion.gridScaleDefect
+                                                                    : splitObjective_->gridScaleDefect(step.next);
   frame.velocity = step.displacement / setup_.tau;
   frame.energy = this->energyOf(frame.density);
   frame.mass = this->massOf(frame.density);
-  current_ = step.next;
+  current_ = frame.density;
   return frame;
 }
 
@@ -615,8 +638,10 @@ Frame FrameCache::step(int j, const ProgressCallback& report) {
     frame.objective = step.objective;
     frame.iterations = step.iterations;
     frame.converged = step.converged;
+    frame.gridScaleCompleted = step.completed;
     // The reference solver's own final measure, in the certificate's terms.
     certificate = certifier_->certify(from, onCpu(displacement), energy);
+    certificate.gridScaleDefect = step.gridScaleDefect;  // where its completion ran
   } else if (setup_.solver == SolverKind::Auto) {
     tallied = auto_->step(current_, report, energy);
     next = tallied.next;
@@ -651,6 +676,17 @@ Frame FrameCache::step(int j, const ProgressCallback& report) {
     frame.objective = certificate.objective;
   }
   recordCertificate(frame, certificate);
+  // The learned solvers' frames are completed after their steps (the
+  // reference solver completes its own).
+  if (setup_.completeGridScale && setup_.solver != SolverKind::Reference) {
+    ReferenceStep completion;
+    const at::Tensor mapForm = next;
+    next = completeFrame(certifier_->objective(), from, onCpu(mapForm), energy, completion).to(mapForm.options());
+    frame.gridScaleCompleted = completion.completed;
+    frame.gridScaleDefect = completion.gridScaleDefect;
+  }
+  // Where no completion ran, the grid-scale check of the frame.
+  if (!std::isfinite(frame.gridScaleDefect)) frame.gridScaleDefect = certifier_->gridScaleDefect(onCpu(next));
   frame.density = onCpu(next);
   frame.velocity = onCpu(displacement) / tau;
   frame.energy = this->energyOf(frame.density);
@@ -671,6 +707,8 @@ vtkSmartPointer<vtkTable> FrameCache::table(int rows, double t0, double threshol
   auto relativeGap = column("RelativeGap", rows), w2 = column("W2Estimate", rows);
   auto spread = column("SpreadMass", rows);
   auto underResolved = integerColumn("UnderResolved", rows);
+  auto defect = column("GridScaleDefect", rows);
+  auto completed = integerColumn("GridScaleCompleted", rows);
   auto learnedCertificate = column("LearnedCertificate", rows), limit = column("CertificateThreshold", rows);
   auto step = integerColumn("Step", rows), iterations = integerColumn("Iterations", rows);
   auto refined = integerColumn("Refined", rows), refineIterations = integerColumn("RefineIterations", rows);
@@ -698,6 +736,8 @@ vtkSmartPointer<vtkTable> FrameCache::table(int rows, double t0, double threshol
     w2->SetValue(k, exists ? f->w2Estimate : missing);
     spread->SetValue(k, exists ? f->spreadMass : missing);
     underResolved->SetValue(k, exists && f->underResolved() ? 1 : 0);
+    defect->SetValue(k, exists ? f->gridScaleDefect : missing);
+    completed->SetValue(k, exists && f->gridScaleCompleted ? 1 : 0);
     learnedCertificate->SetValue(k, exists ? f->learnedCertificate : missing);
     limit->SetValue(k, exists ? threshold : missing);  // a chart's time axis then ends where the frames do
     refined->SetValue(k, exists && f->refined ? 1 : 0);
@@ -710,7 +750,7 @@ vtkSmartPointer<vtkTable> FrameCache::table(int rows, double t0, double threshol
            time,          step,        energy,           mass,        transport, objective,
            iterations,    certificate, descent,          relativeGap, w2,        learnedCertificate,
            limit,         refined,     refineIterations, reason,      flags,     spread,
-           underResolved, computed})
+           underResolved, defect,      completed,        computed})
     table->AddColumn(array);
   return table;
 }

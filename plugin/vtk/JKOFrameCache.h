@@ -83,6 +83,14 @@ struct Frame {
   /// spreads apart beyond what one particle per node resolves.
   double spreadMass = kNaN;
   bool underResolved() const { return spreadMass > StepCertificate::kUnderResolvedShare; }
+  /// StepCertificate::gridScaleDefect of the step's map-form frame, and
+  /// whether the grid-scale completion then damped that detail.
+  double gridScaleDefect = kNaN;
+  bool gridScaleCompleted = false;
+  /// The frame keeps detail at the grid scale that the flow would have damped.
+  bool keepsGridScaleDetail() const {
+    return !gridScaleCompleted && gridScaleDefect > StepCertificate::kGridScaleDefectShare;
+  }
   /// The learned step's certificate before a refinement (refined frames only).
   double learnedCertificate = kNaN;
   bool refined = false;
@@ -117,7 +125,7 @@ struct RolloutSetup {
   double tau = 0.005;
   int maxIterations = 2000;        ///< cap of a reference step's (and an Auto refinement's) L-BFGS iterations
   int refineIterations = 10;       ///< L-BFGS iterations after each learned step (Learned + refine)
-  bool completeGridScale = false;  ///< the reference solver's grid-scale completion
+  bool completeGridScale = false;  ///< the grid-scale completion of every solver's frames
   double threshold = AutoSolverOptions().threshold;  ///< certificate threshold: Auto refines above it, the others flag
   at::Device device = at::kCPU;
   std::shared_ptr<LearnedOperator> op;  ///< the learned modes' operator

@@ -456,7 +456,7 @@ void vtkJKOGradientFlow::Internals::prepare(vtkJKOGradientFlow* self, vtkInforma
   jko::plugin::RolloutSetup setup;
   std::vector<jko::RangeWarning> rangeWarnings;
   if (solver == SolverKind::Reference || solver == SolverKind::Auto) key << "|" << self->MaximumIterations;
-  if (solver == SolverKind::Reference) key << "|completion " << (self->CompleteGridScale ? 1 : 0);
+  key << "|completion " << (self->CompleteGridScale ? 1 : 0);
   if (learned) {
     const std::string path = self->OperatorFile ? self->OperatorFile : "";
     this->op.load(path, device, jko::plugin::solverName(solver));
@@ -757,6 +757,8 @@ void vtkJKOGradientFlow::Internals::writeFrame(vtkJKOGradientFlow* self, int k, 
   field->AddArray(scalarField("W2Estimate", frame.w2Estimate));
   field->AddArray(scalarField("SpreadMass", frame.spreadMass));
   field->AddArray(integerField("UnderResolved", frame.underResolved() ? 1 : 0));
+  field->AddArray(scalarField("GridScaleDefect", frame.gridScaleDefect));
+  field->AddArray(integerField("GridScaleCompleted", frame.gridScaleCompleted ? 1 : 0));
   field->AddArray(scalarField("LearnedCertificate", frame.learnedCertificate));
   field->AddArray(scalarField("CertificateThreshold", threshold));
   field->AddArray(integerField("Refined", frame.refined ? 1 : 0));

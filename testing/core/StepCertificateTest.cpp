@@ -5,6 +5,7 @@
 #include <torch/csrc/autograd/autograd.h>
 
 #include "evaluation/ReferenceCases.h"
+#include "numerics/GridScaleCompletion.h"
 #include "numerics/PushForwardKernels.h"
 #include "numerics/ReferenceSolver.h"
 #include "numerics/StepCertificate.h"
@@ -220,6 +221,59 @@ TEST(StepCertificate, FlagsStepsThatSpreadMassApart) {
       EXPECT_FALSE(c.underResolved()) << what;
     }
   }
+}
+
+// The grid-scale check (StepCertifier::gridScaleDefect): a pixel
+// checkerboard on a constant state, which the map-form step keeps, has the
+// converged completion's change as its defect (from two iterations of the
+// solve) and is flagged; a smooth Gaussian is not, nor is anything without
+// an internal energy. completeFrame damps another solver's frame as the
+// exact step would, and records the change it made.
+TEST(StepCertificate, FlagsDetailAtTheGridScaleThatCompletionDamps) {
+  configureRuntime(2);
+  const int64_t n = 48;
+  const double D = 0.1, tau = 0.005;
+  const Grid grid = Grid::unitBox(2, n);
+  const auto J = objectiveFor(EnergySpec::heat(D), grid, tau);
+  at::Tensor parity = at::zeros(grid.shape(), at::kDouble);
+  for (int a = 0; a < 2; ++a) parity = parity + at::round((grid.coordinate(a) - grid.origin[a]) / grid.spacing[a]);
+  const at::Tensor checkerboard = at::cos(M_PI * parity);
+  const at::Tensor rho = 1 + 0.05 * checkerboard;
+  const ReferenceStep step = ReferenceSolver(J).step(rho);
+  EXPECT_TRUE(std::isnan(step.gridScaleDefect));  // no completion ran
+  StepCertificate c = StepCertifier(J).certify(rho, step.displacement);
+  EXPECT_TRUE(std::isnan(c.gridScaleDefect));  // measured once per frame, not by certify()
+  c.gridScaleDefect = StepCertifier(J).gridScaleDefect(step.next);
+  const GridScaleCompletion completion(J->energy().spec(), grid, tau);
+  const auto full = completion.complete(step.next.unsqueeze(0), GridScaleCompletion::wholeGrid());
+  ASSERT_TRUE(full.converged);
+  const double change = (full.next[0] - step.next).abs().sum().item<double>() / step.next.sum().item<double>();
+  EXPECT_NEAR(c.gridScaleDefect, change, 0.1 * change);
+  EXPECT_TRUE(c.keepsGridScaleDetail());
+
+  // Completed after the step, as the learned solvers' frames are.
+  ReferenceStep record;
+  const at::Tensor completed = completeFrame(*J, rho, step.next, std::nan(""), record);
+  EXPECT_TRUE(record.completed);
+  EXPECT_GT(record.completionIterations, 0);
+  EXPECT_NEAR(record.gridScaleDefect, change, 1e-6);
+  const double h = grid.spacing[0], exact = 1 / (1 + tau * D * 2 * M_PI * M_PI / (h * h));
+  // Away from the walls (the completion's stencils reach 3 nodes).
+  const auto inner = [&](const at::Tensor& t) { return t.narrow(0, n / 8, n - n / 4).narrow(1, n / 8, n - n / 4); };
+  const double factor =
+      (inner(completed - 1) * inner(checkerboard)).sum().item<double>() / (0.05 * inner(checkerboard).numel());
+  EXPECT_NEAR(factor, exact, 0.1 * exact);  // the map-form step alone: about 1
+  EXPECT_NEAR(completed.sum().item<double>(), rho.sum().item<double>(), 1e-10 * rho.sum().item<double>());
+
+  // A Gaussian six cells wide: nothing at the grid scale.
+  const at::Tensor x = grid.coordinate(0) - 0.5, y = grid.coordinate(1) - 0.5;
+  const double s = 6 * h;
+  const at::Tensor gaussian = at::exp(-(x * x + y * y) / (2 * s * s)) + 0.01;
+  const ReferenceStep smooth = ReferenceSolver(J).step(gaussian);
+  EXPECT_LT(StepCertifier(J).gridScaleDefect(smooth.next), 0.25 * StepCertificate::kGridScaleDefectShare);
+
+  const auto aggregation = objectiveFor(EnergySpec::aggregation(20, 1), grid, tau);
+  EXPECT_EQ(StepCertifier(aggregation).gridScaleDefect(rho), 0);
 }
 
 }  // namespace

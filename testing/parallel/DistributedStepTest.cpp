@@ -257,6 +257,12 @@ void expectSameCompletion(const Grid& grid, const EnergySpec& spec, double tau) 
   EXPECT_LT(relativeL1(slabs.gather(split.next), expected.next), 1e-12) << spec.describe();
   // Something was completed: the checkerboard shrank, the mass stayed.
   EXPECT_GT(relativeL1(expected.next, noisy), 1e-3) << spec.describe();
+  // The grid-scale check of the frame, split as on one process.
+  const auto objective = std::make_shared<const JkoObjective>(std::make_shared<const Energy>(spec, grid), tau);
+  const double defect = StepCertifier(objective).gridScaleDefect(noisy);
+  EXPECT_GT(defect, 1e-3) << spec.describe();
+  EXPECT_NEAR(DistributedJkoObjective(spec, tau, slabs).gridScaleDefect(slabs.own(noisy)), defect, 1e-12 * defect)
+      << spec.describe();
   EXPECT_NEAR(expected.next.sum().item<double>(), noisy.sum().item<double>(), 1e-12 * noisy.sum().item<double>());
 }
 

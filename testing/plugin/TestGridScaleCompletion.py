@@ -5,7 +5,10 @@ A pixel checkerboard on a constant porous-medium state (rho = 1 + 0.1
 h^2), D_eff = D m rho0^(m-1). The map-form step leaves it as it is (its
 response to the grid's highest frequency is zero); with Complete Grid Scale
 on, the frame's checkerboard is the exact one within 10%, the mass is kept,
-and the frame cache starts again when the property changes.
+and the frame cache starts again when the property changes. The frame's
+GridScaleDefect (field data) says how much of it the map-form frame keeps:
+close to the completion's change, above the 2% at which Output Messages
+names the frame, and GridScaleCompleted says whether it was damped.
 """
 import numpy as np
 
@@ -48,4 +51,9 @@ for complete in (0, 1):
     else:
         check(f > 0.95, "map-form step: the checkerboard decays by %.4f (the exact step %.4f)" % (f, exact))
     check(abs(rho1.sum() - rho0.sum()) < 1e-10 * rho0.sum(), "completion %d: mass kept" % complete)
+    # The map-form frame keeps the checkerboard (amplitude 0.1 on 1): the completion moves 0.1 (1 - exact) of the mass.
+    defect, expected = T.field(out, "GridScaleDefect"), 0.1 * (1 - exact)
+    check(0.8 * expected < defect < 1.2 * expected and defect > 0.02,
+          "completion %d: GridScaleDefect %.4f (the completion's change %.4f)" % (complete, defect, expected))
+    check(T.field(out, "GridScaleCompleted") == complete, "completion %d: GridScaleCompleted" % complete)
 check.finish()
