@@ -186,7 +186,7 @@ GridScaleCompletion::Outcome GridScaleCompletion::complete(const at::Tensor& rho
   at::Tensor p = z.clone();
   double rz = window.sum((r * z).sum().item<double>());
   int iteration = 0;
-  for (; iteration < maxIterations && rr > bound; ++iteration) {
+  while (iteration < maxIterations && rr > bound) {
     const at::Tensor q = system(p);
     const double pq = window.sum((p * q).sum().item<double>());
     if (!(pq > 0)) break;
@@ -194,6 +194,9 @@ GridScaleCompletion::Outcome GridScaleCompletion::complete(const at::Tensor& rho
     e.add_(p, step);
     r.sub_(q, step);
     rr = window.sum((r * r).sum().item<double>());
+    // No V-cycle for a direction that will not be taken: a third of
+    // defect()'s.
+    if (++iteration == maxIterations || rr <= bound) break;
     z = precondition(r);
     const double rzNext = window.sum((r * z).sum().item<double>());
     p = z + (rzNext / rz) * p;

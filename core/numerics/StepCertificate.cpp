@@ -172,8 +172,8 @@ std::string underResolvedWarning(const std::vector<int>& frames, int total, doub
 
 std::string gridScaleAdvice(double largestDefect) {
   return "the map-form step damps patterns a few cells across far less than the flow does (a pixel checkerboard not "
-         "at all), so such frames are about that share of the mass from the flow of this density whatever solver "
-         "made them (the largest: " +
+         "at all), so such frames are about that share of the mass or more from the flow of this density whatever "
+         "solver made them (the largest: " +
          formatValue(100 * largestDefect, 3) +
          "%). The grid-scale completion damps it as the flow does (jko rollout --complete-grid-scale; Complete Grid "
          "Scale in ParaView); or smooth the density, or sample it on a coarser grid";
