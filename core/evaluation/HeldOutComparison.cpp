@@ -104,7 +104,9 @@ nlohmann::json compareWithReference(const LearnedOperator& op, const HeldOutOpti
   DensityRanges ranges = TrainingOptions::defaultsFor(energy, m.dim).densities;
   DensityGenerator generator(grid, ranges, o.seed);
   const double tau = problemTau(op, o.problem);
-  const ReferenceSolver solver(std::make_shared<const JkoObjective>(std::make_shared<const Energy>(energy, grid), tau));
+  const auto objective = std::make_shared<const JkoObjective>(std::make_shared<const Energy>(energy, grid), tau);
+  const ReferenceSolver solver(objective);
+  const StepCertifier certifier(objective);  // each frame's grid-scale check, untimed
   // The learned step unless another solver is given (a non-owning handle:
   // the stepper lives only in this call).
   const SuiteStepper step =
@@ -117,6 +119,7 @@ nlohmann::json compareWithReference(const LearnedOperator& op, const HeldOutOpti
   nlohmann::json perDensity = nlohmann::json::array(), described = nlohmann::json::array();
   double solverSeconds = 0, referenceSeconds = 0;
   int64_t underResolved = 0;         // frames whose step fails the resolution check
+  int64_t gridScale = 0;             // frames that keep detail at the grid scale
   int64_t referenceUnconverged = 0;  // reference steps stopped before the solver's tolerance
   for (int i = 0; i < o.densities; ++i) {
     const std::string kind = generator.nextKind();
@@ -133,6 +136,7 @@ nlohmann::json compareWithReference(const LearnedOperator& op, const HeldOutOpti
       solverSeconds += secondsSince(start);
       if (spreadMassFraction(pushForward, rho, taken.displacement) > StepCertificate::kUnderResolvedShare)
         ++underResolved;
+      if (certifier.gridScaleDefect(taken.next) > StepCertificate::kGridScaleDefectShare) ++gridScale;
       rho = taken.next;
       errors.push_back(relativeL1(rho, reference[k].next));
       perFrame[k] += errors.back() / o.densities;
@@ -171,6 +175,11 @@ nlohmann::json compareWithReference(const LearnedOperator& op, const HeldOutOpti
           {"rel_l1_per_density", perDensity},
           {"held_out_densities", described},
           {"under_resolved_frames", underResolved},
+          // The solver's frames that keep detail at the grid scale the flow
+          // would have damped (StepCertificate::gridScaleDefect above 2%):
+          // the errors above measure the distance to the map-form reference
+          // solver's frames, which keep it too.
+          {"grid_scale_frames", gridScale},
           // Reference steps that stopped before the reference solver's
           // tolerance (its iteration cap, or a stalled line search): the frames
           // measured against are not its converged steps there.
@@ -264,12 +273,13 @@ nlohmann::json compareOnWildSuite(const LearnedOperator& op, const SuiteStepper&
 
   nlohmann::json perFamily = nlohmann::json::object();
   double sum = 0, worstDensity = 0, worstFrame = 0;
-  int64_t frames = 0, increases = 0, done = 0, underResolved = 0, referenceUnconverged = 0;
+  int64_t frames = 0, increases = 0, done = 0, underResolved = 0, referenceUnconverged = 0, gridScale = 0;
+  const StepCertifier certifier(objective);        // each frame's grid-scale check, untimed
   double solverSeconds = 0, referenceSeconds = 0;  // NaN once a trajectory came from the cache
   const int64_t total = static_cast<int64_t>(families.size()) * o.densitiesPerFamily;
   for (const std::string& family : families) {
     double familySum = 0, familyWorst = 0;
-    int64_t familyCoarse = 0, familyUnconverged = 0;
+    int64_t familyCoarse = 0, familyUnconverged = 0, familyGridScale = 0;
     nlohmann::json densities = nlohmann::json::array();
     for (int j = 0; j < o.densitiesPerFamily; ++j) {
       const uint64_t seed = o.seed + 1000 * j;
@@ -300,7 +310,8 @@ nlohmann::json compareOnWildSuite(const LearnedOperator& op, const SuiteStepper&
       referenceUnconverged += static_cast<int64_t>(trajectory.unconverged.size());
       familyUnconverged += static_cast<int64_t>(trajectory.unconverged.size());
       std::vector<double> errors;
-      std::vector<int> coarse;  // frames whose step fails the resolution check
+      std::vector<int> coarse;    // frames whose step fails the resolution check
+      std::vector<int> detailed;  // frames that keep detail at the grid scale
       at::Tensor rho = rho0;
       double previousEnergy = energy(rho0.unsqueeze(0)).item<double>();
       for (int k = 0; k < o.steps; ++k) {
@@ -310,6 +321,7 @@ nlohmann::json compareOnWildSuite(const LearnedOperator& op, const SuiteStepper&
         if (spreadMassFraction(objective->pushForward(), rho, taken.displacement) >
             StepCertificate::kUnderResolvedShare)
           coarse.push_back(k + 1);
+        if (certifier.gridScaleDefect(taken.next) > StepCertificate::kGridScaleDefectShare) detailed.push_back(k + 1);
         rho = taken.next;
         errors.push_back(relativeL1(rho, reference[k]));
         const double e = energy(rho.unsqueeze(0)).item<double>();
@@ -326,11 +338,14 @@ nlohmann::json compareOnWildSuite(const LearnedOperator& op, const SuiteStepper&
       worstDensity = std::max(worstDensity, mean);
       familyCoarse += static_cast<int64_t>(coarse.size());
       underResolved += static_cast<int64_t>(coarse.size());
+      familyGridScale += static_cast<int64_t>(detailed.size());
+      gridScale += static_cast<int64_t>(detailed.size());
       densities.push_back({{"seed", seed},
                            {"scale", scale},
                            {"mean_error", mean},
                            {"errors", errors},
                            {"under_resolved_frames", coarse},
+                           {"grid_scale_frames", detailed},
                            {"reference_unconverged_frames", trajectory.unconverged}});
       ProgressEvent event;
       event.stage = "wild suite";
@@ -341,6 +356,7 @@ nlohmann::json compareOnWildSuite(const LearnedOperator& op, const SuiteStepper&
     perFamily[family] = {{"mean_error", familySum / o.densitiesPerFamily},
                          {"worst_density_error", familyWorst},
                          {"under_resolved_frames", familyCoarse},
+                         {"grid_scale_frames", familyGridScale},
                          {"reference_unconverged_frames", familyUnconverged},
                          {"densities", densities}};
   }
@@ -362,6 +378,9 @@ nlohmann::json compareOnWildSuite(const LearnedOperator& op, const SuiteStepper&
           // whatever the solver, the reference solver's too
           // (StepCertificate::spreadMassFraction).
           {"under_resolved_frames", underResolved},
+          // The solver's frames that keep detail at the grid scale
+          // (StepCertificate::gridScaleDefect above 2%).
+          {"grid_scale_frames", gridScale},
           // Reference steps that stopped before the reference solver's
           // tolerance (its iteration cap, or a stalled line search): the frames
           // measured against are not its converged steps there.
