@@ -172,11 +172,12 @@ std::string underResolvedWarning(const std::vector<int>& frames, int total, doub
 
 std::string gridScaleAdvice(double largestDefect) {
   return "the map-form step damps patterns a few cells across far less than the flow does (a pixel checkerboard not "
-         "at all), so such frames are about that share of the mass or more from the flow of this density whatever "
-         "solver made them (the largest: " +
+         "at all): up to " +
          formatValue(100 * largestDefect, 3) +
-         "%). The grid-scale completion damps it as the flow does (jko rollout --complete-grid-scale; Complete Grid "
-         "Scale in ParaView); or smooth the density, or sample it on a coarser grid";
+         "% of the mass sits in such detail (the grid-scale defect), and such frames are about that far or more from "
+         "the flow of this density, whatever solver made them. The grid-scale completion damps it as the flow does "
+         "(jko rollout --complete-grid-scale; Complete Grid Scale in ParaView); or smooth the density, or sample it "
+         "on a coarser grid";
 }
 
 std::string gridScaleWarning(const std::vector<int>& frames, int total, double largestDefect) {
