@@ -294,7 +294,7 @@ void addRolloutCommand(CLI::App& app) {
     // numbers) that stopped before its tolerance.
     struct ReferenceRun {
       std::vector<int> iterations, stopped;
-      std::vector<int> completionIterations;  ///< the grid-scale completion's, per step (0: not completed)
+      ReferenceStep last;  ///< the latest step, which the solver completed where asked
       double largestCertificate = 0;
     };
     std::shared_ptr<ReferenceRun> referenceRun;
@@ -348,9 +348,8 @@ void addRolloutCommand(CLI::App& app) {
         s.next = r.next;
         s.displacement = r.displacement;
         s.certificate = certifier->certify(rho, r.displacement, energy);  // the reference solver's own final measure
-        s.certificate.gridScaleDefect = r.gridScaleDefect;                // where its completion ran
         run->iterations.push_back(r.iterations);
-        run->completionIterations.push_back(r.completed ? r.completionIterations : 0);
+        run->last = r;
         if (!r.converged) {
           run->stopped.push_back(static_cast<int>(run->iterations.size()));
           if (std::isfinite(s.certificate.l1ErrorEstimate))
@@ -399,21 +398,14 @@ void addRolloutCommand(CLI::App& app) {
       for (int k = 0; k < K; ++k) {
         const auto stepStart = std::chrono::steady_clock::now();
         CertifiedStep certified = step(rho, energies.back());
-        bool completed = false;
-        if (o->completeGridScale) {
-          if (referenceRun) {
-            completionIterations.push_back(referenceRun->completionIterations.back());
-          } else {
-            ReferenceStep record;
-            certified.next = completeFrame(*objective, rho, certified.next, energies.back(), record);
-            completionIterations.push_back(record.completed ? record.completionIterations : 0);
-            certified.certificate.gridScaleDefect = record.gridScaleDefect;
-          }
-          completed = completionIterations.back() > 0;
-        }
-        // Where no completion ran, the grid-scale check of the frame.
-        if (!std::isfinite(certified.certificate.gridScaleDefect))
-          certified.certificate.gridScaleDefect = frameCertifier.gridScaleDefect(certified.next);
+        // The frame as it is shown: completed at the grid scale where asked
+        // (the reference solver completes its own), else checked.
+        const FinishedFrame shown =
+            referenceRun ? finishFrame(frameCertifier, referenceRun->last)
+                         : finishFrame(frameCertifier, rho, certified.next, energies.back(), o->completeGridScale);
+        certified.next = shown.density;
+        certified.certificate.gridScaleDefect = shown.gridScaleDefect;
+        if (o->completeGridScale) completionIterations.push_back(shown.completionIterations);
         stepMs.push_back(
             std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - stepStart).count());
         if (check) {
@@ -428,7 +420,7 @@ void addRolloutCommand(CLI::App& app) {
         if (certified.certificate.underResolved()) underResolved.push_back(k + 1);
         if (std::isfinite(certified.certificate.spreadMassFraction))
           spreadMax = std::max(spreadMax, certified.certificate.spreadMassFraction);
-        if (certified.certificate.keepsGridScaleDetail() && !completed) {
+        if (shown.keepsGridScaleDetail()) {
           gridScaleFrames.push_back(k + 1);
           defectMax = std::max(defectMax, certified.certificate.gridScaleDefect);
         }

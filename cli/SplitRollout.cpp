@@ -149,7 +149,6 @@ void runSplitRollout(SplitRolloutRequest request, std::shared_ptr<const Communic
     if (reference) {
       step = solver.step(state, warm);
       iterations.push_back(step.iterations);
-      completionIterations.push_back(step.completed ? step.completionIterations : 0);
     } else if (linearized) {
       std::tie(step.next, step.displacement) = linearized->step(state);
       step.converged = true;
@@ -181,18 +180,16 @@ void runSplitRollout(SplitRolloutRequest request, std::shared_ptr<const Communic
     } else {
       certificate = objective.certify(state, step.displacement, energies.back());
     }
-    // The other solvers' frames are completed after their steps, as on one
-    // process.
-    if (request.completeGridScale && !reference) {
-      const at::Tensor frame = step.next;
-      step.next = completeFrame(objective, state, frame, energies.back(), step);
-      completionIterations.push_back(step.completed ? step.completionIterations : 0);
-    }
-    // Where no completion ran, the grid-scale check of the frame.
-    certificate.gridScaleDefect =
-        std::isfinite(step.gridScaleDefect) ? step.gridScaleDefect : objective.gridScaleDefect(step.next);
-    const bool completed = request.completeGridScale && completionIterations.back() > 0;
-    if (certificate.keepsGridScaleDetail() && !completed) {
+    // The frame as it is shown, as on one process: the other solvers'
+    // frames are completed after their steps (the reference solver completes
+    // its own), else checked.
+    const FinishedFrame shown =
+        reference ? finishFrame(objective, step)
+                  : finishFrame(objective, state, step.next, energies.back(), request.completeGridScale);
+    step.next = shown.density;
+    certificate.gridScaleDefect = shown.gridScaleDefect;
+    if (request.completeGridScale) completionIterations.push_back(shown.completionIterations);
+    if (shown.keepsGridScaleDetail()) {
       gridScaleFrames.push_back(k + 1);
       defectMax = std::max(defectMax, certificate.gridScaleDefect);
     }

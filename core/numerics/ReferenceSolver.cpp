@@ -237,6 +237,26 @@ at::Tensor completeFrame(const JkoObjective& J, const at::Tensor& rho, const at:
       next.options());
 }
 
+FinishedFrame finishedFrame(const ReferenceStep& solved, const std::function<double(const at::Tensor&)>& check) {
+  FinishedFrame shown;
+  shown.density = solved.next;
+  shown.completed = solved.completed;
+  shown.completionIterations = solved.completed ? solved.completionIterations : 0;
+  shown.gridScaleDefect = std::isfinite(solved.gridScaleDefect) ? solved.gridScaleDefect : check(solved.next);
+  return shown;
+}
+
+FinishedFrame finishFrame(const StepCertifier& certifier, const ReferenceStep& solved) {
+  return finishedFrame(solved, [&](const at::Tensor& frame) { return certifier.gridScaleDefect(frame); });
+}
+
+FinishedFrame finishFrame(const StepCertifier& certifier, const at::Tensor& rho, const at::Tensor& next,
+                          double energyOfRho, bool complete) {
+  ReferenceStep record;
+  record.next = complete ? completeFrame(certifier.objective(), rho, next, energyOfRho, record) : next;
+  return finishFrame(certifier, record);
+}
+
 std::vector<ReferenceStep> warmStartedRollout(
     const std::function<ReferenceStep(const at::Tensor&, const at::Tensor&)>& step, const at::Tensor& rho0, int steps,
     const ProgressCallback& progress) {

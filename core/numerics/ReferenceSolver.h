@@ -15,6 +15,7 @@
 #include "numerics/GridScaleCompletion.h"
 #include "numerics/JkoObjective.h"
 #include "numerics/Progress.h"
+#include "numerics/StepCertificate.h"
 
 namespace jko {
 
@@ -134,6 +135,31 @@ at::Tensor completedFrame(const at::Tensor& deposited, double initialEnergy, boo
 /// completed, gridScaleDefect).
 at::Tensor completeFrame(const JkoObjective& J, const at::Tensor& rho, const at::Tensor& next, double energyOfRho,
                          ReferenceStep& step);
+
+/// A solver's frame as it is shown: completed at the grid scale where that
+/// was asked for, and how much pixel-scale detail it keeps
+/// (StepCertificate::gridScaleDefect: the completion's own change where its
+/// solve ran, else the two-iteration check of the frame).
+struct FinishedFrame {
+  at::Tensor density;
+  double gridScaleDefect = std::numeric_limits<double>::quiet_NaN();
+  bool completed = false;
+  int completionIterations = 0;  ///< of the kept completion; 0 where none was kept
+  /// The frame shown keeps detail at the grid scale that the flow would
+  /// have damped (a completed frame does not).
+  bool keepsGridScaleDetail() const { return !completed && gridScaleDefect > StepCertificate::kGridScaleDefectShare; }
+};
+
+/// The frame of a solver that completes its own frames (the reference
+/// solver's `solved`), with `check` (a gridScaleDefect) where its
+/// completion did not run. Every solver's frame is finished by this rule.
+FinishedFrame finishedFrame(const ReferenceStep& solved, const std::function<double(const at::Tensor&)>& check);
+/// The reference solver's frame, finished.
+FinishedFrame finishFrame(const StepCertifier& certifier, const ReferenceStep& solved);
+/// Another solver's frame `next` for the step from `rho`, finished:
+/// completed (completeFrame) when `complete`, else checked.
+FinishedFrame finishFrame(const StepCertifier& certifier, const at::Tensor& rho, const at::Tensor& next,
+                          double energyOfRho, bool complete);
 
 /// K steps from rho0 by `step(rho, warmStart)`, each warm-started from the
 /// previous step's displacement, with a progress event per step.

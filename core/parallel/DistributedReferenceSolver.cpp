@@ -461,6 +461,17 @@ at::Tensor completeFrame(const DistributedJkoObjective& J, const DistributedJkoO
                         completionWindow(J.slabs()), finish, step)[0];
 }
 
+FinishedFrame finishFrame(const DistributedJkoObjective& J, const ReferenceStep& solved) {
+  return finishedFrame(solved, [&](const at::Tensor& frame) { return J.gridScaleDefect(frame); });
+}
+
+FinishedFrame finishFrame(const DistributedJkoObjective& J, const DistributedJkoObjective::State& state,
+                          const at::Tensor& next, double energyOfRho, bool complete) {
+  ReferenceStep record;
+  record.next = complete ? completeFrame(J, state, next, energyOfRho, record) : next;
+  return finishFrame(J, record);
+}
+
 std::vector<ReferenceStep> DistributedReferenceSolver::rollout(const at::Tensor& ownedDensity, int steps,
                                                                const ProgressCallback& progress) const {
   return warmStartedRollout([&](const at::Tensor& rho, const at::Tensor& warm) { return step(rho, warm); },

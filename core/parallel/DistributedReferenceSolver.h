@@ -144,6 +144,12 @@ GridScaleCompletion::Window completionWindow(const SlabDecomposition& slabs);
 at::Tensor completeFrame(const DistributedJkoObjective& J, const DistributedJkoObjective::State& state,
                          const at::Tensor& next, double energyOfRho, ReferenceStep& step);
 
+/// finishFrame split over the ranks (`solved` and `next`: this rank's
+/// planes). Collective.
+FinishedFrame finishFrame(const DistributedJkoObjective& J, const ReferenceStep& solved);
+FinishedFrame finishFrame(const DistributedJkoObjective& J, const DistributedJkoObjective::State& state,
+                          const at::Tensor& next, double energyOfRho, bool complete);
+
 class DistributedReferenceSolver {
  public:
   DistributedReferenceSolver(std::shared_ptr<const DistributedJkoObjective> objective,

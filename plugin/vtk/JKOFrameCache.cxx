@@ -525,7 +525,14 @@ void recordCertificate(Frame& frame, const StepCertificate& certificate) {
   frame.relativeGap = certificate.relativeGap;
   frame.w2Estimate = certificate.w2Estimate;
   frame.spreadMass = certificate.spreadMassFraction;
-  frame.gridScaleDefect = certificate.gridScaleDefect;
+}
+
+// The frame as it is shown (finishFrame): its density, completed at the grid
+// scale or not, and its grid-scale defect.
+void recordGridScale(Frame& frame, const FinishedFrame& shown) {
+  frame.density = shown.density;
+  frame.gridScaleCompleted = shown.completed;
+  frame.gridScaleDefect = shown.gridScaleDefect;
 }
 
 // What an Auto step did (refined or not, why, how), in its frame.
@@ -557,10 +564,7 @@ Frame FrameCache::splitStep(const ProgressCallback& report) {
   frame.converged = step.converged;
   // The reference solver's own final measure, in the certificate's terms.
   recordCertificate(frame, splitObjective_->certify(state, step.displacement, energy));
-  frame.gridScaleCompleted = step.completed;
-  frame.gridScaleDefect =
-      std::isfinite(step.gridScaleDefect) ? step.gridScaleDefect : splitObjective_->gridScaleDefect(step.next);
-  frame.density = step.next;
+  recordGridScale(frame, finishFrame(*splitObjective_, step));
   frame.velocity = step.displacement / setup_.tau;
   frame.energy = this->energyOf(frame.density);
   frame.mass = this->massOf(frame.density);
@@ -594,14 +598,7 @@ Frame FrameCache::splitOperatorStep(const ProgressCallback& report, CertifiedSte
   frame.transport = step.certificate.transport;
   frame.objective = step.certificate.objective;
   recordCertificate(frame, step.certificate);
-  frame.density = step.next;
-  ReferenceStep completion;
-  if (setup_.completeGridScale) {
-    frame.density = completeFrame(*splitObjective_, state, step.next, energy, completion);
-    frame.gridScaleCompleted = completion.completed;
-  }
-  frame.gridScaleDefect = std::isfinite(completion.gridScaleDefect) ? completion.gridScaleDefect
-                                                                    : splitObjective_->gridScaleDefect(step.next);
+  recordGridScale(frame, finishFrame(*splitObjective_, state, step.next, energy, setup_.completeGridScale));
   frame.velocity = step.displacement / setup_.tau;
   frame.energy = this->energyOf(frame.density);
   frame.mass = this->massOf(frame.density);
@@ -629,8 +626,10 @@ Frame FrameCache::step(int j, const ProgressCallback& report) {
   // solvers the failures of the frame's certificate.
   CertifiedStep tallied;
   StepCertificate certificate;
+  ReferenceStep solved;  // the reference solver's step, which it completes where asked
   if (setup_.solver == SolverKind::Reference) {
-    const ReferenceStep step = solver_->step(current_, warmStart_, report);
+    solved = solver_->step(current_, warmStart_, report);
+    const ReferenceStep& step = solved;
     next = step.next;
     displacement = step.displacement;
     warmStart_ = step.displacement;
@@ -638,10 +637,8 @@ Frame FrameCache::step(int j, const ProgressCallback& report) {
     frame.objective = step.objective;
     frame.iterations = step.iterations;
     frame.converged = step.converged;
-    frame.gridScaleCompleted = step.completed;
     // The reference solver's own final measure, in the certificate's terms.
     certificate = certifier_->certify(from, onCpu(displacement), energy);
-    certificate.gridScaleDefect = step.gridScaleDefect;  // where its completion ran
   } else if (setup_.solver == SolverKind::Auto) {
     tallied = auto_->step(current_, report, energy);
     next = tallied.next;
@@ -677,16 +674,12 @@ Frame FrameCache::step(int j, const ProgressCallback& report) {
   }
   recordCertificate(frame, certificate);
   // The learned solvers' frames are completed after their steps (the
-  // reference solver completes its own).
-  if (setup_.completeGridScale && setup_.solver != SolverKind::Reference) {
-    ReferenceStep completion;
-    const at::Tensor mapForm = next;
-    next = completeFrame(certifier_->objective(), from, onCpu(mapForm), energy, completion).to(mapForm.options());
-    frame.gridScaleCompleted = completion.completed;
-    frame.gridScaleDefect = completion.gridScaleDefect;
-  }
-  // Where no completion ran, the grid-scale check of the frame.
-  if (!std::isfinite(frame.gridScaleDefect)) frame.gridScaleDefect = certifier_->gridScaleDefect(onCpu(next));
+  // reference solver completes its own), else checked.
+  const FinishedFrame shown = setup_.solver == SolverKind::Reference
+                                  ? finishFrame(*certifier_, solved)
+                                  : finishFrame(*certifier_, from, next, energy, setup_.completeGridScale);
+  recordGridScale(frame, shown);
+  next = shown.density;  // on the operator's device
   frame.density = onCpu(next);
   frame.velocity = onCpu(displacement) / tau;
   frame.energy = this->energyOf(frame.density);

@@ -265,6 +265,31 @@ TEST(StepCertificate, FlagsDetailAtTheGridScaleThatCompletionDamps) {
   EXPECT_NEAR(factor, exact, 0.1 * exact);  // the map-form step alone: about 1
   EXPECT_NEAR(completed.sum().item<double>(), rho.sum().item<double>(), 1e-10 * rho.sum().item<double>());
 
+  // The frame as every solver shows it (finishFrame): completed, with the
+  // completion's change as its defect, and not named; or, without the
+  // completion, the map-form frame itself, checked and named.
+  const StepCertifier certifier(J);
+  const FinishedFrame shown = finishFrame(certifier, rho, step.next, std::nan(""), true);
+  EXPECT_TRUE(shown.completed);
+  EXPECT_EQ(shown.completionIterations, record.completionIterations);
+  EXPECT_EQ(shown.gridScaleDefect, record.gridScaleDefect);
+  EXPECT_TRUE(at::equal(shown.density, completed));
+  EXPECT_FALSE(shown.keepsGridScaleDetail());
+  const FinishedFrame kept = finishFrame(certifier, rho, step.next, std::nan(""), false);
+  EXPECT_FALSE(kept.completed);
+  EXPECT_EQ(kept.completionIterations, 0);
+  EXPECT_TRUE(at::equal(kept.density, step.next));
+  EXPECT_EQ(kept.gridScaleDefect, c.gridScaleDefect);
+  EXPECT_TRUE(kept.keepsGridScaleDetail());
+  // The reference solver's own completion is taken as it recorded it.
+  ReferenceSolverOptions completing;
+  completing.completeGridScale = true;
+  const ReferenceStep solved = ReferenceSolver(J, completing).step(rho);
+  const FinishedFrame own = finishFrame(certifier, solved);
+  EXPECT_EQ(own.completed, solved.completed);
+  EXPECT_EQ(own.gridScaleDefect, solved.gridScaleDefect);
+  EXPECT_TRUE(at::equal(own.density, solved.next));
+
   // A Gaussian six cells wide: nothing at the grid scale.
   const at::Tensor x = grid.coordinate(0) - 0.5, y = grid.coordinate(1) - 0.5;
   const double s = 6 * h;
