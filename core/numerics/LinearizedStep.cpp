@@ -1056,6 +1056,16 @@ RefinedDisplacement refineMap(const MapCorrections& J, const LinearizedStepOptio
   // frames by their error (docs/design.md, "Corrections until certified").
   at::Tensor done = at::zeros_like(current, at::kBool);
   const int extra = std::max(0, options.extraCorrections);
+  // Densities whose fixed corrections stalled (no trial of a line search
+  // lowered J) wait for the extra ones, which are of another form (capped
+  // per particle, quasi-Newton): at u = 0 beside bars one cell thick on
+  // vacuum, where the prefiltered masses are negative down to half the peak
+  // and J has a kink, the entropy's fixed correction raises J at every
+  // length from 1/4096 to 1 and the first extra one lowers it; stopping
+  // there left the frame where it was (docs/design.md, "Frames on densities
+  // of new kinds").
+  at::Tensor waiting = at::zeros_like(done);
+  const bool extraAhead = extra > 0;
   // Not with a tolerance (the Auto solver): there a frame still flagged
   // goes to the reference solver's L-BFGS, whose start the further
   // corrections made worse: on two wild scans they brought the certificate
@@ -1077,6 +1087,8 @@ RefinedDisplacement refineMap(const MapCorrections& J, const LinearizedStepOptio
   std::deque<CurvaturePair> pairs;
   at::Tensor previousU, previousGradient;
   for (int k = 0; k < most; ++k) {
+    if (extraAhead && k < corrections && done.all().item<bool>() && waiting.any().item<bool>()) k = corrections;
+    if (extraAhead && k == corrections) done = done.logical_and(waiting.logical_not());
     if (done.all().item<bool>()) break;
     const at::Tensor& u = out.displacement;
     const at::Tensor gradient = J.gradient(u, out.deposited);
@@ -1122,7 +1134,8 @@ RefinedDisplacement refineMap(const MapCorrections& J, const LinearizedStepOptio
     // within [1/16, 1/2]; else a quarter of the last length, down to
     // 1/4^(trials - 2) of the fit's (three trials stalled on thin strokes,
     // where J rises steeply along the correction); none lowers J: stay, and
-    // stop (the next correction would be the same).
+    // stop (the next correction of the same form would be the same), or
+    // during the fixed corrections wait for the extra ones.
     const at::Tensor slope = J.dot(gradient, delta);
     at::Tensor length = at::ones_like(current), accepted = done.clone();
     RefinedDisplacement next = out;
@@ -1142,7 +1155,9 @@ RefinedDisplacement refineMap(const MapCorrections& J, const LinearizedStepOptio
       accepted = accepted.logical_or(take);
       if (accepted.all().item<bool>()) break;
     }
-    done = done.logical_or(accepted.logical_not());
+    const at::Tensor stalled = accepted.logical_not();
+    if (extraAhead && k < corrections) waiting = waiting.logical_or(stalled);
+    done = done.logical_or(stalled);
     out = next;
   }
   return out;

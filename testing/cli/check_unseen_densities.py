@@ -14,7 +14,9 @@ held to the rules of docs/design.md, "Frames on densities of new kinds":
   certificate above the threshold, under-resolved, or a refinement that
   stopped at the iteration cap), or its objective is at or below the
   reference solver's (a lower minimiser of the same step);
-* every frame: mass kept, energy never raised.
+* every frame: mass kept, energy never raised, and the density moved (the
+  learned frames of the letters under Fokker-Planck once stayed where they
+  were, all their corrections having stalled).
 
 The learned runs must contain frames above 3%, so that the first rule is
 tested, not vacuous.
@@ -100,6 +102,10 @@ def main():
                     flagged = not c["descent"] or c["l1_error_estimate"] > threshold
                     named = flagged or k in under or k in capped
                     lower = c["objective"] <= objective + 1e-12 * abs(c["initial_objective"])
+                    # Each step of these densities moves mass: a frame that
+                    # stayed where it was is wrong whatever its certificate.
+                    if c["step_l1"] < 1e-3:
+                        failures.append(f"{case}, frame {k}: the frame did not move (step {c['step_l1']:.3g})")
                     if solver == "learned":
                         above += error > 0.03
                         if error > 0.03 and not named:
@@ -109,7 +115,8 @@ def main():
                         failures.append(f"{case}, frame {k}: Auto {100 * error:.2f}% from the reference solver's step, "
                                         f"not named, objective {c['objective']:.10g} above its {objective:.10g}")
                 print(f"{case}: errors {['%.2f%%' % (100 * e) for e in r['reference_rel_l1']]}, certificates "
-                      f"{['%.4f' % c['l1_error_estimate'] for c in r['certificate']]}, under-resolved {sorted(under)}")
+                      f"{['%.4f' % c['l1_error_estimate'] for c in r['certificate']]}, steps "
+                      f"{['%.3f' % c['step_l1'] for c in r['certificate']]}, under-resolved {sorted(under)}")
                 if r["mass_drift_max"] > 1e-9:
                     failures.append(f"{case}: mass drift {r['mass_drift_max']:.3g}")
                 energies = r["energy_per_frame"]
