@@ -275,10 +275,13 @@ class LinearizedStep {
   /// displacement, taken whole where that lowers J, else at the step length
   /// of a parabolic fit, then a quarter of the last length (at most
   /// options().lineSearchTrials, per density; none lowers J: the density
-  /// stops, or during the fixed corrections waits for the extra ones); with options().correctionTolerance, a density
-  /// also stops once its certificate estimate is below it. A start with J above J(0) = E(rho) is replaced by 0 first.
-  /// `tolerance` >= 0 replaces options().correctionTolerance for this call (the Auto solver's: it accepts any map
-  /// certified below its threshold). A density the certificate still puts above options().extraCorrectionsAbove after
+  /// stops, or during the fixed corrections waits for the extra ones);
+  /// with options().correctionTolerance, a density also stops once its
+  /// certificate estimate is below it. A start with J above J(0) = E(rho) is
+  /// replaced by 0 first. `tolerance` >= 0 replaces
+  /// options().correctionTolerance for this call (the Auto solver's: it
+  /// accepts any map certified below its threshold). A density the
+  /// certificate still puts above options().extraCorrectionsAbove after
   /// them takes options().extraCorrections more, quasi-Newton after the
   /// first (options().extraCorrectionMemory), and one still above
   /// options().furtherCorrectionsAbove after those
